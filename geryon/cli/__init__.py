@@ -1,0 +1,32 @@
+"""The `geryon` command: a thin click shell over the library.
+
+Each sub-module exposes `commands`, a list of click commands added to the group here.
+Only modules in this package import click or read the environment.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from geryon.cli import mapreduce as _mapreduce
+from geryon.cli import disk as _disk
+from geryon.cli import ndb as _ndb
+from geryon.cli import shell as _shell
+
+_MODULES = [_mapreduce, _disk, _ndb, _shell]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.version_option(package_name="geryon")
+def main(verbose: int) -> None:
+    """Geryon: MapReduce for small clusters."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="geryon: %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+for _module in _MODULES:
+    for _command in _module.commands:
+        main.add_command(_command)

@@ -1,0 +1,6 @@
+"""CLI verbs: disk."""
+from __future__ import annotations
+
+import click
+
+commands: list[click.Command] = []
