@@ -1,9 +1,35 @@
 """Inferno attrdb(6)/ndb(6) attribute databases: parse, multi-file databases, query.
 
-Stdlib only; imports nothing else of Geryon's.
+Stdlib only; imports nothing else of Geryon's. The public surface is re-exported here:
+
+    db = ndb.open("ndb/cluster")                   # Database, re-read when files change
+    db.query("name", "d0.mbox", "master")          # ['host0!chunk0']
+    db.find("name", "d0.mbox")                     # [Entry(...)]
+    ndb.parse(text, "cluster")                     # pure: list[Entry]
+    ndb.format_entry(entry) / ndb.format_line(entry)
 """
 from __future__ import annotations
 
+from ndb.database import Database, open
+from ndb.entry import Entry, Tuple
 from ndb.errors import NdbError
+from ndb.format import format_database, format_entry, format_line, quote, quote_word
+from ndb.parse import parse, parse_line
+from ndb.search import find, query
 
-__all__ = ["NdbError"]
+__all__ = [
+    "Database",
+    "Entry",
+    "NdbError",
+    "Tuple",
+    "find",
+    "format_database",
+    "format_entry",
+    "format_line",
+    "open",
+    "parse",
+    "parse_line",
+    "query",
+    "quote",
+    "quote_word",
+]

@@ -1,0 +1,290 @@
+"""A chunk disk: a directory with a capacity, as an `fs` filesystem (pyfilesystem2 API).
+
+Geryon's storage unit (the seed's 64 MB chunk). Writes that would take the chunk past its
+capacity fail with `DiskFull` and leave nothing behind: files opened for writing are written
+under a temporary name and renamed into place when closed. The capacity lives in a small
+metadata file at the chunk's root, hidden from listings. Not here: naming disks (see
+`geryon.disk`), serving chunks over the network (the node daemon).
+"""
+from __future__ import annotations
+
+import errno
+import io
+import json
+import logging
+import os
+import secrets
+from typing import Any, BinaryIO
+
+from fs import errors as fserrors
+from fs.base import FS
+from fs.mode import Mode
+from fs.osfs import OSFS
+
+from geryon.errors import DiskFull, GeryonError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CAPACITY = 64 << 20
+"""A chunk's capacity when none is given: 64 MiB, the seed's chunk size."""
+
+META_NAME = ".geryon-disk"
+"""The chunk's metadata file (JSON: capacity), at its root and hidden from listings."""
+
+TEMP_MARK = ".geryon-tmp-"
+"""Infix of files being written; they are hidden and removed when a write fails."""
+
+
+def is_internal(name: str) -> bool:
+    """Whether a file name is Geryon's own bookkeeping rather than user data."""
+    return name == META_NAME or TEMP_MARK in name
+
+
+def parse_size(text: str) -> int:
+    """Parse a size such as `64M`, `1G`, `512k` or `1000` into bytes (binary units)."""
+    units = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    t = text.strip().upper().removesuffix("IB").removesuffix("B") if len(text.strip()) > 1 else text.strip()
+    num, unit = t, ""
+    if t and t[-1] in units and not t[-1].isdigit():
+        num, unit = t[:-1], t[-1]
+    try:
+        value = float(num)
+    except ValueError:
+        raise ValueError(f"bad size {text!r} (examples: 64M, 1G, 4096)") from None
+    if value <= 0:
+        raise ValueError(f"bad size {text!r}: must be positive")
+    return int(value * units[unit])
+
+
+def create_chunk(path: str, capacity: int = DEFAULT_CAPACITY) -> "ChunkFS":
+    """Make a new chunk disk at `path` (the directory may exist but must hold no chunk)."""
+    if capacity <= 0:
+        raise GeryonError(f"{path}: capacity must be positive")
+    os.makedirs(path, exist_ok=True)
+    meta = os.path.join(path, META_NAME)
+    if os.path.exists(meta):
+        raise GeryonError(f"{path}: already a chunk disk")
+    _write_meta(meta, {"capacity": capacity})
+    return ChunkFS(path)
+
+
+def _write_meta(meta: str, data: dict) -> None:
+    tmp = f"{meta}{TEMP_MARK}{secrets.token_hex(4)}"
+    with open(tmp, "w") as f:
+        json.dump(data, f)
+    os.replace(tmp, meta)
+
+
+def read_capacity(path: str) -> int | None:
+    """The capacity of the chunk at `path`, or None when `path` is a plain directory."""
+    try:
+        with open(os.path.join(path, META_NAME)) as f:
+            return int(json.load(f)["capacity"])
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise GeryonError(f"{path}: damaged chunk metadata {META_NAME}: {exc}") from exc
+
+
+class ChunkFS(OSFS):
+    """An OSFS whose total size is bounded by the chunk's capacity.
+
+    A plain directory (no metadata file) opens with no capacity limit, so any directory can
+    serve as an input disk.
+    """
+
+    def __init__(self, root: str, capacity: int | None = None, create: bool = False) -> None:
+        if create:
+            os.makedirs(root, exist_ok=True)
+        try:
+            super().__init__(root)
+        except fserrors.CreateFailed as exc:
+            raise GeryonError(f"{root}: no such disk directory") from exc
+        self.capacity = capacity if capacity is not None else read_capacity(self.root_path)
+        self._used: int | None = None
+
+    def __repr__(self) -> str:
+        return f"ChunkFS({self.root_path!r}, capacity={self.capacity})"
+
+    # -- space accounting -----------------------------------------------------------
+    def used(self) -> int:
+        """Bytes held by files in the chunk (a fresh walk of the directory)."""
+        total = 0
+        for dirpath, _dirs, files in os.walk(self.root_path):
+            for name in files:
+                if name == META_NAME:
+                    continue
+                try:
+                    total += os.lstat(os.path.join(dirpath, name)).st_size
+                except FileNotFoundError:
+                    pass
+        self._used = total
+        return total
+
+    def free(self) -> int | None:
+        """Bytes that may still be written, or None for an unbounded directory."""
+        if self.capacity is None:
+            return None
+        return max(0, self.capacity - self.used())
+
+    def _reserve(self, nbytes: int, path: str) -> None:
+        if self.capacity is None or nbytes <= 0:
+            return
+        if self._used is None or self._used + nbytes > self.capacity:
+            self.used()  # others may have freed space since we last looked
+        assert self._used is not None
+        if self._used + nbytes > self.capacity:
+            raise DiskFull(
+                f"{self.root_path}: disk full writing {path} "
+                f"(capacity {self.capacity} bytes, {self.capacity - self._used} free)"
+            )
+        self._used += nbytes
+
+    def _release(self, nbytes: int) -> None:
+        if self._used is not None:
+            self._used = max(0, self._used - nbytes)
+
+    # -- the fs API -----------------------------------------------------------------
+    def listdir(self, path: str) -> list[str]:
+        return [n for n in super().listdir(path) if not is_internal(n)]
+
+    def scandir(self, path: str, namespaces: Any = None, page: Any = None) -> Any:
+        return (i for i in super().scandir(path, namespaces, page) if not is_internal(i.name))
+
+    def openbin(self, path: str, mode: str = "r", buffering: int = -1, **options: Any) -> BinaryIO:
+        _mode = Mode(mode)
+        _mode.validate_bin()
+        if not _mode.writing:
+            return super().openbin(path, mode, buffering, **options)
+        _path = self.validatepath(path)
+        if _path == "/":
+            raise fserrors.FileExpected(path)
+        if is_internal(os.path.basename(_path)):
+            raise fserrors.ResourceReadOnly(path)
+        sys_path = self.getsyspath(_path)
+        if not os.path.isdir(os.path.dirname(sys_path)):
+            raise fserrors.ResourceNotFound(path)
+        if os.path.isdir(sys_path):
+            raise fserrors.FileExpected(path)
+        if _mode.exclusive and os.path.exists(sys_path):
+            raise fserrors.FileExists(path)
+        if _mode.truncate or _mode.exclusive or not os.path.exists(sys_path):
+            return _ChunkWriter(self, _path, sys_path, _mode, replace=True)
+        return _ChunkWriter(self, _path, sys_path, _mode, replace=False)
+
+    def open(self, path: str, mode: str = "r", buffering: int = -1, encoding: str | None = None,
+             errors: str | None = None, newline: str = "", **options: Any) -> Any:
+        if not Mode(mode).writing:
+            return super().open(path, mode, buffering, encoding, errors, newline, **options)
+        # FS.open goes through openbin, where the capacity is enforced (OSFS.open does not).
+        return FS.open(self, path, mode, buffering, encoding, errors, newline, **options)
+
+    def copy(self, src_path: str, dst_path: str, overwrite: bool = False, preserve_time: bool = False) -> None:
+        # OSFS.copy uses sendfile and would bypass the capacity; go through openbin.
+        FS.copy(self, src_path, dst_path, overwrite, preserve_time)
+
+    def remove(self, path: str) -> None:
+        try:
+            size = self.getsize(path)
+        except fserrors.FSError:
+            size = 0
+        super().remove(path)
+        self._release(size)
+
+
+class _ChunkWriter(io.RawIOBase):
+    """A file being written to a chunk: counts bytes, commits by rename on close."""
+
+    def __init__(self, chunk: ChunkFS, path: str, sys_path: str, mode: Mode, replace: bool) -> None:
+        super().__init__()
+        self._chunk, self._path, self._final = chunk, path, sys_path
+        self._replace = replace
+        self.name = path
+        self.mode = mode.to_platform_bin()
+        self._failed = False
+        if replace:
+            base = os.path.basename(sys_path)
+            self._target = os.path.join(os.path.dirname(sys_path), f".{base}{TEMP_MARK}{secrets.token_hex(4)}")
+            self._f = open(self._target, "w+b" if mode.reading else "wb")
+            self._old_size = os.path.getsize(sys_path) if os.path.exists(sys_path) else 0
+        else:
+            self._target = sys_path
+            self._f = open(sys_path, mode.to_platform_bin())
+            self._old_size = 0
+        self._size = 0 if replace else os.path.getsize(sys_path)
+        if mode.appending:
+            self._f.seek(0, os.SEEK_END)
+
+    def readable(self) -> bool:
+        return "r" in self.mode or "+" in self.mode
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._f.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+    def readinto(self, b: Any) -> int:
+        return self._f.readinto(b)
+
+    def fileno(self) -> int:
+        return self._f.fileno()
+
+    def truncate(self, size: int | None = None) -> int:
+        new = self._f.truncate(size)
+        if new > self._size:
+            self._grow(new - self._size)
+        self._size = new
+        return new
+
+    def _grow(self, nbytes: int) -> None:
+        try:
+            self._chunk._reserve(nbytes, self._path)
+        except DiskFull:
+            self._fail()
+            raise
+
+    def write(self, b: Any) -> int:
+        data = memoryview(b)
+        end = self._f.tell() + data.nbytes
+        if end > self._size:
+            self._grow(end - self._size)
+            self._size = end
+        try:
+            return self._f.write(data)
+        except OSError as exc:
+            self._fail()
+            if exc.errno == errno.ENOSPC:
+                raise DiskFull(f"{self._chunk.root_path}: no space left writing {self._path}") from exc
+            raise
+
+    def _fail(self) -> None:
+        """Drop everything this writer wrote; the file under its final name is untouched."""
+        if self._failed:
+            return
+        self._failed = True
+        self._f.close()
+        if self._replace:
+            try:
+                os.unlink(self._target)
+            except FileNotFoundError:
+                pass
+        self._chunk._used = None
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        try:
+            if not self._failed:
+                self._f.close()
+                if self._replace:
+                    os.replace(self._target, self._final)
+                    self._chunk._release(self._old_size)
+        finally:
+            super().close()

@@ -1,0 +1,149 @@
+"""Keys and values on the wire and on disk: the intermediate format and the output formats.
+
+Intermediate data is msgpack (safe: no code runs on decode, unlike pickle), written as
+blocks of parallel arrays so that packing and unpacking stay in C. Output part files are
+text (`key<TAB>value` lines, Hadoop Streaming's TextOutputFormat) or JSON (mrjob's
+JSONProtocol, exact round trip). This module does no I/O of its own.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import msgpack
+
+from geryon.errors import GeryonError
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("text", "json")
+"""Output formats a job can write."""
+
+
+class RecordError(GeryonError):
+    """A key or value is of a type Geryon cannot carry between map and reduce."""
+
+
+# Keys and values carried between phases: str, bytes, int, float, bool, None and
+# lists of them (tuples travel as lists, as in JSON).
+def pack_block(single: bool, keys: list, values: list) -> bytes:
+    """Encode one block of sorted records: `values[i]` is a value (single) or a list."""
+    try:
+        return msgpack.packb((single, keys, values), use_bin_type=True, unicode_errors="surrogateescape")
+    except (TypeError, ValueError, OverflowError) as exc:
+        bad = _first_unpackable(keys, values)
+        raise RecordError(f"cannot carry {bad!r} between map and reduce: {exc}") from exc
+
+
+def _first_unpackable(keys: list, values: list) -> object:
+    for item in (*keys, *values):
+        try:
+            msgpack.packb(item, use_bin_type=True)
+        except (TypeError, ValueError, OverflowError):
+            return item
+    return "?"
+
+
+def unpack_blocks(data: bytes) -> Iterator[tuple[bool, list, list]]:
+    """Decode the blocks written by `pack_block`, one after the other."""
+    unpacker = msgpack.Unpacker(use_list=True, raw=False, max_buffer_size=0, strict_map_key=False, unicode_errors="surrogateescape")
+    unpacker.feed(data)
+    for single, keys, values in unpacker:
+        yield single, keys, values
+
+
+def block_stream(chunks: Iterable[bytes]) -> Iterator[tuple[bool, list, list]]:
+    """Decode blocks from an iterable of byte chunks (a file or an HTTP body)."""
+    unpacker = msgpack.Unpacker(use_list=True, raw=False, max_buffer_size=0, strict_map_key=False, unicode_errors="surrogateescape")
+    for chunk in chunks:
+        unpacker.feed(chunk)
+        yield from unpacker
+
+
+def freeze(obj: Any) -> Any:
+    """Make a key hashable: lists become tuples, recursively."""
+    if type(obj) is list:
+        return tuple(freeze(x) for x in obj)
+    return obj
+
+
+# --- output formats -------------------------------------------------------------------
+
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def text_field(obj: Any) -> str:
+    """Render a key or value as Hadoop Streaming would: str as is, numbers in decimal.
+
+    A str holding a tab, newline or carriage return is written with backslash escapes
+    (`\\t`, `\\n`, `\\r`, `\\\\`) so that every record stays one line; `parse_text_field`
+    undoes it. Bytes are decoded as UTF-8 (undecodable bytes escaped the same way as str
+    would be after surrogateescape). Lists and tuples are written as JSON arrays.
+    """
+    t = type(obj)
+    if t is str:
+        if "\t" in obj or "\n" in obj or "\r" in obj:
+            return obj.translate(_ESCAPES)
+        return obj
+    if t is int or t is float:
+        return repr(obj)
+    if t is bytes:
+        return text_field(obj.decode("utf-8", "surrogateescape"))
+    if t is bool or obj is None:
+        return json.dumps(obj)
+    if t in (list, tuple):
+        return json.dumps(obj, ensure_ascii=False, default=_json_default)
+    return text_field(str(obj))
+
+
+def parse_text_field(field: str) -> str:
+    """Undo `text_field`'s escapes (only for fields that needed them)."""
+    if "\\" not in field:
+        return field
+    out, i, n = [], 0, len(field)
+    table = {"\\": "\\", "t": "\t", "n": "\n", "r": "\r"}
+    while i < n:
+        c = field[i]
+        if c == "\\" and i + 1 < n and field[i + 1] in table:
+            out.append(table[field[i + 1]])
+            i += 2
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, bytes):
+        return obj.decode("utf-8", "surrogateescape")
+    if isinstance(obj, tuple):
+        return list(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+def json_field(obj: Any) -> str:
+    """Render a key or value as compact JSON (mrjob's JSONProtocol); bytes as text."""
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=_json_default)
+
+
+def format_lines(keys: list, values: list, fmt: str) -> str:
+    """Render records as output lines in `fmt` ("text" or "json")."""
+    if fmt == "json":
+        jf = json_field
+        return "".join([f"{jf(k)}\t{jf(v)}\n" for k, v in zip(keys, values)])
+    tf = text_field
+    if all(type(k) is str for k in keys) and all(type(v) is int for v in values):
+        # The common case (word counts): no per-field dispatch beyond the escape check.
+        return "".join([f"{tf(k)}\t{v}\n" for k, v in zip(keys, values)])
+    return "".join([f"{tf(k)}\t{tf(v)}\n" for k, v in zip(keys, values)])
+
+
+def parse_line(line: str, fmt: str) -> tuple[Any, Any]:
+    """Parse one output line back into (key, value)."""
+    line = line[:-1] if line.endswith("\n") else line
+    key, sep, value = line.partition("\t")
+    if fmt == "json":
+        return freeze(json.loads(key)), json.loads(value) if sep else None
+    return parse_text_field(key), parse_text_field(value)

@@ -1,0 +1,90 @@
+"""Cpus: where tasks run. One small protocol; the local implementation is a process pool.
+
+A `Cpu` has a name, a number of slots and `submit(task) -> Future[TaskResult]`. The local
+cpu forks worker processes that inherit the job (functions and all), so no job code is
+ever serialised; with one slot it runs tasks in the calling process, like mrjob's inline
+runner, so a debugger sees the user's code. Remote cpus (node daemons) are elsewhere.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import multiprocessing
+import os
+from typing import Protocol
+
+from geryon.job import Job
+from geryon.maptask import run_map_task
+from geryon.reducetask import run_reduce_task
+from geryon.task import MapTask, ReduceTask, TaskResult
+
+log = logging.getLogger(__name__)
+
+_JOBS: dict[str, Job] = {}  # inherited by forked workers
+
+
+class Cpu(Protocol):
+    name: str
+    slots: int
+
+    def submit(self, job_id: str, task: MapTask | ReduceTask) -> cf.Future[TaskResult]: ...
+
+    def close(self) -> None: ...
+
+
+def run_task(job_id: str, task: MapTask | ReduceTask) -> TaskResult:
+    """Run one task of a registered job in this process."""
+    job = _JOBS[job_id]
+    if isinstance(task, MapTask):
+        return run_map_task(job, task)
+    return run_reduce_task(job, task)
+
+
+def default_workers() -> int:
+    """One worker per core this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class LocalCpu:
+    """This machine's cores as one cpu with `slots` worker processes."""
+
+    def __init__(self, job_id: str, job: Job, slots: int | None = None) -> None:
+        self.name = "local"
+        self.slots = slots or default_workers()
+        self._job_id = job_id
+        _JOBS[job_id] = job
+        self._pool: cf.Executor
+        if self.slots == 1:
+            self._pool = _InlineExecutor()
+        else:
+            ctx = multiprocessing.get_context("fork") if "fork" in multiprocessing.get_all_start_methods() \
+                else multiprocessing.get_context()
+            self._pool = cf.ProcessPoolExecutor(max_workers=self.slots, mp_context=ctx)
+
+    def submit(self, job_id: str, task: MapTask | ReduceTask) -> cf.Future[TaskResult]:
+        return self._pool.submit(run_task, job_id, task)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        _JOBS.pop(self._job_id, None)
+
+    def __enter__(self) -> "LocalCpu":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _InlineExecutor(cf.Executor):
+    """Runs each submitted call at once, in this process."""
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def, override]
+        fut: cf.Future = cf.Future()
+        try:
+            fut.set_result(fn(*args, **kwargs))
+        except BaseException as exc:
+            fut.set_exception(exc)
+        return fut

@@ -1,0 +1,83 @@
+"""Disks: a name plus an `fs` filesystem, and how a disk argument is resolved.
+
+A disk argument is a path to a directory (a chunk disk or any directory), or a name such as
+`d0.mbox` looked up in a local ndb file. In the ndb file a disk entry is
+
+    name=d0.mbox kfs
+        master=host0!chunk0 replica=d0.replica
+        path=disks/d0.mbox
+
+where `path` (relative to the ndb file's directory) says where the chunk lives on this
+machine. Resolving names through the registry (cluster mode) is not done here.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+
+from fs.base import FS
+
+import ndb
+from geryon.chunk import ChunkFS
+from geryon.errors import GeryonError, UnknownDisk
+
+log = logging.getLogger(__name__)
+
+DEFAULT_NDB = os.path.join("ndb", "cluster")
+"""The local ndb file used when none is named, relative to the current directory."""
+
+
+@dataclass(frozen=True)
+class Disk:
+    """A named disk: `name` for people and messages, `fs` for the bytes."""
+
+    name: str
+    fs: FS = field(compare=False)
+    path: str | None = None  # the local directory, when the disk is local
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def open_path(path: str, name: str | None = None) -> Disk:
+    """Open a local directory (chunk or plain) as a disk."""
+    if not os.path.isdir(path):
+        raise UnknownDisk(f"{path}: no such disk directory")
+    real = os.path.abspath(path)
+    return Disk(name or os.path.basename(real.rstrip(os.sep)) or real, ChunkFS(real), real)
+
+
+def resolve(arg: str, ndb_file: str | None = None) -> Disk:
+    """Turn a disk argument into a Disk.
+
+    Args:
+        arg: a directory path, or a disk name from the ndb file.
+        ndb_file: the ndb file naming disks; None means `./ndb/cluster` if it exists.
+    Raises:
+        UnknownDisk: `arg` is neither a directory nor a disk named in the ndb file.
+    """
+    if os.sep in arg or arg.startswith(".") or os.path.isdir(arg):
+        if os.path.isdir(arg):
+            return open_path(arg)
+        if os.sep in arg:
+            raise UnknownDisk(f"{arg}: no such disk directory")
+    db_path = ndb_file if ndb_file is not None else (DEFAULT_NDB if os.path.exists(DEFAULT_NDB) else None)
+    if db_path is None:
+        raise UnknownDisk(f"{arg}: unknown disk (not a directory, and no ndb file: use --ndb or GERYON_NDB)")
+    try:
+        db = ndb.open(db_path)
+        entries = db.find("name", arg)
+    except ndb.NdbError as exc:
+        raise GeryonError(str(exc)) from exc
+    if not entries:
+        raise UnknownDisk(f"{arg}: unknown disk (not a directory, not named in {db_path})")
+    entry = entries[0]
+    local = entry.get("path")
+    if not local:
+        raise UnknownDisk(f"{arg}: {db_path} names the disk but gives no local path= for it")
+    base = os.path.dirname(os.path.abspath(db_path))
+    full = local if os.path.isabs(local) else os.path.join(base, local)
+    if not os.path.isdir(full):
+        raise UnknownDisk(f"{arg}: {full} (from {db_path}) is not a directory")
+    return open_path(full, name=arg)

@@ -1,0 +1,237 @@
+"""The job driver: plan map tasks, run them on cpus, shuffle, reduce, commit.
+
+Pull-based: each cpu has slots, and a free slot takes the next pending task. A task
+attempt that fails for a reason outside the user's code (a worker died, a disk filled up)
+is retried, up to `max_attempts`; a failure of the user's own code is deterministic and
+fails the job at once with its message. Nothing is committed until every reduce task has
+succeeded; then each part file is renamed into place. Not here: the tasks themselves
+(`maptask`, `reducetask`) and where cpus come from (`cpu`, the cluster modules).
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import os
+import re
+import secrets
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from geryon import counters as counters_mod
+from geryon.chunk import TEMP_MARK
+from geryon.cpu import Cpu
+from geryon.disk import Disk
+from geryon.errors import GeryonError, JobFailed
+from geryon.job import Job
+from geryon.split import Split, list_files, plan_splits
+from geryon.task import MapTask, ReduceTask, TaskResult
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_ATTEMPTS = 4
+"""Attempts per task before the job fails (Hadoop's default)."""
+
+
+class Progress(Protocol):
+    """What the driver tells whoever watches a job."""
+
+    def phase(self, name: str, total: int, nbytes: int) -> None: ...
+
+    def task_done(self, result: TaskResult) -> None: ...
+
+    def message(self, text: str) -> None: ...
+
+
+class _Silent:
+    def phase(self, name: str, total: int, nbytes: int) -> None:
+        pass
+
+    def task_done(self, result: TaskResult) -> None:
+        pass
+
+    def message(self, text: str) -> None:
+        pass
+
+
+@dataclass
+class PhaseStats:
+    tasks: int = 0
+    records_in: int = 0
+    records_out: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    seconds: float = 0.0
+    attempts: int = 0
+
+
+@dataclass
+class JobReport:
+    """What a finished job did: its part files, counters and per-phase figures."""
+
+    job_id: str
+    name: str
+    out_dir: str
+    parts: list[str]
+    format: str
+    map: PhaseStats = field(default_factory=PhaseStats)
+    reduce: PhaseStats = field(default_factory=PhaseStats)
+    counters: dict[str, dict[str, int]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def new_job_id(name: str) -> str:
+    return f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+
+
+_JOB_NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
+
+
+def check_job_name(name: str) -> str:
+    if not _JOB_NAME.match(name) or name.startswith("."):
+        raise GeryonError(f"bad job name {name!r}: use letters, digits, '.', '_', '+' or '-'")
+    return name
+
+
+def plan(job: Job, disks: Sequence[Disk]) -> list[Split]:
+    """Cut every input disk into splits, in disk order then file order."""
+    splits: list[Split] = []
+    for disk in disks:
+        files = list_files(disk.fs)
+        splits.extend(plan_splits(disk.name, files, job.split_size, cut_files=job.reader == "lines"))
+    return splits
+
+
+class Driver:
+    """Runs one job to its commit on a set of cpus."""
+
+    def __init__(self, job: Job, cpus: Sequence[Cpu], job_id: str, progress: Progress | None = None,
+                 max_attempts: int = DEFAULT_MAX_ATTEMPTS, workdir: str | None = None) -> None:
+        self.job = job
+        self.cpus = list(cpus)
+        self.job_id = job_id
+        self.progress = progress or _Silent()
+        self.max_attempts = max_attempts
+        self._workdir_parent = workdir
+
+    def run(self, disks: Sequence[Disk], out_dir: str) -> JobReport:
+        started = time.monotonic()
+        job = self.job
+        check_job_name(job.name)
+        os.makedirs(out_dir, exist_ok=True)
+        out_dir = os.path.abspath(out_dir)
+        staging = f"{TEMP_MARK}{self.job_id}"  # hidden in listings, removed on failure
+        work = tempfile.mkdtemp(prefix=f"geryon-{self.job_id}-", dir=self._workdir_parent)
+        report = JobReport(self.job_id, job.name, out_dir, [], job.format)
+        try:
+            roots = {d.name: d.path for d in disks}
+            missing = [d.name for d in disks if not d.path]
+            if missing:
+                raise GeryonError(f"{missing[0]}: only local disks can be read in local mode")
+            splits = plan(job, disks)
+            maps = [MapTask(i, 0, s, roots[s.disk] or "", work) for i, s in enumerate(splits)]
+            self.progress.phase("map", len(maps), sum(s.size for s in splits))
+            t0 = time.monotonic()
+            map_results = self._run_all(maps, report.map)
+            report.map.seconds = time.monotonic() - t0
+            reduces = [
+                ReduceTask(r, 0, tuple((res.output, res.segments[r]) for res in map_results), out_dir, staging)
+                for r in range(job.partitions)
+            ]
+            shuffle = sum(res.segments[r].length for res in map_results for r in range(job.partitions))
+            self.progress.phase("reduce", len(reduces), shuffle)
+            t0 = time.monotonic()
+            reduce_results = self._run_all(reduces, report.reduce)
+            report.reduce.seconds = time.monotonic() - t0
+            report.parts = self._commit(out_dir, staging, reduce_results)
+            counters_mod.merge(report.counters, [r.counters for r in map_results + reduce_results])
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+            shutil.rmtree(os.path.join(out_dir, staging), ignore_errors=True)
+        report.seconds = time.monotonic() - started
+        return report
+
+    def _run_all(self, tasks: Sequence[MapTask | ReduceTask], stats: PhaseStats) -> list[TaskResult]:
+        """Run tasks on the cpus' free slots until all succeed; results in task order."""
+        pending: list[MapTask | ReduceTask] = list(reversed(tasks))
+        results: dict[int, TaskResult] = {}
+        running: dict[cf.Future[TaskResult], tuple[MapTask | ReduceTask, Cpu]] = {}
+        busy = {id(c): 0 for c in self.cpus}
+        stats.tasks = len(tasks)
+        try:
+            while pending or running:
+                for cpu in self.cpus:
+                    while pending and busy[id(cpu)] < cpu.slots:
+                        task = pending.pop()
+                        fut = cpu.submit(self.job_id, task)
+                        running[fut] = (task, cpu)
+                        busy[id(cpu)] += 1
+                        stats.attempts += 1
+                done, _ = cf.wait(list(running), return_when=cf.FIRST_COMPLETED)
+                for fut in done:
+                    task, cpu = running.pop(fut)
+                    busy[id(cpu)] -= 1
+                    result = self._result_of(fut, task)
+                    if result.ok:
+                        results[task.index] = result
+                        stats.records_in += result.records_in
+                        stats.records_out += result.records_out
+                        stats.bytes_in += result.bytes_in
+                        stats.bytes_out += result.bytes_out
+                        self.progress.task_done(result)
+                        continue
+                    retry = result.error_kind in ("system", "disk_full") and task.attempt + 1 < self.max_attempts
+                    if retry:
+                        log.warning("%s attempt %d failed, retrying: %s", task.id, task.attempt, result.error)
+                        self.progress.message(f"retrying {task.id}: {result.error}")
+                        pending.append(_next_attempt(task))
+                        continue
+                    raise JobFailed(_failure_message(result, task))
+        except BaseException:
+            for fut in running:
+                fut.cancel()
+            raise
+        return [results[t.index] for t in tasks]
+
+    def _result_of(self, fut: cf.Future[TaskResult], task: MapTask | ReduceTask) -> TaskResult:
+        try:
+            return fut.result()
+        except Exception as exc:  # the worker process died, or the task could not be sent
+            return TaskResult(task=task.id, attempt=task.attempt, ok=False,
+                              error=f"{task.id} attempt {task.attempt} lost: {type(exc).__name__}: {exc}",
+                              error_kind="system")
+
+    def _commit(self, out_dir: str, staging: str, results: list[TaskResult]) -> list[str]:
+        """Rename every committed attempt to its final name; drop stale parts of the job."""
+        job = self.job
+        finals = []
+        for r, res in enumerate(results):
+            src = os.path.join(out_dir, res.output)
+            dst = os.path.join(out_dir, f"{job.name}.part{r}")
+            os.replace(src, dst)
+            finals.append(dst)
+        stale = re.compile(rf"^{re.escape(job.name)}\.part(\d+)$")
+        for name in os.listdir(out_dir):
+            m = stale.match(name)
+            if m and int(m.group(1)) >= job.partitions:
+                os.unlink(os.path.join(out_dir, name))
+        return finals
+
+
+def _next_attempt(task: MapTask | ReduceTask) -> MapTask | ReduceTask:
+    from dataclasses import replace
+
+    return replace(task, attempt=task.attempt + 1)
+
+
+def _failure_message(result: TaskResult, task: MapTask | ReduceTask) -> str:
+    msg = result.error
+    if task.attempt > 0:
+        msg += f" (after {task.attempt + 1} attempts)"
+    if result.detail:
+        msg += "\n" + result.detail
+    return msg
+

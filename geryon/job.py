@@ -1,0 +1,251 @@
+"""What a job is: map, reduce and combine steps, as Python functions or commands.
+
+A Python step is a function: `map(key, value)`, `reduce(key, values)`,
+`combine(key, values)`. A streaming step is a command (an executable, an argv, or a shell
+command block `{ ... }`) that reads records on stdin and writes `key<TAB>value` lines, the
+Hadoop Streaming rules. Scripts are loaded from files, so that the same job can travel to
+another machine as files (never pickled). Running steps is not done here (see `maptask`,
+`reducetask`).
+"""
+from __future__ import annotations
+
+import builtins
+import hashlib
+import importlib.util
+import logging
+import os
+import shlex
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+from geryon.codec import FORMATS
+from geryon.errors import JobDefinitionError
+from geryon.partition import PARTITIONERS
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PARTITIONS = 5
+"""R, the number of reduce partitions: the seed's value."""
+
+DEFAULT_SORT_BUDGET = 256 << 20
+"""Memory a map or reduce task may use for sorting before it spills to disk (bytes)."""
+
+DEFAULT_SPLIT_SIZE = 64 << 20
+"""Input bytes per map task (the chunk size): larger files are split by the lines reader."""
+
+READERS = ("file", "lines", "bytes")
+"""Record readers: whole file as text (default), one record per line, whole file as bytes."""
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a job: a Python function, or a command for streaming."""
+
+    func: Callable[..., Any] | None = None
+    command: str | tuple[str, ...] | None = None
+    source: str | None = None  # the script it came from, for messages and job packs
+
+    @property
+    def streaming(self) -> bool:
+        return self.command is not None
+
+    def describe(self) -> str:
+        if self.command is not None:
+            return self.command if isinstance(self.command, str) else shlex.join(self.command)
+        name = getattr(self.func, "__qualname__", repr(self.func))
+        return f"{self.source}:{name}" if self.source else name
+
+
+@dataclass(frozen=True)
+class Job:
+    """A MapReduce job: its steps and settings.
+
+    `map`, `reduce` and `combine` may be functions, commands (str or argv tuple) or Steps.
+    Example: `Job(map=wordmap, reduce=total, combine=total, partitions=3).run(["d0.mbox"])`.
+    """
+
+    map: Step
+    reduce: Step | None = None
+    combine: Step | None = None
+    partitions: int = DEFAULT_PARTITIONS
+    name: str = ""
+    reader: str = "file"
+    partitioner: str = "crc32"
+    format: str = "json"
+    sort_budget: int = DEFAULT_SORT_BUDGET
+    split_size: int = DEFAULT_SPLIT_SIZE
+    env: tuple[tuple[str, str], ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        for attr in ("map", "reduce", "combine"):
+            object.__setattr__(self, attr, as_step(getattr(self, attr), attr))
+        if self.map is None:
+            raise JobDefinitionError("a job needs a map step")
+        if not self.name:
+            object.__setattr__(self, "name", default_name(self.map))
+        if self.partitions < 1:
+            raise JobDefinitionError(f"partitions must be at least 1, not {self.partitions}")
+        if self.reader not in READERS:
+            raise JobDefinitionError(f"unknown reader {self.reader!r} (choose from {', '.join(READERS)})")
+        if self.partitioner not in PARTITIONERS:
+            raise JobDefinitionError(f"unknown partitioner {self.partitioner!r} (choose from {', '.join(PARTITIONERS)})")
+        if self.format not in FORMATS:
+            raise JobDefinitionError(f"unknown output format {self.format!r} (choose from {', '.join(FORMATS)})")
+        if self.sort_budget < 1 << 20:
+            raise JobDefinitionError("the sort budget must be at least 1 MiB")
+        if self.split_size < 1:
+            raise JobDefinitionError("the split size must be positive")
+        if self.combine is not None and self.combine.streaming:
+            raise JobDefinitionError("a combiner must be a Python function")
+
+    def run(self, disks: Sequence[Any], out: str | None = None, workers: int | None = None,
+            ndb: str | None = None, progress: Any = None) -> Any:
+        """Run the job on `disks` (paths, disk names or Disks) in local mode.
+
+        Returns a JobResult: iterate it for (key, value) pairs in partition then key order.
+        """
+        from geryon.api import run_job
+
+        return run_job(self, disks, out=out, workers=workers, ndb=ndb, progress=progress)
+
+    def fingerprint(self) -> str:
+        """A short content hash of the job's scripts and settings (job packs, job ids)."""
+        h = hashlib.sha256()
+        for step in (self.map, self.reduce, self.combine):
+            if step is None:
+                h.update(b"-")
+            elif step.source and os.path.exists(step.source):
+                with open(step.source, "rb") as f:
+                    h.update(f.read())
+            else:
+                h.update(step.describe().encode())
+        h.update(repr((self.partitions, self.reader, self.partitioner, self.format)).encode())
+        return h.hexdigest()[:12]
+
+
+def as_step(obj: Any, kind: str) -> Step | None:
+    """Normalise a job argument (function, command, argv or Step) to a Step."""
+    if obj is None or isinstance(obj, Step):
+        return obj
+    if callable(obj):
+        return Step(func=obj)
+    if isinstance(obj, str):
+        return Step(command=obj)
+    if isinstance(obj, (list, tuple)) and all(isinstance(a, str) for a in obj):
+        return Step(command=tuple(obj))
+    raise JobDefinitionError(f"{kind} must be a function or a command, not {type(obj).__name__}")
+
+
+def default_name(step: Step) -> str:
+    """A job's name from its map step: the script's folder for `map.py`, else its stem."""
+    if step.source:
+        stem = os.path.splitext(os.path.basename(step.source))[0]
+        if stem in ("map", "mapper"):
+            stem = os.path.basename(os.path.dirname(step.source)) or stem
+        return _safe_name(stem)
+    if step.func is not None:
+        return _safe_name(getattr(step.func, "__name__", "job"))
+    return "job"
+
+
+def _safe_name(text: str) -> str:
+    cleaned = "".join(c if c.isalnum() or c in "_.+-" else "_" for c in text).lstrip(".")
+    return cleaned or "job"
+
+
+def load_script(path: str) -> ModuleType:
+    """Import a job script from a file path, under a name of its own."""
+    if not os.path.isfile(path):
+        raise JobDefinitionError(f"{path}: no such script")
+    digest = hashlib.sha1(os.path.abspath(path).encode()).hexdigest()[:10]
+    name = f"geryon_job_{os.path.splitext(os.path.basename(path))[0]}_{digest}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise JobDefinitionError(f"{path}: cannot be loaded as a Python script")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[name]
+        raise JobDefinitionError(f"{path}: {type(exc).__name__}: {exc}") from exc
+    return module
+
+
+def is_python_script(arg: str) -> bool:
+    """A step argument names a Python script when it is an existing `.py` file."""
+    return arg.endswith(".py") and os.path.isfile(arg)
+
+
+def step_from_arg(arg: str, kind: str, streaming: bool = False) -> Step:
+    """Build a step from a CLI argument: `file.py`, an executable, or a command block."""
+    if not streaming and arg.endswith(".py"):
+        if not os.path.isfile(arg):
+            raise JobDefinitionError(f"{arg}: no such script")
+        module = load_script(arg)
+        func = getattr(module, kind, None)
+        if func is None and kind == "map":
+            func = getattr(module, "mapper", None)
+        if func is None and kind == "reduce":
+            func = getattr(module, "reducer", None)
+        if not callable(func):
+            raise JobDefinitionError(f"{arg}: defines no function {kind}(key, {'value' if kind == 'map' else 'values'})")
+        return Step(func=func, source=os.path.abspath(arg))
+    command = arg.strip()
+    if command.startswith("{") and command.endswith("}"):
+        command = command[1:-1].strip()  # an Inferno-style command block: run by sh
+    elif os.path.isfile(arg):
+        if not os.access(arg, os.X_OK):
+            raise JobDefinitionError(f"{arg}: not executable (chmod +x, or give a .py script)")
+        return Step(command=(os.path.abspath(arg),), source=os.path.abspath(arg))
+    if not command:
+        raise JobDefinitionError(f"empty {kind} command")
+    return Step(command=command)
+
+
+def combine_from_script(path: str) -> Step | None:
+    """The `combine` function of a Python script, if it defines one."""
+    if not path.endswith(".py") or not os.path.isfile(path):
+        return None
+    func = getattr(load_script(path), "combine", None) or getattr(load_script(path), "combiner", None)
+    return Step(func=func, source=os.path.abspath(path)) if callable(func) else None
+
+
+def _reference_sum(key, values):  # type: ignore[no-untyped-def]
+    return sum(values)
+
+
+def is_sum(step: Step | None) -> bool:
+    """Whether a reduce/combine step is exactly `return sum(values)`.
+
+    Such steps are run as dictionary arithmetic inside the engine, with the same result,
+    instead of one Python call per key: that is how word count reaches C speed.
+    """
+    if step is None or step.func is None:
+        return False
+    func = step.func
+    code = getattr(func, "__code__", None)
+    ref = _reference_sum.__code__
+    if code is None or getattr(func, "__closure__", None) or getattr(func, "__defaults__", None):
+        return False
+    globs = getattr(func, "__globals__", {})
+    # Identical bytecode with the same names: the reference loads no constants, so
+    # constants (a docstring) cannot change what the function does.
+    return (
+        code.co_code == ref.co_code
+        and code.co_names == ref.co_names
+        and code.co_argcount == 2
+        and globs.get("sum", builtins.sum) is builtins.sum
+    )
+
+
+def command_argv(command: str | Sequence[str]) -> list[str]:
+    """The argv that runs a streaming command: argv as is, strings through `sh -c`."""
+    if isinstance(command, str):
+        return ["/bin/sh", "-c", command]
+    return list(command)

@@ -1,0 +1,111 @@
+"""Run one map task attempt: read the split, call map, sort and write one output file.
+
+The output is written under the attempt's own name (`m<i>.a<attempt>.out`) and is complete
+when this returns; the driver decides which attempt's file counts (commit). Failures come
+back as a TaskResult naming the task, the input and the record, never as a bare exception.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import shutil
+import time
+from typing import Any
+
+from geryon import counters
+from geryon.chunk import ChunkFS
+from geryon.errors import DiskFull, GeryonError
+from geryon.job import Job, is_sum
+from geryon.partition import partitioner
+from geryon.readers import InputError, raw_chunks, read_records
+from geryon.segments import write_index
+from geryon.sortbuffer import SortBuffer
+from geryon.streaming import CommandFailed, StreamingProcess, split_line
+from geryon.task import MapTask, TaskResult, describe_key, traceback_tail
+
+log = logging.getLogger(__name__)
+
+STREAM_BATCH = 8192
+"""Lines taken from a streaming mapper between checks of the sort budget."""
+
+
+def output_name(task: MapTask) -> str:
+    return f"m{task.index}.a{task.attempt}.out"
+
+
+def run_map_task(job: Job, task: MapTask) -> TaskResult:
+    """Run `task` of `job` to completion and report."""
+    started = time.monotonic()
+    counters.reset()
+    result = TaskResult(task=task.id, attempt=task.attempt, ok=False, bytes_in=task.split.size)
+    spill_dir = os.path.join(task.workdir, f"m{task.index}.a{task.attempt}.spill")
+    out_path = os.path.join(task.workdir, output_name(task))
+    where = task.split.describe()
+    current: Any = None
+    try:
+        os.makedirs(spill_dir, exist_ok=True)
+        disk_fs = ChunkFS(task.root)
+        buf = SortBuffer(job.partitions, partitioner(job.partitioner),
+                         job.combine.func if job.combine else None,
+                         is_sum(job.combine), job.sort_budget, spill_dir)
+        if job.map.streaming:
+            env = {"GERYON_DISK": task.root, "GERYON_TASK": task.id, **dict(job.env)}
+            assert job.map.command is not None
+            with StreamingProcess(job.map.command, raw_chunks(disk_fs, task.split), cwd=task.root, env=env) as proc:
+                lines = proc.lines()
+                n = 0
+                while True:
+                    batch = list(itertools.islice(lines, STREAM_BATCH))
+                    if not batch:
+                        break
+                    n += len(batch)
+                    buf.add(map(split_line, batch))
+                proc.wait()
+            result.records_in = n
+        else:
+            mapper = job.map.func
+            assert mapper is not None
+            n = 0
+            for current, value in read_records(disk_fs, task.split, job.reader):
+                n += 1
+                buf.add(mapper(current, value))
+            result.records_in = n
+            current = None
+        segments = buf.finish(out_path)
+        write_index(out_path + ".index", segments)
+        result.ok = True
+        result.output = out_path
+        result.segments = segments
+        result.records_out = buf.pairs_in
+        result.bytes_out = os.path.getsize(out_path)
+    except CommandFailed as exc:
+        result.error = f"map task {task.id} ({where}) failed: {job.map.describe()}: {exc}"
+        result.error_kind = "user"
+        result.detail = "\n".join(exc.stderr_tail)
+    except DiskFull as exc:
+        result.error = f"map task {task.id} ({where}) failed: {exc}"
+        result.error_kind = "disk_full"
+    except InputError as exc:
+        result.error = f"map task {task.id} failed: {exc}"
+        result.error_kind = "input"
+    except GeryonError as exc:
+        at = f" at record {describe_key(current)}" if current is not None else ""
+        result.error = f"map task {task.id} ({where}){at} failed: {exc}"
+        result.error_kind = "user"
+    except Exception as exc:  # the user's map raised
+        at = f" at record {describe_key(current)}" if current is not None else ""
+        result.error = f"map task {task.id} ({where}){at} failed: {type(exc).__name__}: {exc}"
+        result.error_kind = "user"
+        result.detail = traceback_tail(exc)
+    finally:
+        shutil.rmtree(spill_dir, ignore_errors=True)
+        result.counters = counters.snapshot()
+        result.seconds = time.monotonic() - started
+    if not result.ok:
+        for p in (out_path, out_path + ".index"):
+            try:
+                os.unlink(p)
+            except FileNotFoundError:
+                pass
+    return result

@@ -1,0 +1,85 @@
+"""Which partition a key belongs to: a hash that is the same in every process and machine.
+
+Never Python's `hash()`: it is salted per process (PYTHONHASHSEED), which would send one
+key to different reducers. The default is zlib.crc32 over a canonical encoding of the key;
+"geryon" is Inferno Geryon's own hash (`h = 65599*h + c`), for output partitioned exactly
+as the original's `intermediate` did.
+"""
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+PARTITIONERS = ("crc32", "geryon")
+"""Names accepted by `partitioner()`."""
+
+
+def key_bytes(key: Any) -> bytes:
+    """Canonical bytes of a key; keys equal under == (1, 1.0, True) give equal bytes."""
+    t = type(key)
+    if t is str:
+        return key.encode("utf-8", "surrogatepass")
+    if t is bytes:
+        return key
+    if t is int or t is bool:
+        return b"%d" % key
+    if t is float:
+        return b"%d" % key if key.is_integer() else repr(key).encode()
+    if t is tuple or t is list:
+        return json.dumps([_jsonable(k) for k in key], separators=(",", ":")).encode("utf-8", "surrogatepass")
+    if key is None:
+        return b"null"
+    return str(key).encode("utf-8", "surrogatepass")
+
+
+def _jsonable(key: Any) -> Any:
+    if isinstance(key, bytes):
+        return key.decode("utf-8", "surrogateescape")
+    if isinstance(key, (tuple, list)):
+        return [_jsonable(k) for k in key]
+    if isinstance(key, float) and key.is_integer():
+        return int(key)
+    return key
+
+
+def crc32_partition(key: Any, n: int) -> int:
+    """The default partition of `key` among `n`."""
+    if type(key) is str:
+        return zlib.crc32(key.encode("utf-8", "surrogatepass")) % n
+    return zlib.crc32(key_bytes(key)) % n
+
+
+def geryon_partition(key: Any, n: int) -> int:
+    """Inferno Geryon's partition: `(h & 0x7fffffff) % n`, h over the key's characters."""
+    from shell.partition import geryon_partition as _gp  # shell is stdlib-only
+
+    text = key if type(key) is str else key_bytes(key).decode("utf-8", "surrogateescape")
+    return _gp(text, n)
+
+
+def partitioner(name: str) -> Callable[[Any, int], int]:
+    """The partition function called `name`."""
+    if name == "crc32":
+        return crc32_partition
+    if name == "geryon":
+        return geryon_partition
+    raise ValueError(f"unknown partitioner {name!r} (choose from {', '.join(PARTITIONERS)})")
+
+
+def split_by_partition(keys: list, n: int, part: Callable[[Any, int], int]) -> list[list]:
+    """Distribute keys into n lists by partition, keeping their relative order."""
+    buckets: list[list] = [[] for _ in range(n)]
+    if n == 1:
+        buckets[0].extend(keys)
+        return buckets
+    appends = [b.append for b in buckets]
+    if part is crc32_partition and all(type(k) is str for k in keys):
+        crc = zlib.crc32
+        for k in keys:
+            appends[crc(k.encode("utf-8", "surrogatepass")) % n](k)
+    else:
+        for k in keys:
+            appends[part(k, n)](k)
+    return buckets

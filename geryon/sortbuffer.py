@@ -1,0 +1,265 @@
+"""The map side's sort buffer: collect pairs, combine, partition, sort, spill, merge.
+
+Pairs are grouped in a dict as they arrive (key -> list of values, or key -> running sum
+when the combiner is a plain sum), so sorting touches each distinct key once. When the
+buffer's estimated size passes the sort budget it is spilled as a sorted run file; at the
+end the runs are merged into one map output file with R segments (`segments`). Record
+order is deterministic: it depends on the input and the budget, never on timing.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from geryon import order
+from geryon.codec import freeze
+from geryon.errors import GeryonError
+from geryon.partition import split_by_partition
+from geryon.segments import Segment, SegmentWriter, file_chunks, iter_records, remove_quietly
+
+log = logging.getLogger(__name__)
+
+KEY_OVERHEAD = 120
+"""Estimated bytes per distinct key in the buffer beyond the key's own length."""
+
+VALUE_OVERHEAD = 40
+"""Estimated bytes per buffered value beyond its own length."""
+
+
+class CombineError(GeryonError):
+    """A combine function returned something the engine cannot use."""
+
+
+class SortBuffer:
+    """Collects a map task's output and writes it as one partitioned, sorted file.
+
+    Args:
+        partitions: R.
+        part: the partition function (key, R) -> r.
+        combine: a combine(key, values) function, or None.
+        sum_combine: the combiner is a plain sum: keep running sums instead of lists.
+        budget: bytes of memory before spilling a run.
+        spill_dir: where run files go (removed when the task finishes).
+    """
+
+    def __init__(self, partitions: int, part: Callable[[Any, int], int], combine: Callable | None,
+                 sum_combine: bool, budget: int, spill_dir: str) -> None:
+        self.partitions = partitions
+        self._part = part
+        self._combine = combine
+        self._sum = sum_combine
+        self._budget = budget
+        self._spill_dir = spill_dir
+        self._store: dict = {}
+        self._nvalues = 0
+        self._key_bytes = 24  # running estimate of a key's size
+        self._runs: list[tuple[str, list[Segment]]] = []
+        self.pairs_in = 0
+        self.spills = 0
+
+    # -- collecting ---------------------------------------------------------------
+    def add(self, out: Any) -> None:
+        """Add what one map call returned: a mapping, an iterable of pairs, or None."""
+        if out is None:
+            return
+        store = self._store
+        if isinstance(out, Mapping):
+            if self._sum:
+                if not store:
+                    store.update(out)
+                else:
+                    get = store.get
+                    try:
+                        for k, v in out.items():
+                            store[k] = get(k, 0) + v
+                    except TypeError:
+                        self._add_pairs_slow(out.items())
+                self.pairs_in += len(out)
+                self._check()
+                return
+            self._add_pairs(out.items())
+            return
+        self._add_pairs(out)
+
+    def _add_pairs(self, pairs: Iterable) -> None:
+        store = self._store
+        n = 0
+        try:
+            if self._sum:
+                get = store.get
+                for k, v in pairs:
+                    store[k] = get(k, 0) + v
+                    n += 1
+            else:
+                get = store.get
+                for k, v in pairs:
+                    g = get(k)
+                    if g is None:
+                        store[k] = [v]
+                    else:
+                        g.append(v)
+                    n += 1
+        except TypeError:
+            # an unhashable key (a list), or a pair that is not a pair: the careful path
+            self.pairs_in += n
+            self._nvalues += n
+            self._add_pairs_slow(pairs)
+            return
+        except ValueError as exc:
+            raise GeryonError(f"map must yield (key, value) pairs: {exc}") from exc
+        self.pairs_in += n
+        self._nvalues += n
+        if n:
+            self._check()
+
+    def _add_pairs_slow(self, pairs: Iterable) -> None:
+        store = self._store
+        for pair in pairs:
+            try:
+                k, v = pair
+            except (TypeError, ValueError):
+                raise GeryonError(f"map must yield (key, value) pairs, got {pair!r}") from None
+            k = freeze(k)
+            try:
+                hash(k)
+            except TypeError:
+                raise GeryonError(f"key {k!r} cannot be used: keys must be str, bytes, numbers or lists of them") from None
+            if self._sum:
+                try:
+                    store[k] = store.get(k, 0) + v
+                except TypeError:
+                    raise GeryonError(f"combine sums values, but {v!r} is not a number") from None
+            else:
+                store.setdefault(k, []).append(v)
+            self.pairs_in += 1
+            self._nvalues += 1
+        self._check()
+
+    def _estimate(self) -> int:
+        return len(self._store) * (self._key_bytes + KEY_OVERHEAD) + self._nvalues * VALUE_OVERHEAD
+
+    def _check(self) -> None:
+        if self._estimate() > self._budget:
+            self._sample_key_size()
+            if self._estimate() > self._budget:
+                self.spill()
+
+    def _sample_key_size(self) -> None:
+        keys = list(self._store)[:: max(1, len(self._store) // 256)][:256]
+        if keys:
+            self._key_bytes = sum(sys.getsizeof(k) for k in keys) // len(keys)
+
+    # -- writing ------------------------------------------------------------------
+    def _sorted_partitions(self) -> list[list]:
+        buckets = split_by_partition(list(self._store), self.partitions, self._part)
+        for b in buckets:
+            order.sort_keys(b)
+        return buckets
+
+    def _write_run(self, f: Any) -> list[Segment]:
+        store = self._store
+        segments = []
+        combine = self._combine
+        for keys in self._sorted_partitions():
+            w = SegmentWriter(f)
+            kind = order.key_kind(keys) if keys else ""
+            if self._sum:
+                w.add_singles(keys, [store[k] for k in keys])
+            elif combine is None:
+                for k in keys:
+                    w.add_list(k, store[k])
+            else:
+                for k in keys:
+                    vals = store[k]
+                    if len(vals) > 1:
+                        vals = _combined(combine, k, vals)
+                    w.add_list(k, vals)
+            segments.append(w.finish(kind))
+        return segments
+
+    def spill(self) -> None:
+        """Write the buffer as a sorted run file and empty it."""
+        if not self._store:
+            return
+        path = os.path.join(self._spill_dir, f"run{len(self._runs)}")
+        with open(path, "wb") as f:
+            segs = self._write_run(f)
+        self._runs.append((path, segs))
+        self.spills += 1
+        log.debug("spilled run %d: %d keys", len(self._runs), len(self._store))
+        self._store = {}
+        self._nvalues = 0
+
+    def finish(self, out_path: str) -> list[Segment]:
+        """Write everything collected to `out_path` (one file, R segments); return the index."""
+        try:
+            with open(out_path, "wb") as f:
+                if not self._runs:
+                    segments = self._write_run(f)
+                else:
+                    self.spill()
+                    segments = self._merge_runs(f)
+        finally:
+            remove_quietly(*(p for p, _ in self._runs))
+            self._runs = []
+            self._store = {}
+        return segments
+
+    def _merge_runs(self, f: Any) -> list[Segment]:
+        segments = []
+        combine = self._combine
+        for r in range(self.partitions):
+            parts = [(p, segs[r]) for p, segs in self._runs if segs[r].records]
+            kinds = {s.kind for _, s in parts}
+            w = SegmentWriter(f)
+            streams = [iter_records(file_chunks(p, s.offset, s.length)) for p, s in parts]
+            cur_key: Any = _NOTHING
+            cur_vals: list = []
+            for k, vals in order.merge(streams, mixed=len(kinds) > 1 or "mixed" in kinds):
+                if cur_key is not _NOTHING and k == cur_key:
+                    cur_vals.extend(vals)
+                    if not self._sum and combine is None and len(cur_vals) >= 65536:
+                        w.add_list(cur_key, cur_vals)  # bounded memory for a hot key
+                        cur_vals = []
+                    continue
+                if cur_key is not _NOTHING:
+                    self._emit(w, cur_key, cur_vals)
+                cur_key, cur_vals = k, list(vals)
+            if cur_key is not _NOTHING:
+                self._emit(w, cur_key, cur_vals)
+            kind = kinds.pop() if len(kinds) == 1 else ("mixed" if kinds else "")
+            segments.append(w.finish(kind))
+        return segments
+
+    def _emit(self, w: SegmentWriter, key: Any, vals: list) -> None:
+        if self._sum:
+            w.add_singles([key], [sum(vals)])
+        elif self._combine is not None and len(vals) > 1:
+            w.add_list(key, _combined(self._combine, key, vals))
+        elif vals:
+            w.add_list(key, vals)
+
+
+_NOTHING = object()
+
+
+def _combined(combine: Callable, key: Any, values: list) -> list:
+    """Run combine(key, values): a returned value, or pairs yielded for the same key."""
+    out = combine(key, iter(values))
+    if out is None:
+        return []
+    if hasattr(out, "__next__") and hasattr(out, "send"):  # a generator of pairs
+        vals = []
+        for pair in out:
+            try:
+                k2, v2 = pair
+            except (TypeError, ValueError):
+                raise CombineError(f"combine for key {key!r} must yield (key, value) pairs, got {pair!r}") from None
+            if k2 != key:
+                raise CombineError(f"combine for key {key!r} yielded another key {k2!r}")
+            vals.append(v2)
+        return vals
+    return [out]

@@ -1,0 +1,89 @@
+"""Input splits: how a job's input disks are cut into map tasks. Pure planning, no reads.
+
+Small files are packed together up to the split size (Hadoop's CombineFileInputFormat),
+so a disk of many mail messages is not one task per message. With the lines reader a file
+larger than the split size is cut into byte ranges; a line belongs to the range that holds
+its first byte (see `readers.read_lines`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fs.base import FS
+
+from geryon.chunk import is_internal
+
+
+@dataclass(frozen=True)
+class FileRange:
+    """Bytes [start, end) of one file of a disk."""
+
+    path: str
+    start: int
+    end: int
+
+    def to_json(self) -> list:
+        return [self.path, self.start, self.end]
+
+    @classmethod
+    def from_json(cls, data: list) -> "FileRange":
+        return cls(str(data[0]), int(data[1]), int(data[2]))
+
+
+@dataclass(frozen=True)
+class Split:
+    """The input of one map task: ranges of files of one disk."""
+
+    disk: str
+    ranges: tuple[FileRange, ...]
+
+    @property
+    def size(self) -> int:
+        return sum(r.end - r.start for r in self.ranges)
+
+    def describe(self) -> str:
+        if len(self.ranges) == 1:
+            r = self.ranges[0]
+            return f"{self.disk}:{r.path.lstrip('/')}"
+        return f"{self.disk}:{self.ranges[0].path.lstrip('/')} (+{len(self.ranges) - 1} files)"
+
+
+def list_files(disk_fs: FS) -> list[tuple[str, int]]:
+    """Every regular file of a disk with its size, in a stable (sorted path) order."""
+    out: list[tuple[str, int]] = []
+    for path, info in disk_fs.walk.info(namespaces=["details"]):
+        if info.is_dir or is_internal(info.name):
+            continue
+        out.append((path, info.size))
+    out.sort()
+    return out
+
+
+def plan_splits(disk: str, files: list[tuple[str, int]], split_size: int, cut_files: bool) -> list[Split]:
+    """Group a disk's files into splits of about `split_size` bytes.
+
+    Args:
+        disk: the disk's name, for messages.
+        files: (path, size) pairs in a stable order.
+        split_size: target bytes per split.
+        cut_files: whether files larger than a split may be cut (line-oriented readers).
+    """
+    splits: list[Split] = []
+    current: list[FileRange] = []
+    size = 0
+    for path, fsize in files:
+        if cut_files and fsize > split_size:
+            if current:
+                splits.append(Split(disk, tuple(current)))
+                current, size = [], 0
+            for start in range(0, fsize, split_size):
+                splits.append(Split(disk, (FileRange(path, start, min(fsize, start + split_size)),)))
+            continue
+        if current and size + fsize > split_size:
+            splits.append(Split(disk, tuple(current)))
+            current, size = [], 0
+        current.append(FileRange(path, 0, fsize))
+        size += fsize
+    if current:
+        splits.append(Split(disk, tuple(current)))
+    return splits
