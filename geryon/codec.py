@@ -78,9 +78,10 @@ def text_field(obj: Any) -> str:
     """Render a key or value as Hadoop Streaming would: str as is, numbers in decimal.
 
     A str holding a tab, newline or carriage return is written with backslash escapes
-    (`\\t`, `\\n`, `\\r`, `\\\\`) so that every record stays one line; `parse_text_field`
-    undoes it. Bytes are decoded as UTF-8 (undecodable bytes escaped the same way as str
-    would be after surrogateescape). Lists and tuples are written as JSON arrays.
+    so that every record stays one line. Text is the format for people and Unix tools and
+    it is lossy (such keys read back escaped; every type reads back as str); the json
+    format round-trips exactly. Bytes are decoded as UTF-8 (surrogateescape); lists and
+    tuples are written as JSON arrays.
     """
     t = type(obj)
     if t is str:
@@ -96,23 +97,6 @@ def text_field(obj: Any) -> str:
     if t in (list, tuple):
         return json.dumps(obj, ensure_ascii=False, default=_json_default)
     return text_field(str(obj))
-
-
-def parse_text_field(field: str) -> str:
-    """Undo `text_field`'s escapes (only for fields that needed them)."""
-    if "\\" not in field:
-        return field
-    out, i, n = [], 0, len(field)
-    table = {"\\": "\\", "t": "\t", "n": "\n", "r": "\r"}
-    while i < n:
-        c = field[i]
-        if c == "\\" and i + 1 < n and field[i + 1] in table:
-            out.append(table[field[i + 1]])
-            i += 2
-        else:
-            out.append(c)
-            i += 1
-    return "".join(out)
 
 
 def _json_default(obj: Any) -> Any:
@@ -134,16 +118,31 @@ def format_lines(keys: list, values: list, fmt: str) -> str:
         jf = json_field
         return "".join([f"{jf(k)}\t{jf(v)}\n" for k, v in zip(keys, values)])
     tf = text_field
-    if all(type(k) is str for k in keys) and all(type(v) is int for v in values):
-        # The common case (word counts): no per-field dispatch beyond the escape check.
-        return "".join([f"{tf(k)}\t{v}\n" for k, v in zip(keys, values)])
+    if _plain_str(keys) and _plain_str_or_int(values):
+        # The common case (word counts): one C-level format per record.
+        return "".join(map("{}\t{}\n".format, keys, values))
     return "".join([f"{tf(k)}\t{tf(v)}\n" for k, v in zip(keys, values)])
 
 
+def _plain_str(items: list) -> bool:
+    """All str, none holding a tab, newline or CR (checked in C, on one joined string)."""
+    if set(map(type, items)) - {str}:
+        return False
+    joined = "\x00".join(items)
+    return "\t" not in joined and "\n" not in joined and "\r" not in joined
+
+
+def _plain_str_or_int(items: list) -> bool:
+    types = set(map(type, items))
+    if types <= {int}:
+        return True
+    return types <= {str} and _plain_str(items)
+
+
 def parse_line(line: str, fmt: str) -> tuple[Any, Any]:
-    """Parse one output line back into (key, value)."""
+    """Parse one output line back into (key, value): exact for json, str fields for text."""
     line = line[:-1] if line.endswith("\n") else line
     key, sep, value = line.partition("\t")
     if fmt == "json":
         return freeze(json.loads(key)), json.loads(value) if sep else None
-    return parse_text_field(key), parse_text_field(value)
+    return key, value

@@ -109,13 +109,17 @@ class Driver:
     """Runs one job to its commit on a set of cpus."""
 
     def __init__(self, job: Job, cpus: Sequence[Cpu], job_id: str, progress: Progress | None = None,
-                 max_attempts: int = DEFAULT_MAX_ATTEMPTS, workdir: str | None = None) -> None:
+                 max_attempts: int = DEFAULT_MAX_ATTEMPTS, workdir: str | None = None,
+                 retry_kinds: tuple[str, ...] = ("system",)) -> None:
         self.job = job
         self.cpus = list(cpus)
         self.job_id = job_id
         self.progress = progress or _Silent()
         self.max_attempts = max_attempts
         self._workdir_parent = workdir
+        # Which failures another attempt may cure. In local mode a full disk stays full;
+        # a cluster adds "disk_full" because the next attempt runs on another cpu.
+        self.retry_kinds = retry_kinds
 
     def run(self, disks: Sequence[Disk], out_dir: str) -> JobReport:
         started = time.monotonic()
@@ -183,7 +187,7 @@ class Driver:
                         stats.bytes_out += result.bytes_out
                         self.progress.task_done(result)
                         continue
-                    retry = result.error_kind in ("system", "disk_full") and task.attempt + 1 < self.max_attempts
+                    retry = result.error_kind in self.retry_kinds and task.attempt + 1 < self.max_attempts
                     if retry:
                         log.warning("%s attempt %d failed, retrying: %s", task.id, task.attempt, result.error)
                         self.progress.message(f"retrying {task.id}: {result.error}")
@@ -193,6 +197,8 @@ class Driver:
         except BaseException:
             for fut in running:
                 fut.cancel()
+            # Wait for attempts already running, so none writes after the clean-up.
+            cf.wait(list(running))
             raise
         return [results[t.index] for t in tasks]
 

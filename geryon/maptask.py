@@ -48,7 +48,8 @@ def run_map_task(job: Job, task: MapTask) -> TaskResult:
         disk_fs = ChunkFS(task.root)
         buf = SortBuffer(job.partitions, partitioner(job.partitioner),
                          job.combine.func if job.combine else None,
-                         is_sum(job.combine), job.sort_budget, spill_dir)
+                         is_sum(job.combine), job.sort_budget, spill_dir,
+                         ordered=not (is_sum(job.combine) and is_sum(job.reduce)))
         if job.map.streaming:
             env = {"GERYON_DISK": task.root, "GERYON_TASK": task.id, **dict(job.env)}
             assert job.map.command is not None

@@ -12,13 +12,14 @@ from collections.abc import Iterable, Iterator
 from operator import itemgetter
 from typing import Any
 
-_RANK = {bool: 0, int: 0, float: 0, str: 1, bytes: 2, tuple: 3, type(None): 4}
+# Lists and tuples are one kind: keys emitted as tuples come back from msgpack as lists.
+_RANK = {bool: 0, int: 0, float: 0, str: 1, bytes: 2, tuple: 3, list: 3, type(None): 4}
 
 
 def total_key(obj: Any) -> tuple:
     """A sort key that orders any mix of carried types."""
     t = type(obj)
-    if t is tuple:
+    if t is tuple or t is list:
         return (3, tuple(total_key(x) for x in obj))
     if t is type(None):
         return (4, 0)
@@ -42,9 +43,12 @@ def argsort(keys: list) -> list[int]:
         return sorted(range(len(keys)), key=tk.__getitem__)
 
 
-def key_kind(keys: list) -> str:
+def key_kind(keys: Iterable) -> str:
     """Name the kind of a sorted run's keys: one type name, or "mixed"."""
-    kinds = {_RANK.get(type(k), 5) for k in keys}
+    types = set(map(type, keys))  # a C loop: this runs over every key of a run
+    kinds = {_RANK.get(t, 5) for t in types}
+    if not kinds:
+        return ""
     if len(kinds) == 1:
         return str(kinds.pop())
     return "mixed"

@@ -69,17 +69,36 @@ def partitioner(name: str) -> Callable[[Any, int], int]:
 
 
 def split_by_partition(keys: list, n: int, part: Callable[[Any, int], int]) -> list[list]:
-    """Distribute keys into n lists by partition, keeping their relative order."""
-    buckets: list[list] = [[] for _ in range(n)]
+    """Distribute keys into n lists by partition, keeping their relative order.
+
+    Called on every distinct key of a map task: plain str keys take a tight loop.
+    """
     if n == 1:
-        buckets[0].extend(keys)
-        return buckets
+        return [list(keys)]
+    buckets: list[list] = [[] for _ in range(n)]
     appends = [b.append for b in buckets]
-    if part is crc32_partition and all(type(k) is str for k in keys):
+    if part is crc32_partition:
         crc = zlib.crc32
-        for k in keys:
-            appends[crc(k.encode("utf-8", "surrogatepass")) % n](k)
-    else:
-        for k in keys:
-            appends[part(k, n)](k)
+        try:
+            for k in keys:
+                appends[crc(k.encode()) % n](k)
+            return buckets
+        except (AttributeError, TypeError, UnicodeEncodeError):
+            buckets = [[] for _ in range(n)]  # not all plain str: the general path below
+            appends = [b.append for b in buckets]
+    elif part is geryon_partition:
+        for k, r in zip(keys, _geryon_parts(keys, n)):
+            appends[r](k)
+        return buckets
+    for k in keys:
+        appends[part(k, n)](k)
     return buckets
+
+
+def _geryon_parts(keys: list, n: int) -> list[int]:
+    from shell.partition import geryon_partitioner
+
+    fast = geryon_partitioner(n)
+    if all(type(k) is str or type(k) is bytes for k in keys):
+        return list(map(fast, keys))
+    return [geryon_partition(k, n) for k in keys]

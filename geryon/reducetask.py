@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from geryon import counters, order
 from geryon.chunk import ChunkFS
-from geryon.codec import format_lines, freeze, text_field
+from geryon.aggregate import sum_blocks
+from geryon.codec import format_lines, text_field
 from geryon.errors import DiskFull, GeryonError
 from geryon.job import Job, is_sum
 from geryon.segments import Segment, file_chunks, iter_blocks, iter_records
@@ -62,34 +62,6 @@ class _Reducing:
     def in_memory(self) -> bool:
         return self.nbytes * MEMORY_FACTOR <= self.job.sort_budget
 
-    def sum_groups(self) -> tuple[list, list]:
-        """Sorted keys and their sums, for a plain-sum reduce (in memory)."""
-        acc: dict = {}
-        sorted_already = len(self.inputs) <= 1
-        for loc, seg in self.inputs:
-            for single, keys, values in iter_blocks(self.fetch(loc, seg)):
-                if not single:
-                    values = [sum(v) for v in values]
-                try:
-                    if not acc:
-                        acc.update(zip(keys, values))
-                    else:
-                        get = acc.get
-                        for k, v in zip(keys, values):
-                            acc[k] = get(k, 0) + v
-                except TypeError:  # list keys: make them hashable
-                    for k, v in zip(keys, values):
-                        k = freeze(k)
-                        acc[k] = acc.get(k, 0) + v
-        keys = list(acc)
-        if not sorted_already:
-            if self.mixed:
-                keys.sort(key=order.total_key)
-            else:
-                order.sort_keys(keys)
-        self.groups = len(keys)
-        return keys, [acc[k] for k in keys]
-
     def groups_in_memory(self) -> Iterator[tuple[Any, Iterator]]:
         keys: list = []
         vals: list = []
@@ -133,11 +105,13 @@ class _Reducing:
     def python_lines(self) -> Iterator[str]:
         job = self.job
         fmt = job.format
-        if job.reduce is not None and is_sum(job.reduce) and self.in_memory():
-            keys, sums = self.sum_groups()
-            self.records_out = len(keys)
-            for i in range(0, len(keys), WRITE_BATCH):
-                yield format_lines(keys[i:i + WRITE_BATCH], sums[i:i + WRITE_BATCH], fmt)
+        if job.reduce is not None and is_sum(job.reduce):
+            blocks = (b for loc, seg in self.inputs for b in iter_blocks(self.fetch(loc, seg)))
+            one_sorted = len(self.inputs) == 1 and self.inputs[0][1].ordered
+            for keys, sums in sum_blocks(blocks, job.sort_budget, self.mixed, already_sorted=one_sorted):
+                self.groups += len(keys)
+                self.records_out += len(keys)
+                yield format_lines(keys, sums, fmt)
             return
         reducer = job.reduce.func if job.reduce is not None else None
         out_k: list = []

@@ -36,13 +36,15 @@ class Segment:
     length: int
     records: int
     kind: str  # the kind of its keys (`order.key_kind`), "" when empty
+    ordered: bool = True  # False: records in hash order (sum aggregation; see sortbuffer)
 
     def to_json(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_json(cls, data: dict) -> "Segment":
-        return cls(int(data["offset"]), int(data["length"]), int(data["records"]), str(data["kind"]))
+        return cls(int(data["offset"]), int(data["length"]), int(data["records"]), str(data["kind"]),
+                   bool(data.get("ordered", True)))
 
 
 def write_index(path: str, segments: list[Segment]) -> None:
@@ -98,10 +100,10 @@ class SegmentWriter:
             self.records += len(self._keys)
             self._keys, self._values, self._nvalues = [], [], 0
 
-    def finish(self, kind: str) -> Segment:
+    def finish(self, kind: str, ordered: bool = True) -> Segment:
         self._flush()
         end = self._f.tell()
-        return Segment(self._start, end - self._start, self.records, kind if self.records else "")
+        return Segment(self._start, end - self._start, self.records, kind if self.records else "", ordered)
 
 
 def file_chunks(path: str, offset: int, length: int) -> Iterator[bytes]:

@@ -5,6 +5,11 @@ when the combiner is a plain sum), so sorting touches each distinct key once. Wh
 buffer's estimated size passes the sort budget it is spilled as a sorted run file; at the
 end the runs are merged into one map output file with R segments (`segments`). Record
 order is deterministic: it depends on the input and the budget, never on timing.
+
+Hash aggregation: when both combine and reduce are a plain sum, the reducer aggregates in
+a dictionary and sorts each partition once, so sorting here too would only double the
+heaviest step (Spark's reduceByKey makes the same choice). Segments are then written in
+hash order (`Segment.ordered` is False) and spilled runs are simply concatenated.
 """
 from __future__ import annotations
 
@@ -46,8 +51,9 @@ class SortBuffer:
     """
 
     def __init__(self, partitions: int, part: Callable[[Any, int], int], combine: Callable | None,
-                 sum_combine: bool, budget: int, spill_dir: str) -> None:
+                 sum_combine: bool, budget: int, spill_dir: str, ordered: bool = True) -> None:
         self.partitions = partitions
+        self._ordered = ordered or not sum_combine
         self._part = part
         self._combine = combine
         self._sum = sum_combine
@@ -65,78 +71,65 @@ class SortBuffer:
         """Add what one map call returned: a mapping, an iterable of pairs, or None."""
         if out is None:
             return
-        store = self._store
         if isinstance(out, Mapping):
-            if self._sum:
-                if not store:
-                    store.update(out)
-                else:
-                    get = store.get
-                    try:
-                        for k, v in out.items():
-                            store[k] = get(k, 0) + v
-                    except TypeError:
-                        self._add_pairs_slow(out.items())
+            if self._sum and not self._store:
+                self._store.update(out)
                 self.pairs_in += len(out)
+                self._nvalues += len(out)
                 self._check()
                 return
-            self._add_pairs(out.items())
-            return
+            out = out.items()
         self._add_pairs(out)
 
     def _add_pairs(self, pairs: Iterable) -> None:
         store = self._store
+        get = store.get
         n = 0
-        try:
-            if self._sum:
-                get = store.get
-                for k, v in pairs:
+        slow = self._add_one_slow
+        if self._sum:
+            for pair in pairs:
+                try:
+                    k, v = pair
                     store[k] = get(k, 0) + v
-                    n += 1
-            else:
-                get = store.get
-                for k, v in pairs:
+                except (TypeError, ValueError):
+                    slow(pair)  # an unhashable key, a non-number, or not a pair
+                n += 1
+        else:
+            for pair in pairs:
+                try:
+                    k, v = pair
                     g = get(k)
                     if g is None:
                         store[k] = [v]
                     else:
                         g.append(v)
-                    n += 1
-        except TypeError:
-            # an unhashable key (a list), or a pair that is not a pair: the careful path
-            self.pairs_in += n
-            self._nvalues += n
-            self._add_pairs_slow(pairs)
-            return
-        except ValueError as exc:
-            raise GeryonError(f"map must yield (key, value) pairs: {exc}") from exc
+                except (TypeError, ValueError):
+                    slow(pair)
+                n += 1
         self.pairs_in += n
         self._nvalues += n
         if n:
             self._check()
 
-    def _add_pairs_slow(self, pairs: Iterable) -> None:
+    def _add_one_slow(self, pair: Any) -> None:
+        """Add one pair that the fast path refused, or explain why it cannot be added."""
         store = self._store
-        for pair in pairs:
+        try:
+            k, v = pair
+        except (TypeError, ValueError):
+            raise GeryonError(f"map must yield (key, value) pairs, got {pair!r}") from None
+        k = freeze(k)
+        try:
+            hash(k)
+        except TypeError:
+            raise GeryonError(f"key {k!r} cannot be used: keys must be str, bytes, numbers or lists of them") from None
+        if self._sum:
             try:
-                k, v = pair
-            except (TypeError, ValueError):
-                raise GeryonError(f"map must yield (key, value) pairs, got {pair!r}") from None
-            k = freeze(k)
-            try:
-                hash(k)
+                store[k] = store.get(k, 0) + v
             except TypeError:
-                raise GeryonError(f"key {k!r} cannot be used: keys must be str, bytes, numbers or lists of them") from None
-            if self._sum:
-                try:
-                    store[k] = store.get(k, 0) + v
-                except TypeError:
-                    raise GeryonError(f"combine sums values, but {v!r} is not a number") from None
-            else:
-                store.setdefault(k, []).append(v)
-            self.pairs_in += 1
-            self._nvalues += 1
-        self._check()
+                raise GeryonError(f"combine sums values, but {v!r} is not a number") from None
+        else:
+            store.setdefault(k, []).append(v)
 
     def _estimate(self) -> int:
         return len(self._store) * (self._key_bytes + KEY_OVERHEAD) + self._nvalues * VALUE_OVERHEAD
@@ -153,21 +146,19 @@ class SortBuffer:
             self._key_bytes = sum(sys.getsizeof(k) for k in keys) // len(keys)
 
     # -- writing ------------------------------------------------------------------
-    def _sorted_partitions(self) -> list[list]:
-        buckets = split_by_partition(list(self._store), self.partitions, self._part)
-        for b in buckets:
-            order.sort_keys(b)
-        return buckets
-
     def _write_run(self, f: Any) -> list[Segment]:
         store = self._store
         segments = []
         combine = self._combine
-        for keys in self._sorted_partitions():
+        buckets = split_by_partition(list(store), self.partitions, self._part)
+        if self._ordered:
+            for keys in buckets:
+                order.sort_keys(keys)
+        kind = order.key_kind(store.keys())  # one kind for all: per bucket only if mixed
+        for keys in buckets:
             w = SegmentWriter(f)
-            kind = order.key_kind(keys) if keys else ""
             if self._sum:
-                w.add_singles(keys, [store[k] for k in keys])
+                w.add_singles(keys, list(map(store.__getitem__, keys)))
             elif combine is None:
                 for k in keys:
                     w.add_list(k, store[k])
@@ -177,7 +168,7 @@ class SortBuffer:
                     if len(vals) > 1:
                         vals = _combined(combine, k, vals)
                     w.add_list(k, vals)
-            segments.append(w.finish(kind))
+            segments.append(w.finish(order.key_kind(keys) if kind == "mixed" else kind, self._ordered))
         return segments
 
     def spill(self) -> None:
@@ -201,7 +192,7 @@ class SortBuffer:
                     segments = self._write_run(f)
                 else:
                     self.spill()
-                    segments = self._merge_runs(f)
+                    segments = self._merge_runs(f) if self._ordered else self._concatenate_runs(f)
         finally:
             remove_quietly(*(p for p, _ in self._runs))
             self._runs = []
@@ -232,6 +223,24 @@ class SortBuffer:
                 self._emit(w, cur_key, cur_vals)
             kind = kinds.pop() if len(kinds) == 1 else ("mixed" if kinds else "")
             segments.append(w.finish(kind))
+        return segments
+
+    def _concatenate_runs(self, f: Any) -> list[Segment]:
+        """Hash-order runs need no merge: segment r is every run's segment r, end to end."""
+        segments = []
+        for r in range(self.partitions):
+            start = f.tell()
+            records = 0
+            kinds = set()
+            for path, segs in self._runs:
+                seg = segs[r]
+                for chunk in file_chunks(path, seg.offset, seg.length):
+                    f.write(chunk)
+                records += seg.records
+                if seg.records:
+                    kinds.add(seg.kind)
+            kind = kinds.pop() if len(kinds) == 1 else ("mixed" if kinds else "")
+            segments.append(Segment(start, f.tell() - start, records, kind, False))
         return segments
 
     def _emit(self, w: SegmentWriter, key: Any, vals: list) -> None:

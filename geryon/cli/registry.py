@@ -1,6 +1,265 @@
-"""CLI verbs: init, registry serve, register, regquery, services, watch, unregister."""
+"""CLI verbs: init, registry serve, register, regquery, services, watch, unregister.
+
+A thin shell over `registry`: read options and the environment (GERYON_REGISTRY,
+GERYON_SECRET_FILE, GERYON_MDNS_INTERFACES, GERYON_OWNER, XDG_CONFIG_HOME), build a
+client or server, call it, and turn RegistryError into one line and exit status 1.
+Output follows Inferno: `regquery` prints `name attr val ...` lines, `-n` bare names.
+"""
 from __future__ import annotations
+
+import asyncio
+import functools
+import getpass
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import click
 
-commands: list[click.Command] = []
+from registry.auth import create_secret, load_secret
+from registry.client import RegistryClient
+from registry.discovery import DEFAULT_PORT
+from registry.errors import RegistryError
+from registry.server import ServerConfig, serve
+from registry.store import DEFAULT_DEAD_AFTER, DEFAULT_HEARTBEAT
+from registry.text import pairs_of
+
+log = logging.getLogger(__name__)
+
+ENV_REGISTRY = "GERYON_REGISTRY"
+ENV_SECRET_FILE = "GERYON_SECRET_FILE"
+ENV_MDNS_INTERFACES = "GERYON_MDNS_INTERFACES"
+ENV_OWNER = "GERYON_OWNER"
+
+
+def default_secret_path() -> Path:
+    """`$XDG_CONFIG_HOME/geryon/secret`, else `~/.config/geryon/secret`."""
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "geryon" / "secret"
+
+
+def _secret(path: str | None) -> bytes | None:
+    """The secret at `path` (must exist), else at the default path (may be missing)."""
+    if path:
+        return load_secret(Path(path))
+    default = default_secret_path()
+    if not default.exists():
+        log.info("no cluster secret at %s: requests are unsigned", default)
+        return None
+    return load_secret(default)
+
+
+def _interfaces(values: tuple[str, ...]) -> tuple[str, ...] | None:
+    out = tuple(i for v in values for i in v.replace(",", " ").split())
+    return out or None
+
+
+def _translating(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except RegistryError as exc:
+            raise click.ClickException(str(exc)) from exc
+    return wrapper
+
+
+_secret_option = click.option("--secret-file", envvar=ENV_SECRET_FILE, metavar="FILE",
+                              help=f"Cluster secret (default: {default_secret_path()}).")
+_mdns_option = click.option("--mdns-interface", "mdns_interfaces", multiple=True, metavar="ADDR",
+                            envvar=ENV_MDNS_INTERFACES,
+                            help="Use zeroconf only on these interface addresses.")
+
+
+def _client_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn = click.option("--registry", "registry_url", envvar=ENV_REGISTRY, metavar="URL",
+                      help="http://host:port or tcp!host!port (default: find over zeroconf).")(fn)
+    fn = click.option("--owner", envvar=ENV_OWNER, default=getpass.getuser, show_default="user name",
+                      help="Owner of registered services.")(fn)
+    return _mdns_option(_secret_option(fn))
+
+
+def _client(registry_url: str | None, secret_file: str | None, owner: str,
+            mdns_interfaces: tuple[str, ...]) -> RegistryClient:
+    return RegistryClient(registry_url, secret=_secret(secret_file), owner=owner,
+                          mdns_interfaces=_interfaces(mdns_interfaces))
+
+
+def _wait_for_signal() -> int:
+    """Block until SIGINT/SIGTERM/SIGHUP; return the signal number."""
+    got: list[int] = []
+    done = threading.Event()
+
+    def handler(signum: int, frame: object) -> None:
+        got.append(signum)
+        done.set()
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        while not done.wait(0.5):
+            pass
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    return got[0]
+
+
+@click.command("init")
+@_secret_option
+@click.option("--force", is_flag=True, help="Replace an existing secret.")
+@_translating
+def init(secret_file: str | None, force: bool) -> None:
+    """Create the cluster secret (32 random bytes, mode 0600)."""
+    path = Path(secret_file) if secret_file else default_secret_path()
+    create_secret(path, overwrite=force)
+    click.echo(f"wrote cluster secret {path}; copy it (mode 0600) to every node")
+
+
+@click.group("registry")
+def registry_group() -> None:
+    """The service registry."""
+
+
+@registry_group.command("serve")
+@click.option("--listen", default=None, metavar="HOST:PORT",
+              help=f"Address to listen on (default 0.0.0.0:{DEFAULT_PORT}; loopback without a secret).")
+@click.option("--state", type=click.Path(dir_okay=False), help="Keep persist entries in FILE.")
+@click.option("--ndb", "ndb_path", type=click.Path(dir_okay=False), help="Keep the disks named in FILE.")
+@click.option("--no-mdns", is_flag=True, help="Do not advertise over zeroconf.")
+@click.option("--heartbeat", type=float, default=DEFAULT_HEARTBEAT, show_default=True,
+              help="Seconds between registrants' heartbeats.")
+@click.option("--dead-after", type=float, default=DEFAULT_DEAD_AFTER, show_default=True,
+              help="Seconds of silence after which a registrant is dead.")
+@_secret_option
+@_mdns_option
+@_translating
+def serve_command(listen: str | None, state: str | None, ndb_path: str | None, no_mdns: bool,
+                  heartbeat: float, dead_after: float, secret_file: str | None,
+                  mdns_interfaces: tuple[str, ...]) -> None:
+    """Run the registry."""
+    secret = _secret(secret_file)
+    host, _, port = (listen or f"0.0.0.0:{DEFAULT_PORT}").rpartition(":")
+    if not port.isdigit():
+        raise click.BadParameter(f"{listen!r} is not HOST:PORT", param_hint="--listen")
+    host = host.strip("[]") or "0.0.0.0"
+    config = ServerConfig(host=host, port=int(port), secret=secret,
+                          state_path=Path(state) if state else None,
+                          ndb_path=Path(ndb_path) if ndb_path else None, mdns=not no_mdns,
+                          mdns_interfaces=_interfaces(mdns_interfaces),
+                          heartbeat=heartbeat, dead_after=dead_after)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(config, stop)
+
+    try:
+        asyncio.run(main())
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+
+
+class _CommandAfterDashes(click.Command):
+    """Keeps everything after the first `--` as the command to run (grid/register)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "--" in args:
+            i = args.index("--")
+            ctx.meta["geryon.command"] = args[i + 1:]
+            args = args[:i]
+        return super().parse_args(ctx, args)
+
+
+@click.command("register", cls=_CommandAfterDashes)
+@click.option("--persist", is_flag=True, help="Keep the entry after this process ends.")
+@click.argument("name")
+@click.argument("attrs", nargs=-1)
+@_client_options
+@click.pass_context
+@_translating
+def register(ctx: click.Context, persist: bool, name: str, attrs: tuple[str, ...], **opts: Any) -> None:
+    """Register NAME [ATTR VAL]... while CMD runs (after --), or until interrupted."""
+    pairs = pairs_of(attrs)
+    if persist:
+        pairs += (("persist", "1"),)
+    command: list[str] = ctx.meta.get("geryon.command", [])
+    with _client(**opts) as client:
+        client.register(name, pairs)
+        if not command:
+            click.echo(f"registered {name}")
+            sys.stdout.flush()
+            _wait_for_signal()
+            return
+        proc = subprocess.Popen(command)
+        forward = {s: signal.signal(s, lambda signum, frame: proc.send_signal(signum))
+                   for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+        try:
+            status = proc.wait()
+        finally:
+            for s, h in forward.items():
+                signal.signal(s, h)
+    ctx.exit(status if status >= 0 else 128 - status)
+
+
+@click.command("regquery")
+@click.option("-n", "names_only", is_flag=True, help="Print service names only.")
+@click.argument("query", nargs=-1)
+@_client_options
+@_translating
+def regquery(names_only: bool, query: tuple[str, ...], **opts: Any) -> None:
+    """Print services matching every ATTR VAL (VAL `*`: attribute present)."""
+    pairs = pairs_of(query)
+    with _client(**opts) as client:
+        services = client.find(pairs)
+    for s in services:
+        click.echo(s.name if names_only else s.line())
+
+
+@click.command("services")
+@_client_options
+@_translating
+def services(**opts: Any) -> None:
+    """Print every service (the registry's index)."""
+    with _client(**opts) as client:
+        for s in client.index():
+            click.echo(s.line())
+
+
+@click.command("watch")
+@click.option("--initial", is_flag=True, help="First print every current service as an add.")
+@_client_options
+@_translating
+def watch(initial: bool, **opts: Any) -> None:
+    """Print changes as they happen: `add|update|remove name attr val ...`."""
+    with _client(**opts) as client, client.watch(initial=initial) as events:
+        try:
+            for event in events:
+                click.echo(event.line())
+                sys.stdout.flush()
+        except KeyboardInterrupt:
+            pass
+
+
+@click.command("unregister")
+@click.argument("name")
+@_client_options
+@_translating
+def unregister(name: str, **opts: Any) -> None:
+    """Remove a service you own."""
+    with _client(**opts) as client:
+        client.unregister(name)
+
+
+_CLIENT_COMMANDS = [register, regquery, services, watch, unregister]
+for _command in _CLIENT_COMMANDS:
+    registry_group.add_command(_command)
+
+commands: list[click.Command] = [init, registry_group, *_CLIENT_COMMANDS]
