@@ -33,6 +33,19 @@ def _add(acc: dict, keys: list, values: list) -> None:
             acc[k] = get(k, 0) + v
 
 
+def _add_lists(acc: dict, keys: list, lists: list) -> None:
+    """Add each key's values one by one, in order, as Python's sum() would (floats)."""
+    for k, vals in zip(keys, lists):
+        try:
+            total = acc.get(k, 0)
+        except TypeError:
+            k = freeze(k)
+            total = acc.get(k, 0)
+        for v in vals:
+            total = total + v
+        acc[k] = total
+
+
 def _sorted_keys(acc: dict, mixed: bool) -> list:
     keys = list(acc)
     if mixed:
@@ -59,9 +72,9 @@ def sum_blocks(blocks: Iterable[tuple[bool, list, list]], budget: int, mixed: bo
     try:
         for single, keys, values in blocks:
             if not single:
-                values = [sum(v) for v in values]
-            if not acc:
-                acc.update(zip(keys, values)) if _hashable(keys) else _add(acc, keys, values)
+                _add_lists(acc, keys, values)
+            elif not acc and _hashable(keys):
+                acc.update(zip(keys, values))
             else:
                 _add(acc, keys, values)
             if len(acc) > cap:

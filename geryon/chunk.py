@@ -86,6 +86,17 @@ def read_capacity(path: str) -> int | None:
         raise GeryonError(f"{path}: damaged chunk metadata {META_NAME}: {exc}") from exc
 
 
+class _Usage:
+    """What one process knows of a chunk's usage; shared by every ChunkFS on that chunk."""
+
+    def __init__(self) -> None:
+        self.used: int | None = None
+        self.writing: dict[str, int] = {}
+
+
+_USAGE: dict[str, _Usage] = {}
+
+
 class ChunkFS(OSFS):
     """An OSFS whose total size is bounded by the chunk's capacity.
 
@@ -101,23 +112,40 @@ class ChunkFS(OSFS):
         except fserrors.CreateFailed as exc:
             raise GeryonError(f"{root}: no such disk directory") from exc
         self.capacity = capacity if capacity is not None else read_capacity(self.root_path)
-        self._used: int | None = None
+        # Files being written in this process, with their logical size (their buffers
+        # count against the capacity before they reach the disk), shared by every handle.
+        self._usage = _USAGE.setdefault(os.path.realpath(self.root_path), _Usage())
+        self._writing = self._usage.writing
+
+    @property
+    def _used(self) -> int | None:
+        return self._usage.used
+
+    @_used.setter
+    def _used(self, value: int | None) -> None:
+        self._usage.used = value
 
     def __repr__(self) -> str:
         return f"ChunkFS({self.root_path!r}, capacity={self.capacity})"
 
     # -- space accounting -----------------------------------------------------------
     def used(self) -> int:
-        """Bytes held by files in the chunk (a fresh walk of the directory)."""
+        """Bytes held by files in the chunk (a fresh walk), counting files being written."""
         total = 0
+        writing = dict(self._writing)
         for dirpath, _dirs, files in os.walk(self.root_path):
             for name in files:
                 if name == META_NAME:
                     continue
+                path = os.path.join(dirpath, name)
+                if path in writing:
+                    total += writing.pop(path)
+                    continue
                 try:
-                    total += os.lstat(os.path.join(dirpath, name)).st_size
+                    total += os.lstat(path).st_size
                 except FileNotFoundError:
                     pass
+        total += sum(writing.values())
         self._used = total
         return total
 
@@ -212,6 +240,7 @@ class _ChunkWriter(io.RawIOBase):
             self._f = open(sys_path, mode.to_platform_bin())
             self._old_size = 0
         self._size = 0 if replace else os.path.getsize(sys_path)
+        chunk._writing[self._target] = self._size
         if mode.appending:
             self._f.seek(0, os.SEEK_END)
 
@@ -249,6 +278,7 @@ class _ChunkWriter(io.RawIOBase):
         except DiskFull:
             self._fail()
             raise
+        self._chunk._writing[self._target] = self._size + nbytes
 
     def write(self, b: Any) -> int:
         data = memoryview(b)
@@ -269,6 +299,7 @@ class _ChunkWriter(io.RawIOBase):
         if self._failed:
             return
         self._failed = True
+        self._chunk._writing.pop(self._target, None)
         self._f.close()
         if self._replace:
             try:
@@ -281,6 +312,7 @@ class _ChunkWriter(io.RawIOBase):
         if self.closed:
             return
         try:
+            self._chunk._writing.pop(self._target, None)
             if not self._failed:
                 self._f.close()
                 if self._replace:

@@ -56,16 +56,25 @@ class LocalCpu:
         self.slots = slots or default_workers()
         self._job_id = job_id
         _JOBS[job_id] = job
-        self._pool: cf.Executor
+        self._pool: cf.Executor = self._new_pool()
+
+    def _new_pool(self) -> cf.Executor:
         if self.slots == 1:
-            self._pool = _InlineExecutor()
-        else:
-            ctx = multiprocessing.get_context("fork") if "fork" in multiprocessing.get_all_start_methods() \
-                else multiprocessing.get_context()
-            self._pool = cf.ProcessPoolExecutor(max_workers=self.slots, mp_context=ctx)
+            return _InlineExecutor()
+        ctx = multiprocessing.get_context("fork") if "fork" in multiprocessing.get_all_start_methods() \
+            else multiprocessing.get_context()
+        return cf.ProcessPoolExecutor(max_workers=self.slots, mp_context=ctx)
 
     def submit(self, job_id: str, task: MapTask | ReduceTask) -> cf.Future[TaskResult]:
-        return self._pool.submit(run_task, job_id, task)
+        try:
+            return self._pool.submit(run_task, job_id, task)
+        except cf.BrokenExecutor:
+            # A worker died (killed, out of memory): the pool is unusable; start a new one.
+            # Attempts that were running in it have failed and are retried by the driver.
+            log.warning("a worker process died; starting new workers")
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = self._new_pool()
+            return self._pool.submit(run_task, job_id, task)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

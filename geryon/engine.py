@@ -27,7 +27,8 @@ from geryon.cpu import Cpu
 from geryon.disk import Disk
 from geryon.errors import GeryonError, JobFailed
 from geryon.job import Job
-from geryon.split import Split, list_files, plan_splits
+from geryon.job import DEFAULT_SPLIT_SIZE
+from geryon.split import Split, list_files, list_local_files, plan_splits, split_size_for
 from geryon.task import MapTask, ReduceTask, TaskResult
 
 log = logging.getLogger(__name__)
@@ -96,12 +97,20 @@ def check_job_name(name: str) -> str:
     return name
 
 
-def plan(job: Job, disks: Sequence[Disk]) -> list[Split]:
-    """Cut every input disk into splits, in disk order then file order."""
-    splits: list[Split] = []
-    for disk in disks:
-        files = list_files(disk.fs)
-        splits.extend(plan_splits(disk.name, files, job.split_size, cut_files=job.reader == "lines"))
+def plan(job: Job, disks: Sequence[Disk], slots: int = 1) -> list[tuple[Split, Disk]]:
+    """Cut every input disk into splits, in disk order then file order.
+
+    With no split size set on the job, the size adapts to the input and the slots
+    (`split.split_size_for`); the plan never depends on timing, so output bytes do not.
+    """
+    listed = [(d, list_local_files(d.path) if d.path else list_files(d.fs)) for d in disks]
+    size = job.split_size
+    if size is None:
+        total = sum(n for _, files in listed for _, n in files)
+        size = split_size_for(total, slots, DEFAULT_SPLIT_SIZE)
+    splits: list[tuple[Split, Disk]] = []
+    for disk, files in listed:
+        splits.extend((s, disk) for s in plan_splits(disk.name, files, size, cut_files=job.reader == "lines"))
     return splits
 
 
@@ -131,13 +140,12 @@ class Driver:
         work = tempfile.mkdtemp(prefix=f"geryon-{self.job_id}-", dir=self._workdir_parent)
         report = JobReport(self.job_id, job.name, out_dir, [], job.format)
         try:
-            roots = {d.name: d.path for d in disks}
             missing = [d.name for d in disks if not d.path]
             if missing:
                 raise GeryonError(f"{missing[0]}: only local disks can be read in local mode")
-            splits = plan(job, disks)
-            maps = [MapTask(i, 0, s, roots[s.disk] or "", work) for i, s in enumerate(splits)]
-            self.progress.phase("map", len(maps), sum(s.size for s in splits))
+            planned = plan(job, disks, sum(c.slots for c in self.cpus))
+            maps = [MapTask(i, 0, s, d.path or "", work) for i, (s, d) in enumerate(planned)]
+            self.progress.phase("map", len(maps), sum(s.size for s, _ in planned))
             t0 = time.monotonic()
             map_results = self._run_all(maps, report.map)
             report.map.seconds = time.monotonic() - t0
@@ -211,12 +219,19 @@ class Driver:
                               error_kind="system")
 
     def _commit(self, out_dir: str, staging: str, results: list[TaskResult]) -> list[str]:
-        """Rename every committed attempt to its final name; drop stale parts of the job."""
+        """Rename every committed attempt to its final name; drop stale parts of the job.
+
+        Every destination is checked first, so that a name taken by a directory fails the
+        job before any part is replaced: a job commits all its parts or none.
+        """
         job = self.job
+        moves = [(os.path.join(out_dir, res.output), os.path.join(out_dir, f"{job.name}.part{r}"))
+                 for r, res in enumerate(results)]
+        for _, dst in moves:
+            if os.path.isdir(dst) or (os.path.lexists(dst) and not os.path.isfile(dst)):
+                raise JobFailed(f"cannot commit {dst}: it exists and is not a file; nothing committed")
         finals = []
-        for r, res in enumerate(results):
-            src = os.path.join(out_dir, res.output)
-            dst = os.path.join(out_dir, f"{job.name}.part{r}")
+        for src, dst in moves:
             os.replace(src, dst)
             finals.append(dst)
         stale = re.compile(rf"^{re.escape(job.name)}\.part(\d+)$")

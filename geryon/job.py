@@ -34,7 +34,7 @@ DEFAULT_SORT_BUDGET = 256 << 20
 """Memory a map or reduce task may use for sorting before it spills to disk (bytes)."""
 
 DEFAULT_SPLIT_SIZE = 64 << 20
-"""Input bytes per map task (the chunk size): larger files are split by the lines reader."""
+"""The smallest split the planner picks on its own for large inputs (the chunk size)."""
 
 READERS = ("file", "lines", "bytes")
 """Record readers: whole file as text (default), one record per line, whole file as bytes."""
@@ -76,7 +76,7 @@ class Job:
     partitioner: str = "crc32"
     format: str = "json"
     sort_budget: int = DEFAULT_SORT_BUDGET
-    split_size: int = DEFAULT_SPLIT_SIZE
+    split_size: int | None = None  # None: chosen from the input size and the slots
     env: tuple[tuple[str, str], ...] = field(default=())
 
     def __post_init__(self) -> None:
@@ -96,7 +96,7 @@ class Job:
             raise JobDefinitionError(f"unknown output format {self.format!r} (choose from {', '.join(FORMATS)})")
         if self.sort_budget < 1 << 20:
             raise JobDefinitionError("the sort budget must be at least 1 MiB")
-        if self.split_size < 1:
+        if self.split_size is not None and self.split_size < 1:
             raise JobDefinitionError("the split size must be positive")
         if self.combine is not None and self.combine.streaming:
             raise JobDefinitionError("a combiner must be a Python function")

@@ -53,7 +53,7 @@ def run_map_task(job: Job, task: MapTask) -> TaskResult:
         if job.map.streaming:
             env = {"GERYON_DISK": task.root, "GERYON_TASK": task.id, **dict(job.env)}
             assert job.map.command is not None
-            with StreamingProcess(job.map.command, raw_chunks(disk_fs, task.split), cwd=task.root, env=env) as proc:
+            with StreamingProcess(job.map.command, raw_chunks(disk_fs, task.split, task.root), cwd=task.root, env=env) as proc:
                 lines = proc.lines()
                 n = 0
                 while True:
@@ -68,7 +68,7 @@ def run_map_task(job: Job, task: MapTask) -> TaskResult:
             mapper = job.map.func
             assert mapper is not None
             n = 0
-            for current, value in read_records(disk_fs, task.split, job.reader):
+            for current, value in read_records(disk_fs, task.split, job.reader, task.root):
                 n += 1
                 buf.add(mapper(current, value))
             result.records_in = n

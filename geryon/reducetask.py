@@ -17,7 +17,7 @@ from typing import Any
 from geryon import counters, order
 from geryon.chunk import ChunkFS
 from geryon.aggregate import sum_blocks
-from geryon.codec import format_lines, text_field
+from geryon.codec import format_bytes_lines, format_lines, raw_block_stream, text_field
 from geryon.errors import DiskFull, GeryonError
 from geryon.job import Job, is_sum
 from geryon.segments import Segment, file_chunks, iter_blocks, iter_records
@@ -102,17 +102,36 @@ class _Reducing:
         return self.groups_in_memory() if self.in_memory() else self.groups_streaming()
 
     # -- reducing ---------------------------------------------------------------------
-    def python_lines(self) -> Iterator[str]:
+    def python_lines(self) -> Iterator[bytes]:
+        """The part file's bytes, for a Python (or absent) reduce."""
         job = self.job
         fmt = job.format
         if job.reduce is not None and is_sum(job.reduce):
-            blocks = (b for loc, seg in self.inputs for b in iter_blocks(self.fetch(loc, seg)))
-            one_sorted = len(self.inputs) == 1 and self.inputs[0][1].ordered
-            for keys, sums in sum_blocks(blocks, job.sort_budget, self.mixed, already_sorted=one_sorted):
-                self.groups += len(keys)
-                self.records_out += len(keys)
-                yield format_lines(keys, sums, fmt)
+            yield from self._sum_lines()
             return
+        for text in self._reduced_lines():
+            yield text.encode("utf-8", "surrogateescape")
+
+    def _sum_lines(self) -> Iterator[bytes]:
+        job = self.job
+        # All keys str and text output: aggregate and sort the keys' UTF-8 bytes.
+        raw = job.format == "text" and {s.kind for _, s in self.inputs} <= {_STR_KIND}
+        unpack = raw_block_stream if raw else iter_blocks
+        blocks = (b for loc, seg in self.inputs for b in unpack(self.fetch(loc, seg)))
+        one_sorted = len(self.inputs) == 1 and self.inputs[0][1].ordered
+        for keys, sums in sum_blocks(blocks, job.sort_budget, self.mixed, already_sorted=one_sorted):
+            self.groups += len(keys)
+            self.records_out += len(keys)
+            data = format_bytes_lines(keys, sums) if raw else None
+            if data is None:
+                if raw:
+                    keys = [k.decode("utf-8", "surrogateescape") for k in keys]
+                data = format_lines(keys, sums, job.format).encode("utf-8", "surrogateescape")
+            yield data
+
+    def _reduced_lines(self) -> Iterator[str]:
+        job = self.job
+        fmt = job.format
         reducer = job.reduce.func if job.reduce is not None else None
         out_k: list = []
         out_v: list = []
@@ -160,6 +179,9 @@ class _Reducing:
             yield "".join(batch).encode("utf-8", "surrogateescape")
 
 
+_STR_KIND = "1"  # order.key_kind of str keys
+
+
 def _first(pair: tuple) -> Any:
     return pair[0]
 
@@ -187,8 +209,8 @@ def run_reduce_task(job: Job, task: ReduceTask, fetch: Fetch = local_fetch) -> T
                     proc.wait()
                 state.records_out = n
             else:
-                for text in state.python_lines():
-                    out.write(text.encode("utf-8", "surrogateescape"))
+                for data in state.python_lines():
+                    out.write(data)
         result.ok = True
         result.output = name
         result.records_in = state.groups

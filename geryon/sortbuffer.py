@@ -16,19 +16,24 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import zlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from geryon import order
 from geryon.codec import freeze
 from geryon.errors import GeryonError
-from geryon.partition import split_by_partition
+from geryon.partition import crc32_partition, split_by_partition
 from geryon.segments import Segment, SegmentWriter, file_chunks, iter_records, remove_quietly
 
 log = logging.getLogger(__name__)
 
-KEY_OVERHEAD = 120
-"""Estimated bytes per distinct key in the buffer beyond the key's own length."""
+KEY_OVERHEAD = 40
+"""Bytes per distinct key beyond the key object: dict slot, value, growth slack (measured:
+117 bytes per key in all for word-count keys averaging 85 bytes as objects)."""
+
+LIST_OVERHEAD = 64
+"""Extra bytes per distinct key when its values are kept in a list."""
 
 VALUE_OVERHEAD = 40
 """Estimated bytes per buffered value beyond its own length."""
@@ -72,11 +77,8 @@ class SortBuffer:
         if out is None:
             return
         if isinstance(out, Mapping):
-            if self._sum and not self._store:
-                self._store.update(out)
-                self.pairs_in += len(out)
-                self._nvalues += len(out)
-                self._check()
+            if self._sum:
+                self._add_counts(out)
                 return
             out = out.items()
         self._add_pairs(out)
@@ -111,6 +113,22 @@ class SortBuffer:
         if n:
             self._check()
 
+    def _add_counts(self, counts: Mapping) -> None:
+        """The hot path of word count: a mapping's counts added into the running sums."""
+        store = self._store
+        if not store:
+            store.update(counts)
+        else:
+            get = store.get
+            for k, v in counts.items():  # a mapping's keys are hashable: only + can fail
+                try:
+                    store[k] = get(k, 0) + v
+                except TypeError:
+                    raise GeryonError(f"combine sums values, but {v!r} (key {k!r}) is not a number") from None
+        self.pairs_in += len(counts)
+        self._nvalues += len(counts)
+        self._check()
+
     def _add_one_slow(self, pair: Any) -> None:
         """Add one pair that the fast path refused, or explain why it cannot be added."""
         store = self._store
@@ -132,7 +150,9 @@ class SortBuffer:
             store.setdefault(k, []).append(v)
 
     def _estimate(self) -> int:
-        return len(self._store) * (self._key_bytes + KEY_OVERHEAD) + self._nvalues * VALUE_OVERHEAD
+        if self._sum:
+            return len(self._store) * (self._key_bytes + KEY_OVERHEAD)
+        return len(self._store) * (self._key_bytes + KEY_OVERHEAD + LIST_OVERHEAD) + self._nvalues * VALUE_OVERHEAD
 
     def _check(self) -> None:
         if self._estimate() > self._budget:
@@ -147,6 +167,8 @@ class SortBuffer:
 
     # -- writing ------------------------------------------------------------------
     def _write_run(self, f: Any) -> list[Segment]:
+        if not self._ordered:
+            return self._write_hash_run(f)
         store = self._store
         segments = []
         combine = self._combine
@@ -169,6 +191,41 @@ class SortBuffer:
                         vals = _combined(combine, k, vals)
                     w.add_list(k, vals)
             segments.append(w.finish(order.key_kind(keys) if kind == "mixed" else kind, self._ordered))
+        return segments
+
+    def _write_hash_run(self, f: Any) -> list[Segment]:
+        """Sums in hash order: partition keys and values in one pass (measured 2x faster
+        than partitioning keys and then looking their values up)."""
+        store = self._store
+        n = self.partitions
+        kb: list[list] = [[] for _ in range(n)]
+        vb: list[list] = [[] for _ in range(n)]
+        if n == 1:
+            kb[0], vb[0] = list(store), list(store.values())
+        else:
+            kadd = [b.append for b in kb]
+            vadd = [b.append for b in vb]
+            part = self._part
+            if part is crc32_partition:
+                crc = zlib.crc32
+                try:
+                    for k, v in store.items():
+                        r = crc(k.encode()) % n
+                        kadd[r](k)
+                        vadd[r](v)
+                except (AttributeError, TypeError, UnicodeEncodeError):
+                    part = _general  # keys other than plain str: start again, generally
+                    kb, vb = [[] for _ in range(n)], [[] for _ in range(n)]
+            if part is not crc32_partition:
+                buckets = split_by_partition(list(store), n, self._part)
+                kb = buckets
+                vb = [list(map(store.__getitem__, b)) for b in buckets]
+        kind = order.key_kind(store.keys())
+        segments = []
+        for keys, values in zip(kb, vb):
+            w = SegmentWriter(f)
+            w.add_singles(keys, values)
+            segments.append(w.finish(order.key_kind(keys) if kind == "mixed" else kind, False))
         return segments
 
     def spill(self) -> None:
@@ -253,6 +310,7 @@ class SortBuffer:
 
 
 _NOTHING = object()
+_general = object()
 
 
 def _combined(combine: Callable, key: Any, values: list) -> list:

@@ -7,6 +7,7 @@ its first byte (see `readers.read_lines`).
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from fs.base import FS
@@ -48,6 +49,22 @@ class Split:
         return f"{self.disk}:{self.ranges[0].path.lstrip('/')} (+{len(self.ranges) - 1} files)"
 
 
+def list_local_files(root: str) -> list[tuple[str, int]]:
+    """`list_files` for a disk in a local directory: os.scandir, several times faster."""
+    out: list[tuple[str, int]] = []
+    stack = [(root, "")]
+    while stack:
+        directory, rel = stack.pop()
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append((entry.path, f"{rel}/{entry.name}"))
+                elif entry.is_file() and not is_internal(entry.name):
+                    out.append((f"{rel}/{entry.name}", entry.stat().st_size))
+    out.sort()
+    return out
+
+
 def list_files(disk_fs: FS) -> list[tuple[str, int]]:
     """Every regular file of a disk with its size, in a stable (sorted path) order."""
     out: list[tuple[str, int]] = []
@@ -57,6 +74,26 @@ def list_files(disk_fs: FS) -> list[tuple[str, int]]:
         out.append((path, info.size))
     out.sort()
     return out
+
+
+MAX_SPLIT = 128 << 20
+"""The largest split `split_size_for` picks on its own (Hadoop 2's block size)."""
+
+
+def split_size_for(total: int, slots: int, floor: int) -> int:
+    """A split size for `total` input bytes on `slots` workers.
+
+    At least one task per worker, so small inputs use every core; beyond that, splits grow
+    from `floor` up to MAX_SPLIT, because fewer, larger map tasks emit fewer duplicate keys
+    into the shuffle. A split size the user gave is used as is, not through here.
+    """
+    if total <= 0:
+        return floor
+    per_slot = -(-total // max(1, slots))
+    if per_slot <= floor:
+        return max(1 << 20, per_slot)
+    waves = -(-total // (MAX_SPLIT * slots))
+    return max(floor, min(MAX_SPLIT, -(-total // (waves * slots))))
 
 
 def plan_splits(disk: str, files: list[tuple[str, int]], split_size: int, cut_files: bool) -> list[Split]:

@@ -31,12 +31,13 @@ from geryon.cli.common import fail, ndb_option, size_type
               help="Part files as key<TAB>value text, or JSON fields (exact types).")
 @click.option("--sort-budget", type=size_type, default="256M", show_default=True,
               help="Memory per task for sorting before spilling to disk.")
-@click.option("--split-size", type=size_type, default="64M", show_default=True, help="Input bytes per map task.")
+@click.option("--split-size", type=size_type, default=None,
+              help="Input bytes per map task [from the input size: one task per worker at least, up to 128M].")
 @ndb_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress and no summary.")
 def mapreduce(map_step: str, reduce_step: str, disks: tuple[str, ...], partitions: int, out: str | None,
               name: str | None, workers: int | None, streaming: bool, reader: str, partitioner: str, fmt: str,
-              sort_budget: int, split_size: int, ndb_file: str | None, quiet: bool) -> None:
+              sort_budget: int, split_size: int | None, ndb_file: str | None, quiet: bool) -> None:
     """Run MAP on every DISK, partition into R, sort and REDUCE each partition.
 
     MAP and REDUCE are Python scripts defining map(key, value) and reduce(key, values)

@@ -26,7 +26,8 @@ from registry.auth import create_secret, load_secret
 from registry.client import RegistryClient
 from registry.discovery import DEFAULT_PORT
 from registry.errors import RegistryError
-from registry.server import ServerConfig, serve
+from registry.server import (DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, ServerConfig,
+                             serve)
 from registry.store import DEFAULT_DEAD_AFTER, DEFAULT_HEARTBEAT
 from registry.text import pairs_of
 
@@ -136,12 +137,16 @@ def registry_group() -> None:
               help="Seconds between registrants' heartbeats.")
 @click.option("--dead-after", type=float, default=DEFAULT_DEAD_AFTER, show_default=True,
               help="Seconds of silence after which a registrant is dead.")
+@click.option("--max-connections", type=click.IntRange(1), default=DEFAULT_MAX_CONNECTIONS,
+              show_default=True, help="Most open connections.")
+@click.option("--idle-timeout", type=float, default=DEFAULT_IDLE_TIMEOUT, show_default=True,
+              help="Seconds a connection may take to send a request, or stay idle.")
 @_secret_option
 @_mdns_option
 @_translating
 def serve_command(listen: str | None, state: str | None, ndb_path: str | None, no_mdns: bool,
-                  heartbeat: float, dead_after: float, secret_file: str | None,
-                  mdns_interfaces: tuple[str, ...]) -> None:
+                  heartbeat: float, dead_after: float, max_connections: int, idle_timeout: float,
+                  secret_file: str | None, mdns_interfaces: tuple[str, ...]) -> None:
     """Run the registry."""
     secret = _secret(secret_file)
     host, _, port = (listen or f"0.0.0.0:{DEFAULT_PORT}").rpartition(":")
@@ -152,7 +157,8 @@ def serve_command(listen: str | None, state: str | None, ndb_path: str | None, n
                           state_path=Path(state) if state else None,
                           ndb_path=Path(ndb_path) if ndb_path else None, mdns=not no_mdns,
                           mdns_interfaces=_interfaces(mdns_interfaces),
-                          heartbeat=heartbeat, dead_after=dead_after)
+                          heartbeat=heartbeat, dead_after=dead_after,
+                          max_connections=max_connections, idle_timeout=idle_timeout)
 
     async def main() -> None:
         stop = asyncio.Event()
