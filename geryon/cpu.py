@@ -11,6 +11,7 @@ import concurrent.futures as cf
 import logging
 import multiprocessing
 import os
+import signal
 from typing import Protocol
 
 from geryon.job import Job
@@ -30,6 +31,13 @@ class Cpu(Protocol):
     def submit(self, job_id: str, task: MapTask | ReduceTask) -> cf.Future[TaskResult]: ...
 
     def close(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+def _ignore_interrupts() -> None:
+    """Worker start-up: Ctrl-C is the driver's to handle, not each worker's."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def run_task(job_id: str, task: MapTask | ReduceTask) -> TaskResult:
@@ -63,7 +71,7 @@ class LocalCpu:
             return _InlineExecutor()
         ctx = multiprocessing.get_context("fork") if "fork" in multiprocessing.get_all_start_methods() \
             else multiprocessing.get_context()
-        return cf.ProcessPoolExecutor(max_workers=self.slots, mp_context=ctx)
+        return cf.ProcessPoolExecutor(max_workers=self.slots, mp_context=ctx, initializer=_ignore_interrupts)
 
     def submit(self, job_id: str, task: MapTask | ReduceTask) -> cf.Future[TaskResult]:
         try:
@@ -79,6 +87,16 @@ class LocalCpu:
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
         _JOBS.pop(self._job_id, None)
+
+    def abort(self) -> None:
+        """Stop at once: kill the workers, whatever they are running (Ctrl-C)."""
+        processes = dict(getattr(self._pool, "_processes", None) or {})
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for proc in processes.values():
+            if proc.is_alive():
+                proc.kill()
+        for proc in processes.values():
+            proc.join(timeout=5)
 
     def __enter__(self) -> "LocalCpu":
         return self

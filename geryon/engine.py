@@ -28,7 +28,7 @@ from geryon.disk import Disk
 from geryon.errors import GeryonError, JobFailed
 from geryon.job import Job
 from geryon.job import DEFAULT_SPLIT_SIZE
-from geryon.split import Split, list_files, list_local_files, plan_splits, split_size_for
+from geryon.split import Split, list_files, list_local_files, plan_balanced, plan_splits, split_count_for
 from geryon.task import MapTask, ReduceTask, TaskResult
 
 log = logging.getLogger(__name__)
@@ -104,13 +104,23 @@ def plan(job: Job, disks: Sequence[Disk], slots: int = 1) -> list[tuple[Split, D
     (`split.split_size_for`); the plan never depends on timing, so output bytes do not.
     """
     listed = [(d, list_local_files(d.path) if d.path else list_files(d.fs)) for d in disks]
-    size = job.split_size
-    if size is None:
-        total = sum(n for _, files in listed for _, n in files)
-        size = split_size_for(total, slots, DEFAULT_SPLIT_SIZE)
+    cut = job.reader == "lines"
     splits: list[tuple[Split, Disk]] = []
+    if job.split_size is not None:
+        for disk, files in listed:
+            splits.extend((s, disk) for s in plan_splits(disk.name, files, job.split_size, cut_files=cut))
+        return splits
+    total = sum(n for _, files in listed for _, n in files)
+    count = split_count_for(total, slots, DEFAULT_SPLIT_SIZE)
+    size = max(1, -(-total // count))
     for disk, files in listed:
-        splits.extend((s, disk) for s in plan_splits(disk.name, files, size, cut_files=job.reader == "lines"))
+        disk_total = sum(n for _, n in files)
+        if cut and any(n > size for _, n in files):
+            # big files are cut into line-aligned ranges of the target size
+            splits.extend((s, disk) for s in plan_splits(disk.name, files, size, cut_files=True))
+        else:
+            share = max(1, round(count * disk_total / total)) if total else 1
+            splits.extend((s, disk) for s in plan_balanced(disk.name, files, share))
     return splits
 
 
@@ -138,7 +148,9 @@ class Driver:
         out_dir = os.path.abspath(out_dir)
         staging = f"{TEMP_MARK}{self.job_id}"  # hidden in listings, removed on failure
         work = tempfile.mkdtemp(prefix=f"geryon-{self.job_id}-", dir=self._workdir_parent)
-        report = JobReport(self.job_id, job.name, out_dir, [], job.format)
+        # A streaming reducer writes its own text lines, whatever format the job names.
+        fmt = "text" if job.reduce is not None and job.reduce.streaming else job.format
+        report = JobReport(self.job_id, job.name, out_dir, [], fmt)
         try:
             missing = [d.name for d in disks if not d.path]
             if missing:
@@ -202,11 +214,15 @@ class Driver:
                         pending.append(_next_attempt(task))
                         continue
                     raise JobFailed(_failure_message(result, task))
-        except BaseException:
+        except Exception:
             for fut in running:
                 fut.cancel()
             # Wait for attempts already running, so none writes after the clean-up.
             cf.wait(list(running))
+            raise
+        except BaseException:  # Ctrl-C: do not wait for running tasks; stop them
+            for cpu in self.cpus:
+                cpu.abort()
             raise
         return [results[t.index] for t in tasks]
 

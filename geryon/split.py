@@ -80,6 +80,41 @@ MAX_SPLIT = 128 << 20
 """The largest split `split_size_for` picks on its own (Hadoop 2's block size)."""
 
 
+def split_count_for(total: int, slots: int, floor: int) -> int:
+    """How many splits to cut `total` input bytes into for `slots` workers.
+
+    A multiple of the slots, so that no wave of map tasks leaves a worker idle; splits
+    of at most MAX_SPLIT bytes, and none smaller than `floor` unless that would leave a
+    worker without a task. A split size the user gave is used instead, as is.
+    """
+    slots = max(1, slots)
+    if total <= 0:
+        return 1
+    if total <= floor * slots:
+        return slots
+    waves = -(-total // (MAX_SPLIT * slots))
+    return waves * slots
+
+
+def plan_balanced(disk: str, files: list[tuple[str, int]], count: int) -> list[Split]:
+    """Group whole files into `count` splits of nearly equal bytes, keeping file order.
+
+    A file goes to the split its middle byte falls in, so sizes stay balanced even when
+    file sizes are uneven; a file larger than a split forms one split on its own.
+    """
+    total = sum(n for _, n in files)
+    if count <= 1 or total == 0:
+        return [Split(disk, tuple(FileRange(p, 0, n) for p, n in files))] if files else []
+    target = total / count
+    groups: dict[int, list[FileRange]] = {}
+    offset = 0
+    for path, size in files:
+        index = min(count - 1, int((offset + size / 2) // target))
+        groups.setdefault(index, []).append(FileRange(path, 0, size))
+        offset += size
+    return [Split(disk, tuple(groups[i])) for i in sorted(groups)]
+
+
 def split_size_for(total: int, slots: int, floor: int) -> int:
     """A split size for `total` input bytes on `slots` workers.
 

@@ -218,3 +218,13 @@ def test_every_split_size_gives_every_line_once(tmp_path, text):
         got = [v for s in splits for _k, v in read_records(disk, s, "lines")]
         assert got == want, split_size
     disk.close()
+
+
+def test_streaming_job_result_iterates_with_default_format(disk, tmp_path):
+    """A streaming reducer writes key<TAB>value text; the result reads it back as (str, str)
+    pairs whatever the job's default output format, rather than failing half way through."""
+    result = geryon.Job(map=COUNTING_MAP, reduce=COUNTING_REDUCE, partitions=2).run(
+        [str(disk)], out=str(tmp_path / "out"), workers=1)
+    pairs = list(result)
+    assert all(type(k) is str and type(v) is str for k, v in pairs)
+    assert {k: int(v) for k, v in pairs} == dict(_oracle(disk))
