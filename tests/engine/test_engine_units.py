@@ -1,0 +1,47 @@
+"""Unit properties of the engine's pure pieces: byte sorting, splits, size parsing."""
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from geryon.aggregate import sort_bytes
+from geryon.chunk import parse_size
+from geryon.split import plan_balanced, split_count_for
+
+
+@given(st.lists(st.binary(max_size=6), max_size=300))
+@settings(max_examples=200, deadline=None)
+def test_sort_bytes_is_sorted(keys):
+    assert sort_bytes(list(keys)) == sorted(keys)
+
+
+@given(st.lists(st.integers(0, 10_000), min_size=1, max_size=80), st.integers(1, 12))
+@settings(max_examples=200, deadline=None)
+def test_balanced_splits_keep_every_file_once_in_order(sizes, count):
+    files = [(f"/f{i:03d}", n) for i, n in enumerate(sizes)]
+    splits = plan_balanced("d", files, count)
+    got = [(r.path, r.end) for s in splits for r in s.ranges]
+    assert got == files
+    assert len(splits) <= count
+    assert all(s.ranges for s in splits)
+
+
+def test_split_count_is_a_multiple_of_the_slots():
+    mib = 1 << 20
+    assert split_count_for(121 * mib, 2, 64 * mib) == 2
+    assert split_count_for(996 * mib, 2, 64 * mib) % 2 == 0
+    assert split_count_for(10 * mib, 4, 64 * mib) == 4
+    assert split_count_for(0, 2, 64 * mib) == 1
+
+
+@pytest.mark.parametrize("text,value", [("64M", 64 << 20), ("1G", 1 << 30), ("4k", 4096), ("4096", 4096),
+                                        ("1.5M", 3 << 19), ("2MiB", 2 << 20)])
+def test_parse_size(text, value):
+    assert parse_size(text) == value
+
+
+@pytest.mark.parametrize("text", ["", "x", "-1M", "0", "12Q"])
+def test_parse_size_rejects(text):
+    with pytest.raises(ValueError):
+        parse_size(text)
