@@ -1,0 +1,108 @@
+"""Named disks: the registry entries Geryon's `refresh` script kept by hand, computed.
+
+An ndb file names disks (`name=d0.mbox kfs master=host0!chunk0 replica=d0.replica`);
+chunk services register themselves as `tcp!host!port name HOST id CHUNK ...` (lab 36:
+`grid/register -a id chunk0`). For each named disk the registry holds an entry
+`d0.mbox host HOST chunk CHUNK addr tcp!host!port replica d0.replica`, where `addr` is
+present only while the master chunk's service is registered. `plan` is pure;
+`DiskNames` is the only code that touches the `ndb` package (the dependency stays here).
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import ndb
+
+from registry.store import Service
+from registry.text import Pairs
+
+log = logging.getLogger(__name__)
+
+DISK_OWNER = "#ndb"
+"""Owner of the entries made from the ndb file (clients cannot claim `#` owners)."""
+
+
+@dataclass(frozen=True)
+class DiskName:
+    """One ndb entry naming a disk: `name=NAME kfs master=HOST!CHUNK [replica=R]`."""
+
+    name: str
+    host: str
+    chunk: str
+    replica: str | None = None
+
+
+def disk_names(entries: Iterable[ndb.Entry]) -> list[DiskName]:
+    """The named disks among ndb entries (those with `kfs`, `name` and `master`).
+
+    refresh: ``names=`{ndb/query -a kfs '' name}``, then `split !` of `master`.
+    """
+    out: list[DiskName] = []
+    seen: set[str] = set()
+    for entry in entries:
+        if not entry.has("kfs"):
+            continue
+        name, master = entry.get("name"), entry.get("master")
+        if not name or not master or "!" not in master or name in seen:
+            if name and not master:
+                log.debug("ndb disk %s has no master=host!chunk; skipped", name)
+            continue
+        host, chunk = master.split("!", 1)
+        seen.add(name)
+        out.append(DiskName(name, host, chunk, entry.get("replica")))
+    return out
+
+
+def chunk_address(host: str, chunk: str, services: Iterable[Service]) -> str | None:
+    """The address of the live chunk service `host!chunk` (refresh: `regquery -n name $host id $chunk`)."""
+    for svc in services:
+        if svc.get("name") == host and svc.get("id") == chunk:
+            return svc.name
+    return None
+
+
+def disk_attrs(disk: DiskName, services: Iterable[Service]) -> Pairs:
+    """The attributes of the registry entry for `disk`, given the live services."""
+    attrs: list[tuple[str, str]] = [("host", disk.host), ("chunk", disk.chunk)]
+    addr = chunk_address(disk.host, disk.chunk, services)
+    if addr is not None:
+        attrs.append(("addr", addr))
+    if disk.replica is not None:
+        attrs.append(("replica", disk.replica))
+    return tuple(attrs)
+
+
+def plan(disks: Iterable[DiskName], services: Iterable[Service]) -> dict[str, Pairs]:
+    """What the registry should hold for the named disks: name -> attributes."""
+    services = [s for s in services if s.get("id") is not None]
+    return {d.name: disk_attrs(d, services) for d in disks}
+
+
+class DiskNames:
+    """The named disks of an ndb file, re-read when the file changes.
+
+    A missing or malformed file is logged (once per distinct error) and the last good
+    reading is kept; a file that never was readable names no disks.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: ndb.Database | None = None
+        self._disks: list[DiskName] = []
+        self._last_error = ""
+
+    def read(self) -> list[DiskName]:
+        """The named disks as the file says now."""
+        try:
+            if self._db is None:
+                self._db = ndb.open(self.path)
+            self._disks = disk_names(self._db.entries)
+            self._last_error = ""
+        except (ndb.NdbError, OSError) as exc:
+            if str(exc) != self._last_error:
+                self._last_error = str(exc)
+                log.warning("ndb %s: %s (keeping %d named disks)", self.path, exc, len(self._disks))
+        return list(self._disks)

@@ -1,0 +1,416 @@
+"""The registry server: HTTP + WebSocket (aiohttp) over a `Store`.
+
+Routes (JSON bodies; all signed when a secret is set, see `registry.auth`):
+  GET  /v1/info        version, cluster id, store version
+  GET  /v1/index       every service (`Accept: text/plain`: Inferno lines)
+  POST /v1/find        {"query": [[attr, val], ...]}
+  POST /v1/update      {"name", "attrs"}      owner from X-Geryon-Owner
+  POST /v1/unregister  {"name"}               owner from X-Geryon-Owner
+  GET  /v1/session     WebSocket: register/update/unregister/ping; entries live with it
+  GET  /v1/watch       WebSocket: a snapshot, then every event
+Liveness, persistence, ndb-named disks and zeroconf live here; the rules are the
+store's. This module does not parse command lines or read the environment.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from registry.auth import DEFAULT_WINDOW, auth_middleware, cluster_id
+from registry.discovery import DEFAULT_PORT, PROTOCOL_VERSION, Advertiser, advertised_addresses
+from registry.disks import DISK_OWNER, DiskNames, plan
+from registry.errors import BadRequest, RegistryError
+from registry.state import load_state, save_state
+from registry.store import DEFAULT_DEAD_AFTER, DEFAULT_HEARTBEAT, Service, Store, as_pairs
+from registry.watchers import Watchers
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_BODY = 64 * 1024
+"""Largest request body or WebSocket message, in bytes."""
+
+DEFAULT_MAX_CONNECTIONS = 512
+"""Most open TCP connections; more are answered 503 and closed."""
+
+DEFAULT_IDLE_TIMEOUT = 10.0
+"""Seconds a connection may take to send a request, or stay idle between requests."""
+
+DEFAULT_BODY_TIMEOUT = 5.0
+"""Seconds a client may take to send a request body."""
+
+DEFAULT_EXPIRE_INTERVAL = 0.1
+"""Seconds between checks for silent sessions."""
+
+DEFAULT_NDB_POLL = 0.5
+"""Seconds between checks of the ndb file for changes."""
+
+_SESSION_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}\Z")
+HEADER_CLIENT = "X-Geryon-Client"
+HEADER_OWNER = "X-Geryon-Owner"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything a registry server needs; built by the CLI, passed down."""
+
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    secret: bytes | None = None
+    state_path: Path | None = None
+    ndb_path: Path | None = None
+    mdns: bool = True
+    mdns_interfaces: tuple[str, ...] | None = None
+    heartbeat: float = DEFAULT_HEARTBEAT
+    dead_after: float = DEFAULT_DEAD_AFTER
+    max_body: int = DEFAULT_MAX_BODY
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    body_timeout: float = DEFAULT_BODY_TIMEOUT
+    auth_window: float = DEFAULT_WINDOW
+    expire_interval: float = DEFAULT_EXPIRE_INTERVAL
+    ndb_poll: float = DEFAULT_NDB_POLL
+
+
+class _Refuse(asyncio.Protocol):
+    """Answers a connection over the limit with 503 and closes it."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.WriteTransport)
+        transport.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
+                        b"Connection: close\r\n\r\n")
+        transport.close()
+
+
+_STATUS = {"permission": 403, "notfound": 404, "duplicate": 409, "full": 503, "auth": 401}
+
+
+def _error_response(exc: RegistryError) -> web.Response:
+    return web.json_response({"error": str(exc), "kind": exc.kind}, status=_STATUS.get(exc.kind, 400))
+
+
+def _owner_of(request: web.Request) -> str:
+    owner = request.headers.get(HEADER_OWNER, "")
+    if len(owner) > 256 or owner.startswith("#"):
+        raise BadRequest("bad owner")
+    return owner
+
+
+class RegistryServer:
+    """One registry server; `async with RegistryServer(config) as srv:` runs it.
+
+    Args:
+        config: what to listen on and how.
+        clock: monotonic seconds, for leases (tests may pass their own).
+    """
+
+    def __init__(self, config: ServerConfig, *, clock: Callable[[], float] = time.monotonic) -> None:
+        if config.secret is None and config.host not in ("127.0.0.1", "localhost", "::1"):
+            log.warning("no cluster secret: listening on 127.0.0.1 only (run `geryon init`)")
+            config = replace(config, host="127.0.0.1")
+        elif config.secret is None:
+            log.warning("no cluster secret: listening on loopback only (run `geryon init`)")
+        self.config = config
+        self.clock = clock
+        self.cluster = cluster_id(config.secret)
+        self.store = Store(dead_after=config.dead_after)
+        self.watchers = Watchers()
+        self._published = 0
+        self._saved: list[tuple[Service, str]] = []
+        self._session_ws: dict[str, web.WebSocketResponse] = {}
+        self._disks = DiskNames(config.ndb_path) if config.ndb_path else None
+        self._disk_dirty = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._runner: web.AppRunner | None = None
+        self._listener: asyncio.base_events.Server | None = None
+        self._advertiser: Advertiser | None = None
+        self.port = config.port
+        self._closed = False
+
+    @property
+    def url(self) -> str:
+        """Where clients reach this server."""
+        return f"http://{self.config.host}:{self.port}"
+
+    # -- life cycle ------------------------------------------------------------------
+    async def start(self) -> None:
+        """Load state, listen, advertise and start the housekeeping tasks."""
+        cfg = self.config
+        if cfg.state_path is not None:
+            for service, owner in load_state(cfg.state_path):
+                self.store.register(service.name, service.attrs, owner=owner)
+            self._saved = self.store.persistent()
+            log.info("loaded %d persist entries from %s", len(self._saved), cfg.state_path)
+        app = web.Application(client_max_size=cfg.max_body,
+                              middlewares=[self._limits, auth_middleware(cfg.secret, window=cfg.auth_window)])
+        app.add_routes([web.get("/v1/info", self._info), web.get("/v1/index", self._index),
+                        web.post("/v1/find", self._find), web.post("/v1/update", self._update),
+                        web.post("/v1/unregister", self._unregister),
+                        web.get("/v1/session", self._session), web.get("/v1/watch", self._watch)])
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None,
+                                     keepalive_timeout=cfg.idle_timeout, max_headers=64,
+                                     max_line_size=8190, max_field_size=8190,
+                                     lingering_time=0)   # an unread body: close, do not drain
+        await self._runner.setup()
+        http = self._runner.server
+        assert http is not None
+
+        def factory() -> asyncio.Protocol:
+            if len(http.connections) >= cfg.max_connections:
+                return _Refuse()
+            return http()
+
+        loop = asyncio.get_running_loop()
+        self._listener = await loop.create_server(factory, cfg.host, cfg.port, reuse_address=True,
+                                                  backlog=256)
+        self.port = self._listener.sockets[0].getsockname()[1]
+        self._tasks.append(asyncio.create_task(self._expire_loop()))
+        if self._disks is not None:
+            self._tasks.append(asyncio.create_task(self._disk_loop()))
+        if cfg.mdns:
+            addrs = advertised_addresses(cfg.host, cfg.mdns_interfaces)
+            self._advertiser = Advertiser(self.port, addrs, self.cluster, interfaces=cfg.mdns_interfaces)
+            try:
+                await self._advertiser.start()
+            except (OSError, RuntimeError) as exc:     # no multicast: still serve
+                log.warning("zeroconf advertising failed: %s", exc)
+                self._advertiser = None
+        log.info("registry listening on %s (cluster %s)", self.url, self.cluster)
+
+    async def close(self) -> None:
+        """Stop advertising, close every connection and task; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._advertiser is not None:
+            await self._advertiser.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._listener is not None:
+            self._listener.close()
+        self.watchers.close_all()
+        for ws in list(self._session_ws.values()):
+            await ws.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def __aenter__(self) -> RegistryServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- plumbing --------------------------------------------------------------------
+    @web.middleware
+    async def _limits(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        try:
+            if request.body_exists:
+                await asyncio.wait_for(request.read(), self.config.body_timeout)
+            return await handler(request)
+        except asyncio.TimeoutError:
+            return web.json_response({"error": "request body too slow", "kind": "bad"}, status=408)
+        except RegistryError as exc:
+            return _error_response(exc)
+
+    async def _json(self, request: web.Request) -> dict[str, Any]:
+        try:
+            doc = json.loads(await request.read())
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise BadRequest(f"bad JSON: {exc}") from None
+        if not isinstance(doc, dict):
+            raise BadRequest("request is not a JSON object")
+        return doc
+
+    def _changed(self) -> None:
+        """Publish new events, save persist entries, and note chunk changes."""
+        events = self.store.events_since(self._published) or []
+        self._published = self.store.version
+        if not events:
+            return
+        self.watchers.publish(events)
+        if any(e.service.get("id") is not None for e in events):
+            self._disk_dirty.set()
+        if self.config.state_path is not None:
+            now = self.store.persistent()
+            if now != self._saved:
+                try:
+                    save_state(self.config.state_path, now)
+                    self._saved = now
+                except RegistryError as exc:
+                    log.warning("saving state: %s", exc)
+
+    def _drop_session(self, session: str) -> None:
+        removed = self.store.close_session(session)
+        if removed:
+            log.info("session %s ended: removed %s", session, " ".join(s.name for s in removed))
+        self._changed()
+
+    async def _expire_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.expire_interval)
+            dead = self.store.expire(self.clock())
+            for session in dead:
+                log.info("session %s silent for %.1fs: dead", session, self.config.dead_after)
+                ws = self._session_ws.pop(session, None)
+                if ws is not None:
+                    asyncio.create_task(ws.close(message=b"dead"))
+            if dead:
+                self._changed()
+
+    async def _disk_loop(self) -> None:
+        assert self._disks is not None
+        current: list[Any] = []
+        while True:
+            disks = self._disks.read()
+            if disks != current or self._disk_dirty.is_set():
+                self._disk_dirty.clear()
+                current = disks
+                self._reconcile_disks(disks)
+            try:
+                await asyncio.wait_for(self._disk_dirty.wait(), self.config.ndb_poll)
+            except asyncio.TimeoutError:
+                pass
+
+    def _reconcile_disks(self, disks: list[Any]) -> None:
+        want = plan(disks, self.store.index())
+        for service in self.store.index():
+            if self.store.owner_of(service.name) == DISK_OWNER and service.name not in want:
+                self.store.unregister(service.name, owner=DISK_OWNER)
+        for name, attrs in want.items():
+            have = self.store.get(name)
+            try:
+                if have is None:
+                    self.store.register(name, attrs, owner=DISK_OWNER)
+                elif have.attrs != attrs and self.store.owner_of(name) == DISK_OWNER:
+                    self.store.unregister(name, owner=DISK_OWNER)   # replace: drop stale attrs
+                    self.store.register(name, attrs, owner=DISK_OWNER)
+            except RegistryError as exc:
+                log.warning("named disk %s: %s", name, exc)
+        self._changed()
+
+    # -- HTTP ------------------------------------------------------------------------
+    async def _info(self, request: web.Request) -> web.Response:
+        return web.json_response({"version": PROTOCOL_VERSION, "cluster": self.cluster,
+                                  "store_version": self.store.version, "services": len(self.store),
+                                  "heartbeat": self.config.heartbeat,
+                                  "dead_after": self.config.dead_after})
+
+    def _services(self, request: web.Request, services: list[Service]) -> web.Response:
+        if "text/plain" in request.headers.get("Accept", ""):
+            return web.Response(text="".join(s.line() + "\n" for s in services))
+        return web.json_response({"version": self.store.version,
+                                  "services": [s.to_wire() for s in services]})
+
+    async def _index(self, request: web.Request) -> web.Response:
+        return self._services(request, self.store.index())
+
+    async def _find(self, request: web.Request) -> web.Response:
+        doc = await self._json(request)
+        return self._services(request, self.store.find(as_pairs(doc.get("query", []))))
+
+    async def _update(self, request: web.Request) -> web.Response:
+        doc = await self._json(request)
+        service = self.store.update(str(doc.get("name", "")), as_pairs(doc.get("attrs", [])),
+                                    owner=_owner_of(request))
+        self._changed()
+        return web.json_response({"ok": True, "service": service.to_wire()})
+
+    async def _unregister(self, request: web.Request) -> web.Response:
+        doc = await self._json(request)
+        self.store.unregister(str(doc.get("name", "")), owner=_owner_of(request))
+        self._changed()
+        return web.json_response({"ok": True})
+
+    # -- WebSockets ------------------------------------------------------------------
+    async def _session(self, request: web.Request) -> web.StreamResponse:
+        owner = _owner_of(request)
+        session = request.headers.get(HEADER_CLIENT, "")
+        if not _SESSION_ID.match(session):
+            raise BadRequest("bad client id")
+        ws = web.WebSocketResponse(max_msg_size=self.config.max_body, timeout=1.0, autoping=True)
+        await ws.prepare(request)
+        old = self._session_ws.get(session)
+        self._session_ws[session] = ws
+        if old is not None:                       # the same client reconnected: keep its entries
+            asyncio.create_task(old.close(message=b"replaced"))
+        self.store.open_session(session, owner, self.clock())
+        log.debug("session %s (%s) from %s", session, owner, request.remote)
+        try:
+            await ws.send_json({"op": "hello", "heartbeat": self.config.heartbeat,
+                                "dead_after": self.config.dead_after})
+            async for msg in ws:
+                if self._session_ws.get(session) is not ws:
+                    break
+                self.store.touch(session, self.clock())
+                if msg.type != WSMsgType.TEXT:
+                    await ws.send_json({"error": "bad message", "kind": "bad"})
+                    continue
+                reply = self._session_op(session, owner, msg.data)
+                if reply is not None:
+                    await ws.send_json(reply)
+        except ConnectionError as exc:               # gone mid-reply: same as closed
+            log.debug("session %s: %s", session, exc)
+        finally:
+            if self._session_ws.get(session) is ws:
+                del self._session_ws[session]
+                self._drop_session(session)
+        return ws
+
+    def _session_op(self, session: str, owner: str, data: str) -> dict[str, Any] | None:
+        try:
+            msg = json.loads(data)
+            if not isinstance(msg, dict):
+                raise ValueError("not an object")
+        except ValueError:
+            return {"error": "bad message", "kind": "bad"}
+        op, rid = msg.get("op"), msg.get("id")
+        try:
+            if op == "ping":
+                return {"op": "pong", "id": rid}
+            name = msg.get("name")
+            if not isinstance(name, str):
+                raise BadRequest("bad service name")
+            if op == "register":
+                service = self.store.register(name, as_pairs(msg.get("attrs", [])), owner=owner,
+                                              session=session)
+            elif op == "update":
+                service = self.store.update(name, as_pairs(msg.get("attrs", [])), owner=owner)
+            elif op == "unregister":
+                self.store.unregister(name, owner=owner)
+                service = None
+            else:
+                raise BadRequest(f"unknown op {str(op)[:32]!r}")
+        except RegistryError as exc:
+            return {"id": rid, "error": str(exc), "kind": exc.kind}
+        finally:
+            self._changed()
+        return {"id": rid, "ok": True, "service": service.to_wire() if service else None}
+
+    async def _watch(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(max_msg_size=4096, timeout=1.0, autoping=True,
+                                   heartbeat=max(self.config.dead_after, 1.0))
+        await ws.prepare(request)
+        await ws.send_json({"op": "snapshot", "version": self.store.version,
+                            "services": [s.to_wire() for s in self.store.index()]})
+        await self.watchers.serve(request, ws)
+        return ws
+
+
+async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
+    """Run a registry until `stop` is set (the CLI's entry point)."""
+    async with RegistryServer(config) as server:
+        print(f"registry: listening on {server.url} cluster {server.cluster}", flush=True)
+        await stop.wait()
+
+
+__all__: Sequence[str] = ["RegistryServer", "ServerConfig", "serve", "DEFAULT_PORT"]
