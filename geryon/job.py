@@ -36,8 +36,9 @@ DEFAULT_SORT_BUDGET = 256 << 20
 DEFAULT_SPLIT_SIZE = 64 << 20
 """The smallest split the planner picks on its own for large inputs (the chunk size)."""
 
-READERS = ("file", "lines", "bytes")
-"""Record readers: whole file as text (default), one record per line, whole file as bytes."""
+READERS = ("file", "lines", "bytes", "mbox", "tar", "warc", "auto")
+"""Record readers (see `geryon.readers`): whole file as text (default), one record per line,
+whole file as bytes, mail message, tar member, WARC record, or chosen per file by extension."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ class Job:
     sort_budget: int = DEFAULT_SORT_BUDGET
     split_size: int | None = None  # None: chosen from the input size and the slots
     env: tuple[tuple[str, str], ...] = field(default=())
+    skip_bad: int = 0  # malformed input records a map task may skip (counted), Hadoop's skip mode
 
     def __post_init__(self) -> None:
         for attr in ("map", "reduce", "combine"):
@@ -98,18 +100,20 @@ class Job:
             raise JobDefinitionError("the sort budget must be at least 1 MiB")
         if self.split_size is not None and self.split_size < 1:
             raise JobDefinitionError("the split size must be positive")
+        if self.skip_bad < 0:
+            raise JobDefinitionError(f"skip_bad must not be negative, not {self.skip_bad}")
         if self.combine is not None and self.combine.streaming:
             raise JobDefinitionError("a combiner must be a Python function")
 
     def run(self, disks: Sequence[Any], out: str | None = None, workers: int | None = None,
-            ndb: str | None = None, progress: Any = None) -> Any:
+            ndb: str | None = None, progress: Any = None, workdir: str | None = None) -> Any:
         """Run the job on `disks` (paths, disk names or Disks) in local mode.
 
         Returns a JobResult: iterate it for (key, value) pairs in partition then key order.
         """
         from geryon.api import run_job
 
-        return run_job(self, disks, out=out, workers=workers, ndb=ndb, progress=progress)
+        return run_job(self, disks, out=out, workers=workers, ndb=ndb, progress=progress, workdir=workdir)
 
     def fingerprint(self) -> str:
         """A short content hash of the job's scripts and settings (job packs, job ids)."""

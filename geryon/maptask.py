@@ -6,6 +6,7 @@ back as a TaskResult naming the task, the input and the record, never as a bare 
 """
 from __future__ import annotations
 
+import errno
 import itertools
 import logging
 import os
@@ -18,6 +19,7 @@ from geryon.chunk import ChunkFS
 from geryon.errors import DiskFull, GeryonError
 from geryon.job import Job, is_sum
 from geryon.partition import partitioner
+from geryon.badrecords import SkipBudget
 from geryon.readers import InputError, raw_chunks, read_records
 from geryon.segments import write_index
 from geryon.sortbuffer import SortBuffer
@@ -68,7 +70,8 @@ def run_map_task(job: Job, task: MapTask) -> TaskResult:
             mapper = job.map.func
             assert mapper is not None
             n = 0
-            for current, value in read_records(disk_fs, task.split, job.reader, task.root):
+            skip = SkipBudget(job.skip_bad) if job.skip_bad else None
+            for current, value in read_records(disk_fs, task.split, job.reader, task.root, on_bad=skip):
                 n += 1
                 buf.add(mapper(current, value))
             result.records_in = n
@@ -94,11 +97,15 @@ def run_map_task(job: Job, task: MapTask) -> TaskResult:
         at = f" at record {describe_key(current)}" if current is not None else ""
         result.error = f"map task {task.id} ({where}){at} failed: {exc}"
         result.error_kind = "user"
-    except Exception as exc:  # the user's map raised
-        at = f" at record {describe_key(current)}" if current is not None else ""
-        result.error = f"map task {task.id} ({where}){at} failed: {type(exc).__name__}: {exc}"
-        result.error_kind = "user"
-        result.detail = traceback_tail(exc)
+    except Exception as exc:  # the user's map raised, or the map output could not be written
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            result.error = f"map task {task.id} ({where}) failed: no space left for map output in {task.workdir}"
+            result.error_kind = "disk_full"
+        else:
+            at = f" at record {describe_key(current)}" if current is not None else ""
+            result.error = f"map task {task.id} ({where}){at} failed: {type(exc).__name__}: {exc}"
+            result.error_kind = "user"
+            result.detail = traceback_tail(exc)
     finally:
         shutil.rmtree(spill_dir, ignore_errors=True)
         result.counters = counters.snapshot()

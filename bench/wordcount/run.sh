@@ -38,7 +38,7 @@ GERYON_PARTS=${GERYON_PARTS:-*.part*}
 norm() {  # system output-path  -> sorted token<TAB>count lines on stdout
   local s=$1 p=$2
   if [ -d "$p" ]; then
-    if [ "$s" = geryon ]; then
+    if [ "${s#geryon}" != "$s" ]; then   # geryon, geryon_r6: only the part files
       find "$p" -type f -name "$GERYON_PARTS" -print0
     else   # same exclusions as the shared wc_norm.sh (Spark/Hadoop markers, hidden files)
       find "$p" -type f ! -name '_SUCCESS' ! -name '.*' ! -name '*.crc' -print0
@@ -72,7 +72,7 @@ WARM=${WARM:-1}
 GERYON_DEFAULT='geryon mapreduce examples/wordcount/map.py examples/wordcount/reduce.py {in} -j 2 --out {out}'
 GERYON_CMD=${GERYON_CMD:-$GERYON_DEFAULT}
 if [ -z "${SYSTEMS:-}" ]; then
-  SYSTEMS="geryon counter pool"
+  SYSTEMS="geryon geryon_r6 counter pool"
   if [ -x "$PEERS_VENV/bin/python" ]; then SYSTEMS="$SYSTEMS $PEERS"
   else echo "note: no peers venv at $PEERS_VENV (create it with $SHARED_BENCH/run_peers.sh setup); peers skipped" >&2; fi
 fi
@@ -94,6 +94,9 @@ wc_cmd() {  # system input-dir output
   case $s in
     geryon)         local c=${GERYON_CMD//\{in\}/$(q "$in")}; c=${c//\{out\}/$(q "$o")}
                     echo "cd $(q "$REPO") && $c";;
+    geryon_r6)      # the same job with R=6: a multiple of the 2 workers, so no reduce wave idles
+                    local c=${GERYON_CMD//\{in\}/$(q "$in")}; c=${c//\{out\}/$(q "$o")}
+                    echo "cd $(q "$REPO") && $c -R 6";;
     counter)        echo "$(q "$PYTHON") $sb/wc_counter.py $(q "$in") $(q "$o")";;
     pool)           echo "$(q "$PYTHON") $sb/wc_pool.py -w 2 $(q "$in") $(q "$o")";;
     coreutils)      echo "SORT_MEM=2G $sb/wc_coreutils.sh $(q "$in") $(q "$o")";;

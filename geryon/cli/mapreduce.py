@@ -24,7 +24,11 @@ from geryon.cli.common import fail, ndb_option, size_type
 @click.option("-j", "--workers", type=click.IntRange(min=1), help="Worker processes [one per core].")
 @click.option("--streaming", is_flag=True, help="Treat MAP and REDUCE as commands, even .py files.")
 @click.option("--reader", type=click.Choice(READERS), default="file", show_default=True,
-              help="Records: whole file as text, one per line, or whole file as bytes.")
+              help="Records: whole file as text, one per line, whole file as bytes, mail message (mbox), "
+                   "tar member, WARC record, or auto (by each file's extension). "
+                   ".gz/.bz2/.xz/.zst files are read decompressed.")
+@click.option("--skip-bad", "skip_bad", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
+              help="Skip up to N malformed input records per map task (counted as geryon/skipped_records).")
 @click.option("--partitioner", type=click.Choice(PARTITIONERS), default="crc32", show_default=True,
               help="crc32 (fast), or geryon: Inferno Geryon's exact hash.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
@@ -33,11 +37,14 @@ from geryon.cli.common import fail, ndb_option, size_type
               help="Memory per task for sorting before spilling to disk.")
 @click.option("--split-size", type=size_type, default=None,
               help="Input bytes per map task [from the input size: one task per worker at least, up to 128M].")
+@click.option("--workdir", type=click.Path(file_okay=False, exists=True),
+              help="Where map outputs (the intermediate data) go [$TMPDIR].")
 @ndb_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress and no summary.")
 def mapreduce(map_step: str, reduce_step: str, disks: tuple[str, ...], partitions: int, out: str | None,
               name: str | None, workers: int | None, streaming: bool, reader: str, partitioner: str, fmt: str,
-              sort_budget: int, split_size: int | None, ndb_file: str | None, quiet: bool) -> None:
+              sort_budget: int, split_size: int | None, ndb_file: str | None, quiet: bool,
+              skip_bad: int = 0) -> None:
     """Run MAP on every DISK, partition into R, sort and REDUCE each partition.
 
     MAP and REDUCE are Python scripts defining map(key, value) and reduce(key, values)
@@ -54,13 +61,14 @@ def mapreduce(map_step: str, reduce_step: str, disks: tuple[str, ...], partition
         combine_s = None if streaming else (combine_from_script(reduce_step) or combine_from_script(map_step))
         job = Job(map=map_s, reduce=reduce_s, combine=combine_s, partitions=partitions, name=name or "",
                   reader=reader, partitioner=partitioner, format=fmt, sort_budget=sort_budget,
-                  split_size=split_size, env=(("GERYON_PARTITIONS", str(partitions)),))
+                  split_size=split_size, env=(("GERYON_PARTITIONS", str(partitions)),), skip_bad=skip_bad)
     except GeryonError as exc:
         fail(str(exc))
     tty = sys.stderr.isatty() and not quiet
     progress = None if quiet else (RichProgress() if tty else LineProgress())
     try:
-        result = run_job(job, list(disks), out=out, workers=workers, ndb=ndb_file, progress=progress)
+        result = run_job(job, list(disks), out=out, workers=workers, ndb=ndb_file, progress=progress,
+                         workdir=workdir)
     except GeryonError as exc:
         if progress is not None:
             progress.close()

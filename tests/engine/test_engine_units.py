@@ -45,3 +45,36 @@ def test_parse_size(text, value):
 def test_parse_size_rejects(text):
     with pytest.raises(ValueError):
         parse_size(text)
+
+
+def test_full_workdir_fails_the_job_as_disk_full(tmp_path):
+    """A real ENOSPC while writing map output: a clear disk-full message, nothing committed."""
+    import subprocess
+    import sys
+
+    import geryon
+
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)]).returncode != 0:
+        pytest.fail("this test needs root to mount a tiny tmpfs (CI runs as root)")
+    try:
+        disk = tmp_path / "in"
+        disk.mkdir()
+        (disk / "a.txt").write_text("".join(f"word{i} " for i in range(60_000)))
+        out = tmp_path / "out"
+        job = geryon.Job(map=_words, reduce=_total, name="full")
+        with pytest.raises(geryon.JobFailed, match="no space left for map output"):
+            job.run([str(disk)], out=str(out), workers=1, workdir=str(mount))
+        assert not list(out.glob("full.part*"))
+        assert list(mount.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def _words(key, value):
+    return {w: 1 for w in value.split()}
+
+
+def _total(key, values):
+    return sum(values)
