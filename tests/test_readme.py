@@ -7,8 +7,10 @@ import re
 import shlex
 import subprocess
 import sys
+from pathlib import Path
 
-from conftest import EXAMPLES, REPO
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples"
 
 
 def _quick_start_commands() -> list[str]:

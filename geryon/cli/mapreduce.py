@@ -43,8 +43,8 @@ from geryon.cli.common import fail, ndb_option, size_type
 @click.option("-q", "--quiet", is_flag=True, help="No progress and no summary.")
 def mapreduce(map_step: str, reduce_step: str, disks: tuple[str, ...], partitions: int, out: str | None,
               name: str | None, workers: int | None, streaming: bool, reader: str, partitioner: str, fmt: str,
-              sort_budget: int, split_size: int | None, ndb_file: str | None, quiet: bool,
-              skip_bad: int = 0) -> None:
+              sort_budget: int, split_size: int | None, workdir: str | None, ndb_file: str | None,
+              quiet: bool, skip_bad: int = 0) -> None:
     """Run MAP on every DISK, partition into R, sort and REDUCE each partition.
 
     MAP and REDUCE are Python scripts defining map(key, value) and reduce(key, values)
