@@ -28,9 +28,10 @@ class Backoff:
 
     def next(self) -> float:
         """The delay before the next attempt; each call counts one failure."""
-        delay = min(self.cap, self.base * (2 ** min(self._failures, 32)))
+        delay: float = min(self.cap, self.base * (2.0 ** min(self._failures, 32)))
         self._failures += 1
-        return delay * self._rng.uniform(0.5, 1.0)
+        jitter: float = self._rng.uniform(0.5, 1.0)
+        return delay * jitter
 
     def reset(self) -> None:
         """Start again from `base` (after a success)."""

@@ -387,7 +387,8 @@ class RegistryClient:
             if doc.get("op") == "hello":           # the server's liveness settings win
                 self._server_heartbeat = float(doc.get("heartbeat") or self.heartbeat)
                 continue
-            fut = self._pending.get(doc.get("id"))
+            rid = doc.get("id")
+            fut = self._pending.get(rid) if isinstance(rid, int) else None
             if fut is not None and not fut.done():
                 fut.set_result(doc)
         for fut in self._pending.values():

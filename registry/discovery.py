@@ -47,8 +47,8 @@ def parse_registry_url(text: str) -> str:
         if len(parts) not in (2, 3) or parts[0] not in ("tcp", "net") or not parts[1]:
             raise BadRequest(f"bad registry address {text!r}")
         host = "127.0.0.1" if parts[1] == "*" else parts[1]
-        port = parts[2] if len(parts) == 3 and parts[2] not in ("", "registry") else str(DEFAULT_PORT)
-        text = f"http://{host}:{port}"
+        service = parts[2] if len(parts) == 3 and parts[2] not in ("", "registry") else str(DEFAULT_PORT)
+        text = f"http://{host}:{service}"
     elif "://" not in text:
         text = "http://" + text
     try:
@@ -77,8 +77,9 @@ def advertised_addresses(host: str, interfaces: Sequence[str] | None) -> list[st
             return [socket.gethostbyname(host)]
         except OSError:
             return [host]
-    from zeroconf import get_all_addresses
-    addrs = [a for a in get_all_addresses() if not a.startswith("127.")]
+    import ifaddr                                  # zeroconf's own dependency
+    addrs = [str(ip.ip) for adapter in ifaddr.get_adapters() for ip in adapter.ips
+             if ip.is_IPv4 and not str(ip.ip).startswith("127.")]
     return addrs or ["127.0.0.1"]
 
 

@@ -6,6 +6,10 @@ not translate lower errors: servers and clients do that at their edges.
 """
 from __future__ import annotations
 
+import logging
+
+log = logging.getLogger(__name__)
+
 
 class RegistryError(Exception):
     """A registry operation failed."""

@@ -129,6 +129,8 @@ class RegistryServer:
         self._disks = DiskNames(config.ndb_path) if config.ndb_path else None
         self._disk_dirty = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._closing: set[asyncio.Task[bool]] = set()   # ws.close() calls in flight
+        self._disk_warned: set[str] = set()
         self._runner: web.AppRunner | None = None
         self._listener: asyncio.base_events.Server | None = None
         self._advertiser: Advertiser | None = None
@@ -216,7 +218,8 @@ class RegistryServer:
         try:
             if request.body_exists:
                 await asyncio.wait_for(request.read(), self.config.body_timeout)
-            return await handler(request)
+            response: web.StreamResponse = await handler(request)
+            return response
         except asyncio.TimeoutError:
             return web.json_response({"error": "request body too slow", "kind": "bad"}, status=408)
         except RegistryError as exc:
@@ -249,6 +252,12 @@ class RegistryServer:
                 except RegistryError as exc:
                     log.warning("saving state: %s", exc)
 
+    def _close_later(self, ws: web.WebSocketResponse, why: bytes) -> None:
+        """Close `ws` without waiting for its peer (which may be stopped)."""
+        task = asyncio.create_task(ws.close(message=why))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
     def _drop_session(self, session: str) -> None:
         removed = self.store.close_session(session)
         if removed:
@@ -263,7 +272,7 @@ class RegistryServer:
                 log.info("session %s silent for %.1fs: dead", session, self.config.dead_after)
                 ws = self._session_ws.pop(session, None)
                 if ws is not None:
-                    asyncio.create_task(ws.close(message=b"dead"))
+                    self._close_later(ws, b"dead")
             if dead:
                 self._changed()
 
@@ -291,11 +300,13 @@ class RegistryServer:
             try:
                 if have is None:
                     self.store.register(name, attrs, owner=DISK_OWNER)
-                elif have.attrs != attrs and self.store.owner_of(name) == DISK_OWNER:
-                    self.store.unregister(name, owner=DISK_OWNER)   # replace: drop stale attrs
-                    self.store.register(name, attrs, owner=DISK_OWNER)
+                elif have.attrs != attrs:
+                    self.store.replace(name, attrs, owner=DISK_OWNER)   # `addr` may go
             except RegistryError as exc:
-                log.warning("named disk %s: %s", name, exc)
+                key = f"{name}: {exc}"
+                if key not in self._disk_warned:
+                    self._disk_warned.add(key)
+                    log.warning("named disk %s", key)
         self._changed()
 
     # -- HTTP ------------------------------------------------------------------------
@@ -342,7 +353,7 @@ class RegistryServer:
         old = self._session_ws.get(session)
         self._session_ws[session] = ws
         if old is not None:                       # the same client reconnected: keep its entries
-            asyncio.create_task(old.close(message=b"replaced"))
+            self._close_later(old, b"replaced")
         self.store.open_session(session, owner, self.clock())
         log.debug("session %s (%s) from %s", session, owner, request.remote)
         try:

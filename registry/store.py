@@ -295,6 +295,19 @@ class Store:
             self._emit(EventKind.UPDATE, entry.service)
         return entry.service
 
+    def replace(self, name: str, attrs: AttrsLike, *, owner: str = "") -> Service:
+        """Set the attributes of `name` to exactly `attrs` (attributes may disappear).
+
+        Raises:
+            ServiceNotFound, PermissionDenied, BadRequest.
+        """
+        pairs = self._checked(name, attrs)
+        entry = self._owned(name, owner)
+        if pairs != entry.service.attrs:
+            entry.service = Service(name, pairs)
+            self._emit(EventKind.UPDATE, entry.service)
+        return entry.service
+
     def unregister(self, name: str, *, owner: str = "") -> None:
         """Remove `name` (registry(4): its owner removes the service file).
 

@@ -45,6 +45,14 @@ def default_secret_path() -> Path:
     return Path(base) / "geryon" / "secret"
 
 
+def _default_owner() -> str:
+    """The user name (registry(4) owners are user names); uid if there is none."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid{os.getuid()}"
+
+
 def _secret(path: str | None) -> bytes | None:
     """The secret at `path` (must exist), else at the default path (may be missing)."""
     if path:
@@ -81,7 +89,7 @@ _mdns_option = click.option("--mdns-interface", "mdns_interfaces", multiple=True
 def _client_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     fn = click.option("--registry", "registry_url", envvar=ENV_REGISTRY, metavar="URL",
                       help="http://host:port or tcp!host!port (default: find over zeroconf).")(fn)
-    fn = click.option("--owner", envvar=ENV_OWNER, default=getpass.getuser, show_default="user name",
+    fn = click.option("--owner", envvar=ENV_OWNER, default=_default_owner, show_default="user name",
                       help="Owner of registered services.")(fn)
     return _mdns_option(_secret_option(fn))
 
@@ -184,10 +192,13 @@ class _CommandAfterDashes(click.Command):
         return super().parse_args(ctx, args)
 
 
-@click.command("register", cls=_CommandAfterDashes)
+_ARGS_MAY_BEGIN_WITH_DASH = {"ignore_unknown_options": True}   # `load -1` is a value
+
+
+@click.command("register", cls=_CommandAfterDashes, context_settings=_ARGS_MAY_BEGIN_WITH_DASH)
 @click.option("--persist", is_flag=True, help="Keep the entry after this process ends.")
 @click.argument("name")
-@click.argument("attrs", nargs=-1)
+@click.argument("attrs", nargs=-1, type=click.UNPROCESSED)
 @_client_options
 @click.pass_context
 @_translating
@@ -215,9 +226,9 @@ def register(ctx: click.Context, persist: bool, name: str, attrs: tuple[str, ...
     ctx.exit(status if status >= 0 else 128 - status)
 
 
-@click.command("regquery")
+@click.command("regquery", context_settings=_ARGS_MAY_BEGIN_WITH_DASH)
 @click.option("-n", "names_only", is_flag=True, help="Print service names only.")
-@click.argument("query", nargs=-1)
+@click.argument("query", nargs=-1, type=click.UNPROCESSED)
 @_client_options
 @_translating
 def regquery(names_only: bool, query: tuple[str, ...], **opts: Any) -> None:
