@@ -18,6 +18,7 @@ from zeroconf import (DNSQuestionType, IPVersion, InterfaceChoice, ServiceBrowse
                       Zeroconf)
 from zeroconf.asyncio import AsyncZeroconf
 
+from registry.defaults import DEFAULT_PORT
 from registry.errors import BadRequest
 
 log = logging.getLogger(__name__)
@@ -25,8 +26,6 @@ log = logging.getLogger(__name__)
 SERVICE_TYPE = "_geryon._tcp.local."
 """The DNS-SD service type of a Geryon registry."""
 
-DEFAULT_PORT = 6675
-"""The registry's TCP port (Inferno's `registry` service, tcp!*!6675)."""
 
 DEFAULT_DISCOVERY_TIMEOUT = 2.0
 """Seconds to browse for a registry before giving up."""

@@ -28,6 +28,7 @@ from aiohttp import WSMsgType, web
 from registry.auth import DEFAULT_WINDOW, auth_middleware, cluster_id
 from registry.discovery import DEFAULT_PORT, PROTOCOL_VERSION, Advertiser, advertised_addresses
 from registry.disks import DISK_OWNER, DiskNames, plan
+from registry.defaults import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS
 from registry.errors import BadRequest, RegistryError
 from registry.state import load_state, save_state
 from registry.store import DEFAULT_DEAD_AFTER, DEFAULT_HEARTBEAT, Service, Store, as_pairs
@@ -38,11 +39,7 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_BODY = 64 * 1024
 """Largest request body or WebSocket message, in bytes."""
 
-DEFAULT_MAX_CONNECTIONS = 512
-"""Most open TCP connections; more are answered 503 and closed."""
 
-DEFAULT_IDLE_TIMEOUT = 10.0
-"""Seconds a connection may take to send a request, or stay idle between requests."""
 
 DEFAULT_BODY_TIMEOUT = 5.0
 """Seconds a client may take to send a request body."""

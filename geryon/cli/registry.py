@@ -18,16 +18,17 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from registry.auth import create_secret, load_secret
-from registry.client import RegistryClient
-from registry.discovery import DEFAULT_PORT
+if TYPE_CHECKING:
+    from registry.client import RegistryClient
+
+# aiohttp and zeroconf (registry.client, .server, .auth) load only when a registry verb
+# runs, so that every other `geryon` command starts quickly.
+from registry.defaults import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_PORT
 from registry.errors import RegistryError
-from registry.server import (DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, ServerConfig,
-                             serve)
 from registry.store import DEFAULT_DEAD_AFTER, DEFAULT_HEARTBEAT
 from registry.text import pairs_of
 
@@ -56,11 +57,15 @@ def _default_owner() -> str:
 def _secret(path: str | None) -> bytes | None:
     """The secret at `path` (must exist), else at the default path (may be missing)."""
     if path:
+        from registry.auth import load_secret
+
         return load_secret(Path(path))
     default = default_secret_path()
     if not default.exists():
         log.info("no cluster secret at %s: requests are unsigned", default)
         return None
+    from registry.auth import load_secret
+
     return load_secret(default)
 
 
@@ -96,6 +101,8 @@ def _client_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def _client(registry_url: str | None, secret_file: str | None, owner: str,
             mdns_interfaces: tuple[str, ...]) -> RegistryClient:
+    from registry.client import RegistryClient
+
     return RegistryClient(registry_url, secret=_secret(secret_file), owner=owner,
                           mdns_interfaces=_interfaces(mdns_interfaces))
 
@@ -126,6 +133,8 @@ def _wait_for_signal() -> int:
 def init(secret_file: str | None, force: bool) -> None:
     """Create the cluster secret (32 random bytes, mode 0600)."""
     path = Path(secret_file) if secret_file else default_secret_path()
+    from registry.auth import create_secret
+
     create_secret(path, overwrite=force)
     click.echo(f"wrote cluster secret {path}; copy it (mode 0600) to every node")
 
@@ -161,6 +170,8 @@ def serve_command(listen: str | None, state: str | None, ndb_path: str | None, n
     if not port.isdigit():
         raise click.BadParameter(f"{listen!r} is not HOST:PORT", param_hint="--listen")
     host = host.strip("[]") or "0.0.0.0"
+    from registry.server import ServerConfig, serve
+
     config = ServerConfig(host=host, port=int(port), secret=secret,
                           state_path=Path(state) if state else None,
                           ndb_path=Path(ndb_path) if ndb_path else None, mdns=not no_mdns,
