@@ -9,11 +9,14 @@ metadata file at the chunk's root, hidden from listings. Not here: naming disks 
 from __future__ import annotations
 
 import errno
+import fcntl
 import io
 import json
 import logging
 import os
 import secrets
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, BinaryIO
 
 from fs import errors as fserrors
@@ -34,10 +37,13 @@ META_NAME = ".geryon-disk"
 TEMP_MARK = ".geryon-tmp-"
 """Infix of files being written; they are hidden and removed when a write fails."""
 
+SUMS_NAME = ".geryon-sums"
+"""The chunk's checksum manifest (see `geryon.checksum`), at its root and hidden from listings."""
+
 
 def is_internal(name: str) -> bool:
     """Whether a file name is Geryon's own bookkeeping rather than user data."""
-    return name == META_NAME or TEMP_MARK in name
+    return name == META_NAME or name == SUMS_NAME or TEMP_MARK in name
 
 
 def parse_size(text: str) -> int:
@@ -75,26 +81,54 @@ def _write_meta(meta: str, data: dict) -> None:
     os.replace(tmp, meta)
 
 
+def walk_size(root: str) -> int:
+    """Bytes in the files below `root`, but for the chunk's own metadata file."""
+    total = 0
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            if name == META_NAME:
+                continue
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except FileNotFoundError:
+                pass
+    return total
+
+
+def _read_meta_fd(fd: int) -> dict:
+    os.lseek(fd, 0, os.SEEK_SET)
+    data = b""
+    while chunk := os.read(fd, 65536):
+        data += chunk
+    try:
+        meta = json.loads(data or b"{}")
+    except ValueError:
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def _write_meta_fd(fd: int, meta: dict) -> None:
+    data = json.dumps(meta).encode()
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.ftruncate(fd, 0)
+    os.write(fd, data)
+
+
 def read_capacity(path: str) -> int | None:
     """The capacity of the chunk at `path`, or None when `path` is a plain directory."""
     try:
-        with open(os.path.join(path, META_NAME)) as f:
-            return int(json.load(f)["capacity"])
+        fd = os.open(os.path.join(path, META_NAME), os.O_RDONLY)
     except FileNotFoundError:
         return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)  # writers rewrite it in place under LOCK_EX
+        meta = _read_meta_fd(fd)
+    finally:
+        os.close(fd)
+    try:
+        return int(meta["capacity"])
     except (ValueError, KeyError, TypeError) as exc:
-        raise GeryonError(f"{path}: damaged chunk metadata {META_NAME}: {exc}") from exc
-
-
-class _Usage:
-    """What one process knows of a chunk's usage; shared by every ChunkFS on that chunk."""
-
-    def __init__(self) -> None:
-        self.used: int | None = None
-        self.writing: dict[str, int] = {}
-
-
-_USAGE: dict[str, _Usage] = {}
+        raise GeryonError(f"{path}: damaged chunk metadata {META_NAME}: no capacity") from exc
 
 
 class ChunkFS(OSFS):
@@ -112,42 +146,15 @@ class ChunkFS(OSFS):
         except fserrors.CreateFailed as exc:
             raise GeryonError(f"{root}: no such disk directory") from exc
         self.capacity = capacity if capacity is not None else read_capacity(self.root_path)
-        # Files being written in this process, with their logical size (their buffers
-        # count against the capacity before they reach the disk), shared by every handle.
-        self._usage = _USAGE.setdefault(os.path.realpath(self.root_path), _Usage())
-        self._writing = self._usage.writing
-
-    @property
-    def _used(self) -> int | None:
-        return self._usage.used
-
-    @_used.setter
-    def _used(self, value: int | None) -> None:
-        self._usage.used = value
+        self._meta_path = os.path.join(self.root_path, META_NAME)
 
     def __repr__(self) -> str:
         return f"ChunkFS({self.root_path!r}, capacity={self.capacity})"
 
     # -- space accounting -----------------------------------------------------------
     def used(self) -> int:
-        """Bytes held by files in the chunk (a fresh walk), counting files being written."""
-        total = 0
-        writing = dict(self._writing)
-        for dirpath, _dirs, files in os.walk(self.root_path):
-            for name in files:
-                if name == META_NAME:
-                    continue
-                path = os.path.join(dirpath, name)
-                if path in writing:
-                    total += writing.pop(path)
-                    continue
-                try:
-                    total += os.lstat(path).st_size
-                except FileNotFoundError:
-                    pass
-        total += sum(writing.values())
-        self._used = total
-        return total
+        """Bytes held by files in the chunk, counted afresh from the disk."""
+        return walk_size(self.root_path)
 
     def free(self) -> int | None:
         """Bytes that may still be written, or None for an unbounded directory."""
@@ -155,22 +162,47 @@ class ChunkFS(OSFS):
             return None
         return max(0, self.capacity - self.used())
 
-    def _reserve(self, nbytes: int, path: str) -> None:
+    # Capacity across processes: every reservation takes an exclusive flock on the chunk's
+    # metadata file, which keeps a running total ("used"); the bytes are written while the
+    # lock is held, unbuffered, so whenever the lock is free the disk holds everything that
+    # was reserved, and a fresh count from the disk is exact. The total is recounted when a
+    # write would not fit, which also corrects it after files were removed by other means.
+    @contextmanager
+    def _locked(self) -> Iterator[int]:
+        fd = os.open(self._meta_path, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield fd
+        finally:
+            os.close(fd)
+
+    def _reserve_and_write(self, nbytes: int, path: str, write: Callable[[], None]) -> None:
+        """Check there is room for `nbytes`, then run `write`, all under the chunk's lock."""
         if self.capacity is None or nbytes <= 0:
+            write()
             return
-        if self._used is None or self._used + nbytes > self.capacity:
-            self.used()  # others may have freed space since we last looked
-        assert self._used is not None
-        if self._used + nbytes > self.capacity:
-            raise DiskFull(
-                f"{self.root_path}: disk full writing {path} "
-                f"(capacity {self.capacity} bytes, {self.capacity - self._used} free)"
-            )
-        self._used += nbytes
+        with self._locked() as fd:
+            meta = _read_meta_fd(fd)
+            used = meta.get("used")
+            if not isinstance(used, int) or used + nbytes > self.capacity:
+                used = walk_size(self.root_path)
+            if used + nbytes > self.capacity:
+                _write_meta_fd(fd, {**meta, "used": used})
+                raise DiskFull(
+                    f"{self.root_path}: disk full writing {path} "
+                    f"(capacity {self.capacity} bytes, {max(0, self.capacity - used)} free)"
+                )
+            write()
+            _write_meta_fd(fd, {**meta, "used": used + nbytes})
 
     def _release(self, nbytes: int) -> None:
-        if self._used is not None:
-            self._used = max(0, self._used - nbytes)
+        """Take `nbytes` off the running total (a file was removed or a write abandoned)."""
+        if self.capacity is None or nbytes <= 0:
+            return
+        with self._locked() as fd:
+            meta = _read_meta_fd(fd)
+            if isinstance(meta.get("used"), int):
+                _write_meta_fd(fd, {**meta, "used": max(0, meta["used"] - nbytes)})
 
     # -- the fs API -----------------------------------------------------------------
     def listdir(self, path: str) -> list[str]:
@@ -233,14 +265,13 @@ class _ChunkWriter(io.RawIOBase):
         if replace:
             base = os.path.basename(sys_path)
             self._target = os.path.join(os.path.dirname(sys_path), f".{base}{TEMP_MARK}{secrets.token_hex(4)}")
-            self._f = open(self._target, "w+b" if mode.reading else "wb")
+            self._f = open(self._target, "w+b" if mode.reading else "wb", buffering=0)
             self._old_size = os.path.getsize(sys_path) if os.path.exists(sys_path) else 0
         else:
             self._target = sys_path
-            self._f = open(sys_path, mode.to_platform_bin())
+            self._f = open(sys_path, mode.to_platform_bin(), buffering=0)
             self._old_size = 0
         self._size = 0 if replace else os.path.getsize(sys_path)
-        chunk._writing[self._target] = self._size
         if mode.appending:
             self._f.seek(0, os.SEEK_END)
 
@@ -266,53 +297,58 @@ class _ChunkWriter(io.RawIOBase):
         return self._f.fileno()
 
     def truncate(self, size: int | None = None) -> int:
-        new = self._f.truncate(size)
-        if new > self._size:
-            self._grow(new - self._size)
-        self._size = new
-        return new
+        target = self._f.tell() if size is None else size
+        if target > self._size:
+            self._checked(target - self._size, lambda: self._f.truncate(target))
+        else:
+            self._f.truncate(target)
+            self._chunk._release(self._size - target)
+        self._size = target
+        return target
 
-    def _grow(self, nbytes: int) -> None:
+    def _checked(self, nbytes: int, write: Callable[[], None]) -> None:
         try:
-            self._chunk._reserve(nbytes, self._path)
+            self._chunk._reserve_and_write(nbytes, self._path, write)
         except DiskFull:
             self._fail()
             raise
-        self._chunk._writing[self._target] = self._size + nbytes
-
-    def write(self, b: Any) -> int:
-        data = memoryview(b)
-        end = self._f.tell() + data.nbytes
-        if end > self._size:
-            self._grow(end - self._size)
-            self._size = end
-        try:
-            return self._f.write(data)
         except OSError as exc:
             self._fail()
             if exc.errno == errno.ENOSPC:
                 raise DiskFull(f"{self._chunk.root_path}: no space left writing {self._path}") from exc
             raise
 
+    def write(self, b: Any) -> int:
+        data = memoryview(b).cast("B")
+        end = self._f.tell() + len(data)
+        grow = max(0, end - self._size)
+
+        def put() -> None:
+            done = 0
+            while done < len(data):  # a raw file may take fewer bytes than offered
+                done += self._f.write(data[done:]) or 0
+
+        self._checked(grow, put)
+        self._size = max(self._size, end)
+        return len(data)
+
     def _fail(self) -> None:
         """Drop everything this writer wrote; the file under its final name is untouched."""
         if self._failed:
             return
         self._failed = True
-        self._chunk._writing.pop(self._target, None)
         self._f.close()
         if self._replace:
             try:
                 os.unlink(self._target)
             except FileNotFoundError:
                 pass
-        self._chunk._used = None
+            self._chunk._release(self._size)
 
     def close(self) -> None:
         if self.closed:
             return
         try:
-            self._chunk._writing.pop(self._target, None)
             if not self._failed:
                 self._f.close()
                 if self._replace:

@@ -44,12 +44,16 @@ def argsort(keys: list) -> list[int]:
 
 
 def key_kind(keys: Iterable) -> str:
-    """Name the kind of a sorted run's keys: one type name, or "mixed"."""
+    """Name the kind of a sorted run's keys: one rank, or "mixed".
+
+    Sequence keys (lists, tuples) count as mixed: their elements may differ in type, which
+    a natural comparison only discovers, and fails on, half way through a merge.
+    """
     types = set(map(type, keys))  # a C loop: this runs over every key of a run
     kinds = {_RANK.get(t, 5) for t in types}
     if not kinds:
         return ""
-    if len(kinds) == 1:
+    if len(kinds) == 1 and 3 not in kinds:
         return str(kinds.pop())
     return "mixed"
 

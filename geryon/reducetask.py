@@ -105,7 +105,6 @@ class _Reducing:
     def python_lines(self) -> Iterator[bytes]:
         """The part file's bytes, for a Python (or absent) reduce."""
         job = self.job
-        fmt = job.format
         if job.reduce is not None and is_sum(job.reduce):
             yield from self._sum_lines()
             return

@@ -78,3 +78,58 @@ def _words(key, value):
 
 def _total(key, values):
     return sum(values)
+
+
+def test_list_keys_with_mixed_element_types_merge_through_spills(tmp_path):
+    """Lists whose elements differ in type at some position: spilled runs still merge."""
+    import geryon
+
+    disk = tmp_path / "in"
+    disk.mkdir()
+    (disk / "a.txt").write_text("".join(f"{i}\n" for i in range(40_000)))
+
+    def mapper(key, line):
+        i = int(line)
+        yield ([i % 50, "x" if i % 3 else i % 7], i)
+
+    def collect(key, values):
+        return sorted(values)[:3]
+
+    result = geryon.Job(map=mapper, reduce=collect, partitions=2, reader="lines", sort_budget=1 << 20,
+                        name="mixed").run([str(disk)], out=str(tmp_path / "out"), workers=1)
+    got = dict((tuple(k), v) for k, v in result)
+    expected: dict = {}
+    for i in range(40_000):
+        expected.setdefault((i % 50, "x" if i % 3 else i % 7), []).append(i)
+    assert got == {k: sorted(v)[:3] for k, v in expected.items()}
+
+
+def test_capacity_holds_across_processes(tmp_path):
+    """Four processes race to fill one chunk: the capacity holds, no file is left partial."""
+    import subprocess
+    import sys
+
+    from geryon.chunk import create_chunk, walk_size
+
+    root = tmp_path / "c"
+    create_chunk(str(root), 20_000)
+    code = (
+        "import sys\n"
+        "from geryon.chunk import ChunkFS\n"
+        "from geryon.errors import DiskFull\n"
+        "fs = ChunkFS(sys.argv[1])\n"
+        "for i in range(12):\n"
+        "    try:\n"
+        "        with fs.openbin(f'p{sys.argv[2]}-{i}', 'w') as f:\n"
+        "            for _ in range(10):\n"
+        "                f.write(b'x' * 100)\n"
+        "    except DiskFull:\n"
+        "        pass\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(root), str(n)]) for n in range(4)]
+    assert [p.wait() for p in procs] == [0, 0, 0, 0]
+    files = [p for p in root.iterdir() if not p.name.startswith(".")]
+    assert walk_size(str(root)) <= 20_000
+    assert all(p.stat().st_size == 1000 for p in files)
+    assert 15 <= len(files) <= 20
+    assert not [p for p in root.iterdir() if ".geryon-tmp-" in p.name]
