@@ -86,7 +86,7 @@ def walk_size(root: str) -> int:
     total = 0
     for dirpath, _dirs, files in os.walk(root):
         for name in files:
-            if name == META_NAME:
+            if name == META_NAME or name == SUMS_NAME:  # bookkeeping, not data
                 continue
             try:
                 total += os.lstat(os.path.join(dirpath, name)).st_size

@@ -28,6 +28,7 @@ from geryon.disk import Disk
 from geryon.errors import GeryonError, JobFailed
 from geryon.job import Job
 from geryon.job import DEFAULT_SPLIT_SIZE
+from geryon.readers import may_cut_files
 from geryon.split import Split, list_files, list_local_files, plan_balanced, plan_splits, split_count_for
 from geryon.task import MapTask, ReduceTask, TaskResult
 
@@ -104,18 +105,19 @@ def plan(job: Job, disks: Sequence[Disk], slots: int = 1) -> list[tuple[Split, D
     (`split.split_size_for`); the plan never depends on timing, so output bytes do not.
     """
     listed = [(d, list_local_files(d.path) if d.path else list_files(d.fs)) for d in disks]
-    cut = job.reader == "lines"
+    # Only line records of uncompressed files may be cut into byte ranges (readers.may_cut).
+    cuts = {id(d): may_cut_files(job.reader, [p for p, _ in files]) for d, files in listed}
     splits: list[tuple[Split, Disk]] = []
     if job.split_size is not None:
         for disk, files in listed:
-            splits.extend((s, disk) for s in plan_splits(disk.name, files, job.split_size, cut_files=cut))
+            splits.extend((s, disk) for s in plan_splits(disk.name, files, job.split_size, cut_files=cuts[id(disk)]))
         return splits
     total = sum(n for _, files in listed for _, n in files)
     count = split_count_for(total, slots, DEFAULT_SPLIT_SIZE)
     size = max(1, -(-total // count))
     for disk, files in listed:
         disk_total = sum(n for _, n in files)
-        if cut and any(n > size for _, n in files):
+        if cuts[id(disk)] and any(n > size for _, n in files):
             # big files are cut into line-aligned ranges of the target size
             splits.extend((s, disk) for s in plan_splits(disk.name, files, size, cut_files=True))
         else:

@@ -19,6 +19,7 @@ from geryon.chunk import ChunkFS
 from geryon.errors import DiskFull, GeryonError
 from geryon.job import Job, is_sum
 from geryon.partition import partitioner
+from geryon.badrecords import SkipBudget
 from geryon.readers import InputError, raw_chunks, read_records
 from geryon.segments import write_index
 from geryon.sortbuffer import SortBuffer
@@ -69,7 +70,8 @@ def run_map_task(job: Job, task: MapTask) -> TaskResult:
             mapper = job.map.func
             assert mapper is not None
             n = 0
-            for current, value in read_records(disk_fs, task.split, job.reader, task.root):
+            skip = SkipBudget(job.skip_bad) if job.skip_bad else None
+            for current, value in read_records(disk_fs, task.split, job.reader, task.root, on_bad=skip):
                 n += 1
                 buf.add(mapper(current, value))
             result.records_in = n

@@ -1,99 +1,312 @@
-"""Record readers: turn a split's bytes into (key, value) records.
+"""Record readers: turn a split's files into (key, value) records.
 
-`file` gives one record per file (key: `DISK/PATH`, the disk's name and the file's path
-inside it; value: its text, which must be UTF-8); `bytes` the same with the raw bytes;
-`lines` one record per line (key: `DISK/PATH` of its file, value: the line without its
-newline). For streaming jobs, `raw_chunks` gives
-the bytes a streaming mapper reads on stdin. Not here: compressed and archive formats.
+One protocol, several readers, chosen by name (`--reader`) or, with `auto`, per file by
+its extension (`reader_for`):
+
+| reader | one record per | key | value |
+|---|---|---|---|
+| `file` (default) | file | `DISK/PATH` | its text (UTF-8) |
+| `bytes` | file | `DISK/PATH` | its bytes |
+| `lines` | line | `DISK/PATH` | the line, without its newline |
+| `mbox` | mail message | its Message-ID, else `DISK/PATH#N` | the message text |
+| `tar` | regular member | `DISK/ARCHIVE/MEMBER` | its text, or bytes when not UTF-8 |
+| `warc` | WARC record | its WARC-Record-ID | its payload (bytes) |
+
+Every reader reads `.gz`, `.bz2`, `.xz` and `.zst` files decompressed (`compression`);
+such files, and every file of a reader other than `lines`, are read whole from their first
+byte, so the planner never cuts them (`may_cut`). Files a chunk's checksum manifest names
+are verified as they are read (`checksum`). A malformed record is a `BadRecord` naming the
+file and position; given `on_bad` (a `SkipBudget`), readers skip it and go on.
+For streaming jobs, `raw_chunks` gives the bytes a streaming mapper reads.
 """
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
-from typing import BinaryIO
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import BinaryIO, Union
 
 from fs.base import FS
 
+from geryon.badrecords import BadRecord, InputError
+from geryon.checksum import FileSum, open_verified, read_manifest
+from geryon.compression import codec_of, open_decompressed, strip_codec
 from geryon.errors import GeryonError
 from geryon.split import FileRange, Split
 
 log = logging.getLogger(__name__)
 
+__all__ = ["InputError", "BadRecord", "READERS", "read_records", "raw_chunks", "reader_for", "may_cut",
+           "may_cut_files"]
+
 READ_BLOCK = 4 << 20
-"""Bytes read at a time from a large file."""
+"""Bytes read at a time from a large or compressed file."""
+
+READERS = ("file", "lines", "bytes", "mbox", "tar", "warc", "auto")
+"""Reader names, for `--reader`; `auto` picks one per file by its extension."""
+
+LINE_EXTENSIONS = (".txt", ".log", ".csv", ".tsv", ".jsonl", ".ndjson")
+"""Extensions `auto` reads one line at a time."""
+
+Record = tuple[object, object]
+Item = Union[Record, BadRecord]
+OnBad = Callable[[BadRecord], None]
 
 
-class InputError(GeryonError):
-    """An input file could not be read or decoded."""
+def reader_for(reader: str, path: str) -> str:
+    """The reader that reads `path`: `reader` itself, or for `auto` the one its extension names."""
+    if reader != "auto":
+        return reader
+    base = strip_codec(path).lower()
+    name = os.path.basename(base)
+    if base.endswith(".tar"):
+        return "tar"
+    if base.endswith((".mbox", ".mbx")) or name == "mbox":
+        return "mbox"
+    if base.endswith(".warc"):
+        return "warc"
+    if base.endswith(LINE_EXTENSIONS):
+        return "lines"
+    return "file"
 
 
-def _open(disk_fs: FS, root: str | None, path: str) -> BinaryIO:
-    if root is not None:  # a local disk: the plain file, without the fs layer's checks
-        return open(os.path.join(root, path.lstrip("/")), "rb")
-    return disk_fs.openbin(path)
+def may_cut(reader: str, path: str) -> bool:
+    """Whether a file may be cut into byte ranges: line records of an uncompressed file."""
+    return reader_for(reader, path) == "lines" and codec_of(path) is None
 
 
-def _read_range(disk_fs: FS, disk: str, rng: FileRange, root: str | None = None) -> tuple[int, bytes]:
-    """Bytes of a line-aligned range, and the file offset they start at: from the first
-    line starting in the range, through the end of the last line starting before its end."""
+def may_cut_files(reader: str, paths: list[str]) -> bool:
+    """Whether the planner may cut a disk's large files: `may_cut` holds for every file."""
+    return all(may_cut(reader, p) for p in paths)
+
+
+@dataclass(frozen=True)
+class _Source:
+    disk: str
+    path: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.disk}/{self.path.lstrip('/')}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.disk}:{self.path.lstrip('/')}"
+
+
+def _open(disk_fs: FS, root: str | None, src: _Source, manifest: dict[str, FileSum] | None) -> BinaryIO:
     try:
-        with _open(disk_fs, root, rng.path) as f:
-            start = rng.start
-            if start > 0:
-                f.seek(start - 1)
-                if f.read(1) != b"\n":
-                    start += len(f.readline())  # the partial line belongs to the previous range
-            if start >= rng.end:
-                return start, b""
-            f.seek(start)
-            data = f.read(rng.end - start)
-            if data and not data.endswith(b"\n"):
-                data += f.readline()
-            return start, data
+        if root is not None:  # a local disk: the plain file, without the fs layer's checks
+            return open_verified(root, src.path, src.label, manifest)  # type: ignore[no-any-return]
+        return disk_fs.openbin(src.path)
     except GeryonError:
         raise
     except Exception as exc:
-        raise InputError(f"{disk}:{rng.path.lstrip('/')}: cannot read: {exc}") from exc
+        raise InputError(f"{src.label}: cannot read: {exc}") from exc
 
 
-def _decode(data: bytes, disk: str, path: str, base: int = 0) -> str:
+def _range_bytes(f: BinaryIO, rng: FileRange) -> tuple[int, bytes]:
+    """Bytes of a line-aligned range, and the file offset they start at: from the first
+    line starting in the range, through the end of the last line starting before its end."""
+    start = rng.start
+    if start > 0:
+        f.seek(start - 1)
+        if f.read(1) != b"\n":
+            start += len(f.readline())  # the partial line belongs to the previous range
+    if start >= rng.end:
+        return start, b""
+    f.seek(start)
+    data = f.read(rng.end - start)
+    if data and not data.endswith(b"\n"):
+        data += f.readline()
+    return start, data
+
+
+def _not_text(src: _Source, offset: int | str, what: str = "") -> BadRecord:
+    return BadRecord(f"{src.label}: {what}not UTF-8 text (byte {offset}); use --reader bytes for binary input")
+
+
+def _decoded_lines(data: bytes, base: int, src: _Source) -> Iterator[Item]:
+    """The lines of `data` (whole lines, starting at file byte `base`) as records."""
+    key = src.key
     try:
-        return data.decode("utf-8")
+        lines = data.decode("utf-8").split("\n")
+    except UnicodeDecodeError:
+        yield from _lines_one_by_one(data, base, src)
+        return
+    if lines and lines[-1] == "":
+        lines.pop()
+    for line in lines:
+        yield key, line
+
+
+def _lines_one_by_one(data: bytes, base: int, src: _Source) -> Iterator[Item]:
+    pos = 0
+    raw_lines = data.split(b"\n")
+    if raw_lines and raw_lines[-1] == b"":
+        raw_lines.pop()
+    for raw in raw_lines:
+        try:
+            yield src.key, raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            yield _not_text(src, base + pos + exc.start)
+        pos += len(raw) + 1
+
+
+def _read_lines(f: BinaryIO, rng: FileRange, src: _Source, compressed: bool) -> Iterator[Item]:
+    if not compressed:
+        start, data = _range_bytes(f, rng)
+        yield from _decoded_lines(data, start, src)
+        return
+    base = 0
+    rest = b""
+    while True:
+        block = f.read(READ_BLOCK)
+        if not block:
+            break
+        block = rest + block
+        cut = block.rfind(b"\n") + 1
+        rest = block[cut:]
+        yield from _decoded_lines(block[:cut], base, src)
+        base += cut
+    if rest:
+        yield from _decoded_lines(rest, base, src)
+
+
+def _read_file(f: BinaryIO, rng: FileRange, src: _Source, compressed: bool) -> Iterator[Item]:
+    data = f.read()
+    try:
+        yield src.key, data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise InputError(
-            f"{disk}:{path.lstrip('/')}: not UTF-8 text (byte {base + exc.start}); "
-            "use --reader bytes for binary input"
-        ) from None
+        yield _not_text(src, exc.start)
 
 
-def read_records(disk_fs: FS, split: Split, reader: str, root: str | None = None) -> Iterator[tuple[object, object]]:
+def _read_bytes(f: BinaryIO, rng: FileRange, src: _Source, compressed: bool) -> Iterator[Item]:
+    yield src.key, f.read()
+
+
+def _read_mbox(f: BinaryIO, rng: FileRange, src: _Source, compressed: bool) -> Iterator[Item]:
+    from geryon.mbox import iter_raw_messages, message_body, message_id
+
+    for msg in iter_raw_messages(f):
+        if not msg.is_message:
+            yield BadRecord(f"{src.label}: byte {msg.offset}: text before the first 'From ' line (not mbox)")
+            continue
+        body = message_body(msg.data)
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            yield BadRecord(f"{src.label}: message {msg.number} at byte {msg.offset}: not UTF-8 text "
+                            f"(byte {exc.start} of the message)")
+            continue
+        yield message_id(body) or f"{src.key}#{msg.number}", text
+
+
+def _read_tar(f: BinaryIO, rng: FileRange, src: _Source, compressed: bool) -> Iterator[Item]:
+    from geryon.archive import iter_members
+
+    for member, data in iter_members(f, src.label):
+        try:
+            value: object = data.decode("utf-8")
+        except UnicodeDecodeError:
+            value = data
+        yield f"{src.key}/{member.name}", value
+
+
+def _read_warc(f: BinaryIO, rng: FileRange, src: _Source, compressed: bool) -> Iterator[Item]:
+    from geryon.warc import iter_records
+
+    for rec in iter_records(f, src.label):
+        yield rec.record_id, rec.payload
+
+
+_READ: dict[str, Callable[[BinaryIO, FileRange, _Source, bool], Iterator[Item]]] = {
+    "file": _read_file, "bytes": _read_bytes, "lines": _read_lines,
+    "mbox": _read_mbox, "tar": _read_tar, "warc": _read_warc,
+}
+
+
+def read_records(disk_fs: FS, split: Split, reader: str, root: str | None = None,
+                 on_bad: OnBad | None = None) -> Iterator[tuple[object, object]]:
     """The records of a split, for Python map functions.
 
     Args:
-        root: the disk's local directory, when it is local (read without the fs layer).
+        root: the disk's local directory, when it is local (read without the fs layer,
+            verified against the chunk's checksum manifest when it has one).
+        on_bad: called with each malformed record instead of failing (it may raise to
+            fail after all, as `SkipBudget` does past its limit); after an unrecoverable
+            one, the rest of that file is skipped.
+    Raises:
+        BadRecord: a malformed record, when `on_bad` is None.
+        ChecksumMismatch: damaged chunk data (never skipped).
+        InputError: a file cannot be read.
     """
+    if reader not in _READ and reader != "auto":
+        raise InputError(f"unknown reader {reader!r} (choose from {', '.join(READERS)})")
+    manifest = read_manifest(root) if root is not None else None
     for rng in split.ranges:
-        path = f"{split.disk}/{rng.path.lstrip('/')}"
-        if reader == "lines":
-            start, data = _read_range(disk_fs, split.disk, rng, root)
-            text = _decode(data, split.disk, rng.path, start)
-            lines = text.split("\n")
-            if lines and lines[-1] == "":
-                lines.pop()
-            for line in lines:
-                yield path, line
-            continue
-        _, data = _read_range(disk_fs, split.disk, rng, root)
-        if reader == "bytes":
-            yield path, data
-        else:
-            yield path, _decode(data, split.disk, rng.path)
+        kind = reader_for(reader, rng.path)
+        compressed = codec_of(rng.path) is not None
+        if rng.start > 0 and (compressed or kind != "lines"):
+            continue  # read whole by the range that holds the file's first byte
+        src = _Source(split.disk, rng.path)
+        f = _open(disk_fs, root, src, manifest)
+        try:
+            if compressed:
+                f = open_decompressed(f, rng.path, src.label)
+            for item in _READ[kind](f, rng, src, compressed):
+                if isinstance(item, BadRecord):
+                    if on_bad is None:
+                        raise item
+                    on_bad(item)
+                    continue
+                yield item
+        except BadRecord as bad:
+            # A recoverable one here was raised by on_bad itself (over its limit): fail.
+            # An unrecoverable one was raised by the reader: the rest of the file is lost.
+            if on_bad is None or bad.recoverable:
+                raise
+            on_bad(bad)
+        except GeryonError:
+            raise
+        except (OSError, EOFError) as exc:
+            raise InputError(f"{src.label}: cannot read: {exc}") from exc
+        finally:
+            f.close()
 
 
 def raw_chunks(disk_fs: FS, split: Split, root: str | None = None) -> Iterator[bytes]:
-    """The bytes a streaming mapper reads: every file (or range), each ending in a newline."""
+    """The bytes a streaming mapper reads: every file (or range), each ending in a newline.
+
+    Compressed files are decompressed; chunk files are verified when the chunk has a manifest.
+    """
+    manifest = read_manifest(root) if root is not None else None
     for rng in split.ranges:
-        _, data = _read_range(disk_fs, split.disk, rng, root)
-        if data:
-            yield data if data.endswith(b"\n") else data + b"\n"
+        compressed = codec_of(rng.path) is not None
+        if compressed and rng.start > 0:
+            continue
+        src = _Source(split.disk, rng.path)
+        f = _open(disk_fs, root, src, manifest)
+        try:
+            if compressed:
+                f = open_decompressed(f, rng.path, src.label)
+                last = b"\n"
+                while True:
+                    block = f.read(READ_BLOCK)
+                    if not block:
+                        break
+                    last = block[-1:]
+                    yield block
+                if last != b"\n":
+                    yield b"\n"
+                continue
+            _, data = _range_bytes(f, rng)
+            if data:
+                yield data if data.endswith(b"\n") else data + b"\n"
+        except GeryonError:
+            raise
+        except (OSError, EOFError) as exc:
+            raise InputError(f"{src.label}: cannot read: {exc}") from exc
+        finally:
+            f.close()

@@ -40,4 +40,8 @@ def info(path: str) -> None:
     click.echo(f"{path} capacity {cap} used {used} free {free}")
 
 
+from geryon.cli.data import check as _check  # noqa: E402  (defined with the data verbs)
+
+disk.add_command(_check, "check")
+
 commands: list[click.Command] = [disk]

@@ -1,0 +1,213 @@
+"""Loading: pack sources into chunk disks at record boundaries and name them in ndb.
+
+`load(sources, app, ...)` cuts every source into records (`pieces`), packs them in order
+into chunk disks `d0.APP`, `d1.APP`, ... of at most `chunk_size` data bytes, never splitting
+a record, records every file's checksums in each chunk's manifest (`checksum`), copies
+each chunk to its replicas, and names the disks in the ndb file (`diskdb`). Chunks are
+built under a hidden staging directory and moved into place only when the whole load has
+succeeded; the app's disks from an earlier load are then replaced. Local mode only: a
+cluster will place copies through `placement.place` on the chunk directories nodes offer.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import secrets
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from geryon.chunk import DEFAULT_CAPACITY, TEMP_MARK
+from geryon.diskdb import DiskEntry, app_disk_pattern, replace_disks
+from geryon.disk import DEFAULT_NDB
+from geryon.errors import GeryonError
+from geryon.packer import ChunkPacker, LoadedDisk, RecordTooLarge
+from geryon.pieces import iter_pieces
+from geryon.placement import ChunkSlot, place
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DEFAULT_CHUNK_SIZE", "DEFAULT_DISK_DIR", "LoadProgress", "LoadReport", "LoadedDisk", "RecordTooLarge",
+           "load"]
+
+DEFAULT_CHUNK_SIZE = DEFAULT_CAPACITY
+"""Data bytes per chunk disk when none is given: 64 MiB, the seed's chunk."""
+
+DEFAULT_DISK_DIR = "disks"
+"""Where chunk disks are made when no `--to` is given, relative to the current directory."""
+
+REPLICA_DIR = "replicas"
+"""Subdirectory of the disk directory holding replica chunks (local mode)."""
+
+_APP = re.compile(r"^[A-Za-z0-9_+-][A-Za-z0-9_.+-]*$")
+
+
+class LoadProgress(Protocol):
+    """What `load` tells whoever watches it."""
+
+    def start(self, total: int) -> None: ...
+
+    def advance(self, nbytes: int) -> None: ...
+
+    def chunk_done(self, name: str, nbytes: int, files: int) -> None: ...
+
+
+class _Silent:
+    def start(self, total: int) -> None:
+        pass
+
+    def advance(self, nbytes: int) -> None:
+        pass
+
+    def chunk_done(self, name: str, nbytes: int, files: int) -> None:
+        pass
+
+
+@dataclass
+class LoadReport:
+    """What a load made: its disks (in order), bytes read and written, seconds taken."""
+
+    app: str
+    disks: list[LoadedDisk] = field(default_factory=list)
+    replica_paths: list[str] = field(default_factory=list)
+    bytes_in: int = 0
+    bytes_out: int = 0
+    seconds: float = 0.0
+    ndb_file: str = ""
+
+    @property
+    def mb_per_s(self) -> float:
+        return self.bytes_in / 1e6 / self.seconds if self.seconds > 0 else 0.0
+
+
+def check_app_name(app: str) -> str:
+    if not _APP.match(app) or "/" in app:
+        raise GeryonError(f"bad app name {app!r}: use letters, digits, '.', '_', '+' or '-'")
+    return app
+
+
+def _source_size(src: str) -> int:
+    if os.path.isfile(src):
+        return os.path.getsize(src)
+    total = 0
+    for dirpath, _dirs, files in os.walk(src):
+        for name in files:
+            p = os.path.join(dirpath, name)
+            if os.path.isfile(p) and not os.path.islink(p):
+                total += os.path.getsize(p)
+    return total
+
+
+def _free(path: str) -> int:
+    probe = path
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe) or "."
+    return shutil.disk_usage(probe).free
+
+
+def load(sources: Sequence[str], app: str, chunk_size: int = DEFAULT_CHUNK_SIZE, replicas: int = 1,
+         to: str = DEFAULT_DISK_DIR, ndb_file: str | None = None, fmt: str = "auto",
+         progress: LoadProgress | None = None) -> LoadReport:
+    """Load `sources` (files and directories) into chunk disks `dN.APP` under `to`.
+
+    Args:
+        chunk_size: most data bytes per chunk (also each chunk's capacity).
+        replicas: copies of each chunk, the master included (K).
+        ndb_file: the ndb file to name the disks in (default `./ndb/cluster`).
+        fmt: how file sources are cut: auto (by extension), lines, file, mbox, tar, warc.
+    Raises:
+        RecordTooLarge: a record is larger than the chunk size (nothing is kept).
+        GeryonError: a source cannot be read or is malformed (nothing is kept).
+    """
+    started = time.monotonic()
+    check_app_name(app)
+    if not sources:
+        raise GeryonError("nothing to load: name at least one file or directory")
+    if chunk_size < 1:
+        raise GeryonError("the chunk size must be positive")
+    if replicas < 1:
+        raise GeryonError("replicas must be at least 1 (the master)")
+    for src in sources:
+        if not os.path.exists(src):
+            raise GeryonError(f"{src}: no such file or directory")
+    progress = progress or _Silent()
+    ndb_file = ndb_file or DEFAULT_NDB
+    to = os.path.abspath(to)
+    report = LoadReport(app, ndb_file=ndb_file)
+    progress.start(sum(_source_size(s) for s in sources))
+
+    def tick(n: int) -> None:
+        report.bytes_in += n
+        progress.advance(n)
+
+    os.makedirs(to, exist_ok=True)
+    staging = os.path.join(to, f"{TEMP_MARK}load-{app}-{secrets.token_hex(4)}")
+    os.makedirs(staging)
+    packer = ChunkPacker(staging, app, chunk_size)
+    try:
+        packer_done = 0
+        multi = len(sources) > 1
+        for src in sources:
+            prefix = os.path.basename(os.path.normpath(src)) if multi and os.path.isdir(src) else ""
+            for piece in iter_pieces(src, chunk_size, fmt, prefix, tick, exclude=(to, ndb_file)):
+                packer.add(piece)
+                while len(packer.chunks) > packer_done:
+                    c = packer.chunks[packer_done]
+                    progress.chunk_done(c.name, c.nbytes, c.files)
+                    packer_done += 1
+        chunks = packer.finish()
+        for c in chunks[packer_done:]:
+            progress.chunk_done(c.name, c.nbytes, c.files)
+        if not chunks:
+            raise GeryonError("nothing to load: the sources hold no records")
+        report.disks, report.replica_paths = _commit(chunks, staging, to, app, replicas)
+        report.bytes_out = sum(d.nbytes for d in report.disks)
+        entries = []
+        for d in report.disks:
+            entries.append(DiskEntry(d.name, d.path, replicas=d.replicas))
+            for r in d.replicas:
+                entries.append(DiskEntry(r, os.path.join(to, REPLICA_DIR, r), replica_of=d.name))
+        replace_disks(ndb_file, app_disk_pattern(app), entries)
+    except BaseException:
+        packer.abort()
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    report.seconds = time.monotonic() - started
+    log.info("loaded %d bytes into %d disks in %.2f s", report.bytes_in, len(report.disks), report.seconds)
+    return report
+
+
+def _commit(chunks: list[LoadedDisk], staging: str, to: str, app: str,
+            replicas: int) -> tuple[list[LoadedDisk], list[str]]:
+    """Copy chunks to their replicas, drop the app's old disks, move the new ones into place."""
+    replica_dir = os.path.join(to, REPLICA_DIR)
+    staged_replicas = os.path.join(staging, REPLICA_DIR)
+    slot = [ChunkSlot("local", replica_dir, _free(replica_dir))]
+    out: list[LoadedDisk] = []
+    replica_paths: list[str] = []
+    for c in chunks:
+        names = []
+        for k, _chosen in enumerate(place(c.nbytes, slot, replicas - 1), start=1):
+            name = f"{c.name}.r{k}"
+            shutil.copytree(c.path, os.path.join(staged_replicas, name), copy_function=shutil.copy2)
+            names.append(name)
+        out.append(LoadedDisk(c.name, os.path.join(to, c.name), c.nbytes, c.files, tuple(names)))
+    pattern = app_disk_pattern(app)
+    for base in (to, replica_dir):
+        if os.path.isdir(base):
+            for name in os.listdir(base):
+                if pattern.match(name):
+                    shutil.rmtree(os.path.join(base, name))
+    for c in chunks:
+        os.replace(c.path, os.path.join(to, c.name))
+    if replicas > 1:
+        os.makedirs(replica_dir, exist_ok=True)
+        for name in sorted(os.listdir(staged_replicas)):
+            os.replace(os.path.join(staged_replicas, name), os.path.join(replica_dir, name))
+            replica_paths.append(os.path.join(replica_dir, name))
+    return out, replica_paths
+

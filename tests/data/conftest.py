@@ -1,0 +1,117 @@
+"""Fixtures for the data tests: a real text corpus, word counts, and CLI runners for load/check.
+
+Helpers are fixtures (this directory has no __init__.py, so nothing here is imported by name).
+"""
+from __future__ import annotations
+
+import os
+import pathlib
+from collections import Counter
+from collections.abc import Callable
+
+import pytest
+from click.testing import CliRunner, Result
+
+import geryon
+from geryon.cli import main
+from geryon.cli import data as data_cli
+
+CORPUS_FILES = 150
+"""Files of Python's own library copied into the corpus (real text, nested folders)."""
+
+
+def _stdlib_sources() -> list[tuple[str, bytes]]:
+    root = pathlib.Path(os.path.dirname(os.__file__))
+    names = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.py") if "site-packages" not in p.parts)
+    chosen: list[tuple[str, bytes]] = []
+    for rel in names:
+        data = (root / rel).read_bytes()
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        if len(data) > 200_000:
+            continue
+        chosen.append((rel, data))
+        if len(chosen) == CORPUS_FILES:
+            break
+    return chosen
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    """A directory of ~150 stdlib source files (a few MB of real text)."""
+    disk = tmp_path_factory.mktemp("corpus") / "stdlib"
+    for rel, data in _stdlib_sources():
+        dst = disk / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.write_bytes(data)
+    return disk
+
+
+def _wordmap(key, value):
+    return Counter(value.split())
+
+
+def _total(key, values):
+    return sum(values)
+
+
+@pytest.fixture(scope="session")
+def corpus_counts(corpus: pathlib.Path) -> Counter:
+    total: Counter = Counter()
+    for p in sorted(corpus.rglob("*")):
+        if p.is_file():
+            total.update(p.read_text(encoding="utf-8").split())
+    return total
+
+
+@pytest.fixture
+def wordcount(tmp_path: pathlib.Path) -> Callable[..., Counter]:
+    """Word count over disks (paths or ndb names) with the engine, as a Counter."""
+    def run(disks: list, ndb: str | None = None, reader: str = "file", workers: int = 2, **kw) -> Counter:
+        out = tmp_path / f"wc-out-{len(list(tmp_path.glob('wc-out-*')))}"
+        job = geryon.Job(map=_wordmap, reduce=_total, combine=_total, partitions=3, name="wc", reader=reader, **kw)
+        result = job.run([str(d) for d in disks], out=str(out), workers=workers, ndb=ndb)
+        got: Counter = Counter()
+        for k, v in result:
+            assert k not in got
+            got[k] = v
+        return got
+    return run
+
+
+@pytest.fixture
+def load_cli() -> Callable[..., Result]:
+    """Run `geryon load ARGS...` (the command from geryon.cli.data) in this process."""
+    def invoke(*args: object) -> Result:
+        return CliRunner().invoke(data_cli.load, [str(a) for a in args], catch_exceptions=False)
+    return invoke
+
+
+@pytest.fixture
+def check_cli() -> Callable[..., Result]:
+    """Run `geryon check ARGS...` (the command from geryon.cli.data) in this process."""
+    def invoke(*args: object) -> Result:
+        return CliRunner().invoke(data_cli.check, [str(a) for a in args], catch_exceptions=False)
+    return invoke
+
+
+@pytest.fixture
+def cli() -> Callable[..., Result]:
+    """Run `geryon ARGS...` (the main group) in this process."""
+    def invoke(*args: object) -> Result:
+        return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    return invoke
+
+
+def chunk_files(disk: pathlib.Path) -> list[pathlib.Path]:
+    """The data files of a chunk disk (no Geryon metadata)."""
+    from geryon.chunk import is_internal
+
+    return sorted(p for p in disk.rglob("*") if p.is_file() and not is_internal(p.name))
+
+
+@pytest.fixture
+def data_files() -> Callable[[pathlib.Path], list[pathlib.Path]]:
+    return chunk_files
