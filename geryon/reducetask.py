@@ -114,14 +114,16 @@ class _Reducing:
     def _sum_lines(self) -> Iterator[bytes]:
         job = self.job
         # All keys str and text output: aggregate and sort the keys' UTF-8 bytes.
-        raw = job.format == "text" and {s.kind for _, s in self.inputs} <= {_STR_KIND}
+        kinds = {s.kind for _, s in self.inputs}
+        raw = job.format == "text" and kinds <= {_STR_KIND}
+        as_bytes = raw or (job.format == "text" and kinds == {_BYTES_KIND})  # keys arrive as bytes
         unpack = raw_block_stream if raw else iter_blocks
         blocks = (b for loc, seg in self.inputs for b in unpack(self.fetch(loc, seg)))
         one_sorted = len(self.inputs) == 1 and self.inputs[0][1].ordered
         for keys, sums in sum_blocks(blocks, job.sort_budget, self.mixed, already_sorted=one_sorted):
             self.groups += len(keys)
             self.records_out += len(keys)
-            data = format_bytes_lines(keys, sums) if raw else None
+            data = format_bytes_lines(keys, sums) if as_bytes else None
             if data is None:
                 if raw:
                     keys = [k.decode("utf-8", "surrogateescape") for k in keys]
@@ -179,6 +181,7 @@ class _Reducing:
 
 
 _STR_KIND = "1"  # order.key_kind of str keys
+_BYTES_KIND = "2"  # ... and of bytes keys
 
 
 def _first(pair: tuple) -> Any:

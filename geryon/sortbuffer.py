@@ -202,19 +202,25 @@ class SortBuffer:
         vb: list[list] = [[] for _ in range(n)]
         if n == 1:
             kb[0], vb[0] = list(store), list(store.values())
-        else:
+        elif store:
             kadd = [b.append for b in kb]
             vadd = [b.append for b in vb]
             part = self._part
             if part is crc32_partition:
                 crc = zlib.crc32
                 try:
-                    for k, v in store.items():
-                        r = crc(k.encode()) % n
-                        kadd[r](k)
-                        vadd[r](v)
+                    if type(next(iter(store))) is bytes:
+                        for k, v in store.items():  # crc32_partition of bytes keys, inlined
+                            r = crc(k) % n
+                            kadd[r](k)
+                            vadd[r](v)
+                    else:
+                        for k, v in store.items():  # ... and of str keys
+                            r = crc(k.encode()) % n
+                            kadd[r](k)
+                            vadd[r](v)
                 except (AttributeError, TypeError, UnicodeEncodeError):
-                    part = _general  # keys other than plain str: start again, generally
+                    part = _general  # keys of other types: start again, generally
                     kb, vb = [[] for _ in range(n)], [[] for _ in range(n)]
             if part is not crc32_partition:
                 buckets = split_by_partition(list(store), n, self._part)

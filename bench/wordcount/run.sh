@@ -97,6 +97,9 @@ wc_cmd() {  # system input-dir output
     geryon_r6)      # the same job with R=6: a multiple of the 2 workers, so no reduce wave idles
                     local c=${GERYON_CMD//\{in\}/$(q "$in")}; c=${c//\{out\}/$(q "$o")}
                     echo "cd $(q "$REPO") && $c -R 6";;
+    geryon_bytes)   # the same map.py and reduce.py over raw bytes: no UTF-8 decode, bytes keys
+                    local c=${GERYON_CMD//\{in\}/$(q "$in")}; c=${c//\{out\}/$(q "$o")}
+                    echo "cd $(q "$REPO") && $c -R 6 --reader bytes";;
     counter)        echo "$(q "$PYTHON") $sb/wc_counter.py $(q "$in") $(q "$o")";;
     pool)           echo "$(q "$PYTHON") $sb/wc_pool.py -w 2 $(q "$in") $(q "$o")";;
     coreutils)      echo "SORT_MEM=2G $sb/wc_coreutils.sh $(q "$in") $(q "$o")";;
