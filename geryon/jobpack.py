@@ -1,0 +1,213 @@
+"""Job packs: a job's code and settings as one content-addressed archive, never pickled.
+
+A pack is a deterministic tar (sorted members, fixed times and owners) of the directory
+holding the job's scripts, plus `geryon-job.json` naming each step as a script path inside
+the pack and a function name (or a command) and the job's settings. Its name is the
+SHA-256 of its bytes, so a node caches a pack once and can check what it was sent.
+Unpacking refuses members that would land outside the pack's directory. Not here: sending
+packs to nodes (the cluster driver), running tasks (maptask, reducetask).
+"""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import io
+import json
+import logging
+import os
+import shutil
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+from geryon.errors import GeryonError
+from geryon.job import Job, Step, load_script
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "geryon-job.json"
+"""The pack member describing the job."""
+
+MAX_PACK = 256 << 20
+"""The largest pack accepted (bytes): a job directory, not a data set."""
+
+_SETTINGS = ("partitions", "name", "reader", "partitioner", "format", "sort_budget", "split_size", "skip_bad")
+
+
+class JobPackError(GeryonError):
+    """A job cannot be packed, or a pack is damaged or unsafe."""
+
+
+@dataclass(frozen=True)
+class JobPack:
+    """A packed job: its bytes and their SHA-256 (the pack's name)."""
+
+    data: bytes
+    digest: str
+
+    @classmethod
+    def of(cls, data: bytes) -> "JobPack":
+        return cls(data, hashlib.sha256(data).hexdigest())
+
+
+def _script_of(step: Step) -> tuple[str, str | None]:
+    """The file a Python step lives in, and its function's name."""
+    if step.source:
+        return step.source, getattr(step.func, "__name__", None)
+    func = step.func
+    path = inspect.getsourcefile(func) if func is not None else None  # type: ignore[arg-type]
+    qualname = getattr(func, "__qualname__", "")
+    if not path or "<" in qualname:
+        raise JobPackError(
+            f"{qualname or func!r} cannot travel to another machine: define it at the top level "
+            "of a script file (functions are sent as files, never pickled)"
+        )
+    return os.path.abspath(path), getattr(func, "__name__", None)
+
+
+def build(job: Job, base: str | None = None) -> JobPack:
+    """Pack `job`: the directory holding its scripts (or `base`) and its settings.
+
+    Raises:
+        JobPackError: a step is a function with no file (a lambda, a closure), or a script
+            lies outside the packed directory.
+    """
+    steps: dict[str, Any] = {}
+    scripts: list[str] = []
+    for kind in ("map", "reduce", "combine"):
+        step = getattr(job, kind)
+        if step is None:
+            steps[kind] = None
+        elif step.streaming:
+            cmd = step.command
+            steps[kind] = {"command": cmd if isinstance(cmd, str) else list(cmd)}
+            if step.source:
+                scripts.append(step.source)
+        else:
+            path, func = _script_of(step)
+            scripts.append(path)
+            steps[kind] = {"script": path, "function": func}
+    root = os.path.abspath(base) if base else (os.path.dirname(scripts[0]) if scripts else os.getcwd())
+    for kind, spec in steps.items():
+        if spec and "script" in spec:
+            rel = os.path.relpath(spec["script"], root)
+            if rel.startswith(".."):
+                raise JobPackError(f"{spec['script']} is outside the job directory {root}")
+            spec["script"] = rel
+        elif spec and isinstance(spec.get("command"), list) and spec["command"]:
+            first = spec["command"][0]
+            if os.path.isabs(first) and not os.path.relpath(first, root).startswith(".."):
+                spec["command"][0] = os.path.relpath(first, root)
+                spec["relative"] = True
+    manifest = {"steps": steps, "settings": {k: getattr(job, k) for k in _SETTINGS},
+                "env": [list(p) for p in job.env]}
+    return JobPack.of(_tar(root, json.dumps(manifest, sort_keys=True).encode()))
+
+
+def _tar(root: str, manifest: bytes) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        _add_bytes(tar, MANIFEST, manifest, 0o644)
+        for dirpath, dirs, files in os.walk(root):
+            dirs[:] = sorted(d for d in dirs if d not in ("__pycache__", ".git") and not d.endswith(".out"))
+            for name in sorted(files):
+                full = os.path.join(dirpath, name)
+                if os.path.islink(full) or not os.path.isfile(full) or name.endswith(".pyc"):
+                    continue
+                rel = os.path.relpath(full, root)
+                with open(full, "rb") as f:
+                    _add_bytes(tar, rel, f.read(), 0o755 if os.access(full, os.X_OK) else 0o644)
+                if buf.tell() > MAX_PACK:
+                    raise JobPackError(f"job directory {root} is larger than {MAX_PACK >> 20} MiB")
+    return buf.getvalue()
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mode: int) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = len(data), mode, 0
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    tar.addfile(info, io.BytesIO(data))
+
+
+def unpack(data: bytes, cache: str, digest: str | None = None) -> str:
+    """Unpack a pack into `cache/<digest>` (once) and return that directory.
+
+    Raises:
+        JobPackError: the bytes do not match `digest`, or a member is unsafe.
+    """
+    actual = hashlib.sha256(data).hexdigest()
+    if digest is not None and actual != digest:
+        raise JobPackError(f"job pack damaged: sha256 {actual[:12]}, expected {digest[:12]}")
+    target = os.path.join(cache, actual)
+    if os.path.isfile(os.path.join(target, MANIFEST)):
+        return target
+    os.makedirs(cache, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".unpack-", dir=cache)
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+            for member in tar.getmembers():
+                _check_member(member, staging)
+                if member.isdir():
+                    os.makedirs(os.path.join(staging, member.name), exist_ok=True)
+                    continue
+                dest = os.path.join(staging, member.name)
+                os.makedirs(os.path.dirname(dest), exist_ok=True)
+                src = tar.extractfile(member)
+                assert src is not None
+                with open(dest, "wb") as out:
+                    shutil.copyfileobj(src, out)
+                os.chmod(dest, 0o755 if member.mode & 0o111 else 0o644)
+        if not os.path.isfile(os.path.join(staging, MANIFEST)):
+            raise JobPackError("job pack has no manifest")
+        try:
+            os.rename(staging, target)
+        except OSError:  # another task unpacked it first
+            shutil.rmtree(staging, ignore_errors=True)
+    except (tarfile.TarError, OSError) as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise JobPackError(f"job pack unreadable: {exc}") from exc
+    except JobPackError:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def _check_member(member: tarfile.TarInfo, root: str) -> None:
+    if not (member.isfile() or member.isdir()):
+        raise JobPackError(f"job pack member {member.name!r} is not a plain file")
+    dest = os.path.realpath(os.path.join(root, member.name))
+    if os.path.isabs(member.name) or not dest.startswith(os.path.realpath(root) + os.sep):
+        raise JobPackError(f"job pack member {member.name!r} escapes the pack")
+
+
+def load(directory: str) -> Job:
+    """The Job described by an unpacked pack, its scripts loaded from `directory`."""
+    try:
+        with open(os.path.join(directory, MANIFEST)) as f:
+            manifest = json.load(f)
+        steps: dict[str, Step | None] = {}
+        for kind, spec in manifest["steps"].items():
+            if spec is None:
+                steps[kind] = None
+            elif "command" in spec:
+                cmd = spec["command"]
+                if isinstance(cmd, list):
+                    if spec.get("relative"):
+                        cmd = [os.path.join(directory, cmd[0]), *cmd[1:]]
+                    steps[kind] = Step(command=tuple(cmd))
+                else:
+                    steps[kind] = Step(command=cmd)
+            else:
+                path = os.path.join(directory, spec["script"])
+                func = getattr(load_script(path), spec["function"], None)
+                if not callable(func):
+                    raise JobPackError(f"{spec['script']} defines no function {spec['function']}")
+                steps[kind] = Step(func=func, source=path)
+        settings = dict(manifest["settings"])
+        env = tuple(tuple(p) for p in manifest.get("env", ()))
+        return Job(map=steps["map"], reduce=steps.get("reduce"), combine=steps.get("combine"),
+                   env=env, **settings)  # type: ignore[arg-type]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise JobPackError(f"job pack manifest unreadable: {exc}") from exc
