@@ -1,6 +1,8 @@
 """Geryon: MapReduce for small clusters."""
 from __future__ import annotations
 
+from typing import Any
+
 from geryon.api import JobResult, run_job
 from geryon.counters import increment_counter, set_status
 from geryon.errors import DiskFull, GeryonError, JobDefinitionError, JobFailed, UnknownDisk
@@ -8,5 +10,19 @@ from geryon.job import Job
 
 __all__ = [
     "DiskFull", "GeryonError", "Job", "JobDefinitionError", "JobFailed", "JobResult", "UnknownDisk",
-    "increment_counter", "run_job", "set_status",
+    "disk", "increment_counter", "rcpu", "run_job", "set_status",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The cluster's functions load aiohttp: only when first used, so that local jobs and
+    # the command line start quickly.
+    if name == "disk":
+        from geryon.remotefs import open_disk
+
+        return open_disk
+    if name == "rcpu":
+        from geryon.rcpuclient import rcpu
+
+        return rcpu
+    raise AttributeError(f"module 'geryon' has no attribute {name!r}")

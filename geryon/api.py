@@ -16,7 +16,7 @@ from typing import Any
 
 from geryon.codec import parse_line
 from geryon.cpu import LocalCpu
-from geryon.disk import Disk, resolve
+from geryon.disks import Disk, resolve
 from geryon.engine import Driver, JobReport, Progress, new_job_id
 from geryon.job import Job
 

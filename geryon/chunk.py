@@ -4,7 +4,7 @@ Geryon's storage unit (the seed's 64 MB chunk). Writes that would take the chunk
 capacity fail with `DiskFull` and leave nothing behind: files opened for writing are written
 under a temporary name and renamed into place when closed. The capacity lives in a small
 metadata file at the chunk's root, hidden from listings. Not here: naming disks (see
-`geryon.disk`), serving chunks over the network (the node daemon).
+`geryon.disks`), serving chunks over the network (the node daemon).
 """
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ from typing import Protocol
 from geryon import counters as counters_mod
 from geryon.chunk import TEMP_MARK
 from geryon.cpu import Cpu
-from geryon.disk import Disk
+from geryon.disks import Disk
 from geryon.errors import GeryonError, JobFailed
 from geryon.job import Job
 from geryon.job import DEFAULT_SPLIT_SIZE

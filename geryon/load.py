@@ -22,7 +22,7 @@ from typing import Protocol
 
 from geryon.chunk import DEFAULT_CAPACITY, TEMP_MARK
 from geryon.diskdb import DiskEntry, app_disk_pattern, replace_disks
-from geryon.disk import DEFAULT_NDB
+from geryon.disks import DEFAULT_NDB
 from geryon.errors import GeryonError
 from geryon.packer import ChunkPacker, LoadedDisk, RecordTooLarge
 from geryon.pieces import iter_pieces

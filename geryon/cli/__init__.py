@@ -14,10 +14,11 @@ from geryon.cli import mapreduce as _mapreduce
 from geryon.cli import data as _data
 from geryon.cli import disk as _disk
 from geryon.cli import ndb as _ndb
+from geryon.cli import node as _node
 from geryon.cli import registry as _registry
 from geryon.cli import shell as _shell
 
-_MODULES = [_mapreduce, _disk, _data, _ndb, _shell, _registry]
+_MODULES = [_mapreduce, _disk, _data, _ndb, _node, _shell, _registry]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

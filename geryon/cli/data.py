@@ -113,7 +113,7 @@ def check(disks: tuple[str, ...], ndb_file: str | None) -> None:
     A DISK is a directory or a disk name from the ndb file. Damaged files are printed
     one per line as `DISK:PATH: what is wrong`.
     """
-    from geryon.disk import resolve
+    from geryon.disks import resolve
 
     damaged = 0
     for arg in disks:

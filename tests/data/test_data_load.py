@@ -14,7 +14,7 @@ import pytest
 import ndb
 from geryon.checksum import check_disk
 from geryon.chunk import read_capacity
-from geryon.disk import resolve
+from geryon.disks import resolve
 from geryon.errors import GeryonError
 from geryon.load import RecordTooLarge, load
 

@@ -11,7 +11,7 @@ import geryon
 from geryon.badrecords import BadRecord
 from geryon.chunk import ChunkFS
 from geryon.compression import compress_bytes
-from geryon.disk import open_path
+from geryon.disks import open_path
 from geryon.engine import plan
 from geryon.errors import JobFailed
 from geryon.readers import may_cut, raw_chunks, read_records, reader_for

@@ -1,0 +1,378 @@
+"""CLI verbs: node, rcpu, dsh, loads, ls, cat, cp.
+
+A thin shell: read options and the environment (GERYON_REGISTRY, GERYON_SECRET_FILE,
+GERYON_NDB, XDG_CONFIG_HOME, XDG_STATE_HOME), build a registry client and the library's
+objects, call them, and turn GeryonError/RegistryError into one line and exit status 1.
+"""
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import logging
+import os
+import signal
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+from fs import errors as fserrors
+
+from geryon.cli.common import fail
+from geryon.cli.registry import ENV_REGISTRY, ENV_SECRET_FILE, default_secret_path
+from geryon.errors import GeryonError
+from geryon.node.defaults import DEFAULT_NODE_PORT, DEFAULT_REFRESH
+from geryon.node.load import host_source
+from geryon.pick import PICKS
+from registry.errors import RegistryError
+
+if TYPE_CHECKING:
+    from geryon.node.daemon import NodeDisk
+
+log = logging.getLogger(__name__)
+
+ENV_NDB = "GERYON_NDB"
+
+
+def _secret(path: str | None) -> bytes | None:
+    if path:
+        from registry.auth import load_secret
+
+        return load_secret(Path(path))
+    default = default_secret_path()
+    from registry.auth import load_secret
+
+    return load_secret(default) if default.exists() else None
+
+
+def _client(registry_url: str | None, secret: bytes | None) -> Any:
+    from registry.client import RegistryClient
+    return RegistryClient(registry_url, secret=secret, owner=getpass.getuser())
+
+
+def _failing(fn: Callable[..., Any]) -> Callable[..., Any]:
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (GeryonError, RegistryError, fserrors.FSError, OSError) as exc:
+            fail(str(exc) or type(exc).__name__)
+    return wrapper
+
+
+_secret_option = click.option("--secret-file", envvar=ENV_SECRET_FILE, metavar="FILE",
+                              help=f"Cluster secret (default: {default_secret_path()}).")
+_registry_option = click.option("--registry", "registry_url", envvar=ENV_REGISTRY, metavar="URL",
+                                help="http://host:port or tcp!host!port (default: find over zeroconf).")
+
+
+def _disk_spec(values: tuple[str, ...], replica: bool) -> list[NodeDisk]:
+    from geryon.node.daemon import NodeDisk
+
+    out = []
+    for v in values:
+        name, eq, path = v.partition("=")
+        if not eq or not name or not path:
+            raise click.BadParameter(f"{v!r} is not NAME=PATH", param_hint="--disk")
+        out.append(NodeDisk(name, os.path.abspath(path), replica))
+    return out
+
+
+@click.command("node")
+@click.option("--name", default=socket.gethostname, show_default="host name",
+              help="This node's name (ndb master=NAME!CHUNK).")
+@click.option("--disk", "disks", multiple=True, metavar="NAME=PATH", help="Serve a chunk disk.")
+@click.option("--replica", "replicas", multiple=True, metavar="NAME=PATH", help="Serve a read-only replica chunk.")
+@click.option("--cpus", type=click.IntRange(1), default=None, help="Cores offered (default: all).")
+@click.option("--listen", default=None, metavar="HOST:PORT",
+              help=f"Address to listen on (default 0.0.0.0:{DEFAULT_NODE_PORT}; loopback without a secret).")
+@click.option("--advertise", default=None, metavar="ADDR", help="Address others reach this node at.")
+@click.option("--work-dir", type=click.Path(file_okay=False), default=None,
+              help="Run directories and the export cache (default: a temporary directory).")
+@click.option("--refresh", type=float, default=DEFAULT_REFRESH, show_default=True,
+              help="Seconds between load/free-space updates.")
+@click.option("--standalone", is_flag=True, help="Serve without registering.")
+@click.option("--fake-load", type=float, default=None, hidden=True, help="Report this load (tests).")
+@_registry_option
+@_secret_option
+@_failing
+def node(name: str, disks: tuple[str, ...], replicas: tuple[str, ...],
+         cpus: int | None, listen: str | None, advertise: str | None, work_dir: str | None,
+         refresh: float, standalone: bool, fake_load: float | None, registry_url: str | None,
+         secret_file: str | None) -> None:
+    """Serve this machine's chunk disks and cpu to the cluster (until SIGTERM)."""
+    secret = _secret(secret_file)
+    host, _, port = (listen or f"0.0.0.0:{DEFAULT_NODE_PORT}").rpartition(":")
+    if not port.isdigit():
+        raise click.BadParameter(f"{listen!r} is not HOST:PORT", param_hint="--listen")
+    registry = None if standalone else _client(registry_url, secret)
+    from geryon.node.daemon import NodeConfig, serve
+
+    config = NodeConfig(name=name, disks=tuple(_disk_spec(disks, False) + _disk_spec(replicas, True)),
+                        cpus=cpus, host=host.strip("[]") or "0.0.0.0", port=int(port),
+                        advertise=advertise, secret=secret, registry=registry, work_dir=work_dir,
+                        refresh=refresh, load_source=host_source(cpus, fake_load))
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(config, stop)
+
+    try:
+        asyncio.run(main())
+    finally:
+        if registry is not None:
+            registry.close()
+
+
+# -- rcpu, dsh, loads ---------------------------------------------------------------------
+def _state_file() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(base) / "geryon" / "rcpu.json"
+
+
+def _load_state() -> dict[str, Any]:
+    try:
+        doc = json.loads(_state_file().read_text())
+        return doc if isinstance(doc, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _save_state(doc: dict[str, Any]) -> None:
+    path = _state_file()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}")
+        tmp.write_text(json.dumps(doc))
+        os.replace(tmp, path)
+    except OSError:
+        pass                     # round robin is a courtesy; never fail a run over it
+
+
+def _weights(ndb_file: str | None) -> dict[str, Any]:
+    from geryon.pick import weights_from_entries
+    if not ndb_file or not os.path.exists(ndb_file):
+        return {}
+    import ndb
+    try:
+        return weights_from_entries(ndb.open(ndb_file).entries)
+    except ndb.NdbError as exc:
+        raise GeryonError(str(exc)) from exc
+
+
+def _ndb_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--ndb", "ndb_file", envvar=ENV_NDB, type=click.Path(dir_okay=False),
+                        help="ndb file (dsh weights: node=HOST load=W mem=W) [$GERYON_NDB].")(fn)
+
+
+@click.command("rcpu", context_settings={"ignore_unknown_options": True})
+@click.option("--export", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Ship this directory to the cpu, seen there as $n/client.")
+@click.option("--pick", "pick_name", type=click.Choice(PICKS), default="rr", show_default=True,
+              help="How to choose the cpu: round robin, least loaded, locality first.")
+@click.argument("cmd")
+@click.argument("disks", nargs=-1)
+@_ndb_option
+@_registry_option
+@_secret_option
+@click.pass_context
+@_failing
+def rcpu_command(ctx: click.Context, export: str | None, pick_name: str, cmd: str, disks: tuple[str, ...],
+                 ndb_file: str | None, registry_url: str | None, secret_file: str | None) -> None:
+    """Run CMD on the next cpu with DISKs mounted under $n; print the output disk."""
+    from geryon.pick import LocalityFirst, RoundRobin, make_pick
+    from geryon.rcpuclient import Rcpu
+    secret = _secret(secret_file)
+    state = _load_state()
+    with _client(registry_url, secret) as registry:
+        if pick_name == "rr":
+            pick: Any = RoundRobin(state.get("cpu"))
+        elif pick_name == "local":
+            pick = LocalityFirst(lambda d: [s.get("host") for s in registry.find({"chunk": "*"})
+                                            if s.name == d and s.get("host")], RoundRobin(state.get("cpu")))
+        else:
+            pick = make_pick("load", weights=_weights(ndb_file))
+        disk_state = dict(state.get("disks") or {})
+        with Rcpu(registry, secret, pick=pick, disk_state=disk_state) as runner:
+            try:
+                result = runner.run(cmd, disks, export=export)
+            except KeyboardInterrupt:
+                fail("interrupted: remote command killed", 130)
+            finally:
+                last = getattr(pick, "last", None) or getattr(getattr(pick, "fallback", None), "last", None)
+                _save_state({"cpu": last or state.get("cpu"), "disks": disk_state})
+    if result.cpudisk:
+        click.echo(result.cpudisk)
+    ctx.exit(result.status)
+
+
+@click.command("dsh", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.argument("argv", nargs=-1, required=True)
+@_ndb_option
+@_registry_option
+@_secret_option
+@click.pass_context
+@_failing
+def dsh_command(ctx: click.Context, argv: tuple[str, ...], ndb_file: str | None, registry_url: str | None,
+                secret_file: str | None) -> None:
+    """Run a command on the least-loaded node (`geryon dsh -- CMD ARGS...`)."""
+    from geryon.dsh import Dsh
+    secret = _secret(secret_file)
+    cmd: Any = argv[0] if len(argv) == 1 else list(argv)
+    with _client(registry_url, secret) as registry, \
+            Dsh(registry, secret, weights=_weights(ndb_file)) as dsh:
+        try:
+            result = dsh.run(cmd)
+        except KeyboardInterrupt:
+            fail("interrupted: remote command killed", 130)
+    click.echo(f"geryon: dsh: ran on {result.host}", err=True)
+    ctx.exit(result.status)
+
+
+@click.command("loads")
+@_ndb_option
+@_registry_option
+@_secret_option
+@_failing
+def loads_command(ndb_file: str | None, registry_url: str | None, secret_file: str | None) -> None:
+    """Print the table dsh decides from, best node first."""
+    from geryon.dsh import LOAD_HEADER, Dsh
+    secret = _secret(secret_file)
+    with _client(registry_url, secret) as registry, \
+            Dsh(registry, secret, weights=_weights(ndb_file)) as dsh:
+        rows = [LOAD_HEADER] + [r.cells() for r in dsh.loads()]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(LOAD_HEADER))]
+    for r in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+
+
+# -- ls, cat, cp --------------------------------------------------------------------------
+class _Disks:
+    """Opens disk arguments, connecting to the registry only when a name needs it."""
+
+    def __init__(self, registry_url: str | None, secret: bytes | None, ndb_file: str | None) -> None:
+        from geryon.remotefs import set_default_secret
+        set_default_secret(secret)
+        self.registry_url, self.secret, self.ndb_file = registry_url, secret, ndb_file
+        self._registry: Any = None
+
+    def open(self, disk: str) -> Any:
+        from geryon.remotefs import open_disk
+        registry = None
+        if not disk.startswith(("geryon://", "http://")) and not os.path.isdir(disk) and self.registry_url:
+            if self._registry is None:
+                self._registry = _client(self.registry_url, self.secret)
+            registry = self._registry
+        return open_disk(disk, registry=registry, secret=self.secret, ndb_file=self.ndb_file)
+
+    def close(self) -> None:
+        if self._registry is not None:
+            self._registry.close()
+            self._registry = None
+
+    def __enter__(self) -> _Disks:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def split_location(arg: str) -> tuple[str, str] | None:
+    """`DISK:PATH` or `geryon://host:port/chunk/PATH` -> (disk, path); None for a local file."""
+    if arg.startswith(("geryon://", "http://")):
+        scheme, rest = arg.split("://", 1)
+        hostport, _, path = rest.partition("/")
+        chunk, _, inner = path.partition("/")
+        return f"{scheme}://{hostport}/{chunk}", "/" + inner
+    disk, colon, path = arg.partition(":")
+    if not colon:
+        return None
+    return disk, path or "/"
+
+
+@click.command("ls")
+@click.option("-l", "long", is_flag=True, help="Show sizes.")
+@click.argument("location")
+@_ndb_option
+@_registry_option
+@_secret_option
+@_failing
+def ls_command(long: bool, location: str, ndb_file: str | None, registry_url: str | None,
+               secret_file: str | None) -> None:
+    """List DISK[:PATH] (a disk name, directory or geryon:// URL)."""
+    where = split_location(location) or (location, "/")
+    with _Disks(registry_url, _secret(secret_file), ndb_file) as disks:
+        disk = disks.open(where[0])
+        with disk.fs as f:
+            if f.isfile(where[1]):
+                entries = [f.getinfo(where[1], ["details"])]
+            else:
+                entries = sorted(f.scandir(where[1], ["details"]), key=lambda i: i.name)
+    for info in entries:
+        name = info.name + ("/" if info.is_dir else "")
+        click.echo(f"{info.size if not info.is_dir else '-':>12} {name}" if long else name)
+
+
+@click.command("cat")
+@click.argument("locations", nargs=-1, required=True)
+@_ndb_option
+@_registry_option
+@_secret_option
+@_failing
+def cat_command(locations: tuple[str, ...], ndb_file: str | None, registry_url: str | None,
+                secret_file: str | None) -> None:
+    """Write DISK:PATH files to stdout."""
+    out = click.get_binary_stream("stdout")
+    with _Disks(registry_url, _secret(secret_file), ndb_file) as disks:
+        for location in locations:
+            where = split_location(location)
+            if where is None:
+                raise click.BadParameter(f"{location!r} is not DISK:PATH")
+            with disks.open(where[0]).fs as f:
+                f.download(where[1], out)
+    out.flush()
+
+
+@click.command("cp")
+@click.argument("src")
+@click.argument("dst")
+@_ndb_option
+@_registry_option
+@_secret_option
+@_failing
+def cp_command(src: str, dst: str, ndb_file: str | None, registry_url: str | None,
+               secret_file: str | None) -> None:
+    """Copy a file: SRC and DST are local paths or DISK:PATH (names, dirs, geryon:// URLs)."""
+    from fs.path import basename, join
+    s, d = split_location(src), split_location(dst)
+    with _Disks(registry_url, _secret(secret_file), ndb_file) as disks:
+        if s is None:
+            reader: Any = open(src, "rb")  # noqa: SIM115 - closed below
+            name = os.path.basename(src)
+        else:
+            sfs = disks.open(s[0]).fs
+            reader = sfs.openbin(s[1])
+            name = basename(s[1])
+        try:
+            if d is None:
+                target = os.path.join(dst, name) if os.path.isdir(dst) else dst
+                with open(target, "wb") as out:
+                    import shutil
+                    shutil.copyfileobj(reader, out, 1 << 20)
+            else:
+                dfs = disks.open(d[0]).fs
+                path = join(d[1], name) if d[1].endswith("/") or dfs.isdir(d[1]) else d[1]
+                dfs.upload(path, reader)
+        finally:
+            reader.close()
+
+
+commands: list[click.Command] = [node, rcpu_command, dsh_command, loads_command, ls_command,
+                                 cat_command, cp_command]

@@ -1,0 +1,170 @@
+"""Signed HTTP requests to a node daemon, and the node's errors rebuilt on the client.
+
+`NodeConnection` keeps a small pool of stdlib `http.client` connections to one node and
+signs every request with the cluster secret (`registry.auth.sign_headers`); `raise_for`
+turns a chunk service error answer back into the `fs` error (or `DiskFull`) the node
+raised. Used by `geryon.remotefs`; nothing here knows about files or commands.
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import threading
+from urllib.parse import urlsplit
+
+from fs import errors as fserrors
+
+from geryon.errors import DiskFull, GeryonError, UnknownDisk
+from registry.auth import sign_headers
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 30.0
+"""Seconds a node may take to answer one request."""
+
+
+class NodeUnavailable(GeryonError, fserrors.RemoteConnectionError):
+    """A node daemon could not be reached, or refused us (bad secret)."""
+
+    def __init__(self, msg: str) -> None:
+        GeryonError.__init__(self, msg)
+        # fs.errors.FSError formats `_msg` with the instance's attributes: keep it literal.
+        self.msg, self.path, self.exc = msg, None, None
+        self._msg = msg.replace("{", "{{").replace("}", "}}")
+
+    def __str__(self) -> str:
+        return self.msg
+
+    def __repr__(self) -> str:
+        return f"NodeUnavailable({self.msg!r})"
+
+    def __reduce__(self) -> tuple[type, tuple[str]]:
+        return type(self), (self.msg,)
+
+
+def parse_node_url(text: str) -> tuple[str, str]:
+    """A chunk's address -> (`http://host:port`, chunk).
+
+    Accepts `geryon://host:port/chunk`, `http://host:port/chunk` and the chunk service's
+    registry name `tcp!host!port!chunk` (registry names cannot hold `/`).
+    """
+    if text.startswith("tcp!"):
+        parts = text.split("!")
+        if len(parts) != 4 or not all(parts[1:]) or not parts[2].isdigit():
+            raise UnknownDisk(f"{text}: not a chunk address (tcp!host!port!chunk)")
+        host = f"[{parts[1]}]" if ":" in parts[1] else parts[1]
+        return f"http://{host}:{parts[2]}", parts[3]
+    split = urlsplit(text)
+    chunk = split.path.strip("/")
+    if split.scheme not in ("geryon", "http") or not split.hostname or not split.port or not chunk:
+        raise UnknownDisk(f"{text}: not a disk URL (geryon://host:port/chunk)")
+    return f"http://{split.hostname}:{split.port}", chunk
+
+
+class NodeConnection:
+    """Signed HTTP requests to one node daemon, over a small pool of kept-alive connections."""
+
+    def __init__(self, url: str, secret: bytes | None, timeout: float = DEFAULT_TIMEOUT) -> None:
+        split = urlsplit(url)
+        if not split.hostname or not split.port:
+            raise UnknownDisk(f"{url}: not a node address (http://host:port)")
+        self.url = url
+        self.host, self.port = split.hostname, split.port
+        self.secret = secret
+        self.timeout = timeout
+        self._idle: list[http.client.HTTPConnection] = []
+        self._lock = threading.Lock()
+
+    def _get(self) -> http.client.HTTPConnection:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+
+    def _put(self, conn: http.client.HTTPConnection) -> None:
+        with self._lock:
+            self._idle.append(conn)
+
+    def headers(self, method: str, target: str, body: bytes = b"") -> dict[str, str]:
+        """The signature headers for one request (empty without a secret)."""
+        return sign_headers(self.secret, method, target, body) if self.secret is not None else {}
+
+    def open(self, method: str, target: str, body: bytes = b"",
+             headers: dict[str, str] | None = None) -> tuple[http.client.HTTPResponse, http.client.HTTPConnection]:
+        """Send a request; return the response, unread, and its connection (see `release`)."""
+        all_headers = {**(headers or {}), **self.headers(method, target, body)}
+        for attempt in (0, 1):
+            conn = self._get()
+            try:
+                conn.request(method, target, body=body or None, headers=all_headers)
+                return conn.getresponse(), conn
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
+                conn.close()      # a kept-alive connection the node closed: try a fresh one once
+                if attempt:
+                    raise NodeUnavailable(f"node {self.url}: {exc}") from exc
+                all_headers.update(self.headers(method, target, body))
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                raise NodeUnavailable(f"node {self.url}: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}") from exc
+        raise AssertionError("unreachable")
+
+    def release(self, resp: http.client.HTTPResponse, conn: http.client.HTTPConnection) -> None:
+        """Give a connection back once its response is read (or close it if it is not)."""
+        if resp.isclosed() and not resp.will_close:
+            self._put(conn)
+        else:
+            conn.close()
+
+    def request(self, method: str, target: str, body: bytes = b"",
+                headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        """Send a request and read the whole answer: (status, body)."""
+        resp, conn = self.open(method, target, body, headers)
+        try:
+            data = resp.read()
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            raise NodeUnavailable(f"node {self.url}: {exc}") from exc
+        self.release(resp, conn)
+        return resp.status, data
+
+    def close(self) -> None:
+        """Close idle connections; idempotent."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+    def __enter__(self) -> NodeConnection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def raise_for(status: int, body: bytes, url: str, path: str | None = None) -> None:
+    """Turn a chunk service error answer into the exception the node raised."""
+    if status < 300:
+        return
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        doc = {"error": body[:200].decode(errors="replace"), "kind": "error"}
+    kind, msg = doc.get("kind"), str(doc.get("error"))
+    if kind == "full":
+        raise DiskFull(msg)
+    if kind == "fs":
+        cls = getattr(fserrors, str(doc.get("fserror")), None)
+        epath = path if path is not None else doc.get("path")
+        if isinstance(cls, type) and issubclass(cls, fserrors.ResourceError):
+            raise cls(epath)
+        if isinstance(cls, type) and issubclass(cls, fserrors.OperationFailed):
+            raise cls(epath, msg=msg)
+        raise fserrors.OperationFailed(epath, msg=msg)
+    if kind == "escape":
+        raise fserrors.IllegalBackReference(path or "")
+    if status == 401:
+        raise NodeUnavailable(f"node {url}: {msg} (check the cluster secret)")
+    if kind == "nochunk":
+        raise fserrors.ResourceNotFound(path or "/", msg=msg)
+    raise fserrors.OperationFailed(path, msg=f"node {url}: {msg}")

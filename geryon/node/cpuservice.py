@@ -1,0 +1,301 @@
+"""The cpu service: run a command block on this node with named disks mounted (rcpu).
+
+Routes (signed with the cluster secret):
+  GET /v1/cpu/run              WebSocket: the request, then stdout/stderr frames and the exit
+  GET /v1/cpu/exports/{hash}   200 if the client files with that hash are cached here
+  PUT /v1/cpu/exports/{hash}   a tar of the client's files (`rcpu --export`), cached by hash
+
+"Mounting" without FUSE: each run gets a directory `$n` holding one entry per disk; a
+chunk of this node is a symlink to the chunk itself, a chunk of another node is a
+read-only copy fetched whole (one tar stream) before the command starts; `$n/client` is
+the cached export. The command runs in its own process group, killed when the client
+asks or goes away. Frames: binary `\\x01`+bytes (stdout), `\\x02`+bytes (stderr); text
+JSON `{"op": "started"|"exit"|"error", ...}`. Not here: choosing cpus (the client does).
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import signal
+import stat
+import tarfile
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from geryon.node.chunkservice import ServedChunk
+from registry.auth import sign_headers
+from shell.block import command_argv
+
+log = logging.getLogger(__name__)
+
+DEFAULT_KILL_GRACE = 2.0
+"""Seconds between SIGTERM and SIGKILL when a command is stopped."""
+
+STDOUT, STDERR = 1, 2
+"""First byte of a binary output frame."""
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:@+-]{0,127}\Z")
+_HASH = re.compile(r"[0-9a-f]{64}\Z")
+
+
+class RunRefused(Exception):
+    """A run request cannot be served (bad disk name, unknown export, ...)."""
+
+
+def exit_status(returncode: int) -> int:
+    """A shell-style exit status: 128+N for a command killed by signal N."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def _read_only(root: str) -> None:
+    for dirpath, dirs, files in os.walk(root):
+        for name in files + dirs:
+            path = os.path.join(dirpath, name)
+            if not os.path.islink(path):
+                mode = os.stat(path).st_mode
+                os.chmod(path, mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+    os.chmod(root, os.stat(root).st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+
+
+def _writable_again(root: str) -> None:
+    """Undo `_read_only` so the run directory can be removed."""
+    for dirpath, dirs, _files in os.walk(root):
+        os.chmod(dirpath, os.stat(dirpath).st_mode | stat.S_IWUSR)
+
+
+def _extract(data: bytes, dest: str) -> None:
+    os.makedirs(dest, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+        tar.extractall(dest, filter="data")
+
+
+def _extract_file(path: str, dest: str) -> None:
+    os.makedirs(dest, exist_ok=True)
+    with tarfile.open(path, mode="r:") as tar:
+        tar.extractall(dest, filter="data")
+
+
+class CpuService:
+    """Runs commands for rcpu.
+
+    Args:
+        node: this node's name (`$GERYON_NODE` in commands).
+        chunks: the chunks served here, by name.
+        self_url: this node's `http://addr:port`, to recognise its own chunks in URLs.
+        secret: signs requests to other nodes when copying their chunks.
+        work_dir: where run directories and the export cache live.
+        on_start: awaited before each command starts (the daemon's virtual load).
+        kill_grace: seconds between SIGTERM and SIGKILL.
+    """
+
+    def __init__(self, node: str, chunks: dict[str, ServedChunk], self_url: str, secret: bytes | None,
+                 work_dir: str, on_start: Callable[[], Awaitable[None]] | None = None, *,
+                 kill_grace: float = DEFAULT_KILL_GRACE) -> None:
+        self.node, self.chunks, self.self_url, self.secret = node, chunks, self_url, secret
+        self.work_dir = work_dir
+        self.exports = os.path.join(work_dir, "exports")
+        self.on_start = on_start
+        self.kill_grace = kill_grace
+        self.running: dict[int, asyncio.subprocess.Process] = {}
+        os.makedirs(self.exports, exist_ok=True)
+        os.makedirs(os.path.join(work_dir, "run"), exist_ok=True)
+        self._http: aiohttp.ClientSession | None = None
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.get("/v1/cpu/run", self._run),
+                web.get("/v1/cpu/exports/{hash}", self._has_export),
+                web.put("/v1/cpu/exports/{hash}", self._put_export)]
+
+    async def close(self) -> None:
+        """Kill running commands and close the HTTP client; idempotent."""
+        for proc in list(self.running.values()):
+            await self._kill(proc)
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    # -- exports ------------------------------------------------------------------------
+    def _export_dir(self, digest: str) -> str:
+        if not _HASH.match(digest):
+            raise RunRefused(f"bad export hash {digest[:80]!r}")
+        return os.path.join(self.exports, digest)
+
+    async def _has_export(self, request: web.Request) -> web.Response:
+        try:
+            present = os.path.isdir(self._export_dir(request.match_info["hash"]))
+        except RunRefused as exc:
+            return web.json_response({"error": str(exc), "kind": "bad"}, status=400)
+        return web.json_response({"present": present}, status=200 if present else 404)
+
+    async def _put_export(self, request: web.Request) -> web.Response:
+        digest = request.match_info["hash"]
+        body = await request.read()
+        try:
+            dest = self._export_dir(digest)
+            if hashlib.sha256(body).hexdigest() != digest:
+                raise RunRefused("export does not match its hash")
+            if not os.path.isdir(dest):
+                tmp = f"{dest}.tmp-{secrets.token_hex(4)}"
+                await asyncio.get_running_loop().run_in_executor(None, _extract, body, tmp)
+                try:
+                    os.rename(tmp, dest)
+                except OSError:                      # another upload won the race
+                    shutil.rmtree(tmp, ignore_errors=True)
+        except (RunRefused, tarfile.TarError) as exc:
+            return web.json_response({"error": f"export: {exc}", "kind": "bad"}, status=400)
+        return web.json_response({"ok": True})
+
+    # -- mounting -----------------------------------------------------------------------
+    def _local_chunk(self, url: str) -> ServedChunk | None:
+        from geryon.remotefs import parse_node_url
+        node, chunk = parse_node_url(url)
+        if node == self.self_url:
+            return self.chunks.get(chunk)
+        return None
+
+    async def _fetch(self, url: str, dest: str) -> None:
+        """Copy a chunk of another node into `dest` (one tar stream), read-only."""
+        from geryon.remotefs import parse_node_url
+        node, chunk = parse_node_url(url)
+        path = f"/v1/chunks/{chunk}/archive"
+        headers = sign_headers(self.secret, "GET", path) if self.secret is not None else {}
+        if self._http is None:
+            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600))
+        spool = dest + ".tar"
+        try:
+            async with self._http.get(node + path, headers=headers) as resp:
+                if resp.status != 200:
+                    raise RunRefused(f"{url}: {(await resp.read())[:200].decode(errors='replace')}")
+                with open(spool, "wb") as f:            # spooled to disk: a chunk may be large
+                    async for block in resp.content.iter_chunked(1 << 20):
+                        f.write(block)
+        except (aiohttp.ClientError, OSError) as exc:
+            raise RunRefused(f"{url}: node unreachable: {exc}") from exc
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(None, _extract_file, spool, dest)
+        finally:
+            os.unlink(spool)
+        await loop.run_in_executor(None, _read_only, dest)
+
+    async def _mount(self, spec: dict[str, Any], ns: str) -> dict[str, str]:
+        env = {"n": ns, "GERYON_NODE": self.node}
+        disks = list(spec.get("disks") or [])
+        cpudisk = spec.get("cpudisk")
+        for disk in disks + ([cpudisk] if cpudisk else []):
+            name, url = str(disk.get("name", "")), str(disk.get("url", ""))
+            if not _SAFE_NAME.match(name) or name == "client":
+                raise RunRefused(f"bad disk name {name[:80]!r}")
+            where = os.path.join(ns, name)
+            if os.path.lexists(where):
+                continue
+            local = self._local_chunk(url)
+            if local is not None:
+                os.symlink(local.fs.root_path, where)
+            elif disk is cpudisk:
+                raise RunRefused(f"output disk {name} is not on {self.node}")
+            else:
+                await self._fetch(url, where)
+        if cpudisk:
+            env["cpudisk"] = str(cpudisk["name"])
+        if spec.get("export"):
+            src = self._export_dir(str(spec["export"]))
+            if not os.path.isdir(src):
+                raise RunRefused("export not on this node (upload it first)")
+            os.symlink(src, os.path.join(ns, "client"))
+            env["client"] = os.path.join(ns, "client")
+        return env
+
+    # -- running ------------------------------------------------------------------------
+    async def _kill(self, proc: asyncio.subprocess.Process) -> None:
+        if proc.returncode is not None:
+            return
+        for sig, wait in ((signal.SIGTERM, self.kill_grace), (signal.SIGKILL, 5.0)):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
+            try:
+                await asyncio.wait_for(proc.wait(), wait)
+                return
+            except asyncio.TimeoutError:
+                continue
+
+    async def _run(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(max_msg_size=1 << 20, heartbeat=5.0)
+        await ws.prepare(request)
+        run_dir = os.path.join(self.work_dir, "run", secrets.token_hex(8))
+        try:
+            msg = await ws.receive(timeout=30)
+            spec = json.loads(msg.data) if msg.type == aiohttp.WSMsgType.TEXT else None
+            if not isinstance(spec, dict) or "cmd" not in spec:
+                raise RunRefused("bad run request")
+            ns = os.path.join(run_dir, "n")
+            os.makedirs(ns)
+            env = await self._mount(spec, ns)
+            env.update({str(k): str(v) for k, v in (spec.get("env") or {}).items()})
+            await self._execute(ws, spec["cmd"], run_dir, env)
+        except (RunRefused, ValueError, asyncio.TimeoutError, OSError, tarfile.TarError) as exc:
+            log.info("run refused: %s", exc)
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await ws.send_json({"op": "error", "error": str(exc) or type(exc).__name__})
+        finally:
+            await asyncio.get_running_loop().run_in_executor(None, _remove_run_dir, run_dir)
+            await ws.close()
+        return ws
+
+    async def _execute(self, ws: web.WebSocketResponse, cmd: Any, cwd: str, env: dict[str, str]) -> None:
+        if self.on_start is not None:
+            await self.on_start()
+        try:
+            argv = command_argv(cmd)
+        except ValueError as exc:
+            raise RunRefused(str(exc)) from exc
+        # The daemon's environment is only passed on to the command, not read as settings.
+        proc = await asyncio.create_subprocess_exec(
+            *argv, cwd=cwd, env={**os.environ, **env}, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True)
+        self.running[proc.pid] = proc
+        log.info("run pid %d: %r", proc.pid, cmd)
+        lock = asyncio.Lock()
+
+        async def pump(stream: asyncio.StreamReader, tag: int) -> None:
+            while block := await stream.read(64 * 1024):
+                async with lock:
+                    with contextlib.suppress(ConnectionError, RuntimeError):
+                        await ws.send_bytes(bytes([tag]) + block)
+
+        async def listen() -> None:
+            async for m in ws:                      # ends when the client goes away
+                if m.type == aiohttp.WSMsgType.TEXT and json.loads(m.data).get("op") == "kill":
+                    break
+            await self._kill(proc)
+
+        try:
+            await ws.send_json({"op": "started", "pid": proc.pid, "host": self.node})
+            assert proc.stdout is not None and proc.stderr is not None
+            listener = asyncio.create_task(listen())
+            await asyncio.gather(pump(proc.stdout, STDOUT), pump(proc.stderr, STDERR))
+            status = exit_status(await proc.wait())
+            listener.cancel()
+            await asyncio.gather(listener, return_exceptions=True)
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await ws.send_json({"op": "exit", "status": status})
+        finally:
+            await self._kill(proc)
+            self.running.pop(proc.pid, None)
+
+
+def _remove_run_dir(run_dir: str) -> None:
+    if os.path.isdir(run_dir):
+        _writable_again(run_dir)
+        shutil.rmtree(run_dir, ignore_errors=True)

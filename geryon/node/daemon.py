@@ -1,0 +1,281 @@
+"""`NodeDaemon`: one port serving a machine's chunks and cpu, registered with the registry.
+
+It registers one service per chunk (`tcp!addr!port!CHUNK resource kfs id CHUNK name
+NODE url geryon://addr:port/CHUNK ...`, so an ndb `master=NODE!CHUNK` resolves to it) and one cpu service
+(`tcp!addr!port svc rstyx host NODE os ... ncpu ... load ... memfree ...`), refreshes load,
+free memory and free space on every heartbeat, and unregisters when closed. The registry
+client re-registers everything after a registry restart on its own. Not here: parsing
+options or signals (the CLI does), the routes themselves (`chunkservice`, `cpuservice`).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from aiohttp import web
+
+from geryon.node.defaults import DEFAULT_NODE_PORT, DEFAULT_REFRESH
+from geryon.chunk import ChunkFS
+from geryon.errors import GeryonError
+from geryon.node.chunkservice import ChunkService, ServedChunk
+from geryon.node.cpuservice import CpuService
+from geryon.node.load import HostFacts, LoadSource, host_source
+from geryon.pick import DEFAULT_PENALTY_SECONDS, DEFAULT_PICK_PENALTY
+from registry.auth import auth_middleware
+from registry.errors import RegistryError
+
+log = logging.getLogger(__name__)
+
+
+
+DEFAULT_UNREGISTER_TIMEOUT = 3.0
+"""Seconds spent unregistering at shutdown before leaving it to the session's end."""
+
+DEFAULT_MAX_BODY = 1 << 30
+"""Largest request body (a whole file written, or an export), in bytes."""
+
+
+@dataclass(frozen=True)
+class NodeDisk:
+    """A chunk this node serves: `--disk NAME=PATH` (or `--replica NAME=PATH`, read-only)."""
+
+    name: str
+    path: str
+    replica: bool = False
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Everything a node daemon needs; built by the CLI, passed down."""
+
+    name: str = field(default_factory=socket.gethostname)
+    disks: tuple[NodeDisk, ...] = ()
+    cpus: int | None = None
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_NODE_PORT
+    advertise: str | None = None
+    secret: bytes | None = None
+    registry: Any = None                      # a RegistryClient (None: serve unregistered)
+    work_dir: str | None = None
+    refresh: float = DEFAULT_REFRESH
+    load_source: LoadSource | None = None
+    penalty: float = DEFAULT_PICK_PENALTY
+    penalty_seconds: float = DEFAULT_PENALTY_SECONDS
+
+
+def advertised_host(host: str) -> str:
+    """The address others use to reach a server bound to `host`."""
+    if host not in ("", "0.0.0.0", "::"):
+        return host
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return "127.0.0.1"
+
+
+class NodeDaemon:
+    """A running node: `async with NodeDaemon(config) as node:` serves until the block ends.
+
+    Args:
+        config: what to serve and where.
+        clock: seconds, for the virtual load after a command starts (tests pass their own).
+    """
+
+    def __init__(self, config: NodeConfig, *, clock: Callable[[], float] = time.monotonic) -> None:
+        if config.secret is None and config.host not in ("127.0.0.1", "localhost", "::1"):
+            log.warning("no cluster secret: node listening on 127.0.0.1 only (run `geryon init`)")
+            config = replace(config, host="127.0.0.1")
+        self.config = config
+        self.clock = clock
+        self.chunks: dict[str, ServedChunk] = {}
+        for disk in config.disks:
+            if disk.name in self.chunks:
+                raise GeryonError(f"disk {disk.name} given twice")
+            if not os.path.isdir(disk.path):
+                raise GeryonError(f"disk {disk.name}: {disk.path}: no such directory")
+            self.chunks[disk.name] = ServedChunk(disk.name, ChunkFS(disk.path), disk.replica)
+        self.source = config.load_source or host_source(config.cpus)
+        self.port = config.port
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._registered: dict[str, tuple[tuple[str, str], ...]] = {}
+        self._picked_at: float | None = None
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self.cpu: CpuService | None = None
+        self._failing = False
+        self._sync_lock = asyncio.Lock()
+        self._closed = False
+
+    # -- names and attributes -------------------------------------------------------
+    @property
+    def cpu_service(self) -> str:
+        """The cpu service's registry name."""
+        return f"tcp!{advertised_host(self.config.advertise or self.config.host)}!{self.port}"
+
+    def chunk_service(self, chunk: str) -> str:
+        """A chunk service's registry name, `tcp!addr!port!chunk` (names cannot hold `/`)."""
+        return f"tcp!{advertised_host(self.config.advertise or self.config.host)}!{self.port}!{chunk}"
+
+    def chunk_url(self, chunk: str) -> str:
+        """A chunk's `geryon://` URL."""
+        return f"geryon://{self.url.split('://', 1)[1]}/{chunk}"
+
+    def virtual_load(self, now: float) -> float:
+        """Load added just after a command started, decaying over `penalty_seconds`."""
+        if self._picked_at is None or self.config.penalty_seconds <= 0:
+            return 0.0
+        left = 1.0 - (now - self._picked_at) / self.config.penalty_seconds
+        return self.config.penalty * left if left > 0 else 0.0
+
+    def cpu_attrs(self, facts: HostFacts, now: float) -> tuple[tuple[str, str], ...]:
+        """The cpu service's attributes for these facts (load includes the virtual load)."""
+        load = facts.load + self.virtual_load(now) * facts.ncpu
+        return (("svc", "rstyx"), ("host", self.config.name), ("url", self.url), ("os", facts.os),
+                ("arch", facts.arch), ("ncpu", str(facts.ncpu)), ("load", f"{load:.2f}"),
+                ("memfree", str(facts.mem_free)), ("memtotal", str(facts.mem_total)),
+                ("running", str(len(self.cpu.running) if self.cpu else 0)))
+
+    def chunk_attrs(self, chunk: ServedChunk) -> tuple[tuple[str, str], ...]:
+        usage = chunk.usage()
+        attrs = [("resource", "kfs"), ("id", chunk.name), ("name", self.config.name),
+                 ("url", self.chunk_url(chunk.name)),
+                 ("capacity", str(usage["capacity"] if usage["capacity"] is not None else "none")),
+                 ("free", str(usage["free"] if usage["free"] is not None else "none"))]
+        if chunk.replica:
+            attrs.append(("replica", "1"))
+        return tuple(attrs)
+
+    def services(self, only_cpu: bool = False) -> dict[str, tuple[tuple[str, str], ...]]:
+        """Every service this node should have registered now (or just the cpu service)."""
+        out = {} if only_cpu else {self.chunk_service(n): self.chunk_attrs(c)
+                                   for n, c in sorted(self.chunks.items())}
+        out[self.cpu_service] = self.cpu_attrs(self.source(), self.clock())
+        return out
+
+    # -- life cycle -----------------------------------------------------------------
+    async def start(self) -> None:
+        """Listen, then register (in the background: an absent registry does not stop us)."""
+        cfg = self.config
+        work_dir = cfg.work_dir
+        if work_dir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix=f"geryon-node-{cfg.name}-")
+            work_dir = self._tmp.name
+        sock = socket.socket(socket.AF_INET6 if ":" in cfg.host else socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((cfg.host, cfg.port))
+        except OSError as exc:
+            sock.close()
+            raise GeryonError(f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc}") from exc
+        self.port = sock.getsockname()[1]
+        self.url = f"http://{advertised_host(cfg.advertise or cfg.host)}:{self.port}"
+        self.cpu = CpuService(cfg.name, self.chunks, self.url, cfg.secret, work_dir, self._started)
+        app = web.Application(client_max_size=DEFAULT_MAX_BODY, middlewares=[auth_middleware(cfg.secret)])
+        app.router.add_routes(ChunkService(self.chunks).routes() + self.cpu.routes()
+                              + [web.get("/v1/node", self._info)])
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await self._runner.setup()
+        await web.SockSite(self._runner, sock, backlog=256).start()
+        if cfg.registry is not None:
+            self._tasks.append(asyncio.create_task(self._refresh_loop()))
+        log.info("node %s listening on %s", cfg.name, self.url)
+
+    async def _info(self, request: web.Request) -> web.Response:
+        return web.json_response({"name": self.config.name, "url": self.url,
+                                  "chunks": sorted(self.chunks), "cpu": self.cpu_service})
+
+    async def _started(self) -> None:
+        """A command is starting: carry the virtual load, and tell the registry at once."""
+        self._picked_at = self.clock()
+        if self.config.registry is not None and self.cpu_service in self._registered:
+            await self._sync(only_cpu=True)
+
+    async def _sync(self, only_cpu: bool = False) -> None:
+        """Register what is missing, update what changed (one sync at a time)."""
+        async with self._sync_lock:
+            await self._sync_locked(only_cpu)
+
+    async def _sync_locked(self, only_cpu: bool) -> None:
+        loop = asyncio.get_running_loop()
+        want = await loop.run_in_executor(None, self.services, only_cpu)
+        reg = self.config.registry
+        for name, attrs in want.items():
+            have = self._registered.get(name)
+            if have == attrs:
+                continue
+            try:
+                if have is None:
+                    await loop.run_in_executor(None, reg.register, name, attrs)
+                else:
+                    await loop.run_in_executor(None, reg.update, name, attrs)
+                self._registered[name] = attrs
+                self._failing = False
+            except RegistryError as exc:
+                # A registry that is away warns once; the client re-announces when it is back.
+                (log.debug if self._failing else log.warning)("registering %s: %s", name, exc)
+                self._failing = True
+                return
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            try:
+                await self._sync()
+            except Exception:                       # keep serving whatever went wrong
+                log.exception("refreshing registrations")
+            await asyncio.sleep(self.config.refresh)
+
+    async def close(self) -> None:
+        """Unregister, stop commands, stop listening; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        try:
+            await asyncio.wait_for(self._unregister_all(), DEFAULT_UNREGISTER_TIMEOUT)
+        except asyncio.TimeoutError:
+            # The registry is away; our session's end removes the entries when it returns.
+            log.warning("registry did not answer: leaving unregistration to the session's end")
+        if self.cpu is not None:
+            await self.cpu.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+    async def _unregister_all(self) -> None:
+        reg = self.config.registry
+        loop = asyncio.get_running_loop()
+        for name in list(self._registered):
+            try:
+                await loop.run_in_executor(None, reg.unregister, name)
+            except RegistryError as exc:
+                log.debug("unregister %s: %s", name, exc)
+            self._registered.pop(name, None)
+
+    async def __aenter__(self) -> NodeDaemon:
+        try:
+            await self.start()
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
+    """Run a node until `stop` is set (the CLI's entry point); prints one line when up."""
+    async with NodeDaemon(config) as node:
+        print(f"node {config.name} listening on {node.url}", flush=True)
+        await stop.wait()
