@@ -1,10 +1,11 @@
 """Fixtures shared by every test package: the repository's paths and a clean CLI runner."""
 from __future__ import annotations
 
+import os
 import pathlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -53,3 +54,35 @@ def secret(secret_file: pathlib.Path) -> bytes:
     from registry.auth import load_secret
 
     return load_secret(secret_file)
+
+
+@pytest.fixture(scope="session")
+def stdlib_corpus(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., pathlib.Path]:
+    """Make a directory disk of Python's own library sources: real text, nested folders.
+
+    `make(count, max_bytes=None)` copies the first `count` UTF-8 `.py` files (in path order,
+    none larger than `max_bytes`) into a fresh directory and returns it.
+    """
+    root = pathlib.Path(os.path.dirname(os.__file__))
+    names = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.py") if "site-packages" not in p.parts)
+
+    def make(count: int, max_bytes: int | None = None) -> pathlib.Path:
+        disk = tmp_path_factory.mktemp("corpus") / "stdlib"
+        chosen = 0
+        for rel in names:
+            data = (root / rel).read_bytes()
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError:
+                continue
+            if max_bytes is not None and len(data) > max_bytes:
+                continue
+            dst = disk / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.write_bytes(data)
+            chosen += 1
+            if chosen == count:
+                break
+        return disk
+
+    return make

@@ -9,7 +9,7 @@ import click
 
 from geryon.checksum import check_disk
 from geryon.chunk import DEFAULT_CAPACITY
-from geryon.cli.common import fail, ndb_option, size_type
+from geryon.cli.common import ndb_option, showing, size_type
 from geryon.errors import GeryonError
 from geryon.load import DEFAULT_DISK_DIR, load as load_sources
 from geryon.pieces import FORMATS
@@ -81,19 +81,9 @@ def load(sources: tuple[str, ...], app: str, chunk: int, replicas: int, to: str,
     decompressed. The disks are named in the ndb file and printed, one per line.
     """
     progress = None if quiet else (_RichProgress() if sys.stderr.isatty() else _LineProgress())
-    try:
+    with showing(progress, "nothing loaded", errors=(OSError,)):
         report = load_sources(list(sources), app, chunk_size=chunk, replicas=replicas, to=to,
                               ndb_file=ndb_file, fmt=fmt, progress=progress)
-    except (GeryonError, OSError) as exc:
-        if progress is not None:
-            progress.close()
-        fail(str(exc))
-    except KeyboardInterrupt:
-        if progress is not None:
-            progress.close()
-        fail("interrupted; nothing loaded", status=130)
-    if progress is not None:
-        progress.close()
     for d in report.disks:
         click.echo(d.name)
     if not quiet:

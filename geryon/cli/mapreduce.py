@@ -10,7 +10,7 @@ from geryon.errors import GeryonError
 from geryon.job import DEFAULT_PARTITIONS, READERS, Job, combine_from_script, step_from_arg
 from geryon.codec import FORMATS
 from geryon.partition import PARTITIONERS
-from geryon.cli.common import fail, ndb_option, size_type
+from geryon.cli.common import fail, ndb_option, showing, size_type
 
 
 @click.command("mapreduce")
@@ -66,19 +66,9 @@ def mapreduce(map_step: str, reduce_step: str, disks: tuple[str, ...], partition
         fail(str(exc))
     tty = sys.stderr.isatty() and not quiet
     progress = None if quiet else (RichProgress() if tty else LineProgress())
-    try:
+    with showing(progress, "nothing committed"):
         result = run_job(job, list(disks), out=out, workers=workers, ndb=ndb_file, progress=progress,
                          workdir=workdir)
-    except GeryonError as exc:
-        if progress is not None:
-            progress.close()
-        fail(str(exc))
-    except KeyboardInterrupt:
-        if progress is not None:
-            progress.close()
-        fail("interrupted; nothing committed", status=130)
-    if progress is not None:
-        progress.close()
     report = result.report
     click.echo(f"output: {_shown(report.out_dir)}")
     for part in report.parts:

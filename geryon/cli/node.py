@@ -6,12 +6,10 @@ objects, call them, and turn GeryonError/RegistryError into one line and exit st
 """
 from __future__ import annotations
 
-import asyncio
 import getpass
 import json
 import logging
 import os
-import signal
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from fs import errors as fserrors
 
-from geryon.cli.common import fail
+from geryon.cli.common import fail, serve_until_signalled
 from geryon.cli.registry import ENV_REGISTRY, ENV_SECRET_FILE, default_secret_path
 from geryon.errors import GeryonError
 from geryon.node.defaults import DEFAULT_NODE_PORT, DEFAULT_REFRESH
@@ -117,15 +115,8 @@ def node(name: str, disks: tuple[str, ...], replicas: tuple[str, ...],
                         advertise=advertise, secret=secret, registry=registry, work_dir=work_dir,
                         refresh=refresh, load_source=host_source(cpus, fake_load))
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await serve(config, stop)
-
     try:
-        asyncio.run(main())
+        serve_until_signalled(serve, config)
     finally:
         if registry is not None:
             registry.close()

@@ -7,7 +7,6 @@ Output follows Inferno: `regquery` prints `name attr val ...` lines, `-n` bare n
 """
 from __future__ import annotations
 
-import asyncio
 import functools
 import getpass
 import logging
@@ -27,6 +26,7 @@ if TYPE_CHECKING:
 
 # aiohttp and zeroconf (registry.client, .server, .auth) load only when a registry verb
 # runs, so that every other `geryon` command starts quickly.
+from geryon.cli.common import serve_until_signalled
 from registry.defaults import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_PORT
 from registry.errors import RegistryError
 from registry.store import DEFAULT_DEAD_AFTER, DEFAULT_HEARTBEAT
@@ -179,15 +179,8 @@ def serve_command(listen: str | None, state: str | None, ndb_path: str | None, n
                           heartbeat=heartbeat, dead_after=dead_after,
                           max_connections=max_connections, idle_timeout=idle_timeout)
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await serve(config, stop)
-
     try:
-        asyncio.run(main())
+        serve_until_signalled(serve, config)
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
 

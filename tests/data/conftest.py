@@ -4,7 +4,6 @@ Helpers are fixtures (this directory has no __init__.py, so nothing here is impo
 """
 from __future__ import annotations
 
-import os
 import pathlib
 from collections import Counter
 from collections.abc import Callable
@@ -20,33 +19,10 @@ CORPUS_FILES = 150
 """Files of Python's own library copied into the corpus (real text, nested folders)."""
 
 
-def _stdlib_sources() -> list[tuple[str, bytes]]:
-    root = pathlib.Path(os.path.dirname(os.__file__))
-    names = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.py") if "site-packages" not in p.parts)
-    chosen: list[tuple[str, bytes]] = []
-    for rel in names:
-        data = (root / rel).read_bytes()
-        try:
-            data.decode("utf-8")
-        except UnicodeDecodeError:
-            continue
-        if len(data) > 200_000:
-            continue
-        chosen.append((rel, data))
-        if len(chosen) == CORPUS_FILES:
-            break
-    return chosen
-
-
 @pytest.fixture(scope="session")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+def corpus(stdlib_corpus: Callable[..., pathlib.Path]) -> pathlib.Path:
     """A directory of ~150 stdlib source files (a few MB of real text)."""
-    disk = tmp_path_factory.mktemp("corpus") / "stdlib"
-    for rel, data in _stdlib_sources():
-        dst = disk / rel
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        dst.write_bytes(data)
-    return disk
+    return stdlib_corpus(CORPUS_FILES, max_bytes=200_000)
 
 
 def _wordmap(key, value):

@@ -26,31 +26,10 @@ CORPUS_FILES = 300
 AWK_BLANKS = re.compile(r"[ \t\n]+")
 
 
-def _stdlib_sources() -> list[tuple[str, bytes]]:
-    root = pathlib.Path(os.path.dirname(os.__file__))
-    names = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.py") if "site-packages" not in p.parts)
-    chosen: list[tuple[str, bytes]] = []
-    for rel in names:
-        data = (root / rel).read_bytes()
-        try:
-            data.decode("utf-8")
-        except UnicodeDecodeError:
-            continue
-        chosen.append((rel, data))
-        if len(chosen) == CORPUS_FILES:
-            break
-    return chosen
-
-
 @pytest.fixture(scope="session")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+def corpus(stdlib_corpus: Callable[..., pathlib.Path]) -> pathlib.Path:
     """A directory disk holding ~300 files of the stdlib's source tree (nested folders kept)."""
-    disk = tmp_path_factory.mktemp("corpus") / "stdlib"
-    for rel, data in _stdlib_sources():
-        dst = disk / rel
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        dst.write_bytes(data)
-    return disk
+    return stdlib_corpus(CORPUS_FILES)
 
 
 def corpus_texts(disk: pathlib.Path) -> list[str]:
