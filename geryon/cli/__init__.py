@@ -17,8 +17,10 @@ from geryon.cli import ndb as _ndb
 from geryon.cli import node as _node
 from geryon.cli import registry as _registry
 from geryon.cli import shell as _shell
+from geryon.cli import jobs as _jobs
+from geryon.cli import taskfs as _taskfs
 
-_MODULES = [_mapreduce, _disk, _data, _ndb, _node, _shell, _registry]
+_MODULES = [_mapreduce, _jobs, _disk, _data, _ndb, _node, _taskfs, _shell, _registry]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

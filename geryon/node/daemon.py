@@ -26,6 +26,7 @@ from geryon.chunk import ChunkFS
 from geryon.errors import GeryonError
 from geryon.node.chunkservice import ChunkService, ServedChunk
 from geryon.node.cpuservice import CpuService
+from geryon.node.jobservice import JobService
 from geryon.node.load import HostFacts, LoadSource, host_source
 from geryon.pick import DEFAULT_PENALTY_SECONDS, DEFAULT_PICK_PENALTY
 from registry.auth import auth_middleware
@@ -110,6 +111,7 @@ class NodeDaemon:
         self._picked_at: float | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self.cpu: CpuService | None = None
+        self.jobs: JobService | None = None
         self._failing = False
         self._sync_lock = asyncio.Lock()
         self._closed = False
@@ -179,7 +181,8 @@ class NodeDaemon:
         self.url = f"http://{advertised_host(cfg.advertise or cfg.host)}:{self.port}"
         self.cpu = CpuService(cfg.name, self.chunks, self.url, cfg.secret, work_dir, self._started)
         app = web.Application(client_max_size=DEFAULT_MAX_BODY, middlewares=[auth_middleware(cfg.secret)])
-        app.router.add_routes(ChunkService(self.chunks).routes() + self.cpu.routes()
+        self.jobs = JobService(cfg.name, self.chunks, self.url, cfg.secret, work_dir)
+        app.router.add_routes(ChunkService(self.chunks).routes() + self.cpu.routes() + self.jobs.routes()
                               + [web.get("/v1/node", self._info)])
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
@@ -247,6 +250,8 @@ class NodeDaemon:
             log.warning("registry did not answer: leaving unregistration to the session's end")
         if self.cpu is not None:
             await self.cpu.close()
+        if self.jobs is not None:
+            await self.jobs.close()
         if self._runner is not None:
             await self._runner.cleanup()
         if self._tmp is not None:
