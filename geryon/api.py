@@ -1,10 +1,12 @@
-"""The Python API: run a job in local mode and read its result as (key, value) pairs.
+"""The Python API: run a job locally or on a cluster and read its result as (key, value) pairs.
 
     from geryon import Job
     result = Job(map=wordmap, reduce=total, combine=total).run(["examples/disks/d0.mbox"])
     for word, count in result: ...
 
-Local mode runs on this machine's cores with the same engine a cluster uses.
+Local mode runs on this machine's cores with the same engine a cluster uses; with a
+registry (a `registry.client.RegistryClient`), the job runs on the registry's cpus
+(`geryon.cluster`) and gives the same bytes.
 """
 from __future__ import annotations
 
@@ -40,13 +42,32 @@ class JobResult:
     def __iter__(self) -> Iterator[tuple[Any, Any]]:
         fmt = self.report.format
         for path in self.report.parts:
-            with open(path, encoding="utf-8", errors="surrogateescape", newline="\n") as f:
+            with _open_part(path, self.secret) as f:
                 for line in f:
                     yield parse_line(line, fmt)
 
+    secret: bytes | None = None
+
+
+def _open_part(where: str, secret: bytes | None) -> Any:
+    """A part file, local or on a node (`geryon://host:port/chunk/name`), as text."""
+    import io
+
+    if where.startswith("geryon://"):
+        from geryon.remotefs import RemoteFS
+
+        authority, _, rest = where[len("geryon://"):].partition("/")
+        chunk, _, name = rest.partition("/")
+        fs = RemoteFS(f"http://{authority}", chunk, secret)
+        data = fs.readbytes(name)
+        fs.close()
+        return io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", errors="surrogateescape", newline="\n")
+    return open(where, encoding="utf-8", errors="surrogateescape", newline="\n")
+
 
 def run_job(job: Job, disks: Sequence[str | Disk], out: str | None = None, workers: int | None = None,
-            ndb: str | None = None, progress: Progress | None = None, workdir: str | None = None) -> JobResult:
+            ndb: str | None = None, progress: Progress | None = None, workdir: str | None = None,
+            record: Any = None) -> JobResult:
     """Run `job` on this machine.
 
     Args:
@@ -62,7 +83,34 @@ def run_job(job: Job, disks: Sequence[str | Disk], out: str | None = None, worke
     job_id = new_job_id(job.name)
     cpu = LocalCpu(job_id, job, workers)
     try:
-        report = Driver(job, [cpu], job_id, progress=progress, workdir=workdir).run(resolved, out_dir)
+        report = Driver(job, [cpu], job_id, progress=progress, workdir=workdir, record=record).run(resolved, out_dir)
     finally:
         cpu.close()
     return JobResult(report)
+
+
+def run_cluster_job(job: Job, disks: Sequence[str], registry: Any, secret: bytes | None, *,
+                    out: str | None = None, progress: Progress | None = None, record: Any = None,
+                    lease: float | None = None, echo: Any = None, job_id: str | None = None) -> JobResult:
+    """Run `job` on the cpus of a cluster.
+
+    Args:
+        disks: disk names the registry knows (from the cluster's ndb file) or geryon:// URLs.
+        registry: a RegistryClient.
+        secret: the cluster secret.
+        out: a local directory to copy the part files to (None: leave them on the nodes).
+        record: a `geryon.jobstore.JobRecord`, or None.
+        lease: seconds a silent node keeps its attempts.
+        echo: called with each line of task stderr (prefixed with the attempt's id).
+    Raises:
+        UnknownDisk, JobFailed, GeryonError.
+    """
+    from geryon.cluster import DEFAULT_LEASE, ClusterDriver, find_cpus, find_disk
+
+    found = [find_disk(str(d), registry) for d in disks]
+    cpus = find_cpus(registry)
+    driver = ClusterDriver(job, cpus, job_id or new_job_id(job.name), secret, progress=progress, record=record,
+                           lease=lease or DEFAULT_LEASE, echo=echo)
+    result = JobResult(driver.run(found, out))
+    result.secret = secret
+    return result

@@ -83,6 +83,9 @@ class JobReport:
     reduce: PhaseStats = field(default_factory=PhaseStats)
     counters: dict[str, dict[str, int]] = field(default_factory=dict)
     seconds: float = 0.0
+    shuffled: int = 0  # bytes of map output read by reducers
+    slowest: list[tuple[str, str, float]] = field(default_factory=list)  # (attempt, cpu, seconds)
+    failed_attempts: int = 0
 
 
 def new_job_id(name: str) -> str:
@@ -131,8 +134,9 @@ class Driver:
 
     def __init__(self, job: Job, cpus: Sequence[Cpu], job_id: str, progress: Progress | None = None,
                  max_attempts: int = DEFAULT_MAX_ATTEMPTS, workdir: str | None = None,
-                 retry_kinds: tuple[str, ...] = ("system",)) -> None:
+                 retry_kinds: tuple[str, ...] = ("system",), record: object = None) -> None:
         self.job = job
+        self.record = record  # a geryon.jobstore.JobRecord, or None
         self.cpus = list(cpus)
         self.job_id = job_id
         self.progress = progress or _Silent()
@@ -153,12 +157,15 @@ class Driver:
         # A streaming reducer writes its own text lines, whatever format the job names.
         fmt = "text" if job.reduce is not None and job.reduce.streaming else job.format
         report = JobReport(self.job_id, job.name, out_dir, [], fmt)
+        self._slow: list[tuple[float, str, str]] = []
         try:
             missing = [d.name for d in disks if not d.path]
             if missing:
                 raise GeryonError(f"{missing[0]}: only local disks can be read in local mode")
             planned = plan(job, disks, sum(c.slots for c in self.cpus))
             maps = [MapTask(i, 0, s, d.path or "", work) for i, (s, d) in enumerate(planned)]
+            if self.record is not None:
+                self.record.update_info({"maps": len(maps), "cpus": [c.name for c in self.cpus]})
             self.progress.phase("map", len(maps), sum(s.size for s, _ in planned))
             t0 = time.monotonic()
             map_results = self._run_all(maps, report.map)
@@ -172,7 +179,9 @@ class Driver:
             t0 = time.monotonic()
             reduce_results = self._run_all(reduces, report.reduce)
             report.reduce.seconds = time.monotonic() - t0
+            report.shuffled = shuffle
             report.parts = self._commit(out_dir, staging, reduce_results)
+            report.slowest = [(t, c, sec) for sec, t, c in sorted(self._slow, reverse=True)[:5]]
             counters_mod.merge(report.counters, [r.counters for r in map_results + reduce_results])
         finally:
             shutil.rmtree(work, ignore_errors=True)
@@ -192,6 +201,8 @@ class Driver:
                 for cpu in self.cpus:
                     while pending and busy[id(cpu)] < cpu.slots:
                         task = pending.pop()
+                        if self.record is not None:
+                            self.record.attempt_started(task.id, task.attempt, cpu.name, _input_of(task))
                         fut = cpu.submit(self.job_id, task)
                         running[fut] = (task, cpu)
                         busy[id(cpu)] += 1
@@ -201,7 +212,13 @@ class Driver:
                     task, cpu = running.pop(fut)
                     busy[id(cpu)] -= 1
                     result = self._result_of(fut, task)
+                    if self.record is not None:
+                        self.record.attempt_ended(task.id, task.attempt, "done" if result.ok else "failed",
+                                                  error=result.error, records_in=result.records_in,
+                                                  records_out=result.records_out, bytes_in=result.bytes_in,
+                                                  bytes_out=result.bytes_out, output=result.output)
                     if result.ok:
+                        self._slow.append((result.seconds, f"{task.id}.a{task.attempt}", cpu.name))
                         results[task.index] = result
                         stats.records_in += result.records_in
                         stats.records_out += result.records_out
@@ -258,6 +275,10 @@ class Driver:
             if m and int(m.group(1)) >= job.partitions:
                 os.unlink(os.path.join(out_dir, name))
         return finals
+
+
+def _input_of(task: MapTask | ReduceTask) -> str:
+    return task.split.describe() if isinstance(task, MapTask) else f"partition {task.index}"
 
 
 def _next_attempt(task: MapTask | ReduceTask) -> MapTask | ReduceTask:

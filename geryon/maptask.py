@@ -12,7 +12,11 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Callable
 from typing import Any
+
+from fs import errors as fserrors
+from fs.base import FS
 
 from geryon import counters
 from geryon.chunk import ChunkFS
@@ -36,8 +40,18 @@ def output_name(task: MapTask) -> str:
     return f"m{task.index}.a{task.attempt}.out"
 
 
-def run_map_task(job: Job, task: MapTask) -> TaskResult:
-    """Run `task` of `job` to completion and report."""
+def open_local(root: str) -> tuple[FS, str | None]:
+    """A local input disk: its fs, and the directory for reads that skip the fs layer."""
+    return ChunkFS(root), root
+
+
+def run_map_task(job: Job, task: MapTask, open_input: Callable[[str], tuple[FS, str | None]] = open_local) -> TaskResult:
+    """Run `task` of `job` to completion and report.
+
+    Args:
+        open_input: turns `task.root` into a filesystem (and a local directory, or None
+            when the disk is read over the network); the cluster worker passes its own.
+    """
     started = time.monotonic()
     counters.reset()
     result = TaskResult(task=task.id, attempt=task.attempt, ok=False, bytes_in=task.split.size)
@@ -47,7 +61,7 @@ def run_map_task(job: Job, task: MapTask) -> TaskResult:
     current: Any = None
     try:
         os.makedirs(spill_dir, exist_ok=True)
-        disk_fs = ChunkFS(task.root)
+        disk_fs, local_root = open_input(task.root)
         buf = SortBuffer(job.partitions, partitioner(job.partitioner),
                          job.combine.func if job.combine else None,
                          is_sum(job.combine), job.sort_budget, spill_dir,
@@ -55,7 +69,8 @@ def run_map_task(job: Job, task: MapTask) -> TaskResult:
         if job.map.streaming:
             env = {"GERYON_DISK": task.root, "GERYON_TASK": task.id, **dict(job.env)}
             assert job.map.command is not None
-            with StreamingProcess(job.map.command, raw_chunks(disk_fs, task.split, task.root), cwd=task.root, env=env) as proc:
+            with StreamingProcess(job.map.command, raw_chunks(disk_fs, task.split, local_root),
+                                  cwd=local_root or task.workdir, env=env) as proc:
                 lines = proc.lines()
                 n = 0
                 while True:
@@ -71,7 +86,7 @@ def run_map_task(job: Job, task: MapTask) -> TaskResult:
             assert mapper is not None
             n = 0
             skip = SkipBudget(job.skip_bad) if job.skip_bad else None
-            for current, value in read_records(disk_fs, task.split, job.reader, task.root, on_bad=skip):
+            for current, value in read_records(disk_fs, task.split, job.reader, local_root, on_bad=skip):
                 n += 1
                 buf.add(mapper(current, value))
             result.records_in = n
@@ -92,6 +107,9 @@ def run_map_task(job: Job, task: MapTask) -> TaskResult:
         result.error_kind = "disk_full"
     except InputError as exc:
         result.error = f"map task {task.id} failed: {exc}"
+        result.error_kind = "input"
+    except fserrors.FSError as exc:  # a remote disk: its node is gone, or the chunk is
+        result.error = f"map task {task.id} ({where}) failed: cannot read {task.root}: {exc}"
         result.error_kind = "input"
     except GeryonError as exc:
         at = f" at record {describe_key(current)}" if current is not None else ""

@@ -36,6 +36,11 @@ class LineProgress:
         self._done = 0
         self._records = 0
         self._last = 0.0
+        self._running = ""
+
+    def running(self, running: int, failed: int) -> None:
+        """Attempts running now and failed so far (cluster mode)."""
+        self._running = f", {running} running, {failed} failed"
 
     def phase(self, name: str, total: int, nbytes: int) -> None:
         self._phase, self._total, self._done, self._records = name, total, 0, 0
@@ -47,7 +52,7 @@ class LineProgress:
         now = time.monotonic()
         if now - self._last >= self._every or self._done == self._total:
             self._last = now
-            print(f"geryon: {self._phase}: {self._done}/{self._total} tasks done, "
+            print(f"geryon: {self._phase}: {self._done}/{self._total} tasks done{self._running}, "
                   f"{self._records:,} records in", file=self._out, flush=True)
 
     def message(self, text: str) -> None:
@@ -64,7 +69,8 @@ class RichProgress:
         self._console = console or Console(stderr=True)
         self._bars = Progress(
             TextColumn("[bold]{task.description:<7}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[records]:>12,} records  {task.fields[nbytes]}"), TimeElapsedColumn(),
+            TextColumn("{task.fields[records]:>12,} records  {task.fields[nbytes]}{task.fields[running]}"),
+            TimeElapsedColumn(),
             console=self._console, transient=False,
         )
         self._bars.start()
@@ -73,7 +79,12 @@ class RichProgress:
 
     def phase(self, name: str, total: int, nbytes: int) -> None:
         self._records = 0
-        self._task = self._bars.add_task(name, total=total, records=0, nbytes=human_bytes(nbytes))
+        self._task = self._bars.add_task(name, total=total, records=0, nbytes=human_bytes(nbytes), running="")
+
+    def running(self, running: int, failed: int) -> None:
+        """Attempts running now and failed so far (cluster mode)."""
+        if self._task is not None:
+            self._bars.update(self._task, running=f"  {running} running, {failed} failed")
 
     def task_done(self, result: TaskResult) -> None:
         if self._task is not None:
@@ -97,6 +108,9 @@ def summary_lines(report: JobReport) -> list[str]:
         f"  reduce: {r.tasks} tasks, {r.records_in:,} keys in, {r.records_out:,} records out, "
         f"{human_bytes(r.bytes_out)} written, {r.seconds:.2f}s",
     ]
+    lines.append(f"  shuffle: {human_bytes(report.shuffled)}, {report.failed_attempts} failed attempt(s)")
+    if report.slowest:
+        lines.append("  slowest: " + ", ".join(f"{t} on {c} {s:.2f}s" for t, c, s in report.slowest))
     for group, values in sorted(report.counters.items()):
         for name, value in sorted(values.items()):
             lines.append(f"  counter {group}/{name}: {value:,}")
@@ -104,7 +118,10 @@ def summary_lines(report: JobReport) -> list[str]:
 
 
 def summary_table(report: JobReport) -> Table:
-    table = Table(title=f"job {report.job_id} ({report.seconds:.2f}s)", show_edge=False)
+    caption = f"shuffled {human_bytes(report.shuffled)}, {report.failed_attempts} failed attempt(s)"
+    if report.slowest:
+        caption += "; slowest: " + ", ".join(f"{t} on {c} {s:.2f}s" for t, c, s in report.slowest[:3])
+    table = Table(title=f"job {report.job_id} ({report.seconds:.2f}s)", show_edge=False, caption=caption)
     for col in ("phase", "tasks", "records in", "records out", "bytes in", "bytes out", "time"):
         table.add_column(col, justify="right" if col != "phase" else "left")
     for name, s in (("map", report.map), ("reduce", report.reduce)):

@@ -35,6 +35,14 @@ WRITE_BATCH = 8192
 Fetch = Callable[[str, Segment], Iterable[bytes]]
 
 
+class FetchFailed(GeryonError):
+    """A map output could not be read (its node died, or the file is gone): run that map again."""
+
+    def __init__(self, location: str, reason: str) -> None:
+        super().__init__(f"cannot fetch map output {location}: {reason}")
+        self.location = location
+
+
 def local_fetch(location: str, seg: Segment) -> Iterable[bytes]:
     """Read a segment of a map output file on this machine."""
     return file_chunks(location, seg.offset, seg.length)
@@ -226,6 +234,10 @@ def run_reduce_task(job: Job, task: ReduceTask, fetch: Fetch = local_fetch) -> T
     except DiskFull as exc:
         result.error = f"reduce task {task.id} failed: {exc}"
         result.error_kind = "disk_full"
+    except FetchFailed as exc:
+        result.error = f"reduce task {task.id} failed: {exc}"
+        result.error_kind = "fetch"
+        result.lost_input = exc.location
     except Exception as exc:
         at = f" at key {describe_key(state.current)}" if state.current is not None else ""
         kind = type(exc).__name__

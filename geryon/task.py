@@ -30,8 +30,9 @@ class MapTask:
     index: int
     attempt: int
     split: Split
-    root: str  # where the input disk lives (a local directory)
+    root: str  # where the input disk lives: a local directory, or a geryon:// URL (cluster)
     workdir: str  # where the map output is written
+    alternates: tuple[str, ...] = ()  # replicas of the input disk, tried in order when `root` fails
 
     @property
     def id(self) -> str:
@@ -39,12 +40,14 @@ class MapTask:
 
     def to_json(self) -> dict:
         return {"kind": "map", "index": self.index, "attempt": self.attempt, "disk": self.split.disk,
-                "ranges": [r.to_json() for r in self.split.ranges], "root": self.root, "workdir": self.workdir}
+                "ranges": [r.to_json() for r in self.split.ranges], "root": self.root, "workdir": self.workdir,
+                "alternates": list(self.alternates)}
 
     @classmethod
     def from_json(cls, d: dict) -> "MapTask":
         split = Split(d["disk"], tuple(FileRange.from_json(r) for r in d["ranges"]))
-        return cls(int(d["index"]), int(d["attempt"]), split, d["root"], d["workdir"])
+        return cls(int(d["index"]), int(d["attempt"]), split, d["root"], d["workdir"],
+                   tuple(str(a) for a in d.get("alternates", ())))
 
 
 @dataclass(frozen=True)
@@ -86,8 +89,23 @@ class TaskResult:
     counters: dict[str, dict[str, int]] = field(default_factory=dict)
     seconds: float = 0.0
     error: str = ""
-    error_kind: str = ""  # "user" (deterministic: do not retry), "disk_full", "input", "system"
+    error_kind: str = ""  # "user" (deterministic: do not retry), "disk_full", "input", "system", "fetch"
     detail: str = ""  # traceback or stderr tail
+    lost_input: str = ""  # "fetch" failures: the map output that could not be read
+
+    def to_json(self) -> dict:
+        d = {k: getattr(self, k) for k in _RESULT_FIELDS}
+        d["segments"] = [s.to_json() for s in self.segments]
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> "TaskResult":
+        fields = {k: d[k] for k in _RESULT_FIELDS if k in d}
+        return cls(segments=[Segment.from_json(s) for s in d.get("segments", ())], **fields)
+
+
+_RESULT_FIELDS = ("task", "attempt", "ok", "output", "records_in", "records_out", "bytes_in", "bytes_out",
+                  "counters", "seconds", "error", "error_kind", "detail", "lost_input")
 
 
 def traceback_tail(exc: BaseException, lines: int = TRACEBACK_LINES) -> str:

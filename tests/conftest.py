@@ -19,10 +19,11 @@ def examples() -> pathlib.Path:
 
 
 @pytest.fixture(autouse=True)
-def _no_ambient_config(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests never see the developer's own registry, secret or ndb settings."""
+def _no_ambient_config(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Tests never see the developer's own registry, secret or ndb settings, nor add to their job history."""
     for var in ("GERYON_REGISTRY", "GERYON_NDB", "GERYON_SECRET_FILE"):
         monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("GERYON_JOBS_DIR", str(tmp_path_factory.getbasetemp() / "jobs"))
 
 
 @pytest.fixture

@@ -1,8 +1,15 @@
-"""CLI verb: geryon mapreduce MAP REDUCE DISK... (local mode)."""
+"""CLI verb: geryon mapreduce MAP REDUCE DISK... (local mode or across a cluster).
+
+Which mode: `--local` forces local mode; `--registry URL` or GERYON_REGISTRY chooses the
+cluster; otherwise, when every DISK is a local directory or names a local disk
+(`path=` in the ndb file), the job runs locally at once, and when one does not, the
+registry is looked for over zeroconf and the job runs on the cluster it finds.
+"""
 from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 import click
 
@@ -40,19 +47,29 @@ from geryon.cli.common import fail, ndb_option, showing, size_type
 @click.option("--workdir", type=click.Path(file_okay=False, exists=True),
               help="Where map outputs (the intermediate data) go [$TMPDIR].")
 @ndb_option
+@click.option("--local", "force_local", is_flag=True, help="Run on this machine even if a registry is configured.")
+@click.option("--registry", "registry_url", envvar="GERYON_REGISTRY", metavar="URL",
+              help="Run on this registry's cluster [$GERYON_REGISTRY; zeroconf when a DISK is not local].")
+@click.option("--secret-file", envvar="GERYON_SECRET_FILE", metavar="FILE", help="Cluster secret [~/.config/geryon/secret].")
+@click.option("--lease", type=click.FloatRange(min=0.5), default=5.0, show_default=True,
+              help="Cluster: seconds a silent node keeps its tasks before they run elsewhere.")
+@click.option("--jobs-dir", "jobs_dir_opt", metavar="DIR", help="Where job records go [$GERYON_JOBS_DIR].")
 @click.option("-q", "--quiet", is_flag=True, help="No progress and no summary.")
 def mapreduce(map_step: str, reduce_step: str, disks: tuple[str, ...], partitions: int, out: str | None,
               name: str | None, workers: int | None, streaming: bool, reader: str, partitioner: str, fmt: str,
               sort_budget: int, split_size: int | None, workdir: str | None, ndb_file: str | None,
-              quiet: bool, skip_bad: int = 0) -> None:
+              quiet: bool, skip_bad: int = 0, force_local: bool = False, registry_url: str | None = None,
+              secret_file: str | None = None, lease: float = 5.0, jobs_dir_opt: str | None = None) -> None:
     """Run MAP on every DISK, partition into R, sort and REDUCE each partition.
 
     MAP and REDUCE are Python scripts defining map(key, value) and reduce(key, values)
     (and optionally combine), or streaming commands reading stdin and writing
     key<TAB>value lines (an executable, or a command block such as '{ sort | uniq -c }').
-    A DISK is a directory or a disk name from the ndb file.
+    A DISK is a directory or a disk name from the ndb file; on a cluster, a disk named in
+    the cluster's ndb file or a geryon:// URL.
     """
-    from geryon.api import run_job
+    from geryon.api import run_cluster_job, run_job
+    from geryon.engine import new_job_id
     from geryon.progress import LineProgress, RichProgress, summary_lines, summary_table
 
     try:
@@ -64,13 +81,37 @@ def mapreduce(map_step: str, reduce_step: str, disks: tuple[str, ...], partition
                   split_size=split_size, env=(("GERYON_PARTITIONS", str(partitions)),), skip_bad=skip_bad)
     except GeryonError as exc:
         fail(str(exc))
+    problem = None if force_local or registry_url is not None else _local_problem(disks, ndb_file)
+    cluster = not force_local and (registry_url is not None or problem is not None)
     tty = sys.stderr.isatty() and not quiet
+    record = _record(jobs_dir_opt, job, disks, partitions, "cluster" if cluster else "local")
     progress = None if quiet else (RichProgress() if tty else LineProgress())
-    with showing(progress, "nothing committed"):
-        result = run_job(job, list(disks), out=out, workers=workers, ndb=ndb_file, progress=progress,
-                         workdir=workdir)
-    report = result.report
-    click.echo(f"output: {_shown(report.out_dir)}")
+    try:
+        with showing(progress, "nothing committed"):
+            try:
+                if cluster:
+                    result = _run_on_cluster(job, disks, registry_url, secret_file, out, progress, record, lease,
+                                             problem)
+                else:
+                    result = run_job(job, list(disks), out=out, workers=workers, ndb=ndb_file, progress=progress,
+                                     workdir=workdir, record=record)
+            except GeryonError as exc:
+                if record is not None:
+                    record.finish("failed", {"error": str(exc)})
+                raise
+            except KeyboardInterrupt:
+                if record is not None:
+                    record.finish("killed", {"error": "interrupted"})
+                raise
+        report = result.report
+        if record is not None:
+            record.finish("succeeded", {"parts": report.parts, "seconds": report.seconds,
+                                        "counters": report.counters, "shuffled": report.shuffled})
+    finally:
+        if record is not None:
+            record.close()
+    if report.out_dir:
+        click.echo(f"output: {_shown(report.out_dir)}")
     for part in report.parts:
         click.echo(_shown(part))
     if not quiet:
@@ -81,6 +122,63 @@ def mapreduce(map_step: str, reduce_step: str, disks: tuple[str, ...], partition
         else:
             for line in summary_lines(report):
                 click.echo(line, err=True)
+
+
+def _local_problem(disks: tuple[str, ...], ndb_file: str | None) -> str | None:
+    """Why some DISK cannot be read on this machine (None: all are directories or ndb `path=` disks)."""
+    from geryon.disks import resolve
+
+    for disk in disks:
+        if disk.startswith("geryon://"):
+            return f"{disk} is on a cluster node"
+        try:
+            resolve(disk, ndb_file)
+        except GeryonError as exc:
+            return str(exc)
+    return None
+
+
+def _record(jobs_dir_opt: str | None, job: Job, disks: tuple[str, ...], partitions: int, mode: str) -> Any:
+    """The job's metadata record (`geryon jobs`), or None if the jobs directory is unusable."""
+    import time
+
+    from geryon.engine import new_job_id
+
+    try:
+        from geryon.cli.jobs import jobs_dir
+        from geryon.jobstore import JobStore
+
+        store = JobStore(jobs_dir(jobs_dir_opt))
+        return store.begin(new_job_id(job.name), {
+            "name": job.name, "mode": mode, "argv": sys.argv, "map": job.map.describe(),
+            "reduce": job.reduce.describe() if job.reduce else "", "disks": list(disks),
+            "partitions": partitions, "cpus": [], "started": time.time()})
+    except (ImportError, OSError, GeryonError) as exc:
+        click.echo(f"geryon: warning: job not recorded: {exc}", err=True)
+        return None
+
+
+def _run_on_cluster(job: Job, disks: tuple[str, ...], registry_url: str | None, secret_file: str | None,
+                    out: str | None, progress: Any, record: Any, lease: float, problem: str | None) -> Any:
+    from geryon.api import run_cluster_job
+    from geryon.cli.registry import default_secret_path
+    from registry.auth import load_secret
+    from registry.client import RegistryClient
+    from pathlib import Path
+
+    path = Path(secret_file) if secret_file else default_secret_path()
+    secret = load_secret(path) if secret_file or path.exists() else None
+    echo = progress.message if progress is not None else (lambda line: click.echo(line, err=True))
+    from registry.errors import RegistryError
+
+    try:
+        with RegistryClient(registry_url, secret=secret, owner="mapreduce") as registry:
+            return run_cluster_job(job, list(disks), registry, secret, out=out, progress=progress, record=record,
+                                   lease=lease, echo=echo, job_id=record.job_id if record is not None else None)
+    except RegistryError as exc:
+        if problem is not None:  # looked for a cluster only because a disk is not local
+            raise GeryonError(f"{problem}; and no cluster to run on: {exc}") from exc
+        raise GeryonError(f"registry: {exc}") from exc
 
 
 def _shown(path: str) -> str:

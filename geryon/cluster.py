@@ -1,0 +1,733 @@
+"""Cluster mode: one job across the registry's cpus and disks, surviving faults.
+
+The driver runs where the command runs. It finds cpus (`svc rstyx`) and disks (ndb names
+the registry publishes, or `geryon://` URLs) in the registry, plans splits exactly as
+local mode does, ships the job as a content-addressed pack (files, never pickles), and
+runs attempts on the node daemons' job service (`geryon.node.jobservice`) over one
+WebSocket each. Scheduling is pull-based: each cpu has `ncpu` slots; a free slot takes
+the pending map whose input lives on its own node if there is one (locality), else the
+next one; reduces start when every map output is in place.
+
+Faults. Every attempt has an id (`m3.a1`) and writes under its own name; the driver
+accepts the first successful result of each task and ignores any other (a node declared
+dead cannot deliver anything: its results are dropped). An attempt that is lost (its
+node died, missed the lease, or its worker was killed) or hit a full disk is tried
+again on another cpu, up to `max_attempts` in all; a cpu that failed 3 attempts is
+excluded. When a node dies, its completed map outputs die with it: those maps run
+again, and reducers read the new attempt's output (a reducer that cannot fetch a map
+output reports the location, which sends that map back to the queue). Input reads fail
+over from the master chunk to its replicas (in the worker). Part files are staged on
+the reducer's node and renamed into place only when every reduce succeeded; with
+`out_dir`, they are then copied to a local directory and renamed there all at once.
+The registry is only read when the job starts, so a registry restart mid-job changes
+nothing. Not here: the tasks' own code (maptask, reducetask) or the node side.
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures as cf
+import json
+import logging
+import os
+import re
+import shutil
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from geryon import counters as counters_mod
+from geryon.chunk import TEMP_MARK
+from geryon.disks import Disk
+from geryon.engine import DEFAULT_MAX_ATTEMPTS, JobReport, PhaseStats, Progress, _Silent, check_job_name, plan
+from geryon.errors import GeryonError, JobFailed, UnknownDisk
+from geryon.job import Job
+from geryon.jobpack import JobPack
+from geryon.task import MapTask, ReduceTask, TaskResult
+from geryon.worker import data_prefix
+from registry.auth import sign_headers
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LEASE = 5.0
+"""Seconds a node may stay silent before its attempts are given up (DESIGN: dead after 5 s)."""
+
+MAX_CPU_FAILURES = 3
+"""Failed attempts after which a cpu is excluded from the job."""
+
+ALIVE_TIMEOUT = 2.0
+"""Seconds a node has to answer `GET /v1/node` when the driver checks it."""
+
+EXTRA_FETCH_ROUNDS = 8
+"""Attempts a reduce may spend beyond `max_attempts` on inputs lost with their node."""
+
+
+@dataclass
+class ClusterCpu:
+    """A node's cpu service, as the registry describes it."""
+
+    name: str
+    url: str  # http://addr:port
+    slots: int
+    os: str = ""
+    arch: str = ""
+
+    @property
+    def authority(self) -> str:
+        return urlsplit(self.url).netloc
+
+
+@dataclass(frozen=True)
+class ClusterDisk:
+    """An input disk: its name and the chunk URLs holding it, master first."""
+
+    name: str
+    locations: tuple[str, ...]
+
+
+def _authority(url: str) -> str:
+    return urlsplit(url.replace("geryon://", "http://", 1)).netloc
+
+
+def find_cpus(registry: Any) -> list[ClusterCpu]:
+    """Every live cpu service in the registry, in name order."""
+    cpus = []
+    for svc in registry.find({"svc": "rstyx"}):
+        url = svc.get("url")
+        if not url:
+            continue
+        try:
+            slots = max(1, int(svc.get("ncpu") or 1))
+        except ValueError:
+            slots = 1
+        cpus.append(ClusterCpu(svc.get("host") or svc.name, url, slots, svc.get("os") or "", svc.get("arch") or ""))
+    return sorted(cpus, key=lambda c: (c.name, c.url))
+
+
+def find_disk(name: str, registry: Any) -> ClusterDisk:
+    """A disk argument (an ndb-named disk, or a geryon:// URL) and its live locations.
+
+    Raises:
+        UnknownDisk: the name is unknown, or neither its master nor a replica is live.
+    """
+    if name.startswith("geryon://"):
+        return ClusterDisk(name, (name,))
+    named = {s.name: s for s in registry.find({"chunk": "*"})}
+    if name not in named:
+        raise UnknownDisk(f"{name}: unknown disk (not named in the cluster's ndb file)")
+    chunks = {s.name: s for s in registry.find({"resource": "kfs"})}
+    locations: list[str] = []
+    seen: set[str] = set()
+    current: str | None = name
+    while current and current not in seen and current in named:
+        seen.add(current)
+        entry = named[current]
+        svc = chunks.get(entry.get("addr") or "")
+        if svc is not None and svc.get("url"):
+            locations.append(svc.get("url") or "")
+        current = entry.get("replica")
+    if not locations:
+        entry = named[name]
+        raise UnknownDisk(f"{name}: chunk {entry.get('host')}!{entry.get('chunk')} is not live "
+                          f"and no replica is (no node serves it now)")
+    return ClusterDisk(name, tuple(locations))
+
+
+# -- talking to nodes -------------------------------------------------------------------------
+
+class _Loop:
+    """An asyncio loop on a thread, with one HTTP session, for the driver's synchronous code."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="geryon-cluster", daemon=True)
+        self._thread.start()
+        self.http: aiohttp.ClientSession = self.call(self._session())
+
+    @staticmethod
+    async def _session() -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
+
+    def call(self, coro: Any, timeout: float | None = None) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def spawn(self, coro: Any) -> cf.Future[Any]:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def close(self) -> None:
+        try:
+            self.call(self.http.close(), timeout=5)
+        except Exception:  # closing is best effort
+            pass
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+        if not self.loop.is_running():
+            self.loop.close()
+
+
+class NodeError(Exception):
+    """A node refused a request or could not be reached."""
+
+
+class Nodes:
+    """Signed requests to node daemons, made on the driver's loop."""
+
+    def __init__(self, secret: bytes | None, lease: float) -> None:
+        self.secret = secret
+        self.lease = lease
+        self.io = _Loop()
+        self._packs: dict[str, asyncio.Lock] = {}
+        self._has_pack: set[tuple[str, str]] = set()
+
+    def close(self) -> None:
+        self.io.close()
+
+    def _headers(self, method: str, path: str, body: bytes = b"") -> dict[str, str]:
+        return sign_headers(self.secret, method, path, body) if self.secret is not None else {}
+
+    async def request(self, method: str, url: str, path: str, body: bytes = b"",
+                      timeout: float = 30.0) -> tuple[int, bytes]:
+        headers = self._headers(method, path, body)
+        try:
+            async with self.io.http.request(method, url + path, data=body or None, headers=headers,
+                                            timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+                return resp.status, await resp.read()
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            raise NodeError(f"{url}: {type(exc).__name__}: {exc}") from exc
+
+    def alive(self, cpu: ClusterCpu) -> bool:
+        """Does the node answer now (within ALIVE_TIMEOUT)?"""
+        try:
+            status, _ = self.io.call(self.request("GET", cpu.url, "/v1/node", timeout=ALIVE_TIMEOUT),
+                                     timeout=ALIVE_TIMEOUT + 5)
+            return status == 200
+        except (NodeError, cf.TimeoutError):
+            return False
+
+    async def ensure_pack(self, cpu: ClusterCpu, pack: JobPack) -> None:
+        key = (cpu.url, pack.digest)
+        if key in self._has_pack:
+            return
+        lock = self._packs.setdefault(cpu.url, asyncio.Lock())
+        async with lock:
+            if key in self._has_pack:
+                return
+            path = f"/v1/jobs/packs/{pack.digest}"
+            status, _ = await self.request("GET", cpu.url, path)
+            if status != 200:
+                status, body = await self.request("PUT", cpu.url, path, pack.data, timeout=120)
+                if status != 200:
+                    raise NodeError(f"{cpu.name}: job pack refused: {body[:200].decode(errors='replace')}")
+            self._has_pack.add(key)
+
+    async def attempt(self, cpu: ClusterCpu, job_id: str, pack: JobPack, task: dict[str, Any],
+                      on_stderr: Callable[[bytes], None], on_started: Callable[[], None]) -> TaskResult:
+        """Run one attempt on `cpu`; its result, or NodeError if the attempt was lost."""
+        await self.ensure_pack(cpu, pack)
+        path = "/v1/jobs/run"
+        try:
+            async with self.io.http.ws_connect(cpu.url + path, headers=self._headers("GET", path),
+                                               heartbeat=self.lease / 1.5, max_msg_size=64 << 20) as ws:
+                await ws.send_json({"job": job_id, "pack": pack.digest, "task": task})
+                async for msg in ws:
+                    if msg.type == aiohttp.WSMsgType.BINARY:
+                        on_stderr(msg.data[1:])
+                    elif msg.type == aiohttp.WSMsgType.TEXT:
+                        data = json.loads(msg.data)
+                        if data.get("op") == "started":
+                            on_started()
+                        elif data.get("op") == "result":
+                            return TaskResult.from_json(data["result"])
+                        elif data.get("op") == "error":
+                            raise NodeError(f"{cpu.name} refused the task: {data.get('error')}")
+                    else:
+                        break
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
+            raise NodeError(f"{cpu.name}: {type(exc).__name__}: {exc}") from exc
+        raise NodeError(f"{cpu.name}: connection lost (node died or missed its lease)")
+
+    def post_json(self, cpu: ClusterCpu, path: str, payload: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
+        body = json.dumps(payload).encode()
+        try:
+            status, data = self.io.call(self.request("POST", cpu.url, path, body, timeout=timeout), timeout + 5)
+        except cf.TimeoutError as exc:
+            raise NodeError(f"{cpu.name}: no answer") from exc
+        if status != 200:
+            raise NodeError(f"{cpu.name}: {data[:200].decode(errors='replace')}")
+        return json.loads(data)
+
+    def download(self, cpu: ClusterCpu, path: str, dest: str, timeout: float = 600.0) -> int:
+        """Copy a file the node serves at `path` into `dest`; bytes copied."""
+        async def go() -> int:
+            headers = self._headers("GET", path)
+            n = 0
+            try:
+                async with self.io.http.get(cpu.url + path, headers=headers,
+                                            timeout=aiohttp.ClientTimeout(total=timeout, sock_read=self.lease * 2)) as resp:
+                    if resp.status != 200:
+                        raise NodeError(f"{cpu.name}: {(await resp.read())[:200].decode(errors='replace')}")
+                    with open(dest, "wb") as f:
+                        async for block in resp.content.iter_chunked(1 << 20):
+                            f.write(block)
+                            n += len(block)
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                raise NodeError(f"{cpu.name}: {type(exc).__name__}: {exc}") from exc
+            return n
+        return self.io.call(go())  # type: ignore[no-any-return]
+
+    def forget(self, cpus: Sequence[ClusterCpu], job_id: str) -> None:
+        """Remove the job's intermediate data on every node (best effort, in parallel)."""
+        async def one(cpu: ClusterCpu) -> None:
+            try:
+                await self.request("DELETE", cpu.url, f"/v1/jobs/{job_id}", timeout=ALIVE_TIMEOUT * 2)
+            except NodeError:
+                pass
+
+        async def all_() -> None:
+            await asyncio.gather(*(one(c) for c in cpus))
+        try:
+            self.io.call(all_(), timeout=ALIVE_TIMEOUT * 4)
+        except Exception:
+            pass
+
+
+# -- the driver -------------------------------------------------------------------------------
+
+@dataclass
+class _Task:
+    key: tuple[str, int]
+    attempts: int = 0          # attempt ids handed out so far
+    failures: int = 0          # failed attempts that count toward max_attempts
+    fetch_rounds: int = 0      # attempts spent on inputs lost with their node
+    tried: set[str] = field(default_factory=set)
+
+    @property
+    def id(self) -> str:
+        return f"{self.key[0]}{self.key[1]}"
+
+
+@dataclass
+class _Running:
+    task: _Task
+    attempt: int
+    cpu: ClusterCpu
+    started: float
+
+
+class ClusterDriver:
+    """Runs one job to its commit on a cluster's cpus.
+
+    Args:
+        job: the job (its steps must live in script files: they travel as a pack).
+        cpus: the cpus to use.
+        job_id: the job's id (names its temporary data on every node).
+        secret: the cluster secret.
+        progress: what to tell about the job as it runs.
+        record: a `geryon.jobstore.JobRecord` keeping the job's metadata, or None.
+        lease: seconds a silent node keeps its attempts.
+        echo: called with each line of task stderr, prefixed with the attempt's id.
+    """
+
+    def __init__(self, job: Job, cpus: Sequence[ClusterCpu], job_id: str, secret: bytes | None, *,
+                 pack: JobPack | None = None, progress: Progress | None = None, record: Any = None,
+                 max_attempts: int = DEFAULT_MAX_ATTEMPTS, lease: float = DEFAULT_LEASE,
+                 echo: Callable[[str], None] | None = None) -> None:
+        if not cpus:
+            raise GeryonError("no cpus in the registry (start `geryon node` on the machines)")
+        self.job = job
+        self.cpus = list(cpus)
+        self.job_id = job_id
+        self.secret = secret
+        self.progress = progress or _Silent()
+        self.record = record
+        self.max_attempts = max_attempts
+        self.lease = lease
+        self.echo = echo
+        if pack is None:
+            from geryon.jobpack import build
+            pack = build(job)
+        self.pack = pack
+
+    # -- public -------------------------------------------------------------------------------
+    def run(self, disks: Sequence[ClusterDisk], out_dir: str | None = None) -> JobReport:
+        started = time.monotonic()
+        job = self.job
+        check_job_name(job.name)
+        fmt = "text" if job.reduce is not None and job.reduce.streaming else job.format
+        report = JobReport(self.job_id, job.name, os.path.abspath(out_dir) if out_dir else "", [], fmt)
+        self.nodes = Nodes(self.secret, self.lease)
+        try:
+            self._prepare(disks)
+            self._schedule(report)
+            report.parts = self._finish(report, out_dir)
+        finally:
+            self.nodes.forget(self.cpus, self.job_id)
+            self.nodes.close()
+        report.seconds = time.monotonic() - started
+        return report
+
+    # -- planning -----------------------------------------------------------------------------
+    def _prepare(self, disks: Sequence[ClusterDisk]) -> None:
+        from geryon.remotefs import RemoteFS, parse_node_url
+
+        planned_disks: list[Disk] = []
+        self.locations: dict[str, tuple[str, ...]] = {}
+        for d in disks:
+            last: Exception | None = None
+            for i, loc in enumerate(d.locations):
+                node, chunk = parse_node_url(loc)
+                fs = RemoteFS(node, chunk, self.secret)
+                try:
+                    fs.listdir("/")
+                except Exception as exc:  # a dead or damaged master: plan from a replica
+                    fs.close()
+                    last = exc
+                    self._event(f"{d.name}: {loc} unreadable ({exc}); planning from the next replica")
+                    continue
+                planned_disks.append(Disk(d.name, fs))
+                self.locations[d.name] = d.locations[i:]
+                break
+            else:
+                raise UnknownDisk(f"{d.name}: no location of the disk can be read: {last}")
+        try:
+            planned = plan(self.job, planned_disks, sum(c.slots for c in self.cpus))
+        finally:
+            for d in planned_disks:
+                d.fs.close()
+        self.maps = [MapTask(i, 0, s, self.locations[d.name][0], "", self.locations[d.name][1:])
+                     for i, (s, d) in enumerate(planned)]
+        self.input_bytes = sum(s.size for s, _ in planned)
+        if self.record is not None:
+            self.record.update_info({"maps": len(self.maps), "cpus": [c.name for c in self.cpus],
+                                     "pack": self.pack.digest})
+
+    # -- scheduling ---------------------------------------------------------------------------
+    def _schedule(self, report: JobReport) -> None:
+        job = self.job
+        M, R = len(self.maps), job.partitions
+        self.tasks = {("m", i): _Task(("m", i)) for i in range(M)}
+        self.tasks.update({("r", r): _Task(("r", r)) for r in range(R)})
+        self.pending: list[tuple[str, int]] = [("m", i) for i in range(M)] + [("r", r) for r in range(R)]
+        self.map_done: dict[int, tuple[TaskResult, ClusterCpu]] = {}
+        self.reduce_done: dict[int, tuple[TaskResult, ClusterCpu]] = {}
+        self.running: dict[cf.Future[TaskResult], _Running] = {}
+        self.dead: set[str] = set()
+        self.excluded: set[str] = set()
+        self.cpu_failures: dict[str, int] = {}
+        self.busy = {c.url: 0 for c in self.cpus}
+        self.slowest: list[tuple[float, str, str]] = []
+        self._rr = 0
+        self._report = report
+        self.progress.phase("map", M, self.input_bytes)
+        self._phase = "map"
+        self._t0 = time.monotonic()
+        self._drain()
+        report.reduce.seconds = time.monotonic() - self._t0
+        report.map.tasks, report.reduce.tasks = M, R
+
+    def _drain(self) -> None:
+        """Dispatch and collect attempts until every reduce has a result and nothing runs."""
+        M, R = len(self.maps), self.job.partitions
+        try:
+            while len(self.reduce_done) < R or self.running:
+                if len(self.map_done) == M and self._phase == "map":
+                    self._report.map.seconds = time.monotonic() - self._t0
+                    self._t0 = time.monotonic()
+                    self._phase = "reduce"
+                    self.progress.phase("reduce", R, self._shuffle_bytes())
+                self._dispatch()
+                if not self.running:
+                    if len(self.reduce_done) == R:
+                        break
+                    raise JobFailed(self._no_cpus_message())
+                done, _ = cf.wait(list(self.running), timeout=1.0, return_when=cf.FIRST_COMPLETED)
+                for fut in done:
+                    self._completed(fut, self.running.pop(fut))
+        except BaseException:
+            for fut in self.running:
+                fut.cancel()
+            raise
+
+    def _shuffle_bytes(self) -> int:
+        return sum(s.length for res, _ in self.map_done.values() for s in res.segments)
+
+    def _usable(self, cpu: ClusterCpu) -> bool:
+        return cpu.url not in self.dead and cpu.url not in self.excluded
+
+    def _no_cpus_message(self) -> str:
+        gone = [c.name for c in self.cpus if not self._usable(c)]
+        return f"no usable cpu left for {len(self.pending)} pending task(s): {', '.join(gone)} dead or excluded"
+
+    def _dispatch(self) -> None:
+        maps_complete = len(self.map_done) == len(self.maps)
+        n = len(self.cpus)
+        order = [self.cpus[(self._rr + i) % n] for i in range(n)]
+        self._rr = (self._rr + 1) % n
+        usable = [c for c in order if self._usable(c)]
+        progress = True
+        while progress and self.pending:
+            progress = False
+            for cpu in usable:          # one task per cpu per round: round robin
+                if self.busy[cpu.url] >= cpu.slots:
+                    continue
+                key = self._choose(cpu, usable, maps_complete)
+                if key is None:
+                    continue
+                self.pending.remove(key)
+                self._start(self.tasks[key], cpu)
+                progress = True
+
+    def _choose(self, cpu: ClusterCpu, usable: list[ClusterCpu], maps_complete: bool) -> tuple[str, int] | None:
+        fallback = None
+        for key in self.pending:
+            if key[0] == "r" and not maps_complete:
+                continue
+            task = self.tasks[key]
+            if cpu.url in task.tried and any(c.url not in task.tried for c in usable):
+                continue          # another cpu has not tried this one yet
+            if key[0] == "m" and _authority(self.maps[key[1]].root) == cpu.authority:
+                return key        # its input is on this node
+            if fallback is None:
+                fallback = key
+                if key[0] == "r":
+                    break
+        return fallback
+
+    def _task_json(self, task: _Task, attempt: int) -> dict[str, Any]:
+        kind, index = task.key
+        if kind == "m":
+            return replace(self.maps[index], attempt=attempt).to_json()
+        inputs = []
+        for i in range(len(self.maps)):
+            res, cpu = self.map_done[i]
+            inputs.append((data_prefix(cpu.url, self.job_id) + res.output, res.segments[index]))
+        return ReduceTask(index, attempt, tuple(inputs), "", "").to_json()
+
+    def _start(self, task: _Task, cpu: ClusterCpu) -> None:
+        attempt = task.attempts
+        task.attempts += 1
+        task.tried.add(cpu.url)
+        self.busy[cpu.url] += 1
+        spec = self._task_json(task, attempt)
+        tag = f"{task.id}.a{attempt}"
+        where = self.maps[task.key[1]].split.describe() if task.key[0] == "m" else f"partition {task.key[1]}"
+        if self.record is not None:
+            self.record.attempt_started(task.id, attempt, cpu.name, where)
+        (self._report.map if task.key[0] == "m" else self._report.reduce).attempts += 1
+
+        def on_stderr(data: bytes) -> None:
+            if self.record is not None:
+                self.record.stderr(task.id, attempt, data)
+            if self.echo is not None:
+                for line in data.decode(errors="replace").splitlines():
+                    self.echo(f"{tag}: {line}")
+
+        fut = self.nodes.io.spawn(self.nodes.attempt(cpu, self.job_id, self.pack, spec, on_stderr, lambda: None))
+        self.running[fut] = _Running(task, attempt, cpu, time.monotonic())
+        self._counts()
+
+    def _counts(self) -> None:
+        show = getattr(self.progress, "running", None)
+        if show is not None:
+            show(len(self.running), sum(t.failures for t in self.tasks.values()))
+
+    def _event(self, text: str) -> None:
+        log.info("%s", text)
+        if self.record is not None:
+            self.record.event(text)
+
+    def _completed(self, fut: cf.Future[TaskResult], run: _Running) -> None:
+        task, cpu = run.task, run.cpu
+        self.busy[cpu.url] -= 1
+        tag = f"{task.id}.a{run.attempt}"
+        try:
+            result = fut.result()
+        except (NodeError, cf.CancelledError) as exc:
+            result = TaskResult(task=task.id, attempt=run.attempt, ok=False, error_kind="lost",
+                                error=f"{tag} on {cpu.name} lost: {exc}")
+        seconds = time.monotonic() - run.started
+        if cpu.url in self.dead:
+            # Fencing: whatever a node declared dead says, nothing of it is used.
+            self._ended(task, run, "ignored", result, f"late result from {cpu.name}, declared dead")
+            self._requeue_if_needed(task)
+            return
+        if result.ok:
+            self._succeeded(task, run, result, seconds)
+        else:
+            self._failed(task, run, result)
+        self._counts()
+
+    def _ended(self, task: _Task, run: _Running, state: str, result: TaskResult, error: str = "") -> None:
+        if self.record is not None:
+            self.record.attempt_ended(task.id, run.attempt, state, error=error or result.error,
+                                      records_in=result.records_in, records_out=result.records_out,
+                                      bytes_in=result.bytes_in, bytes_out=result.bytes_out, output=result.output)
+
+    def _done(self, key: tuple[str, int]) -> bool:
+        return (self.map_done if key[0] == "m" else self.reduce_done).get(key[1]) is not None
+
+    def _requeue_if_needed(self, task: _Task) -> None:
+        if not self._done(task.key) and task.key not in self.pending and \
+                not any(r.task is task for r in self.running.values()):
+            self.pending.append(task.key)
+
+    def _succeeded(self, task: _Task, run: _Running, result: TaskResult, seconds: float) -> None:
+        kind, index = task.key
+        done = self.map_done if kind == "m" else self.reduce_done
+        if done.get(index) is not None:
+            self._ended(task, run, "ignored", result, "another attempt already committed")
+            return
+        done[index] = (result, run.cpu)
+        self._ended(task, run, "done", result)
+        stats = self._report.map if kind == "m" else self._report.reduce
+        stats.records_in += result.records_in
+        stats.records_out += result.records_out
+        stats.bytes_in += result.bytes_in
+        stats.bytes_out += result.bytes_out
+        self.slowest.append((seconds, f"{task.id}.a{run.attempt}", run.cpu.name))
+        self.progress.task_done(result)
+
+    def _failed(self, task: _Task, run: _Running, result: TaskResult) -> None:
+        cpu = run.cpu
+        tag = f"{task.id}.a{run.attempt}"
+        self._ended(task, run, "lost" if result.error_kind == "lost" else "failed", result)
+        if result.error_kind == "fetch":
+            self._lost_input(result.lost_input)
+            task.fetch_rounds += 1
+            if task.fetch_rounds > EXTRA_FETCH_ROUNDS + self.max_attempts:
+                raise JobFailed(f"{result.error} (on {cpu.name}; inputs kept disappearing)")
+            self.pending.append(task.key)
+            return
+        if result.error_kind not in ("lost", "system", "disk_full"):
+            raise JobFailed(_message(result, tag, cpu))
+        task.failures += 1
+        self.cpu_failures[cpu.url] = self.cpu_failures.get(cpu.url, 0) + 1
+        if result.error_kind in ("lost", "system") and not self.nodes.alive(cpu):
+            self._declare_dead(cpu)
+        elif self.cpu_failures[cpu.url] >= MAX_CPU_FAILURES and cpu.url not in self.excluded:
+            self.excluded.add(cpu.url)
+            self._event(f"{cpu.name} excluded from the job after {MAX_CPU_FAILURES} failed attempts")
+            self.progress.message(f"excluding {cpu.name}: {MAX_CPU_FAILURES} failed attempts")
+        if task.failures >= self.max_attempts:
+            raise JobFailed(_message(result, tag, cpu) + f" (after {task.failures} attempts)")
+        self._event(f"{tag} on {cpu.name} failed ({result.error_kind}): {result.error}; retrying elsewhere")
+        self.progress.message(f"retrying {task.id}: {result.error}")
+        self.pending.append(task.key)
+
+    def _lost_input(self, location: str) -> None:
+        """A reducer could not read `location`: run its map again (and bury its node if dead)."""
+        owner = next((c for c in self.cpus if location.startswith(data_prefix(c.url, self.job_id))), None)
+        if owner is None:
+            return
+        if owner.url not in self.dead and not self.nodes.alive(owner):
+            self._declare_dead(owner)
+            return
+        for i, (res, cpu) in list(self.map_done.items()):
+            if cpu is owner and location.endswith("/" + res.output):
+                del self.map_done[i]
+                self._event(f"map output {location} unreadable: running m{i} again")
+                self._requeue_if_needed(self.tasks[("m", i)])
+
+    def _declare_dead(self, cpu: ClusterCpu) -> None:
+        """`cpu`'s node is gone: its attempts are lost, and so is every output it held."""
+        self.dead.add(cpu.url)
+        lost_maps = [i for i, (_, c) in self.map_done.items() if c is cpu]
+        lost_reduces = [r for r, (_, c) in self.reduce_done.items() if c is cpu]
+        for i in lost_maps:
+            del self.map_done[i]
+            self._requeue_if_needed(self.tasks[("m", i)])
+        for r in lost_reduces:
+            del self.reduce_done[r]
+            self._requeue_if_needed(self.tasks[("r", r)])
+        self._event(f"{cpu.name} declared dead: {len(lost_maps)} map output(s) and "
+                    f"{len(lost_reduces)} staged part(s) lost, their tasks run again")
+        self.progress.message(f"{cpu.name} is dead: running {len(lost_maps)} map(s) and "
+                              f"{len(lost_reduces)} reduce(s) again")
+
+    # -- commit -------------------------------------------------------------------------------
+    def _finish(self, report: JobReport, out_dir: str | None) -> list[str]:
+        """Commit every part on its node, then copy them to `out_dir`; re-run what a death loses."""
+        job = self.job
+        while True:
+            try:
+                parts = self._commit_parts()
+                if out_dir:
+                    parts = self._copy_out(parts, out_dir)
+                break
+            except _NodeLost as lost:
+                self._declare_dead(lost.cpu)
+                self._drain()
+        results = [r for r, _ in list(self.map_done.values()) + list(self.reduce_done.values())]
+        counters_mod.merge(report.counters, [r.counters for r in results])
+        report.shuffled = self._shuffle_bytes()
+        report.slowest = [(t, c, s) for s, t, c in sorted(self.slowest, reverse=True)[:5]]
+        report.failed_attempts = sum(t.failures + t.fetch_rounds for t in self.tasks.values())
+        report.map.tasks, report.reduce.tasks = len(self.maps), job.partitions
+        return [where for _, _, where in parts]
+
+    def _commit_parts(self) -> list[tuple[ClusterCpu, str, str]]:
+        out = []
+        for r in range(self.job.partitions):
+            res, cpu = self.reduce_done[r]
+            final = f"{self.job.name}.part{r}"
+            staged = os.path.basename(res.output)
+            try:
+                info = self.nodes.post_json(cpu, f"/v1/jobs/{self.job_id}/commit", {"staged": staged, "final": final})
+            except NodeError as exc:
+                if not self.nodes.alive(cpu):
+                    raise _NodeLost(cpu) from exc
+                raise JobFailed(f"cannot commit {final} on {cpu.name}: {exc}") from exc
+            disk = info.get("disk") or ""
+            where = f"geryon://{cpu.authority}/{disk}/{final}" if disk else f"{cpu.url}/v1/jobs/outputs/{final}"
+            out.append((cpu, final, where))
+            if self.record is not None:
+                self.record.event(f"committed {res.task}.a{res.attempt} as {where}")
+        return out
+
+    def _copy_out(self, parts: list[tuple[ClusterCpu, str, str]], out_dir: str) -> list[tuple[ClusterCpu, str, str]]:
+        os.makedirs(out_dir, exist_ok=True)
+        staging = os.path.join(out_dir, f"{TEMP_MARK}{self.job_id}")
+        os.makedirs(staging, exist_ok=True)
+        try:
+            for cpu, final, _ in parts:
+                try:
+                    self.nodes.download(cpu, f"/v1/jobs/outputs/{final}", os.path.join(staging, final))
+                except NodeError as exc:
+                    if not self.nodes.alive(cpu):
+                        raise _NodeLost(cpu) from exc
+                    raise JobFailed(f"cannot copy {final} from {cpu.name}: {exc}") from exc
+            finals = []
+            for cpu, final, _ in parts:
+                dst = os.path.join(out_dir, final)
+                if os.path.isdir(dst):
+                    raise JobFailed(f"cannot commit {dst}: it is a directory; nothing copied")
+            for cpu, final, _ in parts:
+                dst = os.path.join(out_dir, final)
+                os.replace(os.path.join(staging, final), dst)
+                finals.append((cpu, final, dst))
+            stale = re.compile(rf"^{re.escape(self.job.name)}\.part(\d+)$")
+            for name in os.listdir(out_dir):
+                m = stale.match(name)
+                if m and int(m.group(1)) >= self.job.partitions:
+                    os.unlink(os.path.join(out_dir, name))
+            return finals
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+class _NodeLost(Exception):
+    def __init__(self, cpu: ClusterCpu) -> None:
+        super().__init__(cpu.name)
+        self.cpu = cpu
+
+
+def _message(result: TaskResult, tag: str, cpu: ClusterCpu) -> str:
+    msg = result.error or f"{tag} failed"
+    msg += f" [attempt {tag} on cpu {cpu.name}]"
+    if result.detail:
+        msg += "\n" + result.detail
+    return msg

@@ -1,0 +1,188 @@
+"""A cluster task attempt, in its own process: `python -m geryon.worker JOB ATTEMPT` with a spec on stdin.
+
+The node's job service starts one worker per attempt. The spec (JSON) names the unpacked
+job pack, the task, this node's URL and chunks, the directory for the attempt's output
+and the cluster secret (sent on stdin, never on the command line or in the
+environment). The worker loads the job from the pack (files, never pickles), runs the
+task with the same code local mode uses, and writes the TaskResult as JSON to the spec's
+`result` path; the user's code may print anything on stdout and stderr, and sees its
+attempt's id in `GERYON_TASK` (`m3.a1`; streaming steps see the task's, `m3`). JOB and ATTEMPT on the
+command line are only there for people reading `ps`.
+
+Map input: a `geryon://` location on this node is read from the chunk directory (and
+verified against its checksum manifest); another node's is read through RemoteFS. When
+the master's data cannot be read (the node is gone, the file is missing, a checksum does
+not match) the attempt starts over on the next replica and says so on stderr.
+Reduce input: a map output of this node is read from its file, another node's with an
+HTTP Range request. Not here: choosing cpus, retries, commits (the driver does those).
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
+from typing import Any
+from urllib.parse import urlsplit
+
+from fs.base import FS
+
+from geryon.chunk import ChunkFS
+from geryon.segments import Segment, file_chunks
+from geryon.task import MapTask, ReduceTask, TaskResult
+
+FETCH_TIMEOUT = 10.0
+"""Seconds a shuffle fetch waits on a silent node before giving up on it."""
+
+FETCH_BLOCK = 1 << 20
+"""Bytes read at a time from a shuffle response."""
+
+
+def data_prefix(node_url: str, job_id: str) -> str:
+    """The URL prefix under which a node serves a job's map outputs."""
+    return f"{node_url}/v1/jobs/{job_id}/data/"
+
+
+class Inputs:
+    """Opens input locations: this node's chunks directly, others over the network."""
+
+    def __init__(self, self_url: str, chunks: dict[str, str], secret: bytes | None) -> None:
+        self.self_url, self.chunks, self.secret = self_url, chunks, secret
+
+    def open(self, location: str) -> tuple[FS, str | None]:
+        from geryon.remotefs import RemoteFS, parse_node_url
+
+        if not location.startswith(("geryon://", "http://")):
+            return ChunkFS(location), location
+        node, chunk = parse_node_url(location)
+        if node == self.self_url and chunk in self.chunks:
+            return ChunkFS(self.chunks[chunk]), self.chunks[chunk]
+        return RemoteFS(node, chunk, self.secret), None
+
+
+def run_map(job: Any, task: MapTask, inputs: Inputs) -> TaskResult:
+    """Run a map attempt, starting over on the next replica when the input cannot be read."""
+    from geryon.maptask import run_map_task
+
+    locations = [task.root, *task.alternates]
+    result = TaskResult(task=task.id, attempt=task.attempt, ok=False)
+    for i, location in enumerate(locations):
+        result = run_map_task(job, replace(task, root=location), inputs.open)
+        if result.ok or result.error_kind != "input" or i + 1 == len(locations):
+            if result.ok and i > 0:
+                result.counters.setdefault("geryon", {})["replica_reads"] = 1
+            return result
+        print(f"geryon: {task.split.disk}: {location} failed ({result.error}); "
+              f"reading replica {locations[i + 1]}", file=sys.stderr, flush=True)
+    return result
+
+
+def http_range(location: str, seg: Segment, secret: bytes | None, timeout: float = FETCH_TIMEOUT) -> Iterator[bytes]:
+    """The bytes of one segment of a map output on another node (one Range request)."""
+    from geryon.reducetask import FetchFailed
+    from registry.auth import sign_headers
+
+    parts = urlsplit(location)
+    path = parts.path
+    end = seg.offset + seg.length - 1
+    headers = {"Range": f"bytes={seg.offset}-{end}"}
+    if secret is not None:
+        headers.update(sign_headers(secret, "GET", path))
+    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
+    try:
+        try:
+            conn.request("GET", path, headers=headers)
+            resp = conn.getresponse()
+        except (OSError, http.client.HTTPException) as exc:
+            raise FetchFailed(location, f"node unreachable: {exc}") from exc
+        if resp.status not in (200, 206):
+            raise FetchFailed(location, f"HTTP {resp.status}: {resp.read(200).decode(errors='replace')}")
+        left = seg.length
+        if resp.status == 200:  # the whole file: skip to the segment
+            skip = seg.offset
+            while skip:
+                got = resp.read(min(skip, FETCH_BLOCK))
+                if not got:
+                    break
+                skip -= len(got)
+        while left > 0:
+            try:
+                data = resp.read(min(left, FETCH_BLOCK))
+            except (OSError, http.client.HTTPException) as exc:
+                raise FetchFailed(location, f"connection lost: {exc}") from exc
+            if not data:
+                raise FetchFailed(location, f"truncated: {left} bytes missing")
+            left -= len(data)
+            yield data
+    finally:
+        conn.close()
+
+
+def make_fetch(self_url: str, job_id: str, local_dir: str, secret: bytes | None) -> Any:
+    """The reduce side's fetch: local map outputs from their file, others by HTTP Range."""
+    from geryon.reducetask import FetchFailed
+
+    prefix = data_prefix(self_url, job_id)
+
+    def fetch(location: str, seg: Segment) -> Iterable[bytes]:
+        if location.startswith(prefix):
+            path = os.path.join(local_dir, location[len(prefix):])
+            if not os.path.isfile(path):
+                raise FetchFailed(location, "no such map output on this node")
+            return file_chunks(path, seg.offset, seg.length)
+        if location.startswith("http://"):
+            return http_range(location, seg, secret)
+        return file_chunks(location, seg.offset, seg.length)
+
+    return fetch
+
+
+def run(spec: dict[str, Any]) -> TaskResult:
+    """Run the attempt a spec describes."""
+    from geryon import jobpack
+    from geryon.reducetask import run_reduce_task
+
+    secret = bytes.fromhex(spec["secret"]) if spec.get("secret") else None
+    task_json = spec["task"]
+    os.environ["GERYON_TASK"] = f"{'m' if task_json['kind'] == 'map' else 'r'}{task_json['index']}.a{task_json['attempt']}"
+    job = jobpack.load(spec["pack"])
+    work = os.path.join(spec["out_root"], spec["staging"])
+    if task_json["kind"] == "map":
+        task = MapTask.from_json({**task_json, "workdir": work})
+        inputs = Inputs(spec["self_url"], dict(spec.get("chunks") or {}), secret)
+        result = run_map(job, task, inputs)
+        if result.ok:
+            result.output = os.path.basename(result.output)
+        return result
+    rtask = ReduceTask.from_json({**task_json, "out_root": spec["out_root"], "staging": spec["staging"]})
+    fetch = make_fetch(spec["self_url"], spec["job"], work, secret)
+    return run_reduce_task(job, rtask, fetch)
+
+
+def main() -> int:
+    spec = json.loads(sys.stdin.read())
+    started = time.monotonic()
+    try:
+        result = run(spec)
+    except Exception as exc:  # the pack could not be loaded, or a bug of ours
+        from geryon.task import traceback_tail
+
+        task = spec.get("task", {})
+        tid = f"{'m' if task.get('kind') == 'map' else 'r'}{task.get('index', '?')}"
+        kind = "user" if type(exc).__name__ == "JobPackError" or isinstance(exc, SyntaxError) else "system"
+        result = TaskResult(task=tid, attempt=int(task.get("attempt", 0)), ok=False,
+                            error=f"task {tid} could not start: {type(exc).__name__}: {exc}",
+                            error_kind=kind, detail=traceback_tail(exc))
+    result.seconds = time.monotonic() - started
+    tmp = spec["result"] + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(result.to_json(), f)
+    os.replace(tmp, spec["result"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
