@@ -105,10 +105,9 @@ def run_cluster_job(job: Job, disks: Sequence[str], registry: Any, secret: bytes
     Raises:
         UnknownDisk, JobFailed, GeryonError.
     """
-    from geryon.cluster import DEFAULT_LEASE, ClusterDriver, find_cpus, find_disk
+    from geryon.cluster import DEFAULT_LEASE, ClusterDriver, find_cluster
 
-    found = [find_disk(str(d), registry) for d in disks]
-    cpus = find_cpus(registry)
+    found, cpus = find_cluster([str(d) for d in disks], registry)
     driver = ClusterDriver(job, cpus, job_id or new_job_id(job.name), secret, progress=progress, record=record,
                            lease=lease or DEFAULT_LEASE, echo=echo)
     result = JobResult(driver.run(found, out))

@@ -43,7 +43,7 @@ import aiohttp
 from geryon import counters as counters_mod
 from geryon.chunk import TEMP_MARK
 from geryon.disks import Disk
-from geryon.engine import DEFAULT_MAX_ATTEMPTS, JobReport, PhaseStats, Progress, _Silent, check_job_name, plan
+from geryon.engine import DEFAULT_MAX_ATTEMPTS, JobReport, Progress, _Silent, check_job_name, plan
 from geryon.errors import GeryonError, JobFailed, UnknownDisk
 from geryon.job import Job
 from geryon.jobpack import JobPack
@@ -62,8 +62,17 @@ MAX_CPU_FAILURES = 3
 ALIVE_TIMEOUT = 2.0
 """Seconds a node has to answer `GET /v1/node` when the driver checks it."""
 
+DEFAULT_SETTLE = 4.0
+"""Seconds a starting job waits for disks and cpus to re-announce (DESIGN: back within 3 s)."""
+
 EXTRA_FETCH_ROUNDS = 8
-"""Attempts a reduce may spend beyond `max_attempts` on inputs lost with their node."""
+"""Attempts a task may spend beyond `max_attempts` on inputs lost with their node or silent."""
+
+PLAN_TIMEOUT = 10.0
+"""Seconds a disk's node has to list the disk when the job is planned."""
+
+UNREACHABLE_PAUSE = 1.0
+"""Seconds before a map whose input no node served is tried again."""
 
 
 @dataclass
@@ -132,9 +141,37 @@ def find_disk(name: str, registry: Any) -> ClusterDisk:
         current = entry.get("replica")
     if not locations:
         entry = named[name]
-        raise UnknownDisk(f"{name}: chunk {entry.get('host')}!{entry.get('chunk')} is not live "
+        raise DiskNotLive(f"{name}: chunk {entry.get('host')}!{entry.get('chunk')} is not live "
                           f"and no replica is (no node serves it now)")
     return ClusterDisk(name, tuple(locations))
+
+
+class DiskNotLive(UnknownDisk):
+    """A named disk none of whose copies is registered now (its nodes may be re-announcing)."""
+
+
+def find_cluster(disks: Sequence[str], registry: Any, settle: float = DEFAULT_SETTLE,
+                 sleep: Callable[[float], None] = time.sleep) -> tuple[list[ClusterDisk], list[ClusterCpu]]:
+    """The disks' locations and the cpus, waiting up to `settle` seconds for services that
+    are re-announcing (a registry that just restarted holds only the entries sent back so far).
+
+    Raises:
+        UnknownDisk: a disk is not named at all, or still has no live copy after `settle`.
+        RegistryError: the registry cannot be reached after `settle`.
+    """
+    from registry.errors import RegistryUnavailable
+
+    deadline = time.monotonic() + settle
+    while True:
+        try:
+            found = [find_disk(str(d), registry) for d in disks]
+            cpus = find_cpus(registry)
+            if cpus or time.monotonic() >= deadline:
+                return found, cpus
+        except (DiskNotLive, RegistryUnavailable):
+            if time.monotonic() >= deadline:
+                raise
+        sleep(0.25)
 
 
 # -- talking to nodes -------------------------------------------------------------------------
@@ -302,8 +339,9 @@ class _Task:
     key: tuple[str, int]
     attempts: int = 0          # attempt ids handed out so far
     failures: int = 0          # failed attempts that count toward max_attempts
-    fetch_rounds: int = 0      # attempts spent on inputs lost with their node
+    fetch_rounds: int = 0      # attempts spent on inputs lost with their node, or silent
     tried: set[str] = field(default_factory=set)
+    not_before: float = 0.0    # monotonic time before which it is not dispatched again
 
     @property
     def id(self) -> str:
@@ -380,7 +418,7 @@ class ClusterDriver:
             last: Exception | None = None
             for i, loc in enumerate(d.locations):
                 node, chunk = parse_node_url(loc)
-                fs = RemoteFS(node, chunk, self.secret)
+                fs = RemoteFS(node, chunk, self.secret, timeout=PLAN_TIMEOUT)
                 try:
                     fs.listdir("/")
                 except Exception as exc:  # a dead or damaged master: plan from a replica
@@ -483,10 +521,13 @@ class ClusterDriver:
 
     def _choose(self, cpu: ClusterCpu, usable: list[ClusterCpu], maps_complete: bool) -> tuple[str, int] | None:
         fallback = None
+        now = time.monotonic()
         for key in self.pending:
             if key[0] == "r" and not maps_complete:
                 continue
             task = self.tasks[key]
+            if task.not_before > now:
+                continue
             if cpu.url in task.tried and any(c.url not in task.tried for c in usable):
                 continue          # another cpu has not tried this one yet
             if key[0] == "m" and _authority(self.maps[key[1]].root) == cpu.authority:
@@ -595,11 +636,15 @@ class ClusterDriver:
         cpu = run.cpu
         tag = f"{task.id}.a{run.attempt}"
         self._ended(task, run, "lost" if result.error_kind == "lost" else "failed", result)
-        if result.error_kind == "fetch":
-            self._lost_input(result.lost_input)
+        if result.error_kind in ("fetch", "unreachable"):
+            if result.error_kind == "fetch":
+                self._lost_input(result.lost_input)
+            else:   # no copy of the input answered: try again in a moment
+                task.not_before = time.monotonic() + UNREACHABLE_PAUSE
             task.fetch_rounds += 1
             if task.fetch_rounds > EXTRA_FETCH_ROUNDS + self.max_attempts:
-                raise JobFailed(f"{result.error} (on {cpu.name}; inputs kept disappearing)")
+                raise JobFailed(_message(result, tag, cpu) + " (its inputs kept disappearing)")
+            self._event(f"{tag} on {cpu.name}: {result.error}; running it again")
             self.pending.append(task.key)
             return
         if result.error_kind not in ("lost", "system", "disk_full"):

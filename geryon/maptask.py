@@ -108,9 +108,9 @@ def run_map_task(job: Job, task: MapTask, open_input: Callable[[str], tuple[FS, 
     except InputError as exc:
         result.error = f"map task {task.id} failed: {exc}"
         result.error_kind = "input"
-    except fserrors.FSError as exc:  # a remote disk: its node is gone, or the chunk is
+    except fserrors.FSError as exc:  # a remote disk: its node is gone (or silent), or the chunk is
         result.error = f"map task {task.id} ({where}) failed: cannot read {task.root}: {exc}"
-        result.error_kind = "input"
+        result.error_kind = "unreachable" if isinstance(exc, fserrors.RemoteConnectionError) else "input"
     except GeryonError as exc:
         at = f" at record {describe_key(current)}" if current is not None else ""
         result.error = f"map task {task.id} ({where}){at} failed: {exc}"

@@ -89,7 +89,9 @@ class TaskResult:
     counters: dict[str, dict[str, int]] = field(default_factory=dict)
     seconds: float = 0.0
     error: str = ""
-    error_kind: str = ""  # "user" (deterministic: do not retry), "disk_full", "input", "system", "fetch"
+    # "user" (deterministic: do not retry), "disk_full", "input" (bad data), "unreachable" (the
+    # input's node did not answer), "system", "fetch" (a map output could not be read)
+    error_kind: str = ""
     detail: str = ""  # traceback or stderr tail
     lost_input: str = ""  # "fetch" failures: the map output that could not be read
 

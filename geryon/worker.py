@@ -37,6 +37,9 @@ from geryon.task import MapTask, ReduceTask, TaskResult
 FETCH_TIMEOUT = 10.0
 """Seconds a shuffle fetch waits on a silent node before giving up on it."""
 
+IO_TIMEOUT = 5.0
+"""Seconds an input read waits on a silent node before trying the next replica."""
+
 FETCH_BLOCK = 1 << 20
 """Bytes read at a time from a shuffle response."""
 
@@ -60,23 +63,33 @@ class Inputs:
         node, chunk = parse_node_url(location)
         if node == self.self_url and chunk in self.chunks:
             return ChunkFS(self.chunks[chunk]), self.chunks[chunk]
-        return RemoteFS(node, chunk, self.secret), None
+        return RemoteFS(node, chunk, self.secret, timeout=IO_TIMEOUT), None
 
 
 def run_map(job: Any, task: MapTask, inputs: Inputs) -> TaskResult:
-    """Run a map attempt, starting over on the next replica when the input cannot be read."""
+    """Run a map attempt, starting over on the next replica when the input cannot be read.
+
+    When no location could be read and some node did not answer, the result says
+    "unreachable" (the driver tries again a little later); when every copy is damaged or
+    missing, "input" (the job fails: no copy is good).
+    """
     from geryon.maptask import run_map_task
 
     locations = [task.root, *task.alternates]
     result = TaskResult(task=task.id, attempt=task.attempt, ok=False)
+    silent = False
     for i, location in enumerate(locations):
         result = run_map_task(job, replace(task, root=location), inputs.open)
-        if result.ok or result.error_kind != "input" or i + 1 == len(locations):
+        if result.ok or result.error_kind not in ("input", "unreachable"):
             if result.ok and i > 0:
                 result.counters.setdefault("geryon", {})["replica_reads"] = 1
             return result
-        print(f"geryon: {task.split.disk}: {location} failed ({result.error}); "
-              f"reading replica {locations[i + 1]}", file=sys.stderr, flush=True)
+        silent = silent or result.error_kind == "unreachable"
+        if i + 1 < len(locations):
+            print(f"geryon: {task.split.disk}: {location} failed ({result.error}); "
+                  f"reading replica {locations[i + 1]}", file=sys.stderr, flush=True)
+    if silent:
+        result.error_kind = "unreachable"
     return result
 
 

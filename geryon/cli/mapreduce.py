@@ -68,8 +68,7 @@ def mapreduce(map_step: str, reduce_step: str, disks: tuple[str, ...], partition
     A DISK is a directory or a disk name from the ndb file; on a cluster, a disk named in
     the cluster's ndb file or a geryon:// URL.
     """
-    from geryon.api import run_cluster_job, run_job
-    from geryon.engine import new_job_id
+    from geryon.api import run_job
     from geryon.progress import LineProgress, RichProgress, summary_lines, summary_table
 
     try:
@@ -182,6 +181,8 @@ def _run_on_cluster(job: Job, disks: tuple[str, ...], registry_url: str | None, 
 
 
 def _shown(path: str) -> str:
+    if "://" in path:
+        return path
     rel = os.path.relpath(path)
     return path if rel.startswith("..") else rel
 

@@ -1,0 +1,44 @@
+"""A node whose output disk is full: its tasks retry on other cpus, and it is excluded."""
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.faults.fault_helpers import FaultCluster, assert_same_output, attempts, job_events, wait_job
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """An 8 KiB tmpfs: room for a chunk's metadata, not for a map output."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8k", "tmpfs", str(mnt)], check=True)
+    try:
+        yield mnt / "c0"
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_full_output_disk_retries_elsewhere(tmp_path: Path, secret_file: Path,
+                                            corpus: dict[str, dict[str, bytes]], tiny_disk: Path) -> None:
+    c = FaultCluster(tmp_path, secret_file, corpus)
+    try:
+        c.start(out_chunk={"n2": tiny_disk})
+        out = tmp_path / "out"
+        code, _, err = wait_job(c.start_job(out))
+        assert code == 0, err
+        assert_same_output(out, c.reference(), c.corpus)
+        full = [a for a in attempts(c.jobs_dir) if a["cpu"] == "n2" and a["state"] == "failed"]
+        assert full and all("space" in a["error"] or "full" in a["error"] for a in full), full
+        done_elsewhere = {a["task"] for a in attempts(c.jobs_dir) if a["state"] == "done"}
+        assert {a["task"] for a in full} <= done_elsewhere
+        if len(full) >= 3:
+            assert "n2 excluded" in job_events(c.jobs_dir)
+    finally:
+        c.stop()
