@@ -58,7 +58,8 @@ def list_local_files(root: str) -> list[tuple[str, int]]:
         with os.scandir(directory) as entries:
             for entry in entries:
                 if entry.is_dir(follow_symlinks=False):
-                    stack.append((entry.path, f"{rel}/{entry.name}"))
+                    if not is_internal(entry.name):  # e.g. a job's staging directory
+                        stack.append((entry.path, f"{rel}/{entry.name}"))
                 elif entry.is_file() and not is_internal(entry.name):
                     out.append((f"{rel}/{entry.name}", entry.stat().st_size))
     out.sort()
@@ -67,6 +68,9 @@ def list_local_files(root: str) -> list[tuple[str, int]]:
 
 def list_files(disk_fs: FS) -> list[tuple[str, int]]:
     """Every regular file of a disk with its size, in a stable (sorted path) order."""
+    files = getattr(disk_fs, "files", None)
+    if callable(files):  # a remote chunk lists itself in one request
+        return sorted(files())
     out: list[tuple[str, int]] = []
     for path, info in disk_fs.walk.info(namespaces=["details"]):
         if info.is_dir or is_internal(info.name):
