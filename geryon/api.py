@@ -91,7 +91,8 @@ def run_job(job: Job, disks: Sequence[str | Disk], out: str | None = None, worke
 
 def run_cluster_job(job: Job, disks: Sequence[str], registry: Any, secret: bytes | None, *,
                     out: str | None = None, progress: Progress | None = None, record: Any = None,
-                    lease: float | None = None, echo: Any = None, job_id: str | None = None) -> JobResult:
+                    lease: float | None = None, echo: Any = None, job_id: str | None = None,
+                    pick: str = "rr") -> JobResult:
     """Run `job` on the cpus of a cluster.
 
     Args:
@@ -102,6 +103,7 @@ def run_cluster_job(job: Job, disks: Sequence[str], registry: Any, secret: bytes
         record: a `geryon.jobstore.JobRecord`, or None.
         lease: seconds a silent node keeps its attempts.
         echo: called with each line of task stderr (prefixed with the attempt's id).
+        pick: "rr" (round robin) or "load" (least busy cpu first), after locality.
     Raises:
         UnknownDisk, JobFailed, GeryonError.
     """
@@ -109,7 +111,7 @@ def run_cluster_job(job: Job, disks: Sequence[str], registry: Any, secret: bytes
 
     found, cpus = find_cluster([str(d) for d in disks], registry)
     driver = ClusterDriver(job, cpus, job_id or new_job_id(job.name), secret, progress=progress, record=record,
-                           lease=lease or DEFAULT_LEASE, echo=echo)
+                           lease=lease or DEFAULT_LEASE, echo=echo, pick=pick)
     result = JobResult(driver.run(found, out))
     result.secret = secret
     return result

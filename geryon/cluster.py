@@ -56,6 +56,10 @@ log = logging.getLogger(__name__)
 DEFAULT_LEASE = 5.0
 """Seconds a node may stay silent before its attempts are given up (DESIGN: dead after 5 s)."""
 
+PICKS = ("rr", "load")
+"""How a free slot is offered work when no map's input is on its node: round robin over the
+cpus (the seed's rule), or the least busy cpu first (dsh's idea, by running attempts per slot)."""
+
 MAX_CPU_FAILURES = 3
 """Failed attempts after which a cpu is excluded from the job."""
 
@@ -84,6 +88,7 @@ class ClusterCpu:
     slots: int
     os: str = ""
     arch: str = ""
+    load: float = 0.0
 
     @property
     def authority(self) -> str:
@@ -113,7 +118,12 @@ def find_cpus(registry: Any) -> list[ClusterCpu]:
             slots = max(1, int(svc.get("ncpu") or 1))
         except ValueError:
             slots = 1
-        cpus.append(ClusterCpu(svc.get("host") or svc.name, url, slots, svc.get("os") or "", svc.get("arch") or ""))
+        try:
+            load = float(svc.get("load") or 0) / slots
+        except ValueError:
+            load = 0.0
+        cpus.append(ClusterCpu(svc.get("host") or svc.name, url, slots, svc.get("os") or "", svc.get("arch") or "",
+                               load))
     return sorted(cpus, key=lambda c: (c.name, c.url))
 
 
@@ -373,7 +383,7 @@ class ClusterDriver:
     def __init__(self, job: Job, cpus: Sequence[ClusterCpu], job_id: str, secret: bytes | None, *,
                  pack: JobPack | None = None, progress: Progress | None = None, record: Any = None,
                  max_attempts: int = DEFAULT_MAX_ATTEMPTS, lease: float = DEFAULT_LEASE,
-                 echo: Callable[[str], None] | None = None) -> None:
+                 echo: Callable[[str], None] | None = None, pick: str = "rr") -> None:
         if not cpus:
             raise GeryonError("no cpus in the registry (start `geryon node` on the machines)")
         self.job = job
@@ -385,6 +395,9 @@ class ClusterDriver:
         self.max_attempts = max_attempts
         self.lease = lease
         self.echo = echo
+        if pick not in PICKS:
+            raise GeryonError(f"unknown pick {pick!r} (choose from {', '.join(PICKS)})")
+        self.pick = pick
         if pack is None:
             from geryon.jobpack import build
             pack = build(job)
@@ -505,6 +518,8 @@ class ClusterDriver:
         n = len(self.cpus)
         order = [self.cpus[(self._rr + i) % n] for i in range(n)]
         self._rr = (self._rr + 1) % n
+        if self.pick == "load":  # least loaded first: busy share of its slots, then its load at start
+            order.sort(key=lambda c: (self.busy[c.url] / c.slots, c.load))
         usable = [c for c in order if self._usable(c)]
         progress = True
         while progress and self.pending:

@@ -106,13 +106,18 @@ class Job:
             raise JobDefinitionError("a combiner must be a Python function")
 
     def run(self, disks: Sequence[Any], out: str | None = None, workers: int | None = None,
-            ndb: str | None = None, progress: Any = None, workdir: str | None = None) -> Any:
-        """Run the job on `disks` (paths, disk names or Disks) in local mode.
+            ndb: str | None = None, progress: Any = None, workdir: str | None = None,
+            registry: Any = None, secret: bytes | None = None) -> Any:
+        """Run the job on `disks` (paths, disk names or Disks) in local mode, or with a
+        `registry` (a RegistryClient) on that cluster's cpus (disks named in its ndb file;
+        its functions must live in script files: they travel as files, never pickled).
 
         Returns a JobResult: iterate it for (key, value) pairs in partition then key order.
         """
-        from geryon.api import run_job
+        from geryon.api import run_cluster_job, run_job
 
+        if registry is not None:
+            return run_cluster_job(self, [str(d) for d in disks], registry, secret, out=out, progress=progress)
         return run_job(self, disks, out=out, workers=workers, ndb=ndb, progress=progress, workdir=workdir)
 
     def fingerprint(self) -> str:

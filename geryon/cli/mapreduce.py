@@ -53,13 +53,16 @@ from geryon.cli.common import fail, ndb_option, showing, size_type
 @click.option("--secret-file", envvar="GERYON_SECRET_FILE", metavar="FILE", help="Cluster secret [~/.config/geryon/secret].")
 @click.option("--lease", type=click.FloatRange(min=0.5), default=5.0, show_default=True,
               help="Cluster: seconds a silent node keeps its tasks before they run elsewhere.")
+@click.option("--pick", "pick", type=click.Choice(["rr", "load"]), default="rr", show_default=True,
+              help="Cluster: after locality, offer tasks round robin or to the least busy cpu first.")
 @click.option("--jobs-dir", "jobs_dir_opt", metavar="DIR", help="Where job records go [$GERYON_JOBS_DIR].")
 @click.option("-q", "--quiet", is_flag=True, help="No progress and no summary.")
 def mapreduce(map_step: str, reduce_step: str, disks: tuple[str, ...], partitions: int, out: str | None,
               name: str | None, workers: int | None, streaming: bool, reader: str, partitioner: str, fmt: str,
               sort_budget: int, split_size: int | None, workdir: str | None, ndb_file: str | None,
               quiet: bool, skip_bad: int = 0, force_local: bool = False, registry_url: str | None = None,
-              secret_file: str | None = None, lease: float = 5.0, jobs_dir_opt: str | None = None) -> None:
+              secret_file: str | None = None, lease: float = 5.0, jobs_dir_opt: str | None = None,
+              pick: str = "rr") -> None:
     """Run MAP on every DISK, partition into R, sort and REDUCE each partition.
 
     MAP and REDUCE are Python scripts defining map(key, value) and reduce(key, values)
@@ -90,7 +93,7 @@ def mapreduce(map_step: str, reduce_step: str, disks: tuple[str, ...], partition
             try:
                 if cluster:
                     result = _run_on_cluster(job, disks, registry_url, secret_file, out, progress, record, lease,
-                                             problem)
+                                             problem, pick)
                 else:
                     result = run_job(job, list(disks), out=out, workers=workers, ndb=ndb_file, progress=progress,
                                      workdir=workdir, record=record)
@@ -158,22 +161,25 @@ def _record(jobs_dir_opt: str | None, job: Job, disks: tuple[str, ...], partitio
 
 
 def _run_on_cluster(job: Job, disks: tuple[str, ...], registry_url: str | None, secret_file: str | None,
-                    out: str | None, progress: Any, record: Any, lease: float, problem: str | None) -> Any:
+                    out: str | None, progress: Any, record: Any, lease: float, problem: str | None,
+                    pick: str) -> Any:
+    from pathlib import Path
+
     from geryon.api import run_cluster_job
-    from geryon.cli.registry import default_secret_path
+    from geryon.cli.registry import ENV_MDNS_INTERFACES, _interfaces, default_secret_path
     from registry.auth import load_secret
     from registry.client import RegistryClient
-    from pathlib import Path
+    from registry.errors import RegistryError
 
     path = Path(secret_file) if secret_file else default_secret_path()
     secret = load_secret(path) if secret_file or path.exists() else None
     echo = progress.message if progress is not None else (lambda line: click.echo(line, err=True))
-    from registry.errors import RegistryError
-
+    interfaces = _interfaces((os.environ.get(ENV_MDNS_INTERFACES, ""),))
     try:
-        with RegistryClient(registry_url, secret=secret, owner="mapreduce") as registry:
+        with RegistryClient(registry_url, secret=secret, owner="mapreduce", mdns_interfaces=interfaces) as registry:
             return run_cluster_job(job, list(disks), registry, secret, out=out, progress=progress, record=record,
-                                   lease=lease, echo=echo, job_id=record.job_id if record is not None else None)
+                                   lease=lease, echo=echo, job_id=record.job_id if record is not None else None,
+                                   pick=pick)
     except RegistryError as exc:
         if problem is not None:  # looked for a cluster only because a disk is not local
             raise GeryonError(f"{problem}; and no cluster to run on: {exc}") from exc

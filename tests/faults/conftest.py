@@ -9,6 +9,11 @@ import pytest
 from tests.faults.fault_helpers import FaultCluster, write_corpus
 
 
+@pytest.fixture(autouse=True)
+def _no_thread_leaks(no_thread_leaks: None) -> None:
+    """Every test here must stop the threads it starts (fixture in tests/conftest.py)."""
+
+
 @pytest.fixture
 def corpus() -> dict[str, dict[str, bytes]]:
     return write_corpus(Path("."), disks=4, files=6, lines=300)

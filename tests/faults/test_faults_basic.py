@@ -150,3 +150,38 @@ def test_killed_driver_leaves_no_task_running(fault_cluster: FaultCluster) -> No
     started = time.monotonic()
     wait_until(lambda: not any(workers_running(n.proc.popen.pid) for n in c.nodes.values()), 10)
     assert time.monotonic() - started < 10
+
+
+def test_cluster_found_over_zeroconf_when_a_disk_is_not_local(tmp_path: Path, secret_file: Path,
+                                                              corpus: dict[str, dict[str, bytes]]) -> None:
+    c = FaultCluster(tmp_path, secret_file, corpus)
+    c.mdns = True
+    try:
+        c.start()
+        env = {**c.job_env(), "GERYON_MDNS_INTERFACES": "127.0.0.1"}
+        env.pop("GERYON_REGISTRY")
+        d = c.job_dir()
+        proc = _geryon(c, "mapreduce", "-q", "--name", "wc", "-R", "3", "--out", str(tmp_path / "out"),
+                       "--pick", "load", str(d / "wc.py"), str(d / "wc.py"), *sorted(c.corpus), env=env)
+        assert proc.returncode == 0, proc.stderr
+        assert_same_output(tmp_path / "out", c.reference(), c.corpus)
+        assert job_record(c.jobs_dir)["mode"] == "cluster"
+    finally:
+        c.stop()
+
+
+def test_python_api_runs_on_the_cluster(fault_cluster: FaultCluster) -> None:
+    from geryon.job import Job, load_script
+    from registry.auth import load_secret
+    from registry.client import RegistryClient
+
+    c = fault_cluster
+    script = load_script(str(c.job_dir() / "wc.py"))
+    job = Job(map=script.map, reduce=script.reduce, combine=script.combine, partitions=2, name="api", format="text")
+    secret = load_secret(c.secret_file)
+    with RegistryClient(c.registry_url, secret=secret, owner="test") as registry:
+        result = job.run(sorted(c.corpus), registry=registry, secret=secret)
+        pairs = dict(result)
+    assert all(p.startswith("geryon://") for p in result.parts)
+    from tests.faults.fault_helpers import word_counts
+    assert {k: int(v) for k, v in pairs.items()} == dict(word_counts(c.corpus))
