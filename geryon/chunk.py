@@ -195,11 +195,19 @@ class ChunkFS(OSFS):
             write()
             _write_meta_fd(fd, {**meta, "used": used + nbytes})
 
-    def _release(self, nbytes: int) -> None:
-        """Take `nbytes` off the running total (a file was removed or a write abandoned)."""
+    def _release(self, nbytes: int, free: Callable[[], None] | None = None) -> None:
+        """Run `free` (remove a file, or replace one), then take `nbytes` off the running total.
+
+        Both happen under the lock: a recount from the disk in between would already miss
+        the bytes, and taking them off again would let the total run low.
+        """
         if self.capacity is None or nbytes <= 0:
+            if free is not None:
+                free()
             return
         with self._locked() as fd:
+            if free is not None:
+                free()
             meta = _read_meta_fd(fd)
             if isinstance(meta.get("used"), int):
                 _write_meta_fd(fd, {**meta, "used": max(0, meta["used"] - nbytes)})
@@ -248,8 +256,7 @@ class ChunkFS(OSFS):
             size = self.getsize(path)
         except fserrors.FSError:
             size = 0
-        super().remove(path)
-        self._release(size)
+        self._release(size, lambda: super(ChunkFS, self).remove(path))
 
 
 class _ChunkWriter(io.RawIOBase):
@@ -339,11 +346,12 @@ class _ChunkWriter(io.RawIOBase):
         self._failed = True
         self._f.close()
         if self._replace:
-            try:
-                os.unlink(self._target)
-            except FileNotFoundError:
-                pass
-            self._chunk._release(self._size)
+            def unlink() -> None:
+                try:
+                    os.unlink(self._target)
+                except FileNotFoundError:
+                    pass
+            self._chunk._release(self._size, unlink)
 
     def close(self) -> None:
         if self.closed:
@@ -352,7 +360,6 @@ class _ChunkWriter(io.RawIOBase):
             if not self._failed:
                 self._f.close()
                 if self._replace:
-                    os.replace(self._target, self._final)
-                    self._chunk._release(self._old_size)
+                    self._chunk._release(self._old_size, lambda: os.replace(self._target, self._final))
         finally:
             super().close()
