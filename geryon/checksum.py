@@ -5,8 +5,12 @@ to it to its size, mtime, SHA-256 and one CRC-32 per 1 MiB block (HDFS keeps per
 CRCs for the same reason: a reader of a byte range verifies only the blocks it reads).
 `VerifiedFile` serves reads from verified blocks only, so damaged data is never handed to
 a map function: a mismatch raises `ChecksumMismatch` naming the file and the block.
-Files the manifest does not name (written by other tools) are read unverified.
-Not here: choosing what to do about damage (fail the task; replicas come with the node).
+Files the manifest does not name (written by other tools) are read unverified. The same
+verification runs over any seekable stream (a remote chunk's file, `open_verified_stream`).
+For replication, `current_sums` tells which files changed since they were recorded (size
+and mtime first, like Inferno's updatelog; the bytes only when those differ) and
+`update_manifest` changes a manifest's entries in place. Not here: choosing what to do
+about damage (`geryon.failover` reads a replica; the job driver retries elsewhere).
 """
 from __future__ import annotations
 
@@ -16,10 +20,12 @@ import json
 import logging
 import os
 import secrets
+import threading
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from enum import Enum
+from typing import Any, BinaryIO
 
 from geryon.badrecords import InputError
 from geryon.chunk import SUMS_NAME, TEMP_MARK, is_internal
@@ -162,24 +168,127 @@ def record_files(root: str, paths: Iterable[str]) -> None:
     write_manifest(root, files)
 
 
+def manifest_to_json(files: dict[str, FileSum]) -> dict[str, Any]:
+    """A manifest as sent over the wire: `{key: {size, sha256, crc32, mtime_ns}}`."""
+    return {k: files[k].to_json() for k in sorted(files)}
+
+
+def manifest_from_json(data: Any, where: str = "manifest") -> dict[str, FileSum]:
+    """The inverse of `manifest_to_json`.
+
+    Raises:
+        ChecksumMismatch: the data is not a manifest.
+    """
+    try:
+        return {str(k): FileSum.from_json(v) for k, v in dict(data).items()}
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ChecksumMismatch(f"{where}: damaged checksum manifest: {exc}") from exc
+
+
+_LOCKS: dict[str, threading.Lock] = {}
+_LOCKS_LOCK = threading.Lock()
+
+
+def _lock_for(root: str) -> threading.Lock:
+    with _LOCKS_LOCK:
+        return _LOCKS.setdefault(os.path.realpath(root), threading.Lock())
+
+
+def update_manifest(root: str, add: dict[str, FileSum] | None = None, drop: Iterable[str] = (),
+                    drop_under: Iterable[str] = (), create: bool = False) -> bool:
+    """Change entries of the chunk's manifest (one thread at a time per chunk); True if changed.
+
+    Args:
+        add: entries to add or replace.
+        drop: keys to remove; `drop_under`: directories whose keys are all removed.
+        create: make the manifest when the chunk has none (else a chunk without one stays so).
+    """
+    with _lock_for(root):
+        current = read_manifest(root)
+        if current is None and not create:
+            return False
+        files = dict(current or {})
+        for key in drop:
+            files.pop(manifest_key(key), None)
+        for d in drop_under:
+            prefix = manifest_key(d).rstrip("/") + "/"
+            for key in [k for k in files if k.startswith(prefix)]:
+                del files[key]
+        files.update({manifest_key(k): v for k, v in (add or {}).items()})
+        write_manifest(root, files)
+        return True
+
+
+class FileState(str, Enum):
+    """How a file stands against its manifest entry (`current_sums`)."""
+
+    OK = "ok"              # size and mtime as recorded: the recorded sums are trusted
+    TOUCHED = "touched"    # size or mtime differ, the bytes do not
+    CHANGED = "changed"    # the bytes differ from the record: changed outside Geryon, or damaged
+    NEW = "new"            # no entry
+
+
+def current_sums(root: str, trust_stat: bool = True) -> tuple[dict[str, FileSum], dict[str, FileState], list[str]]:
+    """Every data file's checksums as it is now, and how it stands against the manifest.
+
+    A file whose size and mtime match its entry is not read (updatelog's quick check;
+    `trust_stat=False` reads every file, finding damage that left both alone); any other
+    is read and summed. Returns (sums, states, missing), `missing` being keys
+    the manifest records that are gone from the disk.
+
+    Raises:
+        ChecksumMismatch: the manifest itself is damaged.
+    """
+    recorded = read_manifest(root) or {}
+    sums: dict[str, FileSum] = {}
+    states: dict[str, FileState] = {}
+    for key in _files_of(root):
+        full = os.path.join(root, key.lstrip("/"))
+        try:
+            st = os.stat(full)
+        except FileNotFoundError:
+            continue
+        rec = recorded.get(key)
+        if trust_stat and rec is not None and rec.size == st.st_size and rec.mtime_ns == st.st_mtime_ns:
+            sums[key], states[key] = rec, FileState.OK
+            continue
+        try:
+            now = sum_file(full)
+        except FileNotFoundError:
+            continue
+        sums[key] = now
+        if rec is None:
+            states[key] = FileState.NEW
+        elif (rec.size, rec.sha256) == (now.size, now.sha256):
+            states[key] = FileState.TOUCHED
+        else:
+            states[key] = FileState.CHANGED
+    missing = sorted(set(recorded) - set(sums))
+    return sums, states, missing
+
+
 # -- verified reads ---------------------------------------------------------------------------
 
 class VerifiedFile(io.RawIOBase):
     """A chunk file read through its recorded block CRCs: only verified bytes come out.
 
     Seekable, so the lines reader can read byte ranges; wrap in io.BufferedReader for
-    readline. The file's size is checked on open.
+    readline. `source` is a local path, or an open seekable binary stream (a remote
+    file) whose `size`, when known, is checked on open like a local file's.
     """
 
-    def __init__(self, path: str, expected: FileSum, label: str) -> None:
+    def __init__(self, source: str | BinaryIO, expected: FileSum, label: str, size: int | None = None) -> None:
         super().__init__()
         self._label = label
         self._sum = expected
-        self._f = open(path, "rb")
-        actual = os.fstat(self._f.fileno()).st_size
-        if actual != expected.size:
+        if isinstance(source, str):
+            self._f: BinaryIO = open(source, "rb")
+            size = os.fstat(self._f.fileno()).st_size
+        else:
+            self._f = source
+        if size is not None and size != expected.size:
             self._f.close()
-            raise ChecksumMismatch(f"{label}: damaged: {actual} bytes, {expected.size} recorded in {SUMS_NAME}")
+            raise ChecksumMismatch(f"{label}: damaged: {size} bytes, {expected.size} recorded in {SUMS_NAME}")
         self._pos = 0
         self._block_no = -1
         self._block = b""
@@ -205,8 +314,9 @@ class VerifiedFile(io.RawIOBase):
 
     def _load(self, number: int) -> bytes:
         if number != self._block_no:
-            self._f.seek(number * BLOCK)
-            data = self._f.read(BLOCK)
+            if self._f.tell() != number * BLOCK:
+                self._f.seek(number * BLOCK)
+            data = self._read_block()
             expected = self._sum.crc32[number] if number < len(self._sum.crc32) else None
             if expected is None or zlib.crc32(data) != expected:
                 raise ChecksumMismatch(
@@ -214,6 +324,21 @@ class VerifiedFile(io.RawIOBase):
                     f"{number * BLOCK + len(data)} (block {number}); the data is not used")
             self._block_no, self._block = number, data
         return self._block
+
+    def _read_block(self) -> bytes:
+        """One block, in as many reads as a stream needs (a socket may return less)."""
+        data = self._f.read(BLOCK)
+        if len(data) == BLOCK or not data:
+            return data
+        parts = [data]
+        have = len(data)
+        while have < BLOCK:
+            more = self._f.read(BLOCK - have)
+            if not more:
+                break
+            parts.append(more)
+            have += len(more)
+        return b"".join(parts)
 
     def readinto(self, b: Any) -> int:
         if self._pos >= self._sum.size:
@@ -249,6 +374,22 @@ def open_verified(root: str, path: str, label: str, manifest: dict[str, FileSum]
     if expected is None:
         return open(full, "rb")
     return io.BufferedReader(VerifiedFile(full, expected, label), 64 << 10)
+
+
+def open_verified_stream(raw: BinaryIO, path: str, label: str,
+                         manifest: dict[str, FileSum] | None) -> BinaryIO:
+    """Wrap an open (remote) file so that only verified bytes come out, when the manifest
+    names it; `raw` itself otherwise. Its size is checked now when `raw.size` is known.
+
+    Raises:
+        ChecksumMismatch: its size differs from the record (`raw` is closed).
+    """
+    expected = manifest.get(manifest_key(path)) if manifest else None
+    if expected is None:
+        return raw
+    size = getattr(raw, "size", None)
+    return io.BufferedReader(VerifiedFile(raw, expected, label, size if isinstance(size, int) else None),
+                             64 << 10)  # type: ignore[return-value]
 
 
 # -- checking a whole disk --------------------------------------------------------------------

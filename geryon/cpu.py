@@ -15,7 +15,7 @@ import signal
 from typing import Protocol
 
 from geryon.job import Job
-from geryon.maptask import run_map_task
+from geryon.maptask import run_with_replicas
 from geryon.reducetask import run_reduce_task
 from geryon.task import MapTask, ReduceTask, TaskResult
 
@@ -44,7 +44,7 @@ def run_task(job_id: str, task: MapTask | ReduceTask) -> TaskResult:
     """Run one task of a registered job in this process."""
     job = _JOBS[job_id]
     if isinstance(task, MapTask):
-        return run_map_task(job, task)
+        return run_with_replicas(job, task)
     return run_reduce_task(job, task)
 
 

@@ -35,6 +35,7 @@ class Disk:
     name: str
     fs: FS = field(compare=False)
     path: str | None = None  # the local directory, when the disk is local
+    replicas: tuple[str, ...] = ()  # local directories of its replicas (ndb `replica=`), tried in order
 
     def __str__(self) -> str:
         return self.name
@@ -78,6 +79,24 @@ def resolve(arg: str, ndb_file: str | None = None) -> Disk:
         raise UnknownDisk(f"{arg}: {db_path} names the disk but gives no local path= for it")
     base = os.path.dirname(os.path.abspath(db_path))
     full = local if os.path.isabs(local) else os.path.join(base, local)
+    replicas = tuple(_replica_paths(db, entry, base))
     if not os.path.isdir(full):
-        raise UnknownDisk(f"{arg}: {full} (from {db_path}) is not a directory")
-    return open_path(full, name=arg)
+        if not replicas:
+            raise UnknownDisk(f"{arg}: {full} (from {db_path}) is not a directory")
+        log.warning("%s: master %s is gone: reading replica %s", arg, full, replicas[0])
+        full, replicas = replicas[0], replicas[1:]
+    disk = open_path(full, name=arg)
+    return Disk(disk.name, disk.fs, disk.path, replicas)
+
+
+def _replica_paths(db: ndb.Database, entry: ndb.Entry, base: str) -> list[str]:
+    """The local directories of a disk's replicas that exist (`replica=NAME` entries with `path=`)."""
+    out = []
+    for name in entry.getall("replica"):
+        for rep in db.find("name", name)[:1]:
+            path = rep.get("path")
+            if path:
+                full = path if os.path.isabs(path) else os.path.join(base, path)
+                if os.path.isdir(full):
+                    out.append(full)
+    return out

@@ -163,7 +163,7 @@ class Driver:
             if missing:
                 raise GeryonError(f"{missing[0]}: only local disks can be read in local mode")
             planned = plan(job, disks, sum(c.slots for c in self.cpus))
-            maps = [MapTask(i, 0, s, d.path or "", work) for i, (s, d) in enumerate(planned)]
+            maps = [MapTask(i, 0, s, d.path or "", work, d.replicas) for i, (s, d) in enumerate(planned)]
             if self.record is not None:
                 self.record.update_info({"maps": len(maps), "cpus": [c.name for c in self.cpus]})
             self.progress.phase("map", len(maps), sum(s.size for s, _ in planned))

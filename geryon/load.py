@@ -5,8 +5,16 @@ into chunk disks `d0.APP`, `d1.APP`, ... of at most `chunk_size` data bytes, nev
 a record, records every file's checksums in each chunk's manifest (`checksum`), copies
 each chunk to its replicas, and names the disks in the ndb file (`diskdb`). Chunks are
 built under a hidden staging directory and moved into place only when the whole load has
-succeeded; the app's disks from an earlier load are then replaced. Local mode only: a
-cluster will place copies through `placement.place` on the chunk directories nodes offer.
+succeeded; the app's disks from an earlier load are then replaced.
+
+`load_cluster` packs the same way into a local staging directory, then places each chunk's
+K copies on the cluster (`allocate`: nodes' free chunks and pools, most room first, copies
+on distinct hosts), uploads the master copy (its node records each file's checksums as it
+is written, and the result is compared with the staged manifest), fills the replicas from
+the master node to node (`replicate.sync_chunk`), and names every copy in the ndb file
+(`master=NODE!CHUNK`, no `path=`). On any failure every chunk it claimed is emptied or
+deleted and the ndb file is untouched; chunks of the app's earlier load are emptied (they
+become free chunks) only once the new disks are named.
 """
 from __future__ import annotations
 
@@ -16,9 +24,9 @@ import re
 import secrets
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from geryon.chunk import DEFAULT_CAPACITY, TEMP_MARK
 from geryon.diskdb import DiskEntry, app_disk_pattern, replace_disks
@@ -31,7 +39,7 @@ from geryon.placement import ChunkSlot, place
 log = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_CHUNK_SIZE", "DEFAULT_DISK_DIR", "LoadProgress", "LoadReport", "LoadedDisk", "RecordTooLarge",
-           "load"]
+           "load", "load_cluster"]
 
 DEFAULT_CHUNK_SIZE = DEFAULT_CAPACITY
 """Data bytes per chunk disk when none is given: 64 MiB, the seed's chunk."""
@@ -123,16 +131,7 @@ def load(sources: Sequence[str], app: str, chunk_size: int = DEFAULT_CHUNK_SIZE,
         GeryonError: a source cannot be read or is malformed (nothing is kept).
     """
     started = time.monotonic()
-    check_app_name(app)
-    if not sources:
-        raise GeryonError("nothing to load: name at least one file or directory")
-    if chunk_size < 1:
-        raise GeryonError("the chunk size must be positive")
-    if replicas < 1:
-        raise GeryonError("replicas must be at least 1 (the master)")
-    for src in sources:
-        if not os.path.exists(src):
-            raise GeryonError(f"{src}: no such file or directory")
+    _check_args(sources, app, chunk_size, replicas)
     progress = progress or _Silent()
     ndb_file = ndb_file or DEFAULT_NDB
     to = os.path.abspath(to)
@@ -148,21 +147,7 @@ def load(sources: Sequence[str], app: str, chunk_size: int = DEFAULT_CHUNK_SIZE,
     os.makedirs(staging)
     packer = ChunkPacker(staging, app, chunk_size)
     try:
-        packer_done = 0
-        multi = len(sources) > 1
-        for src in sources:
-            prefix = os.path.basename(os.path.normpath(src)) if multi and os.path.isdir(src) else ""
-            for piece in iter_pieces(src, chunk_size, fmt, prefix, tick, exclude=(to, ndb_file)):
-                packer.add(piece)
-                while len(packer.chunks) > packer_done:
-                    c = packer.chunks[packer_done]
-                    progress.chunk_done(c.name, c.nbytes, c.files)
-                    packer_done += 1
-        chunks = packer.finish()
-        for c in chunks[packer_done:]:
-            progress.chunk_done(c.name, c.nbytes, c.files)
-        if not chunks:
-            raise GeryonError("nothing to load: the sources hold no records")
+        chunks = _pack(packer, sources, chunk_size, fmt, progress, tick, (to, ndb_file))
         report.disks, report.replica_paths = _commit(chunks, staging, to, app, replicas)
         report.bytes_out = sum(d.nbytes for d in report.disks)
         entries = []
@@ -179,6 +164,40 @@ def load(sources: Sequence[str], app: str, chunk_size: int = DEFAULT_CHUNK_SIZE,
     report.seconds = time.monotonic() - started
     log.info("loaded %d bytes into %d disks in %.2f s", report.bytes_in, len(report.disks), report.seconds)
     return report
+
+
+def _check_args(sources: Sequence[str], app: str, chunk_size: int, replicas: int) -> None:
+    check_app_name(app)
+    if not sources:
+        raise GeryonError("nothing to load: name at least one file or directory")
+    if chunk_size < 1:
+        raise GeryonError("the chunk size must be positive")
+    if replicas < 1:
+        raise GeryonError("replicas must be at least 1 (the master)")
+    for src in sources:
+        if not os.path.exists(src):
+            raise GeryonError(f"{src}: no such file or directory")
+
+
+def _pack(packer: ChunkPacker, sources: Sequence[str], chunk_size: int, fmt: str, progress: LoadProgress,
+          tick: Callable[[int], None], exclude: Sequence[str]) -> list[LoadedDisk]:
+    """Cut every source into pieces and pack them into staged chunks."""
+    packer_done = 0
+    multi = len(sources) > 1
+    for src in sources:
+        prefix = os.path.basename(os.path.normpath(src)) if multi and os.path.isdir(src) else ""
+        for piece in iter_pieces(src, chunk_size, fmt, prefix, tick, exclude=exclude):
+            packer.add(piece)
+            while len(packer.chunks) > packer_done:
+                c = packer.chunks[packer_done]
+                progress.chunk_done(c.name, c.nbytes, c.files)
+                packer_done += 1
+    chunks = packer.finish()
+    for c in chunks[packer_done:]:
+        progress.chunk_done(c.name, c.nbytes, c.files)
+    if not chunks:
+        raise GeryonError("nothing to load: the sources hold no records")
+    return chunks
 
 
 def _commit(chunks: list[LoadedDisk], staging: str, to: str, app: str,
@@ -211,3 +230,118 @@ def _commit(chunks: list[LoadedDisk], staging: str, to: str, app: str,
             replica_paths.append(os.path.join(replica_dir, name))
     return out, replica_paths
 
+
+
+# -- on a cluster -------------------------------------------------------------------------
+
+def load_cluster(sources: Sequence[str], app: str, *, registry: Any, secret: bytes | None,
+                 chunk_size: int = DEFAULT_CHUNK_SIZE, replicas: int = 1, ndb_file: str | None = None,
+                 fmt: str = "auto", progress: LoadProgress | None = None, staging_dir: str | None = None) -> LoadReport:
+    """Load `sources` into chunk disks `dN.APP` on the cluster's nodes, K copies each.
+
+    Args:
+        registry: a registry client (nodes' chunks and pools are found through it).
+        secret: the cluster secret.
+        staging_dir: where chunks are packed before upload (default: the system's temp dir).
+    Raises:
+        NoRoom: fewer than `replicas` hosts have room for a chunk (nothing is kept).
+        RecordTooLarge, GeryonError: as `load` (nothing is kept).
+    """
+    import tempfile
+
+    from geryon.allocate import Allocator
+    from geryon.diskdb import named_chunks, read_disks
+
+    started = time.monotonic()
+    _check_args(sources, app, chunk_size, replicas)
+    progress = progress or _Silent()
+    ndb_file = ndb_file or DEFAULT_NDB
+    report = LoadReport(app, ndb_file=ndb_file)
+    progress.start(sum(_source_size(s) for s in sources))
+
+    def tick(n: int) -> None:
+        report.bytes_in += n
+        progress.advance(n)
+
+    pattern = app_disk_pattern(app)
+    old = [d for d in read_disks(ndb_file) if pattern.match(d.name) and d.path is None]
+    alloc = Allocator(registry, secret, named_chunks(ndb_file))
+    staging = tempfile.mkdtemp(prefix=f"{TEMP_MARK}load-{app}-", dir=staging_dir)
+    packer = ChunkPacker(staging, app, chunk_size)
+    try:
+        chunks = _pack(packer, sources, chunk_size, fmt, progress, tick, (ndb_file,))
+        entries: list[DiskEntry] = []
+        for c in chunks:
+            slots = alloc.choose(chunk_size, replicas)
+            master = alloc.claim(slots[0], chunk_size)
+            _upload(c, master.open(secret), f"{c.name} ({master.where})")
+            names = tuple(f"{c.name}.r{k}" for k in range(1, replicas))
+            copies = []
+            for name, slot in zip(names, slots[1:]):
+                ref = alloc.claim(slot, chunk_size, replica=True)
+                _fill_replica(master, ref, secret, name)
+                copies.append(DiskEntry(name, None, ref.host, (), c.name, ref.chunk))
+            entries.append(DiskEntry(c.name, None, master.host, names, None, master.chunk))
+            entries += copies
+            report.disks.append(LoadedDisk(c.name, master.where, c.nbytes, c.files, names))
+            report.replica_paths += [f"{e.host}!{e.chunk}" for e in copies]
+        report.bytes_out = sum(d.nbytes for d in report.disks)
+        replace_disks(ndb_file, pattern, entries)
+    except BaseException:
+        packer.abort()
+        alloc.release_all()
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    _free_old(old, registry, secret)
+    report.seconds = time.monotonic() - started
+    log.info("loaded %d bytes into %d disks on the cluster in %.2f s", report.bytes_in, len(report.disks),
+             report.seconds)
+    return report
+
+
+def _upload(chunk: LoadedDisk, remote: Any, label: str) -> None:
+    """Write a staged chunk's files to a remote chunk and check the node recorded the same sums."""
+    from geryon.checksum import read_manifest
+
+    staged = read_manifest(chunk.path) or {}
+    with remote:
+        remote.call("putsums", files={})      # an empty manifest first: each write is recorded
+        made: set[str] = set()
+        for key in sorted(staged):
+            parent = os.path.dirname(key)
+            if parent not in ("/", "") and parent not in made:
+                remote.makedirs(parent, recreate=True)
+                made.add(parent)
+            with open(os.path.join(chunk.path, key.lstrip("/")), "rb") as f:
+                remote.put(key, f.read())
+        recorded = remote.manifest() or {}
+    bad = [k for k in staged if k not in recorded or (recorded[k].size, recorded[k].sha256) !=
+           (staged[k].size, staged[k].sha256)]
+    if bad or set(recorded) - set(staged):
+        raise GeryonError(f"{label}: upload check failed: {len(bad)} file(s) differ from what was sent "
+                          f"(first: {(bad or sorted(set(recorded) - set(staged)))[0]})")
+
+
+def _fill_replica(master: Any, ref: Any, secret: bytes | None, name: str) -> None:
+    from geryon.replicate import DEFAULT_SYNC_TIMEOUT, sync_chunk
+
+    with master.open(secret) as mfs, ref.open(secret, DEFAULT_SYNC_TIMEOUT) as rfs:
+        sync_chunk(mfs, rfs, label=name)
+
+
+def _free_old(old: Sequence[DiskEntry], registry: Any, secret: bytes | None) -> None:
+    """Empty the chunks of an app's earlier load, now unnamed, so they are free chunks again."""
+    from geryon.allocate import locate
+
+    for d in old:
+        ref = locate(registry, d.host, d.chunk or d.name)
+        if ref is None:
+            log.warning("%s: its old chunk %s is not live: left as it is", d.name, d.master)
+            continue
+        try:
+            with ref.open(secret) as remote:
+                remote.call("clear")
+                remote.call("role", replica=False)
+        except (GeryonError, OSError) as exc:
+            log.warning("%s: could not empty its old chunk %s: %s", d.name, d.master, exc)

@@ -23,7 +23,7 @@ from geryon.chunk import ChunkFS
 from geryon.errors import DiskFull, GeryonError
 from geryon.job import Job, is_sum
 from geryon.partition import partitioner
-from geryon.badrecords import SkipBudget
+from geryon.badrecords import BadRecord, SkipBudget
 from geryon.readers import InputError, raw_chunks, read_records
 from geryon.segments import write_index
 from geryon.sortbuffer import SortBuffer
@@ -43,6 +43,38 @@ def output_name(task: MapTask) -> str:
 def open_local(root: str) -> tuple[FS, str | None]:
     """A local input disk: its fs, and the directory for reads that skip the fs layer."""
     return ChunkFS(root), root
+
+
+def run_with_replicas(job: Job, task: MapTask,
+                      open_input: Callable[[str], tuple[FS, str | None]] = open_local) -> TaskResult:
+    """Run a map attempt, starting over on the next replica when the input cannot be read.
+
+    Damaged (checksum mismatch), missing or unreadable input on `task.root` sends the whole
+    attempt to `task.alternates[0]`, and so on, saying so on stderr (the job's log). When no
+    copy could be read and some node did not answer, the result says "unreachable" (a
+    cluster tries again a little later); when every copy is bad, "input" (the job fails).
+    """
+    import sys
+    from dataclasses import replace
+
+    locations = [task.root, *task.alternates]
+    result = TaskResult(task=task.id, attempt=task.attempt, ok=False)
+    silent = False
+    for i, location in enumerate(locations):
+        result = run_map_task(job, replace(task, root=location), open_input)
+        if result.ok or result.error_kind not in ("input", "unreachable"):
+            if result.ok and i > 0:
+                result.counters.setdefault("geryon", {})["replica_reads"] = 1
+            return result
+        silent = silent or result.error_kind == "unreachable"
+        if i + 1 < len(locations):
+            print(f"geryon: {task.split.disk}: {location} failed ({result.error}); "
+                  f"reading replica {locations[i + 1]}", file=sys.stderr, flush=True)
+            log.warning("%s: %s failed (%s); reading replica %s", task.split.disk, location, result.error,
+                        locations[i + 1])
+    if silent:
+        result.error_kind = "unreachable"
+    return result
 
 
 def run_map_task(job: Job, task: MapTask, open_input: Callable[[str], tuple[FS, str | None]] = open_local) -> TaskResult:
@@ -105,9 +137,9 @@ def run_map_task(job: Job, task: MapTask, open_input: Callable[[str], tuple[FS, 
     except DiskFull as exc:
         result.error = f"map task {task.id} ({where}) failed: {exc}"
         result.error_kind = "disk_full"
-    except InputError as exc:
+    except InputError as exc:  # a malformed record is in every copy: only damage sends us to a replica
         result.error = f"map task {task.id} failed: {exc}"
-        result.error_kind = "input"
+        result.error_kind = "user" if isinstance(exc, BadRecord) else "input"
     except fserrors.FSError as exc:  # a remote disk: its node is gone (or silent), or the chunk is
         result.error = f"map task {task.id} ({where}) failed: cannot read {task.root}: {exc}"
         result.error_kind = "unreachable" if isinstance(exc, fserrors.RemoteConnectionError) else "input"

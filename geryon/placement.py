@@ -1,9 +1,9 @@
 """Where chunk copies go: choose K chunk directories for a chunk, given their free space.
 
 Pure: candidates in, choice out. Local mode offers one candidate for masters (`--to DIR`)
-and one for replicas (`DIR/replicas`); a cluster will offer the chunk directories its
-nodes register, so that copies land on distinct hosts with the most room.
-Not here: making the chunks (see `load`).
+and one for replicas (`DIR/replicas`); a cluster offers its nodes' free chunks (each takes
+one copy: `single`) and chunk pools (room for many), so that copies land on distinct
+hosts with the most room. Not here: finding candidates or making chunks (`allocate`, `load`).
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ class ChunkSlot:
     host: str
     path: str
     free: int
+    single: bool = False          # takes one copy at most (an existing empty chunk)
 
 
 def place(size: int, slots: Sequence[ChunkSlot], copies: int) -> list[ChunkSlot]:
@@ -34,7 +35,8 @@ def place(size: int, slots: Sequence[ChunkSlot], copies: int) -> list[ChunkSlot]
 
     Copies go to distinct hosts while there are hosts with room, then to the slots used
     least; among equals, the one with the most free bytes, then the earliest offered.
-    A slot may take several copies (its free space is charged for each).
+    A slot may take several copies (its free space is charged for each), but for a
+    `single` one.
 
     Raises:
         NoRoom: fewer slots have room than copies are asked for.
@@ -44,7 +46,7 @@ def place(size: int, slots: Sequence[ChunkSlot], copies: int) -> list[ChunkSlot]
     used = [0] * len(slots)
     chosen: list[ChunkSlot] = []
     for copy in range(copies):
-        fits = [i for i, s in enumerate(slots) if free[i] >= size]
+        fits = [i for i, s in enumerate(slots) if free[i] >= size and not (s.single and used[i])]
         if not fits:
             raise NoRoom(f"no room for copy {copy + 1} of {copies} of a {size}-byte chunk "
                          f"(candidates: {', '.join(f'{s.host}!{s.path} {f} free' for s, f in zip(slots, free)) or 'none'})")

@@ -15,7 +15,8 @@ its extension (`reader_for`):
 Every reader reads `.gz`, `.bz2`, `.xz` and `.zst` files decompressed (`compression`);
 such files, and every file of a reader other than `lines`, are read whole from their first
 byte, so the planner never cuts them (`may_cut`). Files a chunk's checksum manifest names
-are verified as they are read (`checksum`). A malformed record is a `BadRecord` naming the
+are verified as they are read (`checksum`), local or remote (the manifest fetched once per
+split through the disk's fs). A malformed record is a `BadRecord` naming the
 file and position; given `on_bad` (a `SkipBudget`), readers skip it and go on.
 For streaming jobs, `raw_chunks` gives the bytes a streaming mapper reads.
 """
@@ -30,7 +31,7 @@ from typing import BinaryIO, Union
 from fs.base import FS
 
 from geryon.badrecords import BadRecord, InputError
-from geryon.checksum import FileSum, open_verified, read_manifest
+from geryon.checksum import FileSum, open_verified, open_verified_stream, read_manifest
 from geryon.compression import codec_of, open_decompressed, strip_codec
 from geryon.errors import GeryonError
 from geryon.split import FileRange, Split
@@ -95,11 +96,30 @@ class _Source:
         return f"{self.disk}:{self.path.lstrip('/')}"
 
 
+def _manifest(disk_fs: FS, root: str | None, split: Split) -> dict[str, FileSum] | None:
+    """The checksums to verify a split's reads against: the local chunk's manifest, or the
+    entries for the split's files of a remote chunk's, fetched through its fs (once per
+    split); None for a disk that verifies its own reads (`verifies_reads`, as
+    `geryon.failover` does) or has no manifest."""
+    if root is not None:
+        return read_manifest(root)
+    fetch = getattr(disk_fs, "manifest", None)
+    if getattr(disk_fs, "verifies_reads", False) or not callable(fetch):
+        return None
+    disk = split.disk
+    try:
+        return fetch(paths=sorted({r.path for r in split.ranges}))  # type: ignore[no-any-return]
+    except GeryonError:
+        raise
+    except Exception as exc:
+        raise InputError(f"{disk}: cannot read its checksum manifest: {exc}") from exc
+
+
 def _open(disk_fs: FS, root: str | None, src: _Source, manifest: dict[str, FileSum] | None) -> BinaryIO:
     try:
         if root is not None:  # a local disk: the plain file, without the fs layer's checks
             return open_verified(root, src.path, src.label, manifest)  # type: ignore[no-any-return]
-        return disk_fs.openbin(src.path)
+        return open_verified_stream(disk_fs.openbin(src.path), src.path, src.label, manifest)
     except GeryonError:
         raise
     except Exception as exc:
@@ -244,7 +264,7 @@ def read_records(disk_fs: FS, split: Split, reader: str, root: str | None = None
     """
     if reader not in _READ and reader != "auto":
         raise InputError(f"unknown reader {reader!r} (choose from {', '.join(READERS)})")
-    manifest = read_manifest(root) if root is not None else None
+    manifest = _manifest(disk_fs, root, split)
     for rng in split.ranges:
         kind = reader_for(reader, rng.path)
         compressed = codec_of(rng.path) is not None
@@ -281,7 +301,7 @@ def raw_chunks(disk_fs: FS, split: Split, root: str | None = None) -> Iterator[b
 
     Compressed files are decompressed; chunk files are verified when the chunk has a manifest.
     """
-    manifest = read_manifest(root) if root is not None else None
+    manifest = _manifest(disk_fs, root, split)
     for rng in split.ranges:
         compressed = codec_of(rng.path) is not None
         if compressed and rng.start > 0:

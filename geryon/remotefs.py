@@ -198,6 +198,22 @@ class RemoteFS(FS):
         """The chunk's capacity, used and free bytes (None for unbounded), and `replica`."""
         return self._op("usage")
 
+    def call(self, op: str, **args: Any) -> Any:
+        """A chunk service operation beyond the `fs` API (`sums`, `pull`, `check`, ...)."""
+        return self._op(op, **args)
+
+    def files(self) -> list[tuple[str, int]]:
+        """Every data file of the chunk with its size, sorted (one request, not a walk)."""
+        return [(str(p), int(n)) for p, n in self._op("files")]
+
+    def manifest(self, paths: Any = None) -> Any:
+        """The chunk's checksum manifest (`geryon.checksum`), or None when it has none;
+        with `paths`, only their entries."""
+        from geryon.checksum import manifest_from_json
+
+        data = self._op("manifest") if paths is None else self._op("manifest", paths=list(paths))
+        return None if data is None else manifest_from_json(data, f"{self.geturl_base()}")
+
 
 class _RemoteReader(io.RawIOBase):
     """A remote file opened for reading: one streaming GET, re-issued with Range after a seek."""
@@ -232,6 +248,11 @@ class _RemoteReader(io.RawIOBase):
         if self._resp is not None and self._rconn is not None:
             self._fs._conn.release(self._resp, self._rconn)
         self._resp = self._rconn = None
+
+    @property
+    def size(self) -> int | None:
+        """The file's size, as the node reported it (None if it did not)."""
+        return self._size
 
     def readable(self) -> bool:
         return True
@@ -390,9 +411,10 @@ def open_disk(arg: str, *, registry: Any = None, secret: bytes | None = None,
               ndb_file: str | None = None) -> Any:
     """A disk argument as a `geryon.disks.Disk`: a `geryon://` URL, a local path, or a name.
 
-    Names are looked up in the registry first (ndb-named disks: `d0.mbox ... addr URL`,
-    falling back to the replica's address when the master is down), then in the local
-    ndb file (`geryon.disks.resolve`).
+    Names are looked up in the registry first (ndb-named disks: `d0.mbox ... addr URL`),
+    opened as a `geryon.failover.FailoverFS` (reads from the master, else a replica,
+    verified against checksums; writes to the master), then in the local ndb file
+    (`geryon.disks.resolve`).
 
     Raises:
         UnknownDisk: not a URL, directory, or known name; or no live chunk holds it.
@@ -404,8 +426,9 @@ def open_disk(arg: str, *, registry: Any = None, secret: bytes | None = None,
     if registry is not None and "/" not in arg and not arg.startswith("."):
         url = disk_url(arg, registry)
         if url is not None:
-            node, chunk = parse_node_url(url)
-            return Disk(arg, RemoteFS(node, chunk, secret))
+            # Reads go to the master, else a replica, verified (geryon.failover); writes to the master.
+            from geryon.failover import open_failover
+            return open_failover(arg, registry, secret, ndb_file)
     return resolve(arg, ndb_file)
 
 

@@ -24,7 +24,6 @@ import os
 import sys
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -67,30 +66,10 @@ class Inputs:
 
 
 def run_map(job: Any, task: MapTask, inputs: Inputs) -> TaskResult:
-    """Run a map attempt, starting over on the next replica when the input cannot be read.
+    """Run a map attempt, failing over from the master to the replicas (`maptask.run_with_replicas`)."""
+    from geryon.maptask import run_with_replicas
 
-    When no location could be read and some node did not answer, the result says
-    "unreachable" (the driver tries again a little later); when every copy is damaged or
-    missing, "input" (the job fails: no copy is good).
-    """
-    from geryon.maptask import run_map_task
-
-    locations = [task.root, *task.alternates]
-    result = TaskResult(task=task.id, attempt=task.attempt, ok=False)
-    silent = False
-    for i, location in enumerate(locations):
-        result = run_map_task(job, replace(task, root=location), inputs.open)
-        if result.ok or result.error_kind not in ("input", "unreachable"):
-            if result.ok and i > 0:
-                result.counters.setdefault("geryon", {})["replica_reads"] = 1
-            return result
-        silent = silent or result.error_kind == "unreachable"
-        if i + 1 < len(locations):
-            print(f"geryon: {task.split.disk}: {location} failed ({result.error}); "
-                  f"reading replica {locations[i + 1]}", file=sys.stderr, flush=True)
-    if silent:
-        result.error_kind = "unreachable"
-    return result
+    return run_with_replicas(job, task, inputs.open)
 
 
 def http_range(location: str, seg: Segment, secret: bytes | None, timeout: float = FETCH_TIMEOUT) -> Iterator[bytes]:

@@ -1,20 +1,69 @@
-"""CLI verbs: geryon load SRC... --app NAME; geryon check DISK... (local mode)."""
+"""CLI verbs: geryon load SRC... --app NAME [--cluster]; geryon disk check DISK...
+
+Also the pieces the cluster's data verbs share (`cluster_options`, `cluster`): the
+registry (--registry, $GERYON_REGISTRY) and the cluster secret (--secret-file,
+$GERYON_SECRET_FILE, else the default secret file).
+"""
 from __future__ import annotations
 
+import getpass
 import logging
 import os
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import click
 
 from geryon.checksum import check_disk
 from geryon.chunk import DEFAULT_CAPACITY
-from geryon.cli.common import ndb_option, showing, size_type
+from geryon.cli.common import fail, ndb_option, showing, size_type
+from geryon.cli.registry import ENV_REGISTRY, ENV_SECRET_FILE, default_secret_path
+from geryon.disks import DEFAULT_NDB
 from geryon.errors import GeryonError
 from geryon.load import DEFAULT_DISK_DIR, load as load_sources
 from geryon.pieces import FORMATS
 
 log = logging.getLogger(__name__)
+
+
+def cluster_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--registry and --secret-file, for verbs that talk to the cluster."""
+    f = click.option("--secret-file", envvar=ENV_SECRET_FILE, metavar="FILE",
+                     help=f"Cluster secret (default: {default_secret_path()}).")(f)
+    return click.option("--registry", "registry_url", envvar=ENV_REGISTRY, metavar="URL",
+                        help="http://host:port or tcp!host!port (default: find over zeroconf).")(f)
+
+
+def read_secret(secret_file: str | None) -> bytes | None:
+    """The cluster secret from `secret_file`, else the default file if there is one."""
+    from registry.auth import load_secret
+
+    path = Path(secret_file) if secret_file else default_secret_path()
+    return load_secret(path) if secret_file or path.exists() else None
+
+
+@contextmanager
+def cluster(registry_url: str | None, secret_file: str | None) -> Iterator[tuple[Any, bytes | None]]:
+    """A registry client and the secret; cluster errors become one line and exit 1."""
+    from fs import errors as fserrors
+
+    from registry.client import RegistryClient
+    from registry.errors import RegistryError
+
+    try:
+        secret = read_secret(secret_file)
+        with RegistryClient(registry_url, secret=secret, owner=getpass.getuser()) as client:
+            yield client, secret
+    except (GeryonError, RegistryError, fserrors.FSError, OSError) as exc:
+        fail(str(exc) or type(exc).__name__)
+
+
+def ndb_path(ndb_file: str | None) -> str:
+    """The ndb file the cluster verbs read and update."""
+    return ndb_file or DEFAULT_NDB
 
 
 class _LineProgress:
@@ -65,25 +114,39 @@ class _RichProgress:
 @click.option("--chunk", "chunk", type=size_type, default=str(DEFAULT_CAPACITY), show_default="64M",
               help="Most data bytes per chunk disk.")
 @click.option("--replicas", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Copies of each chunk, the master included (extra copies go to DIR/replicas).")
-@click.option("--to", "to", type=click.Path(file_okay=False), default=DEFAULT_DISK_DIR, show_default=True,
-              help="Directory the chunk disks are made in.")
+              help="Copies of each chunk, the master included (locally, extra copies go to DIR/replicas; "
+                   "on a cluster, to other hosts).")
+@click.option("--to", "to", type=click.Path(file_okay=False), default=None,
+              help=f"Directory the chunk disks are made in [default: {DEFAULT_DISK_DIR}].")
+@click.option("--cluster", "on_cluster", is_flag=True,
+              help="Put the chunks on the cluster's nodes (free chunks and pools, most room first).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True,
               help="How files are cut into records: by extension, or lines, file, mbox, tar, warc.")
 @ndb_option
+@cluster_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress.")
-def load(sources: tuple[str, ...], app: str, chunk: int, replicas: int, to: str, fmt: str,
-         ndb_file: str | None, quiet: bool) -> None:
+def load(sources: tuple[str, ...], app: str, chunk: int, replicas: int, to: str | None, on_cluster: bool,
+         fmt: str, ndb_file: str | None, registry_url: str | None, secret_file: str | None, quiet: bool) -> None:
     """Load SRC files and directories into chunk disks at record boundaries.
 
     Text is cut at lines, mbox files at messages, tar archives (any compression) at
     members, WARC files at records, directories at files; .gz/.bz2/.xz/.zst files are
     decompressed. The disks are named in the ndb file and printed, one per line.
     """
+    if on_cluster and to is not None:
+        raise click.UsageError("--to is for local disks; --cluster puts them on the nodes")
     progress = None if quiet else (_RichProgress() if sys.stderr.isatty() else _LineProgress())
-    with showing(progress, "nothing loaded", errors=(OSError,)):
-        report = load_sources(list(sources), app, chunk_size=chunk, replicas=replicas, to=to,
-                              ndb_file=ndb_file, fmt=fmt, progress=progress)
+    if on_cluster:
+        from geryon.load import load_cluster
+
+        with cluster(registry_url, secret_file) as (registry, secret):
+            with showing(progress, "nothing loaded", errors=(OSError,)):
+                report = load_cluster(list(sources), app, registry=registry, secret=secret, chunk_size=chunk,
+                                      replicas=replicas, ndb_file=ndb_file, fmt=fmt, progress=progress)
+    else:
+        with showing(progress, "nothing loaded", errors=(OSError,)):
+            report = load_sources(list(sources), app, chunk_size=chunk, replicas=replicas,
+                                  to=to or DEFAULT_DISK_DIR, ndb_file=ndb_file, fmt=fmt, progress=progress)
     for d in report.disks:
         click.echo(d.name)
     if not quiet:
@@ -97,13 +160,16 @@ def load(sources: tuple[str, ...], app: str, chunk: int, replicas: int, to: str,
 @click.command("check")
 @click.argument("disks", nargs=-1, required=True, metavar="DISK...")
 @ndb_option
-def check(disks: tuple[str, ...], ndb_file: str | None) -> None:
+@cluster_options
+def check(disks: tuple[str, ...], ndb_file: str | None, registry_url: str | None, secret_file: str | None) -> None:
     """Verify every file of each DISK against its checksum manifest; exit 1 if any is damaged.
 
-    A DISK is a directory or a disk name from the ndb file. Damaged files are printed
-    one per line as `DISK:PATH: what is wrong`.
+    A DISK is a directory or a disk name from the ndb file; with a registry, a disk on the
+    cluster is checked on its nodes, master and replicas. Damaged files are printed one
+    per line as `DISK:PATH: what is wrong`.
     """
     from geryon.disks import resolve
+    from geryon.errors import UnknownDisk
 
     damaged = 0
     for arg in disks:
@@ -111,6 +177,13 @@ def check(disks: tuple[str, ...], ndb_file: str | None) -> None:
             disk = resolve(arg, ndb_file)
             assert disk.path is not None
             report = check_disk(disk.path)
+        except UnknownDisk as exc:
+            if registry_url is None:
+                click.echo(f"{arg}: {exc}")
+                damaged += 1
+            else:
+                damaged += _check_on_cluster(arg, ndb_file, registry_url, secret_file)
+            continue
         except GeryonError as exc:
             click.echo(f"{arg}: {exc}")
             damaged += 1
@@ -128,6 +201,31 @@ def check(disks: tuple[str, ...], ndb_file: str | None) -> None:
                    f"({os.path.relpath(disk.path)})", err=True)
     if damaged:
         sys.exit(1)
+
+
+def _check_on_cluster(arg: str, ndb_file: str | None, registry_url: str, secret_file: str | None) -> int:
+    """Check every copy of a cluster disk on its node; the count of damaged files (or dead copies)."""
+    from geryon.failover import find_copies
+
+    bad = 0
+    with cluster(registry_url, secret_file) as (registry, secret):
+        for copy in find_copies(arg, registry, secret, ndb_path(ndb_file)):
+            if copy.fs is None:
+                click.echo(f"{copy.name}: {copy.where}: {copy.why}")
+                bad += 1
+                continue
+            with copy.fs:
+                result = copy.fs.call("check") if hasattr(copy.fs, "call") else None
+            if result is None:
+                continue
+            for path, problem in result["damaged"]:
+                click.echo(f"{copy.name}:{path.lstrip('/')}: {problem}")
+            bad += len(result["damaged"])
+            status = "ok" if not result["damaged"] else f"{len(result['damaged'])} damaged"
+            note = "" if result["has_manifest"] else ", no checksum manifest"
+            click.echo(f"geryon: {copy.name}: {result['verified']} files verified, {status} ({copy.where}{note})",
+                       err=True)
+    return bad
 
 
 commands: list[click.Command] = [load]  # `check` lives under `geryon disk` (cli/disk.py)

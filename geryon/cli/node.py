@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from fs import errors as fserrors
 
-from geryon.cli.common import fail, serve_until_signalled
+from geryon.cli.common import fail, serve_until_signalled, size_type
 from geryon.cli.registry import ENV_REGISTRY, ENV_SECRET_FILE, default_secret_path
 from geryon.errors import GeryonError
 from geryon.node.defaults import DEFAULT_NODE_PORT, DEFAULT_REFRESH
@@ -95,12 +95,19 @@ def _disk_spec(values: tuple[str, ...], replica: bool) -> list[NodeDisk]:
               help="Seconds between load/free-space updates.")
 @click.option("--standalone", is_flag=True, help="Serve without registering.")
 @click.option("--fake-load", type=float, default=None, hidden=True, help="Report this load (tests).")
+@click.option("--chunk-pool", "pool", type=click.Path(file_okay=False), default=None,
+              help="Directory new chunks are made in on request (disk new --cluster, load, replicate).")
+@click.option("--pool-size", type=size_type, default=None,
+              help="Total capacity the pool may hand out (default: the filesystem's free space).")
+@click.option("--parent", default=None, metavar="NODE_OR_URL",
+              help="Join a taskfs tree as a child of this node (a name in the registry, or http://host:port).")
 @_registry_option
 @_secret_option
 @_failing
 def node(name: str, disks: tuple[str, ...], replicas: tuple[str, ...],
          cpus: int | None, listen: str | None, advertise: str | None, work_dir: str | None,
-         refresh: float, standalone: bool, fake_load: float | None, registry_url: str | None,
+         refresh: float, standalone: bool, fake_load: float | None, pool: str | None,
+         pool_size: int | None, parent: str | None, registry_url: str | None,
          secret_file: str | None) -> None:
     """Serve this machine's chunk disks and cpu to the cluster (until SIGTERM)."""
     secret = _secret(secret_file)
@@ -113,7 +120,8 @@ def node(name: str, disks: tuple[str, ...], replicas: tuple[str, ...],
     config = NodeConfig(name=name, disks=tuple(_disk_spec(disks, False) + _disk_spec(replicas, True)),
                         cpus=cpus, host=host.strip("[]") or "0.0.0.0", port=int(port),
                         advertise=advertise, secret=secret, registry=registry, work_dir=work_dir,
-                        refresh=refresh, load_source=host_source(cpus, fake_load))
+                        refresh=refresh, load_source=host_source(cpus, fake_load), parent=parent,
+                        pool=os.path.abspath(pool) if pool else None, pool_size=pool_size)
 
     try:
         serve_until_signalled(serve, config)

@@ -2,7 +2,8 @@
 
 It registers one service per chunk (`tcp!addr!port!CHUNK resource kfs id CHUNK name
 NODE url geryon://addr:port/CHUNK ...`, so an ndb `master=NODE!CHUNK` resolves to it) and one cpu service
-(`tcp!addr!port svc rstyx host NODE os ... ncpu ... load ... memfree ...`), refreshes load,
+(`tcp!addr!port svc rstyx host NODE os ... ncpu ... load ... memfree ...`, and `pool ROOM`
+when it makes chunks on request from a `--chunk-pool`), refreshes load,
 free memory and free space on every heartbeat, and unregisters when closed. The registry
 client re-registers everything after a registry restart on its own. Not here: parsing
 options or signals (the CLI does), the routes themselves (`chunkservice`, `cpuservice`).
@@ -22,11 +23,13 @@ from typing import Any
 from aiohttp import web
 
 from geryon.node.defaults import DEFAULT_NODE_PORT, DEFAULT_REFRESH
+from geryon.allocate import ChunkPool
 from geryon.chunk import ChunkFS
 from geryon.errors import GeryonError
 from geryon.node.chunkservice import ChunkService, ServedChunk
 from geryon.node.cpuservice import CpuService
 from geryon.node.jobservice import JobService
+from geryon.node.sessionservice import SessionService
 from geryon.node.load import HostFacts, LoadSource, host_source
 from geryon.pick import DEFAULT_PENALTY_SECONDS, DEFAULT_PICK_PENALTY
 from registry.auth import auth_middleware
@@ -69,6 +72,9 @@ class NodeConfig:
     load_source: LoadSource | None = None
     penalty: float = DEFAULT_PICK_PENALTY
     penalty_seconds: float = DEFAULT_PENALTY_SECONDS
+    pool: str | None = None                   # `--chunk-pool DIR`: chunks made on request
+    pool_size: int | None = None              # capacity the pool may hand out (None: disk free)
+    parent: str | None = None                 # --parent: a node name, tcp!host!port or url (taskfs tree)
 
 
 def advertised_host(host: str) -> str:
@@ -102,6 +108,13 @@ class NodeDaemon:
             if not os.path.isdir(disk.path):
                 raise GeryonError(f"disk {disk.name}: {disk.path}: no such directory")
             self.chunks[disk.name] = ServedChunk(disk.name, ChunkFS(disk.path), disk.replica)
+        self.pool: ChunkPool | None = None
+        if config.pool is not None:
+            self.pool = ChunkPool(config.pool, config.pool_size)
+            for name, path, replica in self.pool.scan():
+                if name in self.chunks:
+                    raise GeryonError(f"disk {name} given twice (also in the chunk pool {config.pool})")
+                self.chunks[name] = ServedChunk(name, ChunkFS(path), replica, pooled=True)
         self.source = config.load_source or host_source(config.cpus)
         self.port = config.port
         self.url = ""
@@ -112,6 +125,7 @@ class NodeDaemon:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self.cpu: CpuService | None = None
         self.jobs: JobService | None = None
+        self.sessions: SessionService | None = None
         self._failing = False
         self._sync_lock = asyncio.Lock()
         self._closed = False
@@ -140,10 +154,13 @@ class NodeDaemon:
     def cpu_attrs(self, facts: HostFacts, now: float) -> tuple[tuple[str, str], ...]:
         """The cpu service's attributes for these facts (load includes the virtual load)."""
         load = facts.load + self.virtual_load(now) * facts.ncpu
-        return (("svc", "rstyx"), ("host", self.config.name), ("url", self.url), ("os", facts.os),
+        attrs = (("svc", "rstyx"), ("host", self.config.name), ("url", self.url), ("os", facts.os),
                 ("arch", facts.arch), ("ncpu", str(facts.ncpu)), ("load", f"{load:.2f}"),
                 ("memfree", str(facts.mem_free)), ("memtotal", str(facts.mem_total)),
                 ("running", str(len(self.cpu.running) if self.cpu else 0)))
+        if self.pool is not None:
+            attrs += (("pool", str(self.pool.room())),)
+        return attrs
 
     def chunk_attrs(self, chunk: ServedChunk) -> tuple[tuple[str, str], ...]:
         usage = chunk.usage()
@@ -182,18 +199,24 @@ class NodeDaemon:
         self.cpu = CpuService(cfg.name, self.chunks, self.url, cfg.secret, work_dir, self._started)
         app = web.Application(client_max_size=DEFAULT_MAX_BODY, middlewares=[auth_middleware(cfg.secret)])
         self.jobs = JobService(cfg.name, self.chunks, self.url, cfg.secret, work_dir)
-        app.router.add_routes(ChunkService(self.chunks).routes() + self.cpu.routes() + self.jobs.routes()
-                              + [web.get("/v1/node", self._info)])
+        self.sessions = SessionService(cfg.name, self.source, cfg.secret, work_dir, parent=cfg.parent,
+                                       advertise=advertised_host(cfg.advertise or cfg.host), registry=cfg.registry)
+        chunk_service = ChunkService(self.chunks, secret=cfg.secret, pool=self.pool,
+                                     on_change=self._sync if cfg.registry is not None else None)
+        app.router.add_routes(chunk_service.routes() + self.cpu.routes() + self.jobs.routes()
+                              + self.sessions.routes() + [web.get("/v1/node", self._info)])
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
         await web.SockSite(self._runner, sock, backlog=256).start()
+        await self.sessions.start(self.url)       # the link to --parent, if any
         if cfg.registry is not None:
             self._tasks.append(asyncio.create_task(self._refresh_loop()))
         log.info("node %s listening on %s", cfg.name, self.url)
 
     async def _info(self, request: web.Request) -> web.Response:
         return web.json_response({"name": self.config.name, "url": self.url,
-                                  "chunks": sorted(self.chunks), "cpu": self.cpu_service})
+                                  "chunks": sorted(self.chunks), "cpu": self.cpu_service,
+                                  "jobs": self.jobs.info() if self.jobs is not None else {}})
 
     async def _started(self) -> None:
         """A command is starting: carry the virtual load, and tell the registry at once."""
@@ -226,6 +249,12 @@ class NodeDaemon:
                 (log.debug if self._failing else log.warning)("registering %s: %s", name, exc)
                 self._failing = True
                 return
+        for name in [] if only_cpu else [n for n in self._registered if n not in want]:
+            try:                                    # a chunk deleted from the pool
+                await loop.run_in_executor(None, reg.unregister, name)
+                del self._registered[name]
+            except RegistryError as exc:
+                log.debug("unregister %s: %s", name, exc)
 
     async def _refresh_loop(self) -> None:
         while True:
@@ -252,6 +281,8 @@ class NodeDaemon:
             await self.cpu.close()
         if self.jobs is not None:
             await self.jobs.close()
+        if self.sessions is not None:
+            await self.sessions.close()
         if self._runner is not None:
             await self._runner.cleanup()
         if self._tmp is not None:

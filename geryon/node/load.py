@@ -57,10 +57,11 @@ def os_name() -> str:
 
 
 def arch_name() -> str:
-    """The CPU architecture: `386` for x86 (Inferno's name), else platform.machine."""
+    """The CPU architecture as Linux's `uname -m` names it (`x86_64`, `aarch64`); 32-bit x86
+    is `386` (Inferno's name). taskfs matching treats `x86_64`/`amd64` and `aarch64`/`arm64` alike."""
     machine = platform.machine() or "unknown"
-    return {"x86_64": "386", "AMD64": "386", "i686": "386", "i386": "386",
-            "aarch64": "arm64"}.get(machine, machine)
+    return {"AMD64": "x86_64", "amd64": "x86_64", "i686": "386", "i386": "386",
+            "arm64": "aarch64"}.get(machine, machine)
 
 
 def read_host_facts(ncpu: int | None = None) -> HostFacts:
