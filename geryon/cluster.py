@@ -72,6 +72,10 @@ DEFAULT_SETTLE = 4.0
 EXTRA_FETCH_ROUNDS = 8
 """Attempts a task may spend beyond `max_attempts` on inputs lost with their node or silent."""
 
+LOCALITY_WAIT = 3.0
+"""Seconds a map waits for a slot on a node holding its input before another node may take
+it (delay scheduling, as Hadoop and Spark do: a remote read costs a request per file)."""
+
 PLAN_TIMEOUT = 10.0
 """Seconds a disk's node has to list the disk when the job is planned."""
 
@@ -352,6 +356,7 @@ class _Task:
     fetch_rounds: int = 0      # attempts spent on inputs lost with their node, or silent
     tried: set[str] = field(default_factory=set)
     not_before: float = 0.0    # monotonic time before which it is not dispatched again
+    queued: float = 0.0        # monotonic time it (last) became dispatchable
 
     @property
     def id(self) -> str:
@@ -383,7 +388,8 @@ class ClusterDriver:
     def __init__(self, job: Job, cpus: Sequence[ClusterCpu], job_id: str, secret: bytes | None, *,
                  pack: JobPack | None = None, progress: Progress | None = None, record: Any = None,
                  max_attempts: int = DEFAULT_MAX_ATTEMPTS, lease: float = DEFAULT_LEASE,
-                 echo: Callable[[str], None] | None = None, pick: str = "rr") -> None:
+                 echo: Callable[[str], None] | None = None, pick: str = "rr",
+                 locality_wait: float = LOCALITY_WAIT) -> None:
         if not cpus:
             raise GeryonError("no cpus in the registry (start `geryon node` on the machines)")
         self.job = job
@@ -398,6 +404,7 @@ class ClusterDriver:
         if pick not in PICKS:
             raise GeryonError(f"unknown pick {pick!r} (choose from {', '.join(PICKS)})")
         self.pick = pick
+        self.locality_wait = locality_wait
         if pack is None:
             from geryon.jobpack import build
             pack = build(job)
@@ -460,8 +467,9 @@ class ClusterDriver:
     def _schedule(self, report: JobReport) -> None:
         job = self.job
         M, R = len(self.maps), job.partitions
-        self.tasks = {("m", i): _Task(("m", i)) for i in range(M)}
-        self.tasks.update({("r", r): _Task(("r", r)) for r in range(R)})
+        now = time.monotonic()
+        self.tasks = {("m", i): _Task(("m", i), queued=now) for i in range(M)}
+        self.tasks.update({("r", r): _Task(("r", r), queued=now) for r in range(R)})
         self.pending: list[tuple[str, int]] = [("m", i) for i in range(M)] + [("r", r) for r in range(R)]
         self.map_done: dict[int, tuple[TaskResult, ClusterCpu]] = {}
         self.reduce_done: dict[int, tuple[TaskResult, ClusterCpu]] = {}
@@ -471,6 +479,7 @@ class ClusterDriver:
         self.cpu_failures: dict[str, int] = {}
         self.busy = {c.url: 0 for c in self.cpus}
         self.slowest: list[tuple[float, str, str]] = []
+        self._last_failure = ""
         self._rr = 0
         self._report = report
         self.progress.phase("map", M, self.input_bytes)
@@ -494,8 +503,11 @@ class ClusterDriver:
                 if not self.running:
                     if len(self.reduce_done) == R:
                         break
-                    raise JobFailed(self._no_cpus_message())
-                done, _ = cf.wait(list(self.running), timeout=1.0, return_when=cf.FIRST_COMPLETED)
+                    if not any(self._usable(c) for c in self.cpus):
+                        raise JobFailed(self._no_cpus_message())
+                    time.sleep(0.1)   # tasks wait (a pause after an unreachable input, locality)
+                    continue
+                done, _ = cf.wait(list(self.running), timeout=0.5, return_when=cf.FIRST_COMPLETED)
                 for fut in done:
                     self._completed(fut, self.running.pop(fut))
         except BaseException:
@@ -511,7 +523,8 @@ class ClusterDriver:
 
     def _no_cpus_message(self) -> str:
         gone = [c.name for c in self.cpus if not self._usable(c)]
-        return f"no usable cpu left for {len(self.pending)} pending task(s): {', '.join(gone)} dead or excluded"
+        msg = f"no usable cpu left for {len(self.pending)} pending task(s): {', '.join(gone)} dead or excluded"
+        return msg + (f"; last failure: {self._last_failure}" if self._last_failure else "")
 
     def _dispatch(self) -> None:
         maps_complete = len(self.map_done) == len(self.maps)
@@ -545,13 +558,23 @@ class ClusterDriver:
                 continue
             if cpu.url in task.tried and any(c.url not in task.tried for c in usable):
                 continue          # another cpu has not tried this one yet
-            if key[0] == "m" and _authority(self.maps[key[1]].root) == cpu.authority:
-                return key        # its input is on this node
+            if key[0] == "m":
+                homes = self._homes(key[1])
+                if cpu.authority in homes:
+                    return key    # its input is on this node
+                if now - task.queued < self.locality_wait and any(
+                        c.authority in homes and self._usable(c) for c in self.cpus):
+                    continue      # a node holding its input may free a slot soon
             if fallback is None:
                 fallback = key
                 if key[0] == "r":
                     break
         return fallback
+
+    def _homes(self, index: int) -> set[str]:
+        """The nodes (host:port) holding a map's input, master and replicas."""
+        task = self.maps[index]
+        return {_authority(loc) for loc in (task.root, *task.alternates)}
 
     def _task_json(self, task: _Task, attempt: int) -> dict[str, Any]:
         kind, index = task.key
@@ -626,10 +649,14 @@ class ClusterDriver:
     def _done(self, key: tuple[str, int]) -> bool:
         return (self.map_done if key[0] == "m" else self.reduce_done).get(key[1]) is not None
 
+    def _queue(self, key: tuple[str, int]) -> None:
+        self.tasks[key].queued = time.monotonic()
+        self.pending.append(key)
+
     def _requeue_if_needed(self, task: _Task) -> None:
         if not self._done(task.key) and task.key not in self.pending and \
                 not any(r.task is task for r in self.running.values()):
-            self.pending.append(task.key)
+            self._queue(task.key)
 
     def _succeeded(self, task: _Task, run: _Running, result: TaskResult, seconds: float) -> None:
         kind, index = task.key
@@ -660,11 +687,12 @@ class ClusterDriver:
             if task.fetch_rounds > EXTRA_FETCH_ROUNDS + self.max_attempts:
                 raise JobFailed(_message(result, tag, cpu) + " (its inputs kept disappearing)")
             self._event(f"{tag} on {cpu.name}: {result.error}; running it again")
-            self.pending.append(task.key)
+            self._queue(task.key)
             return
         if result.error_kind not in ("lost", "system", "disk_full"):
             raise JobFailed(_message(result, tag, cpu))
         task.failures += 1
+        self._last_failure = _message(result, tag, cpu)
         self.cpu_failures[cpu.url] = self.cpu_failures.get(cpu.url, 0) + 1
         if result.error_kind in ("lost", "system") and not self.nodes.alive(cpu):
             self._declare_dead(cpu)
@@ -676,7 +704,7 @@ class ClusterDriver:
             raise JobFailed(_message(result, tag, cpu) + f" (after {task.failures} attempts)")
         self._event(f"{tag} on {cpu.name} failed ({result.error_kind}): {result.error}; retrying elsewhere")
         self.progress.message(f"retrying {task.id}: {result.error}")
-        self.pending.append(task.key)
+        self._queue(task.key)
 
     def _lost_input(self, location: str) -> None:
         """A reducer could not read `location`: run its map again (and bury its node if dead)."""

@@ -37,9 +37,21 @@ def du(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+def pieces(corpus: Path, limit: int) -> list[tuple[int, Path]]:
+    """The corpus's entries, big directories taken apart until no piece exceeds `limit`."""
+    out = []
+    for p in corpus.iterdir():
+        size = du(p)
+        if p.is_dir() and size > limit:
+            out.extend(pieces(p, limit))
+        else:
+            out.append((size, p))
+    return out
+
+
 def make_disks(corpus: Path, work: Path) -> list[Path]:
-    """Three directories of hard links to the corpus's top-level entries, balanced by size."""
-    entries = sorted(((du(p), p) for p in corpus.iterdir()), reverse=True)
+    """Three directories of hard links to pieces of the corpus, balanced by size."""
+    entries = sorted(pieces(corpus, du(corpus) // (NODES * 8)), reverse=True)
     groups: list[list[Path]] = [[] for _ in range(NODES)]
     sizes = [0] * NODES
     for size, p in entries:
@@ -51,7 +63,9 @@ def make_disks(corpus: Path, work: Path) -> list[Path]:
         d = work / f"d{k}"
         d.mkdir()
         for p in group:
-            subprocess.run(["cp", "-al", str(p), str(d / p.name)], check=True)
+            dest = d / p.relative_to(corpus)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            subprocess.run(["cp", "-al", str(p), str(dest)], check=True)
         disks.append(d)
     return disks
 
@@ -107,7 +121,7 @@ def main() -> None:
     env["GERYON_JOBS_DIR"] = str(work / "jobs")
     secret = work / "secret"
     subprocess.run(["geryon", "init", "--secret-file", str(secret)], check=True, capture_output=True)
-    disks = make_disks(a.corpus, work)
+    disks = make_disks(a.corpus.resolve(), work)
     ndb = work / "cluster.ndb"
     ndb.write_text("".join(f"name=d{k}.docs kfs master=n{k}!d{k}\n" for k in range(NODES)))
     local_ndb = work / "local.ndb"

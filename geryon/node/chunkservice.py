@@ -30,6 +30,7 @@ import shutil
 import stat
 import tarfile
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -54,6 +55,12 @@ log = logging.getLogger(__name__)
 WRITE_OPS = frozenset({"makedir", "remove", "removedir", "removetree", "setinfo", "move", "copy",
                        "checkwrite"})
 """Operations that change a chunk; replicas refuse them."""
+
+USAGE_MIN_AGE = 2.0
+"""Seconds a walked count of a chunk's bytes serves the daemon's refresh, at least."""
+
+USAGE_WALK_FACTOR = 50
+"""... and at least this many times what the walk took (a walk costs at most 2 % of a core)."""
 
 READ_OPS = frozenset({"getinfo", "listdir", "scandir", "files", "usage", "manifest", "sums", "check"})
 """Operations that only look (`sums` with `record` also updates the manifest, masters only)."""
@@ -87,10 +94,24 @@ class ServedChunk:
     replica: bool = False
     pooled: bool = False          # made from the node's pool (may be deleted)
     lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
+    walked: tuple[float, int, float] | None = field(default=None, compare=False, repr=False)  # when, used, took
 
-    def usage(self) -> dict[str, Any]:
-        used = self.fs.used()
+    def usage(self, cheap: bool = False) -> dict[str, Any]:
+        """Capacity, used and free bytes. `cheap` is for the daemon's refresh every second:
+        a plain directory reports no figures, and a chunk is walked again only when the
+        last count is older than USAGE_WALK_FACTOR times what that walk took (at least
+        USAGE_MIN_AGE seconds), so a big chunk costs a few percent of a core, not all of it."""
         cap = self.fs.capacity
+        if cheap:
+            if cap is None:
+                return {"capacity": None, "used": None, "free": None, "replica": self.replica}
+            now = time.monotonic()
+            if self.walked is None or now - self.walked[0] > max(USAGE_MIN_AGE, USAGE_WALK_FACTOR * self.walked[2]):
+                used = self.fs.used()
+                self.walked = (time.monotonic(), used, time.monotonic() - now)
+            used = self.walked[1]
+        else:
+            used = self.fs.used()
         return {"capacity": cap, "used": used, "free": None if cap is None else max(0, cap - used),
                 "replica": self.replica}
 

@@ -163,7 +163,7 @@ class NodeDaemon:
         return attrs
 
     def chunk_attrs(self, chunk: ServedChunk) -> tuple[tuple[str, str], ...]:
-        usage = chunk.usage()
+        usage = chunk.usage(cheap=True)
         attrs = [("resource", "kfs"), ("id", chunk.name), ("name", self.config.name),
                  ("url", self.chunk_url(chunk.name)),
                  ("capacity", str(usage["capacity"] if usage["capacity"] is not None else "none")),

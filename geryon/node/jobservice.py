@@ -77,7 +77,7 @@ class JobService:
     def __init__(self, node: str, chunks: dict[str, ServedChunk], self_url: str, secret: bytes | None,
                  work_dir: str, *, driver_heartbeat: float = DEFAULT_DRIVER_HEARTBEAT) -> None:
         self.node, self.chunks, self.self_url, self.secret = node, chunks, self_url, secret
-        self.work_dir = work_dir
+        self.work_dir = work_dir = os.path.abspath(work_dir)  # workers run elsewhere
         self.packs = os.path.join(work_dir, "packs")
         self.results = os.path.join(work_dir, "attempts")
         self.driver_heartbeat = driver_heartbeat
