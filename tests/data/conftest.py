@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pathlib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 from click.testing import CliRunner, Result
@@ -14,6 +14,7 @@ from click.testing import CliRunner, Result
 import geryon
 from geryon.cli import main
 from geryon.cli import data as data_cli
+from tests.node.node_helpers import Cluster
 
 CORPUS_FILES = 150
 """Files of Python's own library copied into the corpus (real text, nested folders)."""
@@ -91,3 +92,13 @@ def chunk_files(disk: pathlib.Path) -> list[pathlib.Path]:
 @pytest.fixture
 def data_files() -> Callable[[pathlib.Path], list[pathlib.Path]]:
     return chunk_files
+
+
+@pytest.fixture
+def cluster(tmp_path: pathlib.Path, secret_file: pathlib.Path) -> Iterator[Cluster]:
+    """A real registry and node daemons (started by each test), stopped afterwards."""
+    c = Cluster(tmp_path, secret_file)
+    try:
+        yield c
+    finally:
+        c.stop()

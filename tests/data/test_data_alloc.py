@@ -1,13 +1,9 @@
 """Chunk allocation on real nodes: pools, `disk new --cluster`, `load --cluster --replicas K`."""
 from __future__ import annotations
 
-import os
 import pathlib
 import signal
-import subprocess
-import sys
 from collections import Counter
-from collections.abc import Iterator
 
 import pytest
 
@@ -18,8 +14,7 @@ from geryon.placement import ChunkSlot, NoRoom, place
 from geryon.readers import read_records
 from geryon.split import list_files, plan_splits
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "node"))
-from node_helpers import GERYON, Cluster, wait_until  # noqa: E402
+from tests.node.node_helpers import Cluster, wait_until
 
 
 @pytest.fixture(autouse=True)
@@ -27,20 +22,6 @@ def _no_thread_leaks(no_thread_leaks: None) -> None:
     """Every test here must stop the threads it starts."""
 
 
-@pytest.fixture
-def cluster(tmp_path: pathlib.Path, secret_file: pathlib.Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path, secret_file)
-    try:
-        yield c
-    finally:
-        c.stop()
-
-
-def geryon(c: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GERYON_")}
-    env.update({"GERYON_REGISTRY": c.registry_url, "GERYON_SECRET_FILE": str(c.secret_file),
-                "GERYON_NDB": str(c.ndb), "XDG_CONFIG_HOME": str(c.tmp / "config")})
-    return subprocess.run([*GERYON, *args], capture_output=True, text=True, timeout=60, env=env)
 
 
 def pooled(c: Cluster, name: str, size: str, chunks: tuple[str, ...] = ()) -> None:
@@ -69,7 +50,7 @@ def test_disk_new_on_the_cluster_picks_the_host_with_most_room(cluster: Cluster)
     (cluster.nodes["n3"].chunks["busy"] / "data").write_text("in use\n")
     assert pool_room(cluster, "n1") == 4 << 20 and pool_room(cluster, "n2") == 16 << 20
 
-    made = geryon(cluster, "disk", "new", "d0.mail", "--cluster", "--size", "6M")
+    made = cluster.geryon("disk", "new", "d0.mail", "--cluster", "--size", "6M")
     assert made.returncode == 0, made.stderr
     assert made.stdout == "n2!chunk0\n"
     assert read_capacity(str(cluster.tmp / "pool-n2" / "chunk0")) == 6 << 20
@@ -79,13 +60,13 @@ def test_disk_new_on_the_cluster_picks_the_host_with_most_room(cluster: Cluster)
         wait_until(lambda: [s for s in reg.find({"chunk": "*"}) if s.name == "d0.mail" and s.get("addr")], 5)
         wait_until(lambda: reg.find({"svc": "rstyx", "host": "n2", "pool": str(10 << 20)}), 5)
 
-    second = geryon(cluster, "disk", "new", "d1.mail", "--cluster", "--size", "6M")
+    second = cluster.geryon("disk", "new", "d1.mail", "--cluster", "--size", "6M")
     assert second.stdout == "n2!chunk1\n", second.stderr        # 10M left on n2, 4M on n1
-    on_n1 = geryon(cluster, "disk", "new", "d2.mail", "--cluster", "--size", "1M", "--host", "n1")
+    on_n1 = cluster.geryon("disk", "new", "d2.mail", "--cluster", "--size", "1M", "--host", "n1")
     assert on_n1.stdout == "n1!chunk0\n", on_n1.stderr
-    full = geryon(cluster, "disk", "new", "big", "--cluster", "--size", "1G")
+    full = cluster.geryon("disk", "new", "big", "--cluster", "--size", "1G")
     assert full.returncode == 1 and full.stderr.startswith("geryon: no room for copy 1 of 1 of a 1073741824-byte")
-    taken = geryon(cluster, "disk", "new", "d0.mail", "--cluster")
+    taken = cluster.geryon("disk", "new", "d0.mail", "--cluster")
     assert taken.returncode == 1 and "already named" in taken.stderr
     assert [d.name for d in read_disks(str(cluster.ndb))] == ["d0.mail", "d1.mail", "d2.mail"]
 
@@ -105,7 +86,7 @@ def test_load_on_the_cluster_places_copies_on_distinct_hosts(cluster: Cluster, s
     for n in ("n1", "n2", "n3"):
         pool_room(cluster, n)
 
-    loaded = geryon(cluster, "load", str(corpus), "--app", "src", "--chunk", "512K", "--replicas", "2", "--cluster")
+    loaded = cluster.geryon("load", str(corpus), "--app", "src", "--chunk", "512K", "--replicas", "2", "--cluster")
     assert loaded.returncode == 0, loaded.stderr
     names = loaded.stdout.split()
     assert len(names) >= 3 and names[0] == "d0.src"
@@ -130,7 +111,7 @@ def test_load_on_the_cluster_places_copies_on_distinct_hosts(cluster: Cluster, s
 
     # Not enough hosts for the copies asked: nothing is named, every claimed chunk is given back.
     before = cluster.ndb.read_text()
-    refused = geryon(cluster, "load", str(corpus), "--app", "more", "--chunk", "512K", "--replicas", "4", "--cluster")
+    refused = cluster.geryon("load", str(corpus), "--app", "more", "--chunk", "512K", "--replicas", "4", "--cluster")
     assert refused.returncode == 1 and "4 copies of a 524288-byte chunk need 4 hosts with room" in refused.stderr
     assert cluster.ndb.read_text() == before
     held = sum(1 for n in ("n1", "n2", "n3") for p in (cluster.tmp / f"pool-{n}").iterdir() if p.is_dir())
@@ -138,7 +119,7 @@ def test_load_on_the_cluster_places_copies_on_distinct_hosts(cluster: Cluster, s
 
     # Loading the app again replaces its disks; the old chunks are emptied for reuse.
     old = {(d.host, d.chunk) for d in disks.values()}
-    again = geryon(cluster, "load", str(corpus), "--app", "src", "--chunk", "512K", "--cluster", "-q")
+    again = cluster.geryon("load", str(corpus), "--app", "src", "--chunk", "512K", "--cluster", "-q")
     assert again.returncode == 0, again.stderr
     now = {d.name: d for d in read_disks(str(cluster.ndb))}
     assert set(now) == set(names) and not ({(d.host, d.chunk) for d in now.values()} & old)

@@ -8,10 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import pathlib
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 
 import pytest
 from fs import errors as fserrors
@@ -24,8 +21,7 @@ from geryon.replicate import plan_sync
 from geryon.checksum import sum_bytes
 from geryon.split import list_files, plan_splits
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "node"))
-from node_helpers import GERYON, Cluster, wait_until  # noqa: E402
+from tests.node.node_helpers import Cluster, wait_until
 
 
 @pytest.fixture(autouse=True)
@@ -33,21 +29,6 @@ def _no_thread_leaks(no_thread_leaks: None) -> None:
     """Every test here must stop the threads it starts."""
 
 
-@pytest.fixture
-def cluster(tmp_path: pathlib.Path, secret_file: pathlib.Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path, secret_file)
-    try:
-        yield c
-    finally:
-        c.stop()
-
-
-def geryon(c: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run the whole `geryon` command against the cluster."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GERYON_")}
-    env.update({"GERYON_REGISTRY": c.registry_url, "GERYON_SECRET_FILE": str(c.secret_file),
-                "GERYON_NDB": str(c.ndb), "XDG_CONFIG_HOME": str(c.tmp / "config")})
-    return subprocess.run([*GERYON, *args], capture_output=True, text=True, timeout=60, env=env)
 
 
 def fill(root: pathlib.Path, n: int = 12, tag: str = "") -> dict[str, str]:
@@ -140,7 +121,7 @@ def test_replicate_then_sync_only_changes_and_fail_over_on_damage(
     with cluster.client() as reg:
         wait_until(lambda: reg.find({"svc": "rstyx", "host": "n2", "pool": "*"}), 10)
 
-    made = geryon(cluster, "disk", "replicate", "d0.t", "--to", "n2")
+    made = cluster.geryon("disk", "replicate", "d0.t", "--to", "n2")
     assert made.returncode == 0, made.stderr
     assert made.stdout == "d0.t.r1 n2!chunk0\n"
     assert "made and filled: 12 files copied" in made.stderr
@@ -158,7 +139,7 @@ def test_replicate_then_sync_only_changes_and_fail_over_on_damage(
         remote.writetext("added.txt", "added through geryon\n")
         remote.remove("f4.txt")
     (n1.chunks["c0"] / "sub" / "new.txt").write_text("added by hand\n")
-    again = geryon(cluster, "disk", "replicate", "d0.t", "--to", "n2")
+    again = cluster.geryon("disk", "replicate", "d0.t", "--to", "n2")
     assert again.returncode == 0, again.stderr
     assert "brought up to date: 3 files copied (" in again.stderr and "1 removed, 10 unchanged" in again.stderr
     assert (replica / "f2.txt").read_text() == "changed through geryon\n"
@@ -169,7 +150,7 @@ def test_replicate_then_sync_only_changes_and_fail_over_on_damage(
 
     # Damage on the master: check names it, reads move to the replica and say why.
     flip(n1.chunks["c0"] / "f7.txt", 50)
-    checked = geryon(cluster, "disk", "check", "d0.t")
+    checked = cluster.geryon("disk", "check", "d0.t")
     assert checked.returncode == 1
     assert checked.stdout.splitlines() == ["d0.t:f7.txt: checksum mismatch in block(s) 0 (modified after it was recorded)"]
     disk = open_failover("d0.t", reg := cluster.client(), secret, str(cluster.ndb))
@@ -192,11 +173,11 @@ def test_replicate_then_sync_only_changes_and_fail_over_on_damage(
         reg.close()
 
     # The damage is not copied over the good replica.
-    refused = geryon(cluster, "disk", "replicate", "d0.t", "--to", "n2")
+    refused = cluster.geryon("disk", "replicate", "d0.t", "--to", "n2")
     assert refused.returncode == 1 and (replica / "f7.txt").read_text() == files["/f7.txt"]
     assert "f7.txt: changed since it was recorded" in refused.stderr and "--accept-changes" in refused.stderr
     # Unless the change was meant.
-    accepted = geryon(cluster, "disk", "replicate", "d0.t", "--to", "n2", "--accept-changes")
+    accepted = cluster.geryon("disk", "replicate", "d0.t", "--to", "n2", "--accept-changes")
     assert accepted.returncode == 0 and "1 files copied" in accepted.stderr, accepted.stderr
     assert (replica / "f7.txt").read_bytes() == (n1.chunks["c0"] / "f7.txt").read_bytes()
 
@@ -205,8 +186,8 @@ def test_replicate_then_sync_only_changes_and_fail_over_on_damage(
     st = victim.stat()
     flip(victim, 5)
     os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert "0 files copied" in geryon(cluster, "disk", "replicate", "d0.t", "--to", "n2").stderr
-    repaired = geryon(cluster, "disk", "replicate", "d0.t", "--to", "n2", "--verify")
+    assert "0 files copied" in cluster.geryon("disk", "replicate", "d0.t", "--to", "n2").stderr
+    repaired = cluster.geryon("disk", "replicate", "d0.t", "--to", "n2", "--verify")
     assert "1 files copied" in repaired.stderr and victim.read_text() == files["/f8.txt"]
 
 
@@ -223,7 +204,7 @@ def test_killed_master_reads_move_within_2s_then_promote_and_replicate_again(clu
     files["/big.txt"] = big
     with cluster.client() as reg:
         wait_until(lambda: len(reg.find({"svc": "rstyx", "pool": "*"})) == 2, 10)
-    assert geryon(cluster, "disk", "replicate", "d0.k", "--to", "n2").returncode == 0
+    assert cluster.geryon("disk", "replicate", "d0.k", "--to", "n2").returncode == 0
 
     with cluster.client() as reg:
         disk = open_failover("d0.k", reg, secret, str(cluster.ndb))
@@ -241,16 +222,16 @@ def test_killed_master_reads_move_within_2s_then_promote_and_replicate_again(clu
             assert moved < 2.0 and disk.fs.active.name == "d0.k.r1"
         # Once the registry has dropped the dead node, names open on the replica directly.
         wait_until(lambda: not reg.find({"resource": "kfs", "name": "n1"}), 10)
-    cat = geryon(cluster, "cat", "d0.k:f1.txt")
+    cat = cluster.geryon("cat", "d0.k:f1.txt")
     assert cat.returncode == 0 and cat.stdout == files["/f1.txt"], cat.stderr
     assert "d0.k: master n1!c0 failed (not live: no node serves it): reading replica d0.k.r1" in cat.stderr
 
-    promoted = geryon(cluster, "disk", "promote", "d0.k")
+    promoted = cluster.geryon("disk", "promote", "d0.k")
     assert promoted.returncode == 0, promoted.stderr
     assert promoted.stdout == "n2!chunk0\n" and "no replica left" in promoted.stderr
     ndb = cluster.ndb.read_text()
     assert "master=n2!chunk0" in ndb and "d0.k.r1" not in ndb and "n1!c0" not in ndb
-    again = geryon(cluster, "disk", "replicate", "d0.k", "--to", "n3")
+    again = cluster.geryon("disk", "replicate", "d0.k", "--to", "n3")
     assert again.returncode == 0, again.stderr
     assert again.stdout == "d0.k.r1 n3!chunk0\n"
     with cluster.client() as reg:
@@ -260,7 +241,7 @@ def test_killed_master_reads_move_within_2s_then_promote_and_replicate_again(clu
         # The new master is writable now; the new replica is not.
         with RemoteFS(cluster.nodes["n2"].url, "chunk0", secret) as master:
             master.writetext("after.txt", "written after the promotion\n")
-        assert geryon(cluster, "disk", "replicate", "d0.k", "--to", "n3").returncode == 0
+        assert cluster.geryon("disk", "replicate", "d0.k", "--to", "n3").returncode == 0
         both = open_failover("d0.k", reg, secret, str(cluster.ndb))
         with both.fs:
             assert [c.where for c in both.fs.copies] == ["n2!chunk0", "n3!chunk0"]
@@ -268,5 +249,5 @@ def test_killed_master_reads_move_within_2s_then_promote_and_replicate_again(clu
             with RemoteFS(cluster.nodes["n3"].url, "chunk0", secret) as replica, \
                     pytest.raises(fserrors.ResourceReadOnly):
                 replica.writetext("x", "no")
-    check = geryon(cluster, "disk", "check", "d0.k")
+    check = cluster.geryon("disk", "check", "d0.k")
     assert check.returncode == 0 and "d0.k.r1: 32 files verified, ok (n3!chunk0)" in check.stderr

@@ -89,18 +89,10 @@ class FaultCluster(Cluster):
         self.jobs_dir = tmp_path / "jobs"
         self.mdns = False
 
-    def start_registry(self, host: str = "127.0.0.1", prefix: Any = (), port: int = 0) -> Any:
-        """The registry; with `mdns`, advertised over zeroconf on loopback instead of silent."""
-        if not self.mdns:
-            return super().start_registry(host, prefix, port)
-        from tests.node.node_helpers import GERYON as CLI
-        p = self._proc([*CLI, "registry", "serve", "--listen", f"{host}:{port}", "--mdns-interface", "127.0.0.1",
-                        "--secret-file", str(self.secret_file), "--ndb", str(self.ndb),
-                        "--heartbeat", "0.2", "--dead-after", "1"], "registry", prefix)
-        line = p.readline()
-        assert "listening on" in line, line + p.stderr()
-        self.registry_url = line.split("listening on", 1)[1].split()[0]
-        return p
+    def start_registry(self, host: str = "127.0.0.1", prefix: Any = (), port: int = 0,
+                       mdns_interface: str | None = None) -> Any:
+        """The registry; with `mdns`, advertised over zeroconf on loopback."""
+        return super().start_registry(host, prefix, port, mdns_interface or ("127.0.0.1" if self.mdns else None))
 
     def start(self, nodes: int = 3, cpus: int = 2, out_chunk: dict[str, Path] | None = None) -> None:
         self.start_registry()

@@ -109,8 +109,11 @@ class Cluster:
         self.procs.append(p)
         return p
 
-    def start_registry(self, host: str = "127.0.0.1", prefix: Sequence[str] = (), port: int = 0) -> Proc:
-        p = self._proc([*GERYON, "registry", "serve", "--listen", f"{host}:{port}", "--no-mdns",
+    def start_registry(self, host: str = "127.0.0.1", prefix: Sequence[str] = (), port: int = 0,
+                       mdns_interface: str | None = None) -> Proc:
+        """The registry; silent on zeroconf unless `mdns_interface` names where to advertise."""
+        mdns = ["--mdns-interface", mdns_interface] if mdns_interface else ["--no-mdns"]
+        p = self._proc([*GERYON, "registry", "serve", "--listen", f"{host}:{port}", *mdns,
                         "--secret-file", str(self.secret_file), "--ndb", str(self.ndb),
                         "--heartbeat", "0.2", "--dead-after", "1"], "registry", prefix)
         line = p.readline()
@@ -155,6 +158,13 @@ class Cluster:
                     "GERYON_NDB": str(self.ndb), "XDG_STATE_HOME": str(self.tmp / "state")})
         return subprocess.run([*prefix, *VERB_CLI, *args], capture_output=True, text=True,
                               timeout=timeout, env=env, input=input)
+
+    def geryon(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """Run the whole `geryon` command against the cluster (its registry, secret and ndb file)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GERYON_")}
+        env.update({"GERYON_REGISTRY": self.registry_url, "GERYON_SECRET_FILE": str(self.secret_file),
+                    "GERYON_NDB": str(self.ndb), "XDG_CONFIG_HOME": str(self.tmp / "config")})
+        return subprocess.run([*GERYON, *args], capture_output=True, text=True, timeout=timeout, env=env)
 
     def stop(self) -> None:
         """Stop everything; fail if a daemon died that no test meant to stop."""
