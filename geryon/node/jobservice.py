@@ -87,6 +87,21 @@ class JobService:
         for d in (self.packs, self.results, self.out_root):
             os.makedirs(d, exist_ok=True)
         self.running: dict[int, tuple[str, asyncio.subprocess.Process]] = {}
+        self._sweep()
+
+    def _sweep(self) -> None:
+        """Remove job directories a previous life of this node left (it died mid-job).
+
+        Safe: a driver that still counts on one of them finds the map output missing,
+        and runs that map again, as when the node dies.
+        """
+        for name in os.listdir(self.out_root):
+            path = os.path.join(self.out_root, name)
+            if name.startswith(TEMP_MARK) and os.path.isdir(path) and not os.path.islink(path):
+                log.info("removing %s, left by a job this node was running when it stopped", path)
+                shutil.rmtree(path, ignore_errors=True)
+        shutil.rmtree(self.results, ignore_errors=True)
+        os.makedirs(self.results, exist_ok=True)
 
     def routes(self) -> list[web.RouteDef]:
         return [web.get("/v1/jobs/packs/{hash}", self._has_pack),

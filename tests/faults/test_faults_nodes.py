@@ -145,3 +145,17 @@ def test_corrupt_byte_without_replica_fails_clearly(fault_cluster: FaultCluster)
     assert code == 1
     assert "f03.txt" in err and "damaged" in err, err
     assert not out.exists() or not [p for p in out.iterdir() if p.name.startswith("wc.part")]
+
+
+def test_a_restarted_node_sweeps_what_a_killed_job_left(fault_cluster: FaultCluster) -> None:
+    c = fault_cluster
+    job = c.start_job(c.tmp / "out", delay=0.002)
+    wait_until(lambda: workers_running(c.nodes["n0"].proc.popen.pid, "m"), 20)
+    job.kill()
+    job.communicate()
+    kill(c.node_pids("n0"))
+    c.nodes["n0"].proc.expected_exit = True
+    out_chunk = c.nodes["n0"].chunks["c0"]
+    assert [p for p in out_chunk.iterdir() if p.name.startswith(".geryon-tmp-")], "the job left nothing to sweep"
+    c.restart_node("n0")
+    assert not [p for p in out_chunk.iterdir() if p.name.startswith(".geryon-tmp-")]
