@@ -107,7 +107,8 @@ def run_cluster_job(job: Job, disks: Sequence[str], registry: Any, secret: bytes
     Raises:
         UnknownDisk, JobFailed, GeryonError.
     """
-    from geryon.cluster import DEFAULT_LEASE, ClusterDriver, find_cluster
+    from geryon.cluster import DEFAULT_LEASE, ClusterDriver
+    from geryon.members import find_cluster
 
     found, cpus = find_cluster([str(d) for d in disks], registry)
     driver = ClusterDriver(job, cpus, job_id or new_job_id(job.name), secret, progress=progress, record=record,

@@ -1,7 +1,7 @@
 """Cluster mode: one job across the registry's cpus and disks, surviving faults.
 
-The driver runs where the command runs. It finds cpus (`svc rstyx`) and disks (ndb names
-the registry publishes, or `geryon://` URLs) in the registry, plans splits exactly as
+The driver runs where the command runs. Given the cpus (`svc rstyx`) and disks (ndb names
+the registry publishes, or `geryon://` URLs) found in the registry, it plans splits exactly as
 local mode does, ships the job as a content-addressed pack (files, never pickles), and
 runs attempts on the node daemons' job service (`geryon.node.jobservice`) over one
 WebSocket each. Scheduling is pull-based: each cpu has `ncpu` slots; a free slot takes
@@ -20,25 +20,20 @@ over from the master chunk to its replicas (in the worker). Part files are stage
 the reducer's node and renamed into place only when every reduce succeeded; with
 `out_dir`, they are then copied to a local directory and renamed there all at once.
 The registry is only read when the job starts, so a registry restart mid-job changes
-nothing. Not here: the tasks' own code (maptask, reducetask) or the node side.
+nothing. Not here: finding cpus and disks (`geryon.members`), the requests to nodes
+(`geryon.jobnodes`), the tasks' own code (maptask, reducetask), or the node side.
 """
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures as cf
-import json
 import logging
 import os
 import re
 import shutil
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import urlsplit
-
-import aiohttp
 
 from geryon import counters as counters_mod
 from geryon.chunk import TEMP_MARK
@@ -48,8 +43,9 @@ from geryon.errors import GeryonError, JobFailed, UnknownDisk
 from geryon.job import Job
 from geryon.jobpack import JobPack
 from geryon.task import MapTask, ReduceTask, TaskResult
+from geryon.jobnodes import NodeError, Nodes
+from geryon.members import ClusterCpu, ClusterDisk, authority_of
 from geryon.worker import data_prefix
-from registry.auth import sign_headers
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +59,6 @@ cpus (the seed's rule), or the least busy cpu first (dsh's idea, by running atte
 MAX_CPU_FAILURES = 3
 """Failed attempts after which a cpu is excluded from the job."""
 
-ALIVE_TIMEOUT = 2.0
-"""Seconds a node has to answer `GET /v1/node` when the driver checks it."""
-
-DEFAULT_SETTLE = 4.0
-"""Seconds a starting job waits for disks and cpus to re-announce (DESIGN: back within 3 s)."""
-
 EXTRA_FETCH_ROUNDS = 8
 """Attempts a task may spend beyond `max_attempts` on inputs lost with their node or silent."""
 
@@ -81,269 +71,6 @@ PLAN_TIMEOUT = 10.0
 
 UNREACHABLE_PAUSE = 1.0
 """Seconds before a map whose input no node served is tried again."""
-
-
-@dataclass
-class ClusterCpu:
-    """A node's cpu service, as the registry describes it."""
-
-    name: str
-    url: str  # http://addr:port
-    slots: int
-    os: str = ""
-    arch: str = ""
-    load: float = 0.0
-
-    @property
-    def authority(self) -> str:
-        return urlsplit(self.url).netloc
-
-
-@dataclass(frozen=True)
-class ClusterDisk:
-    """An input disk: its name and the chunk URLs holding it, master first."""
-
-    name: str
-    locations: tuple[str, ...]
-
-
-def _authority(url: str) -> str:
-    return urlsplit(url.replace("geryon://", "http://", 1)).netloc
-
-
-def find_cpus(registry: Any) -> list[ClusterCpu]:
-    """Every live cpu service in the registry, in name order."""
-    cpus = []
-    for svc in registry.find({"svc": "rstyx"}):
-        url = svc.get("url")
-        if not url:
-            continue
-        try:
-            slots = max(1, int(svc.get("ncpu") or 1))
-        except ValueError:
-            slots = 1
-        try:
-            load = float(svc.get("load") or 0) / slots
-        except ValueError:
-            load = 0.0
-        cpus.append(ClusterCpu(svc.get("host") or svc.name, url, slots, svc.get("os") or "", svc.get("arch") or "",
-                               load))
-    return sorted(cpus, key=lambda c: (c.name, c.url))
-
-
-def find_disk(name: str, registry: Any) -> ClusterDisk:
-    """A disk argument (an ndb-named disk, or a geryon:// URL) and its live locations.
-
-    Raises:
-        UnknownDisk: the name is unknown, or neither its master nor a replica is live.
-    """
-    if name.startswith("geryon://"):
-        return ClusterDisk(name, (name,))
-    named = {s.name: s for s in registry.find({"chunk": "*"})}
-    if name not in named:
-        raise UnknownDisk(f"{name}: unknown disk (not named in the cluster's ndb file)")
-    chunks = {s.name: s for s in registry.find({"resource": "kfs"})}
-    locations: list[str] = []
-    seen: set[str] = set()
-    current: str | None = name
-    while current and current not in seen and current in named:
-        seen.add(current)
-        entry = named[current]
-        svc = chunks.get(entry.get("addr") or "")
-        if svc is not None and svc.get("url"):
-            locations.append(svc.get("url") or "")
-        current = entry.get("replica")
-    if not locations:
-        entry = named[name]
-        raise DiskNotLive(f"{name}: chunk {entry.get('host')}!{entry.get('chunk')} is not live "
-                          f"and no replica is (no node serves it now)")
-    return ClusterDisk(name, tuple(locations))
-
-
-class DiskNotLive(UnknownDisk):
-    """A named disk none of whose copies is registered now (its nodes may be re-announcing)."""
-
-
-def find_cluster(disks: Sequence[str], registry: Any, settle: float = DEFAULT_SETTLE,
-                 sleep: Callable[[float], None] = time.sleep) -> tuple[list[ClusterDisk], list[ClusterCpu]]:
-    """The disks' locations and the cpus, waiting up to `settle` seconds for services that
-    are re-announcing (a registry that just restarted holds only the entries sent back so far).
-
-    Raises:
-        UnknownDisk: a disk is not named at all, or still has no live copy after `settle`.
-        RegistryError: the registry cannot be reached after `settle`.
-    """
-    from registry.errors import RegistryUnavailable
-
-    deadline = time.monotonic() + settle
-    while True:
-        try:
-            found = [find_disk(str(d), registry) for d in disks]
-            cpus = find_cpus(registry)
-            if cpus or time.monotonic() >= deadline:
-                return found, cpus
-        except (DiskNotLive, RegistryUnavailable):
-            if time.monotonic() >= deadline:
-                raise
-        sleep(0.25)
-
-
-# -- talking to nodes -------------------------------------------------------------------------
-
-class _Loop:
-    """An asyncio loop on a thread, with one HTTP session, for the driver's synchronous code."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="geryon-cluster", daemon=True)
-        self._thread.start()
-        self.http: aiohttp.ClientSession = self.call(self._session())
-
-    @staticmethod
-    async def _session() -> aiohttp.ClientSession:
-        return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
-
-    def call(self, coro: Any, timeout: float | None = None) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def spawn(self, coro: Any) -> cf.Future[Any]:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop)
-
-    def close(self) -> None:
-        try:
-            self.call(self.http.close(), timeout=5)
-        except Exception:  # closing is best effort
-            pass
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(5)
-        if not self.loop.is_running():
-            self.loop.close()
-
-
-class NodeError(Exception):
-    """A node refused a request or could not be reached."""
-
-
-class Nodes:
-    """Signed requests to node daemons, made on the driver's loop."""
-
-    def __init__(self, secret: bytes | None, lease: float) -> None:
-        self.secret = secret
-        self.lease = lease
-        self.io = _Loop()
-        self._packs: dict[str, asyncio.Lock] = {}
-        self._has_pack: set[tuple[str, str]] = set()
-
-    def close(self) -> None:
-        self.io.close()
-
-    def _headers(self, method: str, path: str, body: bytes = b"") -> dict[str, str]:
-        return sign_headers(self.secret, method, path, body) if self.secret is not None else {}
-
-    async def request(self, method: str, url: str, path: str, body: bytes = b"",
-                      timeout: float = 30.0) -> tuple[int, bytes]:
-        headers = self._headers(method, path, body)
-        try:
-            async with self.io.http.request(method, url + path, data=body or None, headers=headers,
-                                            timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
-                return resp.status, await resp.read()
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            raise NodeError(f"{url}: {type(exc).__name__}: {exc}") from exc
-
-    def alive(self, cpu: ClusterCpu) -> bool:
-        """Does the node answer now (within ALIVE_TIMEOUT)?"""
-        try:
-            status, _ = self.io.call(self.request("GET", cpu.url, "/v1/node", timeout=ALIVE_TIMEOUT),
-                                     timeout=ALIVE_TIMEOUT + 5)
-            return status == 200
-        except (NodeError, cf.TimeoutError):
-            return False
-
-    async def ensure_pack(self, cpu: ClusterCpu, pack: JobPack) -> None:
-        key = (cpu.url, pack.digest)
-        if key in self._has_pack:
-            return
-        lock = self._packs.setdefault(cpu.url, asyncio.Lock())
-        async with lock:
-            if key in self._has_pack:
-                return
-            path = f"/v1/jobs/packs/{pack.digest}"
-            status, _ = await self.request("GET", cpu.url, path)
-            if status != 200:
-                status, body = await self.request("PUT", cpu.url, path, pack.data, timeout=120)
-                if status != 200:
-                    raise NodeError(f"{cpu.name}: job pack refused: {body[:200].decode(errors='replace')}")
-            self._has_pack.add(key)
-
-    async def attempt(self, cpu: ClusterCpu, job_id: str, pack: JobPack, task: dict[str, Any],
-                      on_stderr: Callable[[bytes], None], on_started: Callable[[], None]) -> TaskResult:
-        """Run one attempt on `cpu`; its result, or NodeError if the attempt was lost."""
-        await self.ensure_pack(cpu, pack)
-        path = "/v1/jobs/run"
-        try:
-            async with self.io.http.ws_connect(cpu.url + path, headers=self._headers("GET", path),
-                                               heartbeat=self.lease / 1.5, max_msg_size=64 << 20) as ws:
-                await ws.send_json({"job": job_id, "pack": pack.digest, "task": task})
-                async for msg in ws:
-                    if msg.type == aiohttp.WSMsgType.BINARY:
-                        on_stderr(msg.data[1:])
-                    elif msg.type == aiohttp.WSMsgType.TEXT:
-                        data = json.loads(msg.data)
-                        if data.get("op") == "started":
-                            on_started()
-                        elif data.get("op") == "result":
-                            return TaskResult.from_json(data["result"])
-                        elif data.get("op") == "error":
-                            raise NodeError(f"{cpu.name} refused the task: {data.get('error')}")
-                    else:
-                        break
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
-            raise NodeError(f"{cpu.name}: {type(exc).__name__}: {exc}") from exc
-        raise NodeError(f"{cpu.name}: connection lost (node died or missed its lease)")
-
-    def post_json(self, cpu: ClusterCpu, path: str, payload: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
-        body = json.dumps(payload).encode()
-        try:
-            status, data = self.io.call(self.request("POST", cpu.url, path, body, timeout=timeout), timeout + 5)
-        except cf.TimeoutError as exc:
-            raise NodeError(f"{cpu.name}: no answer") from exc
-        if status != 200:
-            raise NodeError(f"{cpu.name}: {data[:200].decode(errors='replace')}")
-        return json.loads(data)
-
-    def download(self, cpu: ClusterCpu, path: str, dest: str, timeout: float = 600.0) -> int:
-        """Copy a file the node serves at `path` into `dest`; bytes copied."""
-        async def go() -> int:
-            headers = self._headers("GET", path)
-            n = 0
-            try:
-                async with self.io.http.get(cpu.url + path, headers=headers,
-                                            timeout=aiohttp.ClientTimeout(total=timeout, sock_read=self.lease * 2)) as resp:
-                    if resp.status != 200:
-                        raise NodeError(f"{cpu.name}: {(await resp.read())[:200].decode(errors='replace')}")
-                    with open(dest, "wb") as f:
-                        async for block in resp.content.iter_chunked(1 << 20):
-                            f.write(block)
-                            n += len(block)
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-                raise NodeError(f"{cpu.name}: {type(exc).__name__}: {exc}") from exc
-            return n
-        return self.io.call(go())  # type: ignore[no-any-return]
-
-    def forget(self, cpus: Sequence[ClusterCpu], job_id: str) -> None:
-        """Remove the job's intermediate data on every node (best effort, in parallel)."""
-        async def one(cpu: ClusterCpu) -> None:
-            try:
-                await self.request("DELETE", cpu.url, f"/v1/jobs/{job_id}", timeout=ALIVE_TIMEOUT * 2)
-            except NodeError:
-                pass
-
-        async def all_() -> None:
-            await asyncio.gather(*(one(c) for c in cpus))
-        try:
-            self.io.call(all_(), timeout=ALIVE_TIMEOUT * 4)
-        except Exception:
-            pass
 
 
 # -- the driver -------------------------------------------------------------------------------
@@ -574,7 +301,7 @@ class ClusterDriver:
     def _homes(self, index: int) -> set[str]:
         """The nodes (host:port) holding a map's input, master and replicas."""
         task = self.maps[index]
-        return {_authority(loc) for loc in (task.root, *task.alternates)}
+        return {authority_of(loc) for loc in (task.root, *task.alternates)}
 
     def _task_json(self, task: _Task, attempt: int) -> dict[str, Any]:
         kind, index = task.key
