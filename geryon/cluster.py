@@ -206,6 +206,7 @@ class ClusterDriver:
         self.cpu_failures: dict[str, int] = {}
         self.busy = {c.url: 0 for c in self.cpus}
         self.slowest: list[tuple[float, str, str]] = []
+        self.committed: dict[int, tuple[ClusterCpu, str, str]] = {}   # r -> (cpu, part, where)
         self._last_failure = ""
         self._rr = 0
         self._report = report
@@ -457,6 +458,7 @@ class ClusterDriver:
             self._requeue_if_needed(self.tasks[("m", i)])
         for r in lost_reduces:
             del self.reduce_done[r]
+            self.committed.pop(r, None)
             self._requeue_if_needed(self.tasks[("r", r)])
         self._event(f"{cpu.name} declared dead: {len(lost_maps)} map output(s) and "
                     f"{len(lost_reduces)} staged part(s) lost, their tasks run again")
@@ -488,6 +490,10 @@ class ClusterDriver:
         out = []
         for r in range(self.job.partitions):
             res, cpu = self.reduce_done[r]
+            done = self.committed.get(r)
+            if done is not None and done[0] is cpu:   # committed before a node died elsewhere
+                out.append(done)
+                continue
             final = f"{self.job.name}.part{r}"
             staged = os.path.basename(res.output)
             try:
@@ -499,6 +505,7 @@ class ClusterDriver:
             disk = info.get("disk") or ""
             where = f"geryon://{cpu.authority}/{disk}/{final}" if disk else f"{cpu.url}/v1/jobs/outputs/{final}"
             out.append((cpu, final, where))
+            self.committed[r] = (cpu, final, where)
             if self.record is not None:
                 self.record.event(f"committed {res.task}.a{res.attempt} as {where}")
         return out
