@@ -156,6 +156,26 @@ class ChunkFS(OSFS):
         """Bytes held by files in the chunk, counted afresh from the disk."""
         return walk_size(self.root_path)
 
+    def account(self, nbytes: int, path: str) -> None:
+        """Count `nbytes` already written around this class (a map output) against the capacity.
+
+        Raises:
+            DiskFull: they do not fit; the caller removes what it wrote.
+        """
+        if self.capacity is None or nbytes <= 0:
+            return
+        with self._locked() as fd:
+            meta = _read_meta_fd(fd)
+            used = meta.get("used")
+            total = used + nbytes if isinstance(used, int) else None
+            if total is None or total > self.capacity:
+                total = walk_size(self.root_path)  # the bytes are on the disk already
+            fits = total <= self.capacity
+            _write_meta_fd(fd, {**meta, "used": total if fits else max(0, total - nbytes)})
+        if not fits:
+            raise DiskFull(f"{self.root_path}: disk full writing {path} "
+                           f"(capacity {self.capacity} bytes, {max(0, self.capacity - total + nbytes)} free)")
+
     def free(self) -> int | None:
         """Bytes that may still be written, or None for an unbounded directory."""
         if self.capacity is None:

@@ -132,6 +132,21 @@ def make_fetch(self_url: str, job_id: str, local_dir: str, secret: bytes | None)
     return fetch
 
 
+def _counted(result: TaskResult, out_root: str) -> TaskResult:
+    """Count a map output against its chunk's capacity; a full chunk fails the attempt (disk_full)."""
+    from geryon.errors import DiskFull
+
+    paths = [result.output, result.output + ".index"]
+    try:
+        ChunkFS(out_root).account(sum(os.path.getsize(p) for p in paths), result.output)
+    except DiskFull as exc:
+        for p in paths:
+            os.unlink(p)
+        return TaskResult(task=result.task, attempt=result.attempt, ok=False, error_kind="disk_full",
+                          error=f"map task {result.task} failed: {exc}", seconds=result.seconds)
+    return result
+
+
 def run(spec: dict[str, Any]) -> TaskResult:
     """Run the attempt a spec describes."""
     from geryon import jobpack
@@ -146,6 +161,8 @@ def run(spec: dict[str, Any]) -> TaskResult:
         task = MapTask.from_json({**task_json, "workdir": work})
         inputs = Inputs(spec["self_url"], dict(spec.get("chunks") or {}), secret)
         result = run_map(job, task, inputs)
+        if result.ok:
+            result = _counted(result, spec["out_root"])
         if result.ok:
             result.output = os.path.basename(result.output)
         return result

@@ -94,7 +94,8 @@ class FaultCluster(Cluster):
         """The registry; with `mdns`, advertised over zeroconf on loopback."""
         return super().start_registry(host, prefix, port, mdns_interface or ("127.0.0.1" if self.mdns else None))
 
-    def start(self, nodes: int = 3, cpus: int = 2, out_chunk: dict[str, Path] | None = None) -> None:
+    def start(self, nodes: int = 3, cpus: int = 2, out_chunk: dict[str, Path] | None = None,
+              out_capacity: int = 64 << 20) -> None:
         self.start_registry()
         disks = sorted(self.corpus)
         chunks_of: dict[str, list[str]] = {f"n{i}": ["c0"] for i in range(nodes)}
@@ -107,7 +108,7 @@ class FaultCluster(Cluster):
             ndb_lines.append(f"name={name}.r kfs master={replica}!rep{k}\n")
         for i in range(nodes):
             name = f"n{i}"
-            self.start_cluster_node(name, chunks_of[name], cpus, (out_chunk or {}).get(name))
+            self.start_cluster_node(name, chunks_of[name], cpus, (out_chunk or {}).get(name), out_capacity)
         for k, disk in enumerate(disks):
             fill_chunk(self.nodes[f"n{k % nodes}"].chunks[f"in{k}"], self.corpus[disk])
             fill_chunk(self.nodes[f"n{(k + 1) % nodes}"].chunks[f"rep{k}"], self.corpus[disk])
@@ -119,14 +120,15 @@ class FaultCluster(Cluster):
         finally:
             client.close()
 
-    def start_cluster_node(self, name: str, chunks: list[str], cpus: int, out_chunk: Path | None = None) -> Node:
+    def start_cluster_node(self, name: str, chunks: list[str], cpus: int, out_chunk: Path | None = None,
+                           out_capacity: int = 64 << 20) -> Node:
         extra = ["--cpus", str(cpus)]
         if out_chunk is not None:
             # the output chunk lives elsewhere (a tiny tmpfs): pass it as c0 ourselves
             from geryon.chunk import create_chunk
 
             if not (out_chunk / ".geryon-disk").exists():
-                create_chunk(str(out_chunk), 64 << 20)
+                create_chunk(str(out_chunk), out_capacity)
             extra += ["--disk", f"c0={out_chunk}"]
             chunks = [c for c in chunks if c != "c0"]
         node = self.start_node(name, chunks, extra=extra)

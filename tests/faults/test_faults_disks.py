@@ -1,4 +1,8 @@
-"""A node whose output disk is full: its tasks retry on other cpus, and it is excluded."""
+"""A node whose output disk is full: its tasks retry on other cpus, and it is excluded.
+
+Two ways to be full: a chunk whose capacity is too small for a map output (runs anywhere),
+and a real filesystem out of space (an 8 KiB tmpfs; mounting one needs root, as CI has).
+"""
 from __future__ import annotations
 
 import os
@@ -25,11 +29,21 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
-def test_full_output_disk_retries_elsewhere(tmp_path: Path, secret_file: Path,
-                                            corpus: dict[str, dict[str, bytes]], tiny_disk: Path) -> None:
+def test_full_output_chunk_retries_elsewhere(tmp_path: Path, secret_file: Path,
+                                             corpus: dict[str, dict[str, bytes]]) -> None:
+    _full_disk_retries_elsewhere(tmp_path, secret_file, corpus, tmp_path / "small-c0", 4096)
+
+
+def test_full_output_filesystem_retries_elsewhere(tmp_path: Path, secret_file: Path,
+                                                  corpus: dict[str, dict[str, bytes]], tiny_disk: Path) -> None:
+    _full_disk_retries_elsewhere(tmp_path, secret_file, corpus, tiny_disk, 64 << 20)
+
+
+def _full_disk_retries_elsewhere(tmp_path: Path, secret_file: Path, corpus: dict[str, dict[str, bytes]],
+                                 out_chunk: Path, capacity: int) -> None:
     c = FaultCluster(tmp_path, secret_file, corpus)
     try:
-        c.start(out_chunk={"n2": tiny_disk})
+        c.start(out_chunk={"n2": out_chunk}, out_capacity=capacity)
         out = tmp_path / "out"
         code, _, err = wait_job(c.start_job(out))
         assert code == 0, err
