@@ -24,7 +24,19 @@ def test_quick_start_has_exactly_two_commands():
     assert len(commands) == 2
     assert all("\n" not in c for c in commands)
     assert "geryon mapreduce" in commands[0]
-    assert "pytest" in commands[1]
+    assert commands[1] == "tests/run"
+
+
+def test_ci_runs_the_readme_test_command():
+    """CI and a new user run one script, and it installs what the tests need."""
+    ci = (REPO / ".ci" / "run").read_text()
+    assert re.search(r"^exec tests/run$", ci, re.M)
+    script = REPO / "tests" / "run"
+    assert os.access(script, os.X_OK)
+    text = script.read_text()
+    for package in ("python3-venv", "fuse3", "iproute2", "gawk"):
+        assert package in text
+    assert "python -m pytest" in text
 
 
 def test_quick_start_job_runs_and_counts_words(tmp_path):

@@ -5,7 +5,7 @@
 #   INPUTS="docs100 lines100" RUNS=3 bench/wordcount/run.sh
 #   SYSTEMS="geryon counter" INPUTS=docs RUNS=1 bench/wordcount/run.sh
 #
-# Every system is measured with the shared measure.py (/usr/bin/time -v: wall, CPU, max RSS of the
+# Every system is measured with bench/peers/measure.py (/usr/bin/time -v: wall, CPU, max RSS of the
 # largest process; plus peak PSS summed over the whole process session, sampled every 0.2 s).
 # Every output is normalised (all part files concatenated, LC_ALL=C sort) and compared byte for byte
 # with the single-process Counter reference: SAME_AS_REF or DIFFERS.
@@ -16,8 +16,8 @@
 #   RUNS          [3]                  runs per system; RUNS_<system> overrides (e.g. RUNS_mrjob_inline=1)
 #   SYSTEMS       [geryon counter pool + PEERS when PEERS_VENV exists]
 #   PEERS         [dask_processes spark mrjob_inline coreutils]
-#   SHARED_BENCH  [<repo>/../shared/bench]   the shared peer scripts
-#   PEERS_VENV    [/tmp/benchvenv]     venv with dask/mrjob/pyspark (shared run_peers.sh setup)
+#   SHARED_BENCH  [<repo>/bench/peers]     the peer scripts
+#   PEERS_VENV    [/tmp/benchvenv]     venv with dask/mrjob/pyspark (bench/peers/run_peers.sh setup)
 #   PYTHON        [python3]            interpreter for measure.py, counter and pool
 #   OUT           [/tmp/geryon_bench_wc]  outputs, references, results-*.jsonl, report-*.md
 #   GERYON_CMD    the Geryon command, run from the repo root; {in} and {out} are replaced by the
@@ -29,7 +29,7 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
-SHARED_BENCH=${SHARED_BENCH:-$REPO/../shared/bench}
+SHARED_BENCH=${SHARED_BENCH:-$REPO/bench/peers}
 PYTHON=${PYTHON:-python3}
 GERYON_PARTS=${GERYON_PARTS:-*.part*}
 
@@ -40,7 +40,7 @@ norm() {  # system output-path  -> sorted token<TAB>count lines on stdout
   if [ -d "$p" ]; then
     if [ "${s#geryon}" != "$s" ]; then   # geryon, geryon_r6: only the part files
       find "$p" -type f -name "$GERYON_PARTS" -print0
-    else   # same exclusions as the shared wc_norm.sh (Spark/Hadoop markers, hidden files)
+    else   # same exclusions as bench/peers/wc_norm.sh (Spark/Hadoop markers, hidden files)
       find "$p" -type f ! -name '_SUCCESS' ! -name '.*' ! -name '*.crc' -print0
     fi | sort -z | xargs -0 -r cat
   else
@@ -76,7 +76,7 @@ if [ -z "${SYSTEMS:-}" ]; then
   if [ -x "$PEERS_VENV/bin/python" ]; then SYSTEMS="$SYSTEMS $PEERS"
   else echo "note: no peers venv at $PEERS_VENV (create it with $SHARED_BENCH/run_peers.sh setup); peers skipped" >&2; fi
 fi
-[ -f "$SHARED_BENCH/measure.py" ] || { echo "shared bench scripts not found at $SHARED_BENCH (set SHARED_BENCH)" >&2; exit 1; }
+[ -f "$SHARED_BENCH/measure.py" ] || { echo "peer scripts not found at $SHARED_BENCH (set SHARED_BENCH)" >&2; exit 1; }
 mkdir -p "$OUT"
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 RESULTS=${RESULTS:-$OUT/results-$STAMP.jsonl}
