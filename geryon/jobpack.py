@@ -4,7 +4,8 @@ A pack is a deterministic tar (sorted members, fixed times and owners) of the di
 holding the job's scripts, plus `geryon-job.json` naming each step as a script path inside
 the pack and a function name (or a command) and the job's settings. Its name is the
 SHA-256 of its bytes, so a node caches a pack once and can check what it was sent.
-Unpacking refuses members that would land outside the pack's directory. Not here: sending
+Unpacking (`unpack`) goes through `geryon.untar`, which bounds the unpacked size and
+refuses unsafe members. Not here: sending
 packs to nodes (the cluster driver), running tasks (maptask, reducetask).
 """
 from __future__ import annotations
@@ -15,14 +16,14 @@ import io
 import json
 import logging
 import os
-import shutil
+import secrets
 import tarfile
-import tempfile
 from dataclasses import dataclass
 from typing import Any
 
 from geryon.errors import GeryonError
 from geryon.job import Job, Step, load_script
+from geryon.untar import UnpackLimits, UnpackRefused, extract, remove_tree
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,9 @@ MANIFEST = "geryon-job.json"
 
 MAX_PACK = 256 << 20
 """The largest pack accepted (bytes): a job directory, not a data set."""
+
+STAGING_MARK = ".tmp-"
+"""Infix of a pack being unpacked in a node's cache (`<digest>.tmp-<random>`)."""
 
 _SETTINGS = ("partitions", "name", "reader", "partitioner", "format", "sort_budget", "split_size", "skip_bad")
 
@@ -131,11 +135,15 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mode: int) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def unpack(data: bytes, cache: str, digest: str | None = None) -> str:
+def unpack(data: bytes, cache: str, digest: str | None = None, limits: UnpackLimits | None = None) -> str:
     """Unpack a pack into `cache/<digest>` (once) and return that directory.
 
+    The pack is unpacked by `geryon.untar.extract` under `limits` (sizes, member count,
+    no sparse files, links, devices or names leaving the pack) into a staging directory
+    `<digest>.tmp-*` of `cache`, renamed into place when whole; refused, it leaves nothing.
+
     Raises:
-        JobPackError: the bytes do not match `digest`, or a member is unsafe.
+        JobPackError: the bytes do not match `digest`, or the pack is refused.
     """
     actual = hashlib.sha256(data).hexdigest()
     if digest is not None and actual != digest:
@@ -144,42 +152,22 @@ def unpack(data: bytes, cache: str, digest: str | None = None) -> str:
     if os.path.isfile(os.path.join(target, MANIFEST)):
         return target
     os.makedirs(cache, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".unpack-", dir=cache)
+    staging = os.path.join(cache, f"{actual}{STAGING_MARK}{secrets.token_hex(4)}")
     try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
-            for member in tar.getmembers():
-                _check_member(member, staging)
-                if member.isdir():
-                    os.makedirs(os.path.join(staging, member.name), exist_ok=True)
-                    continue
-                dest = os.path.join(staging, member.name)
-                os.makedirs(os.path.dirname(dest), exist_ok=True)
-                src = tar.extractfile(member)
-                assert src is not None
-                with open(dest, "wb") as out:
-                    shutil.copyfileobj(src, out)
-                os.chmod(dest, 0o755 if member.mode & 0o111 else 0o644)
+        extract(io.BytesIO(data), staging, limits)
+    except UnpackRefused as exc:
+        raise JobPackError(f"job pack refused: {exc}") from exc
+    try:
         if not os.path.isfile(os.path.join(staging, MANIFEST)):
-            raise JobPackError("job pack has no manifest")
+            raise JobPackError("job pack refused: it has no manifest")
         try:
             os.rename(staging, target)
         except OSError:  # another task unpacked it first
-            shutil.rmtree(staging, ignore_errors=True)
-    except (tarfile.TarError, OSError) as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise JobPackError(f"job pack unreadable: {exc}") from exc
-    except JobPackError:
-        shutil.rmtree(staging, ignore_errors=True)
+            remove_tree(staging)
+    except BaseException:
+        remove_tree(staging)
         raise
     return target
-
-
-def _check_member(member: tarfile.TarInfo, root: str) -> None:
-    if not (member.isfile() or member.isdir()):
-        raise JobPackError(f"job pack member {member.name!r} is not a plain file")
-    dest = os.path.realpath(os.path.join(root, member.name))
-    if os.path.isabs(member.name) or not dest.startswith(os.path.realpath(root) + os.sep):
-        raise JobPackError(f"job pack member {member.name!r} escapes the pack")
 
 
 def load(directory: str) -> Job:

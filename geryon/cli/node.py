@@ -101,14 +101,18 @@ def _disk_spec(values: tuple[str, ...], replica: bool) -> list[NodeDisk]:
               help="Total capacity the pool may hand out (default: the filesystem's free space).")
 @click.option("--parent", default=None, metavar="NODE_OR_URL",
               help="Join a taskfs tree as a child of this node (a name in the registry, or http://host:port).")
+@click.option("--unpack-limit", type=size_type, default=None,
+              help="Most bytes one job pack or rcpu export may unpack to (default 256M).")
+@click.option("--unpack-files", type=click.IntRange(1), default=None,
+              help="Most members one job pack or rcpu export may hold (default 10000).")
 @_registry_option
 @_secret_option
 @_failing
 def node(name: str, disks: tuple[str, ...], replicas: tuple[str, ...],
          cpus: int | None, listen: str | None, advertise: str | None, work_dir: str | None,
          refresh: float, standalone: bool, fake_load: float | None, pool: str | None,
-         pool_size: int | None, parent: str | None, registry_url: str | None,
-         secret_file: str | None) -> None:
+         pool_size: int | None, parent: str | None, unpack_limit: int | None, unpack_files: int | None,
+         registry_url: str | None, secret_file: str | None) -> None:
     """Serve this machine's chunk disks and cpu to the cluster (until SIGTERM)."""
     secret = _secret(secret_file)
     host, _, port = (listen or f"0.0.0.0:{DEFAULT_NODE_PORT}").rpartition(":")
@@ -121,13 +125,20 @@ def node(name: str, disks: tuple[str, ...], replicas: tuple[str, ...],
                         cpus=cpus, host=host.strip("[]") or "0.0.0.0", port=int(port),
                         advertise=advertise, secret=secret, registry=registry, work_dir=work_dir,
                         refresh=refresh, load_source=host_source(cpus, fake_load), parent=parent,
-                        pool=os.path.abspath(pool) if pool else None, pool_size=pool_size)
+                        pool=os.path.abspath(pool) if pool else None, pool_size=pool_size,
+                        unpack=_unpack_limits(unpack_limit, unpack_files))
 
     try:
         serve_until_signalled(serve, config)
     finally:
         if registry is not None:
             registry.close()
+
+
+def _unpack_limits(max_bytes: int | None, max_members: int | None) -> Any:
+    from geryon.untar import DEFAULT_MAX_BYTES, DEFAULT_MAX_MEMBERS, UnpackLimits
+
+    return UnpackLimits(max_bytes or DEFAULT_MAX_BYTES, max_members or DEFAULT_MAX_MEMBERS)
 
 
 # -- rcpu, dsh, loads ---------------------------------------------------------------------

@@ -26,14 +26,16 @@ import secrets
 import shutil
 import signal
 import stat
-import tarfile
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
+from geryon.node.bodies import read_bounded
 from geryon.node.chunkservice import ServedChunk
+from geryon.untar import UnpackLimits, UnpackRefused, extract, remove_tree, sweep_staging
 from registry.auth import sign_headers
 from shell.block import command_argv
 
@@ -44,6 +46,9 @@ DEFAULT_KILL_GRACE = 2.0
 
 STDOUT, STDERR = 1, 2
 """First byte of a binary output frame."""
+
+DEFAULT_MAX_EXPORT = 1 << 30
+"""Largest export body (bytes) when the node sets no unpacked-bytes limit."""
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:@+-]{0,127}\Z")
 _HASH = re.compile(r"[0-9a-f]{64}\Z")
@@ -74,16 +79,9 @@ def _writable_again(root: str) -> None:
         os.chmod(dirpath, os.stat(dirpath).st_mode | stat.S_IWUSR)
 
 
-def _extract(data: bytes, dest: str) -> None:
-    os.makedirs(dest, exist_ok=True)
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
-        tar.extractall(dest, filter="data")
-
-
 def _extract_file(path: str, dest: str) -> None:
-    os.makedirs(dest, exist_ok=True)
-    with tarfile.open(path, mode="r:") as tar:
-        tar.extractall(dest, filter="data")
+    """A copied chunk (from another node of the cluster): safe members, no size limit."""
+    extract(path, dest, UnpackLimits(max_bytes=None, max_members=None, symlinks=True))
 
 
 class CpuService:
@@ -95,20 +93,23 @@ class CpuService:
         self_url: this node's `http://addr:port`, to recognise its own chunks in URLs.
         secret: signs requests to other nodes when copying their chunks.
         work_dir: where run directories and the export cache live.
+        unpack: limits on what one export may unpack to (symbolic links inside it are kept).
         on_start: awaited before each command starts (the daemon's virtual load).
         kill_grace: seconds between SIGTERM and SIGKILL.
     """
 
     def __init__(self, node: str, chunks: dict[str, ServedChunk], self_url: str, secret: bytes | None,
                  work_dir: str, on_start: Callable[[], Awaitable[None]] | None = None, *,
-                 kill_grace: float = DEFAULT_KILL_GRACE) -> None:
+                 kill_grace: float = DEFAULT_KILL_GRACE, unpack: UnpackLimits | None = None) -> None:
         self.node, self.chunks, self.self_url, self.secret = node, chunks, self_url, secret
+        self.unpack = replace(unpack or UnpackLimits(), symlinks=True)
         self.work_dir = work_dir
         self.exports = os.path.join(work_dir, "exports")
         self.on_start = on_start
         self.kill_grace = kill_grace
         self.running: dict[int, asyncio.subprocess.Process] = {}
         os.makedirs(self.exports, exist_ok=True)
+        sweep_staging(self.exports)
         os.makedirs(os.path.join(work_dir, "run"), exist_ok=True)
         self._http: aiohttp.ClientSession | None = None
 
@@ -140,20 +141,26 @@ class CpuService:
 
     async def _put_export(self, request: web.Request) -> web.Response:
         digest = request.match_info["hash"]
-        body = await request.read()
+        # An archive's headers and padding come on top of the bytes it unpacks to.
+        limit = 2 * self.unpack.max_bytes + (1 << 20) if self.unpack.max_bytes else DEFAULT_MAX_EXPORT
         try:
             dest = self._export_dir(digest)
+            body = await read_bounded(request, limit)
+            if body is None:
+                raise RunRefused(f"larger than {limit} bytes")
             if hashlib.sha256(body).hexdigest() != digest:
                 raise RunRefused("export does not match its hash")
             if not os.path.isdir(dest):
                 tmp = f"{dest}.tmp-{secrets.token_hex(4)}"
-                await asyncio.get_running_loop().run_in_executor(None, _extract, body, tmp)
+                await asyncio.get_running_loop().run_in_executor(
+                    None, extract, io.BytesIO(body), tmp, self.unpack)
                 try:
                     os.rename(tmp, dest)
                 except OSError:                      # another upload won the race
-                    shutil.rmtree(tmp, ignore_errors=True)
-        except (RunRefused, tarfile.TarError) as exc:
-            return web.json_response({"error": f"export: {exc}", "kind": "bad"}, status=400)
+                    remove_tree(tmp)
+        except (RunRefused, UnpackRefused) as exc:
+            log.info("export %s refused: %s", digest[:12], exc)
+            return web.json_response({"error": f"export refused: {exc}", "kind": "bad"}, status=400)
         return web.json_response({"ok": True})
 
     # -- mounting -----------------------------------------------------------------------
@@ -244,7 +251,7 @@ class CpuService:
             env = await self._mount(spec, ns)
             env.update({str(k): str(v) for k, v in (spec.get("env") or {}).items()})
             await self._execute(ws, spec["cmd"], run_dir, env)
-        except (RunRefused, ValueError, asyncio.TimeoutError, OSError, tarfile.TarError) as exc:
+        except (RunRefused, UnpackRefused, ValueError, asyncio.TimeoutError, OSError) as exc:
             log.info("run refused: %s", exc)
             with contextlib.suppress(ConnectionError, RuntimeError):
                 await ws.send_json({"op": "error", "error": str(exc) or type(exc).__name__})

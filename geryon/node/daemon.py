@@ -29,6 +29,7 @@ from geryon.errors import GeryonError
 from geryon.node.chunkservice import ChunkService, ServedChunk
 from geryon.node.cpuservice import CpuService
 from geryon.node.jobservice import JobService
+from geryon.untar import UnpackLimits
 from geryon.node.sessionservice import SessionService
 from geryon.node.load import HostFacts, LoadSource, host_source
 from geryon.pick import DEFAULT_PENALTY_SECONDS, DEFAULT_PICK_PENALTY
@@ -75,6 +76,7 @@ class NodeConfig:
     pool: str | None = None                   # `--chunk-pool DIR`: chunks made on request
     pool_size: int | None = None              # capacity the pool may hand out (None: disk free)
     parent: str | None = None                 # --parent: a node name, tcp!host!port or url (taskfs tree)
+    unpack: UnpackLimits = UnpackLimits()     # --unpack-limit/--unpack-files: job packs and exports
 
 
 def advertised_host(host: str) -> str:
@@ -196,9 +198,10 @@ class NodeDaemon:
             raise GeryonError(f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc}") from exc
         self.port = sock.getsockname()[1]
         self.url = f"http://{advertised_host(cfg.advertise or cfg.host)}:{self.port}"
-        self.cpu = CpuService(cfg.name, self.chunks, self.url, cfg.secret, work_dir, self._started)
+        self.cpu = CpuService(cfg.name, self.chunks, self.url, cfg.secret, work_dir, self._started,
+                              unpack=cfg.unpack)
         app = web.Application(client_max_size=DEFAULT_MAX_BODY, middlewares=[auth_middleware(cfg.secret)])
-        self.jobs = JobService(cfg.name, self.chunks, self.url, cfg.secret, work_dir)
+        self.jobs = JobService(cfg.name, self.chunks, self.url, cfg.secret, work_dir, unpack=cfg.unpack)
         self.sessions = SessionService(cfg.name, self.source, cfg.secret, work_dir, parent=cfg.parent,
                                        advertise=advertised_host(cfg.advertise or cfg.host), registry=cfg.registry)
         chunk_service = ChunkService(self.chunks, secret=cfg.secret, pool=self.pool,

@@ -39,6 +39,8 @@ from aiohttp import web
 
 from geryon.chunk import TEMP_MARK
 from geryon.node.chunkservice import ServedChunk
+from geryon.node.bodies import read_bounded
+from geryon.untar import UnpackLimits, sweep_staging
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +74,14 @@ class JobService:
         self_url: this node's `http://addr:port`.
         secret: the cluster secret, handed to workers (on stdin) to sign their fetches.
         work_dir: the node's work directory (pack cache, results).
+        unpack: limits on what one job pack may unpack to.
     """
 
     def __init__(self, node: str, chunks: dict[str, ServedChunk], self_url: str, secret: bytes | None,
-                 work_dir: str, *, driver_heartbeat: float = DEFAULT_DRIVER_HEARTBEAT) -> None:
+                 work_dir: str, *, driver_heartbeat: float = DEFAULT_DRIVER_HEARTBEAT,
+                 unpack: UnpackLimits | None = None) -> None:
         self.node, self.chunks, self.self_url, self.secret = node, chunks, self_url, secret
+        self.unpack = unpack or UnpackLimits()
         self.work_dir = work_dir = os.path.abspath(work_dir)  # workers run elsewhere
         self.packs = os.path.join(work_dir, "packs")
         self.results = os.path.join(work_dir, "attempts")
@@ -102,6 +107,7 @@ class JobService:
                 shutil.rmtree(path, ignore_errors=True)
         shutil.rmtree(self.results, ignore_errors=True)
         os.makedirs(self.results, exist_ok=True)
+        sweep_staging(self.packs)
 
     def routes(self) -> list[web.RouteDef]:
         return [web.get("/v1/jobs/packs/{hash}", self._has_pack),
@@ -130,15 +136,18 @@ class JobService:
         return web.json_response({"present": present}, status=200 if present else 404)
 
     async def _put_pack(self, request: web.Request) -> web.Response:
-        from geryon.jobpack import JobPackError, unpack
+        from geryon.jobpack import MAX_PACK, JobPackError, unpack
 
         digest = request.match_info["hash"]
         if not _HASH.match(digest):
             return _bad("bad pack hash")
-        body = await request.read()
+        body = await read_bounded(request, MAX_PACK)
+        if body is None:
+            return _bad(f"job pack refused: larger than {MAX_PACK} bytes")
         try:
-            await asyncio.get_running_loop().run_in_executor(None, unpack, body, self.packs, digest)
+            await asyncio.get_running_loop().run_in_executor(None, unpack, body, self.packs, digest, self.unpack)
         except JobPackError as exc:
+            log.info("pack %s refused: %s", digest[:12], exc)
             return _bad(str(exc))
         return web.json_response({"ok": True})
 
