@@ -4,31 +4,28 @@ A request is signed over `method`, the raw path with query, the SHA-256 of the b
 timestamp and a random nonce; the secret itself never crosses the wire. Servers refuse
 (401, before any handler runs) a missing, wrong, stale or replayed signature. Reused by
 the node daemon: `auth_middleware(secret)` on the server, `sign_headers(...)` on the
-client. This module does not decide where the secret file lives (the CLI does) and
-offers no confidentiality (use TLS for that).
+client. There is no unsigned mode: every server requires a secret, and a missing one is
+created on first use (`ensure_secret`) at the one default place (`default_secret_path`).
+Not here: reading the environment (the CLI passes it in), confidentiality (`registry.tls`).
 """
 from __future__ import annotations
 
 import hashlib
 import hmac
 import logging
-import os
 import secrets
-import stat
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from registry.errors import AuthenticationFailed, RegistryError
+from registry.secretfile import (DEFAULT_SECRET_BYTES, MIN_SECRET_BYTES, create_secret,  # noqa: F401 - re-exported
+                                 default_secret_path, ensure_secret, load_secret)
 
 log = logging.getLogger(__name__)
-
-DEFAULT_SECRET_BYTES = 32
-"""Length of a new cluster secret, in random bytes."""
 
 DEFAULT_WINDOW = 30.0
 """Seconds a signature's timestamp may be off the server's clock, either way."""
@@ -40,9 +37,6 @@ A nonce is kept until its signed timestamp leaves the window, so at R signed req
 per second the cache holds about R * window entries: 1,000,000 is far beyond what one
 Python server answers. When full, requests are refused rather than replays allowed."""
 
-MIN_SECRET_BYTES = 16
-"""Shorter secret files are refused."""
-
 HEADER_TIMESTAMP = "X-Geryon-Timestamp"
 HEADER_NONCE = "X-Geryon-Nonce"
 HEADER_SIGNATURE = "X-Geryon-Signature"
@@ -50,54 +44,8 @@ HEADER_SIGNATURE = "X-Geryon-Signature"
 _MAX_LOGGED = 1024
 
 
-def create_secret(path: Path, *, overwrite: bool = False) -> bytes:
-    """Write a new random secret to `path` (mode 0600, parents 0700) and return it.
-
-    Raises:
-        RegistryError: the file exists (and not `overwrite`) or cannot be written.
-    """
-    secret = secrets.token_bytes(DEFAULT_SECRET_BYTES)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
-        fd = os.open(path, flags, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o600)
-            f.write(secret.hex().encode() + b"\n")
-    except FileExistsError as exc:
-        raise RegistryError(f"{path}: secret exists (use --force to replace it)") from exc
-    except OSError as exc:
-        raise RegistryError(f"{path}: {exc.strerror}") from exc
-    return secret
-
-
-def load_secret(path: Path) -> bytes:
-    """Read the secret written by `create_secret` (hex text; raw bytes also accepted).
-
-    Raises:
-        RegistryError: unreadable, too short, or readable by group/others.
-    """
-    try:
-        st = path.stat()
-        data = path.read_bytes()
-    except OSError as exc:
-        raise RegistryError(f"{path}: {exc.strerror}") from exc
-    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise RegistryError(f"{path}: secret is accessible by others (chmod 600 it)")
-    text = data.strip()
-    try:
-        secret = bytes.fromhex(text.decode("ascii"))
-    except (UnicodeDecodeError, ValueError):
-        secret = data
-    if len(secret) < MIN_SECRET_BYTES:
-        raise RegistryError(f"{path}: secret shorter than {MIN_SECRET_BYTES} bytes")
-    return secret
-
-
-def cluster_id(secret: bytes | None) -> str:
+def cluster_id(secret: bytes) -> str:
     """A public name for the cluster a secret belongs to (advertised over zeroconf)."""
-    if secret is None:
-        return "open"
     return hmac.new(secret, b"geryon cluster id", hashlib.sha256).hexdigest()[:16]
 
 
@@ -193,21 +141,23 @@ class Verifier:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def auth_middleware(secret: bytes | None, *, window: float = DEFAULT_WINDOW,
+def auth_middleware(secret: bytes, *, window: float = DEFAULT_WINDOW,
                     clock: Callable[[], float] = time.time) -> Any:
     """An aiohttp middleware refusing unsigned requests with 401 before any handler.
 
-    With `secret` None every request passes (the server should then listen on loopback
-    only). The first refusal for each (peer, reason) is logged as a warning, later ones
-    at debug level.
+    There is no open mode: a server without a secret is a programming error. The first
+    refusal for each (peer, reason) is logged as a warning, later ones at debug level.
+
+    Raises:
+        RegistryError: `secret` is missing or too short.
     """
-    verifier = Verifier(secret, window=window) if secret is not None else None
+    if not isinstance(secret, bytes) or len(secret) < MIN_SECRET_BYTES:
+        raise RegistryError("a cluster secret is required (run `geryon init`)")
+    verifier = Verifier(secret, window=window)
     logged: set[tuple[str, str]] = set()
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if verifier is None:
-            return await handler(request)
         body = await request.read() if request.body_exists else b""
         try:
             verifier.verify(request.method, request.raw_path, body, request.headers, clock())

@@ -1,6 +1,6 @@
 """The registry server: HTTP + WebSocket (aiohttp) over a `Store`.
 
-Routes (JSON bodies; all signed when a secret is set, see `registry.auth`):
+Routes (JSON bodies; every one signed with the cluster secret, see `registry.auth`):
   GET  /v1/info        version, cluster id, store version
   GET  /v1/index       every service (`Accept: text/plain`: Inferno lines)
   POST /v1/find        {"query": [[attr, val], ...]}
@@ -19,13 +19,13 @@ import logging
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from registry.auth import DEFAULT_WINDOW, auth_middleware, cluster_id
+from registry.auth import DEFAULT_WINDOW, MIN_SECRET_BYTES, auth_middleware, cluster_id
 from registry.discovery import DEFAULT_PORT, PROTOCOL_VERSION, Advertiser, advertised_addresses
 from registry.disks import DISK_OWNER, DiskNames, plan
 from registry.defaults import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS
@@ -61,7 +61,7 @@ class ServerConfig:
 
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
-    secret: bytes | None = None
+    secret: bytes = b""                       # the cluster secret: required, there is no open mode
     state_path: Path | None = None
     ndb_path: Path | None = None
     mdns: bool = True
@@ -110,11 +110,8 @@ class RegistryServer:
     """
 
     def __init__(self, config: ServerConfig, *, clock: Callable[[], float] = time.monotonic) -> None:
-        if config.secret is None and config.host not in ("127.0.0.1", "localhost", "::1"):
-            log.warning("no cluster secret: listening on 127.0.0.1 only (run `geryon init`)")
-            config = replace(config, host="127.0.0.1")
-        elif config.secret is None:
-            log.warning("no cluster secret: listening on loopback only (run `geryon init`)")
+        if len(config.secret or b"") < MIN_SECRET_BYTES:
+            raise RegistryError("registry: a cluster secret is required (run `geryon init`)")
         self.config = config
         self.clock = clock
         self.cluster = cluster_id(config.secret)

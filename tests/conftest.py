@@ -20,9 +20,15 @@ def examples() -> pathlib.Path:
 
 @pytest.fixture(autouse=True)
 def _no_ambient_config(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Tests never see the developer's own registry, secret or ndb settings, nor add to their job history."""
-    for var in ("GERYON_REGISTRY", "GERYON_NDB", "GERYON_SECRET_FILE"):
+    """Tests never see the developer's own registry, secret or ndb settings, nor add to their job history.
+
+    Each test has its own fresh config directory, so a secret created on first use (or by
+    `geryon init`) lands there, never in the developer's ~/.config.
+    """
+    for var in ("GERYON_REGISTRY", "GERYON_NDB", "GERYON_SECRET_FILE", "GERYON_TLS_CERT", "GERYON_TLS_KEY",
+                "GERYON_TLS_CA"):
         monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config")))
     monkeypatch.setenv("GERYON_JOBS_DIR", str(tmp_path_factory.getbasetemp() / "jobs"))
 
 

@@ -1,17 +1,65 @@
-"""Pieces shared by the CLI verbs: failing with one line, sizes, the ndb option."""
+"""Pieces shared by the CLI verbs: failing with one line, sizes, the ndb option, the secret.
+
+Not here: any verb's own logic; the secret file's format and rules (`registry.secretfile`).
+"""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 
 from geryon.chunk import parse_size
+
+log = logging.getLogger(__name__)
+
+ENV_SECRET_FILE = "GERYON_SECRET_FILE"
+SECRET_HELP = ("Cluster secret [$GERYON_SECRET_FILE, else $XDG_CONFIG_HOME/geryon/secret or "
+               "~/.config/geryon/secret, created on first use].")
+
+
+def default_secret_path() -> Path:
+    """The default secret file for this user (`registry.secretfile.default_secret_path`)."""
+    from registry.secretfile import default_secret_path as rule
+
+    return rule(os.environ)
+
+
+def secret_option(f: Any) -> Any:
+    """--secret-file FILE (or $GERYON_SECRET_FILE)."""
+    return click.option("--secret-file", envvar=ENV_SECRET_FILE, metavar="FILE", help=SECRET_HELP)(f)
+
+
+def cluster_secret(secret_file: str | None, *, serving: str | None = None) -> bytes:
+    """The cluster secret every server requires and every client signs with.
+
+    A named file (--secret-file, $GERYON_SECRET_FILE) must exist; with none named, the
+    default file is used and created on first use (mode 0600). A server (`serving` names
+    it) says once on stderr where its secret is.
+
+    Raises:
+        RegistryError: unreadable or unsafe secret file.
+    """
+    from registry.secretfile import ensure_secret, load_secret
+
+    if secret_file:
+        path, secret, created = Path(secret_file), load_secret(Path(secret_file)), False
+    else:
+        path = default_secret_path()
+        secret, created = ensure_secret(path)
+    if serving is not None:
+        how = "created now; copy it (mode 0600) to every machine of the cluster" if created else "mode 0600"
+        click.echo(f"geryon: {serving}: cluster secret {path} ({how})", err=True)
+    elif created:
+        log.warning("created a new cluster secret %s: to join a cluster, copy its secret there", path)
+    return secret
 
 
 def fail(message: str, status: int = 1) -> NoReturn:

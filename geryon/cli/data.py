@@ -12,15 +12,14 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import click
 
 from geryon.checksum import check_disk
 from geryon.chunk import DEFAULT_CAPACITY
-from geryon.cli.common import fail, ndb_option, showing, size_type
-from geryon.cli.registry import ENV_REGISTRY, ENV_SECRET_FILE, default_secret_path
+from geryon.cli.common import cluster_secret, fail, ndb_option, secret_option, showing, size_type
+from geryon.cli.registry import ENV_REGISTRY
 from geryon.disks import DEFAULT_NDB
 from geryon.errors import GeryonError
 from geryon.load import DEFAULT_DISK_DIR, load as load_sources
@@ -31,22 +30,18 @@ log = logging.getLogger(__name__)
 
 def cluster_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """--registry and --secret-file, for verbs that talk to the cluster."""
-    f = click.option("--secret-file", envvar=ENV_SECRET_FILE, metavar="FILE",
-                     help=f"Cluster secret (default: {default_secret_path()}).")(f)
+    f = secret_option(f)
     return click.option("--registry", "registry_url", envvar=ENV_REGISTRY, metavar="URL",
                         help="http://host:port or tcp!host!port (default: find over zeroconf).")(f)
 
 
-def read_secret(secret_file: str | None) -> bytes | None:
-    """The cluster secret from `secret_file`, else the default file if there is one."""
-    from registry.auth import load_secret
-
-    path = Path(secret_file) if secret_file else default_secret_path()
-    return load_secret(path) if secret_file or path.exists() else None
+def read_secret(secret_file: str | None) -> bytes:
+    """The cluster secret (`geryon.cli.common.cluster_secret`)."""
+    return cluster_secret(secret_file)
 
 
 @contextmanager
-def cluster(registry_url: str | None, secret_file: str | None) -> Iterator[tuple[Any, bytes | None]]:
+def cluster(registry_url: str | None, secret_file: str | None) -> Iterator[tuple[Any, bytes]]:
     """A registry client and the secret; cluster errors become one line and exit 1."""
     from fs import errors as fserrors
 

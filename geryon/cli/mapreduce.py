@@ -17,7 +17,7 @@ from geryon.errors import GeryonError
 from geryon.job import DEFAULT_PARTITIONS, READERS, Job, combine_from_script, step_from_arg
 from geryon.codec import FORMATS
 from geryon.partition import PARTITIONERS
-from geryon.cli.common import fail, ndb_option, showing, size_type
+from geryon.cli.common import cluster_secret, fail, ndb_option, secret_option, showing, size_type
 
 
 @click.command("mapreduce")
@@ -50,7 +50,7 @@ from geryon.cli.common import fail, ndb_option, showing, size_type
 @click.option("--local", "force_local", is_flag=True, help="Run on this machine even if a registry is configured.")
 @click.option("--registry", "registry_url", envvar="GERYON_REGISTRY", metavar="URL",
               help="Run on this registry's cluster [$GERYON_REGISTRY; zeroconf when a DISK is not local].")
-@click.option("--secret-file", envvar="GERYON_SECRET_FILE", metavar="FILE", help="Cluster secret [~/.config/geryon/secret].")
+@secret_option
 @click.option("--lease", type=click.FloatRange(min=0.5), default=5.0, show_default=True,
               help="Cluster: seconds a silent node keeps its tasks before they run elsewhere.")
 @click.option("--pick", "pick", type=click.Choice(["rr", "load"]), default="rr", show_default=True,
@@ -163,19 +163,15 @@ def _record(jobs_dir_opt: str | None, job: Job, disks: tuple[str, ...], partitio
 def _run_on_cluster(job: Job, disks: tuple[str, ...], registry_url: str | None, secret_file: str | None,
                     out: str | None, progress: Any, record: Any, lease: float, problem: str | None,
                     pick: str) -> Any:
-    from pathlib import Path
-
     from geryon.api import run_cluster_job
-    from geryon.cli.registry import ENV_MDNS_INTERFACES, _interfaces, default_secret_path
-    from registry.auth import load_secret
+    from geryon.cli.registry import ENV_MDNS_INTERFACES, _interfaces
     from registry.client import RegistryClient
     from registry.errors import RegistryError
 
-    path = Path(secret_file) if secret_file else default_secret_path()
-    secret = load_secret(path) if secret_file or path.exists() else None
     echo = progress.message if progress is not None else (lambda line: click.echo(line, err=True))
     interfaces = _interfaces((os.environ.get(ENV_MDNS_INTERFACES, ""),))
     try:
+        secret = cluster_secret(secret_file)
         with RegistryClient(registry_url, secret=secret, owner="mapreduce", mdns_interfaces=interfaces) as registry:
             return run_cluster_job(job, list(disks), registry, secret, out=out, progress=progress, record=record,
                                    lease=lease, echo=echo, job_id=record.job_id if record is not None else None,

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 import click
 from fs import errors as fserrors
 
-from geryon.cli.common import fail, serve_until_signalled, size_type
-from geryon.cli.registry import ENV_REGISTRY, ENV_SECRET_FILE, default_secret_path
+from geryon.cli.common import cluster_secret, fail, secret_option, serve_until_signalled, size_type
+from geryon.cli.registry import ENV_REGISTRY
 from geryon.errors import GeryonError
 from geryon.node.defaults import DEFAULT_NODE_PORT, DEFAULT_REFRESH
 from geryon.node.load import host_source
@@ -34,15 +34,8 @@ log = logging.getLogger(__name__)
 ENV_NDB = "GERYON_NDB"
 
 
-def _secret(path: str | None) -> bytes | None:
-    if path:
-        from registry.auth import load_secret
-
-        return load_secret(Path(path))
-    default = default_secret_path()
-    from registry.auth import load_secret
-
-    return load_secret(default) if default.exists() else None
+def _secret(path: str | None) -> bytes:
+    return cluster_secret(path)
 
 
 def _client(registry_url: str | None, secret: bytes | None) -> Any:
@@ -62,8 +55,7 @@ def _failing(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-_secret_option = click.option("--secret-file", envvar=ENV_SECRET_FILE, metavar="FILE",
-                              help=f"Cluster secret (default: {default_secret_path()}).")
+_secret_option = secret_option
 _registry_option = click.option("--registry", "registry_url", envvar=ENV_REGISTRY, metavar="URL",
                                 help="http://host:port or tcp!host!port (default: find over zeroconf).")
 
@@ -87,7 +79,7 @@ def _disk_spec(values: tuple[str, ...], replica: bool) -> list[NodeDisk]:
 @click.option("--replica", "replicas", multiple=True, metavar="NAME=PATH", help="Serve a read-only replica chunk.")
 @click.option("--cpus", type=click.IntRange(1), default=None, help="Cores offered (default: all).")
 @click.option("--listen", default=None, metavar="HOST:PORT",
-              help=f"Address to listen on (default 0.0.0.0:{DEFAULT_NODE_PORT}; loopback without a secret).")
+              help=f"Address to listen on (default 0.0.0.0:{DEFAULT_NODE_PORT}).")
 @click.option("--advertise", default=None, metavar="ADDR", help="Address others reach this node at.")
 @click.option("--work-dir", type=click.Path(file_okay=False), default=None,
               help="Run directories and the export cache (default: a temporary directory).")
@@ -114,7 +106,7 @@ def node(name: str, disks: tuple[str, ...], replicas: tuple[str, ...],
          pool_size: int | None, parent: str | None, unpack_limit: int | None, unpack_files: int | None,
          registry_url: str | None, secret_file: str | None) -> None:
     """Serve this machine's chunk disks and cpu to the cluster (until SIGTERM)."""
-    secret = _secret(secret_file)
+    secret = cluster_secret(secret_file, serving=f"node {name}")
     host, _, port = (listen or f"0.0.0.0:{DEFAULT_NODE_PORT}").rpartition(":")
     if not port.isdigit():
         raise click.BadParameter(f"{listen!r} is not HOST:PORT", param_hint="--listen")

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 # aiohttp and zeroconf (registry.client, .server, .auth) load only when a registry verb
 # runs, so that every other `geryon` command starts quickly.
-from geryon.cli.common import serve_until_signalled
+from geryon.cli.common import ENV_SECRET_FILE, cluster_secret, default_secret_path, secret_option, serve_until_signalled
 from registry.defaults import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_PORT
 from registry.errors import RegistryError
 from registry.store import DEFAULT_DEAD_AFTER, DEFAULT_HEARTBEAT
@@ -35,15 +35,8 @@ from registry.text import pairs_of
 log = logging.getLogger(__name__)
 
 ENV_REGISTRY = "GERYON_REGISTRY"
-ENV_SECRET_FILE = "GERYON_SECRET_FILE"
 ENV_MDNS_INTERFACES = "GERYON_MDNS_INTERFACES"
 ENV_OWNER = "GERYON_OWNER"
-
-
-def default_secret_path() -> Path:
-    """`$XDG_CONFIG_HOME/geryon/secret`, else `~/.config/geryon/secret`."""
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return Path(base) / "geryon" / "secret"
 
 
 def _default_owner() -> str:
@@ -52,21 +45,6 @@ def _default_owner() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return f"uid{os.getuid()}"
-
-
-def _secret(path: str | None) -> bytes | None:
-    """The secret at `path` (must exist), else at the default path (may be missing)."""
-    if path:
-        from registry.auth import load_secret
-
-        return load_secret(Path(path))
-    default = default_secret_path()
-    if not default.exists():
-        log.info("no cluster secret at %s: requests are unsigned", default)
-        return None
-    from registry.auth import load_secret
-
-    return load_secret(default)
 
 
 def _interfaces(values: tuple[str, ...]) -> tuple[str, ...] | None:
@@ -84,8 +62,7 @@ def _translating(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-_secret_option = click.option("--secret-file", envvar=ENV_SECRET_FILE, metavar="FILE",
-                              help=f"Cluster secret (default: {default_secret_path()}).")
+_secret_option = secret_option
 _mdns_option = click.option("--mdns-interface", "mdns_interfaces", multiple=True, metavar="ADDR",
                             envvar=ENV_MDNS_INTERFACES,
                             help="Use zeroconf only on these interface addresses.")
@@ -103,7 +80,7 @@ def _client(registry_url: str | None, secret_file: str | None, owner: str,
             mdns_interfaces: tuple[str, ...]) -> RegistryClient:
     from registry.client import RegistryClient
 
-    return RegistryClient(registry_url, secret=_secret(secret_file), owner=owner,
+    return RegistryClient(registry_url, secret=cluster_secret(secret_file), owner=owner,
                           mdns_interfaces=_interfaces(mdns_interfaces))
 
 
@@ -146,7 +123,7 @@ def registry_group() -> None:
 
 @registry_group.command("serve")
 @click.option("--listen", default=None, metavar="HOST:PORT",
-              help=f"Address to listen on (default 0.0.0.0:{DEFAULT_PORT}; loopback without a secret).")
+              help=f"Address to listen on (default 0.0.0.0:{DEFAULT_PORT}).")
 @click.option("--state", type=click.Path(dir_okay=False), help="Keep persist entries in FILE.")
 @click.option("--ndb", "ndb_path", type=click.Path(dir_okay=False), help="Keep the disks named in FILE.")
 @click.option("--no-mdns", is_flag=True, help="Do not advertise over zeroconf.")
@@ -165,7 +142,7 @@ def serve_command(listen: str | None, state: str | None, ndb_path: str | None, n
                   heartbeat: float, dead_after: float, max_connections: int, idle_timeout: float,
                   secret_file: str | None, mdns_interfaces: tuple[str, ...]) -> None:
     """Run the registry."""
-    secret = _secret(secret_file)
+    secret = cluster_secret(secret_file, serving="registry")
     host, _, port = (listen or f"0.0.0.0:{DEFAULT_PORT}").rpartition(":")
     if not port.isdigit():
         raise click.BadParameter(f"{listen!r} is not HOST:PORT", param_hint="--listen")

@@ -17,7 +17,7 @@ import socket
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -33,7 +33,7 @@ from geryon.untar import UnpackLimits
 from geryon.node.sessionservice import SessionService
 from geryon.node.load import HostFacts, LoadSource, host_source
 from geryon.pick import DEFAULT_PENALTY_SECONDS, DEFAULT_PICK_PENALTY
-from registry.auth import auth_middleware
+from registry.auth import MIN_SECRET_BYTES, auth_middleware
 from registry.errors import RegistryError
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ class NodeConfig:
     host: str = "127.0.0.1"
     port: int = DEFAULT_NODE_PORT
     advertise: str | None = None
-    secret: bytes | None = None
+    secret: bytes = b""                       # the cluster secret: required, there is no open mode
     registry: Any = None                      # a RegistryClient (None: serve unregistered)
     work_dir: str | None = None
     refresh: float = DEFAULT_REFRESH
@@ -98,9 +98,8 @@ class NodeDaemon:
     """
 
     def __init__(self, config: NodeConfig, *, clock: Callable[[], float] = time.monotonic) -> None:
-        if config.secret is None and config.host not in ("127.0.0.1", "localhost", "::1"):
-            log.warning("no cluster secret: node listening on 127.0.0.1 only (run `geryon init`)")
-            config = replace(config, host="127.0.0.1")
+        if len(config.secret or b"") < MIN_SECRET_BYTES:
+            raise GeryonError(f"node {config.name}: a cluster secret is required (run `geryon init`)")
         self.config = config
         self.clock = clock
         self.chunks: dict[str, ServedChunk] = {}
