@@ -1,7 +1,7 @@
 """Finding the registry: its URL forms, and zeroconf (DNS-SD) advertising and browsing.
 
-The registry advertises `_geryon._tcp.local.` with TXT `version` and `cluster` (see
-`registry.auth.cluster_id`); clients browse with a fresh zeroconf instance each time, so
+The registry advertises `_geryon._tcp.local.` with TXT `version`, `cluster` (see
+`registry.auth.cluster_id`) and `scheme` (`https` when it serves TLS); clients browse with a fresh zeroconf instance each time, so
 records of a registry killed with -9 (cached up to 4500 s by long-lived listeners) are
 not offered. mDNS is discovery, not liveness: callers still connect to check.
 """
@@ -18,6 +18,7 @@ from zeroconf import (DNSQuestionType, IPVersion, InterfaceChoice, ServiceBrowse
                       Zeroconf)
 from zeroconf.asyncio import AsyncZeroconf
 
+from registry import tls
 from registry.defaults import DEFAULT_PORT
 from registry.errors import BadRequest
 
@@ -37,6 +38,9 @@ PROTOCOL_VERSION = "1"
 def parse_registry_url(text: str) -> str:
     """`http://host:port`, `host:port`, `tcp!host!port` or `tcp!host` -> `http://host:port`.
 
+    Forms without a scheme mean `https` in a process that speaks TLS to its cluster
+    (`registry.tls.use_cluster_tls`).
+
     Raises:
         BadRequest: not an address.
     """
@@ -47,9 +51,9 @@ def parse_registry_url(text: str) -> str:
             raise BadRequest(f"bad registry address {text!r}")
         host = "127.0.0.1" if parts[1] == "*" else parts[1]
         service = parts[2] if len(parts) == 3 and parts[2] not in ("", "registry") else str(DEFAULT_PORT)
-        text = f"http://{host}:{service}"
+        text = f"{tls.scheme()}://{host}:{service}"
     elif "://" not in text:
-        text = "http://" + text
+        text = f"{tls.scheme()}://" + text
     try:
         split = urlsplit(text)
         port = split.port or DEFAULT_PORT
@@ -90,14 +94,15 @@ class Advertiser:
         addresses: IPv4 addresses to advertise.
         cluster: the cluster id (TXT `cluster`).
         interfaces: interfaces zeroconf listens and answers on (None: all).
+        scheme: TXT `scheme`, `https` when the registry serves TLS.
     """
 
     def __init__(self, port: int, addresses: Sequence[str], cluster: str, *,
-                 interfaces: Sequence[str] | None = None) -> None:
+                 interfaces: Sequence[str] | None = None, scheme: str = "http") -> None:
         self.info = ServiceInfo(
             SERVICE_TYPE, f"geryon-{cluster}-{port}.{SERVICE_TYPE}",
             parsed_addresses=list(addresses), port=port,
-            properties={"version": PROTOCOL_VERSION, "cluster": cluster},
+            properties={"version": PROTOCOL_VERSION, "cluster": cluster, "scheme": scheme},
             server=f"geryon-{cluster}-{port}.local.")
         self._interfaces = interfaces
         self._zc: AsyncZeroconf | None = None
@@ -169,7 +174,8 @@ def discover(timeout: float = DEFAULT_DISCOVERY_TIMEOUT, *, cluster: str | None 
                 if cluster is not None and props.get("cluster") != cluster:
                     log.debug("ignoring registry %s of cluster %s", name, props.get("cluster"))
                     continue
-                urls += [f"http://{addr}:{info.port}" for addr in info.parsed_addresses(IPVersion.V4Only)]
+                scheme = "https" if props.get("scheme") == "https" else "http"
+                urls += [f"{scheme}://{addr}:{info.port}" for addr in info.parsed_addresses(IPVersion.V4Only)]
         finally:
             browser.cancel()
     finally:

@@ -8,11 +8,14 @@ so the CLI can name the file without loading the network stack. Not here: signin
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
 import stat
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from registry.errors import RegistryError
@@ -24,6 +27,12 @@ DEFAULT_SECRET_BYTES = 32
 
 MIN_SECRET_BYTES = 16
 """Shorter secret files are refused."""
+
+DEFAULT_GRACE = 24 * 3600.0
+"""Seconds the previous secret is still accepted after `geryon init --rotate`."""
+
+OLD_SUFFIX = ".old"
+"""The previous secret is kept beside the current one as `secret.old`, with its expiry."""
 
 SECRET_DIR = "geryon"
 """The directory, under the user's config directory, that holds the cluster secret."""
@@ -120,3 +129,81 @@ def load_secret(path: Path) -> bytes:
     if len(secret) < MIN_SECRET_BYTES:
         raise RegistryError(f"{path}: secret shorter than {MIN_SECRET_BYTES} bytes")
     return secret
+
+
+# -- rotation ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class OldSecret:
+    """A previous cluster secret, still accepted (never used to sign) until `expires`."""
+
+    secret: bytes
+    expires: float                          # wall-clock seconds
+
+    def accepted(self, now: float) -> bool:
+        return now < self.expires
+
+
+def old_secret_path(path: Path) -> Path:
+    """Where the previous secret of the secret at `path` is kept."""
+    return path.with_name(path.name + OLD_SUFFIX)
+
+
+def rotate_secret(path: Path, *, grace: float = DEFAULT_GRACE, now: float | None = None) -> OldSecret:
+    """Replace the secret at `path` with a new one; keep the old as `secret.old` for `grace` s.
+
+    Both files are written whole under temporary names, then renamed (mode 0600).
+
+    Returns:
+        the old secret and when it stops being accepted.
+    Raises:
+        RegistryError: there is no secret at `path` yet, or the files cannot be written.
+    """
+    old = OldSecret(load_secret(path), (time.time() if now is None else now) + grace)
+    _write_private(old_secret_path(path), old.secret.hex().encode() + f"\nexpires {old.expires:.3f}\n".encode())
+    _write_private(path, secrets.token_bytes(DEFAULT_SECRET_BYTES).hex().encode() + b"\n")
+    return old
+
+
+def load_old_secret(path: Path) -> OldSecret | None:
+    """The previous secret kept beside the secret at `path`, if there is one (expired or not).
+
+    Raises:
+        RegistryError: the file is unreadable, unsafe or malformed.
+    """
+    old_path = old_secret_path(path)
+    if not os.path.lexists(old_path):
+        return None
+    try:
+        st = old_path.stat()
+        lines = old_path.read_text("ascii").split()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RegistryError(f"{old_path}: {getattr(exc, 'strerror', None) or exc}") from exc
+    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise RegistryError(f"{old_path}: secret is accessible by others (chmod 600 it)")
+    try:
+        if len(lines) != 3 or lines[1] != "expires":
+            raise ValueError("not `HEX` then `expires SECONDS`")
+        old = OldSecret(bytes.fromhex(lines[0]), float(lines[2]))
+    except ValueError as exc:
+        raise RegistryError(f"{old_path}: malformed old secret: {exc}") from exc
+    if len(old.secret) < MIN_SECRET_BYTES:
+        raise RegistryError(f"{old_path}: secret shorter than {MIN_SECRET_BYTES} bytes")
+    return old
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write `data` to `path` atomically, mode 0600."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        _make_private_dirs(path.parent)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o600)
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise RegistryError(f"{path}: {exc.strerror or exc}") from exc

@@ -31,6 +31,7 @@ from registry.disks import DISK_OWNER, DiskNames, plan
 from registry.defaults import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS
 from registry.errors import BadRequest, RegistryError
 from registry.state import load_state, save_state
+from registry.tls import TlsFiles, server_context
 from registry.store import DEFAULT_DEAD_AFTER, DEFAULT_HEARTBEAT, Service, Store, as_pairs
 from registry.watchers import Watchers
 
@@ -75,6 +76,7 @@ class ServerConfig:
     auth_window: float = DEFAULT_WINDOW
     expire_interval: float = DEFAULT_EXPIRE_INTERVAL
     ndb_poll: float = DEFAULT_NDB_POLL
+    tls: TlsFiles = TlsFiles()                # a certificate: serve https only (see registry.tls)
 
 
 class _Refuse(asyncio.Protocol):
@@ -134,7 +136,8 @@ class RegistryServer:
     @property
     def url(self) -> str:
         """Where clients reach this server."""
-        return f"http://{self.config.host}:{self.port}"
+        scheme = "https" if self.config.tls.serving else "http"
+        return f"{scheme}://{self.config.host}:{self.port}"
 
     # -- life cycle ------------------------------------------------------------------
     async def start(self) -> None:
@@ -165,15 +168,17 @@ class RegistryServer:
             return http()
 
         loop = asyncio.get_running_loop()
+        ssl = server_context(cfg.tls) if cfg.tls.serving else None
         self._listener = await loop.create_server(factory, cfg.host, cfg.port, reuse_address=True,
-                                                  backlog=256)
+                                                  backlog=256, ssl=ssl)
         self.port = self._listener.sockets[0].getsockname()[1]
         self._tasks.append(asyncio.create_task(self._expire_loop()))
         if self._disks is not None:
             self._tasks.append(asyncio.create_task(self._disk_loop()))
         if cfg.mdns:
             addrs = advertised_addresses(cfg.host, cfg.mdns_interfaces)
-            self._advertiser = Advertiser(self.port, addrs, self.cluster, interfaces=cfg.mdns_interfaces)
+            self._advertiser = Advertiser(self.port, addrs, self.cluster, interfaces=cfg.mdns_interfaces,
+                                          scheme="https" if cfg.tls.serving else "http")
             try:
                 await self._advertiser.start()
             except (OSError, RuntimeError) as exc:     # no multicast: still serve

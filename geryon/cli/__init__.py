@@ -12,6 +12,7 @@ import click
 
 from geryon.cli import mapreduce as _mapreduce
 from geryon.cli import data as _data
+from geryon.cli import init as _init
 from geryon.cli import disk as _disk
 from geryon.cli import ndb as _ndb
 from geryon.cli import node as _node
@@ -20,7 +21,7 @@ from geryon.cli import shell as _shell
 from geryon.cli import jobs as _jobs
 from geryon.cli import taskfs as _taskfs
 
-_MODULES = [_mapreduce, _jobs, _disk, _data, _ndb, _node, _taskfs, _shell, _registry]
+_MODULES = [_mapreduce, _jobs, _disk, _data, _ndb, _node, _taskfs, _shell, _init, _registry]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -21,6 +21,9 @@ from geryon.chunk import parse_size
 log = logging.getLogger(__name__)
 
 ENV_SECRET_FILE = "GERYON_SECRET_FILE"
+ENV_TLS_CERT = "GERYON_TLS_CERT"
+ENV_TLS_KEY = "GERYON_TLS_KEY"
+ENV_TLS_CA = "GERYON_TLS_CA"
 SECRET_HELP = ("Cluster secret [$GERYON_SECRET_FILE, else $XDG_CONFIG_HOME/geryon/secret or "
                "~/.config/geryon/secret, created on first use].")
 
@@ -59,7 +62,72 @@ def cluster_secret(secret_file: str | None, *, serving: str | None = None) -> by
         click.echo(f"geryon: {serving}: cluster secret {path} ({how})", err=True)
     elif created:
         log.warning("created a new cluster secret %s: to join a cluster, copy its secret there", path)
+    configure_client_tls(None)
     return secret
+
+
+def default_tls_dir() -> Path:
+    """Where `geryon init --tls` writes, and servers and clients look: beside the default secret."""
+    from registry.tls import TLS_DIR
+
+    return default_secret_path().parent / TLS_DIR
+
+
+def _given_or_default(given: str | None, env: str, name: str) -> Path | None:
+    value = given or os.environ.get(env)
+    if value:
+        return Path(value)
+    default = default_tls_dir() / name
+    return default if default.exists() else None
+
+
+def configure_client_tls(ca: str | None) -> Path | None:
+    """Speak TLS to the cluster if a CA is configured: `ca`, $GERYON_TLS_CA, else the CA
+    `geryon init --tls` wrote (if any). Returns the CA used, None for plain HTTP.
+
+    Raises:
+        RegistryError: the CA file does not load.
+    """
+    from registry.tls import CA_CERT, use_cluster_tls
+
+    path = _given_or_default(ca, ENV_TLS_CA, CA_CERT)
+    use_cluster_tls(path, enabled=path is not None)
+    return path
+
+
+def tls_options(f: Any) -> Any:
+    """--tls-cert, --tls-key, --tls-ca (and $GERYON_TLS_*), for the servers."""
+    from registry.tls import CA_CERT, HOST_CERT, HOST_KEY
+
+    where = "else " + str(Path("$XDG_CONFIG_HOME/geryon/tls")) + "/"
+    f = click.option("--tls-ca", metavar="FILE", help=f"CA that peers' certificates are checked against "
+                     f"[$GERYON_TLS_CA, {where}{CA_CERT} if present].")(f)
+    f = click.option("--tls-key", metavar="FILE", help=f"This server's TLS key [$GERYON_TLS_KEY, {where}{HOST_KEY}].")(f)
+    return click.option("--tls-cert", metavar="FILE", help="Serve TLS with this certificate "
+                        f"[$GERYON_TLS_CERT, {where}{HOST_CERT} if present; else plain HTTP].")(f)
+
+
+def tls_files(cert: str | None, key: str | None, ca: str | None, *, serving: str) -> Any:
+    """The server's TLS files (a `registry.tls.TlsFiles`, empty for plain HTTP); also makes this
+    process's own client connections use the cluster CA. Says on stderr which it is.
+
+    Raises:
+        RegistryError: a key without a certificate (or the reverse), or files that do not load.
+    """
+    from registry.errors import RegistryError
+    from registry.tls import HOST_CERT, HOST_KEY, TlsFiles, server_context
+
+    cert_path = _given_or_default(cert, ENV_TLS_CERT, HOST_CERT)
+    key_path = _given_or_default(key, ENV_TLS_KEY, HOST_KEY)
+    if (cert_path is None) != (key_path is None):
+        raise RegistryError("TLS needs both --tls-cert and --tls-key")
+    ca_path = configure_client_tls(ca)
+    files = TlsFiles(cert_path, key_path, ca_path)
+    if files.serving:
+        server_context(files)                     # fail now, in one line, if they do not load
+        click.echo(f"geryon: {serving}: TLS with {cert_path}"
+                   + (f", peers checked against {ca_path}" if ca_path else ""), err=True)
+    return files
 
 
 def fail(message: str, status: int = 1) -> NoReturn:

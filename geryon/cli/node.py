@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from fs import errors as fserrors
 
-from geryon.cli.common import cluster_secret, fail, secret_option, serve_until_signalled, size_type
+from geryon.cli.common import cluster_secret, fail, secret_option, serve_until_signalled, size_type, tls_files, tls_options
 from geryon.cli.registry import ENV_REGISTRY
 from geryon.errors import GeryonError
 from geryon.node.defaults import DEFAULT_NODE_PORT, DEFAULT_REFRESH
@@ -99,14 +99,17 @@ def _disk_spec(values: tuple[str, ...], replica: bool) -> list[NodeDisk]:
               help="Most members one job pack or rcpu export may hold (default 10000).")
 @_registry_option
 @_secret_option
+@tls_options
 @_failing
 def node(name: str, disks: tuple[str, ...], replicas: tuple[str, ...],
          cpus: int | None, listen: str | None, advertise: str | None, work_dir: str | None,
          refresh: float, standalone: bool, fake_load: float | None, pool: str | None,
          pool_size: int | None, parent: str | None, unpack_limit: int | None, unpack_files: int | None,
-         registry_url: str | None, secret_file: str | None) -> None:
+         registry_url: str | None, secret_file: str | None, tls_cert: str | None, tls_key: str | None,
+         tls_ca: str | None) -> None:
     """Serve this machine's chunk disks and cpu to the cluster (until SIGTERM)."""
     secret = cluster_secret(secret_file, serving=f"node {name}")
+    tls = tls_files(tls_cert, tls_key, tls_ca, serving=f"node {name}")
     host, _, port = (listen or f"0.0.0.0:{DEFAULT_NODE_PORT}").rpartition(":")
     if not port.isdigit():
         raise click.BadParameter(f"{listen!r} is not HOST:PORT", param_hint="--listen")
@@ -118,7 +121,7 @@ def node(name: str, disks: tuple[str, ...], replicas: tuple[str, ...],
                         advertise=advertise, secret=secret, registry=registry, work_dir=work_dir,
                         refresh=refresh, load_source=host_source(cpus, fake_load), parent=parent,
                         pool=os.path.abspath(pool) if pool else None, pool_size=pool_size,
-                        unpack=_unpack_limits(unpack_limit, unpack_files))
+                        unpack=_unpack_limits(unpack_limit, unpack_files), tls=tls)
 
     try:
         serve_until_signalled(serve, config)

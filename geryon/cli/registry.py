@@ -1,4 +1,4 @@
-"""CLI verbs: init, registry serve, register, regquery, services, watch, unregister.
+"""CLI verbs: registry serve, register, regquery, services, watch, unregister (init: `geryon.cli.init`).
 
 A thin shell over `registry`: read options and the environment (GERYON_REGISTRY,
 GERYON_SECRET_FILE, GERYON_MDNS_INTERFACES, GERYON_OWNER, XDG_CONFIG_HOME), build a
@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 
 # aiohttp and zeroconf (registry.client, .server, .auth) load only when a registry verb
 # runs, so that every other `geryon` command starts quickly.
-from geryon.cli.common import ENV_SECRET_FILE, cluster_secret, default_secret_path, secret_option, serve_until_signalled
+from geryon.cli.common import (ENV_SECRET_FILE, cluster_secret, default_secret_path,  # noqa: F401 - re-exported
+                               secret_option, serve_until_signalled, tls_files, tls_options)
 from registry.defaults import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_PORT
 from registry.errors import RegistryError
 from registry.store import DEFAULT_DEAD_AFTER, DEFAULT_HEARTBEAT
@@ -103,19 +104,6 @@ def _wait_for_signal() -> int:
     return got[0]
 
 
-@click.command("init")
-@_secret_option
-@click.option("--force", is_flag=True, help="Replace an existing secret.")
-@_translating
-def init(secret_file: str | None, force: bool) -> None:
-    """Create the cluster secret (32 random bytes, mode 0600)."""
-    path = Path(secret_file) if secret_file else default_secret_path()
-    from registry.auth import create_secret
-
-    create_secret(path, overwrite=force)
-    click.echo(f"wrote cluster secret {path}; copy it (mode 0600) to every node")
-
-
 @click.group("registry")
 def registry_group() -> None:
     """The service registry."""
@@ -136,13 +124,16 @@ def registry_group() -> None:
 @click.option("--idle-timeout", type=float, default=DEFAULT_IDLE_TIMEOUT, show_default=True,
               help="Seconds a connection may take to send a request, or stay idle.")
 @_secret_option
+@tls_options
 @_mdns_option
 @_translating
 def serve_command(listen: str | None, state: str | None, ndb_path: str | None, no_mdns: bool,
                   heartbeat: float, dead_after: float, max_connections: int, idle_timeout: float,
-                  secret_file: str | None, mdns_interfaces: tuple[str, ...]) -> None:
+                  secret_file: str | None, tls_cert: str | None, tls_key: str | None, tls_ca: str | None,
+                  mdns_interfaces: tuple[str, ...]) -> None:
     """Run the registry."""
     secret = cluster_secret(secret_file, serving="registry")
+    tls = tls_files(tls_cert, tls_key, tls_ca, serving="registry")
     host, _, port = (listen or f"0.0.0.0:{DEFAULT_PORT}").rpartition(":")
     if not port.isdigit():
         raise click.BadParameter(f"{listen!r} is not HOST:PORT", param_hint="--listen")
@@ -154,7 +145,7 @@ def serve_command(listen: str | None, state: str | None, ndb_path: str | None, n
                           ndb_path=Path(ndb_path) if ndb_path else None, mdns=not no_mdns,
                           mdns_interfaces=_interfaces(mdns_interfaces),
                           heartbeat=heartbeat, dead_after=dead_after,
-                          max_connections=max_connections, idle_timeout=idle_timeout)
+                          max_connections=max_connections, idle_timeout=idle_timeout, tls=tls)
 
     try:
         serve_until_signalled(serve, config)
@@ -260,4 +251,4 @@ _CLIENT_COMMANDS = [register, regquery, services, watch, unregister]
 for _command in _CLIENT_COMMANDS:
     registry_group.add_command(_command)
 
-commands: list[click.Command] = [init, registry_group, *_CLIENT_COMMANDS]
+commands: list[click.Command] = [registry_group, *_CLIENT_COMMANDS]

@@ -35,6 +35,7 @@ from geryon.node.load import HostFacts, LoadSource, host_source
 from geryon.pick import DEFAULT_PENALTY_SECONDS, DEFAULT_PICK_PENALTY
 from registry.auth import MIN_SECRET_BYTES, auth_middleware
 from registry.errors import RegistryError
+from registry.tls import TlsFiles, server_context
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,7 @@ class NodeConfig:
     pool_size: int | None = None              # capacity the pool may hand out (None: disk free)
     parent: str | None = None                 # --parent: a node name, tcp!host!port or url (taskfs tree)
     unpack: UnpackLimits = UnpackLimits()     # --unpack-limit/--unpack-files: job packs and exports
+    tls: TlsFiles = TlsFiles()                # a certificate: serve https only (see registry.tls)
 
 
 def advertised_host(host: str) -> str:
@@ -196,7 +198,8 @@ class NodeDaemon:
             sock.close()
             raise GeryonError(f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc}") from exc
         self.port = sock.getsockname()[1]
-        self.url = f"http://{advertised_host(cfg.advertise or cfg.host)}:{self.port}"
+        scheme = "https" if cfg.tls.serving else "http"
+        self.url = f"{scheme}://{advertised_host(cfg.advertise or cfg.host)}:{self.port}"
         self.cpu = CpuService(cfg.name, self.chunks, self.url, cfg.secret, work_dir, self._started,
                               unpack=cfg.unpack)
         app = web.Application(client_max_size=DEFAULT_MAX_BODY, middlewares=[auth_middleware(cfg.secret)])
@@ -209,7 +212,8 @@ class NodeDaemon:
                               + self.sessions.routes() + [web.get("/v1/node", self._info)])
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
-        await web.SockSite(self._runner, sock, backlog=256).start()
+        ssl = server_context(cfg.tls) if cfg.tls.serving else None
+        await web.SockSite(self._runner, sock, backlog=256, ssl_context=ssl).start()
         await self.sessions.start(self.url)       # the link to --parent, if any
         if cfg.registry is not None:
             self._tasks.append(asyncio.create_task(self._refresh_loop()))
