@@ -28,7 +28,7 @@ from enum import Enum
 from typing import Any, BinaryIO
 
 from geryon.badrecords import InputError
-from geryon.chunk import SUMS_NAME, TEMP_MARK, is_internal
+from geryon.chunk import SUMS_NAME, TEMP_MARK, data_entry, is_internal, within
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +132,8 @@ def read_manifest(root: str) -> dict[str, FileSum] | None:
         st = os.stat(path)
     except FileNotFoundError:
         return None
+    if os.path.islink(path):
+        raise ChecksumMismatch(f"{root}: checksum manifest {SUMS_NAME} is a symbolic link: refused")
     stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
     cached = _CACHE.get(path)
     if cached and cached[0] == stamp:
@@ -370,6 +372,8 @@ class VerifiedFile(io.RawIOBase):
 def open_verified(root: str, path: str, label: str, manifest: dict[str, FileSum] | None) -> io.BufferedReader | Any:
     """Open a chunk file for reading: verified when the manifest names it, plain otherwise."""
     full = os.path.join(root, path.lstrip("/"))
+    if not _contained(root, full):
+        raise InputError(f"{label}: {path} leads outside its disk (a symbolic link out): refused")
     expected = manifest.get(manifest_key(path)) if manifest else None
     if expected is None:
         return open(full, "rb")
@@ -410,16 +414,35 @@ class CheckReport:
 
 
 def _files_of(root: str) -> Iterator[str]:
-    for dirpath, dirs, files in os.walk(root):
-        dirs[:] = [d for d in dirs if not is_internal(d)]
-        for name in files:
-            if not is_internal(name):
-                yield manifest_key(os.path.relpath(os.path.join(dirpath, name), root))
+    """Every data file of the disk at `root`: symbolic links out of it are skipped
+    (`chunk.data_entry`), links to directories not walked into."""
+    real_root = os.path.realpath(root)
+    stack = [root]
+    while stack:
+        directory = stack.pop()
+        try:
+            with os.scandir(directory) as it:
+                entries = list(it)
+        except OSError:
+            continue
+        for entry in entries:
+            if is_internal(entry.name):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(entry.path)
+            elif data_entry(real_root, entry) is not None:
+                yield manifest_key(os.path.relpath(entry.path, root))
+
+
+def _contained(root: str, full: str) -> bool:
+    return within(os.path.realpath(root), full)
 
 
 def check_file(root: str, key: str, expected: FileSum) -> str | None:
     """What is wrong with one recorded file, or None when it matches."""
     full = os.path.join(root, key.lstrip("/"))
+    if not _contained(root, full):
+        return "a symbolic link out of the disk now (not read)"
     try:
         actual = sum_file(full)
     except FileNotFoundError:

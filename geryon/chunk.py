@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import secrets
+import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, BinaryIO
@@ -44,6 +45,39 @@ SUMS_NAME = ".geryon-sums"
 def is_internal(name: str) -> bool:
     """Whether a file name is Geryon's own bookkeeping rather than user data."""
     return name == META_NAME or name == SUMS_NAME or TEMP_MARK in name
+
+
+class OutsideDisk(fserrors.ResourceNotFound):
+    """A path that resolves outside its disk (through a symbolic link): treated as absent."""
+
+    default_message = "path '{path}' leads outside the disk (a symbolic link out): refused"
+
+
+def within(real_root: str, path: str) -> bool:
+    """Whether `path`, every symbolic link resolved, stays inside the directory `real_root`
+    (itself a resolved path)."""
+    real = os.path.realpath(path)
+    return real == real_root or real.startswith(real_root + os.sep)
+
+
+def data_entry(real_root: str, entry: os.DirEntry[str]) -> os.stat_result | None:
+    """The stat of a directory entry that is a regular data file of the disk, or None.
+
+    A symbolic link counts as the file it points to when that file is inside the disk;
+    one pointing outside (or nowhere) is skipped, with a line in the log saying so.
+    Directories are never data files, and links to them are not walked into: each file
+    is met once, at its own place.
+    """
+    try:
+        if not entry.is_symlink():
+            return entry.stat() if entry.is_file(follow_symlinks=False) else None
+        if not within(real_root, entry.path):
+            log.info("skipping %s: a symbolic link out of its disk", entry.path)
+            return None
+        st = os.stat(entry.path)
+    except OSError:
+        return None
+    return st if stat.S_ISREG(st.st_mode) else None
 
 
 def parse_size(text: str) -> int:
@@ -117,7 +151,7 @@ def _write_meta_fd(fd: int, meta: dict) -> None:
 def read_capacity(path: str) -> int | None:
     """The capacity of the chunk at `path`, or None when `path` is a plain directory."""
     try:
-        fd = os.open(os.path.join(path, META_NAME), os.O_RDONLY)
+        fd = os.open(os.path.join(path, META_NAME), os.O_RDONLY | os.O_NOFOLLOW)
     except FileNotFoundError:
         return None
     try:
@@ -147,6 +181,7 @@ class ChunkFS(OSFS):
             raise GeryonError(f"{root}: no such disk directory") from exc
         self.capacity = capacity if capacity is not None else read_capacity(self.root_path)
         self._meta_path = os.path.join(self.root_path, META_NAME)
+        self.real_root = os.path.realpath(self.root_path)
 
     def __repr__(self) -> str:
         return f"ChunkFS({self.root_path!r}, capacity={self.capacity})"
@@ -189,7 +224,7 @@ class ChunkFS(OSFS):
     # write would not fit, which also corrects it after files were removed by other means.
     @contextmanager
     def _locked(self) -> Iterator[int]:
-        fd = os.open(self._meta_path, os.O_RDWR)
+        fd = os.open(self._meta_path, os.O_RDWR | os.O_NOFOLLOW)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield fd
@@ -233,11 +268,27 @@ class ChunkFS(OSFS):
                 _write_meta_fd(fd, {**meta, "used": max(0, meta["used"] - nbytes)})
 
     # -- the fs API -----------------------------------------------------------------
+    # Symbolic links: one whose target is inside the chunk is followed, as the OS would;
+    # one leading out is refused by every call naming a path through it (`OutsideDisk`,
+    # a ResourceNotFound) and left out of listings, so nothing outside is ever read,
+    # written, listed or measured through the chunk.
+    def validatepath(self, path: str) -> str:
+        _path = super().validatepath(path)
+        if _path not in ("", "/") and not within(self.real_root, self.getsyspath(_path)):
+            raise OutsideDisk(_path)
+        return _path
+
+    def _visible(self, directory: str, name: str) -> bool:
+        if is_internal(name):
+            return False
+        full = os.path.join(self.getsyspath(directory), name)
+        return not os.path.islink(full) or within(self.real_root, full)
+
     def listdir(self, path: str) -> list[str]:
-        return [n for n in super().listdir(path) if not is_internal(n)]
+        return [n for n in super().listdir(path) if self._visible(path, n)]
 
     def scandir(self, path: str, namespaces: Any = None, page: Any = None) -> Any:
-        return (i for i in super().scandir(path, namespaces, page) if not is_internal(i.name))
+        return (i for i in super().scandir(path, namespaces, page) if self._visible(path, i.name))
 
     def openbin(self, path: str, mode: str = "r", buffering: int = -1, **options: Any) -> BinaryIO:
         _mode = Mode(mode)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from fs.base import FS
 
-from geryon.chunk import is_internal
+from geryon.chunk import data_entry, is_internal
 
 
 @dataclass(frozen=True)
@@ -52,16 +52,18 @@ class Split:
 def list_local_files(root: str) -> list[tuple[str, int]]:
     """`list_files` for a disk in a local directory: os.scandir, several times faster."""
     out: list[tuple[str, int]] = []
+    real_root = os.path.realpath(root)
     stack = [(root, "")]
     while stack:
         directory, rel = stack.pop()
         with os.scandir(directory) as entries:
             for entry in entries:
+                if is_internal(entry.name):      # e.g. a job's staging directory
+                    continue
                 if entry.is_dir(follow_symlinks=False):
-                    if not is_internal(entry.name):  # e.g. a job's staging directory
-                        stack.append((entry.path, f"{rel}/{entry.name}"))
-                elif entry.is_file() and not is_internal(entry.name):
-                    out.append((f"{rel}/{entry.name}", entry.stat().st_size))
+                    stack.append((entry.path, f"{rel}/{entry.name}"))
+                elif (st := data_entry(real_root, entry)) is not None:   # never a link out
+                    out.append((f"{rel}/{entry.name}", st.st_size))
     out.sort()
     return out
 

@@ -9,7 +9,8 @@ Routes (all signed with the cluster secret; see `registry.auth`):
   PUT    /v1/chunks/{chunk}/file?path=P    replace (or `&exclusive=1` create) a file
   GET    /v1/chunks/{chunk}/archive        the whole chunk as an uncompressed tar stream
 
-Every path is checked to stay inside its chunk (`../` and symlinks out are refused, 403)
+Every path is checked to stay inside its chunk (`../` and symlinks out are refused, 403;
+listings, `files`, `sums`, `check` and `archive` skip symlinks out)
 and each op runs in a worker thread (`geryon.node.chunkops`, which also says what the ops
 do); here a refusal becomes its status (403, 404, 409, 507, 400). Replica chunks refuse
 writes. `fs` errors travel by class name (`ResourceNotFound`) and are rebuilt by
@@ -32,7 +33,7 @@ from aiohttp import web
 from fs import errors as fserrors
 
 from geryon.checksum import ChecksumMismatch
-from geryon.chunk import ChunkFS, is_internal
+from geryon.chunk import ChunkFS, is_internal, within
 from geryon.errors import DiskFull, GeryonError
 from geryon.node.chunkops import (DEFAULT_PULL_TIMEOUT, PULL_DIR, READ_OPS, SYNC_OPS, USAGE_MIN_AGE,
                                   USAGE_WALK_FACTOR, WRITE_OPS, PathEscapes, PullMismatch, ServedChunk, _inside,
@@ -243,12 +244,17 @@ class ChunkService:
             try:
                 with tarfile.open(fileobj=_Sink(), mode="w|", bufsize=DEFAULT_ARCHIVE_BLOCK) as tar:
                     root = chunk.fs.root_path
+                    real_root = os.path.realpath(root)
                     for dirpath, dirs, files in os.walk(root):
                         dirs.sort()
                         for name in sorted(dirs) + sorted(files):
                             if is_internal(name):
                                 continue
                             full = os.path.join(dirpath, name)
+                            if os.path.islink(full) and not within(real_root, full):
+                                log.info("archive of %s: skipping %s, a symbolic link out of the chunk",
+                                         chunk.name, full)
+                                continue
                             tar.add(full, arcname=os.path.relpath(full, root), recursive=False)
             finally:
                 asyncio.run_coroutine_threadsafe(queue.put(None), loop).result()

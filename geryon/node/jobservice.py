@@ -163,7 +163,7 @@ class JobService:
         if not _SAFE.match(name):
             return _bad("bad file name")
         path = os.path.join(self._job_dir(request.match_info["job"]), name)
-        if not os.path.isfile(path):
+        if not os.path.isfile(path) or os.path.islink(path):
             return _bad(f"no map output {name} here", 404)
         return web.FileResponse(path, chunk_size=1 << 20)
 
@@ -172,7 +172,7 @@ class JobService:
         if not _FINAL.match(name):
             return _bad("bad part name")
         path = os.path.join(self.out_root, name)
-        if not os.path.isfile(path):
+        if not os.path.isfile(path) or os.path.islink(path):
             return _bad(f"no part {name} here", 404)
         return web.FileResponse(path, chunk_size=1 << 20)
 
