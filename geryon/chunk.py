@@ -410,6 +410,11 @@ class _ChunkWriter(io.RawIOBase):
         self._size = max(self._size, end)
         return len(data)
 
+    def abort(self) -> None:
+        """Close, dropping everything written (a refused upload): the file in place is untouched."""
+        self._fail()
+        self.close()
+
     def _fail(self) -> None:
         """Drop everything this writer wrote; the file under its final name is untouched."""
         if self._failed:

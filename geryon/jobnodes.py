@@ -17,7 +17,8 @@ import aiohttp
 from geryon.jobpack import JobPack
 from geryon.members import ClusterCpu
 from geryon.task import TaskResult
-from registry.auth import sign_headers
+from registry.errors import RegistryError
+from registry.signer import Signer
 
 ALIVE_TIMEOUT = 2.0
 """Seconds a node has to answer `GET /v1/node` when the driver checks it."""
@@ -62,6 +63,7 @@ class Nodes:
 
     def __init__(self, secret: bytes | None, lease: float) -> None:
         self.secret = secret
+        self.signer = Signer(secret)
         self.lease = lease
         self.io = _Loop()
         self._packs: dict[str, asyncio.Lock] = {}
@@ -70,17 +72,13 @@ class Nodes:
     def close(self) -> None:
         self.io.close()
 
-    def _headers(self, method: str, path: str, body: bytes = b"") -> dict[str, str]:
-        return sign_headers(self.secret, method, path, body) if self.secret is not None else {}
-
     async def request(self, method: str, url: str, path: str, body: bytes = b"",
                       timeout: float = 30.0) -> tuple[int, bytes]:
-        headers = self._headers(method, path, body)
         try:
-            async with self.io.http.request(method, url + path, data=body or None, headers=headers,
-                                            timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+            async with await self.signer.send(self.io.http, method, url, path, body,
+                                              timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
                 return resp.status, await resp.read()
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, RegistryError) as exc:
             raise NodeError(f"{url}: {type(exc).__name__}: {exc}") from exc
 
     def alive(self, cpu: ClusterCpu) -> bool:
@@ -114,8 +112,8 @@ class Nodes:
         await self.ensure_pack(cpu, pack)
         path = "/v1/jobs/run"
         try:
-            async with self.io.http.ws_connect(cpu.url + path, headers=self._headers("GET", path),
-                                               heartbeat=self.lease / 1.5, max_msg_size=64 << 20) as ws:
+            async with await self.signer.connect(self.io.http, cpu.url, path, what=f"job attempt on {cpu.name}",
+                                                 heartbeat=self.lease / 1.5, max_msg_size=64 << 20) as ws:
                 await ws.send_json({"job": job_id, "pack": pack.digest, "task": task})
                 async for msg in ws:
                     if msg.type == aiohttp.WSMsgType.BINARY:
@@ -130,7 +128,7 @@ class Nodes:
                             raise NodeError(f"{cpu.name} refused the task: {data.get('error')}")
                     else:
                         break
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError, RegistryError) as exc:
             raise NodeError(f"{cpu.name}: {type(exc).__name__}: {exc}") from exc
         raise NodeError(f"{cpu.name}: connection lost (node died or missed its lease)")
 
@@ -147,18 +145,18 @@ class Nodes:
     def download(self, cpu: ClusterCpu, path: str, dest: str, timeout: float = 600.0) -> int:
         """Copy a file the node serves at `path` into `dest`; bytes copied."""
         async def go() -> int:
-            headers = self._headers("GET", path)
             n = 0
             try:
-                async with self.io.http.get(cpu.url + path, headers=headers,
-                                            timeout=aiohttp.ClientTimeout(total=timeout, sock_read=self.lease * 2)) as resp:
+                async with await self.signer.send(self.io.http, "GET", cpu.url, path,
+                                                  timeout=aiohttp.ClientTimeout(total=timeout,
+                                                                                sock_read=self.lease * 2)) as resp:
                     if resp.status != 200:
                         raise NodeError(f"{cpu.name}: {(await resp.read())[:200].decode(errors='replace')}")
                     with open(dest, "wb") as f:
                         async for block in resp.content.iter_chunked(1 << 20):
                             f.write(block)
                             n += len(block)
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError, RegistryError) as exc:
                 raise NodeError(f"{cpu.name}: {type(exc).__name__}: {exc}") from exc
             return n
         return self.io.call(go())  # type: ignore[no-any-return]

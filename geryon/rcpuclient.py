@@ -27,7 +27,9 @@ import aiohttp
 from geryon.errors import GeryonError, UnknownDisk
 from geryon.pick import CpuInfo, NoCpu, Pick, RoundRobin
 from geryon.remotefs import NodeUnavailable, disk_url, parse_node_url
-from registry.auth import sign_headers
+from registry.channel import Channel
+from registry.errors import RegistryError
+from registry.signer import Signer
 from registry.errors import RegistryError
 from registry.store import EventKind, Service
 
@@ -180,6 +182,7 @@ class Rcpu:
                  connect_timeout: float = DEFAULT_CONNECT_TIMEOUT) -> None:
         self.registry = registry
         self.secret = secret
+        self.signer = Signer(secret)
         self.pick = pick or RoundRobin()
         self._own_pool = pool is None
         self.pool = pool or CpuPool(registry)
@@ -264,9 +267,6 @@ class Rcpu:
                 continue
             return RunResult(status, target.host, target.name, cpudisk["name"] if cpudisk else None)
 
-    def _headers(self, method: str, path: str, body: bytes = b"") -> dict[str, str]:
-        return sign_headers(self.secret, method, path, body) if self.secret is not None else {}
-
     async def _run(self, cpu: CpuInfo, request: dict[str, Any], packed: tuple[str, bytes] | None,
                    out: BinaryIO, err: BinaryIO) -> int:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout)
@@ -274,28 +274,30 @@ class Rcpu:
             try:
                 if packed is not None:
                     await self._export(http, cpu, *packed)
-                ws = await http.ws_connect(cpu.url + "/v1/cpu/run", headers=self._headers("GET", "/v1/cpu/run"),
-                                           max_msg_size=0, heartbeat=10.0)
+                ws = await self.signer.connect(http, cpu.url, "/v1/cpu/run", what=f"rcpu on {cpu.name}",
+                                               max_msg_size=0, heartbeat=10.0)
             except aiohttp.WSServerHandshakeError as exc:
                 if exc.status == 401:
                     raise GeryonError(f"cpu {cpu.name}: authentication failed (check the cluster secret)") from exc
                 raise NodeUnavailable(f"cpu {cpu.name}: {exc}") from exc
             except (aiohttp.ClientConnectionError, asyncio.TimeoutError, OSError) as exc:
                 raise NodeUnavailable(f"cpu {cpu.name}: {exc}") from exc
+            except RegistryError as exc:            # the handshake failed, or not a node
+                raise GeryonError(f"cpu {cpu.name}: {exc}") from exc
             async with ws:
                 await ws.send_str(json.dumps(request))
                 return await self._relay(ws, cpu, out, err)
 
     async def _export(self, http: aiohttp.ClientSession, cpu: CpuInfo, digest: str, data: bytes) -> None:
         path = f"/v1/cpu/exports/{digest}"
-        async with http.get(cpu.url + path, headers=self._headers("GET", path)) as resp:
+        async with await self.signer.send(http, "GET", cpu.url, path) as resp:
             if resp.status == 200:
                 return
-        async with http.put(cpu.url + path, data=data, headers=self._headers("PUT", path, data)) as resp:
+        async with await self.signer.send(http, "PUT", cpu.url, path, data) as resp:
             if resp.status != 200:
                 raise CommandRefused(f"cpu {cpu.name}: export refused: {(await resp.text())[:200]}")
 
-    async def _relay(self, ws: aiohttp.ClientWebSocketResponse, cpu: CpuInfo, out: BinaryIO,
+    async def _relay(self, ws: Channel, cpu: CpuInfo, out: BinaryIO,
                      err: BinaryIO) -> int:
         async for msg in ws:
             if msg.type == aiohttp.WSMsgType.BINARY:

@@ -9,6 +9,7 @@ which turns a disk name, a path or a URL into an `FS`. Not here: serving chunks.
 """
 from __future__ import annotations
 
+import hashlib
 import http.client
 import io
 import json
@@ -186,13 +187,46 @@ class RemoteFS(FS):
         status, body = self._conn.request("PUT", target, bytes(data))
         raise_for(status, body, self.url, path)
 
+    def put_file(self, path: str, file: BinaryIO, exclusive: bool = False) -> int:
+        """Write a file from `file`'s position to its end, streamed (never read whole); bytes sent.
+
+        Reads it twice: once for the digest the signature declares, once to send it.
+        """
+        start = file.tell()
+        digest = hashlib.sha256()
+        while block := file.read(DEFAULT_READ_BLOCK):
+            digest.update(block)
+        length = file.tell() - start
+        file.seek(start)
+        target = self._file_target(path, **({"exclusive": "1"} if exclusive else {}))
+        resp, conn = self._conn.open("PUT", target, file, digest=digest.hexdigest(), length=length)
+        try:
+            body = resp.read()
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            raise NodeUnavailable(f"node {self.url}: {exc}") from exc
+        self._conn.release(resp, conn)
+        raise_for(resp.status, body, self.url, path)
+        return length
+
     def writebytes(self, path: str, contents: bytes) -> None:
         if not isinstance(contents, bytes):
             raise TypeError("contents must be bytes")
         self.put(self.validatepath(path), contents)
 
     def upload(self, path: str, file: Any, chunk_size: int | None = None, **options: Any) -> None:
-        self.put(self.validatepath(path), file.read())
+        _path = self.validatepath(path)
+        try:
+            seekable = file.seekable()
+        except (AttributeError, OSError):
+            seekable = False
+        if seekable:
+            self.put_file(_path, file)
+            return
+        with tempfile.TemporaryFile() as spool:      # a pipe: spooled to disk, never to memory
+            shutil.copyfileobj(file, spool, chunk_size or DEFAULT_READ_BLOCK)
+            spool.seek(0)
+            self.put_file(_path, spool)  # type: ignore[arg-type]
 
     def usage(self) -> dict[str, Any]:
         """The chunk's capacity, used and free bytes (None for unbounded), and `replica`."""
@@ -385,7 +419,7 @@ class _RemoteWriter(io.RawIOBase):
             return
         try:
             self._buf.seek(0)
-            self._fs.put(self.name, self._buf.read(), exclusive=False)
+            self._fs.put_file(self.name, self._buf)  # type: ignore[arg-type]
         finally:
             self._buf.close()
             super().close()

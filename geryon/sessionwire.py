@@ -27,6 +27,7 @@ from geryon.errors import GeryonError
 
 if TYPE_CHECKING:
     import aiohttp
+    from registry.channel import Channel
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +150,7 @@ class RemoteSession:
         self.executed = False
         self.statuses: dict[int, int] = {}
         self._http: aiohttp.ClientSession | None = None
-        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._ws: Channel | None = None
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._next = 0
         self._tasks: list[asyncio.Task[None]] = []
@@ -161,14 +162,14 @@ class RemoteSession:
         """Open the session; raises SessionError if unreachable or refused (wrong secret)."""
         import aiohttp
 
-        from registry.auth import sign_headers
+        from registry.errors import RegistryError
+        from registry.signer import Signer
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None,
                                                                          sock_connect=self.connect_timeout))
-        headers = sign_headers(self.secret, "GET", "/v1/session") if self.secret is not None else {}
         try:
-            self._ws = await asyncio.wait_for(self._http.ws_connect(
-                self.url + "/v1/session", headers=headers, heartbeat=None, max_msg_size=MAX_FRAME),
-                self.connect_timeout)
+            self._ws = await asyncio.wait_for(Signer(self.secret).connect(
+                self._http, self.url, "/v1/session", what=f"taskfs session on {self.node}",
+                heartbeat=None, max_msg_size=MAX_FRAME), self.connect_timeout)
         except aiohttp.WSServerHandshakeError as exc:
             await self.close()
             if exc.status == 401:
@@ -177,6 +178,9 @@ class RemoteSession:
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
             await self.close()
             raise SessionError(f"node {self.node}: unreachable: {exc or type(exc).__name__}") from exc
+        except RegistryError as exc:                 # the handshake failed, or not a node
+            await self.close()
+            raise SessionError(f"node {self.node}: {exc}") from exc
         self._tasks = [asyncio.create_task(self._read()), asyncio.create_task(self._ping())]
 
     async def request(self, op: str, **fields: Any) -> dict[str, Any]:

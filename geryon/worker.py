@@ -75,14 +75,17 @@ def run_map(job: Any, task: MapTask, inputs: Inputs) -> TaskResult:
 def http_range(location: str, seg: Segment, secret: bytes | None, timeout: float = FETCH_TIMEOUT) -> Iterator[bytes]:
     """The bytes of one segment of a map output on another node (one Range request)."""
     from geryon.reducetask import FetchFailed
-    from registry.auth import sign_headers
+    from registry.errors import RegistryError
+    from registry.signer import Signer
 
     parts = urlsplit(location)
     path = parts.path
     end = seg.offset + seg.length - 1
-    headers = {"Range": f"bytes={seg.offset}-{end}"}
-    if secret is not None:
-        headers.update(sign_headers(secret, "GET", path))
+    try:
+        headers = Signer(secret).headers_sync(location, "GET", path, headers={"Range": f"bytes={seg.offset}-{end}"},
+                                              timeout=timeout)
+    except (OSError, http.client.HTTPException, RegistryError) as exc:
+        raise FetchFailed(location, f"node unreachable: {exc}") from exc
     conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
     try:
         try:

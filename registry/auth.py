@@ -1,22 +1,32 @@
 """The cluster secret and HMAC-SHA256 request signing, for any aiohttp server or client.
 
-A request is signed over `method`, the raw path with query, the SHA-256 of the body, a
-timestamp and a random nonce; the secret itself never crosses the wire. Servers refuse
-(401, before any handler runs) a missing, wrong, stale or replayed signature. Reused by
-the node daemon: `auth_middleware(secret)` on the server, `sign_headers(...)` on the
-client. There is no unsigned mode: every server requires a secret, and a missing one is
-created on first use (`ensure_secret`) at the one default place (`default_secret_path`).
-Not here: reading the environment (the CLI passes it in), confidentiality (`registry.tls`).
+A request is signed for one run of one server: over `method`, the raw path with query,
+the `Host` header, the server's identity (`ServerIdentity`: kind and name, cluster id,
+a random instance id per start, learnt by clients from the unauthenticated
+`GET /v1/hello`), every header that changes its meaning (SIGNED_HEADERS: owner, client,
+Range, Content-Type and the declared SHA-256 of the body), a timestamp and a random
+nonce; the secret itself never crosses the wire. Servers refuse (401, from the headers
+alone, before any body is read or handler runs) a missing, wrong, stale or replayed
+signature, or one made for another server or an earlier run of this one; then body
+limits per route (413), then the body's digest. Reused by the node daemon:
+`auth_middleware(secret, identity)` on the server, `sign_headers(...)` (through
+`registry.signer.Signer`) on the client. There is no unsigned mode: every
+server requires a secret (`registry.secretfile` makes one on first use). Not here:
+reading the environment (the CLI), learning identities over the network (`registry.signer`), WebSocket frames
+(`registry.channel`), confidentiality (use TLS for that).
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import json
 import logging
 import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -49,27 +59,133 @@ def cluster_id(secret: bytes) -> str:
     return hmac.new(secret, b"geryon cluster id", hashlib.sha256).hexdigest()[:16]
 
 
-def _message(method: str, path: str, body_digest: str, timestamp: str, nonce: str) -> bytes:
-    return "\n".join((method.upper(), path, body_digest, timestamp, nonce)).encode()
+HEADER_SERVER = "X-Geryon-Server"
+"""The server a request is addressed to, as the client believes (`node:n0 INSTANCE`)."""
+
+HEADER_CONTENT_SHA256 = "X-Geryon-Content-SHA256"
+"""The SHA-256 of the body, declared by the client and covered by the signature."""
+
+HEADER_REFUSED = "X-Geryon-Refused"
+"""On a 401: `instance` when the request was signed for an earlier run of this server."""
+
+SIGNED_HEADERS = ("X-Geryon-Owner", "X-Geryon-Client", "Range", "Content-Type", HEADER_CONTENT_SHA256)
+"""Headers that change a request's meaning: covered by every signature (absent counts too)."""
+
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 
-def sign_headers(secret: bytes, method: str, path: str, body: bytes = b"", *,
+@dataclass(frozen=True)
+class ServerIdentity:
+    """Who a server is: its kind and name, its cluster, and a random id for this run of it.
+
+    A signature names all three, so it is good for one server process only: not for the
+    cluster's other servers, not for the same server after a restart.
+    """
+
+    server: str           # "node:n0", "registry:host:port"
+    cluster: str
+    instance: str
+
+    @classmethod
+    def new(cls, server: str, secret: bytes | None) -> ServerIdentity:
+        """A fresh identity for a server starting now."""
+        return cls(server, cluster_id(secret) if secret else "", secrets.token_hex(16))
+
+    def to_wire(self) -> dict[str, str]:
+        return {"server": self.server, "cluster": self.cluster, "instance": self.instance}
+
+    @classmethod
+    def from_wire(cls, doc: Any) -> ServerIdentity:
+        """Raises ValueError on anything but a well-formed `GET /v1/hello` answer."""
+        if not isinstance(doc, dict):
+            raise ValueError("not an object")
+        fields = [doc.get(k) for k in ("server", "cluster", "instance")]
+        if not all(isinstance(f, str) and 0 < len(f) <= 256 for f in fields):
+            raise ValueError("bad server identity")
+        return cls(*fields)
+
+    @property
+    def claim(self) -> str:
+        """The `X-Geryon-Server` header value naming this run of this server."""
+        return f"{self.server} {self.instance}"
+
+
+class WrongInstance(AuthenticationFailed):
+    """A request signed for an earlier run of this server (the client should ask again)."""
+
+
+def _message(method: str, target: str, host: str, server: ServerIdentity, timestamp: str,
+             nonce: str, signed: list[str | None]) -> bytes:
+    # JSON: unambiguous however the fields are chosen (an absent header is null, not "").
+    return json.dumps(["geryon-request-2", method.upper(), target, host, server.server,
+                       server.cluster, server.instance, timestamp, nonce, signed],
+                      separators=(",", ":")).encode()
+
+
+def _mac(secret: bytes, message: bytes) -> str:
+    return hmac.new(secret, message, hashlib.sha256).hexdigest()
+
+
+def sign_headers(secret: bytes, method: str, target: str, *, server: ServerIdentity, host: str,
+                 body: bytes = b"", digest: str | None = None,
+                 headers: Mapping[str, str] | None = None,
                  now: float | None = None, nonce: str | None = None) -> dict[str, str]:
-    """Headers that authenticate one request.
+    """The headers to send with one request: `headers` plus what authenticates it.
 
     Args:
         secret: the cluster secret.
         method: HTTP method.
-        path: the raw path with query string, exactly as sent (`/v1/find?x=1`).
-        body: the exact body bytes.
+        target: the raw path with query string, exactly as sent (`/v1/find?x=1`).
+        server: the identity of the server it is for (its `GET /v1/hello`).
+        host: the `Host` header sent (`host:port`; set in the result).
+        body: the exact body bytes, or
+        digest: their SHA-256 in hex, for a body streamed from a file.
+        headers: other headers to send; those in SIGNED_HEADERS are signed.
         now: the timestamp to sign (default: the wall clock).
         nonce: default: 128 random bits.
     """
+    out = dict(headers or {})
+    out["Host"] = host
+    if digest is None and (body or "Content-Type" in out):
+        digest = hashlib.sha256(body).hexdigest()
+    if digest is not None:
+        out[HEADER_CONTENT_SHA256] = digest
+        out.setdefault("Content-Type", "application/octet-stream")   # what clients add anyway
     timestamp = f"{time.time() if now is None else now:.3f}"
     nonce = nonce or secrets.token_hex(16)
-    digest = hashlib.sha256(body).hexdigest()
-    mac = hmac.new(secret, _message(method, path, digest, timestamp, nonce), hashlib.sha256)
-    return {HEADER_TIMESTAMP: timestamp, HEADER_NONCE: nonce, HEADER_SIGNATURE: mac.hexdigest()}
+    signed = [out.get(h) for h in SIGNED_HEADERS]
+    out.update({HEADER_SERVER: server.claim, HEADER_TIMESTAMP: timestamp, HEADER_NONCE: nonce,
+                HEADER_SIGNATURE: _mac(secret, _message(method, target, host, server, timestamp,
+                                                        nonce, signed))})
+    return out
+
+
+class BodyDigest:
+    """Checks a body, fed in pieces, against the digest its signature declared.
+
+    With no declared digest (no secret configured: unsigned requests) it checks nothing.
+    """
+
+    def __init__(self, declared: str | None) -> None:
+        self.declared = declared.lower() if declared else None
+        self._hash = hashlib.sha256() if declared else None
+        self.size = 0
+
+    @classmethod
+    def of(cls, headers: Mapping[str, str]) -> BodyDigest:
+        if HEADER_SIGNATURE not in headers:
+            return cls(None)
+        return cls(headers.get(HEADER_CONTENT_SHA256) or EMPTY_SHA256)   # undeclared: must be empty
+
+    def update(self, data: bytes) -> None:
+        self.size += len(data)
+        if self._hash is not None:
+            self._hash.update(data)
+
+    def verify(self) -> None:
+        """Raise AuthenticationFailed unless the bytes seen are the ones signed."""
+        if self._hash is not None and not hmac.compare_digest(self._hash.hexdigest(), self.declared or ""):
+            raise AuthenticationFailed("body does not match its signed digest")
 
 
 class NonceCache:
@@ -103,17 +219,21 @@ class NonceCache:
 
 
 class Verifier:
-    """Checks signed requests against one secret, with replay protection."""
+    """Checks signed requests to one server against one secret, with replay protection.
 
-    def __init__(self, secret: bytes, *, window: float = DEFAULT_WINDOW,
+    Reads headers only: the body's digest is declared in a signed header and checked by
+    whoever reads the body (`BodyDigest`), so nothing is read before the signature holds.
+    """
+
+    def __init__(self, secret: bytes, identity: ServerIdentity, *, window: float = DEFAULT_WINDOW,
                  max_nonces: int = DEFAULT_MAX_NONCES) -> None:
         self._secret = secret
+        self.identity = identity
         self.window = window
         self.nonces = NonceCache(window, max_nonces)
 
-    def verify(self, method: str, path: str, body: bytes, headers: Mapping[str, str],
-               now: float) -> None:
-        """Accept the request or raise AuthenticationFailed saying why."""
+    def verify(self, method: str, target: str, headers: Mapping[str, str], now: float) -> None:
+        """Accept the request or raise AuthenticationFailed (WrongInstance) saying why."""
         timestamp = headers.get(HEADER_TIMESTAMP, "")
         nonce = headers.get(HEADER_NONCE, "")
         signature = headers.get(HEADER_SIGNATURE, "")
@@ -121,9 +241,18 @@ class Verifier:
             raise AuthenticationFailed("request is not signed")
         if len(nonce) > 128 or len(signature) > 128 or len(timestamp) > 32:
             raise AuthenticationFailed("malformed signature")
-        digest = hashlib.sha256(body).hexdigest()
-        want = hmac.new(self._secret, _message(method, path, digest, timestamp, nonce),
-                        hashlib.sha256).hexdigest()
+        getall = getattr(headers, "getall", None)
+        if getall is not None and any(len(getall(h, ())) > 1 for h in (*SIGNED_HEADERS, "Host")):
+            raise AuthenticationFailed("a signed header is repeated")
+        claim = headers.get(HEADER_SERVER, "").split(" ")
+        if claim[0] != self.identity.server:
+            raise AuthenticationFailed(f"signed for another server ({claim[0][:64]!r}, "
+                                       f"this is {self.identity.server})")
+        if claim[-1] != self.identity.instance:
+            raise WrongInstance("wrong server instance (signed for an earlier run of this server)")
+        signed = [headers.get(h) for h in SIGNED_HEADERS]
+        want = _mac(self._secret, _message(method, target, headers.get("Host", ""), self.identity,
+                                           timestamp, nonce, signed))
         if not hmac.compare_digest(want, signature.lower()):
             raise AuthenticationFailed("bad signature")
         try:
@@ -140,37 +269,107 @@ class Verifier:
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+STREAMED = -1
+"""A route's body limit meaning: the handler streams the body itself (see `streamed`)."""
 
-def auth_middleware(secret: bytes, *, window: float = DEFAULT_WINDOW,
-                    clock: Callable[[], float] = time.time) -> Any:
-    """An aiohttp middleware refusing unsigned requests with 401 before any handler.
+DEFAULT_CONTROL_BODY = 1 << 20
+"""Largest body of a control (JSON) route, in bytes, unless the route says otherwise."""
 
-    There is no open mode: a server without a secret is a programming error. The first
-    refusal for each (peer, reason) is logged as a warning, later ones at debug level.
+HELLO_PATH = "/v1/hello"
+"""The one unauthenticated route: the server's identity (`ServerIdentity.to_wire()`)."""
+
+
+def body_limit(limit: int) -> Callable[[Handler], Handler]:
+    """Mark a route handler as taking a body of up to `limit` bytes (read by the middleware)."""
+    def mark(fn: Handler) -> Handler:
+        fn.geryon_body_limit = limit  # type: ignore[attr-defined]
+        return fn
+    return mark
+
+
+streamed = body_limit(STREAMED)
+"""Mark a route handler as reading its body itself, checking it with `BodyDigest` as it goes."""
+
+
+def route_body_limit(request: web.Request, default: int) -> int:
+    handler = request.match_info.handler
+    return int(getattr(handler, "geryon_body_limit", default))
+
+
+def refusal(exc: AuthenticationFailed, status: int = 401) -> web.Response:
+    """The answer to a refused request (the body is left unread: the connection closes)."""
+    headers = {HEADER_REFUSED: "instance"} if isinstance(exc, WrongInstance) else {}
+    resp = web.json_response({"error": f"authentication failed: {exc}", "kind": "auth"},
+                             status=status, headers=headers)
+    resp.force_close()
+    return resp
+
+
+def auth_middleware(secret: bytes, identity: ServerIdentity, *, window: float = DEFAULT_WINDOW,
+                    clock: Callable[[], float] = time.time, max_body: int = DEFAULT_CONTROL_BODY,
+                    body_timeout: float | None = None) -> Any:
+    """An aiohttp middleware: `GET /v1/hello`, then signatures, then body limits, before any handler.
+
+    The signature is checked from the headers alone (401, the body unread); then a body
+    over its route's limit (`body_limit`, default `max_body`) is refused (413, unread);
+    then a small body is read (within `body_timeout`, else 408) and checked against its
+    signed digest; a `streamed` route's handler reads and checks its own. There is no
+    open mode. The first refusal for each (peer, reason) is logged as a warning, later
+    ones at debug level.
 
     Raises:
         RegistryError: `secret` is missing or too short.
     """
     if not isinstance(secret, bytes) or len(secret) < MIN_SECRET_BYTES:
         raise RegistryError("a cluster secret is required (run `geryon init`)")
-    verifier = Verifier(secret, window=window)
+    verifier = Verifier(secret, identity, window=window)
     logged: set[tuple[str, str]] = set()
+    hello = web.json_response(identity.to_wire()).body
+
+    def note(request: web.Request, exc: Exception) -> None:
+        key = (request.remote or "?", str(exc))
+        if key not in logged and len(logged) < _MAX_LOGGED:
+            logged.add(key)
+            log.warning("refused %s %s from %s: %s", request.method, request.path, key[0], exc)
+        else:
+            log.debug("refused %s %s from %s: %s", request.method, request.path, key[0], exc)
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        body = await request.read() if request.body_exists else b""
+        if request.path == HELLO_PATH and request.method == "GET":
+            return web.Response(body=hello, content_type="application/json")
         try:
-            verifier.verify(request.method, request.raw_path, body, request.headers, clock())
+            verifier.verify(request.method, request.raw_path, request.headers, clock())
         except AuthenticationFailed as exc:
-            key = (request.remote or "?", str(exc))
-            if key not in logged and len(logged) < _MAX_LOGGED:
-                logged.add(key)
-                log.warning("refused %s %s from %s: %s", request.method, request.path,
-                            key[0], exc)
-            else:
-                log.debug("refused %s %s from %s: %s", request.method, request.path, key[0], exc)
-            return web.json_response({"error": f"authentication failed: {exc}", "kind": "auth"},
-                                     status=401)
+            note(request, exc)
+            return refusal(exc)
+        if not request.body_exists:
+            return await handler(request)
+        limit = route_body_limit(request, max_body)
+        if limit == STREAMED:
+            return await handler(request)
+        if request.content_length is not None and request.content_length > limit:
+            note(request, ValueError(f"body of {request.content_length} bytes over the limit {limit}"))
+            resp = web.json_response({"error": f"request body over {limit} bytes", "kind": "bad"},
+                                     status=413)
+            resp.force_close()
+            return resp
+        try:
+            body = await asyncio.wait_for(request.read(), body_timeout)
+        except asyncio.TimeoutError:
+            resp = web.json_response({"error": "request body too slow", "kind": "bad"}, status=408)
+            resp.force_close()
+            return resp
+        if len(body) > limit:
+            return web.json_response({"error": f"request body over {limit} bytes", "kind": "bad"},
+                                     status=413)
+        check = BodyDigest.of(request.headers)
+        check.update(body)
+        try:
+            check.verify()
+        except AuthenticationFailed as exc:
+            note(request, exc)
+            return refusal(exc)
         return await handler(request)
 
     return middleware

@@ -21,12 +21,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
 
-from registry.auth import cluster_id, sign_headers
+from registry.auth import cluster_id
+from registry.channel import Channel, ChannelRefused
 from registry.backoff import DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_CAP, Backoff
 from registry.discovery import DEFAULT_DISCOVERY_TIMEOUT, discover, parse_registry_url
 from registry.errors import (AuthenticationFailed, RegistryError, RegistryUnavailable,
                              error_from_wire)
 from registry.server import DEFAULT_MAX_BODY, HEADER_CLIENT, HEADER_OWNER
+from registry.signer import Signer
 from registry.store import DEFAULT_DEAD_AFTER, DEFAULT_HEARTBEAT, AttrsLike, Service, as_pairs, merged
 
 if TYPE_CHECKING:
@@ -68,6 +70,7 @@ class RegistryClient:
                  backoff_cap: float = DEFAULT_BACKOFF_CAP) -> None:
         self._fixed = parse_registry_url(url) if url else None
         self._secret = secret
+        self._signer = Signer(secret)
         self.owner = owner
         self.client_id = f"{os.getpid()}-{secrets.token_hex(6)}"
         self.mdns_interfaces = tuple(mdns_interfaces) if mdns_interfaces else None
@@ -80,7 +83,7 @@ class RegistryClient:
         self._owned: dict[str, tuple[tuple[str, str], ...]] = {}
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._next_id = 0
-        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._ws: Channel | None = None
         self._session_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._warned: set[str] = set()
@@ -195,11 +198,9 @@ class RegistryClient:
             log.warning(msg, *args)
 
     # -- finding and calling the server ----------------------------------------------
-    def _headers(self, method: str, path: str, body: bytes = b"") -> dict[str, str]:
-        headers = {HEADER_OWNER: self.owner, HEADER_CLIENT: self.client_id}
-        if self._secret is not None:
-            headers.update(sign_headers(self._secret, method, path, body))
-        return headers
+    def _ids(self) -> dict[str, str]:
+        """Who we are: headers every request carries (signed, see `registry.auth`)."""
+        return {HEADER_OWNER: self.owner, HEADER_CLIENT: self.client_id}
 
     async def _locate(self) -> str:
         if self._url is not None:
@@ -230,8 +231,8 @@ class RegistryClient:
             url = None
             try:
                 url = await self._locate()
-                async with self._http.request(method, url + path, data=body or None,
-                                              headers=self._headers(method, path, body)) as resp:
+                async with await self._signer.send(self._http, method, url, path, body,
+                                                   headers=self._ids()) as resp:
                     raw = await resp.read()
                     status = resp.status
                 break
@@ -302,7 +303,7 @@ class RegistryClient:
                     self._owned[msg["name"]] = Service.from_wire(reply["service"]).attrs
                 return Service.from_wire(reply["service"]) if reply.get("service") else None
 
-    async def _ws_request(self, ws: aiohttp.ClientWebSocketResponse, msg: dict[str, Any],
+    async def _ws_request(self, ws: Channel, msg: dict[str, Any],
                           timeout: float) -> dict[str, Any]:
         self._next_id += 1
         rid = self._next_id
@@ -322,8 +323,8 @@ class RegistryClient:
             url = None
             try:
                 url = await self._locate()
-                ws = await self._http.ws_connect(
-                    url + "/v1/session", headers=self._headers("GET", "/v1/session"),
+                ws = await self._signer.connect(
+                    self._http, url, "/v1/session", headers=self._ids(), what="registry session",
                     autoping=True, max_msg_size=DEFAULT_MAX_BODY,
                     timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=1.0))
             except aiohttp.WSServerHandshakeError as exc:
@@ -332,6 +333,10 @@ class RegistryClient:
                                       if exc.status == 401 else RegistryUnavailable(f"{url}: {exc}"))
                 self._last_error = str(err)
                 self._warn_once(f"session {exc.status}", "registry session refused: %s", err)
+            except ChannelRefused as exc:
+                self._lost(url)
+                self._last_error = f"authentication failed: {exc}"
+                self._warn_once("session handshake", "registry session refused: %s", exc)
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError, RegistryUnavailable) as exc:
                 self._lost(url)
                 self._last_error = f"registry {url or ''}: {exc or type(exc).__name__}".strip()
@@ -341,7 +346,7 @@ class RegistryClient:
                 self._lost(url)
             await asyncio.sleep(backoff.next())
 
-    async def _serve_session(self, ws: aiohttp.ClientWebSocketResponse, backoff: Backoff) -> None:
+    async def _serve_session(self, ws: Channel, backoff: Backoff) -> None:
         self._last_heard = self._loop.time()
         reader = self._spawn(self._read(ws))
         pinger = self._spawn(self._ping(ws))
@@ -373,7 +378,7 @@ class RegistryClient:
                     fut.set_exception(_Disconnected())
             await ws.close()
 
-    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+    async def _read(self, ws: Channel) -> None:
         async for msg in ws:
             self._last_heard = self._loop.time()
             if msg.type != aiohttp.WSMsgType.TEXT:
@@ -397,7 +402,7 @@ class RegistryClient:
 
     _server_heartbeat: float | None = None
 
-    async def _ping(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+    async def _ping(self, ws: Channel) -> None:
         while True:
             await asyncio.sleep(min(self.heartbeat, self._server_heartbeat or self.heartbeat))
             if self._loop.time() - self._last_heard > self.dead_after:

@@ -25,7 +25,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from registry.auth import DEFAULT_WINDOW, MIN_SECRET_BYTES, auth_middleware, cluster_id
+from registry.auth import DEFAULT_WINDOW, MIN_SECRET_BYTES, ServerIdentity, auth_middleware, cluster_id
+from registry.channel import Channel, ChannelRefused, accept
 from registry.discovery import DEFAULT_PORT, PROTOCOL_VERSION, Advertiser, advertised_addresses
 from registry.disks import DISK_OWNER, DiskNames, plan
 from registry.defaults import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS
@@ -117,11 +118,12 @@ class RegistryServer:
         self.config = config
         self.clock = clock
         self.cluster = cluster_id(config.secret)
+        self.identity = ServerIdentity.new("registry", config.secret)
         self.store = Store(dead_after=config.dead_after)
         self.watchers = Watchers()
         self._published = 0
         self._saved: list[tuple[Service, str]] = []
-        self._session_ws: dict[str, web.WebSocketResponse] = {}
+        self._session_ws: dict[str, Channel] = {}
         self._disks = DiskNames(config.ndb_path) if config.ndb_path else None
         self._disk_dirty = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -148,8 +150,11 @@ class RegistryServer:
                 self.store.register(service.name, service.attrs, owner=owner)
             self._saved = self.store.persistent()
             log.info("loaded %d persist entries from %s", len(self._saved), cfg.state_path)
+        # Signatures first, from the headers alone: no body is read for an unsigned request.
         app = web.Application(client_max_size=cfg.max_body,
-                              middlewares=[self._limits, auth_middleware(cfg.secret, window=cfg.auth_window)])
+                              middlewares=[auth_middleware(cfg.secret, self.identity, window=cfg.auth_window,
+                                                           max_body=cfg.max_body, body_timeout=cfg.body_timeout),
+                                           self._limits])
         app.add_routes([web.get("/v1/info", self._info), web.get("/v1/index", self._index),
                         web.post("/v1/find", self._find), web.post("/v1/update", self._update),
                         web.post("/v1/unregister", self._unregister),
@@ -251,7 +256,7 @@ class RegistryServer:
                 except RegistryError as exc:
                     log.warning("saving state: %s", exc)
 
-    def _close_later(self, ws: web.WebSocketResponse, why: bytes) -> None:
+    def _close_later(self, ws: Channel, why: bytes) -> None:
         """Close `ws` without waiting for its peer (which may be stopped)."""
         task = asyncio.create_task(ws.close(message=why))
         self._closing.add(task)
@@ -347,8 +352,12 @@ class RegistryServer:
         session = request.headers.get(HEADER_CLIENT, "")
         if not _SESSION_ID.match(session):
             raise BadRequest("bad client id")
-        ws = web.WebSocketResponse(max_msg_size=self.config.max_body, timeout=1.0, autoping=True)
-        await ws.prepare(request)
+        raw = web.WebSocketResponse(max_msg_size=self.config.max_body, timeout=1.0, autoping=True)
+        try:
+            ws = await accept(request, raw, self.config.secret, self.identity,
+                              what=f"session {session} from {request.remote}")
+        except ChannelRefused:
+            return raw
         old = self._session_ws.get(session)
         self._session_ws[session] = ws
         if old is not None:                       # the same client reconnected: keep its entries
@@ -374,7 +383,7 @@ class RegistryServer:
             if self._session_ws.get(session) is ws:
                 del self._session_ws[session]
                 self._drop_session(session)
-        return ws
+        return raw
 
     def _session_op(self, session: str, owner: str, data: str) -> dict[str, Any] | None:
         try:
@@ -407,13 +416,17 @@ class RegistryServer:
         return {"id": rid, "ok": True, "service": service.to_wire() if service else None}
 
     async def _watch(self, request: web.Request) -> web.StreamResponse:
-        ws = web.WebSocketResponse(max_msg_size=4096, timeout=1.0, autoping=True,
-                                   heartbeat=max(self.config.dead_after, 1.0))
-        await ws.prepare(request)
+        raw = web.WebSocketResponse(max_msg_size=4096, timeout=1.0, autoping=True,
+                                    heartbeat=max(self.config.dead_after, 1.0))
+        try:
+            ws = await accept(request, raw, self.config.secret, self.identity,
+                              what=f"watch from {request.remote}")
+        except ChannelRefused:
+            return raw
         await ws.send_json({"op": "snapshot", "version": self.store.version,
                             "services": [s.to_wire() for s in self.store.index()]})
         await self.watchers.serve(request, ws)
-        return ws
+        return raw
 
 
 async def serve(config: ServerConfig, stop: asyncio.Event) -> None:

@@ -98,9 +98,10 @@ class Watch:
             url = None
             try:
                 url = await c._locate()
-                async with c._http.ws_connect(url + "/v1/watch", headers=c._headers("GET", "/v1/watch"),
-                                              autoping=True, max_msg_size=0,
-                                              timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=1.0)) as ws:
+                async with await c._signer.connect(
+                        c._http, url, "/v1/watch", headers=c._ids(), what="registry watch",
+                        autoping=True, max_msg_size=0,
+                        timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=1.0)) as ws:
                     backoff.reset()
                     async for msg in ws:
                         if msg.type != aiohttp.WSMsgType.TEXT:

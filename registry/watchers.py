@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 from aiohttp import web
 
+from registry.channel import Channel
 from registry.store import Event
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ class Watchers:
             sender.cancel()
         self._senders.clear()
 
-    async def serve(self, request: web.Request, ws: web.WebSocketResponse) -> None:
+    async def serve(self, request: web.Request, ws: Channel) -> None:
         """Send events to `ws` until it closes or falls behind."""
         q: asyncio.Queue[Event] = asyncio.Queue(self.queue_size)
         sender = asyncio.create_task(self._send(ws, q))
@@ -73,7 +74,7 @@ class Watchers:
                     request.transport.abort()       # a reader that never reads
 
     @staticmethod
-    async def _send(ws: web.WebSocketResponse, q: asyncio.Queue[Event]) -> None:
+    async def _send(ws: Channel, q: asyncio.Queue[Event]) -> None:
         try:
             while True:
                 event = await q.get()

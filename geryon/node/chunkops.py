@@ -339,3 +339,44 @@ def _write_file(chunk: ServedChunk, path: str, body: bytes, exclusive: bool) -> 
             out.write(body)
         mtime = os.stat(chunk.fs.getsyspath(path)).st_mtime_ns
         update_manifest(root, {path: sum_bytes(body, mtime)})
+
+
+class StreamedWrite:
+    """A file upload arriving in pieces: written under a temporary name, committed only by `commit`.
+
+    The chunk's capacity is enforced on every piece (DiskFull); `abort` leaves nothing behind.
+    Blocking: run it in a worker thread.
+    """
+
+    def __init__(self, chunk: ServedChunk, path: str, exclusive: bool) -> None:
+        _check_write(chunk.fs, path, exclusive)
+        self.chunk, self.path = chunk, path
+        self._sums = Summer() if read_manifest(chunk.fs.root_path) is not None else None
+        self._out = chunk.fs.openbin(path, "xb" if exclusive else "wb")
+
+    def write(self, data: bytes) -> None:
+        try:
+            self._out.write(data)
+        except BaseException:
+            self.abort()
+            raise
+        if self._sums is not None:
+            self._sums.update(data)
+
+    def abort(self) -> None:
+        """Drop what was written; idempotent."""
+        abort = getattr(self._out, "abort", None)
+        if abort is not None:
+            abort()
+        else:                                    # not a chunk (a plain directory): nothing staged
+            self._out.close()
+
+    def commit(self) -> None:
+        """Put the file in place (and record it in the chunk's manifest, if it keeps one)."""
+        if self._sums is None:
+            self._out.close()
+            return
+        with self.chunk.lock:     # the write and its record together, so they cannot cross
+            self._out.close()
+            mtime = os.stat(self.chunk.fs.getsyspath(self.path)).st_mtime_ns
+            update_manifest(self.chunk.fs.root_path, {self.path: self._sums.result(mtime)})

@@ -6,7 +6,7 @@ Routes (all signed with the cluster secret; see `registry.auth`):
   DELETE /v1/chunks/{chunk}                remove a chunk made from the pool
   POST   /v1/chunks/{chunk}/op             {"op": NAME, "args": {...}} -> {"result": ...}
   GET    /v1/chunks/{chunk}/file?path=P    the bytes (Range honoured, sendfile for the body)
-  PUT    /v1/chunks/{chunk}/file?path=P    replace (or `&exclusive=1` create) a file
+  PUT    /v1/chunks/{chunk}/file?path=P    replace (or `&exclusive=1` create) a file, streamed
   GET    /v1/chunks/{chunk}/archive        the whole chunk as an uncompressed tar stream
 
 Every path is checked to stay inside its chunk (`../` and symlinks out are refused, 403;
@@ -36,8 +36,9 @@ from geryon.checksum import ChecksumMismatch
 from geryon.chunk import ChunkFS, is_internal, within
 from geryon.errors import DiskFull, GeryonError
 from geryon.node.chunkops import (DEFAULT_PULL_TIMEOUT, PULL_DIR, READ_OPS, SYNC_OPS, USAGE_MIN_AGE,
-                                  USAGE_WALK_FACTOR, WRITE_OPS, PathEscapes, PullMismatch, ServedChunk, _inside,
-                                  _keep_manifest, _run_op, _sync_op, _write_file, safe_path)
+                                  USAGE_WALK_FACTOR, WRITE_OPS, PathEscapes, PullMismatch, ServedChunk, StreamedWrite,
+                                  _inside, _keep_manifest, _run_op, _sync_op, safe_path)
+from registry.auth import AuthenticationFailed, BodyDigest, refusal, streamed
 
 if TYPE_CHECKING:
     from geryon.allocate import ChunkPool
@@ -56,6 +57,9 @@ DEFAULT_SMALL_FILE = 64 << 10
 
 DEFAULT_ARCHIVE_BLOCK = 1 << 20
 """Bytes per write when streaming a chunk as tar."""
+
+DEFAULT_UPLOAD_BLOCK = 1 << 20
+"""Bytes gathered from an upload before each write to the chunk."""
 
 
 def _fs_error(exc: fserrors.FSError, status: int = 400) -> web.Response:
@@ -209,6 +213,7 @@ class ChunkService:
         return web.FileResponse(sys_path, chunk_size=256 * 1024,
                                 headers={"Content-Type": "application/octet-stream"})
 
+    @streamed
     async def _write(self, request: web.Request) -> web.Response:
         chunk = self._chunk(request)
         try:
@@ -218,12 +223,40 @@ class ChunkService:
             return _refusal(exc)
         if chunk.replica:
             return _fs_error(fserrors.ResourceReadOnly(path))
-        body = await request.read()
+        # Streamed to a temporary file in the chunk, checked against the signed digest, and
+        # only then put in place: a refusal part way leaves nothing (and held one block).
+        check = BodyDigest.of(request.headers)
         try:
-            await self._blocking(_write_file, chunk, path, body, request.query.get("exclusive") == "1")
+            upload = await self._blocking(StreamedWrite, chunk, path, request.query.get("exclusive") == "1")
         except (fserrors.FSError, DiskFull) as exc:
             return _refusal(exc)
-        return web.json_response({"result": len(body)})
+        try:
+            block = bytearray()
+            while True:
+                data = await request.content.readany()
+                block += data
+                if len(block) >= DEFAULT_UPLOAD_BLOCK or (not data and block):
+                    check.update(block)
+                    await self._blocking(upload.write, bytes(block))
+                    block.clear()
+                if not data:
+                    break
+            check.verify()
+        except AuthenticationFailed as exc:
+            await self._blocking(upload.abort)
+            log.warning("refused upload of %s to %s from %s: %s", path, chunk.name, request.remote, exc)
+            return refusal(exc)
+        except (fserrors.FSError, DiskFull) as exc:
+            await self._blocking(upload.abort)
+            return _refusal(exc)
+        except BaseException:
+            await self._blocking(upload.abort)
+            raise
+        try:
+            await self._blocking(upload.commit)
+        except (fserrors.FSError, DiskFull) as exc:
+            return _refusal(exc)
+        return web.json_response({"result": check.size})
 
     async def _archive(self, request: web.Request) -> web.StreamResponse:
         chunk = self._chunk(request)

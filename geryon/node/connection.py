@@ -1,7 +1,7 @@
 """Signed HTTP requests to a node daemon, and the node's errors rebuilt on the client.
 
 `NodeConnection` keeps a small pool of stdlib `http.client` connections to one node and
-signs every request with the cluster secret (`registry.auth.sign_headers`); `raise_for`
+signs every request with the cluster secret (`registry.signer.Signer`); `raise_for`
 turns a chunk service error answer back into the `fs` error (or `DiskFull`) the node
 raised. Used by `geryon.remotefs`; nothing here knows about files or commands.
 """
@@ -11,12 +11,14 @@ import http.client
 import json
 import logging
 import threading
+from typing import BinaryIO
 from urllib.parse import urlsplit
 
 from fs import errors as fserrors
 
 from geryon.errors import DiskFull, GeryonError, UnknownDisk
-from registry.auth import sign_headers
+from registry.errors import RegistryError
+from registry.signer import Signer, is_instance_refusal
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,7 @@ class NodeConnection:
         self.url = url
         self.host, self.port = split.hostname, split.port
         self.secret = secret
+        self.signer = Signer(secret)
         self.timeout = timeout
         self._idle: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()
@@ -80,34 +83,58 @@ class NodeConnection:
         with self._lock:
             if self._idle:
                 return self._idle.pop()
-        return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout, blocksize=1 << 20)
 
     def _put(self, conn: http.client.HTTPConnection) -> None:
         with self._lock:
             self._idle.append(conn)
 
-    def headers(self, method: str, target: str, body: bytes = b"") -> dict[str, str]:
-        """The signature headers for one request (empty without a secret)."""
-        return sign_headers(self.secret, method, target, body) if self.secret is not None else {}
+    def headers(self, method: str, target: str, body: bytes = b"", extra: dict[str, str] | None = None,
+                digest: str | None = None) -> dict[str, str]:
+        """`extra` plus the signature headers for one request (just `extra` without a secret)."""
+        try:
+            return self.signer.headers_sync(self.url, method, target, body, headers=extra, digest=digest,
+                                            timeout=self.timeout)
+        except (OSError, http.client.HTTPException, RegistryError) as exc:
+            raise NodeUnavailable(f"node {self.url}: {exc}") from exc
 
-    def open(self, method: str, target: str, body: bytes = b"",
-             headers: dict[str, str] | None = None) -> tuple[http.client.HTTPResponse, http.client.HTTPConnection]:
-        """Send a request; return the response, unread, and its connection (see `release`)."""
-        all_headers = {**(headers or {}), **self.headers(method, target, body)}
-        for attempt in (0, 1):
+    def open(self, method: str, target: str, body: bytes | BinaryIO = b"",
+             headers: dict[str, str] | None = None, *, digest: str | None = None,
+             length: int | None = None) -> tuple[http.client.HTTPResponse, http.client.HTTPConnection]:
+        """Send a request; return the response, unread, and its connection (see `release`).
+
+        `body` is bytes, or a binary file streamed from where it stands: then `length`
+        bytes of it are sent and `digest` is their SHA-256 (for the signature).
+        """
+        stream = not isinstance(body, bytes | bytearray)
+        start = body.tell() if stream else 0  # type: ignore[union-attr]
+        extra = dict(headers or {})
+        if stream:
+            extra["Content-Length"] = str(length)
+        fresh = restarted = False
+        while True:
+            all_headers = self.headers(method, target, b"" if stream else body, extra, digest)  # type: ignore[arg-type]
+            if stream:
+                body.seek(start)  # type: ignore[union-attr]
             conn = self._get()
             try:
                 conn.request(method, target, body=body or None, headers=all_headers)
-                return conn.getresponse(), conn
+                resp = conn.getresponse()
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
                 conn.close()      # a kept-alive connection the node closed: try a fresh one once
-                if attempt:
+                if fresh:
                     raise NodeUnavailable(f"node {self.url}: {exc}") from exc
-                all_headers.update(self.headers(method, target, body))
+                fresh = True
+                continue
             except (OSError, http.client.HTTPException) as exc:
                 conn.close()
                 raise NodeUnavailable(f"node {self.url}: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}") from exc
-        raise AssertionError("unreachable")
+            if not restarted and self.signer.secret is not None and is_instance_refusal(resp.status, resp.headers):
+                conn.close()      # the node restarted since we learnt who it is: ask again, once
+                self.signer.forget(self.url)
+                restarted = True
+                continue
+            return resp, conn
 
     def release(self, resp: http.client.HTTPResponse, conn: http.client.HTTPConnection) -> None:
         """Give a connection back once its response is read (or close it if it is not)."""

@@ -36,10 +36,15 @@ from aiohttp import web
 from geryon.node.bodies import read_bounded
 from geryon.node.chunkservice import ServedChunk
 from geryon.untar import UnpackLimits, UnpackRefused, extract, remove_tree, sweep_staging
-from registry.auth import sign_headers
+from registry.auth import ServerIdentity, body_limit
+from registry.channel import Channel, ChannelRefused, accept
+from registry.signer import Signer
 from shell.block import command_argv
 
 log = logging.getLogger(__name__)
+
+DEFAULT_MAX_EXPORT = 1 << 30
+"""Largest export accepted, in bytes (held in memory while it is unpacked)."""
 
 DEFAULT_KILL_GRACE = 2.0
 """Seconds between SIGTERM and SIGKILL when a command is stopped."""
@@ -100,9 +105,12 @@ class CpuService:
 
     def __init__(self, node: str, chunks: dict[str, ServedChunk], self_url: str, secret: bytes | None,
                  work_dir: str, on_start: Callable[[], Awaitable[None]] | None = None, *,
-                 kill_grace: float = DEFAULT_KILL_GRACE, unpack: UnpackLimits | None = None) -> None:
+                 kill_grace: float = DEFAULT_KILL_GRACE, unpack: UnpackLimits | None = None,
+                 identity: ServerIdentity | None = None) -> None:
         self.node, self.chunks, self.self_url, self.secret = node, chunks, self_url, secret
         self.unpack = replace(unpack or UnpackLimits(), symlinks=True)
+        self.identity = identity or ServerIdentity.new(f"node:{node}", secret)
+        self.signer = Signer(secret)
         self.work_dir = work_dir
         self.exports = os.path.join(work_dir, "exports")
         self.on_start = on_start
@@ -139,6 +147,7 @@ class CpuService:
             return web.json_response({"error": str(exc), "kind": "bad"}, status=400)
         return web.json_response({"present": present}, status=200 if present else 404)
 
+    @body_limit(DEFAULT_MAX_EXPORT)
     async def _put_export(self, request: web.Request) -> web.Response:
         digest = request.match_info["hash"]
         # An archive's headers and padding come on top of the bytes it unpacks to.
@@ -176,12 +185,11 @@ class CpuService:
         from geryon.remotefs import parse_node_url
         node, chunk = parse_node_url(url)
         path = f"/v1/chunks/{chunk}/archive"
-        headers = sign_headers(self.secret, "GET", path) if self.secret is not None else {}
         if self._http is None:
             self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600))
         spool = dest + ".tar"
         try:
-            async with self._http.get(node + path, headers=headers) as resp:
+            async with await self.signer.send(self._http, "GET", node, path) as resp:
                 if resp.status != 200:
                     raise RunRefused(f"{url}: {(await resp.read())[:200].decode(errors='replace')}")
                 with open(spool, "wb") as f:            # spooled to disk: a chunk may be large
@@ -238,8 +246,11 @@ class CpuService:
                 continue
 
     async def _run(self, request: web.Request) -> web.StreamResponse:
-        ws = web.WebSocketResponse(max_msg_size=1 << 20, heartbeat=5.0)
-        await ws.prepare(request)
+        raw = web.WebSocketResponse(max_msg_size=1 << 20, heartbeat=5.0)
+        try:
+            ws = await accept(request, raw, self.secret, self.identity, what=f"rcpu from {request.remote}")
+        except ChannelRefused:
+            return raw
         run_dir = os.path.join(self.work_dir, "run", secrets.token_hex(8))
         try:
             msg = await ws.receive(timeout=30)
@@ -258,9 +269,9 @@ class CpuService:
         finally:
             await asyncio.get_running_loop().run_in_executor(None, _remove_run_dir, run_dir)
             await ws.close()
-        return ws
+        return raw
 
-    async def _execute(self, ws: web.WebSocketResponse, cmd: Any, cwd: str, env: dict[str, str]) -> None:
+    async def _execute(self, ws: Channel, cmd: Any, cwd: str, env: dict[str, str]) -> None:
         if self.on_start is not None:
             await self.on_start()
         try:

@@ -33,7 +33,7 @@ from geryon.untar import UnpackLimits
 from geryon.node.sessionservice import SessionService
 from geryon.node.load import HostFacts, LoadSource, host_source
 from geryon.pick import DEFAULT_PENALTY_SECONDS, DEFAULT_PICK_PENALTY
-from registry.auth import MIN_SECRET_BYTES, auth_middleware
+from registry.auth import DEFAULT_CONTROL_BODY, MIN_SECRET_BYTES, ServerIdentity, auth_middleware
 from registry.errors import RegistryError
 from registry.tls import TlsFiles, server_context
 
@@ -45,7 +45,7 @@ DEFAULT_UNREGISTER_TIMEOUT = 3.0
 """Seconds spent unregistering at shutdown before leaving it to the session's end."""
 
 DEFAULT_MAX_BODY = 1 << 30
-"""Largest request body (a whole file written, or an export), in bytes."""
+"""Largest body held in memory (a job pack or an export; file writes stream to disk), in bytes."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +119,7 @@ class NodeDaemon:
                     raise GeryonError(f"disk {name} given twice (also in the chunk pool {config.pool})")
                 self.chunks[name] = ServedChunk(name, ChunkFS(path), replica, pooled=True)
         self.source = config.load_source or host_source(config.cpus)
+        self.identity = ServerIdentity.new(f"node:{config.name}", config.secret)
         self.port = config.port
         self.url = ""
         self._runner: web.AppRunner | None = None
@@ -200,12 +201,17 @@ class NodeDaemon:
         self.port = sock.getsockname()[1]
         scheme = "https" if cfg.tls.serving else "http"
         self.url = f"{scheme}://{advertised_host(cfg.advertise or cfg.host)}:{self.port}"
+        ident = self.identity
         self.cpu = CpuService(cfg.name, self.chunks, self.url, cfg.secret, work_dir, self._started,
-                              unpack=cfg.unpack)
-        app = web.Application(client_max_size=DEFAULT_MAX_BODY, middlewares=[auth_middleware(cfg.secret)])
-        self.jobs = JobService(cfg.name, self.chunks, self.url, cfg.secret, work_dir, unpack=cfg.unpack)
+                              unpack=cfg.unpack, identity=ident)
+        # Signatures from the headers first, then each route's body limit (control routes: small).
+        app = web.Application(client_max_size=DEFAULT_MAX_BODY,
+                              middlewares=[auth_middleware(cfg.secret, ident, max_body=DEFAULT_CONTROL_BODY)])
+        self.jobs = JobService(cfg.name, self.chunks, self.url, cfg.secret, work_dir, unpack=cfg.unpack,
+                               identity=ident)
         self.sessions = SessionService(cfg.name, self.source, cfg.secret, work_dir, parent=cfg.parent,
-                                       advertise=advertised_host(cfg.advertise or cfg.host), registry=cfg.registry)
+                                       advertise=advertised_host(cfg.advertise or cfg.host), registry=cfg.registry,
+                                       identity=ident)
         chunk_service = ChunkService(self.chunks, secret=cfg.secret, pool=self.pool,
                                      on_change=self._sync if cfg.registry is not None else None)
         app.router.add_routes(chunk_service.routes() + self.cpu.routes() + self.jobs.routes()

@@ -41,8 +41,13 @@ from geryon.chunk import TEMP_MARK
 from geryon.node.chunkservice import ServedChunk
 from geryon.node.bodies import read_bounded
 from geryon.untar import UnpackLimits, sweep_staging
+from registry.auth import ServerIdentity, body_limit
+from registry.channel import Channel, ChannelRefused, accept
 
 log = logging.getLogger(__name__)
+
+DEFAULT_MAX_PACK = 1 << 30
+"""Largest job pack accepted, in bytes (held in memory while it is unpacked)."""
 
 DEFAULT_DRIVER_HEARTBEAT = 2.0
 """Seconds between pings to a driver; one missed pong (half this) ends its attempts."""
@@ -79,9 +84,10 @@ class JobService:
 
     def __init__(self, node: str, chunks: dict[str, ServedChunk], self_url: str, secret: bytes | None,
                  work_dir: str, *, driver_heartbeat: float = DEFAULT_DRIVER_HEARTBEAT,
-                 unpack: UnpackLimits | None = None) -> None:
+                 unpack: UnpackLimits | None = None, identity: ServerIdentity | None = None) -> None:
         self.node, self.chunks, self.self_url, self.secret = node, chunks, self_url, secret
         self.unpack = unpack or UnpackLimits()
+        self.identity = identity or ServerIdentity.new(f"node:{node}", secret)
         self.work_dir = work_dir = os.path.abspath(work_dir)  # workers run elsewhere
         self.packs = os.path.join(work_dir, "packs")
         self.results = os.path.join(work_dir, "attempts")
@@ -135,6 +141,7 @@ class JobService:
         present = os.path.isdir(os.path.join(self.packs, digest))
         return web.json_response({"present": present}, status=200 if present else 404)
 
+    @body_limit(DEFAULT_MAX_PACK)
     async def _put_pack(self, request: web.Request) -> web.Response:
         from geryon.jobpack import MAX_PACK, JobPackError, unpack
 
@@ -207,8 +214,11 @@ class JobService:
 
     # -- attempts -------------------------------------------------------------------------
     async def _run(self, request: web.Request) -> web.StreamResponse:
-        ws = web.WebSocketResponse(max_msg_size=64 << 20, heartbeat=self.driver_heartbeat)
-        await ws.prepare(request)
+        raw = web.WebSocketResponse(max_msg_size=64 << 20, heartbeat=self.driver_heartbeat)
+        try:
+            ws = await accept(request, raw, self.secret, self.identity, what=f"job attempt from {request.remote}")
+        except ChannelRefused:
+            return raw
         try:
             msg = await ws.receive(timeout=30)
             req = json.loads(msg.data) if msg.type == aiohttp.WSMsgType.TEXT else None
@@ -227,9 +237,9 @@ class JobService:
                 await ws.send_json({"op": "error", "error": str(exc) or type(exc).__name__})
         finally:
             await ws.close()
-        return ws
+        return raw
 
-    async def _attempt(self, ws: web.WebSocketResponse, job: str, pack: str, task: dict[str, Any]) -> None:
+    async def _attempt(self, ws: Channel, job: str, pack: str, task: dict[str, Any]) -> None:
         results = os.path.join(self.results, job)
         os.makedirs(results, exist_ok=True)
         os.makedirs(self._job_dir(job), exist_ok=True)

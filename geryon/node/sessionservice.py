@@ -55,6 +55,8 @@ from geryon.node.sessioncore import (DEFAULT_KILL_GRACE, LocalInstance, Member, 
 from geryon.node.tree import Child, Children, Count, ParentLink, add_counts, lookup_node, parent_url, serve_child
 from geryon.sessionwire import (ALL, DEFAULT_DEAD_AFTER, DEFAULT_HEARTBEAT, MAX_FRAME, STDIN, ProtocolError,
                                 pack_frame, unpack_frame)
+from registry.auth import ServerIdentity
+from registry.channel import Channel, ChannelRefused, accept
 
 __all__ = [
     "SessionService",
@@ -69,7 +71,7 @@ log = logging.getLogger(__name__)
 class _SocketSink:
     """Output and exits to a session's client socket (sends serialised: frames stay in order)."""
 
-    def __init__(self, ws: web.WebSocketResponse) -> None:
+    def __init__(self, ws: Channel) -> None:
         self.ws = ws
         self.lock = asyncio.Lock()
 
@@ -110,8 +112,9 @@ class SessionService:
     def __init__(self, name: str, source: LoadSource, secret: bytes | None, work_dir: str, *,
                  advertise: str = "127.0.0.1", parent: str | None = None, registry: Any = None,
                  heartbeat: float = DEFAULT_HEARTBEAT, dead_after: float = DEFAULT_DEAD_AFTER,
-                 kill_grace: float = DEFAULT_KILL_GRACE) -> None:
+                 kill_grace: float = DEFAULT_KILL_GRACE, identity: ServerIdentity | None = None) -> None:
         self.name, self.source, self.secret, self.work_dir = name, source, secret, work_dir
+        self.identity = identity or ServerIdentity.new(f"node:{name}", secret)
         self.advertise, self.parent, self.registry = advertise, parent, registry
         self.heartbeat, self.dead_after, self.kill_grace = heartbeat, dead_after, kill_grace
         self.slots = Slots(source(), self._changed)
@@ -119,7 +122,7 @@ class SessionService:
         self.changed = asyncio.Event()
         self.sessions: set[SessionCore] = set()
         self.url = ""
-        self._sockets: set[web.WebSocketResponse] = set()
+        self._sockets: set[Channel] = set()
         self._link: asyncio.Task[None] | None = None
 
     def _changed(self) -> None:
@@ -180,8 +183,11 @@ class SessionService:
                                   "counts": [c.to_wire() for c in self.counts()]})
 
     async def _join(self, request: web.Request) -> web.StreamResponse:
-        ws = web.WebSocketResponse(max_msg_size=MAX_FRAME, heartbeat=None)
-        await ws.prepare(request)
+        raw = web.WebSocketResponse(max_msg_size=MAX_FRAME, heartbeat=None)
+        try:
+            ws = await accept(request, raw, self.secret, self.identity, what=f"tree link from {request.remote}")
+        except ChannelRefused:
+            return raw
         self._sockets.add(ws)
         try:
             await serve_child(ws, self.children, self.dead_after)
@@ -190,14 +196,17 @@ class SessionService:
         finally:
             self._sockets.discard(ws)
             await ws.close()
-        return ws
+        return raw
 
     async def _kids(self) -> list[Child]:
         return self.children.all()
 
     async def _session(self, request: web.Request) -> web.StreamResponse:
-        ws = web.WebSocketResponse(max_msg_size=MAX_FRAME, heartbeat=None)
-        await ws.prepare(request)
+        raw = web.WebSocketResponse(max_msg_size=MAX_FRAME, heartbeat=None)
+        try:
+            ws = await accept(request, raw, self.secret, self.identity, what=f"taskfs session from {request.remote}")
+        except ChannelRefused:
+            return raw
         sink = _SocketSink(ws)
         core = SessionCore(name=self.name, host=self.advertise, work_dir=self.work_dir, slots=self.slots,
                            offer_local=True, children=self._kids, child_here=False, secret=self.secret,
@@ -240,7 +249,7 @@ class SessionService:
             self._sockets.discard(ws)
             await core.close()
             await ws.close()
-        return ws
+        return raw
 
     async def _ping(self, sink: _SocketSink) -> None:
         """Heartbeats to the client, which takes a node silent for `dead_after` for dead."""

@@ -43,7 +43,9 @@ import aiohttp
 from geryon.errors import GeryonError
 from geryon.pick import CpuInfo, LeastLoaded, Weight
 from geryon.session import DEFAULT_DEAD_AFTER, DEFAULT_HEARTBEAT, NoResources
-from registry.auth import sign_headers
+from registry.channel import Channel
+from registry.errors import RegistryError
+from registry.signer import Signer
 from registry.backoff import Backoff
 
 log = logging.getLogger(__name__)
@@ -347,16 +349,15 @@ class ParentLink:
             while True:
                 try:
                     url = await self.url()
-                    headers = sign_headers(self.secret, "GET", "/v1/tree/join") if self.secret else {}
-                    async with http.ws_connect(url + "/v1/tree/join", headers=headers,
-                                               heartbeat=None, max_msg_size=1 << 22) as ws:
+                    async with await Signer(self.secret).connect(http, url, "/v1/tree/join", what="tree link",
+                                                                 heartbeat=None, max_msg_size=1 << 22) as ws:
                         backoff.reset()
                         self._warned = False
                         await self._serve(ws)
                 except aiohttp.WSServerHandshakeError as exc:
                     why = "authentication failed (check the cluster secret)" if exc.status == 401 else str(exc)
                     self._warn(f"parent {self.parent} refused this node: {why}")
-                except GeryonError as exc:
+                except (GeryonError, RegistryError) as exc:      # RegistryError: a failed handshake
                     self._warn(str(exc))
                 except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
                     self._warn(f"parent {self.parent}: {exc or type(exc).__name__}")
@@ -366,7 +367,7 @@ class ParentLink:
         (log.debug if self._warned else log.warning)("%s (retrying)", message)
         self._warned = True
 
-    async def _serve(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+    async def _serve(self, ws: Channel) -> None:
         doc = self.hello()
         self.changed.clear()
         await ws.send_str(json.dumps({"op": "hello", **doc}))
@@ -392,7 +393,7 @@ class ParentLink:
             await asyncio.gather(reader, return_exceptions=True)
 
 
-async def _drain(ws: aiohttp.ClientWebSocketResponse) -> None:
+async def _drain(ws: Channel) -> None:
     """Read (and drop) what the parent sends, until the socket closes."""
     async for _ in ws:
         pass

@@ -10,12 +10,12 @@ import aiohttp
 
 from geryon.remotefs import RemoteFS
 from node_helpers import Cluster
-from registry.auth import sign_headers
+from registry.signer import Signer
 
 
 async def _run(url: str, secret: bytes, spec: dict) -> list:
     async with aiohttp.ClientSession() as http:
-        async with http.ws_connect(url + "/v1/cpu/run", headers=sign_headers(secret, "GET", "/v1/cpu/run")) as ws:
+        async with await Signer(secret).connect(http, url, "/v1/cpu/run") as ws:
             await ws.send_str(json.dumps(spec))
             return [json.loads(m.data) if m.type == aiohttp.WSMsgType.TEXT else m.data async for m in ws]
 
@@ -23,7 +23,7 @@ async def _run(url: str, secret: bytes, spec: dict) -> list:
 async def _put(url: str, secret: bytes, digest: str, body: bytes) -> int:
     path = f"/v1/cpu/exports/{digest}"
     async with aiohttp.ClientSession() as http:
-        async with http.put(url + path, data=body, headers=sign_headers(secret, "PUT", path, body)) as resp:
+        async with await Signer(secret).send(http, "PUT", url, path, body) as resp:
             return resp.status
 
 

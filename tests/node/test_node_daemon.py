@@ -16,7 +16,7 @@ from fs import errors as fserrors
 from geryon.errors import DiskFull
 from geryon.remotefs import GeryonOpener, NodeUnavailable, RemoteFS, open_disk
 from node_helpers import Cluster, wait_until
-from registry.auth import sign_headers
+from registry.signer import Signer
 
 
 def raw(url: str, method: str, target: str, secret: bytes | None, body: bytes = b"",
@@ -24,7 +24,7 @@ def raw(url: str, method: str, target: str, secret: bytes | None, body: bytes = 
     split = urlsplit(url)
     conn = http.client.HTTPConnection(split.hostname, split.port, timeout=10)
     try:
-        headers = {**(extra or {}), **(sign_headers(secret, method, target, body) if secret else {})}
+        headers = Signer(secret).headers_sync(url, method, target, body, headers=extra)
         conn.request(method, target, body=body or None, headers=headers)
         resp = conn.getresponse()
         return resp.status, resp.read()

@@ -12,8 +12,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from registry.auth import (HEADER_SIGNATURE, NonceCache, Verifier, cluster_id, create_secret,
-                           load_secret, sign_headers)
+from registry.auth import (HEADER_SERVER, HEADER_SIGNATURE, BodyDigest, NonceCache, ServerIdentity, Verifier,
+                           WrongInstance, cluster_id, create_secret, load_secret, sign_headers)
+from registry.signer import Signer
 from registry.client import RegistryClient
 from registry.errors import AuthenticationFailed, RegistryError
 
@@ -37,26 +38,68 @@ def test_secret_file_is_private_and_reloads(tmp_path: Path) -> None:
         load_secret(short)
 
 
+ME = ServerIdentity("node:n0", "c0ffee", "1" * 32)
+
+
+def _sign(secret: bytes, method: str, path: str, body: bytes = b"", *, now: float,
+          server: ServerIdentity = ME, headers: dict[str, str] | None = None) -> dict[str, str]:
+    return sign_headers(secret, method, path, server=server, host="h:1", body=body, headers=headers, now=now)
+
+
+def _check(v: Verifier, method: str, path: str, body: bytes, h: dict[str, str], now: float) -> None:
+    v.verify(method, path, h, now)
+    d = BodyDigest.of(h)
+    d.update(body)
+    d.verify()
+
+
 def test_verify_accepts_once_and_refuses_wrong_stale_replayed() -> None:
     secret = b"k" * 32
-    v = Verifier(secret, window=30)
-    h = sign_headers(secret, "POST", "/v1/find", b"{}", now=1000.0)
-    v.verify("POST", "/v1/find", b"{}", h, now=1001.0)
+    v = Verifier(secret, ME, window=30)
+    h = _sign(secret, "POST", "/v1/find", b"{}", now=1000.0)
+    _check(v, "POST", "/v1/find", b"{}", h, now=1001.0)
     with pytest.raises(AuthenticationFailed, match="replayed"):
-        v.verify("POST", "/v1/find", b"{}", h, now=1002.0)
-    for method, path, body in (("GET", "/v1/find", b"{}"), ("POST", "/v1/index", b"{}"),
-                               ("POST", "/v1/find", b"{ }")):
-        h = sign_headers(secret, "POST", "/v1/find", b"{}", now=1000.0)
+        v.verify("POST", "/v1/find", h, now=1002.0)
+    for method, path in (("GET", "/v1/find"), ("POST", "/v1/index")):
+        h = _sign(secret, "POST", "/v1/find", b"{}", now=1000.0)
         with pytest.raises(AuthenticationFailed, match="bad signature"):
-            v.verify(method, path, body, h, now=1000.0)
-    h = sign_headers(b"x" * 32, "POST", "/v1/find", b"{}", now=1000.0)
+            v.verify(method, path, h, now=1000.0)
+    h = _sign(secret, "POST", "/v1/find", b"{}", now=1000.0)
+    with pytest.raises(AuthenticationFailed, match="body does not match"):
+        _check(v, "POST", "/v1/find", b"{ }", h, now=1000.0)
+    h = _sign(b"x" * 32, "POST", "/v1/find", b"{}", now=1000.0)
     with pytest.raises(AuthenticationFailed, match="bad signature"):
-        v.verify("POST", "/v1/find", b"{}", h, now=1000.0)
-    h = sign_headers(secret, "POST", "/v1/find", b"{}", now=1000.0)
+        v.verify("POST", "/v1/find", h, now=1000.0)
+    h = _sign(secret, "POST", "/v1/find", b"{}", now=1000.0)
     with pytest.raises(AuthenticationFailed, match="stale"):
-        v.verify("POST", "/v1/find", b"{}", h, now=1031.0)
+        v.verify("POST", "/v1/find", h, now=1031.0)
     with pytest.raises(AuthenticationFailed, match="not signed"):
-        v.verify("POST", "/v1/find", b"{}", {}, now=1000.0)
+        v.verify("POST", "/v1/find", {}, now=1000.0)
+
+
+def test_a_signature_names_its_server_its_run_its_host_and_its_headers() -> None:
+    secret = b"k" * 32
+    v = Verifier(secret, ME, window=30)
+    other_node = ServerIdentity("node:n1", ME.cluster, "2" * 32)
+    with pytest.raises(AuthenticationFailed, match="another server"):
+        v.verify("GET", "/v1/node", _sign(secret, "GET", "/v1/node", now=1000.0, server=other_node), 1000.0)
+    earlier = ServerIdentity(ME.server, ME.cluster, "3" * 32)
+    with pytest.raises(WrongInstance, match="wrong server instance"):
+        v.verify("GET", "/v1/node", _sign(secret, "GET", "/v1/node", now=1000.0, server=earlier), 1000.0)
+    # A claim edited to look like ours does not help: the signature names the real target.
+    forged = _sign(secret, "GET", "/v1/node", now=1000.0, server=earlier) | {HEADER_SERVER: ME.claim}
+    with pytest.raises(AuthenticationFailed, match="bad signature"):
+        v.verify("GET", "/v1/node", forged, 1000.0)
+    for name, value in (("Host", "elsewhere:1"), ("X-Geryon-Owner", "mallory"), ("X-Geryon-Client", "x"),
+                        ("Range", "bytes=0-9"), ("Content-Type", "text/plain")):
+        h = _sign(secret, "GET", "/v1/f", now=1000.0, headers={"X-Geryon-Owner": "alice", "Range": "bytes=0-1"})
+        with pytest.raises(AuthenticationFailed, match="bad signature"):
+            v.verify("GET", "/v1/f", h | {name: value}, 1000.0)
+    h = _sign(secret, "GET", "/v1/f", now=1000.0, headers={"X-Geryon-Owner": "alice"})
+    dropped = {k: val for k, val in h.items() if k != "X-Geryon-Owner"}
+    with pytest.raises(AuthenticationFailed, match="bad signature"):
+        v.verify("GET", "/v1/f", dropped, 1000.0)
+    v.verify("GET", "/v1/f", h, 1000.0)
 
 
 def test_nonce_cache_forgets_after_ttl_and_is_bounded() -> None:
@@ -69,11 +112,11 @@ def test_nonce_cache_forgets_after_ttl_and_is_bounded() -> None:
 
 def test_a_nonce_is_kept_while_its_timestamp_is_in_the_window() -> None:
     secret = b"k" * 32
-    v = Verifier(secret, window=30)
-    h = sign_headers(secret, "GET", "/", now=1029.0)    # a client clock 29 s ahead
-    v.verify("GET", "/", b"", h, now=1000.0)
+    v = Verifier(secret, ME, window=30)
+    h = _sign(secret, "GET", "/", now=1029.0)            # a client clock 29 s ahead
+    v.verify("GET", "/", h, now=1000.0)
     with pytest.raises(AuthenticationFailed, match="replayed"):
-        v.verify("GET", "/", b"", h, now=1058.0)          # still inside its window
+        v.verify("GET", "/", h, now=1058.0)               # still inside its window
 
 
 def test_cluster_id_does_not_reveal_the_secret() -> None:
@@ -107,14 +150,19 @@ def test_server_refuses_wrong_missing_and_replayed_signatures(
                 none.update("x", {"a": "2"})
 
         body = json.dumps({"name": "x", "attrs": [["a", "3"]]}).encode()
-        headers = sign_headers(secret, "POST", "/v1/update", body) | {"X-Geryon-Owner": "alice"}
-        assert asyncio.run(_raw(url, "POST", "/v1/update", body, headers))[0] == 200
+        signer = Signer(secret)
+        owner = {"X-Geryon-Owner": "alice"}
+        headers = signer.headers_sync(url, "POST", "/v1/update", body, headers=owner)
         status, reply = asyncio.run(_raw(url, "POST", "/v1/update",
                                          json.dumps({"name": "x", "attrs": [["a", "4"]]}).encode(), headers))
-        assert status == 401 and b"bad signature" in reply          # body swapped
+        assert status == 401 and b"body does not match" in reply    # body swapped
+        headers = signer.headers_sync(url, "POST", "/v1/update", body, headers=owner)
+        assert asyncio.run(_raw(url, "POST", "/v1/update", body, headers))[0] == 200
         status, reply = asyncio.run(_raw(url, "POST", "/v1/update", body, headers))
         assert status == 401 and b"replayed" in reply
-        stale = sign_headers(secret, "POST", "/v1/update", body, now=0.0) | {"X-Geryon-Owner": "alice"}
+        ident = signer.identity_sync(url)
+        stale = sign_headers(secret, "POST", "/v1/update", server=ident, host=url.split("//")[1], body=body,
+                             headers=owner, now=0.0)
         assert asyncio.run(_raw(url, "POST", "/v1/update", body, stale))[0] == 401
         bad = dict(headers, **{HEADER_SIGNATURE: "0" * 64})
         assert asyncio.run(_raw(url, "POST", "/v1/unregister", b'{"name":"x"}', bad))[0] == 401

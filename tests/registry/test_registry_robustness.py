@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 
-from registry.auth import sign_headers
+from registry.signer import Signer
 from registry.client import RegistryClient
 
 from registry_helpers import Cluster, Proc, wait_until
@@ -40,9 +40,31 @@ def handshake(port: int, secret: bytes | None, path: str, client: str) -> bytes:
     headers = {"Host": f"127.0.0.1:{port}", "Upgrade": "websocket", "Connection": "Upgrade",
                "Sec-WebSocket-Key": key, "Sec-WebSocket-Version": "13", "X-Geryon-Client": client}
     if secret is not None:
-        headers.update(sign_headers(secret, "GET", path))
+        headers = Signer(secret).headers_sync(f"http://127.0.0.1:{port}", "GET", path, headers=headers)
     return (f"GET {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
             + "\r\n").encode()
+
+
+def join_raw(sock: socket.socket, port: int, secret: bytes, request: bytes) -> None:
+    """Finish a raw WebSocket's handshake (`registry.channel`) as a real client would."""
+    from registry.auth import HEADER_NONCE
+    from registry.channel import _key, _proof
+    nonce = next(line.split(": ", 1)[1] for line in request.decode().split("\r\n")
+                 if line.startswith(HEADER_NONCE + ":"))
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(1)
+    head = sock.recv(2)
+    n = head[1] & 0x7F
+    if n == 126:
+        n = int.from_bytes(sock.recv(2), "big")
+    payload = b""
+    while len(payload) < n:
+        payload += sock.recv(n - len(payload))
+    challenge = json.loads(payload)
+    ident = Signer(secret).identity_sync(f"http://127.0.0.1:{port}")
+    key = _key(secret, ident, nonce, challenge["nonce"])
+    sock.sendall(ws_frame(0x1, json.dumps({"op": "auth", "proof": _proof(key, b"client")}).encode()))
 
 
 async def _discard(reader: asyncio.StreamReader) -> None:
@@ -181,8 +203,8 @@ def test_slow_and_idle_clients_are_cut_off(serve_thread: Callable[..., object], 
         slow_body = socket.create_connection(("127.0.0.1", port))
         socks.append(slow_body)
         body = b'{"query": []}'
-        head = sign_headers(secret, "POST", "/v1/find", body)
-        slow_body.sendall(b"POST /v1/find HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n" % len(body)
+        head = Signer(secret).headers_sync(f"http://127.0.0.1:{port}", "POST", "/v1/find", body)
+        slow_body.sendall(b"POST /v1/find HTTP/1.1\r\nContent-Length: %d\r\n" % len(body)
                           + b"".join(f"{k}: {v}\r\n".encode() for k, v in head.items()) + b"\r\n" + body[:3])
         idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(6)]
         socks += idle
@@ -215,7 +237,9 @@ def test_a_watcher_that_never_reads_is_dropped_not_waited_for(serve_thread: Call
     stuck = socket.create_connection(("127.0.0.1", port))
     stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     try:
-        stuck.sendall(handshake(port, secret, "/v1/watch", "stuck"))
+        request = handshake(port, secret, "/v1/watch", "stuck")
+        stuck.sendall(request)
+        join_raw(stuck, port, secret, request)
         time.sleep(0.2)
         watchers = lambda: len(server.server.watchers)  # type: ignore[attr-defined] # noqa: E731
         assert server.call(watchers) == 1  # type: ignore[attr-defined]

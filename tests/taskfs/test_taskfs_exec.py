@@ -15,7 +15,7 @@ import pytest
 
 import geryon
 from geryon.session import SessionError, State
-from registry.auth import sign_headers
+from registry.signer import Signer
 from taskfs_helpers import Cluster, Tree, pid_gone, run_cli, start_proc, timed, wait_until
 
 LIVENESS = 5.0
@@ -188,8 +188,7 @@ async def _raw_session(tree: Tree, *frames: Any) -> list[Any]:
     """Open a signed session on the root, send `frames`, return what comes back until it closes."""
     got: list[Any] = []
     async with aiohttp.ClientSession() as http:
-        async with http.ws_connect(tree.root.url + "/v1/session",
-                                   headers=sign_headers(tree.secret, "GET", "/v1/session")) as ws:
+        async with await Signer(tree.secret).connect(http, tree.root.url, "/v1/session") as ws:
             for frame in frames:
                 await (ws.send_bytes(frame) if isinstance(frame, bytes) else ws.send_str(frame))
             async for msg in ws:

@@ -1,0 +1,237 @@
+"""`Channel`: a WebSocket whose every frame is authenticated, for both ends of every socket.
+
+The upgrade request is a signed request like any other (`registry.auth`). Then, on the
+socket: the server sends a fresh nonce and proof that it holds the secret; the client
+checks the proof and answers with its own; both derive a key for this one connection
+from the secret, both nonces (the client's is the signed upgrade's nonce) and the
+server's identity (RFC 5869 HKDF-style, HMAC-SHA256). After that every text or binary
+frame carries a sequence number per direction and a 128-bit MAC under that key over
+direction, type, sequence and payload: text frames as `SEQ.MAC.PAYLOAD`, binary frames
+with an 8-byte sequence and the MAC in front. A frame that fails (forged, reordered,
+replayed, dropped, from the other direction) closes the connection (1008) and logs one
+refusal; the reader then sees the socket closed. With no secret a Channel passes frames
+through untouched. Control frames (ping, pong, close) carry no data and are not MAC'd.
+Not here: signing the upgrade request (`registry.auth`, `registry.signer`), what the
+frames mean (each service).
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+import struct
+from typing import Any
+
+import aiohttp
+from aiohttp import WSMsgType, web
+
+from registry.auth import HEADER_NONCE, AuthenticationFailed, ServerIdentity
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HANDSHAKE_TIMEOUT = 10.0
+"""Seconds either end waits for the other's half of the handshake."""
+
+MAC_BYTES = 16
+"""Bytes of HMAC-SHA256 kept per frame (128 bits)."""
+
+CLOSE_POLICY = 1008
+"""The WebSocket close code for a frame that failed its check (RFC 6455 7.4.1)."""
+
+_SEQ = struct.Struct(">Q")
+_CLOSED = aiohttp.WSMessage(WSMsgType.CLOSED, None, None)
+
+
+class ChannelRefused(AuthenticationFailed):
+    """The other end of a WebSocket failed the handshake (wrong secret, or not our server)."""
+
+
+def _key(secret: bytes, server: ServerIdentity, client_nonce: str, server_nonce: str) -> bytes:
+    info = json.dumps(["geryon-channel-1", server.server, server.cluster, server.instance,
+                       client_nonce, server_nonce]).encode()
+    prk = hmac.digest(secret, info, "sha256")                      # HKDF-Extract
+    return hmac.digest(prk, b"geryon frame key\x01", "sha256")     # HKDF-Expand, one block
+
+
+def _proof(key: bytes, who: bytes) -> str:
+    return hmac.digest(key, b"proof " + who, "sha256").hex()
+
+
+class Channel:
+    """An open WebSocket with a sequence number and MAC on every frame (see the module).
+
+    Offers what the sites used of aiohttp's sockets: `send_str`, `send_json`,
+    `send_bytes`, `receive`, `async for`, `close`, `closed`, `async with`.
+    """
+
+    def __init__(self, ws: Any, key: bytes | None, *, client: bool, what: str) -> None:
+        self.ws = ws
+        self._key = key
+        self._out, self._in = (b"c", b"s") if client else (b"s", b"c")
+        self._sent = 0
+        self._received = 0
+        self._lock = asyncio.Lock()
+        self.what = what
+        self.refused: str | None = None
+
+    # -- frames ---------------------------------------------------------------------------
+    def _mac(self, direction: bytes, kind: bytes, seq: int, payload: bytes) -> bytes:
+        assert self._key is not None
+        return hmac.digest(self._key, direction + kind + _SEQ.pack(seq) + payload, "sha256")[:MAC_BYTES]
+
+    async def send_str(self, data: str) -> None:
+        if self._key is None:
+            await self.ws.send_str(data)
+            return
+        async with self._lock:             # sequence order is wire order
+            self._sent += 1
+            mac = self._mac(self._out, b"t", self._sent, data.encode())
+            await self.ws.send_str(f"{self._sent}.{mac.hex()}.{data}")
+
+    async def send_json(self, obj: Any) -> None:
+        await self.send_str(json.dumps(obj))
+
+    async def send_bytes(self, data: bytes) -> None:
+        if self._key is None:
+            await self.ws.send_bytes(data)
+            return
+        async with self._lock:
+            self._sent += 1
+            mac = self._mac(self._out, b"b", self._sent, data)
+            await self.ws.send_bytes(_SEQ.pack(self._sent) + mac + data)
+
+    def _open(self, msg: aiohttp.WSMessage) -> aiohttp.WSMessage:
+        """The frame's payload, or raise ValueError if it does not check."""
+        seq = self._received + 1
+        if msg.type == WSMsgType.TEXT:
+            head, sep, rest = msg.data.partition(".")
+            mac_hex, sep2, payload = rest.partition(".")
+            if not (sep and sep2) or head != str(seq):
+                raise ValueError("frame out of sequence" if sep and sep2 and head.isdigit() else "malformed frame")
+            try:
+                mac = bytes.fromhex(mac_hex)
+            except ValueError:
+                raise ValueError("malformed frame") from None
+            if not hmac.compare_digest(mac, self._mac(self._in, b"t", seq, payload.encode())):
+                raise ValueError("bad frame MAC")
+            self._received = seq
+            return aiohttp.WSMessage(WSMsgType.TEXT, payload, None)
+        data = msg.data
+        if len(data) < _SEQ.size + MAC_BYTES:
+            raise ValueError("malformed frame")
+        (got,) = _SEQ.unpack_from(data)
+        if got != seq:
+            raise ValueError("frame out of sequence")
+        payload = data[_SEQ.size + MAC_BYTES:]
+        if not hmac.compare_digest(data[_SEQ.size:_SEQ.size + MAC_BYTES],
+                                   self._mac(self._in, b"b", seq, payload)):
+            raise ValueError("bad frame MAC")
+        self._received = seq
+        return aiohttp.WSMessage(WSMsgType.BINARY, payload, None)
+
+    async def receive(self, timeout: float | None = None) -> aiohttp.WSMessage:
+        """The next data frame, checked; a failed one closes the socket and reads as CLOSED."""
+        if self.refused is not None:
+            return _CLOSED
+        msg = await self.ws.receive(timeout=timeout)
+        if self._key is None or msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+            return msg
+        try:
+            return self._open(msg)
+        except ValueError as exc:
+            self.refused = str(exc)
+            log.warning("closed %s: %s", self.what, exc)
+            await self.ws.close(code=CLOSE_POLICY, message=b"bad frame")
+            return _CLOSED
+
+    def __aiter__(self) -> Channel:
+        return self
+
+    async def __anext__(self) -> aiohttp.WSMessage:
+        msg = await self.receive()
+        if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+            raise StopAsyncIteration
+        return msg
+
+    # -- the socket -----------------------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        return bool(self.ws.closed)
+
+    def exception(self) -> BaseException | None:
+        return self.ws.exception()  # type: ignore[no-any-return]
+
+    async def close(self, *, code: int = 1000, message: bytes = b"") -> bool:
+        return bool(await self.ws.close(code=code, message=message))
+
+    async def __aenter__(self) -> Channel:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+async def accept(request: web.Request, ws: web.WebSocketResponse, secret: bytes | None,
+                 identity: ServerIdentity, *, what: str = "",
+                 timeout: float = DEFAULT_HANDSHAKE_TIMEOUT) -> Channel:
+    """Prepare `ws` for `request` and run the server's half of the handshake.
+
+    Raises:
+        ChannelRefused: the client's proof is missing or wrong (the socket is closed, logged).
+    """
+    what = what or f"{request.path} from {request.remote}"
+    await ws.prepare(request)
+    if secret is None:
+        return Channel(ws, None, client=False, what=what)
+    server_nonce = secrets.token_hex(16)
+    key = _key(secret, identity, request.headers.get(HEADER_NONCE, ""), server_nonce)
+    await ws.send_str(json.dumps({"op": "challenge", "nonce": server_nonce,
+                                  "proof": _proof(key, b"server")}))
+    try:
+        msg = await ws.receive(timeout=timeout)
+        doc = json.loads(msg.data) if msg.type == WSMsgType.TEXT else None
+        ok = isinstance(doc, dict) and hmac.compare_digest(str(doc.get("proof", "")),
+                                                           _proof(key, b"client"))
+    except (asyncio.TimeoutError, ValueError, TypeError):
+        ok = False
+    if not ok:
+        log.warning("closed %s: bad handshake", what)
+        await ws.close(code=CLOSE_POLICY, message=b"bad handshake")
+        raise ChannelRefused(f"{what}: bad handshake")
+    return Channel(ws, key, client=False, what=what)
+
+
+async def join(ws: aiohttp.ClientWebSocketResponse, secret: bytes | None, identity: ServerIdentity,
+               client_nonce: str, *, what: str = "",
+               timeout: float = DEFAULT_HANDSHAKE_TIMEOUT) -> Channel:
+    """The client's half of the handshake on a freshly opened socket.
+
+    Raises:
+        ChannelRefused: the server did not prove it holds the secret (the socket is closed).
+    """
+    what = what or f"connection to {identity.server}"
+    if secret is None:
+        return Channel(ws, None, client=True, what=what)
+    key = b""
+    try:
+        msg = await ws.receive(timeout=timeout)
+        doc = json.loads(msg.data) if msg.type == WSMsgType.TEXT else None
+        if isinstance(doc, dict) and doc.get("op") == "challenge":
+            key = _key(secret, identity, client_nonce, str(doc.get("nonce", ""))[:128])
+            ok = hmac.compare_digest(str(doc.get("proof", "")), _proof(key, b"server"))
+        else:
+            ok = False
+    except (asyncio.TimeoutError, ValueError, TypeError):
+        ok = False
+    if not ok:
+        log.warning("closed %s: the server failed the handshake", what)
+        await ws.close(code=CLOSE_POLICY, message=b"bad handshake")
+        raise ChannelRefused(f"{what}: the server failed the handshake (check the cluster secret)")
+    await ws.send_str(json.dumps({"op": "auth", "proof": _proof(key, b"client")}))
+    return Channel(ws, key, client=True, what=what)
+
+
+__all__ = ["Channel", "ChannelRefused", "accept", "join", "DEFAULT_HANDSHAKE_TIMEOUT"]
