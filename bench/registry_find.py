@@ -21,7 +21,8 @@ from pathlib import Path
 
 import aiohttp
 
-from registry.auth import create_secret, sign_headers
+from registry.auth import create_secret
+from registry.signer import Signer
 from registry.client import RegistryClient
 
 
@@ -38,8 +39,7 @@ async def concurrent_finds(url: str, secret: bytes, body: bytes, seconds: float,
     async def worker(session: aiohttp.ClientSession) -> None:
         nonlocal done
         while time.monotonic() < deadline:
-            headers = sign_headers(secret, "POST", "/v1/find", body)
-            async with session.post(url + "/v1/find", data=body, headers=headers) as resp:
+            async with await Signer(secret).send(session, "POST", url, "/v1/find", body) as resp:
                 assert resp.status == 200, resp.status
                 await resp.read()
             done += 1
