@@ -1,7 +1,8 @@
 """Run one map task attempt: read the split, call map, sort and write one output file.
 
 The output is written under the attempt's own name (`m<i>.a<attempt>.out`) and is complete
-when this returns; the driver decides which attempt's file counts (commit). Failures come
+when this returns. A streaming map's command sees only its own split: `$GERYON_DISK`
+(also `$n/<disk>`) is the task's input view (`geryon.inputview`), its working directory; the driver decides which attempt's file counts (commit). Failures come
 back as a TaskResult naming the task, the input and the record, never as a bare exception.
 """
 from __future__ import annotations
@@ -24,6 +25,7 @@ from geryon.errors import DiskFull, GeryonError
 from geryon.job import Job, is_sum
 from geryon.partition import partitioner
 from geryon.badrecords import BadRecord, SkipBudget
+from geryon.inputview import InputView, build_view, remove_view
 from geryon.readers import InputError, raw_chunks, read_records
 from geryon.segments import write_index
 from geryon.sortbuffer import SortBuffer
@@ -46,7 +48,8 @@ def open_local(root: str) -> tuple[FS, str | None]:
 
 
 def run_with_replicas(job: Job, task: MapTask,
-                      open_input: Callable[[str], tuple[FS, str | None]] = open_local) -> TaskResult:
+                      open_input: Callable[[str], tuple[FS, str | None]] = open_local,
+                      view_dir: str | None = None) -> TaskResult:
     """Run a map attempt, starting over on the next replica when the input cannot be read.
 
     Damaged (checksum mismatch), missing or unreadable input on `task.root` sends the whole
@@ -61,7 +64,7 @@ def run_with_replicas(job: Job, task: MapTask,
     result = TaskResult(task=task.id, attempt=task.attempt, ok=False)
     silent = False
     for i, location in enumerate(locations):
-        result = run_map_task(job, replace(task, root=location), open_input)
+        result = run_map_task(job, replace(task, root=location), open_input, view_dir)
         if result.ok or result.error_kind not in ("input", "unreachable"):
             if result.ok and i > 0:
                 result.counters.setdefault("geryon", {})["replica_reads"] = 1
@@ -77,12 +80,15 @@ def run_with_replicas(job: Job, task: MapTask,
     return result
 
 
-def run_map_task(job: Job, task: MapTask, open_input: Callable[[str], tuple[FS, str | None]] = open_local) -> TaskResult:
+def run_map_task(job: Job, task: MapTask, open_input: Callable[[str], tuple[FS, str | None]] = open_local,
+                 view_dir: str | None = None) -> TaskResult:
     """Run `task` of `job` to completion and report.
 
     Args:
         open_input: turns `task.root` into a filesystem (and a local directory, or None
             when the disk is read over the network); the cluster worker passes its own.
+        view_dir: where a streaming map's input view is made (default: `task.workdir`;
+            the cluster worker keeps it out of the output chunk, whose bytes are counted).
     """
     started = time.monotonic()
     counters.reset()
@@ -91,6 +97,7 @@ def run_map_task(job: Job, task: MapTask, open_input: Callable[[str], tuple[FS, 
     out_path = os.path.join(task.workdir, output_name(task))
     where = task.split.describe()
     current: Any = None
+    view: InputView | None = None
     try:
         os.makedirs(spill_dir, exist_ok=True)
         disk_fs, local_root = open_input(task.root)
@@ -99,10 +106,13 @@ def run_map_task(job: Job, task: MapTask, open_input: Callable[[str], tuple[FS, 
                          is_sum(job.combine), job.sort_budget, spill_dir,
                          ordered=not (is_sum(job.combine) and is_sum(job.reduce)))
         if job.map.streaming:
-            env = {"GERYON_DISK": task.root, "GERYON_TASK": task.id, **dict(job.env)}
+            view = build_view(disk_fs, task.split, view_dir or task.workdir, f"m{task.index}.a{task.attempt}",
+                              local_root)
+            env = {**view.env(), "GERYON_TASK": task.id, **dict(job.env)}
             assert job.map.command is not None
+            # Linked files were not read: the feed reads them all, through the manifest.
             with StreamingProcess(job.map.command, raw_chunks(disk_fs, task.split, local_root),
-                                  cwd=local_root or task.workdir, env=env) as proc:
+                                  cwd=view.disk_dir, env=env, drain=view.linked > 0) as proc:
                 lines = proc.lines()
                 n = 0
                 while True:
@@ -158,6 +168,8 @@ def run_map_task(job: Job, task: MapTask, open_input: Callable[[str], tuple[FS, 
             result.detail = traceback_tail(exc)
     finally:
         shutil.rmtree(spill_dir, ignore_errors=True)
+        if view is not None:
+            remove_view(view)
         result.counters = counters.snapshot()
         result.seconds = time.monotonic() - started
     if not result.ok:

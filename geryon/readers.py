@@ -18,7 +18,8 @@ byte, so the planner never cuts them (`may_cut`). Files a chunk's checksum manif
 are verified as they are read (`checksum`), local or remote (the manifest fetched once per
 split through the disk's fs). A malformed record is a `BadRecord` naming the
 file and position; given `on_bad` (a `SkipBudget`), readers skip it and go on.
-For streaming jobs, `raw_chunks` gives the bytes a streaming mapper reads.
+For streaming jobs, `raw_chunks` gives the bytes a streaming mapper reads on stdin, and
+`copy_range` the same bytes as a file of the task's input view (`geryon.inputview`).
 """
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ from geryon.split import FileRange, Split
 log = logging.getLogger(__name__)
 
 __all__ = ["InputError", "BadRecord", "READERS", "read_records", "raw_chunks", "reader_for", "may_cut",
-           "may_cut_files"]
+           "may_cut_files", "split_manifest", "copy_range"]
 
 READ_BLOCK = 4 << 20
 """Bytes read at a time from a large or compressed file."""
@@ -330,3 +331,54 @@ def raw_chunks(disk_fs: FS, split: Split, root: str | None = None) -> Iterator[b
             raise InputError(f"{src.label}: cannot read: {exc}") from exc
         finally:
             f.close()
+
+
+def split_manifest(disk_fs: FS, split: Split, root: str | None = None) -> dict[str, FileSum] | None:
+    """The checksums a split's reads are verified against (None: the disk has none)."""
+    return _manifest(disk_fs, root, split)
+
+
+def copy_range(disk_fs: FS, split: Split, rng: FileRange, dst: BinaryIO, root: str | None = None,
+               manifest: dict[str, FileSum] | None = None) -> int:
+    """Write the bytes of one range of a split to `dst`, verified; return how many.
+
+    A range the planner cut from a larger file gives its whole lines (those starting in
+    it: the bytes `raw_chunks` feeds, without the newline it adds to an unterminated
+    last line); a whole file gives its raw bytes (a compressed file stays compressed).
+    Streamed in blocks, so a large file is never held whole.
+
+    Raises:
+        InputError: the file cannot be read (ChecksumMismatch: it is damaged).
+    """
+    src = _Source(split.disk, rng.path)
+    f = _open(disk_fs, root, src, manifest)
+    written = 0
+    try:
+        start = rng.start
+        if start > 0:
+            f.seek(start - 1)
+            if f.read(1) != b"\n":
+                start += len(f.readline())  # the partial line belongs to the previous range
+        if start >= rng.end:
+            return 0
+        f.seek(start)
+        left, last = rng.end - start, b"\n"
+        while left > 0:
+            block = f.read(min(left, READ_BLOCK))
+            if not block:
+                break
+            dst.write(block)
+            written += len(block)
+            left -= len(block)
+            last = block[-1:]
+        if left == 0 and last != b"\n":
+            tail = f.readline()  # the last line starting in the range runs past its end
+            dst.write(tail)
+            written += len(tail)
+        return written
+    except GeryonError:
+        raise
+    except (OSError, EOFError) as exc:
+        raise InputError(f"{src.label}: cannot read: {exc}") from exc
+    finally:
+        f.close()

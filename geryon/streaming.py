@@ -3,7 +3,10 @@
 Hadoop Streaming's rules: records in on stdin, `key<TAB>value` lines out on stdout, and on
 stderr `reporter:counter:G,N,n` / `reporter:status:msg` lines (applied to the task's
 counters) mixed with free text (kept: its tail goes into failure messages). A feeder
-thread writes stdin while the caller reads stdout, so neither side can block the other.
+thread writes stdin while the caller reads stdout, so neither side can block the other;
+with `drain`, it reads its input to the end even after the command stopped reading, so
+that input errors (a checksum mismatch) are still found: a command that reads its files
+from the task's view instead of stdin must not read damaged bytes unnoticed.
 """
 from __future__ import annotations
 
@@ -38,7 +41,7 @@ class StreamingProcess:
     """One run of a streaming command: feed `chunks`, iterate output lines."""
 
     def __init__(self, command: str | tuple[str, ...], chunks: Iterable[bytes], cwd: str | None = None,
-                 env: Mapping[str, str] | None = None) -> None:
+                 env: Mapping[str, str] | None = None, drain: bool = False) -> None:
         full_env = dict(os.environ)
         full_env.update(env or {})
         full_env.setdefault("LC_ALL", "C.UTF-8")
@@ -50,6 +53,8 @@ class StreamingProcess:
         except OSError as exc:
             raise GeryonError(f"cannot start {command!r}: {exc.strerror}") from exc
         self._chunks = chunks
+        self._drain = drain
+        self._stopped = False
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL)
         self._feed_error: BaseException | None = None
         self._feeder = threading.Thread(target=self._feed, name="geryon-feed", daemon=True)
@@ -60,11 +65,17 @@ class StreamingProcess:
     def _feed(self) -> None:
         stdin = self._proc.stdin
         assert stdin is not None
+        chunks = iter(self._chunks)
         try:
-            for chunk in self._chunks:
-                stdin.write(chunk)
-        except BrokenPipeError:
-            pass  # the command stopped reading: its exit status tells the story
+            try:
+                for chunk in chunks:
+                    stdin.write(chunk)
+            except BrokenPipeError:
+                # The command stopped reading: its exit status tells the story; the rest
+                # of the input is still read when asked, for its errors alone.
+                for _ in chunks if self._drain else ():
+                    if self._stopped:
+                        break
         except BaseException as exc:  # an input error: reported by wait()
             self._feed_error = exc
         finally:
@@ -99,6 +110,7 @@ class StreamingProcess:
             raise CommandFailed(f"command {what}", status, list(self.stderr_tail))
 
     def kill(self) -> None:
+        self._stopped = True
         if self._proc.poll() is None:
             self._proc.kill()
         self._proc.wait()

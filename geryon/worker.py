@@ -65,11 +65,15 @@ class Inputs:
         return RemoteFS(node, chunk, self.secret, timeout=IO_TIMEOUT), None
 
 
-def run_map(job: Any, task: MapTask, inputs: Inputs) -> TaskResult:
-    """Run a map attempt, failing over from the master to the replicas (`maptask.run_with_replicas`)."""
+def run_map(job: Any, task: MapTask, inputs: Inputs, view_dir: str | None = None) -> TaskResult:
+    """Run a map attempt, failing over from the master to the replicas (`maptask.run_with_replicas`).
+
+    A streaming map's input view goes in `view_dir` (the attempt's directory on the node),
+    not in the output chunk, whose bytes count against its capacity.
+    """
     from geryon.maptask import run_with_replicas
 
-    return run_with_replicas(job, task, inputs.open)
+    return run_with_replicas(job, task, inputs.open, view_dir)
 
 
 def http_range(location: str, seg: Segment, secret: bytes | None, timeout: float = FETCH_TIMEOUT) -> Iterator[bytes]:
@@ -163,7 +167,7 @@ def run(spec: dict[str, Any]) -> TaskResult:
     if task_json["kind"] == "map":
         task = MapTask.from_json({**task_json, "workdir": work})
         inputs = Inputs(spec["self_url"], dict(spec.get("chunks") or {}), secret)
-        result = run_map(job, task, inputs)
+        result = run_map(job, task, inputs, os.path.dirname(os.path.abspath(spec["result"])))
         if result.ok:
             result = _counted(result, spec["out_root"])
         if result.ok:

@@ -10,12 +10,16 @@ words are exactly the maximal runs of `[a-z0-9_]` in the lower-cased text; that 
 Bytes in, bytes out: every byte outside `[a-zA-Z0-9_]` separates words, so a UTF-8
 letter such as `é` splits a word exactly as the seed's Unicode regex did (`café` ->
 `caf`). Only ASCII letters are lower-cased, as `tr A-Z a-z` did.
-This module does not count; `sort | agg` does.
+`idx FILE...` reads the files in turn, as the seed's `cat $* | ...` did, but indexes each
+on its own, so a word never runs from the end of one file into the next (exactly what a
+streaming mapper reads on stdin, where every file ends in a newline). A file that cannot
+be read is reported and skipped, as cat does. This module does not count; `sort | agg` does.
 """
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from typing import BinaryIO
 
 from shell.stream import DEFAULT_BATCH_BYTES, word_blocks
@@ -52,3 +56,24 @@ def index(src: BinaryIO, dst: BinaryIO, *, batch_bytes: int = DEFAULT_BATCH_BYTE
             dst.write(out)
     log.debug("idx: %d words", words)
     return words
+
+
+def index_paths(paths: Sequence[str], dst: BinaryIO, stdin: BinaryIO | None = None, *,
+                batch_bytes: int = DEFAULT_BATCH_BYTES) -> tuple[int, list[str]]:
+    """`idx FILE...`: index each file in turn (`-` is `stdin`); return (words, failures).
+
+    Failures are `PATH: reason` for files that could not be read; the other files are
+    still indexed, as cat does.
+    """
+    words = 0
+    failed: list[str] = []
+    for path in paths:
+        if path == "-" and stdin is not None:
+            words += index(stdin, dst, batch_bytes=batch_bytes)
+            continue
+        try:
+            with open(path, "rb") as src:
+                words += index(src, dst, batch_bytes=batch_bytes)
+        except OSError as exc:
+            failed.append(f"{path}: {exc.strerror or exc}")
+    return words, failed

@@ -17,7 +17,7 @@ import click
 
 from shell.agg import aggregate
 from shell.errors import ShellError
-from shell.idx import index
+from shell.idx import index, index_paths
 from shell.intermediate import write_partitions
 
 log = logging.getLogger(__name__)
@@ -96,15 +96,26 @@ def agg_cmd() -> None:
 
 
 @click.command("idx")
-def idx_cmd() -> None:
-    """Print `word 1` for each word on stdin (Geryon's word-count mapper).
+@click.argument("files", nargs=-1, type=click.Path(dir_okay=True, allow_dash=True), metavar="[FILE]...")
+def idx_cmd(files: tuple[str, ...]) -> None:
+    """Print `word 1` for each word of the FILEs, or of stdin (Geryon's word-count mapper).
 
-    Words are runs of [a-zA-Z0-9_], lower-cased; use `geryon idx | sort | geryon agg`.
+    Words are runs of [a-zA-Z0-9_], lower-cased; a word never spans two files. A FILE
+    that cannot be read is reported and skipped, and the status is 1 (as cat does).
+    Use `geryon idx | sort | geryon agg`.
     """
+    failed: list[str] = []
     with _filter_errors("idx"):
         out = _stdout()
-        index(_stdin(), out)
+        if files:
+            _, failed = index_paths(files, out, _stdin())
+        else:
+            index(_stdin(), out)
         out.flush()
+    for line in failed:
+        click.echo(f"idx: {line}", err=True)
+    if failed:
+        sys.exit(1)
 
 
 commands: list[click.Command] = [intermediate_cmd, agg_cmd, idx_cmd]
