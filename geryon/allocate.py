@@ -253,13 +253,21 @@ class Allocator:
         registry: a registry client (its `find`).
         secret: the cluster secret, for the nodes.
         named: `(host, chunk)` pairs already named (the ndb file's), never handed out.
+        lease: claim every chunk on its node, renewed from a thread until `complete()`, so
+            that a process killed before it is done leaves no chunk behind for good (its
+            node reclaims the chunk when the claim runs out; `load --cluster` does this).
     """
 
-    def __init__(self, registry: Any, secret: bytes | None, named: Iterable[tuple[str, str]] = ()) -> None:
+    def __init__(self, registry: Any, secret: bytes | None, named: Iterable[tuple[str, str]] = (),
+                 lease: bool = False) -> None:
         self.registry, self.secret = registry, secret
         self.storage = Storage.read(registry, named)
         self._slots = self.storage.slots()
         self.claimed: list[tuple[ChunkRef, bool]] = []      # (chunk, made from a pool)
+        self.lease = lease
+        self._leases: dict[ChunkRef, float] = {}            # claimed chunk -> its node's lease (s)
+        self._stop = threading.Event()
+        self._keeper: threading.Thread | None = None
 
     def hosts(self) -> list[str]:
         """Hosts offering room, as read."""
@@ -293,25 +301,69 @@ class Allocator:
                 if usage.get("used"):
                     raise NoRoom(f"{ref.where} is no longer empty ({usage['used']} bytes): try again")
                 remote.call("role", replica=replica)
+                if self.lease:
+                    self._leased(ref, remote.call("claim"))
             made = False
         self._charge(slot, capacity)
         self.claimed.append((ref, made))
         return ref
 
+    # -- leases -------------------------------------------------------------------------
+    def _leased(self, ref: ChunkRef, answer: Any) -> None:
+        lease = float(answer.get("lease", 0)) if isinstance(answer, dict) else 0.0
+        if lease <= 0:
+            return                       # an older node: it does not reclaim
+        self._leases[ref] = lease
+        if self._keeper is None:
+            self._keeper = threading.Thread(target=self._keep, name="geryon-claims", daemon=True)
+            self._keeper.start()
+
+    def _keep(self) -> None:
+        """Renew every claim, three times per (shortest) lease."""
+        while not self._stop.wait(min(self._leases.values()) / 3):
+            for ref in list(self._leases):
+                try:
+                    with ref.open(self.secret) as remote:
+                        remote.call("claim")
+                except Exception as exc:  # noqa: BLE001 - a node away now and then: try again next time
+                    log.debug("renewing the claim on %s: %s", ref.where, exc)
+
+    def close(self) -> None:
+        """Stop renewing claims; idempotent (claims left run out on their nodes)."""
+        self._stop.set()
+        if self._keeper is not None:
+            self._keeper.join()
+            self._keeper = None
+
+    def complete(self) -> None:
+        """The chunks are filled and about to be named: drop their claims (keep them)."""
+        self.close()
+        for ref in list(self._leases):
+            try:
+                with ref.open(self.secret) as remote:
+                    remote.call("claim", done=True)
+            except Exception as exc:  # noqa: BLE001
+                raise GeryonError(f"{ref.where}: cannot complete its claim: {exc}") from exc
+        self._leases.clear()
+
     def _make(self, st: HostStorage, capacity: int, replica: bool) -> ChunkRef:
         from geryon.node.connection import NodeConnection, raise_for
 
         with NodeConnection(st.node_url, self.secret) as conn:
-            body = json.dumps({"capacity": capacity, "replica": replica}).encode()
+            body = json.dumps({"capacity": capacity, "replica": replica, "claim": self.lease}).encode()
             status, data = conn.request("POST", "/v1/chunks", body, {"Content-Type": "application/json"})
         if status == 404 and b"nopool" in data:
             raise NoRoom(f"{st.host} has no chunk pool")
         if status == 507:
             raise DiskFull(f"{st.host}: {json.loads(data).get('error')}")
         raise_for(status, data, st.node_url)
-        name = json.loads(data)["result"]["chunk"]
+        result = json.loads(data)["result"]
+        name = result["chunk"]
         log.info("made chunk %s!%s (%d bytes)", st.host, name, capacity)
-        return ChunkRef(st.host, name, st.node_url)
+        ref = ChunkRef(st.host, name, st.node_url)
+        if self.lease:
+            self._leased(ref, result)
+        return ref
 
     def _charge(self, slot: ChunkSlot, size: int) -> None:
         i = self._slots.index(slot)
@@ -322,6 +374,8 @@ class Allocator:
 
     def release_all(self) -> None:
         """Undo every claim (after a failure)."""
+        self.close()
+        self._leases.clear()
         for ref, made in reversed(self.claimed):
             give_back(ref, self.secret, made)
         self.claimed.clear()

@@ -42,9 +42,14 @@ SUMS_NAME = ".geryon-sums"
 """The chunk's checksum manifest (see `geryon.checksum`), at its root and hidden from listings."""
 
 
+CLAIM_NAME = ".geryon-claim"
+"""A chunk claimed by a load still under way (JSON: `until`, wall-clock seconds); at its
+root, hidden from listings. Its node reclaims the chunk once `until` has passed."""
+
+
 def is_internal(name: str) -> bool:
     """Whether a file name is Geryon's own bookkeeping rather than user data."""
-    return name == META_NAME or name == SUMS_NAME or TEMP_MARK in name
+    return name == META_NAME or name == SUMS_NAME or name == CLAIM_NAME or TEMP_MARK in name
 
 
 class OutsideDisk(fserrors.ResourceNotFound):
@@ -120,7 +125,7 @@ def walk_size(root: str) -> int:
     total = 0
     for dirpath, _dirs, files in os.walk(root):
         for name in files:
-            if name == META_NAME or name == SUMS_NAME:  # bookkeeping, not data
+            if name in (META_NAME, SUMS_NAME, CLAIM_NAME):  # bookkeeping, not data
                 continue
             try:
                 total += os.lstat(os.path.join(dirpath, name)).st_size

@@ -5,14 +5,18 @@ into chunk disks `d0.APP`, `d1.APP`, ... of at most `chunk_size` data bytes, nev
 a record, records every file's checksums in each chunk's manifest (`checksum`), copies
 each chunk to its replicas, and names the disks in the ndb file (`diskdb`). Chunks are
 built under a hidden staging directory and moved into place only when the whole load has
-succeeded; the app's disks from an earlier load are then replaced.
+succeeded; the app's disks from an earlier load are then replaced. The staging
+directory is owned (`geryon.staging`): a load killed with kill -9 leaves it, and the next
+load sweeps it.
 
 `load_cluster` packs the same way into a local staging directory, then places each chunk's
 K copies on the cluster (`allocate`: nodes' free chunks and pools, most room first, copies
 on distinct hosts), uploads the master copy (its node records each file's checksums as it
 is written, and the result is compared with the staged manifest), fills the replicas from
 the master node to node (`replicate.sync_chunk`), and names every copy in the ndb file
-(`master=NODE!CHUNK`, no `path=`). On any failure every chunk it claimed is emptied or
+(`master=NODE!CHUNK`, no `path=`). Every chunk it claims is leased from its node until
+the load is done (`allocate.Allocator`): a killed load's chunks go back when the lease
+runs out. On any failure every chunk it claimed is emptied or
 deleted and the ndb file is untouched; chunks of the app's earlier load are emptied (they
 become free chunks) only once the new disks are named.
 """
@@ -21,7 +25,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import secrets
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -35,6 +38,7 @@ from geryon.errors import GeryonError
 from geryon.packer import ChunkPacker, LoadedDisk, RecordTooLarge
 from geryon.pieces import iter_pieces
 from geryon.placement import ChunkSlot, place
+from geryon.staging import OwnedDir, sweep
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +53,10 @@ DEFAULT_DISK_DIR = "disks"
 
 REPLICA_DIR = "replicas"
 """Subdirectory of the disk directory holding replica chunks (local mode)."""
+
+STAGING_PREFIX = f"{TEMP_MARK}load-"
+"""Start of a load's staging directory's name (`<prefix><app>-<pid>-<random>`, locked by
+its process: the next load sweeps those of killed loads)."""
 
 _APP = re.compile(r"^[A-Za-z0-9_+-][A-Za-z0-9_.+-]*$")
 
@@ -143,8 +151,9 @@ def load(sources: Sequence[str], app: str, chunk_size: int = DEFAULT_CHUNK_SIZE,
         progress.advance(n)
 
     os.makedirs(to, exist_ok=True)
-    staging = os.path.join(to, f"{TEMP_MARK}load-{app}-{secrets.token_hex(4)}")
-    os.makedirs(staging)
+    sweep(to, STAGING_PREFIX)                 # what a killed load left here
+    owned = OwnedDir.make(to, f"{STAGING_PREFIX}{app}-")
+    staging = owned.path
     packer = ChunkPacker(staging, app, chunk_size)
     try:
         chunks = _pack(packer, sources, chunk_size, fmt, progress, tick, (to, ndb_file))
@@ -160,7 +169,7 @@ def load(sources: Sequence[str], app: str, chunk_size: int = DEFAULT_CHUNK_SIZE,
         packer.abort()
         raise
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        owned.close()
     report.seconds = time.monotonic() - started
     log.info("loaded %d bytes into %d disks in %.2f s", report.bytes_in, len(report.disks), report.seconds)
     return report
@@ -265,8 +274,11 @@ def load_cluster(sources: Sequence[str], app: str, *, registry: Any, secret: byt
 
     pattern = app_disk_pattern(app)
     old = [d for d in read_disks(ndb_file) if pattern.match(d.name) and d.path is None]
-    alloc = Allocator(registry, secret, named_chunks(ndb_file))
-    staging = tempfile.mkdtemp(prefix=f"{TEMP_MARK}load-{app}-", dir=staging_dir)
+    alloc = Allocator(registry, secret, named_chunks(ndb_file), lease=True)
+    parent = staging_dir or tempfile.gettempdir()
+    sweep(parent, STAGING_PREFIX)
+    owned = OwnedDir.make(parent, f"{STAGING_PREFIX}{app}-")
+    staging = owned.path
     packer = ChunkPacker(staging, app, chunk_size)
     try:
         chunks = _pack(packer, sources, chunk_size, fmt, progress, tick, (ndb_file,))
@@ -286,13 +298,15 @@ def load_cluster(sources: Sequence[str], app: str, *, registry: Any, secret: byt
             report.disks.append(LoadedDisk(c.name, master.where, c.nbytes, c.files, names))
             report.replica_paths += [f"{e.host}!{e.chunk}" for e in copies]
         report.bytes_out = sum(d.nbytes for d in report.disks)
+        alloc.complete()          # before naming them: a kill in between leaks a chunk, never loses one
         replace_disks(ndb_file, pattern, entries)
     except BaseException:
         packer.abort()
         alloc.release_all()
         raise
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        alloc.close()
+        owned.close()
     _free_old(old, registry, secret)
     report.seconds = time.monotonic() - started
     log.info("loaded %d bytes into %d disks on the cluster in %.2f s", report.bytes_in, len(report.disks),

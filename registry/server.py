@@ -31,7 +31,7 @@ from registry.discovery import DEFAULT_PORT, PROTOCOL_VERSION, Advertiser, adver
 from registry.disks import DISK_OWNER, DiskNames, plan
 from registry.defaults import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS
 from registry.errors import BadRequest, RegistryError
-from registry.state import load_state, save_state
+from registry.state import StateLock, load_state, save_state
 from registry.tls import TlsFiles, server_context
 from registry.store import DEFAULT_DEAD_AFTER, DEFAULT_HEARTBEAT, Service, Store, as_pairs
 from registry.watchers import Watchers
@@ -134,6 +134,7 @@ class RegistryServer:
         self._advertiser: Advertiser | None = None
         self.port = config.port
         self._closed = False
+        self._state_lock: StateLock | None = None
 
     @property
     def url(self) -> str:
@@ -146,6 +147,7 @@ class RegistryServer:
         """Load state, listen, advertise and start the housekeeping tasks."""
         cfg = self.config
         if cfg.state_path is not None:
+            self._state_lock = StateLock.take(cfg.state_path)   # and sweeps a killed registry's temp files
             for service, owner in load_state(cfg.state_path):
                 self.store.register(service.name, service.attrs, owner=owner)
             self._saved = self.store.persistent()
@@ -208,6 +210,8 @@ class RegistryServer:
             await ws.close()
         if self._runner is not None:
             await self._runner.cleanup()
+        if self._state_lock is not None:
+            self._state_lock.release()
 
     async def __aenter__(self) -> RegistryServer:
         await self.start()

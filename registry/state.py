@@ -1,11 +1,15 @@
 """The state file: persist entries saved across registry restarts.
 
-JSON (never pickle), written atomically: a temporary file in the same directory,
-fsync, rename. Only persist entries are saved; everything else is soft state that
-registrants re-announce. This module does not decide when to save (the server does).
+JSON (never pickle), written atomically: a temporary file in the same directory
+(`.<name>.<random>`), fsync, rename. Only persist entries are saved; everything else is
+soft state that registrants re-announce. A registry killed while writing leaves its
+temporary file: `StateLock.take` (on start) holds a lock file `.<name>.lock` for the
+registry's life and removes such leftovers, unless another live registry holds the lock.
+This module does not decide when to save (the server does).
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -70,3 +74,43 @@ def load_state(path: Path) -> list[tuple[Service, str]]:
         return out
     except (ValueError, KeyError, TypeError, AttributeError, RegistryError) as exc:
         raise RegistryError(f"{path}: not a registry state file: {exc}") from exc
+
+
+class StateLock:
+    """The lock a registry holds on its state file's directory entry while it runs."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd: int | None = fd
+
+    @classmethod
+    def take(cls, path: Path) -> StateLock | None:
+        """Lock `path`'s lock file and remove the temporary files of killed registries.
+
+        Returns None (and removes nothing) when another live registry holds the lock.
+
+        Raises:
+            RegistryError: the lock file cannot be made.
+        """
+        lock = path.parent / f".{path.name}.lock"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        except OSError as exc:
+            raise RegistryError(f"{lock}: {exc.strerror or exc}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            log.warning("%s: another registry is using this state file", path)
+            return None
+        for leftover in path.parent.glob(f".{path.name}.*"):
+            if leftover != lock and leftover.is_file() and not leftover.is_symlink():
+                log.info("removing %s, left by a registry killed while saving its state", leftover)
+                leftover.unlink(missing_ok=True)
+        return cls(fd)
+
+    def release(self) -> None:
+        """Drop the lock; idempotent."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

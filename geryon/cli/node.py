@@ -97,6 +97,8 @@ def _disk_spec(values: tuple[str, ...], replica: bool) -> list[NodeDisk]:
               help="Most bytes one job pack or rcpu export may unpack to (default 256M).")
 @click.option("--unpack-files", type=click.IntRange(1), default=None,
               help="Most members one job pack or rcpu export may hold (default 10000).")
+@click.option("--claim-lease", type=click.FloatRange(min=0.1), default=None, metavar="SECONDS",
+              help="Seconds a load's claim on a chunk lasts unrenewed; then the chunk is reclaimed (default 60).")
 @_registry_option
 @_secret_option
 @tls_options
@@ -105,7 +107,7 @@ def node(name: str, disks: tuple[str, ...], replicas: tuple[str, ...],
          cpus: int | None, listen: str | None, advertise: str | None, work_dir: str | None,
          refresh: float, standalone: bool, fake_load: float | None, pool: str | None,
          pool_size: int | None, parent: str | None, unpack_limit: int | None, unpack_files: int | None,
-         registry_url: str | None, secret_file: str | None, tls_cert: str | None, tls_key: str | None,
+         claim_lease: float | None, registry_url: str | None, secret_file: str | None, tls_cert: str | None, tls_key: str | None,
          tls_ca: str | None) -> None:
     """Serve this machine's chunk disks and cpu to the cluster (until SIGTERM)."""
     secret = cluster_secret(secret_file, serving=f"node {name}")
@@ -121,7 +123,8 @@ def node(name: str, disks: tuple[str, ...], replicas: tuple[str, ...],
                         advertise=advertise, secret=secret, registry=registry, work_dir=work_dir,
                         refresh=refresh, load_source=host_source(cpus, fake_load), parent=parent,
                         pool=os.path.abspath(pool) if pool else None, pool_size=pool_size,
-                        unpack=_unpack_limits(unpack_limit, unpack_files), tls=tls)
+                        unpack=_unpack_limits(unpack_limit, unpack_files), tls=tls,
+                        **({"claim_lease": claim_lease} if claim_lease else {}))
 
     try:
         serve_until_signalled(serve, config)

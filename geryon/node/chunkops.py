@@ -16,6 +16,7 @@ deciding what to copy (`geryon.replicate`), the pool's bookkeeping
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
@@ -32,7 +33,7 @@ from fs.path import normpath
 from geryon.checksum import (ChecksumMismatch, FileState, Summer, check_disk, current_sums, manifest_from_json,
                              manifest_key, manifest_to_json, read_manifest, sum_bytes, update_manifest,
                              write_manifest)
-from geryon.chunk import META_NAME, TEMP_MARK, ChunkFS, is_internal
+from geryon.chunk import CLAIM_NAME, META_NAME, TEMP_MARK, ChunkFS, is_internal
 from geryon.errors import GeryonError
 from geryon.node.connection import NodeConnection, raise_for
 
@@ -56,6 +57,12 @@ READ_OPS = frozenset({"getinfo", "listdir", "scandir", "files", "usage", "manife
 
 SYNC_OPS = frozenset({"pull", "syncremove", "putsums", "clear", "role"})
 """Replication's operations: how a replica is filled, so replicas accept them."""
+
+CLAIM_OPS = frozenset({"claim"})
+"""A load's lease on a chunk it is filling (`{}`: take or renew, `{"done": true}`: drop)."""
+
+DEFAULT_CLAIM_LEASE = 60.0
+"""Seconds a claimed chunk stays claimed without a renewal; then its node reclaims it."""
 
 DEFAULT_PULL_TIMEOUT = 600.0
 """Seconds a node waits on another node while pulling one file from it."""
@@ -297,7 +304,7 @@ def _sync_op(chunk: ServedChunk, op: str, args: dict[str, Any], secret: bytes | 
         with chunk.lock:
             for name in os.listdir(root):
                 full = os.path.join(root, name)
-                if name == META_NAME:
+                if name in (META_NAME, CLAIM_NAME):     # a claim outlives emptying
                     continue
                 if os.path.isdir(full) and not os.path.islink(full):
                     shutil.rmtree(full)
@@ -380,3 +387,35 @@ class StreamedWrite:
             self._out.close()
             mtime = os.stat(self.chunk.fs.getsyspath(self.path)).st_mtime_ns
             update_manifest(self.chunk.fs.root_path, {self.path: self._sums.result(mtime)})
+
+
+# -- claims: chunks a load is filling -----------------------------------------------------
+
+def write_claim(chunk: ServedChunk, lease: float, now: float) -> dict[str, Any]:
+    """Claim (or renew the claim on) a chunk until `now + lease` (wall-clock seconds)."""
+    path = os.path.join(chunk.fs.root_path, CLAIM_NAME)
+    tmp = f"{path}{TEMP_MARK}{secrets.token_hex(4)}"
+    with open(tmp, "w") as f:
+        json.dump({"until": now + lease}, f)
+    os.replace(tmp, path)
+    return {"lease": lease}
+
+
+def drop_claim(chunk: ServedChunk) -> None:
+    """The load is done with the chunk: it is no longer reclaimed."""
+    try:
+        os.unlink(os.path.join(chunk.fs.root_path, CLAIM_NAME))
+    except FileNotFoundError:
+        pass
+
+
+def claim_expired(chunk: ServedChunk, now: float) -> bool:
+    """Whether the chunk is claimed and its lease ran out (an unreadable claim has)."""
+    try:
+        with open(os.path.join(chunk.fs.root_path, CLAIM_NAME)) as f:
+            until = json.load(f)["until"]
+        return float(until) < now
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError, KeyError, TypeError):
+        return True

@@ -2,7 +2,7 @@
 
 Routes (all signed with the cluster secret; see `registry.auth`):
   GET    /v1/chunks                        the chunks served, with capacity and free space
-  POST   /v1/chunks                        {"capacity": N} -> a new chunk from the pool
+  POST   /v1/chunks                        {"capacity": N, "claim": bool} -> a new chunk from the pool
   DELETE /v1/chunks/{chunk}                remove a chunk made from the pool
   POST   /v1/chunks/{chunk}/op             {"op": NAME, "args": {...}} -> {"result": ...}
   GET    /v1/chunks/{chunk}/file?path=P    the bytes (Range honoured, sendfile for the body)
@@ -26,6 +26,7 @@ import logging
 import os
 import stat
 import tarfile
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -35,9 +36,10 @@ from fs import errors as fserrors
 from geryon.checksum import ChecksumMismatch
 from geryon.chunk import ChunkFS, is_internal, within
 from geryon.errors import DiskFull, GeryonError
-from geryon.node.chunkops import (DEFAULT_PULL_TIMEOUT, PULL_DIR, READ_OPS, SYNC_OPS, USAGE_MIN_AGE,
-                                  USAGE_WALK_FACTOR, WRITE_OPS, PathEscapes, PullMismatch, ServedChunk, StreamedWrite,
-                                  _inside, _keep_manifest, _run_op, _sync_op, safe_path)
+from geryon.node.chunkops import (CLAIM_OPS, DEFAULT_CLAIM_LEASE, DEFAULT_PULL_TIMEOUT, PULL_DIR, READ_OPS, SYNC_OPS,
+                                  USAGE_MIN_AGE, USAGE_WALK_FACTOR, WRITE_OPS, PathEscapes, PullMismatch, ServedChunk,
+                                  StreamedWrite, _inside, _keep_manifest, _run_op, _sync_op, claim_expired, drop_claim,
+                                  safe_path, write_claim)
 from registry.auth import AuthenticationFailed, BodyDigest, refusal, streamed
 
 if TYPE_CHECKING:
@@ -46,7 +48,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_ARCHIVE_BLOCK", "DEFAULT_SMALL_FILE", "ChunkService",
     # re-exported from geryon.node.chunkops
-    "DEFAULT_PULL_TIMEOUT", "PULL_DIR", "READ_OPS", "SYNC_OPS", "USAGE_MIN_AGE", "USAGE_WALK_FACTOR", "WRITE_OPS",
+    "CLAIM_OPS", "DEFAULT_CLAIM_LEASE", "DEFAULT_PULL_TIMEOUT", "PULL_DIR", "READ_OPS", "SYNC_OPS", "USAGE_MIN_AGE", "USAGE_WALK_FACTOR", "WRITE_OPS",
     "PathEscapes", "PullMismatch", "ServedChunk", "safe_path",
 ]
 
@@ -90,14 +92,40 @@ class ChunkService:
         secret: signs this node's requests to others (pulling a file for a replica).
         pool: where new chunks are made on request (None: this node makes none).
         on_change: awaited after a chunk is made or deleted (the daemon re-registers).
+        claim_lease: seconds a load's claim on a chunk lasts unrenewed (`reclaim`).
+        clock: wall-clock seconds (claims survive restarts).
     """
 
     def __init__(self, chunks: dict[str, ServedChunk], *, secret: bytes | None = None,
-                 pool: ChunkPool | None = None, on_change: Callable[[], Awaitable[None]] | None = None) -> None:
+                 pool: ChunkPool | None = None, on_change: Callable[[], Awaitable[None]] | None = None,
+                 claim_lease: float = DEFAULT_CLAIM_LEASE, clock: Callable[[], float] = time.time) -> None:
         self.chunks = chunks
         self.secret = secret
         self.pool = pool
         self.on_change = on_change
+        self.claim_lease = claim_lease
+        self.clock = clock
+
+    async def reclaim(self) -> list[str]:
+        """Take back the chunks whose load died (its claim ran out): a pool chunk is
+        deleted, any other emptied and made writable, a free chunk again."""
+        now = self.clock()
+        gone = []
+        for name, chunk in list(self.chunks.items()):
+            if not await self._blocking(claim_expired, chunk, now):
+                continue
+            log.warning("reclaiming chunk %s: the load that claimed it stopped renewing its claim", name)
+            if chunk.pooled and self.pool is not None:
+                self.chunks.pop(name, None)
+                await self._blocking(self.pool.delete, name)
+            else:
+                await self._blocking(_sync_op, chunk, "clear", {}, self.secret, self.pool)
+                await self._blocking(_sync_op, chunk, "role", {"replica": False}, self.secret, self.pool)
+                await self._blocking(drop_claim, chunk)
+            gone.append(name)
+        if gone and self.on_change is not None:
+            await self.on_change()
+        return gone
 
     def routes(self) -> list[web.RouteDef]:
         return [web.get("/v1/chunks", self._list),
@@ -132,7 +160,7 @@ class ChunkService:
                                       "kind": "nopool"}, status=404)
         try:
             doc = await request.json()
-            capacity, replica = int(doc["capacity"]), bool(doc.get("replica"))
+            capacity, replica, claim = int(doc["capacity"]), bool(doc.get("replica")), bool(doc.get("claim"))
             name = doc.get("name")
             if name is not None and not isinstance(name, str):
                 raise TypeError("name")
@@ -144,11 +172,15 @@ class ChunkService:
             return _refusal(exc)
         except GeryonError as exc:
             return web.json_response({"error": str(exc), "kind": "bad"}, status=400)
-        self.chunks[name] = ServedChunk(name, ChunkFS(path), replica, pooled=True)
+        served = ServedChunk(name, ChunkFS(path), replica, pooled=True)
+        result: dict[str, Any] = {"chunk": name, "capacity": capacity, "replica": replica}
+        if claim:                                  # a load's: reclaimed unless it is renewed
+            result.update(await self._blocking(write_claim, served, self.claim_lease, self.clock()))
+        self.chunks[name] = served
         log.info("made chunk %s (%d bytes) from the pool", name, capacity)
         if self.on_change is not None:
             await self.on_change()
-        return web.json_response({"result": {"chunk": name, "capacity": capacity, "replica": replica}}, status=201)
+        return web.json_response({"result": result}, status=201)
 
     async def _delete(self, request: web.Request) -> web.Response:
         chunk = self._chunk(request)
@@ -168,6 +200,12 @@ class ChunkService:
             op, args = str(doc["op"]), dict(doc.get("args") or {})
         except (ValueError, KeyError, TypeError):
             return web.json_response({"error": "bad request", "kind": "bad"}, status=400)
+        if op in CLAIM_OPS:
+            if args.get("done"):
+                await self._blocking(drop_claim, chunk)
+                return web.json_response({"result": None})
+            return web.json_response({"result": await self._blocking(write_claim, chunk, self.claim_lease,
+                                                                     self.clock())})
         if op not in READ_OPS | WRITE_OPS | SYNC_OPS:
             return web.json_response({"error": f"unknown op {op[:32]!r}", "kind": "bad"}, status=400)
         if chunk.replica and op in WRITE_OPS:

@@ -26,7 +26,7 @@ from geryon.node.defaults import DEFAULT_NODE_PORT, DEFAULT_REFRESH
 from geryon.allocate import ChunkPool
 from geryon.chunk import ChunkFS
 from geryon.errors import GeryonError
-from geryon.node.chunkservice import ChunkService, ServedChunk
+from geryon.node.chunkservice import DEFAULT_CLAIM_LEASE, ChunkService, ServedChunk
 from geryon.node.cpuservice import CpuService
 from geryon.node.jobservice import JobService
 from geryon.untar import UnpackLimits
@@ -78,6 +78,7 @@ class NodeConfig:
     pool_size: int | None = None              # capacity the pool may hand out (None: disk free)
     parent: str | None = None                 # --parent: a node name, tcp!host!port or url (taskfs tree)
     unpack: UnpackLimits = UnpackLimits()     # --unpack-limit/--unpack-files: job packs and exports
+    claim_lease: float = DEFAULT_CLAIM_LEASE  # --claim-lease: a load's claim on a chunk, unrenewed
     tls: TlsFiles = TlsFiles()                # a certificate: serve https only (see registry.tls)
 
 
@@ -213,7 +214,8 @@ class NodeDaemon:
                                        advertise=advertised_host(cfg.advertise or cfg.host), registry=cfg.registry,
                                        identity=ident)
         chunk_service = ChunkService(self.chunks, secret=cfg.secret, pool=self.pool,
-                                     on_change=self._sync if cfg.registry is not None else None)
+                                     on_change=self._sync if cfg.registry is not None else None,
+                                     claim_lease=cfg.claim_lease)
         app.router.add_routes(chunk_service.routes() + self.cpu.routes() + self.jobs.routes()
                               + self.sessions.routes() + [web.get("/v1/node", self._info)])
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
@@ -223,7 +225,18 @@ class NodeDaemon:
         await self.sessions.start(self.url)       # the link to --parent, if any
         if cfg.registry is not None:
             self._tasks.append(asyncio.create_task(self._refresh_loop()))
+        self._tasks.append(asyncio.create_task(self._reclaim_loop(chunk_service)))
         log.info("node %s listening on %s", cfg.name, self.url)
+
+    async def _reclaim_loop(self, chunk_service: ChunkService) -> None:
+        """Take back, now and then, the chunks of loads that died (their claims ran out)."""
+        every = max(0.05, min(self.config.refresh, self.config.claim_lease / 4))
+        while True:
+            try:
+                await chunk_service.reclaim()
+            except Exception:                       # keep serving whatever went wrong
+                log.exception("reclaiming chunks")
+            await asyncio.sleep(every)
 
     async def _info(self, request: web.Request) -> web.Response:
         return web.json_response({"name": self.config.name, "url": self.url,
