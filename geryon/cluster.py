@@ -28,7 +28,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import logging
 import os
-import re
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -45,6 +44,7 @@ from geryon.jobpack import JobPack
 from geryon.task import MapTask, ReduceTask, TaskResult
 from geryon.jobnodes import NodeError, Nodes
 from geryon.members import ClusterCpu, ClusterDisk, authority_of
+from geryon.outputs import OUTPUT_CHUNK, part_name, success_manifest
 from geryon.worker import data_prefix
 
 log = logging.getLogger(__name__)
@@ -110,13 +110,15 @@ class ClusterDriver:
         record: a `geryon.jobstore.JobRecord` keeping the job's metadata, or None.
         lease: seconds a silent node keeps its attempts.
         echo: called with each line of task stderr, prefixed with the attempt's id.
+        out_disks: each host's output chunks (`members.find_output_disks`); a host without
+            any writes into its node's work directory.
     """
 
     def __init__(self, job: Job, cpus: Sequence[ClusterCpu], job_id: str, secret: bytes | None, *,
                  pack: JobPack | None = None, progress: Progress | None = None, record: Any = None,
                  max_attempts: int = DEFAULT_MAX_ATTEMPTS, lease: float = DEFAULT_LEASE,
                  echo: Callable[[str], None] | None = None, pick: str = "rr",
-                 locality_wait: float = LOCALITY_WAIT) -> None:
+                 locality_wait: float = LOCALITY_WAIT, out_disks: dict[str, tuple[str, ...]] | None = None) -> None:
         if not cpus:
             raise GeryonError("no cpus in the registry (start `geryon node` on the machines)")
         self.job = job
@@ -132,6 +134,8 @@ class ClusterDriver:
             raise GeryonError(f"unknown pick {pick!r} (choose from {', '.join(PICKS)})")
         self.pick = pick
         self.locality_wait = locality_wait
+        self.out_disks = dict(out_disks or {})
+        self._out_last: dict[str, str] = {}
         if pack is None:
             from geryon.jobpack import build
             pack = build(job)
@@ -145,6 +149,7 @@ class ClusterDriver:
         fmt = "text" if job.reduce is not None and job.reduce.streaming else job.format
         report = JobReport(self.job_id, job.name, os.path.abspath(out_dir) if out_dir else "", [], fmt)
         self.nodes = Nodes(self.secret, self.lease)
+        self.nodes.hold(self.cpus, self.job_id)   # the nodes drop our intermediate data if we die
         try:
             self._prepare(disks)
             self._schedule(report)
@@ -333,9 +338,21 @@ class ClusterDriver:
                 for line in data.decode(errors="replace").splitlines():
                     self.echo(f"{tag}: {line}")
 
-        fut = self.nodes.io.spawn(self.nodes.attempt(cpu, self.job_id, self.pack, spec, on_stderr, lambda: None))
+        fut = self.nodes.io.spawn(self.nodes.attempt(cpu, self.job_id, self.pack, spec, on_stderr, lambda: None,
+                                                     out_chunk=self._out_chunk(cpu)))
         self.running[fut] = _Running(task, attempt, cpu, time.monotonic())
         self._counts()
+
+    def _out_chunk(self, cpu: ClusterCpu) -> str | None:
+        """The output disk of an attempt on `cpu`: its host's `*.cpu` chunks, round robin (rcpu's rule)."""
+        from geryon.rcpuclient import next_after
+
+        chunks = sorted(self.out_disks.get(cpu.name, ()))
+        if not chunks:
+            return None
+        chunk = next_after(chunks, self._out_last.get(cpu.name))
+        self._out_last[cpu.name] = chunk
+        return chunk
 
     def _counts(self) -> None:
         show = getattr(self.progress, "running", None)
@@ -480,6 +497,12 @@ class ClusterDriver:
                 self._drain()
         results = [r for r, _ in list(self.map_done.values()) + list(self.reduce_done.values())]
         counters_mod.merge(report.counters, [r.counters for r in results])
+        for stats, done in ((report.map, self.map_done), (report.reduce, self.reduce_done)):
+            # from the accepted attempts only: a map run again after its node died counts once
+            stats.records_in = sum(r.records_in for r, _ in done.values())
+            stats.records_out = sum(r.records_out for r, _ in done.values())
+            stats.bytes_in = sum(r.bytes_in for r, _ in done.values())
+            stats.bytes_out = sum(r.bytes_out for r, _ in done.values())
         report.shuffled = self._shuffle_bytes()
         report.slowest = [(t, c, s) for s, t, c in sorted(self.slowest, reverse=True)[:5]]
         report.failed_attempts = sum(t.failures + t.fetch_rounds for t in self.tasks.values())
@@ -487,6 +510,8 @@ class ClusterDriver:
         return [where for _, _, where in parts]
 
     def _commit_parts(self) -> list[tuple[ClusterCpu, str, str]]:
+        """Commit every reduce's staged part as `JOB/part-0000r` on its node, then mark each
+        node's output directory with `_SUCCESS` (listing every part of the job)."""
         out = []
         for r in range(self.job.partitions):
             res, cpu = self.reduce_done[r]
@@ -494,49 +519,46 @@ class ClusterDriver:
             if done is not None and done[0] is cpu:   # committed before a node died elsewhere
                 out.append(done)
                 continue
-            final = f"{self.job.name}.part{r}"
             staged = os.path.basename(res.output)
             try:
-                info = self.nodes.post_json(cpu, f"/v1/jobs/{self.job_id}/commit", {"staged": staged, "final": final})
+                info = self.nodes.post_json(cpu, f"/v1/jobs/{self.job_id}/commit", {"staged": staged, "partition": r})
             except NodeError as exc:
                 if not self.nodes.alive(cpu):
                     raise _NodeLost(cpu) from exc
-                raise JobFailed(f"cannot commit {final} on {cpu.name}: {exc}") from exc
-            disk = info.get("disk") or ""
-            where = f"geryon://{cpu.authority}/{disk}/{final}" if disk else f"{cpu.url}/v1/jobs/outputs/{final}"
+                raise JobFailed(f"cannot commit {part_name(r)} of {self.job_id} on {cpu.name}: {exc}") from exc
+            final = str(info.get("part") or f"{self.job_id}/{part_name(r)}")
+            where = f"geryon://{cpu.authority}/{info.get('disk') or OUTPUT_CHUNK}/{final}"
             out.append((cpu, final, where))
             self.committed[r] = (cpu, final, where)
             if self.record is not None:
                 self.record.event(f"committed {res.task}.a{res.attempt} as {where}")
+        manifest = success_manifest(self.job_id, self.job.name, [w for _, _, w in out])
+        for cpu in {id(c): c for c, _, _ in out}.values():
+            try:
+                self.nodes.post_bytes(cpu, f"/v1/jobs/{self.job_id}/success", manifest)
+            except NodeError as exc:
+                if not self.nodes.alive(cpu):
+                    raise _NodeLost(cpu) from exc
+                raise JobFailed(f"cannot mark the output of {self.job_id} on {cpu.name}: {exc}") from exc
         return out
 
     def _copy_out(self, parts: list[tuple[ClusterCpu, str, str]], out_dir: str) -> list[tuple[ClusterCpu, str, str]]:
+        from geryon import outdir
+
         os.makedirs(out_dir, exist_ok=True)
         staging = os.path.join(out_dir, f"{TEMP_MARK}{self.job_id}")
         os.makedirs(staging, exist_ok=True)
         try:
-            for cpu, final, _ in parts:
+            for r, (cpu, final, _) in enumerate(parts):
                 try:
-                    self.nodes.download(cpu, f"/v1/jobs/outputs/{final}", os.path.join(staging, final))
+                    self.nodes.download(cpu, f"/v1/jobs/outputs/{final}", os.path.join(staging, part_name(r)))
                 except NodeError as exc:
                     if not self.nodes.alive(cpu):
                         raise _NodeLost(cpu) from exc
                     raise JobFailed(f"cannot copy {final} from {cpu.name}: {exc}") from exc
-            finals = []
-            for cpu, final, _ in parts:
-                dst = os.path.join(out_dir, final)
-                if os.path.isdir(dst):
-                    raise JobFailed(f"cannot commit {dst}: it is a directory; nothing copied")
-            for cpu, final, _ in parts:
-                dst = os.path.join(out_dir, final)
-                os.replace(os.path.join(staging, final), dst)
-                finals.append((cpu, final, dst))
-            stale = re.compile(rf"^{re.escape(self.job.name)}\.part(\d+)$")
-            for name in os.listdir(out_dir):
-                m = stale.match(name)
-                if m and int(m.group(1)) >= self.job.partitions:
-                    os.unlink(os.path.join(out_dir, name))
-            return finals
+            paths = outdir.commit(out_dir, [os.path.join(staging, part_name(r)) for r in range(len(parts))],
+                                  self.job_id, self.job.name, [w for _, _, w in parts])
+            return [(cpu, final, dst) for (cpu, final, _), dst in zip(parts, paths)]
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 

@@ -254,27 +254,15 @@ class Driver:
                               error_kind="system")
 
     def _commit(self, out_dir: str, staging: str, results: list[TaskResult]) -> list[str]:
-        """Rename every committed attempt to its final name; drop stale parts of the job.
+        """Rename every committed attempt to `part-0000r`, then write `_SUCCESS` (`geryon.outdir`).
 
         Every destination is checked first, so that a name taken by a directory fails the
         job before any part is replaced: a job commits all its parts or none.
         """
-        job = self.job
-        moves = [(os.path.join(out_dir, res.output), os.path.join(out_dir, f"{job.name}.part{r}"))
-                 for r, res in enumerate(results)]
-        for _, dst in moves:
-            if os.path.isdir(dst) or (os.path.lexists(dst) and not os.path.isfile(dst)):
-                raise JobFailed(f"cannot commit {dst}: it exists and is not a file; nothing committed")
-        finals = []
-        for src, dst in moves:
-            os.replace(src, dst)
-            finals.append(dst)
-        stale = re.compile(rf"^{re.escape(job.name)}\.part(\d+)$")
-        for name in os.listdir(out_dir):
-            m = stale.match(name)
-            if m and int(m.group(1)) >= job.partitions:
-                os.unlink(os.path.join(out_dir, name))
-        return finals
+        from geryon import outdir
+
+        return outdir.commit(out_dir, [os.path.join(out_dir, res.output) for res in results], self.job_id,
+                             self.job.name)
 
 
 def _input_of(task: MapTask | ReduceTask) -> str:

@@ -23,6 +23,9 @@ from registry.signer import Signer
 ALIVE_TIMEOUT = 2.0
 """Seconds a node has to answer `GET /v1/node` when the driver checks it."""
 
+HOLD_RETRY = 1.0
+"""Seconds before a driver reopens a job hold a node closed (or could not open)."""
+
 
 class _Loop:
     """An asyncio loop on a thread, with one HTTP session, for the driver's synchronous code."""
@@ -68,9 +71,29 @@ class Nodes:
         self.io = _Loop()
         self._packs: dict[str, asyncio.Lock] = {}
         self._has_pack: set[tuple[str, str]] = set()
+        self._holds: list[cf.Future[Any]] = []
 
     def close(self) -> None:
+        for fut in self._holds:
+            fut.cancel()
         self.io.close()
+
+    def hold(self, cpus: Sequence[ClusterCpu], job_id: str) -> None:
+        """Hold the job open on every node (a WebSocket each, reopened if it drops): a node
+        whose hold closes (this process died) removes the job's intermediate data there."""
+        path = f"/v1/jobs/{job_id}/hold"
+
+        async def one(cpu: ClusterCpu) -> None:
+            while True:
+                try:
+                    async with await self.signer.connect(self.io.http, cpu.url, path,
+                                                         what=f"job hold on {cpu.name}") as ws:
+                        async for _ in ws:
+                            pass
+                except (aiohttp.ClientError, asyncio.TimeoutError, OSError, RegistryError):
+                    pass
+                await asyncio.sleep(HOLD_RETRY)
+        self._holds.extend(self.io.spawn(one(c)) for c in cpus)
 
     async def request(self, method: str, url: str, path: str, body: bytes = b"",
                       timeout: float = 30.0) -> tuple[int, bytes]:
@@ -107,14 +130,16 @@ class Nodes:
             self._has_pack.add(key)
 
     async def attempt(self, cpu: ClusterCpu, job_id: str, pack: JobPack, task: dict[str, Any],
-                      on_stderr: Callable[[bytes], None], on_started: Callable[[], None]) -> TaskResult:
-        """Run one attempt on `cpu`; its result, or NodeError if the attempt was lost."""
+                      on_stderr: Callable[[bytes], None], on_started: Callable[[], None],
+                      out_chunk: str | None = None) -> TaskResult:
+        """Run one attempt on `cpu`, its outputs on the chunk `out_chunk` there (None: the
+        node's work directory); its result, or NodeError if the attempt was lost."""
         await self.ensure_pack(cpu, pack)
         path = "/v1/jobs/run"
         try:
             async with await self.signer.connect(self.io.http, cpu.url, path, what=f"job attempt on {cpu.name}",
                                                  heartbeat=self.lease / 1.5, max_msg_size=64 << 20) as ws:
-                await ws.send_json({"job": job_id, "pack": pack.digest, "task": task})
+                await ws.send_json({"job": job_id, "pack": pack.digest, "task": task, "out_chunk": out_chunk})
                 async for msg in ws:
                     if msg.type == aiohttp.WSMsgType.BINARY:
                         on_stderr(msg.data[1:])
@@ -133,7 +158,9 @@ class Nodes:
         raise NodeError(f"{cpu.name}: connection lost (node died or missed its lease)")
 
     def post_json(self, cpu: ClusterCpu, path: str, payload: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
-        body = json.dumps(payload).encode()
+        return self.post_bytes(cpu, path, json.dumps(payload).encode(), timeout)
+
+    def post_bytes(self, cpu: ClusterCpu, path: str, body: bytes, timeout: float = 30.0) -> dict[str, Any]:
         try:
             status, data = self.io.call(self.request("POST", cpu.url, path, body, timeout=timeout), timeout + 5)
         except cf.TimeoutError as exc:

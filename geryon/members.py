@@ -120,3 +120,23 @@ def find_cluster(disks: Sequence[str], registry: Any, settle: float = DEFAULT_SE
             if time.monotonic() >= deadline:
                 raise
         sleep(0.25)
+
+
+def find_output_disks(registry: Any) -> dict[str, tuple[str, ...]]:
+    """Each host's output chunks: the chunks of its live `*.cpu` disks, in disk name order.
+
+    The seed's rule (`d<n>.cpu` are the cpus' own disks, as rcpu's `$cpudisk`). A chunk that
+    the ndb file also names as a dataset (master or replica of any other disk) is never an
+    output disk, whatever the names: a job must not write into data.
+    """
+    from geryon.outputs import CPU_DISK_SUFFIX
+
+    named = sorted(registry.find({"chunk": "*"}), key=lambda s: s.name)
+    datasets = {(s.get("host"), s.get("chunk")) for s in named if not s.name.endswith(CPU_DISK_SUFFIX)}
+    out: dict[str, list[str]] = {}
+    for s in named:
+        host, chunk = s.get("host"), s.get("chunk")
+        if s.name.endswith(CPU_DISK_SUFFIX) and host and chunk and s.get("addr") and (host, chunk) not in datasets:
+            if chunk not in out.setdefault(host, []):
+                out[host].append(chunk)
+    return {h: tuple(c) for h, c in out.items()}

@@ -120,16 +120,19 @@ def http_range(location: str, seg: Segment, secret: bytes | None, timeout: float
         conn.close()
 
 
-def make_fetch(self_url: str, job_id: str, local_dir: str, secret: bytes | None) -> Any:
-    """The reduce side's fetch: local map outputs from their file, others by HTTP Range."""
+def make_fetch(self_url: str, job_id: str, local_dirs: str | list[str], secret: bytes | None) -> Any:
+    """The reduce side's fetch: local map outputs from their file (in one of `local_dirs`,
+    the job's directories on this node's output disks), others by HTTP Range."""
     from geryon.reducetask import FetchFailed
 
     prefix = data_prefix(self_url, job_id)
+    dirs = [local_dirs] if isinstance(local_dirs, str) else list(local_dirs)
 
     def fetch(location: str, seg: Segment) -> Iterable[bytes]:
         if location.startswith(prefix):
-            path = os.path.join(local_dir, location[len(prefix):])
-            if not os.path.isfile(path):
+            name = location[len(prefix):]
+            path = next((p for p in (os.path.join(d, name) for d in dirs) if os.path.isfile(p)), None)
+            if path is None:
                 raise FetchFailed(location, "no such map output on this node")
             return file_chunks(path, seg.offset, seg.length)
         if location.startswith("http://"):
@@ -174,7 +177,7 @@ def run(spec: dict[str, Any]) -> TaskResult:
             result.output = os.path.basename(result.output)
         return result
     rtask = ReduceTask.from_json({**task_json, "out_root": spec["out_root"], "staging": spec["staging"]})
-    fetch = make_fetch(spec["self_url"], spec["job"], work, secret)
+    fetch = make_fetch(spec["self_url"], spec["job"], list(spec.get("job_dirs") or [work]), secret)
     return run_reduce_task(job, rtask, fetch)
 
 

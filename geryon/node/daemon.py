@@ -32,6 +32,7 @@ from geryon.node.jobservice import JobService
 from geryon.untar import UnpackLimits
 from geryon.node.sessionservice import SessionService
 from geryon.node.load import HostFacts, LoadSource, host_source
+from geryon.outputs import OUTPUT_CHUNK
 from geryon.pick import DEFAULT_PENALTY_SECONDS, DEFAULT_PICK_PENALTY
 from registry.auth import DEFAULT_CONTROL_BODY, MIN_SECRET_BYTES, ServerIdentity, auth_middleware
 from registry.errors import RegistryError
@@ -180,7 +181,7 @@ class NodeDaemon:
     def services(self, only_cpu: bool = False) -> dict[str, tuple[tuple[str, str], ...]]:
         """Every service this node should have registered now (or just the cpu service)."""
         out = {} if only_cpu else {self.chunk_service(n): self.chunk_attrs(c)
-                                   for n, c in sorted(self.chunks.items())}
+                                   for n, c in sorted(self.chunks.items()) if n != OUTPUT_CHUNK}
         out[self.cpu_service] = self.cpu_attrs(self.source(), self.clock())
         return out
 

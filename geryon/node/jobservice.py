@@ -4,14 +4,23 @@ Routes (signed with the cluster secret):
   GET  /v1/jobs/packs/{hash}         200 if the job pack is cached here, else 404
   PUT  /v1/jobs/packs/{hash}         the pack's bytes (checked against the hash, unpacked once)
   GET  /v1/jobs/run                  WebSocket: the attempt's request, then stderr frames and the result
+  GET  /v1/jobs/{job}/hold           WebSocket held by the job's driver: when it closes, the job's
+                                     intermediate data here is removed (the driver died or is done)
   GET  /v1/jobs/{job}/data/{name}    a map output or index (Range requests: the shuffle)
-  POST /v1/jobs/{job}/commit         rename a reduce attempt's staged part to its final name
-  GET  /v1/jobs/outputs/{name}       a committed part file
+  POST /v1/jobs/{job}/commit         rename a reduce attempt's staged part to `JOB/part-0000r`
+  POST /v1/jobs/{job}/success        write the job's `_SUCCESS` marker beside its parts here
+  GET  /v1/jobs/outputs/{job}/{name} a committed part file (or `_SUCCESS`)
   DELETE /v1/jobs/{job}              stop the job's attempts here and remove its intermediate data
+  DELETE /v1/jobs/{job}/output       remove the job's committed output here (`geryon rm JOB`)
 
-Where outputs go: the node's output disk is its first writable chunk (else `work/output`);
-a job's map outputs and staged parts live in the hidden `.geryon-tmp-<job>` directory of
-that disk, committed parts are `<name>.part<r>` at its top, like the seed's. Each attempt
+Where outputs go: each attempt's request names its output disk (`out_chunk`), which the
+driver chose among this host's `*.cpu` disks (the seed's rule, round robin); without one,
+the node's work directory (`work/output`, served read-only as the chunk `_output` so a job's
+output can be the next job's input). A node never picks a disk itself, so it never writes
+into a chunk that holds a dataset; it refuses an `out_chunk` it serves as a replica. A
+job's map outputs and staged parts live in the hidden `.geryon-tmp-<job>` directory of
+that disk, committed parts in `<job>/part-0000r` (Hadoop's layout), job ids being unique
+per run. Each attempt
 is a `python -m geryon.worker` process in its own session; its stdout and stderr travel
 to the driver as binary frames (`\\x02` + bytes), then one text frame
 `{"op": "result", "result": {...}}`. When the driver's socket closes (the driver died, or
@@ -37,10 +46,12 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from geryon.chunk import TEMP_MARK
+from geryon.chunk import TEMP_MARK, ChunkFS
+from geryon.errors import GeryonError
 from geryon.node.chunkservice import ServedChunk
 from geryon.node.bodies import read_bounded
 from geryon.untar import UnpackLimits, sweep_staging
+from geryon.outputs import OUTPUT_CHUNK, SUCCESS_NAME, part_name
 from registry.auth import ServerIdentity, body_limit
 from registry.channel import Channel, ChannelRefused, accept
 
@@ -58,7 +69,7 @@ STDERR_TAIL = 30
 _SAFE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,200}\Z")
 _HASH = re.compile(r"[0-9a-f]{64}\Z")
 _STAGED = re.compile(r"[A-Za-z0-9_.+-]+\.part[0-9]+\.a[0-9]+\Z")
-_FINAL = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*\.part[0-9]+\Z")
+_OUTPUT_FILE = re.compile(r"(part-[0-9]{5,}|_SUCCESS)\Z")
 
 
 def _bad(message: str, status: int = 400) -> web.Response:
@@ -75,10 +86,10 @@ class JobService:
 
     Args:
         node: this node's name.
-        chunks: the chunks served here (the first writable one holds job outputs).
+        chunks: the chunks served here; the work directory's output is added as `_output`.
         self_url: this node's `http://addr:port`.
         secret: the cluster secret, handed to workers (on stdin) to sign their fetches.
-        work_dir: the node's work directory (pack cache, results).
+        work_dir: the node's work directory (pack cache, results, outputs without a `*.cpu` disk).
         unpack: limits on what one job pack may unpack to.
     """
 
@@ -92,13 +103,31 @@ class JobService:
         self.packs = os.path.join(work_dir, "packs")
         self.results = os.path.join(work_dir, "attempts")
         self.driver_heartbeat = driver_heartbeat
-        writable = [c for _, c in sorted(chunks.items()) if not c.replica]
-        self.out_root = writable[0].fs.root_path if writable else os.path.join(work_dir, "output")
-        self.out_disk = writable[0].name if writable else ""
+        self.out_root = os.path.join(work_dir, "output")
         for d in (self.packs, self.results, self.out_root):
             os.makedirs(d, exist_ok=True)
+        if OUTPUT_CHUNK in chunks:
+            raise GeryonError(f"disk name {OUTPUT_CHUNK} is reserved (this node's job outputs)")
+        chunks[OUTPUT_CHUNK] = ServedChunk(OUTPUT_CHUNK, ChunkFS(self.out_root), replica=True)
         self.running: dict[int, tuple[str, asyncio.subprocess.Process]] = {}
+        self.holds: dict[str, int] = {}
         self._sweep()
+
+    def _roots(self) -> list[str]:
+        """Every directory a job may have written here: the writable chunks, then the work output."""
+        roots = [c.fs.root_path for n, c in sorted(self.chunks.items()) if not c.replica]
+        return roots + [self.out_root]
+
+    def _out_root(self, chunk: str | None) -> tuple[str, str]:
+        """(directory, disk name) of an attempt's output disk; raises ValueError if not served here."""
+        if not chunk:
+            return self.out_root, OUTPUT_CHUNK
+        served = self.chunks.get(chunk)
+        if served is None:
+            raise ValueError(f"output disk {chunk} is not served by {self.node}")
+        if served.replica:
+            raise ValueError(f"output disk {chunk} is served read-only (a replica) by {self.node}")
+        return served.fs.root_path, chunk
 
     def _sweep(self) -> None:
         """Remove job directories a previous life of this node left (it died mid-job).
@@ -106,11 +135,12 @@ class JobService:
         Safe: a driver that still counts on one of them finds the map output missing,
         and runs that map again, as when the node dies.
         """
-        for name in os.listdir(self.out_root):
-            path = os.path.join(self.out_root, name)
-            if name.startswith(TEMP_MARK) and os.path.isdir(path) and not os.path.islink(path):
-                log.info("removing %s, left by a job this node was running when it stopped", path)
-                shutil.rmtree(path, ignore_errors=True)
+        for root in self._roots():
+            for name in os.listdir(root):
+                path = os.path.join(root, name)
+                if name.startswith(TEMP_MARK) and os.path.isdir(path) and not os.path.islink(path):
+                    log.info("removing %s, left by a job this node was running when it stopped", path)
+                    shutil.rmtree(path, ignore_errors=True)
         shutil.rmtree(self.results, ignore_errors=True)
         os.makedirs(self.results, exist_ok=True)
         sweep_staging(self.packs)
@@ -119,9 +149,12 @@ class JobService:
         return [web.get("/v1/jobs/packs/{hash}", self._has_pack),
                 web.put("/v1/jobs/packs/{hash}", self._put_pack),
                 web.get("/v1/jobs/run", self._run),
-                web.get("/v1/jobs/outputs/{name}", self._output),
+                web.get("/v1/jobs/outputs/{job}/{name}", self._output),
+                web.get("/v1/jobs/{job}/hold", self._hold),
                 web.get("/v1/jobs/{job}/data/{name}", self._data),
                 web.post("/v1/jobs/{job}/commit", self._commit),
+                web.post("/v1/jobs/{job}/success", self._success),
+                web.delete("/v1/jobs/{job}/output", self._remove_output),
                 web.delete("/v1/jobs/{job}", self._forget)]
 
     async def close(self) -> None:
@@ -130,8 +163,8 @@ class JobService:
             await _kill(proc)
 
     def info(self) -> dict[str, Any]:
-        """What the driver needs to know about this node's output disk."""
-        return {"out_disk": self.out_disk, "out_root": self.out_root}
+        """Where this node puts job outputs without a `*.cpu` disk."""
+        return {"out_disk": OUTPUT_CHUNK, "out_root": self.out_root}
 
     # -- packs ----------------------------------------------------------------------------
     async def _has_pack(self, request: web.Request) -> web.Response:
@@ -159,58 +192,122 @@ class JobService:
         return web.json_response({"ok": True})
 
     # -- outputs --------------------------------------------------------------------------
-    def _job_dir(self, job: str) -> str:
+    def _job(self, request: web.Request) -> str:
+        job = request.match_info["job"]
         if not _SAFE.match(job):
             raise web.HTTPBadRequest(text=json.dumps({"error": "bad job id", "kind": "bad"}),
                                      content_type="application/json")
-        return os.path.join(self.out_root, staging_name(job))
+        return job
+
+    def _find(self, job: str, name: str, staged: bool = True) -> str | None:
+        """The file `name` of `job` here (in its staging directory, or its committed output)."""
+        sub = staging_name(job) if staged else job
+        for root in self._roots():
+            path = os.path.join(root, sub, name)
+            if os.path.isfile(path) and not os.path.islink(path):   # never a link out of the disk
+                return path
+        return None
 
     async def _data(self, request: web.Request) -> web.StreamResponse:
-        name = request.match_info["name"]
+        job, name = self._job(request), request.match_info["name"]
         if not _SAFE.match(name):
             return _bad("bad file name")
-        path = os.path.join(self._job_dir(request.match_info["job"]), name)
-        if not os.path.isfile(path) or os.path.islink(path):
+        path = self._find(job, name)
+        if path is None:
             return _bad(f"no map output {name} here", 404)
         return web.FileResponse(path, chunk_size=1 << 20)
 
     async def _output(self, request: web.Request) -> web.StreamResponse:
-        name = request.match_info["name"]
-        if not _FINAL.match(name):
+        job, name = self._job(request), request.match_info["name"]
+        if not _OUTPUT_FILE.match(name):
             return _bad("bad part name")
-        path = os.path.join(self.out_root, name)
-        if not os.path.isfile(path) or os.path.islink(path):
-            return _bad(f"no part {name} here", 404)
+        path = self._find(job, name, staged=False)
+        if path is None:
+            return _bad(f"no {job}/{name} here", 404)
         return web.FileResponse(path, chunk_size=1 << 20)
 
     async def _commit(self, request: web.Request) -> web.Response:
-        job_dir = self._job_dir(request.match_info["job"])
+        job = self._job(request)
         try:
             body = await request.json()
-            staged, final = str(body["staged"]), str(body["final"])
+            staged, r = str(body["staged"]), int(body["partition"])
         except (ValueError, KeyError, TypeError):
             return _bad("bad commit request")
-        if not _STAGED.match(staged) or not _FINAL.match(final):
+        if not _STAGED.match(staged) or r < 0:
             return _bad("bad part names")
-        src, dst = os.path.join(job_dir, staged), os.path.join(self.out_root, final)
-        if not os.path.isfile(src):
+        src = self._find(job, staged)
+        if src is None:
             return _bad(f"no staged part {staged} here", 404)
+        root = os.path.dirname(os.path.dirname(src))
+        final = f"{job}/{part_name(r)}"
+        dst = os.path.join(root, final)
         if os.path.isdir(dst):
             return _bad(f"cannot commit {final}: a directory has that name", 409)
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
         os.replace(src, dst)
-        return web.json_response({"ok": True, "part": final, "size": os.path.getsize(dst),
-                                  "disk": self.out_disk})
+        disk = next((n for n, c in self.chunks.items() if not c.replica and c.fs.root_path == root), OUTPUT_CHUNK)
+        return web.json_response({"ok": True, "part": final, "size": os.path.getsize(dst), "disk": disk})
 
-    async def _forget(self, request: web.Request) -> web.Response:
-        job = request.match_info["job"]
-        job_dir = self._job_dir(job)
+    async def _success(self, request: web.Request) -> web.Response:
+        job = self._job(request)
+        data = await request.read()
+        written = []
+        for root in self._roots():
+            out = os.path.join(root, job)
+            if os.path.isdir(out) and not os.path.islink(out):
+                tmp = os.path.join(out, f"{TEMP_MARK}{SUCCESS_NAME}")
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                os.replace(tmp, os.path.join(out, SUCCESS_NAME))
+                written.append(out)
+        return web.json_response({"ok": True, "written": len(written)})
+
+    async def _remove_output(self, request: web.Request) -> web.Response:
+        job = self._job(request)
+        removed = 0
+        loop = asyncio.get_running_loop()
+        for root in self._roots():
+            out = os.path.join(root, job)
+            if os.path.isdir(out) and not os.path.islink(out) and all(
+                    _OUTPUT_FILE.match(n) or TEMP_MARK in n for n in os.listdir(out)):
+                await loop.run_in_executor(None, shutil.rmtree, out, True)
+                removed += 1
+        await self._clean(job)
+        return web.json_response({"ok": True, "removed": removed})
+
+    async def _clean(self, job: str) -> None:
+        """Stop `job`'s attempts here and remove its intermediate data (never its committed parts)."""
         for pid, (owner, proc) in list(self.running.items()):
             if owner == job:
                 await _kill(proc)
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, shutil.rmtree, job_dir, True)
+        for root in self._roots():
+            await loop.run_in_executor(None, shutil.rmtree, os.path.join(root, staging_name(job)), True)
         await loop.run_in_executor(None, shutil.rmtree, os.path.join(self.results, job), True)
+
+    async def _forget(self, request: web.Request) -> web.Response:
+        await self._clean(self._job(request))
         return web.json_response({"ok": True})
+
+    async def _hold(self, request: web.Request) -> web.StreamResponse:
+        """The driver's hold on a job: the job's intermediate data lives while one is open."""
+        job = self._job(request)
+        raw = web.WebSocketResponse(heartbeat=self.driver_heartbeat)
+        try:
+            ws = await accept(request, raw, self.secret, self.identity, what=f"job hold from {request.remote}")
+        except ChannelRefused:
+            return raw
+        self.holds[job] = self.holds.get(job, 0) + 1
+        try:
+            async for _ in ws:           # ends when the driver goes away (or closes it when done)
+                pass
+        finally:
+            self.holds[job] -= 1
+            if not self.holds[job]:
+                del self.holds[job]
+                log.info("driver of %s gone: removing its intermediate data", job)
+                await self._clean(job)
+        return raw
 
     # -- attempts -------------------------------------------------------------------------
     async def _run(self, request: web.Request) -> web.StreamResponse:
@@ -230,7 +327,8 @@ class JobService:
             pack = os.path.join(self.packs, digest)
             if not os.path.isdir(pack):
                 raise ValueError("job pack not on this node (upload it first)")
-            await self._attempt(ws, job, pack, task)
+            root, disk = self._out_root(req.get("out_chunk"))
+            await self._attempt(ws, job, pack, task, root)
         except (ValueError, asyncio.TimeoutError, OSError) as exc:
             log.info("task refused: %s", exc)
             with contextlib.suppress(ConnectionError, RuntimeError):
@@ -239,14 +337,15 @@ class JobService:
             await ws.close()
         return raw
 
-    async def _attempt(self, ws: Channel, job: str, pack: str, task: dict[str, Any]) -> None:
+    async def _attempt(self, ws: Channel, job: str, pack: str, task: dict[str, Any], out_root: str) -> None:
         results = os.path.join(self.results, job)
         os.makedirs(results, exist_ok=True)
-        os.makedirs(self._job_dir(job), exist_ok=True)
+        os.makedirs(os.path.join(out_root, staging_name(job)), exist_ok=True)
         tid = f"{'m' if task.get('kind') == 'map' else 'r'}{int(task.get('index', 0))}.a{int(task.get('attempt', 0))}"
         result_path = os.path.join(results, f"{tid}.{secrets.token_hex(4)}.json")
-        spec = {"job": job, "pack": pack, "task": task, "out_root": self.out_root,
+        spec = {"job": job, "pack": pack, "task": task, "out_root": out_root,
                 "staging": staging_name(job), "self_url": self.self_url,
+                "job_dirs": [os.path.join(r, staging_name(job)) for r in self._roots()],
                 "chunks": {n: c.fs.root_path for n, c in self.chunks.items()},
                 "secret": self.secret.hex() if self.secret is not None else None, "result": result_path}
         proc = await asyncio.create_subprocess_exec(

@@ -2,8 +2,8 @@
 
 Each input disk `dK.t` has its master on node `n{K%3}` (chunk `inK`) and a replica on the
 next node (chunk `repK`), both with checksum manifests, named in the registry's ndb file.
-Every node also has an output chunk `c0` (the first in name order, so map outputs and
-parts land there). `run_job` starts `geryon mapreduce` against the cluster as a
+Every node also has an output chunk `c0`, named `d<i>.cpu` in the ndb file (the seed's
+cpu disks), so map outputs and parts land there and never on an input chunk. `run_job` starts `geryon mapreduce` against the cluster as a
 subprocess, so that tests can hurt the cluster while it runs; `reference` runs the same
 job in local mode on the same files.
 """
@@ -106,6 +106,7 @@ class FaultCluster(Cluster):
             chunks_of[replica].append(f"rep{k}")
             ndb_lines.append(f"name={name} kfs master={master}!in{k} replica={name}.r\n")
             ndb_lines.append(f"name={name}.r kfs master={replica}!rep{k}\n")
+        ndb_lines += [f"name=d{i}.cpu kfs master=n{i}!c0\n" for i in range(nodes)]
         for i in range(nodes):
             name = f"n{i}"
             self.start_cluster_node(name, chunks_of[name], cpus, (out_chunk or {}).get(name), out_capacity)
@@ -115,7 +116,8 @@ class FaultCluster(Cluster):
         self.name_disks("".join(ndb_lines))
         client = self.client()
         try:
-            wait_until(lambda: len([s for s in client.find({"chunk": "*"}) if s.get("addr")]) == 2 * len(disks), 15)
+            wait_until(lambda: len([s for s in client.find({"chunk": "*"}) if s.get("addr")]) == 2 * len(disks) + nodes,
+                       15)
             wait_until(lambda: len(client.find({"svc": "rstyx"})) == nodes, 15)
         finally:
             client.close()
@@ -229,8 +231,9 @@ def word_counts(corpus: dict[str, dict[str, bytes]]) -> collections.Counter[str]
 
 def assert_same_output(out: Path, reference: Path, corpus: dict[str, dict[str, bytes]]) -> None:
     """Byte-identical part files, and every word counted exactly once (none lost, none twice)."""
-    parts = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
-    assert parts == sorted(p.name for p in reference.iterdir() if not p.name.startswith(".")), parts
+    parts = sorted(p.name for p in out.iterdir() if not p.name.startswith((".", "_")))
+    assert parts == sorted(p.name for p in reference.iterdir() if not p.name.startswith((".", "_"))), parts
+    assert (out / "_SUCCESS").is_file() and (reference / "_SUCCESS").is_file()
     for name in parts:
         assert (out / name).read_bytes() == (reference / name).read_bytes(), f"{name} differs from local mode"
     got: dict[str, int] = {}
