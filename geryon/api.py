@@ -67,26 +67,60 @@ def _open_part(where: str, secret: bytes | None) -> Any:
 
 def run_job(job: Job, disks: Sequence[str | Disk], out: str | None = None, workers: int | None = None,
             ndb: str | None = None, progress: Progress | None = None, workdir: str | None = None,
-            record: Any = None) -> JobResult:
+            record: Any = None, job_id: str | None = None, echo: Any = None) -> JobResult:
     """Run `job` on this machine.
 
     Args:
         disks: directories, disk names from the ndb file, or Disk values.
-        out: directory for the part files (default `./<job name>.out`).
+        out: directory for the part files (default `./<job name>.out`): `part-00000` ... and
+            `_SUCCESS`; never inside an input disk.
         workers: worker processes (default: one per core).
         ndb: the ndb file naming disks.
+        job_id: the job's id (default: a new one from its name).
+        echo: called with each line the job's code printed, prefixed with its attempt's id
+            (default: written to sys.stderr).
     Raises:
         UnknownDisk, JobFailed, GeryonError.
     """
     resolved = [d if isinstance(d, Disk) else resolve(str(d), ndb) for d in disks]
-    out_dir = out or os.path.join(os.getcwd(), f"{job.name}.out")
-    job_id = new_job_id(job.name)
+    out_dir = os.path.abspath(out or os.path.join(os.getcwd(), f"{job.name}.out"))
+    check_outside_inputs(resolved, out_dir, workdir)
+    job_id = job_id or new_job_id(job.name)
     cpu = LocalCpu(job_id, job, workers)
     try:
-        report = Driver(job, [cpu], job_id, progress=progress, workdir=workdir, record=record).run(resolved, out_dir)
+        report = Driver(job, [cpu], job_id, progress=progress, workdir=workdir, record=record,
+                        echo=echo if echo is not None else _to_stderr).run(resolved, out_dir)
     finally:
         cpu.close()
     return JobResult(report)
+
+
+def _to_stderr(line: str) -> None:
+    import sys
+
+    print(line, file=sys.stderr)
+
+
+def check_outside_inputs(disks: Sequence[Disk], out_dir: str, workdir: str | None = None) -> None:
+    """Refuse an output (or work) directory inside an input disk: a job never writes into its
+    input (the next run would read the output as input).
+
+    Raises:
+        GeryonError: one line naming the disk.
+    """
+    from geryon.errors import GeryonError
+    from geryon.outputs import inside
+
+    for d in disks:
+        for paths in (d.path, *d.replicas):
+            if not paths:
+                continue
+            if inside(out_dir, paths):
+                raise GeryonError(f"output directory {out_dir} is inside input disk {d.name} ({paths}): "
+                                  f"a job never writes into its input; choose another --out")
+            if workdir and inside(os.path.abspath(workdir), paths):
+                raise GeryonError(f"work directory {workdir} is inside input disk {d.name} ({paths}); "
+                                  f"choose another --workdir")
 
 
 def run_cluster_job(job: Job, disks: Sequence[str], registry: Any, secret: bytes | None, *,

@@ -178,7 +178,7 @@ class ClusterDriver:
                     last = exc
                     self._event(f"{d.name}: {loc} unreadable ({exc}); planning from the next replica")
                     continue
-                planned_disks.append(Disk(d.name, fs))
+                planned_disks.append(Disk(d.name, fs, only=d.only))
                 self.locations[d.name] = d.locations[i:]
                 break
             else:
@@ -489,6 +489,7 @@ class ClusterDriver:
         while True:
             try:
                 parts = self._commit_parts()
+                report.urls = [where for _, _, where in parts]
                 if out_dir:
                     parts = self._copy_out(parts, out_dir)
                 break

@@ -8,11 +8,16 @@ runner, so a debugger sees the user's code. Remote cpus (node daemons) are elsew
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
+import io
 import logging
 import multiprocessing
 import os
 import signal
-from typing import Protocol
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
 
 from geryon.job import Job
 from geryon.maptask import run_with_replicas
@@ -22,6 +27,9 @@ from geryon.task import MapTask, ReduceTask, TaskResult
 log = logging.getLogger(__name__)
 
 _JOBS: dict[str, Job] = {}  # inherited by forked workers
+
+LOG_CAP = 1 << 20
+"""Bytes of a local attempt's printed output kept for its log."""
 
 
 class Cpu(Protocol):
@@ -40,12 +48,68 @@ def _ignore_interrupts() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def run_task(job_id: str, task: MapTask | ReduceTask) -> TaskResult:
-    """Run one task of a registered job in this process."""
+def run_task(job_id: str, task: MapTask | ReduceTask, capture: str = "") -> TaskResult:
+    """Run one task of a registered job in this process.
+
+    `capture`: "fd" (a worker process: file descriptors 1 and 2) or "python" (inline:
+    sys.stdout and sys.stderr) sends what the user's code prints to the result's `log`, so
+    that a map's print() never mixes with the job's own output lines; "" leaves them alone.
+    """
     job = _JOBS[job_id]
-    if isinstance(task, MapTask):
-        return run_with_replicas(job, task)
-    return run_reduce_task(job, task)
+    with _captured(capture) as read:
+        if isinstance(task, MapTask):
+            result = run_with_replicas(job, task)
+        else:
+            result = run_reduce_task(job, task)
+    result.log = read()
+    return result
+
+
+@contextlib.contextmanager
+def _captured(how: str) -> Iterator[Callable[[], str]]:
+    text: list[str] = []
+    if not how:
+        yield lambda: ""
+        return
+    with tempfile.TemporaryFile() as f:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if how == "fd":
+            saved = os.dup(1), os.dup(2)
+            os.dup2(f.fileno(), 1)
+            os.dup2(f.fileno(), 2)
+            try:
+                yield lambda: "".join(text)
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os.dup2(saved[0], 1)
+                os.dup2(saved[1], 2)
+                os.close(saved[0])
+                os.close(saved[1])
+                text.append(_read_capped(f))
+        else:
+            sink = io.TextIOWrapper(f, encoding="utf-8", errors="replace", write_through=True)
+            try:
+                with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+                    yield lambda: "".join(text)
+            finally:
+                sink.flush()
+                text.append(_read_capped(f))
+                sink.detach()
+
+
+def _read_capped(f: Any) -> str:
+    """What was captured, at most LOG_CAP bytes (head and tail)."""
+    size = f.seek(0, os.SEEK_END)
+    f.seek(0)
+    if size <= LOG_CAP:
+        return f.read().decode("utf-8", errors="replace")
+    head = f.read(LOG_CAP // 4)
+    f.seek(size - LOG_CAP // 2)
+    tail = f.read()
+    return (head.decode("utf-8", errors="replace") + f"\n[geryon: {size - len(head) - len(tail)} bytes dropped]\n"
+            + tail.decode("utf-8", errors="replace"))
 
 
 def default_workers() -> int:
@@ -64,6 +128,7 @@ class LocalCpu:
         self.slots = slots or default_workers()
         self._job_id = job_id
         _JOBS[job_id] = job
+        self._capture = "python" if self.slots == 1 else "fd"
         self._pool: cf.Executor = self._new_pool()
 
     def _new_pool(self) -> cf.Executor:
@@ -75,14 +140,14 @@ class LocalCpu:
 
     def submit(self, job_id: str, task: MapTask | ReduceTask) -> cf.Future[TaskResult]:
         try:
-            return self._pool.submit(run_task, job_id, task)
+            return self._pool.submit(run_task, job_id, task, self._capture)
         except cf.BrokenExecutor:
             # A worker died (killed, out of memory): the pool is unusable; start a new one.
             # Attempts that were running in it have failed and are retried by the driver.
             log.warning("a worker process died; starting new workers")
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = self._new_pool()
-            return self._pool.submit(run_task, job_id, task)
+            return self._pool.submit(run_task, job_id, task, self._capture)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

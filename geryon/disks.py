@@ -36,6 +36,7 @@ class Disk:
     fs: FS = field(compare=False)
     path: str | None = None  # the local directory, when the disk is local
     replicas: tuple[str, ...] = ()  # local directories of its replicas (ndb `replica=`), tried in order
+    only: str = ""  # read only this file or directory of the disk (`/JOB` of a job's output), if set
 
     def __str__(self) -> str:
         return self.name

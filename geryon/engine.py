@@ -17,7 +17,7 @@ import secrets
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -29,7 +29,7 @@ from geryon.errors import GeryonError, JobFailed
 from geryon.job import Job
 from geryon.job import DEFAULT_SPLIT_SIZE
 from geryon.readers import may_cut_files
-from geryon.split import Split, list_files, list_local_files, plan_balanced, plan_splits, split_count_for
+from geryon.split import Split, list_files, only_under, list_local_files, plan_balanced, plan_splits, split_count_for
 from geryon.task import MapTask, ReduceTask, TaskResult
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,7 @@ class JobReport:
     shuffled: int = 0  # bytes of map output read by reducers
     slowest: list[tuple[str, str, float]] = field(default_factory=list)  # (attempt, cpu, seconds)
     failed_attempts: int = 0
+    urls: list[str] = field(default_factory=list)  # cluster: where the parts are on the nodes
 
 
 def new_job_id(name: str) -> str:
@@ -107,7 +108,7 @@ def plan(job: Job, disks: Sequence[Disk], slots: int = 1) -> list[tuple[Split, D
     With no split size set on the job, the size adapts to the input and the slots
     (`split.split_size_for`); the plan never depends on timing, so output bytes do not.
     """
-    listed = [(d, list_local_files(d.path) if d.path else list_files(d.fs)) for d in disks]
+    listed = [(d, only_under(d.only, list_local_files(d.path) if d.path else list_files(d.fs))) for d in disks]
     # Only line records of uncompressed files may be cut into byte ranges (readers.may_cut).
     cuts = {id(d): may_cut_files(job.reader, [p for p, _ in files]) for d, files in listed}
     splits: list[tuple[Split, Disk]] = []
@@ -134,8 +135,10 @@ class Driver:
 
     def __init__(self, job: Job, cpus: Sequence[Cpu], job_id: str, progress: Progress | None = None,
                  max_attempts: int = DEFAULT_MAX_ATTEMPTS, workdir: str | None = None,
-                 retry_kinds: tuple[str, ...] = ("system",), record: object = None) -> None:
+                 retry_kinds: tuple[str, ...] = ("system",), record: object = None,
+                 echo: Callable[[str], None] | None = None) -> None:
         self.job = job
+        self.echo = echo  # called with each line a task printed, prefixed with its attempt's id
         self.record = record  # a geryon.jobstore.JobRecord, or None
         self.cpus = list(cpus)
         self.job_id = job_id
@@ -212,6 +215,7 @@ class Driver:
                     task, cpu = running.pop(fut)
                     busy[id(cpu)] -= 1
                     result = self._result_of(fut, task)
+                    self._show_log(task, result)
                     if self.record is not None:
                         self.record.attempt_ended(task.id, task.attempt, "done" if result.ok else "failed",
                                                   error=result.error, records_in=result.records_in,
@@ -244,6 +248,16 @@ class Driver:
                 cpu.abort()
             raise
         return [results[t.index] for t in tasks]
+
+    def _show_log(self, task: MapTask | ReduceTask, result: TaskResult) -> None:
+        """Keep what the attempt printed in its log (`geryon logs`) and pass it to `echo`."""
+        if not result.log:
+            return
+        if self.record is not None:
+            self.record.stderr(task.id, task.attempt, result.log.encode("utf-8", errors="replace"))
+        if self.echo is not None:
+            for line in result.log.splitlines():
+                self.echo(f"{task.id}.a{task.attempt}: {line}")
 
     def _result_of(self, fut: cf.Future[TaskResult], task: MapTask | ReduceTask) -> TaskResult:
         try:

@@ -294,6 +294,13 @@ class JobRecord:
         self._writer.join()
         self._flush()
 
+    def discard(self) -> None:
+        """Close and remove the record: the job never started (a mistyped disk is not a failed job)."""
+        with self._cond:
+            self._finished = True
+        self.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
     # -- writing ---------------------------------------------------------------------------
     def _changed(self) -> None:
         """Mark the record dirty (holding _cond) and wake the writer if it was idle."""

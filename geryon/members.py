@@ -39,6 +39,7 @@ class ClusterDisk:
 
     name: str
     locations: tuple[str, ...]
+    only: str = ""  # a file or directory of the chunk (a job's output `/JOB`, or one part), if not all
 
 
 def authority_of(url: str) -> str:
@@ -72,7 +73,10 @@ def find_disk(name: str, registry: Any) -> ClusterDisk:
         UnknownDisk: the name is unknown, or neither its master nor a replica is live.
     """
     if name.startswith("geryon://"):
-        return ClusterDisk(name, (name,))
+        # geryon://host:port/CHUNK, or a file or directory on it (a job's output, a part)
+        authority, _, path = name[len("geryon://"):].partition("/")
+        chunk, _, rest = path.strip("/").partition("/")
+        return ClusterDisk(name, (f"geryon://{authority}/{chunk}",), "/" + rest if rest else "")
     named = {s.name: s for s in registry.find({"chunk": "*"})}
     if name not in named:
         raise UnknownDisk(f"{name}: unknown disk (not named in the cluster's ndb file)")

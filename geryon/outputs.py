@@ -78,8 +78,3 @@ def inside(path: str, root: str) -> bool:
     """Whether `path` is `root` or below it (after resolving symlinks)."""
     p, r = os.path.realpath(path), os.path.realpath(root)
     return p == r or p.startswith(r.rstrip(os.sep) + os.sep)
-
-
-def contains(path: str, root: str) -> bool:
-    """Whether `path` overlaps `root`: one is inside the other."""
-    return inside(path, root) or inside(root, path)

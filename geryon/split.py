@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from fs.base import FS
 
 from geryon.chunk import data_entry, is_internal
+from geryon.outputs import SUCCESS_NAME
 
 
 @dataclass(frozen=True)
@@ -62,20 +63,31 @@ def list_local_files(root: str) -> list[tuple[str, int]]:
                     continue
                 if entry.is_dir(follow_symlinks=False):
                     stack.append((entry.path, f"{rel}/{entry.name}"))
-                elif (st := data_entry(real_root, entry)) is not None:   # never a link out
+                elif entry.name != SUCCESS_NAME and (st := data_entry(real_root, entry)) is not None:   # never a link out
                     out.append((f"{rel}/{entry.name}", st.st_size))
     out.sort()
     return out
+
+
+def only_under(only: str, files: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """The files at or below the disk path `only` (all of them when it is empty).
+
+    A job's output is read as a dataset this way: the directory `/JOB` of an output disk.
+    """
+    if not only:
+        return files
+    top = "/" + only.strip("/")
+    return [(p, n) for p, n in files if p == top or p.startswith(top + "/")]
 
 
 def list_files(disk_fs: FS) -> list[tuple[str, int]]:
     """Every regular file of a disk with its size, in a stable (sorted path) order."""
     files = getattr(disk_fs, "files", None)
     if callable(files):  # a remote chunk lists itself in one request
-        return sorted(files())
+        return sorted((p, n) for p, n in files() if p.rsplit("/", 1)[-1] != SUCCESS_NAME)
     out: list[tuple[str, int]] = []
     for path, info in disk_fs.walk.info(namespaces=["details"]):
-        if info.is_dir or is_internal(info.name):
+        if info.is_dir or is_internal(info.name) or info.name == SUCCESS_NAME:
             continue
         out.append((path, info.size))
     out.sort()

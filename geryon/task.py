@@ -94,6 +94,7 @@ class TaskResult:
     error_kind: str = ""
     detail: str = ""  # traceback or stderr tail
     lost_input: str = ""  # "fetch" failures: the map output that could not be read
+    log: str = ""  # local mode: what the user's code printed (stdout and stderr) during the attempt
 
     def to_json(self) -> dict:
         d = {k: getattr(self, k) for k in _RESULT_FIELDS}

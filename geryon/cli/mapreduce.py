@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from geryon.errors import GeryonError
+from geryon.errors import GeryonError, UnknownDisk
 from geryon.job import DEFAULT_PARTITIONS, READERS, Job, combine_from_script, step_from_arg
 from geryon.codec import FORMATS
 from geryon.partition import PARTITIONERS
@@ -81,13 +81,15 @@ def mapreduce(map_step: str, reduce_step: str, disks: tuple[str, ...], partition
         job = Job(map=map_s, reduce=reduce_s, combine=combine_s, partitions=partitions, name=name or "",
                   reader=reader, partitioner=partitioner, format=fmt, sort_budget=sort_budget,
                   split_size=split_size, env=(("GERYON_PARTITIONS", str(partitions)),), skip_bad=skip_bad)
+        disks = _expand_outputs(disks, jobs_dir_opt, force_local)
+        problem = None if force_local or registry_url is not None else _local_problem(disks, ndb_file)
     except GeryonError as exc:
         fail(str(exc))
-    problem = None if force_local or registry_url is not None else _local_problem(disks, ndb_file)
     cluster = not force_local and (registry_url is not None or problem is not None)
     tty = sys.stderr.isatty() and not quiet
-    record = _record(jobs_dir_opt, job, disks, partitions, "cluster" if cluster else "local")
     progress = None if quiet else (RichProgress() if tty else LineProgress())
+    echo = progress.message if progress is not None else (lambda line: click.echo(line, err=True))
+    record = _record(jobs_dir_opt, job, disks, partitions, "cluster" if cluster else "local")
     try:
         with showing(progress, "nothing committed"):
             try:
@@ -96,7 +98,13 @@ def mapreduce(map_step: str, reduce_step: str, disks: tuple[str, ...], partition
                                              problem, pick)
                 else:
                     result = run_job(job, list(disks), out=out, workers=workers, ndb=ndb_file, progress=progress,
-                                     workdir=workdir, record=record)
+                                     workdir=workdir, record=record, echo=echo,
+                                     job_id=record.job_id if record is not None else None)
+            except UnknownDisk:
+                if record is not None:   # the job never started: not a failed job
+                    record.discard()
+                    record = None
+                raise
             except GeryonError as exc:
                 if record is not None:
                     record.finish("failed", {"error": str(exc)})
@@ -107,7 +115,8 @@ def mapreduce(map_step: str, reduce_step: str, disks: tuple[str, ...], partition
                 raise
         report = result.report
         if record is not None:
-            record.finish("succeeded", {"parts": report.parts, "seconds": report.seconds,
+            record.finish("succeeded", {"parts": report.parts, "seconds": report.seconds, "output": report.out_dir,
+                                        "urls": report.urls,
                                         "counters": report.counters, "shuffled": report.shuffled})
     finally:
         if record is not None:
@@ -127,17 +136,64 @@ def mapreduce(map_step: str, reduce_step: str, disks: tuple[str, ...], partition
 
 
 def _local_problem(disks: tuple[str, ...], ndb_file: str | None) -> str | None:
-    """Why some DISK cannot be read on this machine (None: all are directories or ndb `path=` disks)."""
+    """Why some DISK cannot be read on this machine (None: all are directories or ndb `path=` disks).
+
+    Raises:
+        UnknownDisk: some DISKs are local and another is not: no mode can read them all (a
+            mistyped name beside local disks fails at once, not after looking for a cluster).
+    """
     from geryon.disks import resolve
 
+    problems, local = [], []
     for disk in disks:
         if disk.startswith("geryon://"):
-            return f"{disk} is on a cluster node"
+            problems.append(f"{disk} is on a cluster node")
+            continue
         try:
             resolve(disk, ndb_file)
+            local.append(disk)
+        except UnknownDisk as exc:
+            problems.append(str(exc))
+    if problems and local:
+        raise UnknownDisk(problems[0] if not problems[0].endswith("is on a cluster node") else
+                          f"{problems[0]}, but {local[0]} is on this machine: a job reads its disks in one place")
+    return problems[0] if problems else None
+
+
+def _expand_outputs(disks: tuple[str, ...], jobs_dir_opt: str | None, force_local: bool) -> tuple[str, ...]:
+    """Each `geryon-output-of-JOB` DISK replaced by where that job's output is (from the job's
+    record): a cluster job's part URLs on the nodes (unless --local), else its local output
+    directory."""
+    from geryon.outputs import output_job
+
+    if not any(output_job(d) for d in disks):
+        return disks
+    from geryon.cli.jobs import jobs_dir
+    from geryon.jobstore import JobStore
+
+    store = JobStore(jobs_dir(jobs_dir_opt))
+    out: list[str] = []
+    for disk in disks:
+        job = output_job(disk)
+        if job is None:
+            out.append(disk)
+            continue
+        try:
+            record = store.read(job)
         except GeryonError as exc:
-            return str(exc)
-    return None
+            raise UnknownDisk(f"{disk}: {exc}") from exc
+        summary = record.get("summary") or {}
+        if record.get("state") != "succeeded":
+            raise UnknownDisk(f"{disk}: job {record['id']} has no output (it {record.get('state')})")
+        where, urls = summary.get("output") or "", [str(p) for p in summary.get("urls") or []]
+        if urls and not (force_local and where and os.path.isdir(where)):
+            # one disk per node directory holding parts: geryon://host:port/CHUNK/JOB
+            out.extend(dict.fromkeys(u.rsplit("/", 1)[0] for u in urls))
+        elif where and os.path.isdir(where):
+            out.append(where)
+        else:
+            raise UnknownDisk(f"{disk}: the output of job {record['id']} is gone (removed with `geryon rm`?)")
+    return tuple(out)
 
 
 def _record(jobs_dir_opt: str | None, job: Job, disks: tuple[str, ...], partitions: int, mode: str) -> Any:
