@@ -2,7 +2,7 @@
 
 `commit` renames each staged part to `part-0000r`, drops parts of an earlier run past the
 job's R, and writes the `_SUCCESS` manifest last; it holds an exclusive lock on the
-directory meanwhile, so two jobs committing into the same directory (the same `--name`,
+directory (flock on the directory itself) meanwhile, so two jobs committing into the same directory (the same `--name`,
 run twice at once) leave one job's complete output, never a mix: the later commit
 replaces the whole set. `_SUCCESS` is removed first, so a reader that sees it sees a
 complete output. Files that are not `part-N` or `_SUCCESS` are left alone. Not here:
@@ -20,10 +20,6 @@ from geryon.errors import JobFailed
 from geryon.outputs import SUCCESS_NAME, part_index, part_name, success_manifest
 
 log = logging.getLogger(__name__)
-
-LOCK_NAME = f"{TEMP_MARK}lock"
-"""The lock file of an output directory (hidden from listings as Geryon's own)."""
-
 
 def commit(out_dir: str, staged: Sequence[str], job_id: str, name: str,
            urls: Sequence[str] | None = None) -> list[str]:
@@ -43,7 +39,8 @@ def commit(out_dir: str, staged: Sequence[str], job_id: str, name: str,
     for dst in finals + [os.path.join(out_dir, SUCCESS_NAME)]:
         if os.path.isdir(dst) or (os.path.lexists(dst) and not os.path.isfile(dst)):
             raise JobFailed(f"cannot commit {dst}: it exists and is not a file; nothing committed")
-    with open(os.path.join(out_dir, LOCK_NAME), "a") as lock:
+    lock = os.open(out_dir, os.O_RDONLY | os.O_DIRECTORY)   # flock on the directory: no lock file left
+    try:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             success = os.path.join(out_dir, SUCCESS_NAME)
@@ -61,4 +58,6 @@ def commit(out_dir: str, staged: Sequence[str], job_id: str, name: str,
             os.replace(tmp, success)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+    finally:
+        os.close(lock)
     return finals

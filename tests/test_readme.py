@@ -50,7 +50,7 @@ def test_quick_start_job_runs_and_counts_words(tmp_path):
                          cwd=tmp_path, capture_output=True, text=True, env=env, timeout=120)
     assert run.returncode == 0, run.stderr
     assert "wordcount.out" in run.stdout
-    parts = sorted((tmp_path / "wordcount.out").glob("wordcount.part*"))
+    parts = sorted((tmp_path / "wordcount.out").glob("part-*"))
     assert len(parts) == 5
     got = {}
     for part in parts:

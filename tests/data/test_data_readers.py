@@ -163,7 +163,7 @@ def test_skip_bad_through_the_cli(tmp_path, cli):
               "-j", "1", "-R", "1")
     assert res.exit_code == 0, res.stderr
     assert "skipped_records" in res.stderr
-    assert (tmp_path / "o" / "wc.part0").read_text() == "alpha\t1\nbeta\t1\none\t1\ntwo\t1\n"
+    assert (tmp_path / "o" / "part-00000").read_text() == "alpha\t1\nbeta\t1\none\t1\ntwo\t1\n"
 
 
 def test_damage_is_never_skipped(tmp_path):

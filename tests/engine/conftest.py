@@ -81,7 +81,7 @@ def geryon_proc() -> Callable[..., subprocess.CompletedProcess]:
 
 def part_bytes(out: pathlib.Path) -> dict[str, bytes]:
     """Every committed part file in `out`, by name."""
-    return {p.name: p.read_bytes() for p in sorted(out.iterdir()) if ".part" in p.name and p.is_file()}
+    return {p.name: p.read_bytes() for p in sorted(out.iterdir()) if p.name.startswith("part-") and p.is_file()}
 
 
 @pytest.fixture

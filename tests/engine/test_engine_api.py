@@ -60,7 +60,7 @@ def test_run_yields_typed_pairs_and_sums_counters(disk, tmp_path, workers):
     oracle = _oracle(disk)
     assert all(type(k) is str and type(v) is int for k, v in pairs)
     assert dict(pairs) == dict(oracle) and len(pairs) == len(oracle)
-    assert [pathlib.Path(p).name for p in result.parts] == [f"words_map.part{r}" for r in range(3)]
+    assert [pathlib.Path(p).name for p in result.parts] == [f"part-{r:05d}" for r in range(3)]
     assert result.report.map.tasks > 1  # counters come from several tasks
     assert result.counters["wc"] == {"records": 12, "words": sum(oracle.values()), "keys": len(oracle)}
 
@@ -108,7 +108,7 @@ def test_streaming_counters_through_the_cli(cli, disk, tmp_path):
     res = cli("mapreduce", "{ " + COUNTING_MAP + " }", "{ " + COUNTING_REDUCE + " }", disk, "--streaming",
               "-R", 2, "--out", out, "-j", 2, "--split-size", 300)
     assert res.exit_code == 0, res.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["job.part0", "job.part1"]
+    assert sorted(p.name for p in out.iterdir()) == ["_SUCCESS", "part-00000", "part-00001"]
 
 
 # -- the lines reader across split boundaries ---------------------------------------------

@@ -16,11 +16,16 @@ class _Nodes:
     """Answers commits like a node's job service, and records them."""
 
     def __init__(self) -> None:
-        self.commits: list[tuple[str, str]] = []
+        self.commits: list[tuple[str, int]] = []
+        self.marked: list[tuple[str, str]] = []
 
     def post_json(self, cpu: ClusterCpu, path: str, payload: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
-        self.commits.append((cpu.name, payload["final"]))
-        return {"ok": True, "disk": "c0"}
+        self.commits.append((cpu.name, payload["partition"]))
+        return {"ok": True, "disk": "c0", "part": f"wc-1/part-{payload['partition']:05d}"}
+
+    def post_bytes(self, cpu: ClusterCpu, path: str, body: bytes, timeout: float = 30.0) -> dict[str, Any]:
+        self.marked.append((cpu.name, path))
+        return {"ok": True}
 
 
 def _driver(examples: Path) -> ClusterDriver:
@@ -43,12 +48,14 @@ def _driver(examples: Path) -> ClusterDriver:
 def test_commit_is_not_repeated_for_parts_already_committed(examples: Path) -> None:
     d = _driver(examples)
     first = d._commit_parts()
-    assert [w for _, _, w in first] == ["geryon://127.0.0.1:1/c0/wc.part0", "geryon://127.0.0.1:2/c0/wc.part1"]
+    assert [w for _, _, w in first] == ["geryon://127.0.0.1:1/c0/wc-1/part-00000",
+                                         "geryon://127.0.0.1:2/c0/wc-1/part-00001"]
     # n1 dies after the commits: its part is lost and its reduce goes back to the queue...
     d._declare_dead(d.cpus[1])
     assert 1 not in d.reduce_done and 1 not in d.committed and d.pending == [("r", 1)]
     # ... and runs again on n0: only that part is committed again
     d.reduce_done[1] = (TaskResult(task="r1", attempt=1, ok=True, output="wc.part1.a1"), d.cpus[0])
     second = d._commit_parts()
-    assert d.nodes.commits == [("n0", "wc.part0"), ("n1", "wc.part1"), ("n0", "wc.part1")]  # type: ignore[attr-defined]
-    assert [w for _, _, w in second] == ["geryon://127.0.0.1:1/c0/wc.part0", "geryon://127.0.0.1:1/c0/wc.part1"]
+    assert d.nodes.commits == [("n0", 0), ("n1", 1), ("n0", 1)]  # type: ignore[attr-defined]
+    assert [w for _, _, w in second] == ["geryon://127.0.0.1:1/c0/wc-1/part-00000",
+                                          "geryon://127.0.0.1:1/c0/wc-1/part-00001"]

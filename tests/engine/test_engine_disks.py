@@ -34,7 +34,7 @@ def cluster(tmp_path: pathlib.Path) -> pathlib.Path:
     return root
 
 
-def _counts(out: pathlib.Path, pattern: str = "*.part*") -> dict[str, int]:
+def _counts(out: pathlib.Path, pattern: str = "part-*") -> dict[str, int]:
     got: dict[str, int] = {}
     for p in out.glob(pattern):
         for line in p.read_text().splitlines():
@@ -121,19 +121,20 @@ def test_empty_disk_gives_empty_parts(cli, job, tmp_path):
     disk.mkdir()
     res = cli("mapreduce", *job, disk, "-R", 3, "--out", tmp_path / "out", "--name", "e", "-q")
     assert res.exit_code == 0, res.stderr
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["e.part0", "e.part1", "e.part2"]
-    assert all(p.stat().st_size == 0 for p in (tmp_path / "out").iterdir())
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["_SUCCESS", "part-00000", "part-00001", "part-00002"]
+    assert all(p.stat().st_size == 0 for p in (tmp_path / "out").glob("part-*"))
 
 
 def test_rerun_with_fewer_partitions_drops_stale_parts(cli, job, cluster, tmp_path):
     out = tmp_path / "out"
     disk = cluster / "disks" / "d0.mbox"
     assert cli("mapreduce", *job, disk, "-R", 5, "--out", out, "--name", "j", "-q").exit_code == 0
-    (out / "unrelated.part9").write_text("not ours\n")
+    (out / "notes.txt").write_text("not ours\n")
     assert cli("mapreduce", *job, disk, "-R", 2, "--out", out, "--name", "j", "-q").exit_code == 0
-    assert sorted(p.name for p in out.iterdir()) == ["j.part0", "j.part1", "unrelated.part9"]
-    assert _counts(out, "j.part*") == {"red": 2, "green": 1}
-    assert (out / "unrelated.part9").read_text() == "not ours\n"
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
+        "_SUCCESS", "notes.txt", "part-00000", "part-00001"]
+    assert _counts(out) == {"red": 2, "green": 1}
+    assert (out / "notes.txt").read_text() == "not ours\n"
 
 
 def test_two_disks_with_one_basename_are_both_read(cli, job, tmp_path):
@@ -152,4 +153,4 @@ def test_two_disks_with_one_basename_are_both_read(cli, job, tmp_path):
     else:
         assert res.exit_code == 1 and res.stderr.startswith("geryon: ")
         assert str(tmp_path / "x" / "data") in res.stderr and str(tmp_path / "y" / "data") in res.stderr
-        assert not list(out.glob("*.part*"))
+        assert not list(out.glob("part-*"))

@@ -49,7 +49,7 @@ def out(tmp_path, cli, disk, script, parts):
               "-R", 2, "--out", o, "--name", JOB, "-q", "-j", 1)
     assert res.exit_code == 0, res.stderr
     before = parts(o)
-    assert sorted(before) == [f"{JOB}.part0", f"{JOB}.part1"]
+    assert sorted(before) == ["part-00000", "part-00001"]
     return o, before
 
 
@@ -357,12 +357,12 @@ def test_non_utf8_message_gives_the_file_offset_of_the_bad_byte(cli, tmp_path, s
 def test_commit_blocked_by_a_directory_commits_nothing(cli, tmp_path, disk, script, out):
     """A part name taken by a directory: one clear error, and no part renamed into place."""
     o, before = out
-    (o / f"{JOB}.part1").unlink()
-    (o / f"{JOB}.part1").mkdir()
+    (o / "part-00001").unlink()
+    (o / "part-00001").mkdir()
     (disk / "a.txt").write_text("changed input\n")
     res = _mapreduce(cli, o, script("m.py", WORDMAP), script("r.py", SUMREDUCE), disk)
-    _fails(res, f"{JOB}.part1")
-    assert (o / f"{JOB}.part0").read_bytes() == before[f"{JOB}.part0"]
+    _fails(res, "part-00001")
+    assert (o / "part-00000").read_bytes() == before["part-00000"]
     assert not [p for p in o.rglob("*") if ".geryon-tmp-" in p.name]
 
 

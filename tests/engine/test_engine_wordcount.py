@@ -28,7 +28,7 @@ def _check_against(oracle: collections.Counter, got: dict[str, int]) -> None:
 
 
 def _check_parts(out: pathlib.Path, name: str, r: int, parts) -> None:
-    assert sorted(parts(out)) == sorted(f"{name}.part{i}" for i in range(r))
+    assert sorted(parts(out)) == sorted(f"part-{i:05d}" for i in range(r))
 
 
 @pytest.mark.parametrize("workers", WORKERS)
@@ -195,7 +195,7 @@ def test_keys_land_in_their_partition(cli, corpus, wordcount, parts, tmp_path, p
               "--name", "p", "-q", "--partitioner", partitioner)
     assert res.exit_code == 0, res.stderr
     for r in range(5):
-        keys = [line.rpartition("\t")[0] for line in (out / f"p.part{r}").read_text("utf-8").splitlines()]
+        keys = [line.rpartition("\t")[0] for line in (out / f"part-{r:05d}").read_text("utf-8").splitlines()]
         assert keys
         assert {rule(k, 5) for k in keys} == {r}
 
