@@ -216,7 +216,7 @@ class Rcpu:
     def _cpu_disk(self, host: str) -> dict[str, str] | None:
         disks = cpu_disks(self.registry.find((("chunk", "*"),)), host)
         if not disks:
-            log.warning("no output disk (*.cpu) on %s: running without $cpudisk", host)
+            log.info("no output disk (*.cpu) on %s: $cpudisk is a directory of its own on the node", host)
             return None
         name = next_after([n for n, _ in disks], self.disk_state.get(host))
         self.disk_state[host] = name

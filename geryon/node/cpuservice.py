@@ -26,6 +26,7 @@ import secrets
 import shutil
 import signal
 import stat
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
@@ -35,6 +36,7 @@ from aiohttp import web
 
 from geryon.node.bodies import read_bounded
 from geryon.node.chunkservice import ServedChunk
+from geryon.outputs import OUTPUT_CHUNK
 from geryon.untar import UnpackLimits, UnpackRefused, extract, remove_tree, sweep_staging
 from registry.auth import ServerIdentity, body_limit
 from registry.channel import Channel, ChannelRefused, accept
@@ -224,6 +226,20 @@ class CpuService:
                 await self._fetch(url, where)
         if cpudisk:
             env["cpudisk"] = str(cpudisk["name"])
+        else:
+            # No `*.cpu` disk on this host: a directory of its own under the work directory
+            # (never the root filesystem: `> $cpudisk/out.txt` must not write `/out.txt`),
+            # kept after the run and readable as geryon://NODE/_output/rcpu-.../
+            out = os.path.join(self.work_dir, "output", f"rcpu-{time.strftime('%Y%m%d-%H%M%S')}-"
+                                                        f"{secrets.token_hex(3)}")
+            os.makedirs(out)
+            os.symlink(out, os.path.join(ns, OUTPUT_CHUNK))
+            env["cpudisk"] = OUTPUT_CHUNK
+            env["GERYON_CPUDISK_DIR"] = out
+        # `$n/$cpudisk/f` and `$cpudisk/f` (from the run's directory) name the same place
+        beside = os.path.join(os.path.dirname(ns), env["cpudisk"])
+        if not os.path.lexists(beside):
+            os.symlink(os.path.join(ns, env["cpudisk"]), beside)
         if spec.get("export"):
             src = self._export_dir(str(spec["export"]))
             if not os.path.isdir(src):

@@ -105,3 +105,24 @@ def test_rcpu_function_round_robins_across_calls(three: Cluster, secret: bytes) 
             rcpu("echo $GERYON_NODE", registry=reg, secret=secret, stdout=out, stderr=io.BytesIO())
             hosts.append(out.getvalue().decode().strip())
     assert sorted(hosts) == ["n1", "n2", "n3"]
+
+
+def test_host_without_cpu_disk_gives_cpudisk_a_directory_of_its_own(cluster: Cluster, secret: bytes) -> None:
+    """No `*.cpu` disk on the host: `> $cpudisk/out.txt` must not write `/out.txt` on the node."""
+    import os
+    from pathlib import Path
+
+    assert not os.path.exists("/out.txt")
+    cluster.start_registry()
+    cluster.start_node("lone", [])
+    with cluster.client() as reg:
+        wait_until(lambda: len(reg.find({"svc": "rstyx"})) == 1, 10)
+        with Rcpu(reg, secret) as runner:
+            first = run(runner, "echo x > $cpudisk/out.txt; echo y > $n/$cpudisk/two.txt; echo $GERYON_CPUDISK_DIR")
+            second = run(runner, "echo $GERYON_CPUDISK_DIR")
+    assert first[0] == 0, first[2]
+    assert not os.path.exists("/out.txt")
+    where = Path(first[1].strip())
+    assert (where / "out.txt").read_text() == "x\n" and (where / "two.txt").read_text() == "y\n"
+    assert where.parent.name == "output" and where.name.startswith("rcpu-")
+    assert second[1].strip() != str(where)          # one directory per run
