@@ -18,6 +18,8 @@ import click
 
 from geryon.cli.common import fail
 from geryon.errors import GeryonError
+from geryon.joboutput import removed
+from geryon.joboutput import where as output_of
 from geryon.jobstore import JobStore, phase_counts, task_order
 
 DEFAULT_LIST = 20
@@ -68,7 +70,7 @@ def jobs(job: str | None, as_json: bool, count: int, jobs_dir_opt: str | None) -
         if as_json:
             click.echo(json.dumps(record, indent=2, default=str))
         else:
-            _details(record)
+            _details(record, store.root)
         return
     if as_json:
         click.echo(json.dumps(summaries, indent=2, default=str))
@@ -102,6 +104,33 @@ def logs(job: str, task: str | None, jobs_dir_opt: str | None) -> None:
         lines = text.splitlines()
         if lines:
             click.echo("".join(f"{prefix}{line}\n" for line in lines), nl=False)
+
+
+@click.command("rm")
+@click.argument("job_ids", nargs=-1, required=True, metavar="JOB...")
+@click.option("--secret-file", envvar="GERYON_SECRET_FILE", metavar="FILE", help="Cluster secret [~/.config/geryon/secret].")
+@_jobs_dir_option
+def rm(job_ids: tuple[str, ...], secret_file: str | None, jobs_dir_opt: str | None) -> None:
+    """Remove the output of each JOB everywhere: its local output directory's parts and
+    _SUCCESS, and its parts on the nodes. The job's record stays."""
+    from pathlib import Path
+
+    from geryon.cli.registry import default_secret_path
+    from geryon.joboutput import remove
+    from registry.auth import load_secret
+
+    store = JobStore(jobs_dir(jobs_dir_opt))
+    path = Path(secret_file) if secret_file else default_secret_path()
+    try:
+        secret = load_secret(path) if secret_file or path.exists() else None
+        for job in job_ids:
+            record = store.read(job)
+            if record.get("state") == "running":
+                raise GeryonError(f"job {record['id']} is still running")
+            gone = remove(record, store.root, secret)
+            click.echo(f"{record['id']}: removed {len(gone)} item(s)")
+    except (GeryonError, OSError) as exc:
+        fail(str(exc))
 
 
 # -- the list ------------------------------------------------------------------------------
@@ -165,7 +194,7 @@ def _duration(seconds: Any) -> str:
 
 
 # -- one job -------------------------------------------------------------------------------
-def _details(r: dict[str, Any]) -> None:
+def _details(r: dict[str, Any], root: str) -> None:
     say = click.echo
     summary = r.get("summary") or {}
     attempts = r.get("attempts") or []
@@ -234,6 +263,11 @@ def _details(r: dict[str, Any]) -> None:
         for group, names in sorted(counters.items()):
             for name, n in sorted(names.items()) if isinstance(names, dict) else [("", names)]:
                 say(f"  {group}/{name} {n}" if name else f"  {group} {n}")
+    out, urls = output_of(r)
+    if removed(root, r["id"]):
+        say("output      removed (geryon rm)")
+    elif out or urls:
+        say(f"output      {out or 'on the nodes'}   (as input: geryon-output-of-{r['id']})")
     parts = summary.get("parts") or []
     if parts:
         say("parts")
@@ -241,4 +275,4 @@ def _details(r: dict[str, Any]) -> None:
             say(f"  {p}")
 
 
-commands: list[click.Command] = [jobs, logs]
+commands: list[click.Command] = [jobs, logs, rm]

@@ -183,6 +183,10 @@ def _expand_outputs(disks: tuple[str, ...], jobs_dir_opt: str | None, force_loca
         except GeryonError as exc:
             raise UnknownDisk(f"{disk}: {exc}") from exc
         summary = record.get("summary") or {}
+        from geryon.joboutput import removed
+
+        if removed(store.root, record["id"]):
+            raise UnknownDisk(f"{disk}: the output of job {record['id']} was removed (geryon rm)")
         if record.get("state") != "succeeded":
             raise UnknownDisk(f"{disk}: job {record['id']} has no output (it {record.get('state')})")
         where, urls = summary.get("output") or "", [str(p) for p in summary.get("urls") or []]
