@@ -63,7 +63,7 @@ def reference(disk: Path) -> Counter[str]:
 
 def counts_of(out: Path) -> Counter[str]:
     got: Counter[str] = Counter()
-    for part in sorted(out.glob("*.part*")):
+    for part in sorted(out.glob("part-*")):
         for line in part.read_text().splitlines():
             word, count = line.split()
             assert word not in got, f"{word} in two partitions"
@@ -121,7 +121,7 @@ def test_a_command_sees_only_its_split_and_its_variables(tmp_path: Path) -> None
     job = Job(map=step_from_arg(form, "map"), reduce=step_from_arg("{ cat }", "reduce"), partitions=1,
               split_size=4 << 10, name="seen")
     job.run([str(disk)], out=str(out), workers=2, workdir=str(tmp_path))
-    lines = [line.split("\t") for line in (out / "seen.part0").read_text().splitlines()]
+    lines = [line.split("\t") for line in (out / "part-00000").read_text().splitlines()]
     seen = sorted(v for k, v in lines if k == "seen")
     assert seen == sorted(f"./{p.name}" for p in disk.iterdir())          # once each, over all tasks
     assert {v for k, v in lines if k == "ns"} == {DISK, "scratch.cpu"}

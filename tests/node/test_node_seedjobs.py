@@ -65,7 +65,7 @@ def reference(files: dict[str, bytes]) -> Counter[str]:
 
 def counts_of(out: Path) -> Counter[str]:
     got: Counter[str] = Counter()
-    for part in sorted(out.glob("*.part*")):
+    for part in sorted(out.glob("part-*")):
         for line in part.read_text().splitlines():
             word, count = line.split()
             got[word] = int(count)
