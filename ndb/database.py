@@ -12,19 +12,22 @@ Decisions where Inferno's Db.open differs or is silent:
 - a listed file that cannot be opened is skipped, as Inferno skips it, and logged at
   INFO (`geryon -v` shows it): Inferno's own /lib/ndb/local lists files a site may
   not have, so a warning would be noise; the database notices when it appears;
-- a listed file that is malformed is an error, like a malformed first file.
+- a listed file that is malformed is an error, like a malformed first file;
+- every file must be a regular file (`file=/dev/zero` or a FIFO is refused, never read) within
+  `Limits` (file size, line and word length); a file over them is an error naming file:line.
 """
 from __future__ import annotations
 
-import io
 import logging
 import os
+import stat
 import threading
 from dataclasses import dataclass
 
 from ndb import search
 from ndb.entry import Entry
 from ndb.errors import NdbError
+from ndb.limits import DEFAULT_LIMITS, Limits
 from ndb.parse import parse
 
 log = logging.getLogger(__name__)
@@ -54,10 +57,11 @@ class Database:
             one line naming the file (and the line).
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS) -> None:
         self._path = os.fspath(path)
+        self._limits = limits
         self._lock = threading.Lock()
-        self._snapshot = _load(self._path)
+        self._snapshot = _load(self._path, limits)
 
     def __repr__(self) -> str:
         return f"Database({self._path!r})"
@@ -95,28 +99,29 @@ class Database:
     def reload(self) -> None:
         """Read the database again now; on error the previous reading stays."""
         with self._lock:
-            self._snapshot = _load(self._path)
+            self._snapshot = _load(self._path, self._limits)
 
     def _fresh(self) -> _Snapshot:
         with self._lock:
             if self.changed():
                 log.debug("%s: changed, re-reading", self._path)
-                self._snapshot = _load(self._path)
+                self._snapshot = _load(self._path, self._limits)
             return self._snapshot
 
 
-def open(path: str | os.PathLike[str]) -> Database:  # noqa: A001 - the attrdb(2) name
+def open(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS) -> Database:  # noqa: A001 - the attrdb(2) name
     """Open the ndb database whose first file is `path` (attrdb(2) `Db.open`).
 
     Raises:
-        NdbError: `path` cannot be read, or a file of the database is malformed.
+        NdbError: `path` cannot be read, or a file of the database is malformed, not a
+            regular file, or over `limits`.
     """
-    return Database(path)
+    return Database(path, limits)
 
 
-def _load(path: str) -> _Snapshot:
-    text, first_stamp = _read(path)
-    first = parse(text, path)
+def _load(path: str, limits: Limits) -> _Snapshot:
+    text, first_stamp = _read(path, limits)
+    first = parse(text, path, limits)
     listing = next((e for e in first if e.haspair("database", "")), None)
     names = listing.getall("file") if listing is not None else []
     if not names:
@@ -135,28 +140,61 @@ def _load(path: str) -> _Snapshot:
             first_placed = True
             continue
         try:
-            text, stamp = _read(full)
-        except NdbError as exc:
+            text, stamp = _read(full, limits)
+        except _Unopenable as exc:
             log.info("%s: skipping file=%s listed by the database entry: %s", path, name, exc)
             watched.append((full, stamp))
             continue
         watched.append((full, stamp))
         files.append(full)
-        entries.extend(parse(text, full))
+        entries.extend(parse(text, full, limits))
     if not first_placed:
         files.insert(0, path)
         entries[:0] = first
     return _Snapshot(tuple(files), tuple(entries), tuple(watched))
 
 
-def _read(path: str) -> tuple[str, _Stamp]:
-    """The text of `path` and its stamp, taken from the same open file."""
+class _Unopenable(NdbError):
+    """A file cannot be opened (a listed one is then skipped, as Inferno skips it)."""
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _read(path: str, limits: Limits = DEFAULT_LIMITS) -> tuple[str, _Stamp]:
+    """The text of `path` and its stamp, taken from the same open file.
+
+    Opened without blocking (a FIFO with no writer would hang the reader) and read
+    only when it is a regular file within `limits.max_file`.
+    """
     try:
-        with io.open(path, "rb") as f:
-            st = os.fstat(f.fileno())
-            data = f.read()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
-        raise NdbError(f"can't open {path}: {exc.strerror or exc}") from exc
+        raise _Unopenable(f"can't open {path}: {exc.strerror or exc}") from exc
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):           # as open(2) of a directory for reading would say
+            raise _Unopenable(f"can't open {path}: Is a directory")
+        if not stat.S_ISREG(st.st_mode):
+            raise NdbError(f"{path}: {_kind(st.st_mode)}, not a regular file: refused")
+        if limits.max_file is not None and st.st_size > limits.max_file:
+            raise NdbError(f"{path}: file of {st.st_size} bytes is over the limit of {limits.max_file}")
+        limit, chunks, got = limits.max_file, [], 0
+        while block := os.read(fd, 1 << 20 if limit is None else min(1 << 20, limit + 1 - got)):
+            chunks.append(block)                 # the file may grow while it is read
+            got += len(block)
+            if limit is not None and got > limit:
+                raise NdbError(f"{path}: file of over {limit} bytes is over the limit of {limit}")
+        data = b"".join(chunks)
+    except OSError as exc:
+        raise NdbError(f"can't read {path}: {exc.strerror or exc}") from exc
+    finally:
+        os.close(fd)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -84,8 +84,10 @@ def plan(disks: Iterable[DiskName], services: Iterable[Service]) -> dict[str, Pa
 class DiskNames:
     """The named disks of an ndb file, re-read when the file changes.
 
-    A missing or malformed file is logged (once per distinct error) and the last good
-    reading is kept; a file that never was readable names no disks.
+    A missing, malformed or oversized file (or one naming `file=/dev/zero`: see
+    `ndb.Limits`) is logged (once per distinct error) and the last good reading is kept;
+    a file that never was readable names no disks. `read` blocks: the server calls it
+    in a thread.
     """
 
     def __init__(self, path: Path) -> None:
@@ -100,6 +102,8 @@ class DiskNames:
             if self._db is None:
                 self._db = ndb.open(self.path)
             self._disks = disk_names(self._db.entries)
+            if self._last_error:
+                log.warning("ndb %s: read again: %d named disks", self.path, len(self._disks))
             self._last_error = ""
         except (ndb.NdbError, OSError) as exc:
             if str(exc) != self._last_error:

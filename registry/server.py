@@ -288,7 +288,10 @@ class RegistryServer:
         assert self._disks is not None
         current: list[Any] = []
         while True:
-            disks = self._disks.read()
+            # In a thread: a big or hostile ndb file must not stop the loop answering
+            # (and every client declaring the registry silent); DiskNames keeps the last
+            # good reading when a new one fails, and logs why.
+            disks = await asyncio.to_thread(self._disks.read)
             if disks != current or self._disk_dirty.is_set():
                 self._disk_dirty.clear()
                 current = disks
