@@ -55,10 +55,11 @@ def _open_part(where: str, secret: bytes | None) -> Any:
 
     if where.startswith("geryon://"):
         from geryon.remotefs import RemoteFS
+        from registry.tls import base_url
 
         authority, _, rest = where[len("geryon://"):].partition("/")
         chunk, _, name = rest.partition("/")
-        fs = RemoteFS(f"http://{authority}", chunk, secret)
+        fs = RemoteFS(base_url(authority), chunk, secret)
         data = fs.readbytes(name)
         fs.close()
         return io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", errors="surrogateescape", newline="\n")

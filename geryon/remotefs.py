@@ -30,6 +30,7 @@ from fs.opener import Opener
 from geryon.errors import UnknownDisk
 from geryon.node.connection import (DEFAULT_TIMEOUT, NodeConnection, NodeUnavailable, parse_node_url,
                                     raise_for)
+from registry import tls
 from registry.auth import load_secret
 
 log = logging.getLogger(__name__)
@@ -435,7 +436,7 @@ class GeryonOpener(Opener):
         hostport, _, chunk = resource.partition("/")
         secret_file = (parse_result.params or {}).get("secret_file")
         secret = load_secret(Path(secret_file)) if secret_file else _default_secret
-        remote = RemoteFS(f"http://{hostport}", chunk.strip("/"), secret)
+        remote = RemoteFS(tls.base_url(hostport), chunk.strip("/"), secret)
         if parse_result.path:
             return remote.opendir(parse_result.path, factory=None)  # type: ignore[return-value]
         return remote
@@ -454,7 +455,7 @@ def open_disk(arg: str, *, registry: Any = None, secret: bytes | None = None,
         UnknownDisk: not a URL, directory, or known name; or no live chunk holds it.
     """
     from geryon.disks import Disk, resolve
-    if arg.startswith(("geryon://", "http://", "tcp!")):
+    if arg.startswith(("geryon://", "http://", "https://", "tcp!")):
         url, chunk = parse_node_url(arg)
         return Disk(arg, RemoteFS(url, chunk, secret))
     if registry is not None and "/" not in arg and not arg.startswith("."):

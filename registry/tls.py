@@ -10,10 +10,12 @@ environment (the CLI), signing.
 """
 from __future__ import annotations
 
+import http.client
 import logging
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from registry.errors import RegistryError
 
@@ -124,3 +126,23 @@ def ssl_for(url: str) -> ssl.SSLContext | bool:
     if url.startswith("https://") and _client is not None:
         return _client
     return True
+
+
+def base_url(authority: str) -> str:
+    """`http(s)://host:port` for a cluster server named without a scheme (`geryon://`, `tcp!`)."""
+    return f"{scheme()}://{authority}"
+
+
+def http_connection(url: str, host: str, port: int | None, **kwargs: Any) -> http.client.HTTPConnection:
+    """A stdlib connection to a cluster server: HTTPS (verified by the cluster CA) for https URLs."""
+    if url.startswith("https://"):
+        ctx = _client or ssl.create_default_context()
+        return http.client.HTTPSConnection(host, port, context=ctx, **kwargs)
+    return http.client.HTTPConnection(host, port, **kwargs)
+
+
+def connector() -> Any:
+    """An aiohttp connector for a session that talks to cluster servers (the cluster CA for https)."""
+    import aiohttp                       # only callers that already use aiohttp pay for it
+
+    return aiohttp.TCPConnector(ssl=_client if _client is not None else True)

@@ -274,7 +274,7 @@ class _Disks:
     def open(self, disk: str) -> Any:
         from geryon.remotefs import open_disk
         registry = None
-        if not disk.startswith(("geryon://", "http://")) and not os.path.isdir(disk) and self.registry_url:
+        if not disk.startswith(("geryon://", "http://", "https://")) and not os.path.isdir(disk) and self.registry_url:
             if self._registry is None:
                 self._registry = _client(self.registry_url, self.secret)
             registry = self._registry
@@ -294,7 +294,7 @@ class _Disks:
 
 def split_location(arg: str) -> tuple[str, str] | None:
     """`DISK:PATH` or `geryon://host:port/chunk/PATH` -> (disk, path); None for a local file."""
-    if arg.startswith(("geryon://", "http://")):
+    if arg.startswith(("geryon://", "http://", "https://")):
         scheme, rest = arg.split("://", 1)
         hostport, _, path = rest.partition("/")
         chunk, _, inner = path.partition("/")
