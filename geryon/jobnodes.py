@@ -19,6 +19,7 @@ from geryon.members import ClusterCpu
 from geryon.task import TaskResult
 from registry.errors import RegistryError
 from registry.signer import Signer
+from registry import tls
 
 ALIVE_TIMEOUT = 2.0
 """Seconds a node has to answer `GET /v1/node` when the driver checks it."""
@@ -38,7 +39,8 @@ class _Loop:
 
     @staticmethod
     async def _session() -> aiohttp.ClientSession:
-        return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
+        return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
+                                     connector=tls.connector())
 
     def call(self, coro: Any, timeout: float | None = None) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)

@@ -32,6 +32,7 @@ from registry.errors import RegistryError
 from registry.signer import Signer
 from registry.errors import RegistryError
 from registry.store import EventKind, Service
+from registry import tls
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +205,7 @@ class Rcpu:
     def _disk_urls(self, disks: Sequence[str]) -> list[dict[str, str]]:
         out = []
         for disk in disks:
-            if disk.startswith(("geryon://", "http://", "tcp!")):
+            if disk.startswith(("geryon://", "http://", "https://", "tcp!")):
                 out.append({"name": parse_node_url(disk)[1], "url": disk})
                 continue
             url = disk_url(disk, self.registry)
@@ -270,7 +271,7 @@ class Rcpu:
     async def _run(self, cpu: CpuInfo, request: dict[str, Any], packed: tuple[str, bytes] | None,
                    out: BinaryIO, err: BinaryIO) -> int:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout)
-        async with aiohttp.ClientSession(timeout=timeout) as http:
+        async with aiohttp.ClientSession(timeout=timeout, connector=tls.connector()) as http:
             try:
                 if packed is not None:
                     await self._export(http, cpu, *packed)

@@ -24,6 +24,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from geryon.errors import GeryonError
+from registry import tls
 
 if TYPE_CHECKING:
     import aiohttp
@@ -164,7 +165,7 @@ class RemoteSession:
 
         from registry.errors import RegistryError
         from registry.signer import Signer
-        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None,
+        self._http = aiohttp.ClientSession(connector=tls.connector(), timeout=aiohttp.ClientTimeout(total=None,
                                                                          sock_connect=self.connect_timeout))
         try:
             self._ws = await asyncio.wait_for(Signer(self.secret).connect(

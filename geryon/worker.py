@@ -24,6 +24,7 @@ import os
 import sys
 import time
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -57,7 +58,7 @@ class Inputs:
     def open(self, location: str) -> tuple[FS, str | None]:
         from geryon.remotefs import RemoteFS, parse_node_url
 
-        if not location.startswith(("geryon://", "http://")):
+        if not location.startswith(("geryon://", "http://", "https://")):
             return ChunkFS(location), location
         node, chunk = parse_node_url(location)
         if node == self.self_url and chunk in self.chunks:
@@ -81,6 +82,7 @@ def http_range(location: str, seg: Segment, secret: bytes | None, timeout: float
     from geryon.reducetask import FetchFailed
     from registry.errors import RegistryError
     from registry.signer import Signer
+    from registry.tls import http_connection
 
     parts = urlsplit(location)
     path = parts.path
@@ -90,7 +92,7 @@ def http_range(location: str, seg: Segment, secret: bytes | None, timeout: float
                                               timeout=timeout)
     except (OSError, http.client.HTTPException, RegistryError) as exc:
         raise FetchFailed(location, f"node unreachable: {exc}") from exc
-    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
+    conn = http_connection(location, parts.hostname or "", parts.port, timeout=timeout)
     try:
         try:
             conn.request("GET", path, headers=headers)
@@ -135,7 +137,7 @@ def make_fetch(self_url: str, job_id: str, local_dirs: str | list[str], secret: 
             if path is None:
                 raise FetchFailed(location, "no such map output on this node")
             return file_chunks(path, seg.offset, seg.length)
-        if location.startswith("http://"):
+        if location.startswith(("http://", "https://")):
             return http_range(location, seg, secret)
         return file_chunks(location, seg.offset, seg.length)
 
@@ -163,6 +165,10 @@ def run(spec: dict[str, Any]) -> TaskResult:
     from geryon.reducetask import run_reduce_task
 
     secret = bytes.fromhex(spec["secret"]) if spec.get("secret") else None
+    if spec.get("tls_ca") is not None:         # the node speaks TLS to the cluster: so do we
+        from registry.tls import use_cluster_tls
+
+        use_cluster_tls(Path(spec["tls_ca"]) if spec["tls_ca"] else None)
     task_json = spec["task"]
     os.environ["GERYON_TASK"] = f"{'m' if task_json['kind'] == 'map' else 'r'}{task_json['index']}.a{task_json['attempt']}"
     job = jobpack.load(spec["pack"])

@@ -30,6 +30,7 @@ from registry.errors import (AuthenticationFailed, RegistryError, RegistryUnavai
 from registry.server import DEFAULT_MAX_BODY, HEADER_CLIENT, HEADER_OWNER
 from registry.signer import Signer
 from registry.store import DEFAULT_DEAD_AFTER, DEFAULT_HEARTBEAT, AttrsLike, Service, as_pairs, merged
+from registry import tls
 
 if TYPE_CHECKING:
     from registry.watch import Watch
@@ -179,7 +180,8 @@ class RegistryClient:
         return task
 
     async def _setup(self) -> None:
-        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.request_timeout))
+        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.request_timeout),
+                                           connector=tls.connector())
         self._connected = asyncio.Event()
         self._op_lock = asyncio.Lock()
         self._locate_lock = asyncio.Lock()

@@ -23,6 +23,7 @@ import aiohttp
 from registry.auth import (HEADER_NONCE, HEADER_REFUSED, HELLO_PATH, ServerIdentity,
                            sign_headers)
 from registry import tls
+from registry import tls
 from registry.channel import Channel, join
 from registry.errors import RegistryUnavailable
 
@@ -129,7 +130,7 @@ class Signer:
                 conn = http.client.HTTPSConnection(split.hostname or "", split.port, timeout=timeout,
                                                    context=tls.cluster_ssl())
             else:
-                conn = http.client.HTTPConnection(split.hostname or "", split.port, timeout=timeout)
+                conn = tls.http_connection(base, split.hostname or "", split.port, timeout=timeout)
             try:
                 conn.request("GET", HELLO_PATH)
                 resp = conn.getresponse()

@@ -19,6 +19,7 @@ from fs import errors as fserrors
 from geryon.errors import DiskFull, GeryonError, UnknownDisk
 from registry.errors import RegistryError
 from registry.signer import Signer, is_instance_refusal
+from registry import tls
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ class NodeUnavailable(GeryonError, fserrors.RemoteConnectionError):
 
 
 def parse_node_url(text: str) -> tuple[str, str]:
-    """A chunk's address -> (`http://host:port`, chunk).
+    """A chunk's address -> (`http(s)://host:port`, chunk).
 
     Accepts `geryon://host:port/chunk`, `http://host:port/chunk` and the chunk service's
     registry name `tcp!host!port!chunk` (registry names cannot hold `/`).
@@ -56,12 +57,14 @@ def parse_node_url(text: str) -> tuple[str, str]:
         if len(parts) != 4 or not all(parts[1:]) or not parts[2].isdigit():
             raise UnknownDisk(f"{text}: not a chunk address (tcp!host!port!chunk)")
         host = f"[{parts[1]}]" if ":" in parts[1] else parts[1]
-        return f"http://{host}:{parts[2]}", parts[3]
+        return tls.base_url(f"{host}:{parts[2]}"), parts[3]
     split = urlsplit(text)
     chunk = split.path.strip("/")
-    if split.scheme not in ("geryon", "http") or not split.hostname or not split.port or not chunk:
+    if split.scheme not in ("geryon", "http", "https") or not split.hostname or not split.port or not chunk:
         raise UnknownDisk(f"{text}: not a disk URL (geryon://host:port/chunk)")
-    return f"http://{split.hostname}:{split.port}", chunk
+    # geryon:// names no scheme: the cluster's (https when this process speaks TLS to it).
+    scheme = tls.scheme() if split.scheme == "geryon" else split.scheme
+    return f"{scheme}://{split.hostname}:{split.port}", chunk
 
 
 class NodeConnection:
@@ -83,7 +86,7 @@ class NodeConnection:
         with self._lock:
             if self._idle:
                 return self._idle.pop()
-        return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout, blocksize=1 << 20)
+        return tls.http_connection(self.url, self.host, self.port, timeout=self.timeout, blocksize=1 << 20)
 
     def _put(self, conn: http.client.HTTPConnection) -> None:
         with self._lock:

@@ -41,6 +41,7 @@ from geryon.untar import UnpackLimits, UnpackRefused, extract, remove_tree, swee
 from registry.auth import ServerIdentity, body_limit
 from registry.channel import Channel, ChannelRefused, accept
 from registry.signer import Signer
+from registry import tls
 from shell.block import command_argv
 
 log = logging.getLogger(__name__)
@@ -188,7 +189,8 @@ class CpuService:
         node, chunk = parse_node_url(url)
         path = f"/v1/chunks/{chunk}/archive"
         if self._http is None:
-            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600))
+            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600),
+                                               connector=tls.connector())
         spool = dest + ".tar"
         try:
             async with await self.signer.send(self._http, "GET", node, path) as resp:

@@ -54,6 +54,7 @@ from geryon.untar import UnpackLimits, sweep_staging
 from geryon.outputs import OUTPUT_CHUNK, SUCCESS_NAME, part_name
 from registry.auth import ServerIdentity, body_limit
 from registry.channel import Channel, ChannelRefused, accept
+from registry import tls
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,15 @@ _SAFE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,200}\Z")
 _HASH = re.compile(r"[0-9a-f]{64}\Z")
 _STAGED = re.compile(r"[A-Za-z0-9_.+-]+\.part[0-9]+\.a[0-9]+\Z")
 _OUTPUT_FILE = re.compile(r"(part-[0-9]{5,}|_SUCCESS)\Z")
+
+
+def _tls_ca() -> str | None:
+    """What workers need to speak to the cluster as this node does: None (plain HTTP), else
+    the cluster CA's path ("" for the system's CAs)."""
+    if tls.cluster_ssl() is None:
+        return None
+    ca = tls.cluster_ca()
+    return str(ca) if ca is not None else ""
 
 
 def _bad(message: str, status: int = 400) -> web.Response:
@@ -347,7 +357,8 @@ class JobService:
                 "staging": staging_name(job), "self_url": self.self_url,
                 "job_dirs": [os.path.join(r, staging_name(job)) for r in self._roots()],
                 "chunks": {n: c.fs.root_path for n, c in self.chunks.items()},
-                "secret": self.secret.hex() if self.secret is not None else None, "result": result_path}
+                "secret": self.secret.hex() if self.secret is not None else None,
+                "tls_ca": _tls_ca(), "result": result_path}
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "geryon.worker", job, tid, cwd=results, stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True)

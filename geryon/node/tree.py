@@ -46,6 +46,7 @@ from geryon.session import DEFAULT_DEAD_AFTER, DEFAULT_HEARTBEAT, NoResources
 from registry.channel import Channel
 from registry.errors import RegistryError
 from registry.signer import Signer
+from registry import tls
 from registry.backoff import Backoff
 
 log = logging.getLogger(__name__)
@@ -286,13 +287,13 @@ class Children:
 
 # -- the child's side: the link up ----------------------------------------------------------
 def parent_url(parent: str) -> str | None:
-    """`http://...` as is, `tcp!host!port` as http; None for a node name (look it up)."""
+    """`http(s)://...` as is, `tcp!host!port` in the cluster's scheme; None for a node name (look it up)."""
     if parent.startswith(("http://", "https://")):
         return parent.rstrip("/")
     if parent.startswith("tcp!"):
         parts = parent.split("!")
         if len(parts) >= 3 and parts[2].isdigit():
-            return f"http://{parts[1]}:{parts[2]}"
+            return tls.base_url(f"{parts[1]}:{parts[2]}")
         raise GeryonError(f"parent {parent}: not tcp!host!port")
     return None
 
@@ -345,7 +346,7 @@ class ParentLink:
     async def run(self) -> None:
         backoff = Backoff()
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.dead_after)
-        async with aiohttp.ClientSession(timeout=timeout) as http:
+        async with aiohttp.ClientSession(timeout=timeout, connector=tls.connector()) as http:
             while True:
                 try:
                     url = await self.url()

@@ -114,9 +114,11 @@ def test_a_client_without_the_cluster_ca_is_refused(tls_cluster: FaultCluster, t
                  ("regquery", "--registry", tls_cluster.registry_url.replace("https://", "http://"), "svc", "rstyx")):
         done = _geryon(env, *args)
         assert done.returncode == 1 and done.stdout == ""
-        lines = done.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("geryon: "), done.stderr
-    assert "certificate" in _geryon(env, "regquery", "svc", "rstyx").stderr
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr      # one line (click's `Error: ...`)
+    assert "certificate verify failed" in _geryon(env, "regquery", "svc", "rstyx").stderr
+    ran = _geryon(env, "rcpu", "echo should not run")
+    assert ran.returncode == 1 and ran.stdout == "" and "certificate verify failed" in ran.stderr
+    assert ran.stderr.strip().splitlines()[-1].startswith("geryon: ")
 
 
 def test_a_passive_observer_sees_no_plaintext(tls_cluster: FaultCluster) -> None:
