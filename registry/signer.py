@@ -23,7 +23,6 @@ import aiohttp
 from registry.auth import (HEADER_NONCE, HEADER_REFUSED, HELLO_PATH, ServerIdentity,
                            sign_headers)
 from registry import tls
-from registry import tls
 from registry.channel import Channel, join
 from registry.errors import RegistryUnavailable
 
