@@ -63,8 +63,9 @@ def init(secret_file: str | None, force: bool, rotate: bool, grace: float, tls: 
         if rotate:
             old = rotate_secret(path, grace=grace)
             until = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(old.expires))
-            click.echo(f"wrote a new cluster secret {path}; the old one ({old_secret_path(path)}) is accepted "
-                       f"until {until}: copy both files (mode 0600) to every machine, then restart its servers")
+            click.echo(f"wrote a new cluster secret {path}; the old one is kept in {old_secret_path(path)} "
+                       f"(grace until {until}; servers do not read it yet): copy the new secret (mode 0600) "
+                       "to every machine, then restart its servers")
         elif tls and not force:
             _, created = ensure_secret(path)
             if created:
