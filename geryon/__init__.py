@@ -7,11 +7,12 @@ from geryon.api import JobResult, run_job
 from geryon.counters import increment_counter, set_status
 from geryon.errors import DiskFull, GeryonError, JobDefinitionError, JobFailed, UnknownDisk
 from geryon.job import Job
+from geryon.jobparams import param, params
 from geryon.session import session  # after the submodule import: `geryon.session` is the function
 
 __all__ = [
     "DiskFull", "GeryonError", "Job", "JobDefinitionError", "JobFailed", "JobResult", "UnknownDisk",
-    "disk", "increment_counter", "rcpu", "run_job", "session", "set_status",
+    "disk", "increment_counter", "param", "params", "rcpu", "run_job", "session", "set_status",
 ]
 
 

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from geryon.job import Job
+from geryon.jobparams import task_environment
 from geryon.maptask import run_with_replicas
 from geryon.reducetask import run_reduce_task
 from geryon.task import MapTask, ReduceTask, TaskResult
@@ -56,7 +57,7 @@ def run_task(job_id: str, task: MapTask | ReduceTask, capture: str = "") -> Task
     that a map's print() never mixes with the job's own output lines; "" leaves them alone.
     """
     job = _JOBS[job_id]
-    with _captured(capture) as read:
+    with _captured(capture) as read, task_environment(job):
         if isinstance(task, MapTask):
             result = run_with_replicas(job, task)
         else:

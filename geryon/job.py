@@ -80,12 +80,21 @@ class Job:
     split_size: int | None = None  # None: chosen from the input size and the slots
     env: tuple[tuple[str, str], ...] = field(default=())
     skip_bad: int = 0  # malformed input records a map task may skip (counted), Hadoop's skip mode
+    params: Any = ()   # job parameters (`-D name=value`): a mapping, or (name, value) pairs; see geryon.param
+    cmdenv: Any = ()   # environment of every task (`--cmdenv NAME=VALUE`): a mapping, or pairs
+    files: tuple[str, ...] = ()     # other files that travel with the job (`--files`)
+    py_files: tuple[str, ...] = ()  # modules that travel whatever import analysis finds (`--py-files`)
 
     def __post_init__(self) -> None:
         for attr in ("map", "reduce", "combine"):
             object.__setattr__(self, attr, as_step(getattr(self, attr), attr))
         if self.map is None:
             raise JobDefinitionError("a job needs a map step")
+        for attr in ("params", "cmdenv"):
+            object.__setattr__(self, attr, _pairs(getattr(self, attr), attr))
+        for attr in ("files", "py_files"):
+            value = getattr(self, attr)
+            object.__setattr__(self, attr, (value,) if isinstance(value, str) else tuple(str(v) for v in value))
         if not self.name:
             object.__setattr__(self, "name", default_name(self.map))
         if self.partitions < 1:
@@ -135,6 +144,27 @@ class Job:
         return h.hexdigest()[:12]
 
 
+def _pairs(value: Any, what: str) -> tuple[tuple[str, str], ...]:
+    """A mapping or (name, value) pairs as sorted pairs of str (params, cmdenv)."""
+    items = value.items() if hasattr(value, "items") else value
+    try:
+        pairs = {str(k): str(v) for k, v in items}
+    except (TypeError, ValueError) as exc:
+        raise JobDefinitionError(f"{what} must be a mapping of names to values") from exc
+    for name in pairs:
+        if not name or "=" in name or "\0" in name:
+            raise JobDefinitionError(f"bad {what} name {name!r}")
+    return tuple(sorted(pairs.items()))
+
+
+def parse_assignment(text: str, what: str) -> tuple[str, str]:
+    """`NAME=VALUE` (a -D or --cmdenv argument) as a pair."""
+    name, eq, value = text.partition("=")
+    if not eq or not name.strip():
+        raise JobDefinitionError(f"{what} wants NAME=VALUE, not {text!r}")
+    return name.strip(), value
+
+
 def as_step(obj: Any, kind: str) -> Step | None:
     """Normalise a job argument (function, command, argv or Step) to a Step."""
     if obj is None or isinstance(obj, Step):
@@ -178,12 +208,27 @@ def load_script(path: str) -> ModuleType:
         raise JobDefinitionError(f"{path}: cannot be loaded as a Python script")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
+    directory = os.path.dirname(os.path.abspath(path))
+    # As `python map.py` does: the script's directory comes first while it loads, so its
+    # helper modules are found (locally and in a job pack alike); afterwards it stays on
+    # the path, last, for imports made inside the job's functions.
+    sys.path.insert(0, directory)
     try:
         spec.loader.exec_module(module)
     except Exception as exc:
         del sys.modules[name]
         raise JobDefinitionError(f"{path}: {type(exc).__name__}: {exc}") from exc
+    finally:
+        sys.path.remove(directory)
+        add_import_path(directory)
     return module
+
+
+def add_import_path(directory: str) -> None:
+    """Put `directory` on sys.path (at the end) unless it is there already."""
+    directory = os.path.abspath(directory)
+    if directory not in sys.path:
+        sys.path.append(directory)
 
 
 def is_python_script(arg: str) -> bool:

@@ -1,8 +1,10 @@
 """Job packs: a job's code and settings as one content-addressed archive, never pickled.
 
-A pack is a deterministic tar (sorted members, fixed times and owners) of the directory
-holding the job's scripts, plus `geryon-job.json` naming each step as a script path inside
-the pack and a function name (or a command) and the job's settings. Its name is the
+A pack is a deterministic tar (sorted members, fixed times and owners) of the job's files
+(its scripts, the modules they import from their own directory, the files it names: see
+`geryon.jobfiles`; never the rest of the directory), plus `geryon-job.json` naming each step
+as a script path inside the pack and a function name (or a command) and the job's settings,
+parameters and task environment. Its name is the
 SHA-256 of its bytes, so a node caches a pack once and can check what it was sent.
 Unpacking (`unpack`) goes through `geryon.untar`, which bounds the unpacked size and
 refuses unsafe members. Not here: sending
@@ -22,7 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from geryon.errors import GeryonError
-from geryon.job import Job, Step, load_script
+from geryon.job import Job, Step, add_import_path, load_script
+from geryon.jobfiles import DEFAULT_MAX_FOUND, JobFilesError, gather
 from geryon.untar import UnpackLimits, UnpackRefused, extract, remove_tree
 
 log = logging.getLogger(__name__)
@@ -31,7 +34,7 @@ MANIFEST = "geryon-job.json"
 """The pack member describing the job."""
 
 MAX_PACK = 256 << 20
-"""The largest pack accepted (bytes): a job directory, not a data set."""
+"""The largest pack accepted (bytes): a job's code, not a data set."""
 
 STAGING_MARK = ".tmp-"
 """Infix of a pack being unpacked in a node's cache (`<digest>.tmp-<random>`)."""
@@ -70,12 +73,14 @@ def _script_of(step: Step) -> tuple[str, str | None]:
     return os.path.abspath(path), getattr(func, "__name__", None)
 
 
-def build(job: Job, base: str | None = None) -> JobPack:
-    """Pack `job`: the directory holding its scripts (or `base`) and its settings.
+def build(job: Job, base: str | None = None, max_found: int = DEFAULT_MAX_FOUND) -> JobPack:
+    """Pack `job`: its scripts, the modules they import from their directory, its named files
+    (`job.py_files`, `job.files`) and its settings, with `base` (default: the first script's
+    directory) as the pack's top.
 
     Raises:
-        JobPackError: a step is a function with no file (a lambda, a closure), or a script
-            lies outside the packed directory.
+        JobPackError: a step is a function with no file (a lambda, a closure), a script
+            lies outside the packed directory, or the job's files cannot be gathered.
     """
     steps: dict[str, Any] = {}
     scripts: list[str] = []
@@ -105,25 +110,25 @@ def build(job: Job, base: str | None = None) -> JobPack:
                 spec["command"][0] = os.path.relpath(first, root)
                 spec["relative"] = True
     manifest = {"steps": steps, "settings": {k: getattr(job, k) for k in _SETTINGS},
-                "env": [list(p) for p in job.env]}
-    return JobPack.of(_tar(root, json.dumps(manifest, sort_keys=True).encode()))
+                "env": [list(p) for p in job.env], "params": [list(p) for p in job.params],
+                "cmdenv": [list(p) for p in job.cmdenv]}
+    try:
+        members = gather(sorted(set(scripts)), root, py_files=job.py_files, files=job.files, max_found=max_found)
+    except JobFilesError as exc:
+        raise JobPackError(str(exc)) from exc
+    return JobPack.of(_tar(members, json.dumps(manifest, sort_keys=True).encode()))
 
 
-def _tar(root: str, manifest: bytes) -> bytes:
+def _tar(members: dict[str, str], manifest: bytes) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         _add_bytes(tar, MANIFEST, manifest, 0o644)
-        for dirpath, dirs, files in os.walk(root):
-            dirs[:] = sorted(d for d in dirs if d not in ("__pycache__", ".git") and not d.endswith(".out"))
-            for name in sorted(files):
-                full = os.path.join(dirpath, name)
-                if os.path.islink(full) or not os.path.isfile(full) or name.endswith(".pyc"):
-                    continue
-                rel = os.path.relpath(full, root)
-                with open(full, "rb") as f:
-                    _add_bytes(tar, rel, f.read(), 0o755 if os.access(full, os.X_OK) else 0o644)
-                if buf.tell() > MAX_PACK:
-                    raise JobPackError(f"job directory {root} is larger than {MAX_PACK >> 20} MiB")
+        for name in sorted(members):
+            full = members[name]
+            with open(full, "rb") as f:
+                _add_bytes(tar, name, f.read(), 0o755 if os.access(full, os.X_OK) else 0o644)
+            if buf.tell() > MAX_PACK:
+                raise JobPackError(f"the job's files are larger than {MAX_PACK >> 20} MiB")
     return buf.getvalue()
 
 
@@ -173,8 +178,8 @@ def unpack(data: bytes, cache: str, digest: str | None = None, limits: UnpackLim
 def load(directory: str) -> Job:
     """The Job described by an unpacked pack, its scripts loaded from `directory`."""
     try:
-        with open(os.path.join(directory, MANIFEST)) as f:
-            manifest = json.load(f)
+        manifest = _manifest(directory)
+        add_import_path(directory)   # modules shipped at the pack's top (--py-files) import as here
         steps: dict[str, Step | None] = {}
         for kind, spec in manifest["steps"].items():
             if spec is None:
@@ -196,6 +201,30 @@ def load(directory: str) -> Job:
         settings = dict(manifest["settings"])
         env = tuple(tuple(p) for p in manifest.get("env", ()))
         return Job(map=steps["map"], reduce=steps.get("reduce"), combine=steps.get("combine"),
-                   env=env, **settings)  # type: ignore[arg-type]
+                   env=env, params=tuple(tuple(p) for p in manifest.get("params", ())),
+                   cmdenv=tuple(tuple(p) for p in manifest.get("cmdenv", ())),
+                   **settings)  # type: ignore[arg-type]
     except (KeyError, TypeError, ValueError) as exc:
         raise JobPackError(f"job pack manifest unreadable: {exc}") from exc
+
+
+def _manifest(directory: str) -> dict[str, Any]:
+    with open(os.path.join(directory, MANIFEST)) as f:
+        manifest = json.load(f)
+    if not isinstance(manifest, dict):
+        raise ValueError("not an object")
+    return manifest
+
+
+def environment(directory: str) -> dict[str, str]:
+    """The environment a task of the unpacked job gets (set before its scripts load)."""
+    from types import SimpleNamespace
+
+    from geryon.jobparams import task_env
+
+    try:
+        manifest = _manifest(directory)
+        pairs = {k: tuple(tuple(p) for p in manifest.get(k, ())) for k in ("env", "params", "cmdenv")}
+    except (OSError, KeyError, TypeError, ValueError) as exc:
+        raise JobPackError(f"job pack manifest unreadable: {exc}") from exc
+    return task_env(SimpleNamespace(**pairs))

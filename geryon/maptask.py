@@ -23,6 +23,7 @@ from geryon import counters
 from geryon.chunk import ChunkFS
 from geryon.errors import DiskFull, GeryonError
 from geryon.job import Job, is_sum
+from geryon.jobparams import task_env
 from geryon.partition import partitioner
 from geryon.badrecords import BadRecord, SkipBudget
 from geryon.inputview import InputView, build_view, remove_view
@@ -108,7 +109,7 @@ def run_map_task(job: Job, task: MapTask, open_input: Callable[[str], tuple[FS, 
         if job.map.streaming:
             view = build_view(disk_fs, task.split, view_dir or task.workdir, f"m{task.index}.a{task.attempt}",
                               local_root)
-            env = {**view.env(), "GERYON_TASK": task.id, **dict(job.env)}
+            env = {**view.env(), "GERYON_TASK": task.id, **task_env(job, streaming=True)}
             assert job.map.command is not None
             # Linked files were not read: the feed reads them all, through the manifest.
             with StreamingProcess(job.map.command, raw_chunks(disk_fs, task.split, local_root),

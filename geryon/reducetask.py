@@ -20,6 +20,7 @@ from geryon.aggregate import sum_blocks
 from geryon.codec import format_bytes_lines, format_lines, raw_block_stream, text_field
 from geryon.errors import DiskFull, GeryonError
 from geryon.job import Job, is_sum
+from geryon.jobparams import task_env
 from geryon.segments import Segment, file_chunks, iter_blocks, iter_records
 from geryon.streaming import CommandFailed, StreamingProcess
 from geryon.task import ReduceTask, TaskResult, describe_key, traceback_tail
@@ -209,7 +210,7 @@ def run_reduce_task(job: Job, task: ReduceTask, fetch: Fetch = local_fetch) -> T
         out_fs.makedirs(task.staging, recreate=True)
         with out_fs.openbin(name, "wb") as out:
             if job.reduce is not None and job.reduce.streaming:
-                env = {"GERYON_TASK": task.id, **dict(job.env)}
+                env = {"GERYON_TASK": task.id, **task_env(job, streaming=True)}
                 assert job.reduce.command is not None
                 with StreamingProcess(job.reduce.command, state.input_lines(), cwd=task.out_root, env=env) as proc:
                     n = 0

@@ -171,6 +171,7 @@ def run(spec: dict[str, Any]) -> TaskResult:
         use_cluster_tls(Path(spec["tls_ca"]) if spec["tls_ca"] else None)
     task_json = spec["task"]
     os.environ["GERYON_TASK"] = f"{'m' if task_json['kind'] == 'map' else 'r'}{task_json['index']}.a{task_json['attempt']}"
+    os.environ.update(jobpack.environment(spec["pack"]))   # before the scripts load: they may read it
     job = jobpack.load(spec["pack"])
     work = os.path.join(spec["out_root"], spec["staging"])
     if task_json["kind"] == "map":
@@ -197,10 +198,14 @@ def main() -> int:
 
         task = spec.get("task", {})
         tid = f"{'m' if task.get('kind') == 'map' else 'r'}{task.get('index', '?')}"
-        kind = "user" if type(exc).__name__ == "JobPackError" or isinstance(exc, SyntaxError) else "system"
+        from geryon.errors import JobDefinitionError
+
+        # The job's own code does not load (an import the node cannot satisfy, a syntax
+        # error): the same on every node, so the job fails at once and no node is blamed.
+        user = isinstance(exc, (JobDefinitionError, SyntaxError, ImportError)) or type(exc).__name__ == "JobPackError"
         result = TaskResult(task=tid, attempt=int(task.get("attempt", 0)), ok=False,
                             error=f"task {tid} could not start: {type(exc).__name__}: {exc}",
-                            error_kind=kind, detail=traceback_tail(exc))
+                            error_kind="user" if user else "system", detail=traceback_tail(exc.__cause__ or exc))
     result.seconds = time.monotonic() - started
     tmp = spec["result"] + ".tmp"
     with open(tmp, "w") as f:

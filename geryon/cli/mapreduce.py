@@ -14,7 +14,9 @@ from typing import Any
 import click
 
 from geryon.errors import GeryonError, UnknownDisk
-from geryon.job import DEFAULT_PARTITIONS, READERS, Job, combine_from_script, step_from_arg
+from geryon.job import (DEFAULT_PARTITIONS, READERS, Job, add_import_path, combine_from_script, parse_assignment,
+                        step_from_arg)
+from geryon.jobparams import task_env
 from geryon.codec import FORMATS
 from geryon.partition import PARTITIONERS
 from geryon.cli.common import cluster_secret, fail, ndb_option, secret_option, showing, size_type
@@ -44,6 +46,15 @@ from geryon.cli.common import cluster_secret, fail, ndb_option, secret_option, s
               help="Memory per task for sorting before spilling to disk.")
 @click.option("--split-size", type=size_type, default=None,
               help="Input bytes per map task [from the input size: one task per worker at least, up to 128M].")
+@click.option("-D", "defines", multiple=True, metavar="NAME=VALUE",
+              help="A job parameter, read in the job with geryon.param(NAME) (repeatable; Hadoop's -D).")
+@click.option("--cmdenv", "cmdenv", multiple=True, metavar="NAME=VALUE",
+              help="An environment variable of every task, local or on any node (repeatable; Hadoop Streaming's).")
+@click.option("--py-files", "py_files", multiple=True, type=click.Path(exists=True), metavar="PATH",
+              help="A module or package to ship with the job, besides those its scripts import (repeatable).")
+@click.option("--files", "files", multiple=True, type=click.Path(exists=True), metavar="PATH",
+              help="A file to ship with the job beside its scripts (repeatable); dotfiles and other files "
+                   "of the job's directory never travel unless named.")
 @click.option("--workdir", type=click.Path(file_okay=False, exists=True),
               help="Where map outputs (the intermediate data) go [$TMPDIR].")
 @ndb_option
@@ -62,7 +73,8 @@ def mapreduce(map_step: str, reduce_step: str, disks: tuple[str, ...], partition
               sort_budget: int, split_size: int | None, workdir: str | None, ndb_file: str | None,
               quiet: bool, skip_bad: int = 0, force_local: bool = False, registry_url: str | None = None,
               secret_file: str | None = None, lease: float = 5.0, jobs_dir_opt: str | None = None,
-              pick: str = "rr") -> None:
+              pick: str = "rr", defines: tuple[str, ...] = (), cmdenv: tuple[str, ...] = (),
+              py_files: tuple[str, ...] = (), files: tuple[str, ...] = ()) -> None:
     """Run MAP on every DISK, partition into R, sort and REDUCE each partition.
 
     MAP and REDUCE are Python scripts defining map(key, value) and reduce(key, values)
@@ -75,12 +87,19 @@ def mapreduce(map_step: str, reduce_step: str, disks: tuple[str, ...], partition
     from geryon.progress import LineProgress, RichProgress, summary_lines, summary_table
 
     try:
+        params = dict(parse_assignment(d, "-D") for d in defines)
+        task_vars = dict(parse_assignment(e, "--cmdenv") for e in cmdenv)
+        for path in py_files:   # importable here as they will be in the pack
+            add_import_path(os.path.dirname(os.path.abspath(path)))
+        # the scripts load in this process: what they read at import time is what their tasks see
+        os.environ.update(task_env(Job(map="true", params=params, cmdenv=task_vars)))
         map_s = step_from_arg(map_step, "map", streaming)
         reduce_s = step_from_arg(reduce_step, "reduce", streaming)
         combine_s = None if streaming else (combine_from_script(reduce_step) or combine_from_script(map_step))
         job = Job(map=map_s, reduce=reduce_s, combine=combine_s, partitions=partitions, name=name or "",
                   reader=reader, partitioner=partitioner, format=fmt, sort_budget=sort_budget,
-                  split_size=split_size, env=(("GERYON_PARTITIONS", str(partitions)),), skip_bad=skip_bad)
+                  split_size=split_size, env=(("GERYON_PARTITIONS", str(partitions)),), skip_bad=skip_bad,
+                  params=params, cmdenv=task_vars, py_files=py_files, files=files)
         disks = _expand_outputs(disks, jobs_dir_opt, force_local)
         problem = None if force_local or registry_url is not None else _local_problem(disks, ndb_file)
     except GeryonError as exc:
@@ -214,7 +233,8 @@ def _record(jobs_dir_opt: str | None, job: Job, disks: tuple[str, ...], partitio
         return store.begin(new_job_id(job.name), {
             "name": job.name, "mode": mode, "argv": sys.argv, "map": job.map.describe(),
             "reduce": job.reduce.describe() if job.reduce else "", "disks": list(disks),
-            "partitions": partitions, "cpus": [], "started": time.time()})
+            "partitions": partitions, "cpus": [], "started": time.time(),
+            "params": dict(job.params), "cmdenv": dict(job.cmdenv)})
     except (ImportError, OSError, GeryonError) as exc:
         click.echo(f"geryon: warning: job not recorded: {exc}", err=True)
         return None
