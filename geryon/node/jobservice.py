@@ -1,7 +1,8 @@
 """The job service: run MapReduce task attempts for a cluster job driver, serve their outputs.
 
 Routes (signed with the cluster secret):
-  GET  /v1/jobs/packs/{hash}         200 if the job pack is cached here, else 404
+  GET  /v1/jobs/packs/{hash}         200 if the job pack is cached here, else 404 (packs are
+                                     pruned least recently used first: `geryon.node.packcache`)
   PUT  /v1/jobs/packs/{hash}         the pack's bytes (checked against the hash, unpacked once)
   GET  /v1/jobs/run                  WebSocket: the attempt's request, then stderr frames and the result
   GET  /v1/jobs/{job}/hold           WebSocket held by the job's driver: when it closes, the job's
@@ -55,6 +56,7 @@ from geryon.outputs import OUTPUT_CHUNK, SUCCESS_NAME, part_name
 from registry.auth import ServerIdentity, body_limit
 from registry.channel import Channel, ChannelRefused, accept
 from registry import tls
+from geryon.node.packcache import DEFAULT_PACK_CACHE, PackCache
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +107,8 @@ class JobService:
 
     def __init__(self, node: str, chunks: dict[str, ServedChunk], self_url: str, secret: bytes | None,
                  work_dir: str, *, driver_heartbeat: float = DEFAULT_DRIVER_HEARTBEAT,
-                 unpack: UnpackLimits | None = None, identity: ServerIdentity | None = None) -> None:
+                 unpack: UnpackLimits | None = None, identity: ServerIdentity | None = None,
+                 pack_cache: int = DEFAULT_PACK_CACHE) -> None:
         self.node, self.chunks, self.self_url, self.secret = node, chunks, self_url, secret
         self.unpack = unpack or UnpackLimits()
         self.identity = identity or ServerIdentity.new(f"node:{node}", secret)
@@ -119,6 +122,7 @@ class JobService:
         if OUTPUT_CHUNK in chunks:
             raise GeryonError(f"disk name {OUTPUT_CHUNK} is reserved (this node's job outputs)")
         chunks[OUTPUT_CHUNK] = ServedChunk(OUTPUT_CHUNK, ChunkFS(self.out_root), replica=True)
+        self.pack_cache = PackCache(self.packs, pack_cache)
         self.running: dict[int, tuple[str, asyncio.subprocess.Process]] = {}
         self.holds: dict[str, int] = {}
         self._sweep()
@@ -181,12 +185,12 @@ class JobService:
         digest = request.match_info["hash"]
         if not _HASH.match(digest):
             return _bad("bad pack hash")
-        present = os.path.isdir(os.path.join(self.packs, digest))
+        present = self.pack_cache.has(digest)
         return web.json_response({"present": present}, status=200 if present else 404)
 
     @body_limit(DEFAULT_MAX_PACK)
     async def _put_pack(self, request: web.Request) -> web.Response:
-        from geryon.jobpack import MAX_PACK, JobPackError, unpack
+        from geryon.jobpack import MAX_PACK, JobPackError
 
         digest = request.match_info["hash"]
         if not _HASH.match(digest):
@@ -195,7 +199,7 @@ class JobService:
         if body is None:
             return _bad(f"job pack refused: larger than {MAX_PACK} bytes")
         try:
-            await asyncio.get_running_loop().run_in_executor(None, unpack, body, self.packs, digest, self.unpack)
+            await asyncio.get_running_loop().run_in_executor(None, self.pack_cache.put, body, digest, self.unpack)
         except JobPackError as exc:
             log.info("pack %s refused: %s", digest[:12], exc)
             return _bad(str(exc))
@@ -334,11 +338,11 @@ class JobService:
             job, digest, task = str(req.get("job", "")), str(req.get("pack", "")), req.get("task")
             if not _SAFE.match(job) or not _HASH.match(digest) or not isinstance(task, dict):
                 raise ValueError("bad run request")
-            pack = os.path.join(self.packs, digest)
-            if not os.path.isdir(pack):
-                raise ValueError("job pack not on this node (upload it first)")
-            root, disk = self._out_root(req.get("out_chunk"))
-            await self._attempt(ws, job, pack, task, root)
+            with self.pack_cache.using(digest) as pack:
+                if not os.path.isdir(pack):
+                    raise ValueError("job pack not on this node (upload it first)")
+                root, disk = self._out_root(req.get("out_chunk"))
+                await self._attempt(ws, job, pack, task, root)
         except (ValueError, asyncio.TimeoutError, OSError) as exc:
             log.info("task refused: %s", exc)
             with contextlib.suppress(ConnectionError, RuntimeError):
