@@ -111,7 +111,7 @@ def test_a_helper_module_imports_locally_without_pythonpath(tmp_path):
                            "--name", "h", str(home / "map.py"), str(home / "map.py"), str(disk)],
                           capture_output=True, text=True, cwd=elsewhere, env=_env(), timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert (tmp_path / "out" / "h.part0").read_text() == "X\t2\nY\t1\n"
+    assert (tmp_path / "out" / "part-00000").read_text() == "X\t2\nY\t1\n"
 
 
 PARAM_JOB = '''
@@ -144,7 +144,7 @@ def test_params_and_cmdenv_reach_local_tasks(tmp_path):
                                "-D", "minlen=3", "--cmdenv", "MYVAR=hello", str(d / "p.py"), str(d / "p.py"),
                                str(disk)], capture_output=True, text=True, cwd=tmp_path, env=_env(), timeout=120)
         assert proc.returncode == 0, proc.stderr
-        assert (out / "p.part0").read_text() == "ccc\t3|hello\ndddd\t3|hello\n"
+        assert (out / "part-00000").read_text() == "ccc\t3|hello\ndddd\t3|hello\n"
 
 
 def test_streaming_tasks_see_params_and_cmdenv(tmp_path):
@@ -157,7 +157,7 @@ def test_streaming_tasks_see_params_and_cmdenv(tmp_path):
                            '{ cat >/dev/null; printf "%s\\t%s\\n" "$my_param$MYVAR" "$GERYON_PARAMS" }', "cat",
                            str(disk)], capture_output=True, text=True, cwd=tmp_path, env=_env(), timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert (out / "s.part0").read_text() == '7v\t{"my.param": "7"}\n'
+    assert (out / "part-00000").read_text() == '7v\t{"my.param": "7"}\n'
 
 
 @pytest.mark.parametrize("arg", ["-D", "--cmdenv"])

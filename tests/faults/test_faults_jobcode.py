@@ -56,9 +56,9 @@ def test_helpers_params_and_cmdenv_travel_and_nothing_else(fault_cluster: FaultC
                  *opts, "map.py", "map.py", *sorted(c.corpus), env=env)
     assert local.returncode == 0, local.stderr
     for r in range(2):
-        got = (c.tmp / "out" / f"wc.part{r}").read_bytes()
-        assert got == (c.tmp / "local" / f"wc.part{r}").read_bytes()
-    lines = b"".join((c.tmp / "out" / f"wc.part{r}").read_bytes() for r in range(2)).decode().splitlines()
+        got = (c.tmp / "out" / f"part-{r:05d}").read_bytes()
+        assert got == (c.tmp / "local" / f"part-{r:05d}").read_bytes()
+    lines = b"".join((c.tmp / "out" / f"part-{r:05d}").read_bytes() for r in range(2)).decode().splitlines()
     assert lines and all(k.endswith("!") and k[:-1].isupper() and len(k) >= 6 for k in (ln.split("\t")[0] for ln in lines))
     rec = job_record(c.jobs_dir)
     assert rec["params"] == {"minlen": "5"} and rec["cmdenv"] == {"SUFFIX": "!"}
