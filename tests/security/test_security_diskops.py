@@ -34,18 +34,7 @@ SECRET_SIZE = len(SECRET)
 SECRET_SHA = hashlib.sha256(SECRET).hexdigest()
 
 
-@pytest.fixture(autouse=True)
-def _no_thread_leaks(no_thread_leaks: None) -> None:
-    """Every test here must stop the threads it starts."""
-
-
-@pytest.fixture
-def cluster(tmp_path: Path, secret_file: Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path, secret_file)
-    try:
-        yield c
-    finally:
-        c.stop()
+# Fixtures `cluster` and the thread-leak check: tests/security/conftest.py.
 
 
 def plant(disk: Path, outside: Path) -> None:

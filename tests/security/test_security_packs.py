@@ -24,18 +24,7 @@ MANIFEST = b'{"steps": {"map": null}, "settings": {}, "env": []}'
 GIB3 = 3 << 30
 
 
-@pytest.fixture(autouse=True)
-def _no_thread_leaks(no_thread_leaks: None) -> None:
-    """Every test here must stop the threads it starts."""
-
-
-@pytest.fixture
-def cluster(tmp_path: Path, secret_file: Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path, secret_file)
-    try:
-        yield c
-    finally:
-        c.stop()
+# Fixtures `cluster` and the thread-leak check: tests/security/conftest.py.
 
 
 def _tar(add: Callable[[tarfile.TarFile], None], fmt: int = tarfile.PAX_FORMAT, manifest: bool = True) -> bytes:
