@@ -66,7 +66,8 @@ HEADER_CONTENT_SHA256 = "X-Geryon-Content-SHA256"
 """The SHA-256 of the body, declared by the client and covered by the signature."""
 
 HEADER_REFUSED = "X-Geryon-Refused"
-"""On a 401: `instance` when the request was signed for an earlier run of this server."""
+"""On a 401: `instance` when the request was signed for another server or an earlier run of this
+one than the one now at this address (see `WrongInstance`)."""
 
 SIGNED_HEADERS = ("X-Geryon-Owner", "X-Geryon-Client", "Range", "Content-Type", HEADER_CONTENT_SHA256)
 """Headers that change a request's meaning: covered by every signature (absent counts too)."""
@@ -111,7 +112,11 @@ class ServerIdentity:
 
 
 class WrongInstance(AuthenticationFailed):
-    """A request signed for an earlier run of this server (the client should ask again)."""
+    """A request signed for another server, or an earlier run of this one, than the one now at
+    this address (the client's idea of the address is stale: it should ask `GET /v1/hello` again).
+
+    Telling the client so is safe: it re-signs for the identity it learns; a replayed request
+    is still refused."""
 
 
 def _message(method: str, target: str, host: str, server: ServerIdentity, timestamp: str,
@@ -246,8 +251,8 @@ class Verifier:
             raise AuthenticationFailed("a signed header is repeated")
         claim = headers.get(HEADER_SERVER, "").split(" ")
         if claim[0] != self.identity.server:
-            raise AuthenticationFailed(f"signed for another server ({claim[0][:64]!r}, "
-                                       f"this is {self.identity.server})")
+            raise WrongInstance(f"signed for another server ({claim[0][:64]!r}, "
+                                f"this is {self.identity.server})")
         if claim[-1] != self.identity.instance:
             raise WrongInstance("wrong server instance (signed for an earlier run of this server)")
         signed = [headers.get(h) for h in SIGNED_HEADERS]

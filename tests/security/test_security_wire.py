@@ -75,3 +75,30 @@ def test_signed_headers_changed_in_flight_are_refused(cluster: Cluster, secret: 
         assert status == 401 and b"bad signature" in reply, name
     headers = Signer(secret).headers_sync(n0.url, "GET", target, headers={"Range": "bytes=0-1"})
     assert _send(n0.url, "GET", target, headers) == (206, b"01")
+
+
+def test_a_client_whose_cached_identity_names_another_server_learns_the_new_one(
+        cluster: Cluster, secret: bytes) -> None:
+    """A port once held by the registry (or another node) now serves node n0: the client's cached
+    identity for that address is stale, so n0 says so and the client asks again (CI saw rcpu fail
+    with 'authentication failed' when a node got a port a registry of an earlier test had held)."""
+    import io
+
+    from geryon.rcpuclient import Rcpu
+    from registry.auth import ServerIdentity
+
+    cluster.start_registry()
+    n0 = cluster.start_node("n0", [])
+    with cluster.client() as reg:
+        from node_helpers import wait_until
+        wait_until(lambda: len(reg.find({"svc": "rstyx"})) == 1, 10)
+        real = Signer(secret).identity_sync(n0.url)
+        IDENTITIES.put(n0.url, ServerIdentity("registry", real.cluster, "9" * 32))
+        try:
+            out, err = io.BytesIO(), io.BytesIO()
+            with Rcpu(reg, secret) as runner:
+                result = runner.run("echo still here", (), stdout=out, stderr=err)
+        finally:
+            IDENTITIES.forget(n0.url)
+    assert result.status == 0, err.getvalue()
+    assert out.getvalue() == b"still here\n"
