@@ -81,7 +81,7 @@ def http_range(location: str, seg: Segment, secret: bytes | None, timeout: float
     """The bytes of one segment of a map output on another node (one Range request)."""
     from geryon.reducetask import FetchFailed
     from registry.errors import RegistryError
-    from registry.signer import Signer
+    from registry.signer import Signer, is_instance_refusal
     from registry.tls import http_connection
 
     parts = urlsplit(location)
@@ -100,6 +100,8 @@ def http_range(location: str, seg: Segment, secret: bytes | None, timeout: float
         except (OSError, http.client.HTTPException) as exc:
             raise FetchFailed(location, f"node unreachable: {exc}") from exc
         if resp.status not in (200, 206):
+            if is_instance_refusal(resp.status, resp.headers):
+                Signer(secret).forget(location)     # the node restarted: the next try asks again
             raise FetchFailed(location, f"HTTP {resp.status}: {resp.read(200).decode(errors='replace')}")
         left = seg.length
         if resp.status == 200:  # the whole file: skip to the segment
