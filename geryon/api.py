@@ -143,12 +143,13 @@ def run_cluster_job(job: Job, disks: Sequence[str], registry: Any, secret: bytes
         UnknownDisk, JobFailed, GeryonError.
     """
     from geryon.cluster import DEFAULT_LEASE, ClusterDriver
-    from geryon.members import find_cluster, find_output_disks
+    from geryon.members import find_cluster, find_disk, find_output_disks
 
     found, cpus = find_cluster([str(d) for d in disks], registry)
     driver = ClusterDriver(job, cpus, job_id or new_job_id(job.name), secret, progress=progress, record=record,
                            lease=lease or DEFAULT_LEASE, echo=echo, pick=pick,
-                           out_disks=find_output_disks(registry))
+                           out_disks=find_output_disks(registry),
+                           refind=lambda name: find_disk(name, registry))
     result = JobResult(driver.run(found, out))
     result.secret = secret
     return result

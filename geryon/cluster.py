@@ -19,8 +19,9 @@ output reports the location, which sends that map back to the queue). Input read
 over from the master chunk to its replicas (in the worker). Part files are staged on
 the reducer's node and renamed into place only when every reduce succeeded; with
 `out_dir`, they are then copied to a local directory and renamed there all at once.
-The registry is only read when the job starts, so a registry restart mid-job changes
-nothing. Not here: finding cpus and disks (`geryon.members`), the requests to nodes
+The registry is only read when the job starts (and while it is planned, when no known copy
+of a disk can be read: a restarted registry may not have every replica back yet), so a
+registry restart mid-job changes nothing. Not here: finding cpus and disks (`geryon.members`), the requests to nodes
 (`geryon.jobnodes`), the tasks' own code (maptask, reducetask), or the node side.
 """
 from __future__ import annotations
@@ -46,6 +47,7 @@ from geryon.jobnodes import NodeError, Nodes
 from geryon.members import ClusterCpu, ClusterDisk, authority_of
 from geryon.outputs import OUTPUT_CHUNK, part_name, success_manifest
 from geryon.worker import data_prefix
+from registry.errors import RegistryError
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +71,25 @@ it (delay scheduling, as Hadoop and Spark do: a remote read costs a request per 
 PLAN_TIMEOUT = 10.0
 """Seconds a disk's node has to list the disk when the job is planned."""
 
+REFIND_WAIT = 6.0
+"""Seconds a job being planned keeps asking the registry for a readable copy of a disk whose
+known copies all failed (a restarted registry holds only the entries re-announced so far;
+DESIGN: back within 3 s)."""
+
+REFIND_PAUSE = 0.25
+"""Seconds between two such questions."""
+
 UNREACHABLE_PAUSE = 1.0
 """Seconds before a map whose input no node served is tried again."""
+
+
+def _lists(fs: Any) -> bool:
+    """Can this disk still be listed?"""
+    try:
+        fs.listdir("/")
+        return True
+    except Exception:  # any failure: the copy is not usable
+        return False
 
 
 # -- the driver -------------------------------------------------------------------------------
@@ -112,13 +131,17 @@ class ClusterDriver:
         echo: called with each line of task stderr, prefixed with the attempt's id.
         out_disks: each host's output chunks (`members.find_output_disks`); a host without
             any writes into its node's work directory.
+        refind: a disk's locations asked of the registry again (`members.find_disk`), used
+            when none of the known copies can be read; None: give up at once.
+        refind_wait: seconds to keep asking `refind` for a copy not yet tried.
     """
 
     def __init__(self, job: Job, cpus: Sequence[ClusterCpu], job_id: str, secret: bytes | None, *,
                  pack: JobPack | None = None, progress: Progress | None = None, record: Any = None,
                  max_attempts: int = DEFAULT_MAX_ATTEMPTS, lease: float = DEFAULT_LEASE,
                  echo: Callable[[str], None] | None = None, pick: str = "rr",
-                 locality_wait: float = LOCALITY_WAIT, out_disks: dict[str, tuple[str, ...]] | None = None) -> None:
+                 locality_wait: float = LOCALITY_WAIT, out_disks: dict[str, tuple[str, ...]] | None = None,
+                 refind: Callable[[str], ClusterDisk] | None = None, refind_wait: float = REFIND_WAIT) -> None:
         if not cpus:
             raise GeryonError("no cpus in the registry (start `geryon node` on the machines)")
         self.job = job
@@ -135,6 +158,9 @@ class ClusterDriver:
         self.pick = pick
         self.locality_wait = locality_wait
         self.out_disks = dict(out_disks or {})
+        self.refind = refind
+        self.refind_wait = refind_wait
+        self.locations: dict[str, tuple[str, ...]] = {}
         self._out_last: dict[str, str] = {}
         if pack is None:
             from geryon.jobpack import build
@@ -162,38 +188,72 @@ class ClusterDriver:
 
     # -- planning -----------------------------------------------------------------------------
     def _prepare(self, disks: Sequence[ClusterDisk]) -> None:
-        from geryon.remotefs import RemoteFS, parse_node_url
+        """Plan the splits from a readable copy of every disk.
 
-        planned_disks: list[Disk] = []
-        self.locations: dict[str, tuple[str, ...]] = {}
-        for d in disks:
-            last: Exception | None = None
-            for i, loc in enumerate(d.locations):
-                node, chunk = parse_node_url(loc)
-                fs = RemoteFS(node, chunk, self.secret, timeout=PLAN_TIMEOUT)
-                try:
-                    fs.listdir("/")
-                except Exception as exc:  # a dead or damaged master: plan from a replica
-                    fs.close()
-                    last = exc
-                    self._event(f"{d.name}: {loc} unreadable ({exc}); planning from the next replica")
-                    continue
-                planned_disks.append(Disk(d.name, fs, only=d.only))
-                self.locations[d.name] = d.locations[i:]
+        A copy that cannot be listed, or whose node dies while the plan reads it, is left
+        for the next one; when every known copy failed, the registry is asked again for a
+        while (`refind`: after a registry restart, a replica may not be re-announced yet).
+        """
+        bad: set[str] = set()
+        while True:
+            planned_disks: list[Disk] = []
+            try:
+                for d in disks:
+                    planned_disks.append(self._readable_copy(d, bad))
+                planned = plan(self.job, planned_disks, sum(c.slots for c in self.cpus))
                 break
-            else:
-                raise UnknownDisk(f"{d.name}: no location of the disk can be read: {last}")
-        try:
-            planned = plan(self.job, planned_disks, sum(c.slots for c in self.cpus))
-        finally:
-            for d in planned_disks:
-                d.fs.close()
+            except UnknownDisk:
+                raise
+            except Exception as exc:
+                failed = [d for d in planned_disks if not _lists(d.fs)]
+                if not failed:
+                    raise
+                for d in failed:
+                    loc = self.locations[d.name][0]
+                    bad.add(loc)
+                    self._event(f"{d.name}: {loc} failed while planning ({exc}); planning from the next replica")
+            finally:
+                for d in planned_disks:
+                    d.fs.close()
         self.maps = [MapTask(i, 0, s, self.locations[d.name][0], "", self.locations[d.name][1:])
                      for i, (s, d) in enumerate(planned)]
         self.input_bytes = sum(s.size for s, _ in planned)
         if self.record is not None:
             self.record.update_info({"maps": len(self.maps), "cpus": [c.name for c in self.cpus],
                                      "pack": self.pack.digest})
+
+    def _readable_copy(self, d: ClusterDisk, bad: set[str]) -> Disk:
+        """A `Disk` on the first copy of `d` that lists (not in `bad`); sets `self.locations`."""
+        from geryon.remotefs import RemoteFS, parse_node_url
+
+        last: Exception | None = None
+        locations = d.locations
+        deadline = time.monotonic() + self.refind_wait
+        while True:
+            for i, loc in enumerate(locations):
+                if loc in bad:
+                    continue
+                node, chunk = parse_node_url(loc)
+                fs = RemoteFS(node, chunk, self.secret, timeout=PLAN_TIMEOUT)
+                try:
+                    fs.listdir("/")
+                except Exception as exc:  # a dead or damaged copy: plan from the next one
+                    fs.close()
+                    bad.add(loc)
+                    last = exc
+                    self._event(f"{d.name}: {loc} unreadable ({exc}); planning from the next replica")
+                    continue
+                self.locations[d.name] = tuple(x for x in locations[i:] if x not in bad)
+                return Disk(d.name, fs, only=d.only)
+            if self.refind is None or time.monotonic() >= deadline:
+                raise UnknownDisk(f"{d.name}: no location of the disk can be read: {last}")
+            time.sleep(REFIND_PAUSE)
+            try:
+                fresh = self.refind(d.name)
+            except (GeryonError, RegistryError):   # not back yet: ask again
+                continue
+            if any(loc not in bad for loc in fresh.locations):
+                locations = fresh.locations
 
     # -- scheduling ---------------------------------------------------------------------------
     def _schedule(self, report: JobReport) -> None:

@@ -103,10 +103,7 @@ def _later(delay: float, fn: Callable[[], None], stop: threading.Event, errors: 
     return t
 
 
-@pytest.mark.parametrize("run", [pytest.param(r, marks=pytest.mark.xfail(
-    reason="open regression of session 3: a master deleted at t=0 with a registry restart or a node "
-           "kill fails the plan ('no location of the disk can be read' / 'Connection refused')",
-    strict=False)) if r in (10, 12) else r for r in range(RUNS)])
+@pytest.mark.parametrize("run", range(RUNS))
 def test_random_faults(run: int, tmp_path: Path, secret_file: Path, reference: Path) -> None:
     c = FaultCluster(tmp_path, secret_file, CORPUS)
     stop = threading.Event()
