@@ -1,0 +1,210 @@
+"""Benchmark: what the security work costs: rcpu round trip, registry `find` req/s, shuffle MB/s.
+
+Runs the same measurements on two checkouts of Geryon in one run, interleaved A B A B so
+that the load of a shared machine falls on both alike, and prints medians and ratios:
+
+  - rcpu: median wall time of `Rcpu.run("echo hi")` (registry + one node, signed);
+  - find: registry `find` requests/s from one `RegistryClient` loop, and from C threads
+    each with its own client (1,000 services registered);
+  - shuffle: MB/s of the reduce side's segment fetch (`geryon.worker.http_range`: signed
+    GET with Range) of a 256 MiB map output planted in the node's output disk, in 32 MiB
+    segments.
+
+Usage (the "before" checkout: a git worktree at the commit before issue 11's work):
+    git worktree add --detach ../geryon-before 81e29fb
+    python bench/security.py --before ../geryon-before [--after .] [--reps 5]
+Each measurement runs in a child process with PYTHONPATH set to one checkout, so the
+servers it starts and the client it drives are that checkout's code. Prints one JSON
+object at the end. Nothing here is imported by the package.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+SHUFFLE_FILE = 256 << 20
+SHUFFLE_SEGMENT = 32 << 20
+JOB = "benchjob"
+
+
+# -- the child: measures one checkout (whatever `geryon` and `registry` import as) ---------
+
+def _start(argv: list[str], err: Path) -> tuple[subprocess.Popen[str], str]:
+    with open(err, "w") as errf:
+        p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=errf, text=True)
+    assert p.stdout is not None
+    line = p.stdout.readline()
+    if "listening on" not in line:
+        p.kill()
+        raise SystemExit(f"{argv[2:5]} did not start: {line}{err.read_text()[-2000:]}")
+    return p, line.split("listening on", 1)[1].split()[0]
+
+
+def _rcpu(reg: Any, secret: bytes, runs: int) -> float:
+    from geryon.rcpuclient import Rcpu
+
+    times = []
+    with Rcpu(reg, secret) as rcpu:
+        for _ in range(runs + 2):
+            out, err = io.BytesIO(), io.BytesIO()
+            t0 = time.perf_counter()
+            result = rcpu.run("echo hi", stdout=out, stderr=err)
+            times.append(time.perf_counter() - t0)
+            assert out.getvalue() == b"hi\n", (result, out.getvalue(), err.getvalue())
+    return statistics.median(times[2:])          # the first two warm connections and caches
+
+
+def _finds(url: str, secret: bytes, seconds: float, threads: int) -> float:
+    from registry.client import RegistryClient
+
+    clients = [RegistryClient(url, secret=secret, owner=f"bench{k}") for k in range(threads)]
+    counts = [0] * threads
+    deadline = time.monotonic() + seconds
+
+    def loop(k: int) -> None:
+        while time.monotonic() < deadline:
+            found = clients[k].find({"svc": "bench", "n": str(k * 7 % 1000)})
+            assert len(found) == 1, found
+            counts[k] += 1
+
+    try:
+        for c in clients:
+            c.find({"svc": "bench", "n": "0"})   # connected and warm
+        deadline = time.monotonic() + seconds
+        workers = [threading.Thread(target=loop, args=(k,)) for k in range(threads)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+    finally:
+        for c in clients:
+            c.close()
+    return sum(counts) / seconds
+
+
+def _shuffle(node_url: str, chunk: Path, secret: bytes, reps: int) -> float:
+    from geryon.node.jobservice import staging_name
+    from geryon.segments import Segment
+    from geryon.worker import http_range
+
+    out = chunk / staging_name(JOB)
+    out.mkdir(exist_ok=True)
+    block = os.urandom(1 << 20)
+    with open(out / "m0.out", "wb") as f:
+        for _ in range(SHUFFLE_FILE // len(block)):
+            f.write(block)
+    location = f"{node_url}/v1/jobs/{JOB}/data/m0.out"
+    rates = []
+    for _ in range(reps + 1):
+        t0 = time.perf_counter()
+        got = 0
+        for offset in range(0, SHUFFLE_FILE, SHUFFLE_SEGMENT):
+            for data in http_range(location, Segment(offset, SHUFFLE_SEGMENT, 1, "str"), secret):
+                got += len(data)
+        rates.append(got / (time.perf_counter() - t0) / 1e6)
+        assert got == SHUFFLE_FILE
+    return statistics.median(rates[1:])
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    from geryon.chunk import create_chunk
+    from registry.auth import create_secret
+    from registry.client import RegistryClient
+
+    tmp = Path(tempfile.mkdtemp(prefix="geryon-bench-sec-"))
+    secret = create_secret(tmp / "secret")
+    py = [sys.executable, "-c"]
+    env_cfg = str(tmp / "config")
+    os.environ["XDG_CONFIG_HOME"] = env_cfg
+    procs = []
+    try:
+        reg_p, reg_url = _start([*py, "from geryon.cli import main; main()", "registry", "serve", "--listen",
+                                 "127.0.0.1:0", "--no-mdns", "--secret-file", str(tmp / "secret")], tmp / "reg.err")
+        procs.append(reg_p)
+        chunk = tmp / "c0"
+        create_chunk(str(chunk), 1 << 30)
+        node_p, node_url = _start([*py, "from geryon.cli.node import node; node()", "--name", "n0", "--listen",
+                                   "127.0.0.1:0", "--secret-file", str(tmp / "secret"), "--disk", f"c0={chunk}",
+                                   "--work-dir", str(tmp / "work"), "--registry", reg_url], tmp / "node.err")
+        procs.append(node_p)
+        with RegistryClient(reg_url, secret=secret, owner="bench-reg") as reg:
+            deadline = time.monotonic() + 30
+            while not reg.find({"svc": "rstyx", "host": "n0"}):
+                if time.monotonic() > deadline:
+                    raise SystemExit("the node never registered its cpu")
+                time.sleep(0.1)
+            for n in range(1000):
+                reg.register(f"bench-{n}", [("svc", "bench"), ("n", str(n))])
+            result = {"rcpu_s": _rcpu(reg, secret, args.rcpu_runs),
+                      "find_1_per_s": _finds(reg_url, secret, args.seconds, 1),
+                      f"find_{args.threads}_per_s": _finds(reg_url, secret, args.seconds, args.threads),
+                      "shuffle_mb_s": _shuffle(node_url, chunk, secret, args.shuffle_reps)}
+        return result
+    finally:
+        for p in procs:
+            p.terminate()
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        subprocess.run(["rm", "-rf", str(tmp)], check=False)
+
+
+# -- the parent: A B A B over two checkouts ---------------------------------------------
+
+def run_child(tree: Path, args: argparse.Namespace) -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GERYON_")}
+    env["PYTHONPATH"] = str(tree)
+    argv = [sys.executable, str(Path(__file__).resolve()), "--child", "--seconds", str(args.seconds),
+            "--threads", str(args.threads), "--rcpu-runs", str(args.rcpu_runs), "--shuffle-reps", str(args.shuffle_reps)]
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, cwd=tempfile.gettempdir(), timeout=900)
+    if proc.returncode != 0:
+        raise SystemExit(f"measuring {tree} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--before", type=Path, help="checkout of the code before the security work")
+    ap.add_argument("--after", type=Path, default=Path(__file__).resolve().parent.parent)
+    ap.add_argument("--reps", type=int, default=5, help="A B rounds")
+    ap.add_argument("--seconds", type=float, default=3.0, help="seconds per find measurement")
+    ap.add_argument("--threads", type=int, default=4, help="concurrent find clients")
+    ap.add_argument("--rcpu-runs", type=int, default=30)
+    ap.add_argument("--shuffle-reps", type=int, default=3)
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(measure(args)))
+        return
+    if args.before is None:
+        ap.error("--before CHECKOUT is required")
+    trees = {"before": args.before.resolve(), "after": args.after.resolve()}
+    runs: dict[str, list[dict[str, Any]]] = {"before": [], "after": []}
+    for rep in range(args.reps):
+        for name in (("before", "after") if rep % 2 == 0 else ("after", "before")):
+            runs[name].append(run_child(trees[name], args))
+            print(f"rep {rep} {name}: {json.dumps(runs[name][-1])}", file=sys.stderr, flush=True)
+    keys = list(runs["before"][0])
+    medians = {name: {k: statistics.median(r[k] for r in rs) for k in keys} for name, rs in runs.items()}
+    ratio = {k: medians["after"][k] / medians["before"][k] for k in keys}
+    for k in keys:
+        print(f"{k:>16}: before {medians['before'][k]:10.4g}  after {medians['after'][k]:10.4g}  "
+              f"after/before {ratio[k]:.3f}", file=sys.stderr)
+    print(json.dumps({"reps": args.reps, "trees": {k: str(v) for k, v in trees.items()},
+                      "medians": medians, "ratio_after_over_before": ratio, "runs": runs}))
+
+
+if __name__ == "__main__":
+    main()
