@@ -50,6 +50,17 @@ def _start(argv: list[str], err: Path) -> tuple[subprocess.Popen[str], str]:
     return p, line.split("listening on", 1)[1].split()[0]
 
 
+def _cpu_seconds(pids: list[int]) -> float:
+    """CPU seconds (user + system, reaped children included) of these processes and of this one."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += sum(int(f) for f in fields[11:15])       # utime stime cutime cstime
+    own = os.times()
+    return total / tick + own.user + own.system
+
+
 def _rcpu(reg: Any, secret: bytes, runs: int) -> float:
     from geryon.rcpuclient import Rcpu
 
@@ -60,7 +71,7 @@ def _rcpu(reg: Any, secret: bytes, runs: int) -> float:
             t0 = time.perf_counter()
             result = rcpu.run("echo hi", stdout=out, stderr=err)
             times.append(time.perf_counter() - t0)
-            assert out.getvalue() == b"hi\n", (result, out.getvalue(), err.getvalue())
+            assert out.getvalue() == b"hi\n" and result.cpudisk == "d0.cpu", (result, out.getvalue(), err.getvalue())
     return statistics.median(times[2:])          # the first two warm connections and caches
 
 
@@ -128,27 +139,44 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     os.environ["XDG_CONFIG_HOME"] = env_cfg
     procs = []
     try:
+        # The node has an output disk (d0.cpu), as a cluster's nodes do: rcpu's $cpudisk.
+        (tmp / "ndb").write_text("name=d0.cpu kfs master=n0!out\n")
         reg_p, reg_url = _start([*py, "from geryon.cli import main; main()", "registry", "serve", "--listen",
-                                 "127.0.0.1:0", "--no-mdns", "--secret-file", str(tmp / "secret")], tmp / "reg.err")
+                                 "127.0.0.1:0", "--no-mdns", "--secret-file", str(tmp / "secret"),
+                                 "--ndb", str(tmp / "ndb")], tmp / "reg.err")
         procs.append(reg_p)
         chunk = tmp / "c0"
         create_chunk(str(chunk), 1 << 30)
+        create_chunk(str(tmp / "out"), 1 << 30)
         node_p, node_url = _start([*py, "from geryon.cli.node import node; node()", "--name", "n0", "--listen",
                                    "127.0.0.1:0", "--secret-file", str(tmp / "secret"), "--disk", f"c0={chunk}",
-                                   "--work-dir", str(tmp / "work"), "--registry", reg_url], tmp / "node.err")
+                                   "--disk", f"out={tmp / 'out'}", "--work-dir", str(tmp / "work"),
+                                   "--registry", reg_url], tmp / "node.err")
         procs.append(node_p)
         with RegistryClient(reg_url, secret=secret, owner="bench-reg") as reg:
             deadline = time.monotonic() + 30
-            while not reg.find({"svc": "rstyx", "host": "n0"}):
+            while not (reg.find({"svc": "rstyx", "host": "n0"}) and
+                       any(x.get("addr") for x in reg.find({"chunk": "*"}))):
                 if time.monotonic() > deadline:
                     raise SystemExit("the node never registered its cpu")
                 time.sleep(0.1)
             for n in range(1000):
                 reg.register(f"bench-{n}", [("svc", "bench"), ("n", str(n))])
-            result = {"rcpu_s": _rcpu(reg, secret, args.rcpu_runs),
-                      "find_1_per_s": _finds(reg_url, secret, args.seconds, 1),
-                      f"find_{args.threads}_per_s": _finds(reg_url, secret, args.seconds, args.threads),
-                      "shuffle_mb_s": _shuffle(node_url, chunk, secret, args.shuffle_reps)}
+            pids = [reg_p.pid, node_p.pid]
+            result: dict[str, float] = {}
+            c0 = _cpu_seconds(pids)
+            result["rcpu_s"] = _rcpu(reg, secret, args.rcpu_runs)
+            c1 = _cpu_seconds(pids)
+            result["rcpu_cpu_ms"] = (c1 - c0) * 1e3 / (args.rcpu_runs + 2)
+            result["find_1_per_s"] = _finds(reg_url, secret, args.seconds, 1)
+            c2 = _cpu_seconds(pids)
+            result["find_1_cpu_us"] = (c2 - c1) * 1e6 / (result["find_1_per_s"] * args.seconds)
+            result[f"find_{args.threads}_per_s"] = _finds(reg_url, secret, args.seconds, args.threads)
+            c3 = _cpu_seconds(pids)
+            result[f"find_{args.threads}_cpu_us"] = (c3 - c2) * 1e6 / (result[f"find_{args.threads}_per_s"] * args.seconds)
+            result["shuffle_mb_s"] = _shuffle(node_url, chunk, secret, args.shuffle_reps)
+            c4 = _cpu_seconds(pids)
+            result["shuffle_cpu_ms_per_mb"] = (c4 - c3) * 1e3 / ((args.shuffle_reps + 1) * SHUFFLE_FILE / 1e6)
         return result
     finally:
         for p in procs:
