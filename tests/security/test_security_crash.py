@@ -126,7 +126,7 @@ def test_a_killed_cluster_load_leaves_no_orphan_chunk_once_its_claims_run_out(tm
         cluster.start_registry()
         for n in hosts:
             cluster.start_node(n, (), extra=["--chunk-pool", str(tmp_path / f"pool-{n}"), "--pool-size", "256M",
-                                             "--claim-lease", "1"])
+                                             "--claim-lease", "5"])
         with cluster.client() as reg:
             wait_until(lambda: all(reg.find({"svc": "rstyx", "host": n, "pool": "*"}) for n in hosts), 30)
         src = tmp_path / "src"
