@@ -37,9 +37,11 @@ class CpuInfo:
     os: str = ""
     arch: str = ""
     ncpu: int = 1
-    load: float = 0.0
+    load: float = 0.0         # the load average, plus the node's virtual load
     mem_free: int = 0
     mem_total: int = 0
+    virtual: float = 0.0      # of which virtual: dispatches the node accepted lately
+    generation: int = -1      # the node's count of dispatches, when read from it (-1: unknown)
 
     @classmethod
     def from_service(cls, service: Any) -> CpuInfo:
@@ -52,7 +54,8 @@ class CpuInfo:
         return cls(name=service.name, host=service.get("host") or "", url=service.get("url") or "",
                    os=service.get("os") or "", arch=service.get("arch") or "",
                    ncpu=max(1, num("ncpu", int, 1)), load=num("load", float, 0.0),
-                   mem_free=num("memfree", int, 0), mem_total=num("memtotal", int, 0))
+                   mem_free=num("memfree", int, 0), mem_total=num("memtotal", int, 0),
+                   virtual=num("virtual", float, 0.0))
 
 
 @dataclass(frozen=True)

@@ -226,7 +226,7 @@ class Rcpu:
     def run(self, cmd: str | Sequence[str], disks: Sequence[str] = (), *,
             stdout: BinaryIO | None = None, stderr: BinaryIO | None = None,
             export: str | None = None, env: dict[str, str] | None = None,
-            cpu: CpuInfo | None = None) -> RunResult:
+            cpu: CpuInfo | None = None, claim: str | None = None) -> RunResult:
         """Run `cmd` on the next cpu with `disks` under `$n`; stream its output.
 
         Args:
@@ -236,6 +236,8 @@ class Rcpu:
             export: a local directory to ship, seen as `$n/client`.
             env: extra environment for the command.
             cpu: run there instead of picking (dsh uses this).
+            claim: the token of a claim on `cpu` (`POST /v1/cpu/claim`), so the node does not
+                count this dispatch in its virtual load a second time.
         Raises:
             GeryonError: no live cpu, unknown disk, refused command.
         """
@@ -257,6 +259,8 @@ class Rcpu:
             request = {"cmd": cmd if isinstance(cmd, str) else list(cmd), "disks": specs,
                        "cpudisk": cpudisk, "env": env or {},
                        "export": packed[0] if packed else None}
+            if claim is not None and target is cpu:
+                request["claim"] = claim
             try:
                 status = asyncio.run(self._run(target, request, packed, out, err))
             except NodeUnavailable as exc:

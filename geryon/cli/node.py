@@ -97,6 +97,8 @@ def _disk_spec(values: tuple[str, ...], replica: bool) -> list[NodeDisk]:
               help="Most bytes one job pack or rcpu export may unpack to (default 256M).")
 @click.option("--unpack-files", type=click.IntRange(1), default=None,
               help="Most members one job pack or rcpu export may hold (default 10000).")
+@click.option("--virtual-seconds", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+              help="Seconds over which each accepted dispatch's virtual load (1.0) decays (default 5).")
 @click.option("--claim-lease", type=click.FloatRange(min=0.1), default=None, metavar="SECONDS",
               help="Seconds a load's claim on a chunk lasts unrenewed; then the chunk is reclaimed (default 60).")
 @_registry_option
@@ -107,7 +109,7 @@ def node(name: str, disks: tuple[str, ...], replicas: tuple[str, ...],
          cpus: int | None, listen: str | None, advertise: str | None, work_dir: str | None,
          refresh: float, standalone: bool, fake_load: float | None, pool: str | None,
          pool_size: int | None, parent: str | None, unpack_limit: int | None, unpack_files: int | None,
-         claim_lease: float | None, registry_url: str | None, secret_file: str | None, tls_cert: str | None, tls_key: str | None,
+         virtual_seconds: float | None, claim_lease: float | None, registry_url: str | None, secret_file: str | None, tls_cert: str | None, tls_key: str | None,
          tls_ca: str | None) -> None:
     """Serve this machine's chunk disks and cpu to the cluster (until SIGTERM)."""
     secret = cluster_secret(secret_file, serving=f"node {name}")
@@ -124,7 +126,8 @@ def node(name: str, disks: tuple[str, ...], replicas: tuple[str, ...],
                         refresh=refresh, load_source=host_source(cpus, fake_load), parent=parent,
                         pool=os.path.abspath(pool) if pool else None, pool_size=pool_size,
                         unpack=_unpack_limits(unpack_limit, unpack_files), tls=tls,
-                        **({"claim_lease": claim_lease} if claim_lease else {}))
+                        **({"claim_lease": claim_lease} if claim_lease else {}),
+                        **({"virtual_seconds": virtual_seconds} if virtual_seconds is not None else {}))
 
     try:
         serve_until_signalled(serve, config)
@@ -195,7 +198,8 @@ def _ndb_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 def rcpu_command(ctx: click.Context, export: str | None, pick_name: str, cmd: str, disks: tuple[str, ...],
                  ndb_file: str | None, registry_url: str | None, secret_file: str | None) -> None:
     """Run CMD on the next cpu with DISKs mounted under $n; print the output disk."""
-    from geryon.pick import LocalityFirst, RoundRobin, make_pick
+    from geryon.dsh import Dsh
+    from geryon.pick import LocalityFirst, RoundRobin
     from geryon.rcpuclient import Rcpu
     secret = _secret(secret_file)
     state = _load_state()
@@ -206,9 +210,10 @@ def rcpu_command(ctx: click.Context, export: str | None, pick_name: str, cmd: st
             pick = LocalityFirst(lambda d: [s.get("host") for s in registry.find({"chunk": "*"})
                                             if s.name == d and s.get("host")], RoundRobin(state.get("cpu")))
         else:
-            pick = make_pick("load", weights=_weights(ndb_file))
+            pick = None                            # least loaded: dsh's chooser, loads read from the nodes
         disk_state = dict(state.get("disks") or {})
-        with Rcpu(registry, secret, pick=pick, disk_state=disk_state) as runner:
+        with (Rcpu(registry, secret, pick=pick, disk_state=disk_state) if pick is not None
+              else Dsh(registry, secret, weights=_weights(ndb_file), disk_state=disk_state)) as runner:
             try:
                 result = runner.run(cmd, disks, export=export)
             except KeyboardInterrupt:

@@ -4,6 +4,12 @@ Routes (signed with the cluster secret):
   GET /v1/cpu/run              WebSocket: the request, then stdout/stderr frames and the exit
   GET /v1/cpu/exports/{hash}   200 if the client files with that hash are cached here
   PUT /v1/cpu/exports/{hash}   a tar of the client's files (`rcpu --export`), cached by hash
+  GET /v1/cpu/load             the real load, the virtual load and its generation (dsh)
+  POST /v1/cpu/claim           `{"expect": GENERATION}`: count a dispatch unless another came
+                               since (409 and the new load: choose again); see geryon.virtualload
+
+Every run is counted in the virtual load the moment it is accepted (once: a run carrying
+the token of its claim was counted by the claim).
 
 "Mounting" without FUSE: each run gets a directory `$n` holding one entry per disk; a
 chunk of this node is a symlink to the chunk itself, a chunk of another node is a
@@ -36,8 +42,10 @@ from aiohttp import web
 
 from geryon.node.bodies import read_bounded
 from geryon.node.chunkservice import ServedChunk
+from geryon.node.load import LoadSource, host_source
 from geryon.outputs import OUTPUT_CHUNK
 from geryon.untar import UnpackLimits, UnpackRefused, extract, remove_tree, sweep_staging
+from geryon.virtualload import VirtualLoad
 from registry.auth import ServerIdentity, body_limit
 from registry.channel import Channel, ChannelRefused, accept
 from registry.signer import Signer
@@ -57,6 +65,15 @@ STDOUT, STDERR = 1, 2
 
 DEFAULT_MAX_EXPORT = 1 << 30
 """Largest export body (bytes) when the node sets no unpacked-bytes limit."""
+
+DEFAULT_CLAIM_BODY = 1 << 10
+"""Largest body of `POST /v1/cpu/claim`, in bytes."""
+
+DEFAULT_CLAIM_SECONDS = 60.0
+"""Seconds a claim's token spares its run from being counted again (a slow export upload)."""
+
+DEFAULT_MAX_PENDING_CLAIMS = 10_000
+"""Most claims remembered between `POST /v1/cpu/claim` and the run that uses it."""
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:@+-]{0,127}\Z")
 _HASH = re.compile(r"[0-9a-f]{64}\Z")
@@ -102,14 +119,18 @@ class CpuService:
         secret: signs requests to other nodes when copying their chunks.
         work_dir: where run directories and the export cache live.
         unpack: limits on what one export may unpack to (symbolic links inside it are kept).
-        on_start: awaited before each command starts (the daemon's virtual load).
+        on_start: awaited after each dispatch is counted (the daemon tells the registry).
         kill_grace: seconds between SIGTERM and SIGKILL.
+        source: this host's facts (real load, cores, memory) for `GET /v1/cpu/load`.
+        virtual: the virtual load to start from (its decay settings).
+        clock: seconds, for the virtual load (tests pass their own).
     """
 
     def __init__(self, node: str, chunks: dict[str, ServedChunk], self_url: str, secret: bytes | None,
                  work_dir: str, on_start: Callable[[], Awaitable[None]] | None = None, *,
                  kill_grace: float = DEFAULT_KILL_GRACE, unpack: UnpackLimits | None = None,
-                 identity: ServerIdentity | None = None) -> None:
+                 identity: ServerIdentity | None = None, source: LoadSource | None = None,
+                 virtual: VirtualLoad | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.node, self.chunks, self.self_url, self.secret = node, chunks, self_url, secret
         self.unpack = replace(unpack or UnpackLimits(), symlinks=True)
         self.identity = identity or ServerIdentity.new(f"node:{node}", secret)
@@ -119,6 +140,11 @@ class CpuService:
         self.on_start = on_start
         self.kill_grace = kill_grace
         self.running: dict[int, asyncio.subprocess.Process] = {}
+        self.source = source or host_source(None)
+        self.virtual = virtual or VirtualLoad()
+        self.clock = clock
+        self._claims: dict[str, float] = {}       # claim token -> when, until its run comes
+        self._notes: set[asyncio.Task[None]] = set()
         os.makedirs(self.exports, exist_ok=True)
         sweep_staging(self.exports)
         os.makedirs(os.path.join(work_dir, "run"), exist_ok=True)
@@ -127,10 +153,14 @@ class CpuService:
     def routes(self) -> list[web.RouteDef]:
         return [web.get("/v1/cpu/run", self._run),
                 web.get("/v1/cpu/exports/{hash}", self._has_export),
-                web.put("/v1/cpu/exports/{hash}", self._put_export)]
+                web.put("/v1/cpu/exports/{hash}", self._put_export),
+                web.get("/v1/cpu/load", self._load), web.post("/v1/cpu/claim", self._claim)]
 
     async def close(self) -> None:
         """Kill running commands and close the HTTP client; idempotent."""
+        for task in list(self._notes):
+            task.cancel()
+        await asyncio.gather(*self._notes, return_exceptions=True)
         for proc in list(self.running.values()):
             await self._kill(proc)
         if self._http is not None:
@@ -174,6 +204,61 @@ class CpuService:
             log.info("export %s refused: %s", digest[:12], exc)
             return web.json_response({"error": f"export refused: {exc}", "kind": "bad"}, status=400)
         return web.json_response({"ok": True})
+
+    # -- load and claims (dsh's virtual load, shared by every client) ---------------------
+    def load_doc(self, now: float) -> dict[str, Any]:
+        """What `GET /v1/cpu/load` answers: the real load and the virtual load, apart."""
+        facts = self.source()
+        return {"node": self.node, "os": facts.os, "arch": facts.arch, "ncpu": facts.ncpu,
+                "load": facts.load, "virtual": round(self.virtual.value(now), 4),
+                "generation": self.virtual.generation, "running": len(self.running),
+                "mem_free": facts.mem_free, "mem_total": facts.mem_total}
+
+    def _count(self, now: float, claim: Any = None) -> None:
+        """A dispatch was accepted: count it, unless its claim already did."""
+        for token in [t for t, when in self._claims.items() if now - when >= DEFAULT_CLAIM_SECONDS]:
+            del self._claims[token]                 # claims never used
+        if isinstance(claim, str) and self._claims.pop(claim, None) is not None:
+            return
+        self.virtual = self.virtual.counted(now)
+        self._notify()
+
+    def _notify(self) -> None:
+        """Tell `on_start` (the daemon: the registry) without holding up the caller."""
+        if self.on_start is None:
+            return
+        task = asyncio.get_running_loop().create_task(self.on_start())
+        self._notes.add(task)
+        task.add_done_callback(self._notes.discard)
+
+    async def _load(self, request: web.Request) -> web.Response:
+        return web.json_response(self.load_doc(self.clock()))
+
+    @body_limit(DEFAULT_CLAIM_BODY)
+    async def _claim(self, request: web.Request) -> web.Response:
+        """`{"expect": GENERATION}`: count a dispatch if none came since that generation.
+
+        200 `{"claimed": true, "claim": TOKEN, ...load}` (send TOKEN with the run, so it is
+        not counted twice); 409 `{"claimed": false, ...load}`: choose again from this load.
+        """
+        try:
+            doc = json.loads(await request.read())
+        except ValueError:
+            doc = None
+        expect = doc.get("expect") if isinstance(doc, dict) else None
+        if not isinstance(expect, int) or isinstance(expect, bool):
+            return web.json_response({"error": 'claim body must be {"expect": GENERATION}', "kind": "bad"},
+                                     status=400)
+        now = self.clock()                          # no await from here to the answer: atomic
+        self.virtual, claimed = self.virtual.claim(expect, now)
+        if not claimed:
+            return web.json_response({"claimed": False, **self.load_doc(now)}, status=409)
+        token = secrets.token_hex(8)
+        self._claims[token] = now
+        while len(self._claims) > DEFAULT_MAX_PENDING_CLAIMS:
+            del self._claims[next(iter(self._claims))]
+        self._notify()
+        return web.json_response({"claimed": True, "claim": token, **self.load_doc(now)})
 
     # -- mounting -----------------------------------------------------------------------
     def _local_chunk(self, url: str) -> ServedChunk | None:
@@ -275,6 +360,7 @@ class CpuService:
             spec = json.loads(msg.data) if msg.type == aiohttp.WSMsgType.TEXT else None
             if not isinstance(spec, dict) or "cmd" not in spec:
                 raise RunRefused("bad run request")
+            self._count(self.clock(), spec.get("claim"))     # counted the moment it is accepted
             ns = os.path.join(run_dir, "n")
             os.makedirs(ns)
             env = await self._mount(spec, ns)
@@ -290,8 +376,6 @@ class CpuService:
         return raw
 
     async def _execute(self, ws: Channel, cmd: Any, cwd: str, env: dict[str, str]) -> None:
-        if self.on_start is not None:
-            await self.on_start()
         try:
             argv = command_argv(cmd)
         except ValueError as exc:

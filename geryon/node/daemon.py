@@ -2,8 +2,9 @@
 
 It registers one service per chunk (`tcp!addr!port!CHUNK resource kfs id CHUNK name
 NODE url geryon://addr:port/CHUNK ...`, so an ndb `master=NODE!CHUNK` resolves to it) and one cpu service
-(`tcp!addr!port svc rstyx host NODE os ... ncpu ... load ... memfree ...`, and `pool ROOM`
-when it makes chunks on request from a `--chunk-pool`), refreshes load,
+(`tcp!addr!port svc rstyx host NODE os ... ncpu ... load ... virtual ... memfree ...`, and `pool ROOM`
+when it makes chunks on request from a `--chunk-pool`), refreshes load (the virtual
+load of dispatches accepted lately included, and also given apart: `geryon.virtualload`),
 free memory and free space on every heartbeat, and unregisters when closed. The registry
 client re-registers everything after a registry restart on its own. Not here: parsing
 options or signals (the CLI does), the routes themselves (`chunkservice`, `cpuservice`).
@@ -33,7 +34,7 @@ from geryon.untar import UnpackLimits
 from geryon.node.sessionservice import SessionService
 from geryon.node.load import HostFacts, LoadSource, host_source
 from geryon.outputs import OUTPUT_CHUNK
-from geryon.pick import DEFAULT_PENALTY_SECONDS, DEFAULT_PICK_PENALTY
+from geryon.virtualload import DEFAULT_DISPATCH_LOAD, DEFAULT_VIRTUAL_SECONDS, VirtualLoad
 from registry.auth import DEFAULT_CONTROL_BODY, MIN_SECRET_BYTES, ServerIdentity, auth_middleware
 from registry.errors import RegistryError
 from registry.tls import TlsFiles, server_context
@@ -73,8 +74,8 @@ class NodeConfig:
     work_dir: str | None = None
     refresh: float = DEFAULT_REFRESH
     load_source: LoadSource | None = None
-    penalty: float = DEFAULT_PICK_PENALTY
-    penalty_seconds: float = DEFAULT_PENALTY_SECONDS
+    virtual_load: float = DEFAULT_DISPATCH_LOAD     # load one accepted dispatch adds (dsh's virtual load)
+    virtual_seconds: float = DEFAULT_VIRTUAL_SECONDS  # --virtual-seconds: over which it decays
     pool: str | None = None                   # `--chunk-pool DIR`: chunks made on request
     pool_size: int | None = None              # capacity the pool may hand out (None: disk free)
     parent: str | None = None                 # --parent: a node name, tcp!host!port or url (taskfs tree)
@@ -98,7 +99,7 @@ class NodeDaemon:
 
     Args:
         config: what to serve and where.
-        clock: seconds, for the virtual load after a command starts (tests pass their own).
+        clock: seconds, for the virtual load of accepted dispatches (tests pass their own).
     """
 
     def __init__(self, config: NodeConfig, *, clock: Callable[[], float] = time.monotonic) -> None:
@@ -127,7 +128,6 @@ class NodeDaemon:
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._registered: dict[str, tuple[tuple[str, str], ...]] = {}
-        self._picked_at: float | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self.cpu: CpuService | None = None
         self.jobs: JobService | None = None
@@ -151,17 +151,15 @@ class NodeDaemon:
         return f"geryon://{self.url.split('://', 1)[1]}/{chunk}"
 
     def virtual_load(self, now: float) -> float:
-        """Load added just after a command started, decaying over `penalty_seconds`."""
-        if self._picked_at is None or self.config.penalty_seconds <= 0:
-            return 0.0
-        left = 1.0 - (now - self._picked_at) / self.config.penalty_seconds
-        return self.config.penalty * left if left > 0 else 0.0
+        """The load added by the dispatches accepted lately (kept by the cpu service)."""
+        return self.cpu.virtual.value(now) if self.cpu is not None else 0.0
 
     def cpu_attrs(self, facts: HostFacts, now: float) -> tuple[tuple[str, str], ...]:
-        """The cpu service's attributes for these facts (load includes the virtual load)."""
-        load = facts.load + self.virtual_load(now) * facts.ncpu
+        """The cpu service's attributes for these facts (load includes the virtual load, also given apart)."""
+        virtual = self.virtual_load(now)
         attrs = (("svc", "rstyx"), ("host", self.config.name), ("url", self.url), ("os", facts.os),
-                ("arch", facts.arch), ("ncpu", str(facts.ncpu)), ("load", f"{load:.2f}"),
+                ("arch", facts.arch), ("ncpu", str(facts.ncpu)), ("load", f"{facts.load + virtual:.2f}"),
+                ("virtual", f"{virtual:.2f}"),
                 ("memfree", str(facts.mem_free)), ("memtotal", str(facts.mem_total)),
                 ("running", str(len(self.cpu.running) if self.cpu else 0)))
         if self.pool is not None:
@@ -205,7 +203,8 @@ class NodeDaemon:
         self.url = f"{scheme}://{advertised_host(cfg.advertise or cfg.host)}:{self.port}"
         ident = self.identity
         self.cpu = CpuService(cfg.name, self.chunks, self.url, cfg.secret, work_dir, self._started,
-                              unpack=cfg.unpack, identity=ident)
+                              unpack=cfg.unpack, identity=ident, source=self.source,
+                              virtual=VirtualLoad(cfg.virtual_load, cfg.virtual_seconds), clock=self.clock)
         # Signatures from the headers first, then each route's body limit (control routes: small).
         app = web.Application(client_max_size=DEFAULT_MAX_BODY,
                               middlewares=[auth_middleware(cfg.secret, ident, max_body=DEFAULT_CONTROL_BODY)])
@@ -245,8 +244,7 @@ class NodeDaemon:
                                   "jobs": self.jobs.info() if self.jobs is not None else {}})
 
     async def _started(self) -> None:
-        """A command is starting: carry the virtual load, and tell the registry at once."""
-        self._picked_at = self.clock()
+        """A dispatch was counted in the virtual load: tell the registry at once."""
         if self.config.registry is not None and self.cpu_service in self._registered:
             await self._sync(only_cpu=True)
 

@@ -14,7 +14,8 @@ def start(cluster: Cluster) -> None:
     cluster.name_disks(WEIGHTS)
     cluster.start_registry()
     for name, load in (("n1", "0.2"), ("n2", "0.9"), ("n3", "0.5")):
-        cluster.start_node(name, [], extra=["--cpus", "1", "--fake-load", load])
+        # a long decay, so what a dispatch adds is still there however slow this machine is
+        cluster.start_node(name, [], extra=["--cpus", "1", "--fake-load", load, "--virtual-seconds", "600"])
     with cluster.client() as reg:
         wait_until(lambda: len(reg.find({"svc": "rstyx"})) == 3, 10)
 
@@ -24,13 +25,17 @@ def test_dsh_picks_lowest_weighted_load_then_another_node(cluster: Cluster) -> N
     loads = cluster.cli("loads")
     assert loads.returncode == 0, loads.stderr
     lines = loads.stdout.splitlines()
-    assert lines[0].split() == ["host", "os/arch", "ncpu", "load", "memfree", "weight", "score"]
+    assert lines[0].split() == ["host", "os/arch", "ncpu", "load", "virtual", "memfree", "weight", "score"]
     assert [line.split()[0] for line in lines[1:]] == ["n3", "n2", "n1"]   # 0.5, 0.9, 10*0.2
+    assert [line.split()[3:5] for line in lines[1:]] == [["0.50", "0.00"], ["0.90", "0.00"], ["0.20", "0.00"]]
     first = cluster.cli("dsh", "--", "sh", "-c", "echo $GERYON_NODE")
     second = cluster.cli("dsh", "--", "sh", "-c", "echo $GERYON_NODE; exit 4")
     assert (first.returncode, first.stdout) == (0, "n3\n"), first.stderr
     assert (second.returncode, second.stdout) == (4, "n2\n"), second.stderr
     assert "ran on n2" in second.stderr
+    after = {line.split()[0]: line.split() for line in cluster.cli("loads").stdout.splitlines()[1:]}
+    assert 0.9 < float(after["n3"][4]) <= 1 and 0.9 < float(after["n2"][4]) <= 1   # each counted once
+    assert (after["n3"][3], after["n1"][4]) == ("0.50", "0.00")                 # the real load stays apart
 
 
 def test_dsh_api_in_process_spreads_quick_calls(cluster: Cluster, secret: bytes) -> None:
