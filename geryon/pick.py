@@ -97,7 +97,9 @@ class LeastLoaded:
 
     score = w.load * (load / ncpu + virtual) + w.mem * (1 - memfree / memtotal), where
     `virtual` is `penalty` just after the node was picked, decaying linearly to 0 over
-    `penalty_seconds` (so two quick calls go to different nodes).
+    `penalty_seconds` (so two quick calls of one client go to different nodes). `load`
+    already holds the node's own virtual load, which every client sees (`geryon.virtualload`);
+    dsh, reading it from the nodes, passes `penalty=0`.
     """
 
     def __init__(self, weights: Mapping[str, Weight] | None = None, *,

@@ -36,6 +36,9 @@ def test_dsh_picks_lowest_weighted_load_then_another_node(cluster: Cluster) -> N
     after = {line.split()[0]: line.split() for line in cluster.cli("loads").stdout.splitlines()[1:]}
     assert 0.9 < float(after["n3"][4]) <= 1 and 0.9 < float(after["n2"][4]) <= 1   # each counted once
     assert (after["n3"][3], after["n1"][4]) == ("0.50", "0.00")                 # the real load stays apart
+    # rcpu's least-loaded mode is dsh's chooser: n3 scores 1.5 now, n2 1.9, n1 2.0
+    third = cluster.cli("rcpu", "--pick", "load", "echo $GERYON_NODE")
+    assert (third.returncode, third.stdout) == (0, "n3\n"), third.stderr
 
 
 def test_dsh_api_in_process_spreads_quick_calls(cluster: Cluster, secret: bytes) -> None:
