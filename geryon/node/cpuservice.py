@@ -225,8 +225,8 @@ class CpuService:
 
     def _notify(self) -> None:
         """Tell `on_start` (the daemon: the registry) without holding up the caller."""
-        if self.on_start is None:
-            return
+        if self.on_start is None or len(self._notes) >= 2:
+            return              # one telling, one waiting to tell the newest state: enough
         task = asyncio.get_running_loop().create_task(self.on_start())
         self._notes.add(task)
         task.add_done_callback(self._notes.discard)

@@ -60,8 +60,9 @@ def test_claim_succeeds_only_at_the_generation_read() -> None:
 class FakeNodes:
     """Nodes as `VirtualLoad` values, read and claimed as the routes do (no sockets)."""
 
-    def __init__(self, names: list[str], seconds: float = 600.0) -> None:
+    def __init__(self, names: list[str], seconds: float = 600.0, mem_used: dict[str, float] | None = None) -> None:
         self.state = {n: VirtualLoad(seconds=seconds) for n in names}
+        self.mem_used = mem_used or {}
         self.unreachable: set[str] = set()
         self.counts: Counter[str] = Counter()
         self.lost = 0
@@ -70,7 +71,7 @@ class FakeNodes:
         v = self.state[name]
         return with_load(CpuInfo(name=f"tcp!{name}!1", host=name, url=f"http://{name}:1"),
                          {"ncpu": 1, "load": 0.0, "virtual": v.value(now), "generation": v.generation,
-                          "mem_free": 0, "mem_total": 0})
+                          "mem_free": round(100 * (1 - self.mem_used.get(name, 0.0))), "mem_total": 100})
 
     def snapshot(self, now: float) -> list[CpuInfo]:
         return [self.read(n, now) for n in self.state]
@@ -111,6 +112,10 @@ def test_weights_bias_the_claimed_spread() -> None:
     nodes = FakeNodes(["n1", "n2", "n3"])
     clients_at_once(nodes, LeastLoaded({"n3": Weight(load=0.25)}, penalty=0.0))
     assert nodes.counts == {"n1": 1, "n2": 1, "n3": 4}     # n3's dispatches score 0, .25, .5, .75 < 1
+    # mem=2 on a node whose memory is 90% used: its dispatches score 1.8, 2.8; the others' 0, 1, 2
+    nodes = FakeNodes(["n1", "n2", "n3"], mem_used={"n1": 0.9})
+    clients_at_once(nodes, LeastLoaded({"n1": Weight(load=1.0, mem=2.0)}, penalty=0.0))
+    assert nodes.counts == {"n1": 1, "n2": 3, "n3": 2} or nodes.counts == {"n1": 1, "n2": 2, "n3": 3}
 
 
 def test_choose_passes_over_unreachable_nodes_and_gives_up_claiming_after_tries() -> None:
@@ -251,6 +256,9 @@ def test_concurrent_dsh_processes_spread_over_equal_idle_nodes(cluster: Cluster,
     rows = {line.split()[0]: line.split() for line in cluster.cli("loads").stdout.splitlines()[1:]}
     assert {h: round(float(r[4])) for h, r in rows.items()} == {f"n{i}": counts[f"n{i}"] for i in range(1, K + 1)}
     assert all(r[3] == "0.00" for r in rows.values())
+    with cluster.client() as reg:                    # and the registry, for whoever reads it there
+        wait_until(lambda: {s.get("host"): round(float(s.get("virtual") or 0)) for s in reg.find({"svc": "rstyx"})}
+                   == {f"n{i}": counts[f"n{i}"] for i in range(1, K + 1)}, 30)
 
 
 def test_concurrent_dsh_processes_follow_the_weights(cluster: Cluster, tmp_path: Path) -> None:
