@@ -195,7 +195,7 @@ async def accept(request: web.Request, ws: web.WebSocketResponse, secret: bytes 
         doc = json.loads(msg.data) if msg.type == WSMsgType.TEXT else None
         ok = isinstance(doc, dict) and hmac.compare_digest(str(doc.get("proof", "")),
                                                            _proof(key, b"client"))
-    except (asyncio.TimeoutError, ValueError, TypeError):
+    except (asyncio.TimeoutError, ValueError, TypeError, RecursionError):    # RecursionError: nested JSON
         ok = False
     if not ok:
         log.warning("closed %s: bad handshake", what)

@@ -14,7 +14,6 @@ store's. This module does not parse command lines or read the environment.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 import time
@@ -31,6 +30,8 @@ from registry.discovery import DEFAULT_PORT, PROTOCOL_VERSION, Advertiser, adver
 from registry.disks import DISK_OWNER, DiskNames, plan
 from registry.defaults import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS
 from registry.errors import BadRequest, RegistryError
+from registry import jsondoc
+from registry.jsondoc import PAIRS, STR, optional
 from registry.state import StateLock, load_state, save_state
 from registry.tls import TlsFiles, server_context
 from registry.store import DEFAULT_DEAD_AFTER, DEFAULT_HEARTBEAT, Service, Store, as_pairs
@@ -89,6 +90,12 @@ class _Refuse(asyncio.Protocol):
                         b"Connection: close\r\n\r\n")
         transport.close()
 
+
+# The shapes of the JSON bodies and session messages (registry.jsondoc checks them).
+_FIND = {"query": optional(PAIRS)}
+_UPDATE = {"name": STR, "attrs": optional(PAIRS)}
+_UNREGISTER = {"name": STR}
+_MESSAGE = {"op": STR}
 
 _STATUS = {"permission": 403, "notfound": 404, "duplicate": 409, "full": 503, "auth": 401}
 
@@ -149,7 +156,10 @@ class RegistryServer:
         if cfg.state_path is not None:
             self._state_lock = StateLock.take(cfg.state_path)   # and sweeps a killed registry's temp files
             for service, owner in load_state(cfg.state_path):
-                self.store.register(service.name, service.attrs, owner=owner)
+                try:
+                    self.store.register(service.name, service.attrs, owner=owner)
+                except RegistryError as exc:    # the file's fault: say which file
+                    raise type(exc)(f"{cfg.state_path}: {service.name[:64]}: {exc}") from None
             self._saved = self.store.persistent()
             log.info("loaded %d persist entries from %s", len(self._saved), cfg.state_path)
         # Signatures first, from the headers alone: no body is read for an unsigned request.
@@ -233,14 +243,8 @@ class RegistryServer:
         except RegistryError as exc:
             return _error_response(exc)
 
-    async def _json(self, request: web.Request) -> dict[str, Any]:
-        try:
-            doc = json.loads(await request.read())
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise BadRequest(f"bad JSON: {exc}") from None
-        if not isinstance(doc, dict):
-            raise BadRequest("request is not a JSON object")
-        return doc
+    async def _json(self, request: web.Request, fields: dict[str, jsondoc.Kind]) -> dict[str, Any]:
+        return jsondoc.load_object(await request.read(), fields, max_bytes=self.config.max_body)
 
     def _changed(self) -> None:
         """Publish new events, save persist entries, and note chunk changes."""
@@ -337,19 +341,19 @@ class RegistryServer:
         return self._services(request, self.store.index())
 
     async def _find(self, request: web.Request) -> web.Response:
-        doc = await self._json(request)
-        return self._services(request, self.store.find(as_pairs(doc.get("query", []))))
+        doc = await self._json(request, _FIND)
+        return self._services(request, self.store.find(as_pairs(doc.get("query") or [])))
 
     async def _update(self, request: web.Request) -> web.Response:
-        doc = await self._json(request)
-        service = self.store.update(str(doc.get("name", "")), as_pairs(doc.get("attrs", [])),
+        doc = await self._json(request, _UPDATE)
+        service = self.store.update(doc["name"], as_pairs(doc.get("attrs") or []),
                                     owner=_owner_of(request))
         self._changed()
         return web.json_response({"ok": True, "service": service.to_wire()})
 
     async def _unregister(self, request: web.Request) -> web.Response:
-        doc = await self._json(request)
-        self.store.unregister(str(doc.get("name", "")), owner=_owner_of(request))
+        doc = await self._json(request, _UNREGISTER)
+        self.store.unregister(doc["name"], owner=_owner_of(request))
         self._changed()
         return web.json_response({"ok": True})
 
@@ -394,23 +398,20 @@ class RegistryServer:
 
     def _session_op(self, session: str, owner: str, data: str) -> dict[str, Any] | None:
         try:
-            msg = json.loads(data)
-            if not isinstance(msg, dict):
-                raise ValueError("not an object")
-        except ValueError:
-            return {"error": "bad message", "kind": "bad"}
+            msg = jsondoc.load_object(data, _MESSAGE, what="message", max_bytes=self.config.max_body)
+        except BadRequest as exc:
+            return {"error": str(exc), "kind": "bad"}
         op, rid = msg.get("op"), msg.get("id")
         try:
             if op == "ping":
                 return {"op": "pong", "id": rid}
-            name = msg.get("name")
-            if not isinstance(name, str):
-                raise BadRequest("bad service name")
+            msg = jsondoc.check(msg, _UPDATE, what=f"{op} message")
+            name = msg["name"]
             if op == "register":
-                service = self.store.register(name, as_pairs(msg.get("attrs", [])), owner=owner,
+                service = self.store.register(name, as_pairs(msg.get("attrs") or []), owner=owner,
                                               session=session)
             elif op == "update":
-                service = self.store.update(name, as_pairs(msg.get("attrs", [])), owner=owner)
+                service = self.store.update(name, as_pairs(msg.get("attrs") or []), owner=owner)
             elif op == "unregister":
                 self.store.unregister(name, owner=owner)
                 service = None

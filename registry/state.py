@@ -16,12 +16,20 @@ import os
 import tempfile
 from pathlib import Path
 
+from registry import jsondoc
 from registry.errors import RegistryError
 from registry.store import Service
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+
+DEFAULT_MAX_STATE = 256 << 20
+"""Largest state file read, in bytes (persist entries are few and small)."""
+
+
+_STATE = {"format": jsondoc.INT, "services": jsondoc.LIST}
+_ITEM = {"owner": jsondoc.STR, "service": jsondoc.LIST}
 
 
 def save_state(path: Path, entries: list[tuple[Service, str]]) -> None:
@@ -62,18 +70,24 @@ def load_state(path: Path) -> list[tuple[Service, str]]:
     except OSError as exc:
         raise RegistryError(f"{path}: {exc.strerror}") from exc
     try:
-        doc = json.loads(data)
+        doc = jsondoc.load_object(data, _STATE, what=str(path), max_bytes=DEFAULT_MAX_STATE)
+    except jsondoc.BadJSON as exc:
+        raise RegistryError(f"not a registry state file: {exc}") from None
+    try:
         if doc.get("format") != FORMAT_VERSION:
             raise ValueError(f"unknown format {doc.get('format')!r}")
         out = []
+        seen: set[str] = set()
         for item in doc["services"]:
-            owner = item["owner"]
-            if not isinstance(owner, str):
-                raise ValueError("owner is not a string")
-            out.append((Service.from_wire(item["service"]), owner))
+            owner = jsondoc.check(item, _ITEM, what="entry")["owner"]
+            service = Service.from_wire(item["service"])
+            if service.name in seen:
+                raise ValueError(f"duplicate service name {service.name}")
+            seen.add(service.name)
+            out.append((service, owner))
         return out
     except (ValueError, KeyError, TypeError, AttributeError, RegistryError) as exc:
-        raise RegistryError(f"{path}: not a registry state file: {exc}") from exc
+        raise RegistryError(f"{path}: not a registry state file: {exc}") from None
 
 
 class StateLock:

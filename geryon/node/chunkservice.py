@@ -41,6 +41,7 @@ from geryon.node.chunkops import (CLAIM_OPS, DEFAULT_CLAIM_LEASE, DEFAULT_PULL_T
                                   StreamedWrite, _inside, _keep_manifest, _run_op, _sync_op, claim_expired, drop_claim,
                                   safe_path, write_claim)
 from registry.auth import AuthenticationFailed, BodyDigest, refusal, streamed
+from registry import jsondoc
 
 if TYPE_CHECKING:
     from geryon.allocate import ChunkPool
@@ -53,6 +54,13 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+DEFAULT_MAX_OP = 64 << 20
+"""Largest chunk op request (JSON; a manifest of a chunk's files is the biggest), in bytes."""
+
+# The shapes of the JSON requests (registry.jsondoc checks them).
+_CREATE = {"capacity": jsondoc.INT, "name": jsondoc.optional(jsondoc.STR)}
+_OP = {"op": jsondoc.STR, "args": jsondoc.optional(jsondoc.OBJECT)}
 
 DEFAULT_SMALL_FILE = 64 << 10
 """Files up to this size are read and sent in one piece; larger ones go by sendfile."""
@@ -159,12 +167,10 @@ class ChunkService:
             return web.json_response({"error": "this node has no chunk pool (start it with --chunk-pool DIR)",
                                       "kind": "nopool"}, status=404)
         try:
-            doc = await request.json()
-            capacity, replica, claim = int(doc["capacity"]), bool(doc.get("replica")), bool(doc.get("claim"))
+            doc = jsondoc.load_object(await request.read(), _CREATE)
+            capacity, replica, claim = doc["capacity"], bool(doc.get("replica")), bool(doc.get("claim"))
             name = doc.get("name")
-            if name is not None and not isinstance(name, str):
-                raise TypeError("name")
-        except (ValueError, KeyError, TypeError):
+        except ValueError:
             return web.json_response({"error": "bad request: want {\"capacity\": BYTES}", "kind": "bad"}, status=400)
         try:
             name, path = await self._blocking(self.pool.create, capacity, name, replica, frozenset(self.chunks))
@@ -196,10 +202,10 @@ class ChunkService:
     async def _op(self, request: web.Request) -> web.Response:
         chunk = self._chunk(request)
         try:
-            doc = await request.json()
-            op, args = str(doc["op"]), dict(doc.get("args") or {})
-        except (ValueError, KeyError, TypeError):
-            return web.json_response({"error": "bad request", "kind": "bad"}, status=400)
+            doc = jsondoc.load_object(await request.read(), _OP, max_bytes=DEFAULT_MAX_OP)
+            op, args = doc["op"], dict(doc.get("args") or {})
+        except ValueError as exc:
+            return web.json_response({"error": str(exc), "kind": "bad"}, status=400)
         if op in CLAIM_OPS:
             if args.get("done"):
                 await self._blocking(drop_claim, chunk)

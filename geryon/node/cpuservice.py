@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import hashlib
 import io
-import json
 import logging
 import os
 import re
@@ -46,6 +45,7 @@ from geryon.node.load import LoadSource, host_source
 from geryon.outputs import OUTPUT_CHUNK
 from geryon.untar import UnpackLimits, UnpackRefused, extract, remove_tree, sweep_staging
 from geryon.virtualload import VirtualLoad
+from registry import jsondoc
 from registry.auth import ServerIdentity, body_limit
 from registry.channel import Channel, ChannelRefused, accept
 from registry.signer import Signer
@@ -53,6 +53,11 @@ from registry import tls
 from shell.block import command_argv
 
 log = logging.getLogger(__name__)
+
+# The run request's shape (registry.jsondoc checks it before anything is read from it).
+_RUN_REQUEST = {"cmd": jsondoc.ANY, "env": jsondoc.optional(jsondoc.OBJECT),
+                "disks": jsondoc.optional(jsondoc.OBJECTS), "cpudisk": jsondoc.optional(jsondoc.OBJECT),
+                "export": jsondoc.optional(jsondoc.STR)}
 
 DEFAULT_MAX_EXPORT = 1 << 30
 """Largest export accepted, in bytes (held in memory while it is unpacked)."""
@@ -242,11 +247,8 @@ class CpuService:
         not counted twice); 409 `{"claimed": false, ...load}`: choose again from this load.
         """
         try:
-            doc = json.loads(await request.read())
-        except ValueError:
-            doc = None
-        expect = doc.get("expect") if isinstance(doc, dict) else None
-        if not isinstance(expect, int) or isinstance(expect, bool):
+            expect = jsondoc.load_object(await request.read(), {"expect": jsondoc.INT}, what="claim")["expect"]
+        except jsondoc.BadJSON:
             return web.json_response({"error": 'claim body must be {"expect": GENERATION}', "kind": "bad"},
                                      status=400)
         now = self.clock()                          # no await from here to the answer: atomic
@@ -357,9 +359,9 @@ class CpuService:
         run_dir = os.path.join(self.work_dir, "run", secrets.token_hex(8))
         try:
             msg = await ws.receive(timeout=30)
-            spec = json.loads(msg.data) if msg.type == aiohttp.WSMsgType.TEXT else None
-            if not isinstance(spec, dict) or "cmd" not in spec:
+            if msg.type != aiohttp.WSMsgType.TEXT:
                 raise RunRefused("bad run request")
+            spec = jsondoc.load_object(msg.data, _RUN_REQUEST, what="run request")
             self._count(self.clock(), spec.get("claim"))     # counted the moment it is accepted
             ns = os.path.join(run_dir, "n")
             os.makedirs(ns)
@@ -396,8 +398,10 @@ class CpuService:
 
         async def listen() -> None:
             async for m in ws:                      # ends when the client goes away
-                if m.type == aiohttp.WSMsgType.TEXT and json.loads(m.data).get("op") == "kill":
-                    break
+                if m.type == aiohttp.WSMsgType.TEXT:
+                    with contextlib.suppress(jsondoc.BadJSON):
+                        if jsondoc.check(jsondoc.loads(m.data, what="message"), {}).get("op") == "kill":
+                            break
             await self._kill(proc)
 
         try:

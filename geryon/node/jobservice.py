@@ -53,6 +53,7 @@ from geryon.node.chunkservice import ServedChunk
 from geryon.node.bodies import read_bounded
 from geryon.untar import UnpackLimits, sweep_staging
 from geryon.outputs import OUTPUT_CHUNK, SUCCESS_NAME, part_name
+from registry import jsondoc
 from registry.auth import ServerIdentity, body_limit
 from registry.channel import Channel, ChannelRefused, accept
 from registry import tls
@@ -62,6 +63,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_PACK = 1 << 30
 """Largest job pack accepted, in bytes (held in memory while it is unpacked)."""
+
+# A run request's task: the fields this module reads (the worker checks the rest).
+_TASK = {"kind": jsondoc.optional(jsondoc.STR), "index": jsondoc.optional(jsondoc.INT),
+         "attempt": jsondoc.optional(jsondoc.INT)}
 
 DEFAULT_DRIVER_HEARTBEAT = 2.0
 """Seconds between pings to a driver; one missed pong (half this) ends its attempts."""
@@ -243,9 +248,10 @@ class JobService:
     async def _commit(self, request: web.Request) -> web.Response:
         job = self._job(request)
         try:
-            body = await request.json()
-            staged, r = str(body["staged"]), int(body["partition"])
-        except (ValueError, KeyError, TypeError):
+            body = jsondoc.load_object(await request.read(), {"staged": jsondoc.STR, "partition": jsondoc.INT},
+                                       what="commit request")
+            staged, r = body["staged"], body["partition"]
+        except ValueError:
             return _bad("bad commit request")
         if not _STAGED.match(staged) or r < 0:
             return _bad("bad part names")
@@ -332,12 +338,14 @@ class JobService:
             return raw
         try:
             msg = await ws.receive(timeout=30)
-            req = json.loads(msg.data) if msg.type == aiohttp.WSMsgType.TEXT else None
+            req = (jsondoc.loads(msg.data, what="run request", max_bytes=64 << 20)
+                   if msg.type == aiohttp.WSMsgType.TEXT else None)
             if not isinstance(req, dict):
                 raise ValueError("bad run request")
             job, digest, task = str(req.get("job", "")), str(req.get("pack", "")), req.get("task")
             if not _SAFE.match(job) or not _HASH.match(digest) or not isinstance(task, dict):
                 raise ValueError("bad run request")
+            jsondoc.check(task, _TASK, what="task")
             with self.pack_cache.using(digest) as pack:
                 if not os.path.isdir(pack):
                     raise ValueError("job pack not on this node (upload it first)")

@@ -55,6 +55,7 @@ from geryon.node.sessioncore import (DEFAULT_KILL_GRACE, LocalInstance, Member, 
 from geryon.node.tree import Child, Children, Count, ParentLink, add_counts, lookup_node, parent_url, serve_child
 from geryon.sessionwire import (ALL, DEFAULT_DEAD_AFTER, DEFAULT_HEARTBEAT, MAX_FRAME, STDIN, ProtocolError,
                                 pack_frame, unpack_frame)
+from registry import jsondoc
 from registry.auth import ServerIdentity
 from registry.channel import Channel, ChannelRefused, accept
 
@@ -220,11 +221,9 @@ class SessionService:
                 msg = await ws.receive(timeout=self.dead_after)
                 if msg.type == aiohttp.WSMsgType.TEXT:
                     try:
-                        doc = json.loads(msg.data)
-                    except ValueError as exc:
-                        raise ProtocolError("text frame is not JSON") from exc
-                    if not isinstance(doc, dict):
-                        raise ProtocolError("text frame is not a JSON object")
+                        doc = jsondoc.check(jsondoc.loads(msg.data, what="text frame"), {}, what="text frame")
+                    except jsondoc.BadJSON as exc:
+                        raise ProtocolError(str(exc)) from exc
                     if doc.get("op") == "release":           # answered once all is released
                         await core.close()
                         await sink.send({"re": doc.get("id"), "ok": True,

@@ -43,6 +43,7 @@ import aiohttp
 from geryon.errors import GeryonError
 from geryon.pick import CpuInfo, LeastLoaded, Weight
 from geryon.session import DEFAULT_DEAD_AFTER, DEFAULT_HEARTBEAT, NoResources
+from registry import jsondoc
 from registry.channel import Channel
 from registry.errors import RegistryError
 from registry.signer import Signer
@@ -409,7 +410,7 @@ async def serve_child(ws: Any, children: Children, dead_after: float,
     msg = await ws.receive(timeout=dead_after)
     url = None
     try:
-        doc = json.loads(msg.data) if msg.type == aiohttp.WSMsgType.TEXT else None
+        doc = jsondoc.loads(msg.data, what="tree link") if msg.type == aiohttp.WSMsgType.TEXT else None
         if not isinstance(doc, dict) or doc.get("op") != "hello":
             raise ValueError("a tree link must start with hello")
         child = child_from_hello(doc, clock())
@@ -420,7 +421,7 @@ async def serve_child(ws: Any, children: Children, dead_after: float,
             msg = await ws.receive(timeout=dead_after)
             if msg.type != aiohttp.WSMsgType.TEXT:
                 return
-            doc = json.loads(msg.data)
+            doc = jsondoc.loads(msg.data, what="tree link")
             if not isinstance(doc, dict):
                 raise ValueError("not an object")
             if doc.get("op") == "counts":
