@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from registry.auth import sign_headers
+from registry.auth import ServerIdentity, sign_headers
 
 
 def signed(secret: bytes, url: str, method: str, path: str, body: bytes = b"",
@@ -19,7 +19,10 @@ def signed(secret: bytes, url: str, method: str, path: str, body: bytes = b"",
     split = urlsplit(url)
     conn = http.client.HTTPConnection(split.hostname, split.port, timeout=timeout)
     try:
-        headers = {"Content-Type": "application/json", **sign_headers(secret, method, path, body)}
+        conn.request("GET", "/v1/hello")
+        ident = ServerIdentity.from_wire(json.loads(conn.getresponse().read()))
+        headers = sign_headers(secret, method, path, server=ident, host=split.netloc, body=body,
+                               headers={"Content-Type": "application/json"})
         conn.request(method, path, body=body, headers=headers)
         resp = conn.getresponse()
         data = resp.read()
