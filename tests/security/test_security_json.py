@@ -1,15 +1,18 @@
 """Deep, huge and mistyped JSON on every route of both servers: 400 and one line, never a 500."""
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from registry import jsondoc
+from registry.signer import Signer
 from tests.node.node_helpers import Cluster
 from tests.security.security_helpers import deep, signed
 
@@ -51,6 +54,83 @@ def test_registry_routes_answer_400_to_bad_json(cluster: Cluster, secret: bytes)
     status, doc = signed(secret, cluster.registry_url, "POST", "/v1/find", b'{"query": [["svc", "x"]]}')
     assert status == 200 and doc["services"] == []
     assert "Traceback" not in reg.stderr() and "RecursionError" not in reg.stderr()
+
+
+async def _session_replies(url: str, secret: bytes, frames: list[str]) -> list[dict[str, Any]]:
+    """Open a registry session as a real client (signed upgrade, channel handshake), send `frames`."""
+    ids = {"X-Geryon-Client": "attacker-1", "X-Geryon-Owner": "attacker"}
+    async with aiohttp.ClientSession() as http:
+        async with await Signer(secret).connect(http, url, "/v1/session", headers=ids) as ws:
+            hello = json.loads((await ws.receive(timeout=10)).data)
+            assert hello["op"] == "hello", hello
+            replies = []
+            for frame in frames:
+                await ws.send_str(frame)
+                replies.append(json.loads((await ws.receive(timeout=10)).data))
+            return replies
+
+
+def test_registry_session_messages_refuse_bad_json(cluster: Cluster, secret: bytes) -> None:
+    reg = cluster.start_registry()
+    frames = ["[" * 5000 + "]" * 5000, json.dumps({"op": "register", "name": "x", "attrs": 5}),
+              json.dumps({"op": 5}), json.dumps({"op": "register", "name": ["x"]}), '{"op": "ping"',
+              json.dumps({"op": "register", "name": "ok", "attrs": [["a", "b"]]})]
+    replies = asyncio.run(_session_replies(cluster.registry_url, secret, frames))
+    for reply in replies[:-1]:
+        assert reply.get("kind") == "bad" and "\n" not in reply["error"], reply
+    assert "nested 5000 deep" in replies[0]["error"], replies[0]
+    assert replies[-1].get("ok") is True, replies[-1]
+    assert "Traceback" not in reg.stderr() and "RecursionError" not in reg.stderr()
+
+
+async def _handshake_with(url: str, secret: bytes, path: str, proof: str) -> str:
+    """Answer a channel's challenge with `proof` instead of the real one; how the server closed."""
+    signer = Signer(secret)
+    async with aiohttp.ClientSession() as http:
+        headers = await signer.headers(http, url, "GET", path)
+        async with http.ws_connect(url + path, headers=headers) as ws:
+            challenge = json.loads((await ws.receive(timeout=10)).data)
+            assert challenge["op"] == "challenge", challenge
+            await ws.send_str(proof)
+            msg = await ws.receive(timeout=10)
+            return f"{msg.type.name} {ws.close_code}"
+
+
+def test_a_deep_handshake_answer_closes_the_socket_not_the_server(cluster: Cluster, secret: bytes) -> None:
+    reg = cluster.start_registry()
+    node = cluster.start_node("n0", register=False)
+    for url, path in ((cluster.registry_url, "/v1/watch"), (node.url, "/v1/cpu/run")):
+        # 2,000 deep: past json's recursion limit, within the watch socket's 4 KiB frames
+        assert asyncio.run(_handshake_with(url, secret, path, "[" * 2000 + "]" * 2000)) == "CLOSE 1008"
+    status, _ = signed(secret, cluster.registry_url, "POST", "/v1/find", b'{"query": []}')
+    assert status == 200
+    for proc in (reg, node.proc):
+        assert "Traceback" not in proc.stderr() and "RecursionError" not in proc.stderr()
+
+
+async def _ws_errors(url: str, secret: bytes, path: str, frames: list[str]) -> list[dict[str, Any]]:
+    out = []
+    async with aiohttp.ClientSession() as http:
+        for frame in frames:
+            async with await Signer(secret).connect(http, url, path) as ws:
+                await ws.send_str(frame)
+                msg = await ws.receive(timeout=10)
+                out.append(json.loads(msg.data) if msg.type == aiohttp.WSMsgType.TEXT else {"closed": True})
+    return out
+
+
+def test_node_websockets_refuse_bad_json(cluster: Cluster, secret: bytes) -> None:
+    node = cluster.start_node("n0", register=False)
+    frames = ["[" * 5000 + "]" * 5000, json.dumps({"cmd": "true", "env": [1]}),
+              json.dumps({"cmd": "true", "disks": [5]}), "5", "{not json",
+              json.dumps({"job": "j1", "pack": "0" * 64, "task": {"index": [], "kind": "map"}})]
+    for path in ("/v1/cpu/run", "/v1/jobs/run"):
+        for reply in asyncio.run(_ws_errors(node.url, secret, path, frames)):
+            assert reply.get("op") == "error", (path, reply)
+            assert "\n" not in reply["error"]
+    replies = asyncio.run(_ws_errors(node.url, secret, "/v1/cpu/run", [json.dumps({"cmd": "echo ok"})]))
+    assert replies[0].get("op") == "started", replies
+    assert "Traceback" not in node.proc.stderr() and "RecursionError" not in node.proc.stderr()
 
 
 NODE_BAD = {"/v1/chunks": [b'{"capacity": "big"}', b'{"capacity": 5, "name": 7}', b'{"capacity": [[[]]]}'],
