@@ -37,6 +37,10 @@ class BadJSON(BadRequest, ValueError):
     """
 
 
+class NotJSON(BadJSON):
+    """A document that does not parse as JSON at all."""
+
+
 def depth_of(data: bytes) -> int:
     """The deepest nesting of `[` and `{` in `data`, brackets inside strings not counted.
 
@@ -78,7 +82,7 @@ def loads(data: bytes | str, *, what: str = "request", max_bytes: int = DEFAULT_
     except RecursionError:          # cannot happen below the depth limit; kept as a backstop
         raise BadJSON(f"{what}: JSON nested too deep") from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise BadJSON(f"{what}: bad JSON: {str(exc).splitlines()[0][:200]}") from None
+        raise NotJSON(f"{what}: bad JSON: {str(exc).splitlines()[0][:200]}") from None
 
 
 @dataclass(frozen=True)
@@ -143,6 +147,6 @@ def load_object(data: bytes | str, fields: Mapping[str, Kind], *, what: str = "r
     return check(loads(data, what=what, max_bytes=max_bytes, max_depth=max_depth), fields, what=what)
 
 
-__all__ = ["ANY", "BOOL", "BadJSON", "DEFAULT_MAX_BYTES", "DEFAULT_MAX_DEPTH", "INT", "Kind", "LIST",
+__all__ = ["ANY", "BOOL", "BadJSON", "NotJSON", "DEFAULT_MAX_BYTES", "DEFAULT_MAX_DEPTH", "INT", "Kind", "LIST",
            "NUMBER", "OBJECT", "OBJECTS", "PAIRS", "STR", "STRS", "check", "depth_of", "load_object", "loads",
            "optional"]

@@ -222,7 +222,9 @@ class SessionService:
                 if msg.type == aiohttp.WSMsgType.TEXT:
                     try:
                         doc = jsondoc.check(jsondoc.loads(msg.data, what="text frame"), {}, what="text frame")
-                    except jsondoc.BadJSON as exc:
+                    except jsondoc.NotJSON as exc:
+                        raise ProtocolError("text frame is not JSON") from exc
+                    except jsondoc.BadJSON as exc:              # too deep, too big, not an object
                         raise ProtocolError(str(exc)) from exc
                     if doc.get("op") == "release":           # answered once all is released
                         await core.close()

@@ -145,8 +145,13 @@ def test_node_routes_answer_400_to_bad_json(cluster: Cluster, secret: bytes, tmp
         for body in generic + bodies:
             status, doc = signed(secret, node.url, "POST", path, body)
             _one_line_400(status, doc)
+    # The claim route takes 1 KiB: bad bodies within it.
+    for body in (b"[" * 1000, deep(500), b'{"expect": "x"}', b'{"expect": true}', b"[1]", b"{not json"):
+        status, doc = signed(secret, node.url, "POST", "/v1/cpu/claim", body)
+        _one_line_400(status, doc)
     status, doc = signed(secret, node.url, "POST", "/v1/chunks/c0/op", b'{"op": "listdir", "args": {"path": "/"}}')
     assert status == 200, doc
+    assert signed(secret, node.url, "POST", "/v1/cpu/claim", b'{"expect": 0}')[0] in (200, 409)
     assert "Traceback" not in node.proc.stderr() and "RecursionError" not in node.proc.stderr()
 
 
