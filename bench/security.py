@@ -163,20 +163,22 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             for n in range(1000):
                 reg.register(f"bench-{n}", [("svc", "bench"), ("n", str(n))])
             pids = [reg_p.pid, node_p.pid]
-            result: dict[str, float] = {}
-            c0 = _cpu_seconds(pids)
-            result["rcpu_s"] = _rcpu(reg, secret, args.rcpu_runs)
-            c1 = _cpu_seconds(pids)
-            result["rcpu_cpu_ms"] = (c1 - c0) * 1e3 / (args.rcpu_runs + 2)
-            result["find_1_per_s"] = _finds(reg_url, secret, args.seconds, 1)
-            c2 = _cpu_seconds(pids)
-            result["find_1_cpu_us"] = (c2 - c1) * 1e6 / (result["find_1_per_s"] * args.seconds)
-            result[f"find_{args.threads}_per_s"] = _finds(reg_url, secret, args.seconds, args.threads)
-            c3 = _cpu_seconds(pids)
-            result[f"find_{args.threads}_cpu_us"] = (c3 - c2) * 1e6 / (result[f"find_{args.threads}_per_s"] * args.seconds)
-            result["shuffle_mb_s"] = _shuffle(node_url, chunk, secret, args.shuffle_reps)
-            c4 = _cpu_seconds(pids)
-            result["shuffle_cpu_ms_per_mb"] = (c4 - c3) * 1e3 / ((args.shuffle_reps + 1) * SHUFFLE_FILE / 1e6)
+            result: dict[str, float] = {"load_avg_1m": os.getloadavg()[0]}
+            only = set(args.only.split(","))
+            if "rcpu" in only:
+                c0 = _cpu_seconds(pids)
+                result["rcpu_s"] = _rcpu(reg, secret, args.rcpu_runs)
+                result["rcpu_cpu_ms"] = (_cpu_seconds(pids) - c0) * 1e3 / (args.rcpu_runs + 2)
+            if "find" in only:
+                for threads in (1, args.threads):
+                    c0 = _cpu_seconds(pids)
+                    rate = result[f"find_{threads}_per_s"] = _finds(reg_url, secret, args.seconds, threads)
+                    result[f"find_{threads}_cpu_us"] = (_cpu_seconds(pids) - c0) * 1e6 / (rate * args.seconds)
+            if "shuffle" in only:
+                c0 = _cpu_seconds(pids)
+                result["shuffle_mb_s"] = _shuffle(node_url, chunk, secret, args.shuffle_reps)
+                result["shuffle_cpu_ms_per_mb"] = ((_cpu_seconds(pids) - c0) * 1e3 /
+                                                   ((args.shuffle_reps + 1) * SHUFFLE_FILE / 1e6))
         return result
     finally:
         for p in procs:
@@ -195,7 +197,8 @@ def run_child(tree: Path, args: argparse.Namespace) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GERYON_")}
     env["PYTHONPATH"] = str(tree)
     argv = [sys.executable, str(Path(__file__).resolve()), "--child", "--seconds", str(args.seconds),
-            "--threads", str(args.threads), "--rcpu-runs", str(args.rcpu_runs), "--shuffle-reps", str(args.shuffle_reps)]
+            "--threads", str(args.threads), "--rcpu-runs", str(args.rcpu_runs), "--shuffle-reps", str(args.shuffle_reps),
+            "--only", args.only]
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, cwd=tempfile.gettempdir(), timeout=900)
     if proc.returncode != 0:
         raise SystemExit(f"measuring {tree} failed:\n{proc.stderr[-3000:]}")
@@ -211,6 +214,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=4, help="concurrent find clients")
     ap.add_argument("--rcpu-runs", type=int, default=30)
     ap.add_argument("--shuffle-reps", type=int, default=3)
+    ap.add_argument("--only", default="rcpu,find,shuffle", help="measurements to make (comma-separated)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
