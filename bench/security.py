@@ -20,6 +20,7 @@ object at the end. Nothing here is imported by the package.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -29,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,18 +63,22 @@ def _cpu_seconds(pids: list[int]) -> float:
     return total / tick + own.user + own.system
 
 
+def _rcpu_with(rcpu: Any, runs: int) -> list[float]:
+    times = []
+    for _ in range(runs):
+        out, err = io.BytesIO(), io.BytesIO()
+        t0 = time.perf_counter()
+        result = rcpu.run("echo hi", stdout=out, stderr=err)
+        times.append(time.perf_counter() - t0)
+        assert out.getvalue() == b"hi\n" and result.cpudisk == "d0.cpu", (result, out.getvalue(), err.getvalue())
+    return times
+
+
 def _rcpu(reg: Any, secret: bytes, runs: int) -> float:
     from geryon.rcpuclient import Rcpu
 
-    times = []
     with Rcpu(reg, secret) as rcpu:
-        for _ in range(runs + 2):
-            out, err = io.BytesIO(), io.BytesIO()
-            t0 = time.perf_counter()
-            result = rcpu.run("echo hi", stdout=out, stderr=err)
-            times.append(time.perf_counter() - t0)
-            assert out.getvalue() == b"hi\n" and result.cpudisk == "d0.cpu", (result, out.getvalue(), err.getvalue())
-    return statistics.median(times[2:])          # the first two warm connections and caches
+        return statistics.median(_rcpu_with(rcpu, runs + 2)[2:])   # the first two warm caches
 
 
 def _finds(url: str, secret: bytes, seconds: float, threads: int) -> float:
@@ -103,20 +109,21 @@ def _finds(url: str, secret: bytes, seconds: float, threads: int) -> float:
     return sum(counts) / seconds
 
 
-def _shuffle(node_url: str, chunk: Path, secret: bytes, reps: int) -> float:
+def _shuffle(node_url: str, chunk: Path, secret: bytes, reps: int, plant: bool = True) -> float:
     from geryon.node.jobservice import staging_name
     from geryon.segments import Segment
     from geryon.worker import http_range
 
     out = chunk / staging_name(JOB)
-    out.mkdir(exist_ok=True)
-    block = os.urandom(1 << 20)
-    with open(out / "m0.out", "wb") as f:
-        for _ in range(SHUFFLE_FILE // len(block)):
-            f.write(block)
+    if plant:
+        out.mkdir(exist_ok=True)
+        block = os.urandom(1 << 20)
+        with open(out / "m0.out", "wb") as f:
+            for _ in range(SHUFFLE_FILE // len(block)):
+                f.write(block)
     location = f"{node_url}/v1/jobs/{JOB}/data/m0.out"
     rates = []
-    for _ in range(reps + 1):
+    for _ in range(reps + 1 if plant else reps):
         t0 = time.perf_counter()
         got = 0
         for offset in range(0, SHUFFLE_FILE, SHUFFLE_SEGMENT):
@@ -124,10 +131,13 @@ def _shuffle(node_url: str, chunk: Path, secret: bytes, reps: int) -> float:
                 got += len(data)
         rates.append(got / (time.perf_counter() - t0) / 1e6)
         assert got == SHUFFLE_FILE
-    return statistics.median(rates[1:])
+    return statistics.median(rates[1:] if plant else rates)
 
 
-def measure(args: argparse.Namespace) -> dict[str, Any]:
+@contextlib.contextmanager
+def _cluster() -> Iterator[tuple[Any, str, str, Path, list[int], bytes]]:
+    """A registry and one node of this checkout, 1,000 services registered:
+    (registry client, registry URL, node URL, the node's chunk c0, server pids, secret)."""
     from geryon.chunk import create_chunk
     from registry.auth import create_secret
     from registry.client import RegistryClient
@@ -135,8 +145,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="geryon-bench-sec-"))
     secret = create_secret(tmp / "secret")
     py = [sys.executable, "-c"]
-    env_cfg = str(tmp / "config")
-    os.environ["XDG_CONFIG_HOME"] = env_cfg
+    os.environ["XDG_CONFIG_HOME"] = str(tmp / "config")
     procs = []
     try:
         # The node has an output disk (d0.cpu), as a cluster's nodes do: rcpu's $cpudisk.
@@ -162,24 +171,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 time.sleep(0.1)
             for n in range(1000):
                 reg.register(f"bench-{n}", [("svc", "bench"), ("n", str(n))])
-            pids = [reg_p.pid, node_p.pid]
-            result: dict[str, float] = {"load_avg_1m": os.getloadavg()[0]}
-            only = set(args.only.split(","))
-            if "rcpu" in only:
-                c0 = _cpu_seconds(pids)
-                result["rcpu_s"] = _rcpu(reg, secret, args.rcpu_runs)
-                result["rcpu_cpu_ms"] = (_cpu_seconds(pids) - c0) * 1e3 / (args.rcpu_runs + 2)
-            if "find" in only:
-                for threads in (1, args.threads):
-                    c0 = _cpu_seconds(pids)
-                    rate = result[f"find_{threads}_per_s"] = _finds(reg_url, secret, args.seconds, threads)
-                    result[f"find_{threads}_cpu_us"] = (_cpu_seconds(pids) - c0) * 1e6 / (rate * args.seconds)
-            if "shuffle" in only:
-                c0 = _cpu_seconds(pids)
-                result["shuffle_mb_s"] = _shuffle(node_url, chunk, secret, args.shuffle_reps)
-                result["shuffle_cpu_ms_per_mb"] = ((_cpu_seconds(pids) - c0) * 1e3 /
-                                                   ((args.shuffle_reps + 1) * SHUFFLE_FILE / 1e6))
-        return result
+            yield reg, reg_url, node_url, chunk, [reg_p.pid, node_p.pid], secret
     finally:
         for p in procs:
             p.terminate()
@@ -189,6 +181,60 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 p.kill()
                 p.wait()
         subprocess.run(["rm", "-rf", str(tmp)], check=False)
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """Every measurement once, on a cluster of this checkout (one child of the A B A B mode)."""
+    with _cluster() as (reg, reg_url, node_url, chunk, pids, secret):
+        result: dict[str, float] = {"load_avg_1m": os.getloadavg()[0]}
+        only = set(args.only.split(","))
+        if "rcpu" in only:
+            c0 = _cpu_seconds(pids)
+            result["rcpu_s"] = _rcpu(reg, secret, args.rcpu_runs)
+            result["rcpu_cpu_ms"] = (_cpu_seconds(pids) - c0) * 1e3 / (args.rcpu_runs + 2)
+        if "find" in only:
+            for threads in (1, args.threads):
+                c0 = _cpu_seconds(pids)
+                rate = result[f"find_{threads}_per_s"] = _finds(reg_url, secret, args.seconds, threads)
+                result[f"find_{threads}_cpu_us"] = (_cpu_seconds(pids) - c0) * 1e6 / (rate * args.seconds)
+        if "shuffle" in only:
+            c0 = _cpu_seconds(pids)
+            result["shuffle_mb_s"] = _shuffle(node_url, chunk, secret, args.shuffle_reps)
+            result["shuffle_cpu_ms_per_mb"] = ((_cpu_seconds(pids) - c0) * 1e3 /
+                                               ((args.shuffle_reps + 1) * SHUFFLE_FILE / 1e6))
+        return result
+
+
+def serve(args: argparse.Namespace) -> None:
+    """Lockstep mode's child: set up, say `ready`, then run each operation the parent names
+    on stdin (`rcpu N`, `find N`, `findc SECONDS`, `shuffle N`) and answer one JSON line."""
+    from geryon.rcpuclient import Rcpu
+
+    with _cluster() as (reg, reg_url, node_url, chunk, pids, secret), Rcpu(reg, secret) as rcpu:
+        _rcpu_with(rcpu, 2)
+        _shuffle(node_url, chunk, secret, 1)
+        print("ready", flush=True)
+        for line in sys.stdin:
+            op, _, arg = line.strip().partition(" ")
+            c0 = _cpu_seconds(pids)
+            t0 = time.perf_counter()
+            if op == "rcpu":
+                value = statistics.median(_rcpu_with(rcpu, int(arg)))
+            elif op == "find":
+                times = []
+                for k in range(int(arg)):
+                    t = time.perf_counter()
+                    assert len(reg.find({"svc": "bench", "n": str(k % 1000)})) == 1
+                    times.append(time.perf_counter() - t)
+                value = statistics.median(times)
+            elif op == "findc":
+                value = _finds(reg_url, secret, float(arg), args.threads)
+            elif op == "shuffle":
+                value = _shuffle(node_url, chunk, secret, int(arg), plant=False)
+            else:
+                break
+            print(json.dumps({"value": value, "cpu": _cpu_seconds(pids) - c0,
+                              "wall": time.perf_counter() - t0}), flush=True)
 
 
 # -- the parent: A B A B over two checkouts ---------------------------------------------
@@ -205,6 +251,62 @@ def run_child(tree: Path, args: argparse.Namespace) -> dict[str, Any]:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+LOCKSTEP_OPS = (("rcpu", "3", "rcpu_s"), ("find", "20", "find_s"), ("findc", "0.5", "find_concurrent_per_s"),
+                ("shuffle", "1", "shuffle_mb_s"))
+"""Lockstep operations: (op, argument, figure); each round runs every one on A and on B in turn.
+CPU per op: per rcpu run, per find, per MB fetched (registry + node + client process)."""
+
+
+def lockstep(trees: dict[str, Path], args: argparse.Namespace) -> dict[str, Any]:
+    """Both checkouts' clusters up at once; each round runs every operation on one, then the
+    other (the order alternating), so load drifts fall on both alike; paired ratios per round."""
+    children = {}
+    for name, tree in trees.items():
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GERYON_")}
+        env["PYTHONPATH"] = str(tree)
+        children[name] = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "--serve", "--threads", str(args.threads)],
+            env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=tempfile.gettempdir())
+    try:
+        for name, child in children.items():
+            assert child.stdout is not None
+            if child.stdout.readline().strip() != "ready":
+                raise SystemExit(f"the {name} cluster did not start")
+        got: dict[str, dict[str, list[dict[str, float]]]] = {n: {f: [] for *_, f in LOCKSTEP_OPS} for n in trees}
+        loads = []
+        for rnd in range(args.lockstep):
+            loads.append(os.getloadavg()[0])
+            for op, arg, figure in LOCKSTEP_OPS:
+                for name in (("before", "after") if rnd % 2 == 0 else ("after", "before")):
+                    child = children[name]
+                    assert child.stdin is not None and child.stdout is not None
+                    child.stdin.write(f"{op} {arg}\n")
+                    child.stdin.flush()
+                    got[name][figure].append(json.loads(child.stdout.readline()))
+            print(f"round {rnd}: " + " ".join(f"{f} {got['before'][f][-1]['value']:.4g}/{got['after'][f][-1]['value']:.4g}"
+                                               for *_, f in LOCKSTEP_OPS), file=sys.stderr, flush=True)
+        out: dict[str, Any] = {"rounds": args.lockstep, "load_avg_1m": statistics.median(loads), "figures": {}}
+        for op, arg, figure in LOCKSTEP_OPS:
+            b, a = got["before"][figure], got["after"][figure]
+            def per(x: dict[str, float], op: str = op, arg: str = arg) -> float:    # CPU s per rcpu/find/MB
+                return {"rcpu": int(arg), "find": int(arg), "findc": x["value"] * float(arg)}.get(op, SHUFFLE_FILE / 1e6)
+            out["figures"][figure] = {
+                "before": statistics.median(x["value"] for x in b), "after": statistics.median(x["value"] for x in a),
+                "paired_ratio_after_over_before": statistics.median(y["value"] / x["value"] for x, y in zip(b, a)),
+                "cpu_s_per_op_before": statistics.median(x["cpu"] / per(x) for x in b),
+                "cpu_s_per_op_after": statistics.median(x["cpu"] / per(x) for x in a)}
+        return out
+    finally:
+        for child in children.values():
+            if child.stdin:
+                child.stdin.close()
+            try:
+                child.wait(60)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--before", type=Path, help="checkout of the code before the security work")
@@ -215,14 +317,28 @@ def main() -> None:
     ap.add_argument("--rcpu-runs", type=int, default=30)
     ap.add_argument("--shuffle-reps", type=int, default=3)
     ap.add_argument("--only", default="rcpu,find,shuffle", help="measurements to make (comma-separated)")
+    ap.add_argument("--lockstep", type=int, default=0, metavar="ROUNDS",
+                    help="instead of A B A B processes: both clusters up at once, operations interleaved")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         print(json.dumps(measure(args)))
         return
+    if args.serve:
+        serve(args)
+        return
     if args.before is None:
         ap.error("--before CHECKOUT is required")
     trees = {"before": args.before.resolve(), "after": args.after.resolve()}
+    if args.lockstep:
+        result = lockstep(trees, args)
+        for figure, f in result["figures"].items():
+            print(f"{figure:>22}: before {f['before']:10.4g}  after {f['after']:10.4g}  paired after/before "
+                  f"{f['paired_ratio_after_over_before']:.3f}  cpu/op {f['cpu_s_per_op_before']:.4g} -> "
+                  f"{f['cpu_s_per_op_after']:.4g} s", file=sys.stderr)
+        print(json.dumps(result))
+        return
     runs: dict[str, list[dict[str, Any]]] = {"before": [], "after": []}
     for rep in range(args.reps):
         for name in (("before", "after") if rep % 2 == 0 else ("after", "before")):
