@@ -285,11 +285,14 @@ def lockstep(trees: dict[str, Path], args: argparse.Namespace) -> dict[str, Any]
                     got[name][figure].append(json.loads(child.stdout.readline()))
             print(f"round {rnd}: " + " ".join(f"{f} {got['before'][f][-1]['value']:.4g}/{got['after'][f][-1]['value']:.4g}"
                                                for *_, f in LOCKSTEP_OPS), file=sys.stderr, flush=True)
-        out: dict[str, Any] = {"rounds": args.lockstep, "load_avg_1m": statistics.median(loads), "figures": {}}
+        out: dict[str, Any] = {"rounds": args.lockstep, "load_avg_1m": statistics.median(loads), "figures": {},
+                               "raw": got}
         for op, arg, figure in LOCKSTEP_OPS:
             b, a = got["before"][figure], got["after"][figure]
             def per(x: dict[str, float], op: str = op, arg: str = arg) -> float:    # CPU s per rcpu/find/MB
-                return {"rcpu": int(arg), "find": int(arg), "findc": x["value"] * float(arg)}.get(op, SHUFFLE_FILE / 1e6)
+                if op in ("rcpu", "find"):
+                    return float(arg)
+                return x["value"] * float(arg) if op == "findc" else SHUFFLE_FILE / 1e6
             out["figures"][figure] = {
                 "before": statistics.median(x["value"] for x in b), "after": statistics.median(x["value"] for x in a),
                 "paired_ratio_after_over_before": statistics.median(y["value"] / x["value"] for x, y in zip(b, a)),
