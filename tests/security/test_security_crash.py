@@ -213,7 +213,7 @@ def test_a_registry_killed_five_times_under_persist_registrations_keeps_every_ac
                         str(secret_file), "--state", str(state)], tmp_path / f"registry.{round_}.err",
                        env={"XDG_CONFIG_HOME": str(tmp_path / "config")})
             procs.append(reg)
-            line = reg.readline(30)
+            line = reg.readline(60)
             assert "listening on" in line, line + reg.stderr()
             url = line.split("listening on", 1)[1].split()[0]
             # The start swept what the kill left: only the state file and the lock.
@@ -228,7 +228,7 @@ def test_a_registry_killed_five_times_under_persist_registrations_keeps_every_ac
             procs += clients
             for c in clients:                      # each has some acknowledged, then the kill lands
                 for _ in range(5):
-                    name = c.readline(30).strip()
+                    name = c.readline(60).strip()
                     assert name, c.stderr()[-2000:]
                     acked.add(name)
             _kill_while_saving(reg, state)
