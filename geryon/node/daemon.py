@@ -28,6 +28,7 @@ from geryon.allocate import ChunkPool
 from geryon.chunk import ChunkFS
 from geryon.errors import GeryonError
 from geryon.node.chunkservice import DEFAULT_CLAIM_LEASE, ChunkService, ServedChunk
+from geryon.node.address import choose_address
 from geryon.node.cpuservice import CpuService
 from geryon.node.jobservice import JobService
 from geryon.untar import UnpackLimits
@@ -84,14 +85,14 @@ class NodeConfig:
     tls: TlsFiles = TlsFiles()                # a certificate: serve https only (see registry.tls)
 
 
-def advertised_host(host: str) -> str:
-    """The address others use to reach a server bound to `host`."""
-    if host not in ("", "0.0.0.0", "::"):
-        return host
-    try:
-        return socket.gethostbyname(socket.gethostname())
-    except OSError:
-        return "127.0.0.1"
+def registry_host(registry: Any) -> str | None:
+    """The host of the registry a client is configured with (None: found later, over zeroconf)."""
+    url = getattr(registry, "url", None)
+    if not isinstance(url, str) or not url:
+        return None
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).hostname
 
 
 class NodeDaemon:
@@ -121,6 +122,7 @@ class NodeDaemon:
                 if name in self.chunks:
                     raise GeryonError(f"disk {name} given twice (also in the chunk pool {config.pool})")
                 self.chunks[name] = ServedChunk(name, ChunkFS(path), replica, pooled=True)
+        self.address = choose_address(config.host, config.advertise, registry_host(config.registry))
         self.source = config.load_source or host_source(config.cpus)
         self.identity = ServerIdentity.new(f"node:{config.name}", config.secret)
         self.port = config.port
@@ -140,11 +142,11 @@ class NodeDaemon:
     @property
     def cpu_service(self) -> str:
         """The cpu service's registry name."""
-        return f"tcp!{advertised_host(self.config.advertise or self.config.host)}!{self.port}"
+        return f"tcp!{self.address}!{self.port}"
 
     def chunk_service(self, chunk: str) -> str:
         """A chunk service's registry name, `tcp!addr!port!chunk` (names cannot hold `/`)."""
-        return f"tcp!{advertised_host(self.config.advertise or self.config.host)}!{self.port}!{chunk}"
+        return f"tcp!{self.address}!{self.port}!{chunk}"
 
     def chunk_url(self, chunk: str) -> str:
         """A chunk's `geryon://` URL."""
@@ -200,7 +202,7 @@ class NodeDaemon:
             raise GeryonError(f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc}") from exc
         self.port = sock.getsockname()[1]
         scheme = "https" if cfg.tls.serving else "http"
-        self.url = f"{scheme}://{advertised_host(cfg.advertise or cfg.host)}:{self.port}"
+        self.url = f"{scheme}://{self.address}:{self.port}"
         ident = self.identity
         self.cpu = CpuService(cfg.name, self.chunks, self.url, cfg.secret, work_dir, self._started,
                               unpack=cfg.unpack, identity=ident, source=self.source,
@@ -211,7 +213,7 @@ class NodeDaemon:
         self.jobs = JobService(cfg.name, self.chunks, self.url, cfg.secret, work_dir, unpack=cfg.unpack,
                                identity=ident)
         self.sessions = SessionService(cfg.name, self.source, cfg.secret, work_dir, parent=cfg.parent,
-                                       advertise=advertised_host(cfg.advertise or cfg.host), registry=cfg.registry,
+                                       advertise=self.address, registry=cfg.registry,
                                        identity=ident)
         chunk_service = ChunkService(self.chunks, secret=cfg.secret, pool=self.pool,
                                      on_change=self._sync if cfg.registry is not None else None,
