@@ -204,6 +204,7 @@ class Storage:
     """Every node's free chunks and pool room, as the registry says."""
 
     hosts: dict[str, HostStorage] = field(default_factory=dict)
+    plain: tuple[str, ...] = ()     # `host!chunk` of unnamed disks that are plain directories, not chunks
 
     @classmethod
     def read(cls, registry: Any, named: Iterable[tuple[str, str]] = ()) -> Storage:
@@ -214,12 +215,15 @@ class Storage:
                 taken.add((svc.get("host"), svc.get("chunk")))
         free: dict[str, list[tuple[str, int]]] = {}
         urls: dict[str, str] = {}
+        plain: list[str] = []
         for svc in registry.find({"resource": "kfs"}):
             host, chunk, url = svc.get("name"), svc.get("id"), svc.get("url")
             if not host or not chunk or not url:
                 continue
             urls.setdefault(host, _node_url(url))
             cap, left = _int(svc.get("capacity")), _int(svc.get("free"))
+            if (host, chunk) not in taken and svc.get("capacity") == "none" and not svc.get("replica"):
+                plain.append(f"{host}!{chunk}")
             if (host, chunk) in taken or cap is None or left != cap:
                 continue
             free.setdefault(host, []).append((chunk, cap))
@@ -231,7 +235,7 @@ class Storage:
                 urls.setdefault(host, url.rstrip("/"))
         hosts = {h: HostStorage(h, urls[h], tuple(sorted(free.get(h, []))), pools.get(h))
                  for h in sorted(set(free) | set(pools)) if h in urls}
-        return cls(hosts)
+        return cls(hosts, tuple(sorted(plain)))
 
     def slots(self, hosts: Sequence[str] | None = None) -> list[ChunkSlot]:
         """Placement candidates: one per free chunk (`single`), one per pool."""
@@ -280,13 +284,27 @@ class Allocator:
             NoRoom: not enough hosts have room.
         """
         slots = [s for s in self._slots if hosts is None or s.host in hosts]
-        chosen = place(size, slots, copies)
+        try:
+            chosen = place(size, slots, copies)
+        except NoRoom as exc:
+            raise NoRoom(f"{exc}{self._plain_hint()}") from None
         if len({s.host for s in chosen}) < copies:
             have = len({s.host for s in slots if s.free >= size})
             raise NoRoom(f"{copies} copies of a {size}-byte chunk need {copies} hosts with room; "
                          f"{have} have room ({', '.join(sorted({s.host for s in slots})) or 'no hosts offer chunks'})"
-                         f"{'' if have else ': add chunks with geryon node --disk, or a pool with --chunk-pool'}")
+                         f"{'' if have else ': add chunks with geryon node --disk, or a pool with --chunk-pool'}"
+                         f"{self._plain_hint()}")
         return chosen
+
+    def _plain_hint(self) -> str:
+        """What to do about disks served as plain directories (a load cannot fill those)."""
+        plain = self.storage.plain
+        if not plain:
+            return ""
+        return (f"; {', '.join(plain[:3])}{' ...' if len(plain) > 3 else ''} "
+                f"{'is a plain directory' if len(plain) == 1 else 'are plain directories'} holding files, not "
+                f"{'a chunk' if len(plain) == 1 else 'chunks'}: a load needs empty chunks: give the node an empty "
+                f"directory (`geryon node --disk NAME=EMPTY_DIR` makes it a chunk) or a pool (--chunk-pool DIR)")
 
     def claim(self, slot: ChunkSlot, capacity: int, replica: bool = False) -> ChunkRef:
         """Make the chosen slot a chunk of (at least) `capacity` bytes and return it."""

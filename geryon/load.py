@@ -281,6 +281,7 @@ def load_cluster(sources: Sequence[str], app: str, *, registry: Any, secret: byt
     staging = owned.path
     packer = ChunkPacker(staging, app, chunk_size)
     try:
+        alloc.choose(chunk_size, replicas)    # no room at all: say so before packing anything
         chunks = _pack(packer, sources, chunk_size, fmt, progress, tick, (ndb_file,))
         entries: list[DiskEntry] = []
         for c in chunks:

@@ -3,7 +3,8 @@
 It registers one service per chunk (`tcp!addr!port!CHUNK resource kfs id CHUNK name
 NODE url geryon://addr:port/CHUNK ...`, so an ndb `master=NODE!CHUNK` resolves to it) and one cpu service
 (`tcp!addr!port svc rstyx host NODE os ... ncpu ... load ... virtual ... memfree ...`, and `pool ROOM`
-when it makes chunks on request from a `--chunk-pool`), refreshes load (the virtual
+when it makes chunks on request from a `--chunk-pool`; an empty plain directory given as
+`--disk` is made a chunk first), refreshes load (the virtual
 load of dispatches accepted lately included, and also given apart: `geryon.virtualload`),
 free memory and free space on every heartbeat, and unregisters when closed. The registry
 client re-registers everything after a registry restart on its own. Not here: parsing
@@ -15,6 +16,7 @@ import asyncio
 import logging
 import os
 import socket
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -25,7 +27,7 @@ from aiohttp import web
 
 from geryon.node.defaults import DEFAULT_NODE_PORT, DEFAULT_REFRESH
 from geryon.allocate import ChunkPool
-from geryon.chunk import ChunkFS
+from geryon.chunk import DEFAULT_CAPACITY, ChunkFS, create_chunk, read_capacity
 from geryon.errors import GeryonError
 from geryon.node.chunkservice import DEFAULT_CLAIM_LEASE, ChunkService, ServedChunk
 from geryon.node.address import choose_address
@@ -108,12 +110,19 @@ class NodeDaemon:
             raise GeryonError(f"node {config.name}: a cluster secret is required (run `geryon init`)")
         self.config = config
         self.clock = clock
+        self.address = choose_address(config.host, config.advertise, registry_host(config.registry))
         self.chunks: dict[str, ServedChunk] = {}
+        self.notes: list[str] = []                # said once on stderr when serving starts
         for disk in config.disks:
             if disk.name in self.chunks:
                 raise GeryonError(f"disk {disk.name} given twice")
             if not os.path.isdir(disk.path):
                 raise GeryonError(f"disk {disk.name}: {disk.path}: no such directory")
+            if not disk.replica and read_capacity(disk.path) is None and not os.listdir(disk.path):
+                # An empty plain directory holds nothing to keep: make it a chunk a load can fill.
+                create_chunk(disk.path, DEFAULT_CAPACITY)
+                self.notes.append(f"disk {disk.name}: {disk.path} was an empty directory: made it a "
+                                  f"{DEFAULT_CAPACITY >> 20}M chunk (`geryon disk new DIR --size N` makes other sizes)")
             self.chunks[disk.name] = ServedChunk(disk.name, ChunkFS(disk.path), disk.replica)
         self.pool: ChunkPool | None = None
         if config.pool is not None:
@@ -122,7 +131,6 @@ class NodeDaemon:
                 if name in self.chunks:
                     raise GeryonError(f"disk {name} given twice (also in the chunk pool {config.pool})")
                 self.chunks[name] = ServedChunk(name, ChunkFS(path), replica, pooled=True)
-        self.address = choose_address(config.host, config.advertise, registry_host(config.registry))
         self.source = config.load_source or host_source(config.cpus)
         self.identity = ServerIdentity.new(f"node:{config.name}", config.secret)
         self.port = config.port
@@ -339,5 +347,7 @@ class NodeDaemon:
 async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
     """Run a node until `stop` is set (the CLI's entry point); prints one line when up."""
     async with NodeDaemon(config) as node:
+        for note in node.notes:
+            print(f"geryon: {note}", file=sys.stderr, flush=True)
         print(f"node {config.name} listening on {node.url}", flush=True)
         await stop.wait()
