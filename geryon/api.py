@@ -84,6 +84,7 @@ def run_job(job: Job, disks: Sequence[str | Disk], out: str | None = None, worke
         UnknownDisk, JobFailed, GeryonError.
     """
     resolved = [d if isinstance(d, Disk) else resolve(str(d), ndb) for d in disks]
+    job = _with_reader(job, [(d.name, d.format) for d in resolved])
     out_dir = os.path.abspath(out or os.path.join(os.getcwd(), f"{job.name}.out"))
     check_outside_inputs(resolved, out_dir, workdir)
     job_id = job_id or new_job_id(job.name)
@@ -94,6 +95,16 @@ def run_job(job: Job, disks: Sequence[str | Disk], out: str | None = None, worke
     finally:
         cpu.close()
     return JobResult(report)
+
+
+def _with_reader(job: Job, formats: Sequence[tuple[str, str]]) -> Job:
+    """The job reading its disks' recorded record format, unless it names its own reader."""
+    import dataclasses
+
+    from geryon.job import disks_reader
+
+    reader = disks_reader(job.reader, formats)
+    return job if reader == job.reader else dataclasses.replace(job, reader=reader)
 
 
 def _to_stderr(line: str) -> None:
@@ -146,6 +157,7 @@ def run_cluster_job(job: Job, disks: Sequence[str], registry: Any, secret: bytes
     from geryon.members import find_cluster, find_disk, find_output_disks
 
     found, cpus = find_cluster([str(d) for d in disks], registry)
+    job = _with_reader(job, [(d.name, d.format) for d in found])
     driver = ClusterDriver(job, cpus, job_id or new_job_id(job.name), secret, progress=progress, record=record,
                            lease=lease or DEFAULT_LEASE, echo=echo, pick=pick,
                            out_disks=find_output_disks(registry),

@@ -6,8 +6,9 @@
         master=local!d0.mbox
         path=../disks/d0.mbox
         replica=d0.mbox.r1
+        format=mbox
 
-and one such entry per replica (`name=d0.mbox.r1`, `replicaof=d0.mbox`). On a cluster
+(`format`: how its records are read back, the reader `geryon mapreduce` uses by default) and one such entry per replica (`name=d0.mbox.r1`, `replicaof=d0.mbox`). On a cluster
 there is no `path=` and `master=NODE!CHUNK` names a node's chunk. Entries of the
 same app from an earlier load are dropped; other entries, comments and blank lines are
 kept as written. The file is rewritten atomically (temporary name, then rename), one
@@ -42,6 +43,7 @@ class DiskEntry:
     replicas: tuple[str, ...] = ()
     replica_of: str | None = None
     chunk: str | None = None
+    format: str = ""          # the record format the load stored (a reader's name), "" if not known
 
     @property
     def master(self) -> str:
@@ -66,6 +68,8 @@ def entry_for(disk: DiskEntry, base: str) -> ndb.Entry:
         lines.append([ndb.Tuple("replica", r) for r in disk.replicas])
     if disk.replica_of:
         lines.append([ndb.Tuple("replicaof", disk.replica_of)])
+    if disk.format:
+        lines.append([ndb.Tuple("format", disk.format)])
     return ndb.Entry(tuple(tuple(line) for line in lines))
 
 
@@ -110,7 +114,8 @@ def _entry_disk(entry: ndb.Entry, base: str) -> DiskEntry | None:
     path = entry.get("path")
     if path is not None and not os.path.isabs(path):
         path = os.path.join(base, path)
-    return DiskEntry(name, path, host, tuple(entry.getall("replica")), entry.get("replicaof"), chunk)
+    return DiskEntry(name, path, host, tuple(entry.getall("replica")), entry.get("replicaof"), chunk,
+                     entry.get("format") or "")
 
 
 def read_disks(db_file: str) -> list[DiskEntry]:

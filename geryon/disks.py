@@ -6,8 +6,9 @@ A disk argument is a path to a directory (a chunk disk or any directory), or a n
     name=d0.mbox kfs
         master=host0!chunk0 replica=d0.replica
         path=disks/d0.mbox
+        format=mbox
 
-where `path` (relative to the ndb file's directory) says where the chunk lives on this
+where `format` is the record format `geryon load` cut it into (a job's reader by default) and `path` (relative to the ndb file's directory) says where the chunk lives on this
 machine. Resolving names through the registry (cluster mode) is not done here.
 """
 from __future__ import annotations
@@ -37,6 +38,7 @@ class Disk:
     path: str | None = None  # the local directory, when the disk is local
     replicas: tuple[str, ...] = ()  # local directories of its replicas (ndb `replica=`), tried in order
     only: str = ""  # read only this file or directory of the disk (`/JOB` of a job's output), if set
+    format: str = ""  # the record format `geryon load` recorded (ndb `format=`: a reader's name), if any
 
     def __str__(self) -> str:
         return self.name
@@ -87,7 +89,7 @@ def resolve(arg: str, ndb_file: str | None = None) -> Disk:
         log.warning("%s: master %s is gone: reading replica %s", arg, full, replicas[0])
         full, replicas = replicas[0], replicas[1:]
     disk = open_path(full, name=arg)
-    return Disk(disk.name, disk.fs, disk.path, replicas)
+    return Disk(disk.name, disk.fs, disk.path, replicas, format=entry.get("format") or "")
 
 
 def _replica_paths(db: ndb.Database, entry: ndb.Entry, base: str) -> list[str]:

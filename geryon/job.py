@@ -40,6 +40,30 @@ READERS = ("file", "lines", "bytes", "mbox", "tar", "warc", "auto")
 """Record readers (see `geryon.readers`): whole file as text (default), one record per line,
 whole file as bytes, mail message, tar member, WARC record, or chosen per file by extension."""
 
+READER_OF_DISKS = ""
+"""`Job.reader` meaning: the record format the input disks recorded when loaded (ndb `format=`),
+else `file` (what `geryon mapreduce` does without --reader)."""
+
+
+def disks_reader(reader: str, formats: Sequence[tuple[str, str]]) -> str:
+    """The reader a job uses: `reader` if named, else the one its disks' recorded formats agree on.
+
+    Args:
+        formats: (disk name, recorded format or "") of every input disk.
+    Raises:
+        JobDefinitionError: the disks recorded different formats (one line naming two of them).
+    """
+    if reader != READER_OF_DISKS:
+        return reader
+    seen: dict[str, str] = {}
+    for name, fmt in formats:
+        seen.setdefault(fmt if fmt in READERS else "file", name)
+    if len(seen) > 1:
+        (a, da), (b, db) = list(seen.items())[:2]
+        raise JobDefinitionError(f"the input disks hold different records ({da}: {a}, {db}: {b}): "
+                                 f"name one reader with --reader")
+    return next(iter(seen), "file")
+
 
 @dataclass(frozen=True)
 class Step:
@@ -99,7 +123,7 @@ class Job:
             object.__setattr__(self, "name", default_name(self.map))
         if self.partitions < 1:
             raise JobDefinitionError(f"partitions must be at least 1, not {self.partitions}")
-        if self.reader not in READERS:
+        if self.reader not in READERS and self.reader != READER_OF_DISKS:
             raise JobDefinitionError(f"unknown reader {self.reader!r} (choose from {', '.join(READERS)})")
         if self.partitioner not in PARTITIONERS:
             raise JobDefinitionError(f"unknown partitioner {self.partitioner!r} (choose from {', '.join(PARTITIONERS)})")

@@ -3,7 +3,8 @@
 `load(sources, app, ...)` cuts every source into records (`pieces`), packs them in order
 into chunk disks `d0.APP`, `d1.APP`, ... of at most `chunk_size` data bytes, never splitting
 a record, records every file's checksums in each chunk's manifest (`checksum`), copies
-each chunk to its replicas, and names the disks in the ndb file (`diskdb`). Chunks are
+each chunk to its replicas, and names the disks in the ndb file (`diskdb`), with the record
+format they hold (`format=mbox`: the reader a job uses on them unless told otherwise). Chunks are
 built under a hidden staging directory and moved into place only when the whole load has
 succeeded; the app's disks from an earlier load are then replaced. The staging
 directory is owned (`geryon.staging`): a load killed with kill -9 leaves it, and the next
@@ -36,7 +37,7 @@ from geryon.diskdb import DiskEntry, app_disk_pattern, replace_disks
 from geryon.disks import DEFAULT_NDB
 from geryon.errors import GeryonError
 from geryon.packer import ChunkPacker, LoadedDisk, RecordTooLarge
-from geryon.pieces import iter_pieces
+from geryon.pieces import iter_pieces, records_of
 from geryon.placement import ChunkSlot, place
 from geryon.staging import OwnedDir, sweep
 
@@ -160,10 +161,11 @@ def load(sources: Sequence[str], app: str, chunk_size: int = DEFAULT_CHUNK_SIZE,
         report.disks, report.replica_paths = _commit(chunks, staging, to, app, replicas)
         report.bytes_out = sum(d.nbytes for d in report.disks)
         entries = []
+        kind = records_of(sources, fmt)
         for d in report.disks:
-            entries.append(DiskEntry(d.name, d.path, replicas=d.replicas))
+            entries.append(DiskEntry(d.name, d.path, replicas=d.replicas, format=kind))
             for r in d.replicas:
-                entries.append(DiskEntry(r, os.path.join(to, REPLICA_DIR, r), replica_of=d.name))
+                entries.append(DiskEntry(r, os.path.join(to, REPLICA_DIR, r), replica_of=d.name, format=kind))
         replace_disks(ndb_file, app_disk_pattern(app), entries)
     except BaseException:
         packer.abort()
@@ -283,6 +285,7 @@ def load_cluster(sources: Sequence[str], app: str, *, registry: Any, secret: byt
     try:
         alloc.choose(chunk_size, replicas)    # no room at all: say so before packing anything
         chunks = _pack(packer, sources, chunk_size, fmt, progress, tick, (ndb_file,))
+        kind = records_of(sources, fmt)
         entries: list[DiskEntry] = []
         for c in chunks:
             slots = alloc.choose(chunk_size, replicas)
@@ -293,8 +296,8 @@ def load_cluster(sources: Sequence[str], app: str, *, registry: Any, secret: byt
             for name, slot in zip(names, slots[1:]):
                 ref = alloc.claim(slot, chunk_size, replica=True)
                 _fill_replica(master, ref, secret, name)
-                copies.append(DiskEntry(name, None, ref.host, (), c.name, ref.chunk))
-            entries.append(DiskEntry(c.name, None, master.host, names, None, master.chunk))
+                copies.append(DiskEntry(name, None, ref.host, (), c.name, ref.chunk, kind))
+            entries.append(DiskEntry(c.name, None, master.host, names, None, master.chunk, kind))
             entries += copies
             report.disks.append(LoadedDisk(c.name, master.where, c.nbytes, c.files, names))
             report.replica_paths += [f"{e.host}!{e.chunk}" for e in copies]

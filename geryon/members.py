@@ -40,6 +40,7 @@ class ClusterDisk:
     name: str
     locations: tuple[str, ...]
     only: str = ""  # a file or directory of the chunk (a job's output `/JOB`, or one part), if not all
+    format: str = ""  # the record format its load recorded (the registry's `format` attribute), if any
 
 
 def authority_of(url: str) -> str:
@@ -95,7 +96,7 @@ def find_disk(name: str, registry: Any) -> ClusterDisk:
         entry = named[name]
         raise DiskNotLive(f"{name}: chunk {entry.get('host')}!{entry.get('chunk')} is not live "
                           f"and no replica is (no node serves it now)")
-    return ClusterDisk(name, tuple(locations))
+    return ClusterDisk(name, tuple(locations), format=named[name].get("format") or "")
 
 
 class DiskNotLive(UnknownDisk):

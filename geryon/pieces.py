@@ -78,6 +78,25 @@ def format_of(path: str) -> str:
     return "lines"
 
 
+_READER_OF = {"lines": "lines", "mbox": "mbox", "warc": "warc", "tar": "file", "file": "file"}
+
+
+def records_of(sources: Sequence[str], fmt: str = "auto") -> str:
+    """The reader that gives back the records a load of `sources` stores ("" when they differ).
+
+    Lines, mbox and WARC sources are stored as runs of their records (read back with the
+    reader of that name); tar members and whole files as files (`file`). A directory is
+    stored file by file: its files' own format when one is named, else `file`.
+    """
+    kinds = set()
+    for src in sources:
+        if os.path.isdir(src):
+            kinds.add(_READER_OF.get(fmt, "file") if fmt != "auto" else "file")
+        else:
+            kinds.add(_READER_OF.get(format_of(src) if fmt == "auto" else fmt, "file"))
+    return kinds.pop() if len(kinds) == 1 else ""
+
+
 def iter_pieces(src: str, chunk_size: int, fmt: str = "auto", prefix: str = "",
                 on_bytes: Callable[[int], None] | None = None, exclude: Sequence[str] = ()) -> Iterator[Piece]:
     """The pieces of one source (file or directory), in a stable order.

@@ -241,8 +241,8 @@ def replicate(disk: str, to_host: str, *, registry: Any, secret: bytes | None, n
                                   workers=workers)
             if created:
                 with_replica = DiskEntry(entry.name, entry.path, entry.host, (*entry.replicas, name),
-                                         entry.replica_of, entry.chunk)
-                new = DiskEntry(name, None, target.host, (), disk, target.chunk)
+                                         entry.replica_of, entry.chunk, entry.format)
+                new = DiskEntry(name, None, target.host, (), disk, target.chunk, entry.format)
                 replace_disks(ndb_file, names_pattern([entry.name, name]), [with_replica, new])
         except BaseException:
             if alloc is not None:
@@ -316,7 +316,7 @@ def promote(disk: str, *, registry: Any, secret: bytes | None, ndb_file: str, re
     with ref.open(secret) as remote:
         remote.call("role", replica=False)
     left = tuple(r for r in entry.replicas if r != rentry.name)
-    promoted = DiskEntry(entry.name, None, ref.host, left, None, ref.chunk)
+    promoted = DiskEntry(entry.name, None, ref.host, left, None, ref.chunk, entry.format)
     replace_disks(ndb_file, names_pattern([entry.name, rentry.name]), [promoted])
     log.warning("%s: master is now %s (was %s)", disk, ref.where, entry.master)
     return PromoteReport(disk, ref.where, entry.master, left)

@@ -3,7 +3,7 @@
 An ndb file names disks (`name=d0.mbox kfs master=host0!chunk0 replica=d0.replica`);
 chunk services register themselves as `tcp!host!port name HOST id CHUNK ...` (lab 36:
 `grid/register -a id chunk0`). For each named disk the registry holds an entry
-`d0.mbox host HOST chunk CHUNK addr tcp!host!port replica d0.replica`, where `addr` is
+`d0.mbox host HOST chunk CHUNK addr tcp!host!port replica d0.replica format mbox`, where `addr` is
 present only while the master chunk's service is registered. `plan` is pure;
 `DiskNames` is the only code that touches the `ndb` package (the dependency stays here).
 """
@@ -33,6 +33,7 @@ class DiskName:
     host: str
     chunk: str
     replica: str | None = None
+    format: str | None = None      # the record format its load recorded (`format=mbox`)
 
 
 def disk_names(entries: Iterable[ndb.Entry]) -> list[DiskName]:
@@ -52,7 +53,7 @@ def disk_names(entries: Iterable[ndb.Entry]) -> list[DiskName]:
             continue
         host, chunk = master.split("!", 1)
         seen.add(name)
-        out.append(DiskName(name, host, chunk, entry.get("replica")))
+        out.append(DiskName(name, host, chunk, entry.get("replica"), entry.get("format")))
     return out
 
 
@@ -72,6 +73,8 @@ def disk_attrs(disk: DiskName, services: Iterable[Service]) -> Pairs:
         attrs.append(("addr", addr))
     if disk.replica is not None:
         attrs.append(("replica", disk.replica))
+    if disk.format:
+        attrs.append(("format", disk.format))
     return tuple(attrs)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from geryon.errors import GeryonError, UnknownDisk
-from geryon.job import (DEFAULT_PARTITIONS, READERS, Job, add_import_path, combine_from_script, parse_assignment,
+from geryon.job import (DEFAULT_PARTITIONS, READER_OF_DISKS, READERS, Job, add_import_path, combine_from_script, parse_assignment,
                         step_from_arg)
 from geryon.jobparams import task_env
 from geryon.codec import FORMATS
@@ -32,7 +32,8 @@ from geryon.cli.common import cluster_secret, fail, ndb_option, secret_option, s
 @click.option("--name", "name", help="Job name (part files are JOB.part<r>) [the map script's name].")
 @click.option("-j", "--workers", type=click.IntRange(min=1), help="Worker processes [one per core].")
 @click.option("--streaming", is_flag=True, help="Treat MAP and REDUCE as commands, even .py files.")
-@click.option("--reader", type=click.Choice(READERS), default="file", show_default=True,
+@click.option("--reader", type=click.Choice(READERS), default=None,
+              show_default="the format `geryon load` recorded for the disks, else file",
               help="Records: whole file as text, one per line, whole file as bytes, mail message (mbox), "
                    "tar member, WARC record, or auto (by each file's extension). "
                    ".gz/.bz2/.xz/.zst files are read decompressed.")
@@ -69,7 +70,7 @@ from geryon.cli.common import cluster_secret, fail, ndb_option, secret_option, s
 @click.option("--jobs-dir", "jobs_dir_opt", metavar="DIR", help="Where job records go [$GERYON_JOBS_DIR].")
 @click.option("-q", "--quiet", is_flag=True, help="No progress and no summary.")
 def mapreduce(map_step: str, reduce_step: str, disks: tuple[str, ...], partitions: int, out: str | None,
-              name: str | None, workers: int | None, streaming: bool, reader: str, partitioner: str, fmt: str,
+              name: str | None, workers: int | None, streaming: bool, reader: str | None, partitioner: str, fmt: str,
               sort_budget: int, split_size: int | None, workdir: str | None, ndb_file: str | None,
               quiet: bool, skip_bad: int = 0, force_local: bool = False, registry_url: str | None = None,
               secret_file: str | None = None, lease: float = 5.0, jobs_dir_opt: str | None = None,
@@ -97,7 +98,7 @@ def mapreduce(map_step: str, reduce_step: str, disks: tuple[str, ...], partition
         reduce_s = step_from_arg(reduce_step, "reduce", streaming)
         combine_s = None if streaming else (combine_from_script(reduce_step) or combine_from_script(map_step))
         job = Job(map=map_s, reduce=reduce_s, combine=combine_s, partitions=partitions, name=name or "",
-                  reader=reader, partitioner=partitioner, format=fmt, sort_budget=sort_budget,
+                  reader=reader or READER_OF_DISKS, partitioner=partitioner, format=fmt, sort_budget=sort_budget,
                   split_size=split_size, env=(("GERYON_PARTITIONS", str(partitions)),), skip_bad=skip_bad,
                   params=params, cmdenv=task_vars, py_files=py_files, files=files)
         disks = _expand_outputs(disks, jobs_dir_opt, force_local)
