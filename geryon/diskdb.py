@@ -13,7 +13,10 @@ there is no `path=` and `master=NODE!CHUNK` names a node's chunk. Entries of the
 same app from an earlier load are dropped; other entries, comments and blank lines are
 kept as written. The file is rewritten atomically (temporary name, then rename), one
 writer at a time (a lock on its directory). `find_disk` and `named_chunks` read entries
-back for replication and allocation. Not here: the registry's copy of these names.
+back for replication and allocation. The same names can live in the registry's ndb file
+instead (`RegistryNdb`: read and edited over the wire, what `geryon load --cluster` uses
+unless it is given a file), beside a local file's (`NdbFile`). Not here: how the registry
+serves them.
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ import secrets
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import ndb
 from geryon.errors import GeryonError
@@ -71,17 +75,6 @@ def entry_for(disk: DiskEntry, base: str) -> ndb.Entry:
     if disk.format:
         lines.append([ndb.Tuple("format", disk.format)])
     return ndb.Entry(tuple(tuple(line) for line in lines))
-
-
-def _blocks(text: str) -> list[str]:
-    """The file cut into entries (a first line and its indented lines) and other lines."""
-    blocks: list[str] = []
-    for line in text.splitlines(keepends=True):
-        if line[:1] in (" ", "\t") and blocks and not blocks[-1].lstrip().startswith("#") and blocks[-1].strip():
-            blocks[-1] += line
-        else:
-            blocks.append(line)
-    return blocks
 
 
 def names_pattern(names: Sequence[str]) -> re.Pattern[str]:
@@ -163,23 +156,75 @@ def _replace_disks(db_file: str, drop: re.Pattern[str], disks: Sequence[DiskEntr
             text = f.read()
     except FileNotFoundError:
         text = ""
+    base = os.path.dirname(os.path.abspath(db_file))
     try:
-        ndb.parse(text, db_file)  # refuse to rewrite a file we cannot read
-        kept = []
-        for block in _blocks(text):
-            entries = ndb.parse(block, db_file) if block.strip() and not block.lstrip().startswith("#") else []
-            if entries and any(drop.match(e.get("name") or "") for e in entries):
-                continue
-            kept.append(block)
+        out = ndb.replace_entries(text, lambda name: bool(drop.match(name)),
+                                  ndb.format_database(entry_for(d, base) for d in disks), db_file)
     except ndb.NdbError as exc:
         raise GeryonError(f"cannot update {db_file}: {exc}") from exc
-    out = "".join(kept)
-    if out and not out.endswith("\n"):
-        out += "\n"
-    base = os.path.dirname(os.path.abspath(db_file))
-    out += ndb.format_database(entry_for(d, base) for d in disks)
     os.makedirs(base, exist_ok=True)
     tmp = os.path.join(base, f".{os.path.basename(db_file)}.tmp-{secrets.token_hex(4)}")
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(out)
     os.replace(tmp, db_file)
+
+
+class NdbFile:
+    """Disk names kept in a local ndb file (`--ndb FILE`, $GERYON_NDB, or ./ndb/cluster)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.where = path
+        self.exclude: tuple[str, ...] = (path,)     # a load never reads its own ndb file as data
+
+    def disks(self) -> list[DiskEntry]:
+        return read_disks(self.path)
+
+    def replace(self, drop: re.Pattern[str], disks: Sequence[DiskEntry]) -> None:
+        replace_disks(self.path, drop, disks)
+
+
+DEFAULT_EDIT_TRIES = 5
+"""Times an edit of the registry's ndb file is read again and retried when another changed it."""
+
+
+class RegistryNdb:
+    """Disk names kept in the registry's ndb file (`geryon registry serve --ndb FILE`), the
+    cluster's one list: read and edited over the wire, so every machine sees the same names.
+
+    Raises (every method): RegistryError, e.g. ServiceNotFound when the registry keeps no
+    ndb file, GeryonError when the file is not valid ndb.
+    """
+
+    def __init__(self, registry: Any, tries: int = DEFAULT_EDIT_TRIES) -> None:
+        self.registry = registry
+        self.tries = tries
+        self.exclude: tuple[str, ...] = ()
+        self.where = "the registry's ndb file"
+
+    def _read(self) -> tuple[list[DiskEntry], str]:
+        doc = self.registry.ndb()
+        self.where = f"the registry's {doc.get('path') or 'ndb file'}"
+        try:
+            entries = ndb.parse(str(doc.get("text") or ""), self.where)
+        except ndb.NdbError as exc:
+            raise GeryonError(str(exc)) from exc
+        return [d for d in (_entry_disk(e, "/") for e in entries) if d is not None], str(doc.get("version") or "")
+
+    def disks(self) -> list[DiskEntry]:
+        return self._read()[0]
+
+    def replace(self, drop: re.Pattern[str], disks: Sequence[DiskEntry]) -> None:
+        from registry.errors import Conflict
+
+        add = ndb.format_database(entry_for(d, "/") for d in disks)
+        for attempt in range(self.tries):
+            current, version = self._read()
+            names = sorted({d.name for d in current if drop.match(d.name)})
+            try:
+                self.registry.edit_ndb(names, add, base=version)
+                return
+            except Conflict:
+                if attempt == self.tries - 1:
+                    raise
+                log.info("%s changed meanwhile: naming the disks again", self.where)

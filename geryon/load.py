@@ -14,8 +14,9 @@ load sweeps it.
 K copies on the cluster (`allocate`: nodes' free chunks and pools, most room first, copies
 on distinct hosts), uploads the master copy (its node records each file's checksums as it
 is written, and the result is compared with the staged manifest), fills the replicas from
-the master node to node (`replicate.sync_chunk`), and names every copy in the ndb file
-(`master=NODE!CHUNK`, no `path=`). Every chunk it claims is leased from its node until
+the master node to node (`replicate.sync_chunk`), and names every copy in the cluster's ndb
+file — the registry's, sent over the wire, or a local file it is given — (`master=NODE!CHUNK`,
+no `path=`). Every chunk it claims is leased from its node until
 the load is done (`allocate.Allocator`): a killed load's chunks go back when the lease
 runs out. On any failure every chunk it claimed is emptied or
 deleted and the ndb file is untouched; chunks of the app's earlier load are emptied (they
@@ -247,13 +248,16 @@ def _commit(chunks: list[LoadedDisk], staging: str, to: str, app: str,
 
 def load_cluster(sources: Sequence[str], app: str, *, registry: Any, secret: bytes | None,
                  chunk_size: int = DEFAULT_CHUNK_SIZE, replicas: int = 1, ndb_file: str | None = None,
-                 fmt: str = "auto", progress: LoadProgress | None = None, staging_dir: str | None = None) -> LoadReport:
+                 fmt: str = "auto", progress: LoadProgress | None = None, staging_dir: str | None = None,
+                 names: Any = None) -> LoadReport:
     """Load `sources` into chunk disks `dN.APP` on the cluster's nodes, K copies each.
 
     Args:
         registry: a registry client (nodes' chunks and pools are found through it).
         secret: the cluster secret.
         staging_dir: where chunks are packed before upload (default: the system's temp dir).
+        names: where the disks are named: a `diskdb.RegistryNdb` (the registry's ndb file) or
+            `diskdb.NdbFile` (default: the local file `ndb_file`, else ./ndb/cluster).
     Raises:
         NoRoom: fewer than `replicas` hosts have room for a chunk (nothing is kept).
         RecordTooLarge, GeryonError: as `load` (nothing is kept).
@@ -261,13 +265,13 @@ def load_cluster(sources: Sequence[str], app: str, *, registry: Any, secret: byt
     import tempfile
 
     from geryon.allocate import Allocator
-    from geryon.diskdb import named_chunks, read_disks
+    from geryon.diskdb import NdbFile
 
     started = time.monotonic()
     _check_args(sources, app, chunk_size, replicas)
     progress = progress or _Silent()
-    ndb_file = ndb_file or DEFAULT_NDB
-    report = LoadReport(app, ndb_file=ndb_file)
+    book = names if names is not None else NdbFile(ndb_file or DEFAULT_NDB)
+    report = LoadReport(app, ndb_file=book.where)
     progress.start(sum(_source_size(s) for s in sources))
 
     def tick(n: int) -> None:
@@ -275,8 +279,10 @@ def load_cluster(sources: Sequence[str], app: str, *, registry: Any, secret: byt
         progress.advance(n)
 
     pattern = app_disk_pattern(app)
-    old = [d for d in read_disks(ndb_file) if pattern.match(d.name) and d.path is None]
-    alloc = Allocator(registry, secret, named_chunks(ndb_file), lease=True)
+    named = book.disks()
+    report.ndb_file = book.where
+    old = [d for d in named if pattern.match(d.name) and d.path is None]
+    alloc = Allocator(registry, secret, {(d.host, d.chunk or d.name) for d in named}, lease=True)
     parent = staging_dir or tempfile.gettempdir()
     sweep(parent, STAGING_PREFIX)
     owned = OwnedDir.make(parent, f"{STAGING_PREFIX}{app}-")
@@ -284,7 +290,7 @@ def load_cluster(sources: Sequence[str], app: str, *, registry: Any, secret: byt
     packer = ChunkPacker(staging, app, chunk_size)
     try:
         alloc.choose(chunk_size, replicas)    # no room at all: say so before packing anything
-        chunks = _pack(packer, sources, chunk_size, fmt, progress, tick, (ndb_file,))
+        chunks = _pack(packer, sources, chunk_size, fmt, progress, tick, book.exclude)
         kind = records_of(sources, fmt)
         entries: list[DiskEntry] = []
         for c in chunks:
@@ -303,7 +309,7 @@ def load_cluster(sources: Sequence[str], app: str, *, registry: Any, secret: byt
             report.replica_paths += [f"{e.host}!{e.chunk}" for e in copies]
         report.bytes_out = sum(d.nbytes for d in report.disks)
         alloc.complete()          # before naming them: a kill in between leaks a chunk, never loses one
-        replace_disks(ndb_file, pattern, entries)
+        book.replace(pattern, entries)
     except BaseException:
         packer.abort()
         alloc.release_all()

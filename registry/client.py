@@ -120,6 +120,24 @@ class RegistryClient:
         return [Service.from_wire(s) for s in doc["services"]]
 
     # -- more ------------------------------------------------------------------------
+    def ndb(self) -> dict[str, Any]:
+        """The registry's ndb file: `{"path", "text", "version"}`.
+
+        Raises:
+            ServiceNotFound: the registry keeps no ndb file.
+        """
+        return self._call(self._http_json("GET", "/v1/ndb"))
+
+    def edit_ndb(self, drop: Sequence[str], add: str, base: str | None = None) -> str:
+        """Drop the entries named `drop` from the registry's ndb file and append `add` (ndb
+        text); returns the file's new version. The registry serves the new names on return.
+
+        Raises:
+            Conflict: `base` is given and the file changed since that version.
+        """
+        doc = self._call(self._http_json("POST", "/v1/ndb", {"drop": list(drop), "add": add, "base": base}))
+        return str(doc.get("version", ""))
+
     def info(self) -> dict[str, Any]:
         """The server's `/v1/info`: protocol version, cluster id, store version."""
         return self._call(self._http_json("GET", "/v1/info"))

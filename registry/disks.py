@@ -5,17 +5,24 @@ chunk services register themselves as `tcp!host!port name HOST id CHUNK ...` (la
 `grid/register -a id chunk0`). For each named disk the registry holds an entry
 `d0.mbox host HOST chunk CHUNK addr tcp!host!port replica d0.replica format mbox`, where `addr` is
 present only while the master chunk's service is registered. `plan` is pure;
-`DiskNames` is the only code that touches the `ndb` package (the dependency stays here).
+this is the only module that touches the `ndb` package (the dependency stays here), and
+`edit_file` the only code that writes the registry's ndb file (for clients naming disks:
+`geryon load --cluster`).
 """
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import logging
-from collections.abc import Iterable
+import os
+import secrets
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import ndb
 
+from registry.errors import BadRequest, Conflict, RegistryError
 from registry.store import Service
 from registry.text import Pairs
 
@@ -103,6 +110,8 @@ class DiskNames:
         """The named disks as the file says now."""
         try:
             if self._db is None:
+                if not self.path.exists():          # not made yet: the first load makes it
+                    return []
                 self._db = ndb.open(self.path)
             self._disks = disk_names(self._db.entries)
             if self._last_error:
@@ -113,3 +122,53 @@ class DiskNames:
                 self._last_error = str(exc)
                 log.warning("ndb %s: %s (keeping %d named disks)", self.path, exc, len(self._disks))
         return list(self._disks)
+
+
+def text_digest(text: str) -> str:
+    """The version of an ndb file's text that an edit names as its base (sha256, hex)."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def read_text(path: Path) -> str:
+    """The ndb file's text ("" when it does not exist yet)."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return ""
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RegistryError(f"ndb {path}: {exc}") from exc
+
+
+def edit_file(path: Path, drop: Sequence[str], add: str, base: str | None) -> str:
+    """Drop the entries named `drop` from the ndb file, append `add`, write it atomically.
+
+    One writer at a time: a lock on the file's directory (the file is replaced by rename),
+    the lock `geryon load` takes for a local ndb file too. Returns the new text's digest.
+
+    Raises:
+        Conflict: `base` is given and the file's text is no longer that version.
+        BadRequest: the file or `add` is not valid ndb.
+    """
+    names = set(drop)
+    directory = path.parent
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        text = read_text(path)
+        if base is not None and text_digest(text) != base:
+            raise Conflict(f"ndb {path} changed meanwhile: read it again")
+        try:
+            out = ndb.replace_entries(text, names.__contains__, add, str(path))
+        except ndb.NdbError as exc:
+            raise BadRequest(f"cannot update {path}: {exc}") from exc
+        tmp = directory / f".{path.name}.tmp-{secrets.token_hex(4)}"
+        try:
+            tmp.write_text(out, encoding="utf-8")
+            os.replace(tmp, path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise RegistryError(f"cannot write {path}: {exc}") from exc
+    finally:
+        os.close(fd)
+    return text_digest(out)

@@ -54,6 +54,12 @@ class AuthenticationFailed(RegistryError):
     kind = "auth"
 
 
+class Conflict(RegistryError):
+    """What a change was based on changed meanwhile (read again, then retry)."""
+
+    kind = "conflict"
+
+
 class RegistryUnavailable(RegistryError):
     """No registry could be reached (none configured, none discovered, or it is down)."""
 
@@ -63,7 +69,7 @@ class RegistryUnavailable(RegistryError):
 _KINDS: dict[str, type[RegistryError]] = {
     cls.kind: cls
     for cls in (RegistryError, BadRequest, DuplicateService, ServiceNotFound, PermissionDenied,
-                RegistryFull, AuthenticationFailed, RegistryUnavailable)
+                RegistryFull, AuthenticationFailed, Conflict, RegistryUnavailable)
 }
 
 

@@ -6,6 +6,8 @@ Routes (JSON bodies; every one signed with the cluster secret, see `registry.aut
   POST /v1/find        {"query": [[attr, val], ...]}
   POST /v1/update      {"name", "attrs"}      owner from X-Geryon-Owner
   POST /v1/unregister  {"name"}               owner from X-Geryon-Owner
+  GET  /v1/ndb         the ndb file naming disks: {"path", "text", "version"}
+  POST /v1/ndb         {"drop": [names], "add": ndb text, "base": version}: name disks in it
   GET  /v1/session     WebSocket: register/update/unregister/ping; entries live with it
   GET  /v1/watch       WebSocket: a snapshot, then every event
 Liveness, persistence, ndb-named disks and zeroconf live here; the rules are the
@@ -27,9 +29,9 @@ from aiohttp import WSMsgType, web
 from registry.auth import DEFAULT_WINDOW, MIN_SECRET_BYTES, ServerIdentity, auth_middleware, cluster_id
 from registry.channel import Channel, ChannelRefused, accept
 from registry.discovery import DEFAULT_PORT, PROTOCOL_VERSION, Advertiser, advertised_addresses
-from registry.disks import DISK_OWNER, DiskNames, plan
+from registry.disks import DISK_OWNER, DiskNames, edit_file, plan, read_text, text_digest
 from registry.defaults import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS
-from registry.errors import BadRequest, RegistryError
+from registry.errors import BadRequest, RegistryError, ServiceNotFound
 from registry import jsondoc
 from registry.jsondoc import PAIRS, STR, optional
 from registry.state import StateLock, load_state, save_state
@@ -97,7 +99,7 @@ _UPDATE = {"name": STR, "attrs": optional(PAIRS)}
 _UNREGISTER = {"name": STR}
 _MESSAGE = {"op": STR}
 
-_STATUS = {"permission": 403, "notfound": 404, "duplicate": 409, "full": 503, "auth": 401}
+_STATUS = {"permission": 403, "notfound": 404, "duplicate": 409, "conflict": 409, "full": 503, "auth": 401}
 
 
 def _error_response(exc: RegistryError) -> web.Response:
@@ -133,6 +135,7 @@ class RegistryServer:
         self._session_ws: dict[str, Channel] = {}
         self._disks = DiskNames(config.ndb_path) if config.ndb_path else None
         self._disk_dirty = asyncio.Event()
+        self._ndb_lock = asyncio.Lock()           # one edit of the ndb file at a time
         self._tasks: list[asyncio.Task[None]] = []
         self._closing: set[asyncio.Task[bool]] = set()   # ws.close() calls in flight
         self._disk_warned: set[str] = set()
@@ -170,6 +173,7 @@ class RegistryServer:
         app.add_routes([web.get("/v1/info", self._info), web.get("/v1/index", self._index),
                         web.post("/v1/find", self._find), web.post("/v1/update", self._update),
                         web.post("/v1/unregister", self._unregister),
+                        web.get("/v1/ndb", self._ndb), web.post("/v1/ndb", self._ndb_edit),
                         web.get("/v1/session", self._session), web.get("/v1/watch", self._watch)])
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None,
                                      keepalive_timeout=cfg.idle_timeout, max_headers=64,
@@ -356,6 +360,31 @@ class RegistryServer:
         self.store.unregister(doc["name"], owner=_owner_of(request))
         self._changed()
         return web.json_response({"ok": True})
+
+    def _ndb_path(self) -> Path:
+        if self.config.ndb_path is None:
+            raise ServiceNotFound("this registry keeps no ndb file (start it with `geryon registry serve --ndb FILE`)")
+        return self.config.ndb_path
+
+    async def _ndb(self, request: web.Request) -> web.Response:
+        path = self._ndb_path()
+        text = await asyncio.to_thread(read_text, path)
+        return web.json_response({"path": str(path), "text": text, "version": text_digest(text)})
+
+    async def _ndb_edit(self, request: web.Request) -> web.Response:
+        """Name disks: drop entries by name, append others; answered once the registry holds them."""
+        path = self._ndb_path()
+        doc = await self._json(request, {})
+        drop, add, base = doc.get("drop", []), doc.get("add", ""), doc.get("base")
+        if not isinstance(drop, list) or not all(isinstance(n, str) for n in drop) or not isinstance(add, str) \
+                or not (base is None or isinstance(base, str)):
+            raise BadRequest("ndb edit: drop is a list of names, add ndb text, base a version")
+        async with self._ndb_lock:
+            version = await asyncio.to_thread(edit_file, path, drop, add, base)
+            if self._disks is not None:            # the new names are served before we answer
+                self._reconcile_disks(await asyncio.to_thread(self._disks.read))
+        log.info("ndb %s: %d entries dropped, %d bytes added by %s", path, len(drop), len(add), _owner_of(request))
+        return web.json_response({"ok": True, "version": version})
 
     # -- WebSockets ------------------------------------------------------------------
     async def _session(self, request: web.Request) -> web.StreamResponse:

@@ -154,6 +154,17 @@ class SizeType(click.ParamType):
 size_type = SizeType()
 
 
+CLUSTER_NDB_NAME = "cluster.ndb"
+"""The registry's ndb file when it is given none: beside the default secret."""
+
+
+def default_cluster_ndb() -> Path:
+    """Where the registry keeps the cluster's disk names by default ($GERYON_NDB, else
+    $XDG_CONFIG_HOME/geryon/cluster.ndb or ~/.config/geryon/cluster.ndb)."""
+    given = os.environ.get("GERYON_NDB")
+    return Path(given) if given else default_secret_path().parent / CLUSTER_NDB_NAME
+
+
 def default_ndb() -> str | None:
     """The ndb file from GERYON_NDB, if set (else the library's ./ndb/cluster rule)."""
     return os.environ.get("GERYON_NDB") or None
@@ -161,7 +172,7 @@ def default_ndb() -> str | None:
 
 def ndb_option(f: Any) -> Any:
     return click.option("--ndb", "ndb_file", type=click.Path(dir_okay=False), default=default_ndb,
-                        help="ndb file naming disks [$GERYON_NDB, else ./ndb/cluster].")(f)
+                        help="ndb file naming disks [$GERYON_NDB, else ./ndb/cluster; `load --cluster`: the registry's].")(f)
 
 
 @contextmanager

@@ -134,10 +134,16 @@ def load(sources: tuple[str, ...], app: str, chunk: int, replicas: int, to: str 
     if on_cluster:
         from geryon.load import load_cluster
 
+        from geryon.diskdb import NdbFile, RegistryNdb
+        from registry.errors import RegistryError
+
         with cluster(registry_url, secret_file) as (registry, secret):
-            with showing(progress, "nothing loaded", errors=(OSError,)):
+            # The disks are named where the registry reads them, unless a file is named here.
+            names = NdbFile(ndb_file) if ndb_file else RegistryNdb(registry)
+            with showing(progress, "nothing loaded", errors=(OSError, RegistryError)):
                 report = load_cluster(list(sources), app, registry=registry, secret=secret, chunk_size=chunk,
-                                      replicas=replicas, ndb_file=ndb_file, fmt=fmt, progress=progress)
+                                      replicas=replicas, ndb_file=ndb_file, fmt=fmt, progress=progress,
+                                      names=names)
     else:
         with showing(progress, "nothing loaded", errors=(OSError,)):
             report = load_sources(list(sources), app, chunk_size=chunk, replicas=replicas,

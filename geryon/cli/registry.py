@@ -113,7 +113,9 @@ def registry_group() -> None:
 @click.option("--listen", default=None, metavar="HOST:PORT",
               help=f"Address to listen on (default 0.0.0.0:{DEFAULT_PORT}).")
 @click.option("--state", type=click.Path(dir_okay=False), help="Keep persist entries in FILE.")
-@click.option("--ndb", "ndb_path", type=click.Path(dir_okay=False), help="Keep the disks named in FILE.")
+@click.option("--ndb", "ndb_path", type=click.Path(dir_okay=False),
+              help="The cluster's disk names: `geryon load --cluster` names its disks here, jobs look them up "
+                   "[$GERYON_NDB, else cluster.ndb beside the default secret: ~/.config/geryon/cluster.ndb].")
 @click.option("--no-mdns", is_flag=True, help="Do not advertise over zeroconf.")
 @click.option("--heartbeat", type=float, default=DEFAULT_HEARTBEAT, show_default=True,
               help="Seconds between registrants' heartbeats.")
@@ -138,11 +140,15 @@ def serve_command(listen: str | None, state: str | None, ndb_path: str | None, n
     if not port.isdigit():
         raise click.BadParameter(f"{listen!r} is not HOST:PORT", param_hint="--listen")
     host = host.strip("[]") or "0.0.0.0"
+    from geryon.cli.common import default_cluster_ndb
     from registry.server import ServerConfig, serve
+
+    ndb_path = ndb_path or str(default_cluster_ndb())
+    click.echo(f"geryon: registry: disks named in {os.path.abspath(ndb_path)}", err=True)
 
     config = ServerConfig(host=host, port=int(port), secret=secret,
                           state_path=Path(state) if state else None,
-                          ndb_path=Path(ndb_path) if ndb_path else None, mdns=not no_mdns,
+                          ndb_path=Path(os.path.abspath(ndb_path)), mdns=not no_mdns,
                           mdns_interfaces=_interfaces(mdns_interfaces),
                           heartbeat=heartbeat, dead_after=dead_after,
                           max_connections=max_connections, idle_timeout=idle_timeout, tls=tls)
