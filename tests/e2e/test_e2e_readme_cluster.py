@@ -3,10 +3,14 @@
 Three network namespaces joined by a bridge, each with its own address (10.79.0.1-3): the
 registry, node n0 and the user's shell in the first, n1 and n2 in the others; zeroconf finds
 the registry across them (nodes and `geryon mapreduce` get no --registry). Every node
-serves two chunk disks named the user's way, in an order that is not the README's
-(`zdata`, `aaa-scratch`); `geryon load --cluster` puts a mailbox built with Python's
-`mailbox` module on them (two copies of each chunk). The seed's command then runs twice and
-a chained job reads the first run's output (`geryon-output-of-JOB`): both runs give the same
+serves two disks named the user's way, in an order that is not the README's (`zdata`,
+`aaa-scratch`), given as empty directories (the node makes them chunks); the host name
+resolves to loopback in every namespace, and no node is told its address. `geryon load
+--cluster` puts a mailbox built with Python's `mailbox` module on them (two copies of each
+chunk), named in the registry's default ndb file. Only the flags the README shows are
+passed: the secret, config and temporary directories of each "machine" come from the
+environment. The seed's command then runs twice (counting
+the README's words of each message: the disks say they hold mail) and a chained job reads the first run's output (`geryon-output-of-JOB`): both runs give the same
 bytes, equal to a sequential count, and every input chunk (master and replica) keeps its
 file list and checksums. Then two jobs of the same name run at once: each gets its own
 complete output. Needs root and iproute2 (CI runs as root).
@@ -20,23 +24,31 @@ import mailbox
 import os
 import random
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.node.node_helpers import GERYON, Cluster, wait_until
+from tests.node.node_helpers import GERYON, Cluster, Proc, wait_until
 
-MAP = '''from collections import Counter
+# The installed command, as the README's user types it (`python -c` would put the current
+# directory first on sys.path).
+SCRIPT = os.path.join(os.path.dirname(sys.executable), "geryon")
+COMMAND = [SCRIPT] if os.path.exists(SCRIPT) else GERYON
 
-
+# README "Writing a job": map.py and reduce.py, as written there.
+MAP = """# map.py: called once per record; return a mapping, or return/yield (key, value) pairs
+from collections import Counter
 def map(key, value):
-    return Counter(w for w in value.split() if w.startswith("w_"))
-'''
+    return Counter(value.split())
+"""
 
-REDUCE = '''def reduce(key, values):
+REDUCE = """# reduce.py: called once per key, in key order; return a value, or yield (key, value) pairs
+def reduce(key, values):        # values is an iterator: a hot key is never held whole
     return sum(values)
-'''
+combine = reduce                 # optional: runs on the map side (Hadoop's combiner)
+"""
 
 LENGTHS = '''def map(key, value):
     word, n = value.split("\\t")
@@ -86,14 +98,16 @@ def hosts() -> Iterator[list[list[str]]]:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10)
 
 
-def _mailbox(path: Path, messages: int = 400) -> collections.Counter:
-    """An mbox written by Python's `mailbox` module; the `w_` words of its bodies, counted."""
+def _mailbox(path: Path, messages: int = 1300) -> collections.Counter:
+    """An mbox written by Python's `mailbox` module (1-2 MB: two 1M chunks); the README's word
+    count of its messages as the mbox reader gives them (headers and body, From_ line dropped,
+    `>From ` unquoted)."""
     rng = random.Random(12)
     box = mailbox.mbox(str(path))
     counts: collections.Counter = collections.Counter()
     for i in range(messages):
         body = "\n".join(" ".join(rng.choice(WORDS) for _ in range(rng.randrange(4, 16)))
-                         for _ in range(rng.randrange(3, 30)))
+                         for _ in range(rng.randrange(10, 30)))
         if i % 7 == 0:
             body = "From the start of a line, quoted by mailbox\n" + body
         msg = mailbox.mboxMessage()
@@ -102,9 +116,11 @@ def _mailbox(path: Path, messages: int = 400) -> collections.Counter:
         msg["Message-ID"] = f"<{i}@example.org>"
         msg.set_payload(body + "\n")
         box.add(msg)
-        counts.update(w for w in body.split() if w.startswith("w_"))
+        counts.update(f"From: user{i % 13}@example.org\nSubject: message {i}\nMessage-ID: <{i}@example.org>\n\n"
+                      f"{body}\n".split())
     box.flush()
     box.close()
+    assert 1 << 20 < path.stat().st_size < 2 << 20
     return counts
 
 
@@ -138,70 +154,75 @@ def test_readme_cluster_with_user_disk_names(hosts: list[list[str]], tmp_path: P
     c = Cluster(tmp_path, secret_file)
     user = tmp_path / "user"
     user.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GERYON_")}
-    env.update({"GERYON_SECRET_FILE": str(secret_file), "GERYON_JOBS_DIR": str(tmp_path / "jobs"),
-                "GERYON_MDNS_INTERFACES": "10.79.0.1", "XDG_CONFIG_HOME": str(tmp_path / "config")})
+    base = {k: v for k, v in os.environ.items() if not k.startswith("GERYON_")}
+    # The secret copied to each machine, and each machine's own config and temporary directories
+    # (every namespace shares this file system; the README's steps pass no flag for any of it).
+    base.update({"GERYON_SECRET_FILE": str(secret_file), "GERYON_JOBS_DIR": str(tmp_path / "jobs")})
+
+    def machine(i: int) -> dict[str, str]:
+        tmp = tmp_path / f"tmp-{i}"
+        tmp.mkdir(exist_ok=True)
+        return {**base, "XDG_CONFIG_HOME": str(tmp_path / f"config-{i}"), "TMPDIR": str(tmp),
+                "GERYON_MDNS_INTERFACES": f"10.79.0.{i + 1}"}
+
+    def daemon(argv: list[str], tag: str, i: int) -> Proc:
+        p = Proc(argv, tmp_path / f"{tag}.err", env=machine(i), prefix=hosts[i])
+        c.procs.append(p)               # stopped by c.stop()
+        return p
 
     def geryon(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*hosts[0], *GERYON, *args], capture_output=True, text=True, cwd=user, env=env,
-                              timeout=timeout)
+        return subprocess.run([*hosts[0], *COMMAND, *args], capture_output=True, text=True, cwd=user,
+                              env=machine(0), timeout=timeout)
 
     try:
-        # geryon registry serve --ndb cluster.ndb   (one machine; found over zeroconf)
-        ndb = user / "cluster.ndb"
-        ndb.write_text("")
-        reg = c._proc([*GERYON, "registry", "serve", "--ndb", str(ndb), "--listen", "10.79.0.1:0",
-                       "--mdns-interface", "10.79.0.1", "--secret-file", str(secret_file),
-                       "--heartbeat", "0.2", "--dead-after", "1"], "registry", hosts[0])
-        assert "listening on" in reg.readline(), reg.stderr()
-        # geryon node --name nI --disk zdata=... --disk aaa-scratch=...   (every machine, no --registry)
+        # geryon registry serve   (one machine; found over zeroconf)
+        reg = daemon([*COMMAND, "registry", "serve"], "registry", 0)
+        assert "listening on" in reg.readline(30), reg.stderr()
+        ndb = tmp_path / "config-0" / "geryon" / "cluster.ndb"      # its default, beside the secret
+        assert f"disks named in {ndb}" in reg.stderr()
+        # geryon node --name nI --disk zdata=DIR --disk aaa-scratch=DIR   (every machine; empty directories)
         disks: dict[str, dict[str, Path]] = {}
-        for i, prefix in enumerate(hosts):
+        for i in range(3):
             name = f"n{i}"
             disks[name] = {}
             for chunk in ("zdata", "aaa-scratch"):
-                path = tmp_path / f"{name}-{chunk}"
-                made = subprocess.run([*GERYON, "disk", "new", str(path), "--size", "8M"], capture_output=True,
-                                      text=True, env=env, timeout=60)
-                assert made.returncode == 0, made.stderr
-                disks[name][chunk] = path
-            node = c._proc([*GERYON, "node", "--name", name, "--listen", f"10.79.0.{i + 1}:0",
-                            "--disk", f"zdata={disks[name]['zdata']}",
-                            "--disk", f"aaa-scratch={disks[name]['aaa-scratch']}",
-                            "--work-dir", str(tmp_path / f"work-{name}"), "--refresh", "0.2",
-                            "--secret-file", str(secret_file)], f"node-{name}", prefix)
-            line = node.readline(30)
-            assert f"listening on http://10.79.0.{i + 1}:" in line, line + node.stderr()
+                disks[name][chunk] = tmp_path / f"{name}-{chunk}"
+                disks[name][chunk].mkdir()
+            node = daemon([*COMMAND, "node", "--name", name, "--disk", f"zdata={disks[name]['zdata']}",
+                           "--disk", f"aaa-scratch={disks[name]['aaa-scratch']}"], f"node-{name}", i)
+            line = node.readline(60)
+            assert f"listening on http://10.79.0.{i + 1}:6676" in line, line + node.stderr()   # its own address
 
         def registered() -> bool:
             r = geryon("services", timeout=30)
-            return r.returncode == 0 and r.stdout.count("svc rstyx") == 3
-        wait_until(registered, 60, interval=0.5)
+            return r.returncode == 0 and r.stdout.count("svc rstyx") == 3 and r.stdout.count("resource kfs") == 6
+        wait_until(registered, 90, interval=0.5)
+        services = geryon("services").stdout
+        assert all(f"tcp!10.79.0.{i}!6676 " in services for i in (1, 2, 3)), services
 
-        # geryon load mail.mbox --app mbox --cluster   (real mail, two copies of each chunk)
+        # geryon load mail.mbox --app mbox --cluster --chunk 1M --replicas 2   (anywhere)
         expected = _mailbox(user / "mail.mbox")
-        loaded = geryon("load", "mail.mbox", "--app", "mbox", "--cluster", "--replicas", "2", "--chunk", "256K",
-                        "--ndb", str(ndb), "-q")
+        loaded = geryon("load", "mail.mbox", "--app", "mbox", "--cluster", "--chunk", "1M", "--replicas", "2")
         assert loaded.returncode == 0, loaded.stderr
-        names = loaded.stdout.split()
-        assert len(names) >= 2 and names[0] == "d0.mbox", loaded.stdout
+        assert loaded.stdout.split() == ["d0.mbox", "d1.mbox"], loaded.stdout + loaded.stderr
+        assert f"named in the registry's {ndb}" in loaded.stderr
         from geryon.diskdb import read_disks
         named = read_disks(str(ndb))
+        assert sorted(d.name for d in named) == ["d0.mbox", "d0.mbox.r1", "d1.mbox", "d1.mbox.r1"]
+        assert {d.format for d in named} == {"mbox"}
         inputs = sorted({disks[d.host][d.chunk] for d in named if d.host in disks})
-        assert len(inputs) >= 2
+        assert len(inputs) == 4
         before = _snapshot(inputs)
 
         (user / "map.py").write_text(MAP)
         (user / "reduce.py").write_text(REDUCE)
         (user / "lengths.py").write_text(LENGTHS)
-        runs = []
-        for k in range(2):   # the seed's command, twice
-            r = geryon("mapreduce", "map.py", "reduce.py", *names, "--out", f"result{k}")
+        for k in range(2):   # geryon mapreduce map.py reduce.py d0.mbox d1.mbox --out result/   (twice)
+            r = geryon("mapreduce", "map.py", "reduce.py", "d0.mbox", "d1.mbox", "--out", f"result{k}/")
             assert r.returncode == 0, r.stderr
-            runs.append(r)
         first, second = _parts(user / "result0"), _parts(user / "result1")
         assert first == second and len(first) == 5
-        assert _counts(first) == dict(expected)
+        assert _counts(first) == dict(expected)                # messages, not mbox chunk files
         assert _snapshot(inputs) == before                     # the inputs are untouched, masters and replicas
         job_ids = [json.loads((user / f"result{k}" / "_SUCCESS").read_text())["job"] for k in range(2)]
         assert job_ids[0] != job_ids[1]
@@ -216,13 +237,13 @@ def test_readme_cluster_with_user_disk_names(hosts: list[list[str]], tmp_path: P
         assert _snapshot(inputs) == before
 
         # two jobs of the same name at once: each its own complete output, on the nodes
-        both = [subprocess.Popen([*hosts[0], *GERYON, "mapreduce", "-q", "--name", "same", "map.py", "reduce.py",
-                                  *names], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=user,
-                                 env=env) for _ in range(2)]
+        both = [subprocess.Popen([*hosts[0], *COMMAND, "mapreduce", "--name", "same", "map.py", "reduce.py",
+                                  "d0.mbox", "d1.mbox"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 cwd=user, env=machine(0)) for _ in range(2)]
         outs = [p.communicate(timeout=240) for p in both]
         assert all(p.returncode == 0 for p in both), [o[1] for o in outs]
-        urls = [o[0].split() for o in outs]
-        assert all(len(u) == 5 for u in urls) and not set(urls[0]) & set(urls[1])
+        urls = [[u for u in o[0].split() if u.startswith("geryon://")] for o in outs]
+        assert all(len(u) == 5 for u in urls) and not set(urls[0]) & set(urls[1]), urls
         listed = json.loads(geryon("jobs", "--json").stdout)
         same = [j["id"] for j in listed if j.get("name") == "same"]
         assert len(same) == 2 and same[0] != same[1]
@@ -231,7 +252,7 @@ def test_readme_cluster_with_user_disk_names(hosts: list[list[str]], tmp_path: P
             mine = record["summary"]["urls"]
             assert mine in urls and all(f"/{job_id}/part-{r:05d}" in u for r, u in enumerate(mine)), mine
             # each output is complete and only its own: read it back as the next job's input
-            got = geryon("mapreduce", "-q", "--reader", "lines", "-R", "1", "lengths.py", "lengths.py",
+            got = geryon("mapreduce", "--reader", "lines", "-R", "1", "lengths.py", "lengths.py",
                          f"geryon-output-of-{job_id}", "--out", f"same-{job_id}")
             assert got.returncode == 0, got.stderr
             assert _counts(_parts(user / f"same-{job_id}")) == dict(by_length)
@@ -239,8 +260,10 @@ def test_readme_cluster_with_user_disk_names(hosts: list[list[str]], tmp_path: P
         # nothing of any job's intermediate data is left on a node
         every_job = {j["id"] for j in json.loads(geryon("jobs", "--json").stdout)}
         assert len(every_job) == 7      # 2 seed runs, 1 chained, 2 of the same name, 2 read-backs
-        for name in disks:
-            for root in (*disks[name].values(), tmp_path / f"work-{name}" / "output"):
-                assert not [p for p in root.iterdir() if p.name in {f".geryon-tmp-{j}" for j in every_job}], root
+        work_dirs = [w for i in range(3) for w in (tmp_path / f"tmp-{i}").glob(f"geryon-node-n{i}-*")]
+        assert len(work_dirs) == 3, work_dirs
+        for root in [*(d for n in disks.values() for d in n.values()), *work_dirs]:
+            left = [p for p in root.rglob(".geryon-tmp-*") if p.name in {f".geryon-tmp-{j}" for j in every_job}]
+            assert not left, left
     finally:
         c.stop()
