@@ -138,6 +138,15 @@ class RegistryClient:
         doc = self._call(self._http_json("POST", "/v1/ndb", {"drop": list(drop), "add": add, "base": base}))
         return str(doc.get("version", ""))
 
+    def put_ndb(self, text: str, base: str | None = None) -> str:
+        """Make `text` the registry's whole ndb file; returns its new version.
+
+        Raises:
+            Conflict: `base` is given and the file changed since that version.
+        """
+        doc = self._call(self._http_json("POST", "/v1/ndb", {"text": text, "base": base}))
+        return str(doc.get("version", ""))
+
     def info(self) -> dict[str, Any]:
         """The server's `/v1/info`: protocol version, cluster id, store version."""
         return self._call(self._http_json("GET", "/v1/info"))

@@ -139,8 +139,9 @@ def read_text(path: Path) -> str:
         raise RegistryError(f"ndb {path}: {exc}") from exc
 
 
-def edit_file(path: Path, drop: Sequence[str], add: str, base: str | None) -> str:
-    """Drop the entries named `drop` from the ndb file, append `add`, write it atomically.
+def edit_file(path: Path, drop: Sequence[str], add: str, base: str | None, text: str | None = None) -> str:
+    """Drop the entries named `drop` from the ndb file, append `add`, write it atomically
+    (or, given `text`, make that the file's whole text).
 
     One writer at a time: a lock on the file's directory (the file is replaced by rename),
     the lock `geryon load` takes for a local ndb file too. Returns the new text's digest.
@@ -155,11 +156,12 @@ def edit_file(path: Path, drop: Sequence[str], add: str, base: str | None) -> st
     fd = os.open(directory, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        text = read_text(path)
-        if base is not None and text_digest(text) != base:
+        current = read_text(path)
+        if base is not None and text_digest(current) != base:
             raise Conflict(f"ndb {path} changed meanwhile: read it again")
         try:
-            out = ndb.replace_entries(text, names.__contains__, add, str(path))
+            out = ndb.replace_entries(current if text is None else "", names.__contains__,
+                                      add if text is None else text, str(path))
         except ndb.NdbError as exc:
             raise BadRequest(f"cannot update {path}: {exc}") from exc
         tmp = directory / f".{path.name}.tmp-{secrets.token_hex(4)}"

@@ -8,6 +8,7 @@ Routes (JSON bodies; every one signed with the cluster secret, see `registry.aut
   POST /v1/unregister  {"name"}               owner from X-Geryon-Owner
   GET  /v1/ndb         the ndb file naming disks: {"path", "text", "version"}
   POST /v1/ndb         {"drop": [names], "add": ndb text, "base": version}: name disks in it
+                       (or {"text", "base"}: the file's whole new text)
   GET  /v1/session     WebSocket: register/update/unregister/ping; entries live with it
   GET  /v1/watch       WebSocket: a snapshot, then every event
 Liveness, persistence, ndb-named disks and zeroconf live here; the rules are the
@@ -33,7 +34,7 @@ from registry.disks import DISK_OWNER, DiskNames, edit_file, plan, read_text, te
 from registry.defaults import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS
 from registry.errors import BadRequest, RegistryError, ServiceNotFound
 from registry import jsondoc
-from registry.jsondoc import PAIRS, STR, optional
+from registry.jsondoc import PAIRS, STR, STRS, optional
 from registry.state import StateLock, load_state, save_state
 from registry.tls import TlsFiles, server_context
 from registry.store import DEFAULT_DEAD_AFTER, DEFAULT_HEARTBEAT, Service, Store, as_pairs
@@ -98,6 +99,7 @@ _FIND = {"query": optional(PAIRS)}
 _UPDATE = {"name": STR, "attrs": optional(PAIRS)}
 _UNREGISTER = {"name": STR}
 _MESSAGE = {"op": STR}
+_NDB_EDIT = {"drop": optional(STRS), "add": optional(STR), "base": optional(STR), "text": optional(STR)}
 
 _STATUS = {"permission": 403, "notfound": 404, "duplicate": 409, "conflict": 409, "full": 503, "auth": 401}
 
@@ -374,13 +376,10 @@ class RegistryServer:
     async def _ndb_edit(self, request: web.Request) -> web.Response:
         """Name disks: drop entries by name, append others; answered once the registry holds them."""
         path = self._ndb_path()
-        doc = await self._json(request, {})
-        drop, add, base = doc.get("drop", []), doc.get("add", ""), doc.get("base")
-        if not isinstance(drop, list) or not all(isinstance(n, str) for n in drop) or not isinstance(add, str) \
-                or not (base is None or isinstance(base, str)):
-            raise BadRequest("ndb edit: drop is a list of names, add ndb text, base a version")
+        doc = await self._json(request, _NDB_EDIT)
+        drop, add, base, text = doc.get("drop") or [], doc.get("add") or "", doc.get("base"), doc.get("text")
         async with self._ndb_lock:
-            version = await asyncio.to_thread(edit_file, path, drop, add, base)
+            version = await asyncio.to_thread(edit_file, path, drop, add, base, text)
             if self._disks is not None:            # the new names are served before we answer
                 self._reconcile_disks(await asyncio.to_thread(self._disks.read))
         log.info("ndb %s: %d entries dropped, %d bytes added by %s", path, len(drop), len(add), _owner_of(request))

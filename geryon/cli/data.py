@@ -57,8 +57,34 @@ def cluster(registry_url: str | None, secret_file: str | None) -> Iterator[tuple
 
 
 def ndb_path(ndb_file: str | None) -> str:
-    """The ndb file the cluster verbs read and update."""
+    """The local ndb file a verb reads and updates when it is named (else ./ndb/cluster)."""
     return ndb_file or DEFAULT_NDB
+
+
+@contextmanager
+def cluster_ndb(registry: Any, ndb_file: str | None) -> Iterator[str]:
+    """The ndb file a cluster verb reads and updates: the one named (--ndb, $GERYON_NDB), else
+    a copy of the registry's, written back to the registry when the verb changed it (refused,
+    in one line, if another changed it meanwhile).
+
+    Raises:
+        RegistryError: the registry keeps no ndb file, or it changed meanwhile.
+    """
+    import tempfile
+
+    if ndb_file:
+        yield ndb_file
+        return
+    doc = registry.ndb()
+    with tempfile.TemporaryDirectory(prefix="geryon-ndb-") as tmp:
+        path = os.path.join(tmp, os.path.basename(str(doc.get("path") or "cluster.ndb")))
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(str(doc.get("text") or ""))
+        yield path
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        if text != doc.get("text"):
+            registry.put_ndb(text, base=str(doc.get("version") or ""))
 
 
 class _LineProgress:

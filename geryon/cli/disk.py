@@ -1,7 +1,8 @@
 """CLI verbs: geryon disk new|info|check|replicate|promote.
 
 `new PATH` makes a local chunk disk; `new NAME --cluster` asks the registry for the node
-with the most room (a free chunk, or its chunk pool) and names the disk in the ndb file.
+with the most room (a free chunk, or its chunk pool) and names the disk in the cluster's ndb
+file (the registry's, unless --ndb or $GERYON_NDB names one).
 `replicate` and `promote` manage a cluster disk's replicas (`geryon.replicate`).
 """
 from __future__ import annotations
@@ -13,7 +14,7 @@ import click
 from geryon.chunk import DEFAULT_CAPACITY, ChunkFS, create_chunk
 from geryon.cli.common import fail, ndb_option, size_type
 from geryon.cli.data import check as _check
-from geryon.cli.data import cluster, cluster_options, ndb_path
+from geryon.cli.data import cluster, cluster_ndb, cluster_options
 from geryon.errors import GeryonError
 
 
@@ -46,12 +47,12 @@ def new(path: str, size: int, on_cluster: bool, host: str | None, ndb_file: str 
     from geryon.allocate import give_back, new_chunk
     from geryon.diskdb import DiskEntry, find_disk, named_chunks, names_pattern, replace_disks
 
-    db = ndb_path(ndb_file)
     if "/" in path or "!" in path or path.startswith("."):
         fail(f"{path}: a cluster disk needs a plain name such as d0.mail")
-    with cluster(registry_url, secret_file) as (registry, secret):
+    with cluster(registry_url, secret_file) as (registry, secret), cluster_ndb(registry, ndb_file) as db:
+        where = db if ndb_file else "the registry's ndb file"
         if find_disk(db, path) is not None:
-            fail(f"{path}: already named in {db}")
+            fail(f"{path}: already named in {where}")
         ref = new_chunk(registry, secret, size, host, named_chunks(db))
         try:
             replace_disks(db, names_pattern([path]), [DiskEntry(path, None, ref.host, chunk=ref.chunk)])
@@ -59,7 +60,7 @@ def new(path: str, size: int, on_cluster: bool, host: str | None, ndb_file: str 
             give_back(ref, secret)
             raise
     click.echo(ref.where)
-    click.echo(f"geryon: {path}: {size} bytes on {ref.where}; named in {db}", err=True)
+    click.echo(f"geryon: {path}: {size} bytes on {ref.where}; named in {where}", err=True)
 
 
 @disk.command("info")
@@ -93,8 +94,7 @@ def replicate_command(name: str, to_host: str, accept_changes: bool, verify: boo
     """
     from geryon.replicate import replicate
 
-    db = ndb_path(ndb_file)
-    with cluster(registry_url, secret_file) as (registry, secret):
+    with cluster(registry_url, secret_file) as (registry, secret), cluster_ndb(registry, ndb_file) as db:
         report = replicate(name, to_host, registry=registry, secret=secret, ndb_file=db,
                            accept_changes=accept_changes, verify=verify)
     s = report.sync
@@ -115,8 +115,7 @@ def promote_command(name: str, replica: str | None, force: bool, ndb_file: str |
     """Make a replica of DISK its master (for a dead master); updates the ndb file."""
     from geryon.replicate import promote
 
-    db = ndb_path(ndb_file)
-    with cluster(registry_url, secret_file) as (registry, secret):
+    with cluster(registry_url, secret_file) as (registry, secret), cluster_ndb(registry, ndb_file) as db:
         report = promote(name, registry=registry, secret=secret, ndb_file=db, replica=replica, force=force)
     click.echo(report.new_master)
     hint = "" if report.replicas_left else f"; no replica left: geryon disk replicate {name} --to NODE"

@@ -118,3 +118,29 @@ def test_a_registry_given_no_ndb_keeps_the_names_beside_the_secret(cluster: Clus
         assert reg.ndb()["path"] == str(default) and reg.ndb()["text"] == ""
         reg.edit_ndb([], "name=d0.b kfs master=n1!c0\n")
     assert default.read_text() == "name=d0.b kfs master=n1!c0\n"
+
+
+def test_disk_new_replicate_and_promote_name_disks_in_the_registry_too(cluster: Cluster) -> None:
+    cluster.start_registry()
+    cluster.start_node("n1", ["c0"], capacity=1 << 20)
+    cluster.start_node("n2", ["c0"], capacity=1 << 20)
+    with cluster.client() as reg:
+        wait_until(lambda: len(reg.find({"resource": "kfs"})) == 2, 10)
+    user = cluster.tmp / "elsewhere"
+    user.mkdir()
+    made = _user(cluster, user, "disk", "new", "d0.mail", "--cluster", "--host", "n1", "--size", "1M")
+    assert made.returncode == 0, made.stderr
+    assert made.stdout == "n1!c0\n" and "named in the registry's ndb file" in made.stderr
+    assert [(d.name, d.master) for d in read_disks(str(cluster.ndb))] == [("d0.mail", "n1!c0")]
+    (user / "letter").write_text("dear user\n")
+    copied = _user(cluster, user, "cp", "letter", "d0.mail:/")
+    assert copied.returncode == 0, copied.stderr
+    replicated = _user(cluster, user, "disk", "replicate", "d0.mail", "--to", "n2")
+    assert replicated.returncode == 0, replicated.stderr
+    assert replicated.stdout.startswith("d0.mail.r1 n2!c0")
+    promoted = _user(cluster, user, "disk", "promote", "d0.mail", "--force")
+    assert promoted.returncode == 0, promoted.stderr
+    assert {d.name: d.master for d in read_disks(str(cluster.ndb))}["d0.mail"] == "n2!c0"
+    assert not (user / "ndb").exists()
+    taken = _user(cluster, user, "disk", "new", "d0.mail", "--cluster")
+    assert taken.returncode == 1 and taken.stderr == "geryon: d0.mail: already named in the registry's ndb file\n"
