@@ -75,12 +75,15 @@ def _disk_spec(values: tuple[str, ...], replica: bool) -> list[NodeDisk]:
 @click.command("node")
 @click.option("--name", default=socket.gethostname, show_default="host name",
               help="This node's name (ndb master=NAME!CHUNK).")
-@click.option("--disk", "disks", multiple=True, metavar="NAME=PATH", help="Serve a chunk disk.")
+@click.option("--disk", "disks", multiple=True, metavar="NAME=PATH",
+              help="Serve a chunk disk (an empty directory is made a 64M chunk; one holding files is served as is).")
 @click.option("--replica", "replicas", multiple=True, metavar="NAME=PATH", help="Serve a read-only replica chunk.")
 @click.option("--cpus", type=click.IntRange(1), default=None, help="Cores offered (default: all).")
 @click.option("--listen", default=None, metavar="HOST:PORT",
               help=f"Address to listen on (default 0.0.0.0:{DEFAULT_NODE_PORT}).")
-@click.option("--advertise", default=None, metavar="ADDR", help="Address others reach this node at.")
+@click.option("--advertise", default=None, metavar="ADDR",
+              help="Address others reach this node at [the --listen host, else the address of the route to the "
+                   "registry or of the default route; never loopback when the registry is elsewhere].")
 @click.option("--work-dir", type=click.Path(file_okay=False), default=None,
               help="Run directories and the export cache (default: a temporary directory).")
 @click.option("--refresh", type=float, default=DEFAULT_REFRESH, show_default=True,
