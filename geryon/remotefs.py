@@ -27,11 +27,12 @@ from fs.info import Info
 from fs.mode import Mode
 from fs.opener import Opener
 
-from geryon.errors import UnknownDisk
+from geryon.errors import GeryonError, UnknownDisk
 from geryon.node.connection import (DEFAULT_TIMEOUT, NodeConnection, NodeUnavailable, parse_node_url,
                                     raise_for)
 from registry import tls
-from registry.auth import load_secret
+from registry.errors import RegistryError
+from registry.secretfile import configured_secret, watch_secret
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ DEFAULT_READ_BLOCK = 1 << 20
 """Bytes read from the socket at a time when copying a remote file."""
 
 __all__ = ["GeryonOpener", "NodeUnavailable", "RemoteFS", "disk_url", "open_disk", "parse_node_url",
-           "set_default_secret"]
+           "library_secret", "set_default_secret"]
 
 _default_secret: bytes | None = None
 
@@ -53,13 +54,29 @@ def set_default_secret(secret: bytes | None) -> None:
     _default_secret = secret
 
 
+def library_secret() -> bytes:
+    """The secret for a caller that gave none: the CLI's (`set_default_secret`), else the
+    configured one (`registry.secretfile.configured_secret`), never unsigned requests.
+
+    Raises:
+        GeryonError: no secret is configured (the message names `geryon init`).
+    """
+    if _default_secret is not None:
+        return _default_secret
+    try:
+        return configured_secret()
+    except RegistryError as exc:
+        raise GeryonError(str(exc)) from exc
+
+
 class RemoteFS(FS):
     """A chunk served by a node daemon (`geryon://host:port/chunk`).
 
     Args:
         url: the node, `http://host:port`.
         chunk: the chunk's name on that node.
-        secret: the cluster secret (None: unsigned requests, for loopback-only nodes).
+        secret: the cluster secret (None: `library_secret`, as the CLI finds it:
+            $GERYON_SECRET_FILE, else the default file).
         timeout: seconds per request.
     """
 
@@ -69,6 +86,7 @@ class RemoteFS(FS):
 
     def __init__(self, url: str, chunk: str, secret: bytes | None = None, *,
                  timeout: float = DEFAULT_TIMEOUT) -> None:
+        secret = secret if secret is not None else library_secret()
         super().__init__()
         self.url, self.chunk = url.rstrip("/"), chunk
         self._conn = NodeConnection(self.url, secret, timeout)
@@ -91,8 +109,9 @@ class RemoteFS(FS):
         return f"geryon://{self.url.split('://', 1)[1]}/{self.chunk}"
 
     def close(self) -> None:
-        if not self.isclosed():
-            self._conn.close()
+        conn = getattr(self, "_conn", None)      # None: __init__ failed (FS.__del__ still closes)
+        if conn is not None and not self.isclosed():
+            conn.close()
         super().close()
 
     # -- calls ------------------------------------------------------------------------
@@ -427,7 +446,8 @@ class _RemoteWriter(io.RawIOBase):
 
 
 class GeryonOpener(Opener):
-    """Opens `geryon://host:port/chunk[?secret_file=FILE]` as a `RemoteFS`."""
+    """Opens `geryon://host:port/chunk[?secret_file=FILE]` as a `RemoteFS`: with no
+    `secret_file`, the CLI's secret (`set_default_secret`), else the configured one."""
 
     protocols = ["geryon"]
 
@@ -435,7 +455,7 @@ class GeryonOpener(Opener):
         resource = parse_result.resource
         hostport, _, chunk = resource.partition("/")
         secret_file = (parse_result.params or {}).get("secret_file")
-        secret = load_secret(Path(secret_file)) if secret_file else _default_secret
+        secret = watch_secret(Path(secret_file)) if secret_file else _default_secret
         remote = RemoteFS(tls.base_url(hostport), chunk.strip("/"), secret)
         if parse_result.path:
             return remote.opendir(parse_result.path, factory=None)  # type: ignore[return-value]

@@ -400,6 +400,14 @@ async def _registry_children(registry: Any) -> list[Child]:
                   c.mem_free, c.mem_total) for c in cpus if c.url]
 
 
+def _library_secret() -> bytes:
+    from geryon.remotefs import library_secret
+    try:
+        return library_secret()
+    except GeryonError as exc:
+        raise SessionError(str(exc)) from exc
+
+
 def session(*, node: str | None = None, registry: Any = None, secret: bytes | None = None,
             tag: bool = False, kill_on_close: bool = False, pick: str = "spread",
             runner: LoopThread | None = None, heartbeat: float = DEFAULT_HEARTBEAT,
@@ -409,7 +417,7 @@ def session(*, node: str | None = None, registry: Any = None, secret: bytes | No
     Args:
         node: a node's name or `http://host:port`: the session's root (names need `registry`).
         registry: a registry client: without `node`, spread over its cpus from here.
-        secret: the cluster secret.
+        secret: the cluster secret (default: as the CLI finds it, `geryon.remotefs.library_secret`).
         tag: prefix output lines with `[index node] `.
         kill_on_close: kill running instances on close instead of waiting for them.
         pick: `spread` (the taskfs rule) or `load` (least loaded first, dsh's score).
@@ -417,6 +425,8 @@ def session(*, node: str | None = None, registry: Any = None, secret: bytes | No
     Raises:
         SessionError: the node is unknown, unreachable, or refuses the secret.
     """
+    if secret is None and (node is not None or registry is not None):
+        secret = _library_secret()
     merge = _Merge(tag)
     own = runner is None
     loop = runner or LoopThread()
@@ -462,7 +472,7 @@ def cluster_status(*, node: str | None = None, registry: Any = None, secret: byt
     if node is not None:
         from geryon.node.connection import NodeConnection
         url = _node_url(node, registry)
-        with NodeConnection(url, secret) as conn:
+        with NodeConnection(url, secret if secret is not None else _library_secret()) as conn:
             status, body = conn.request("GET", "/v1/tree")
         if status != 200:
             raise GeryonError(f"node {node}: {body[:200].decode(errors='replace')}")

@@ -32,8 +32,9 @@ from typing import Any
 from aiohttp import web
 
 from registry.errors import AuthenticationFailed, RegistryError
-from registry.secretfile import (DEFAULT_SECRET_BYTES, MIN_SECRET_BYTES, create_secret,  # noqa: F401 - re-exported
-                                 default_secret_path, ensure_secret, load_secret)
+from registry.secretfile import (DEFAULT_SECRET_BYTES, MIN_SECRET_BYTES, accepted_secrets,  # noqa: F401
+                                 create_secret, default_secret_path, ensure_secret,  # noqa: F401 - re-exported
+                                 expired_secret, load_secret, signing_secret)
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,11 @@ Python server answers. When full, requests are refused rather than replays allow
 HEADER_TIMESTAMP = "X-Geryon-Timestamp"
 HEADER_NONCE = "X-Geryon-Nonce"
 HEADER_SIGNATURE = "X-Geryon-Signature"
+
+REQUEST_SECRET = "geryon.secret"
+"""Where the middleware leaves, on the aiohttp request, the secret its signature was made
+with (the current one or, during a rotation's grace, the previous): a WebSocket's frame key
+is derived from it (`registry.channel.accept`)."""
 
 _MAX_LOGGED = 1024
 
@@ -127,6 +133,10 @@ def _message(method: str, target: str, host: str, server: ServerIdentity, timest
                       separators=(",", ":")).encode()
 
 
+def _utc(t: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
+
+
 def _mac(secret: bytes, message: bytes) -> str:
     return hmac.new(secret, message, hashlib.sha256).hexdigest()
 
@@ -138,7 +148,7 @@ def sign_headers(secret: bytes, method: str, target: str, *, server: ServerIdent
     """The headers to send with one request: `headers` plus what authenticates it.
 
     Args:
-        secret: the cluster secret.
+        secret: the cluster secret (a watched one signs with its newest).
         method: HTTP method.
         target: the raw path with query string, exactly as sent (`/v1/find?x=1`).
         server: the identity of the server it is for (its `GET /v1/hello`).
@@ -160,7 +170,7 @@ def sign_headers(secret: bytes, method: str, target: str, *, server: ServerIdent
     nonce = nonce or secrets.token_hex(16)
     signed = [out.get(h) for h in SIGNED_HEADERS]
     out.update({HEADER_SERVER: server.claim, HEADER_TIMESTAMP: timestamp, HEADER_NONCE: nonce,
-                HEADER_SIGNATURE: _mac(secret, _message(method, target, host, server, timestamp,
+                HEADER_SIGNATURE: _mac(signing_secret(secret), _message(method, target, host, server, timestamp,
                                                         nonce, signed))})
     return out
 
@@ -224,10 +234,12 @@ class NonceCache:
 
 
 class Verifier:
-    """Checks signed requests to one server against one secret, with replay protection.
+    """Checks signed requests to one server against the cluster secret, with replay protection.
 
     Reads headers only: the body's digest is declared in a signed header and checked by
     whoever reads the body (`BodyDigest`), so nothing is read before the signature holds.
+    A watched secret (`registry.secretfile.WatchedSecret`) is followed as it rotates: a
+    signature under the previous secret is accepted until its grace ends.
     """
 
     def __init__(self, secret: bytes, identity: ServerIdentity, *, window: float = DEFAULT_WINDOW,
@@ -237,8 +249,12 @@ class Verifier:
         self.window = window
         self.nonces = NonceCache(window, max_nonces)
 
-    def verify(self, method: str, target: str, headers: Mapping[str, str], now: float) -> None:
-        """Accept the request or raise AuthenticationFailed (WrongInstance) saying why."""
+    def verify(self, method: str, target: str, headers: Mapping[str, str], now: float) -> bytes:
+        """Accept the request or raise AuthenticationFailed (WrongInstance) saying why.
+
+        Returns:
+            the secret the signature was made with.
+        """
         timestamp = headers.get(HEADER_TIMESTAMP, "")
         nonce = headers.get(HEADER_NONCE, "")
         signature = headers.get(HEADER_SIGNATURE, "")
@@ -256,9 +272,18 @@ class Verifier:
         if claim[-1] != self.identity.instance:
             raise WrongInstance("wrong server instance (signed for an earlier run of this server)")
         signed = [headers.get(h) for h in SIGNED_HEADERS]
-        want = _mac(self._secret, _message(method, target, headers.get("Host", ""), self.identity,
-                                           timestamp, nonce, signed))
-        if not hmac.compare_digest(want, signature.lower()):
+        message = _message(method, target, headers.get("Host", ""), self.identity, timestamp, nonce, signed)
+        given = signature.lower()
+        used = next((k for k in accepted_secrets(self._secret, now)
+                     if hmac.compare_digest(_mac(k, message), given)), None)
+        if used is None:      # perhaps under a secret written since we last looked (a stat)
+            used = next((k for k in accepted_secrets(self._secret, now, fresh=True)
+                         if hmac.compare_digest(_mac(k, message), given)), None)
+        if used is None:
+            expired = expired_secret(self._secret, now)
+            if expired is not None and hmac.compare_digest(_mac(expired.secret, message), given):
+                raise AuthenticationFailed("signed with the previous cluster secret, whose grace "
+                                           f"ended at {_utc(expired.expires)} (use the new secret)")
             raise AuthenticationFailed("bad signature")
         try:
             t = float(timestamp)
@@ -270,6 +295,7 @@ class Verifier:
         if not self.nonces.add(nonce, now, expires=t + self.window):
             raise AuthenticationFailed("replayed signature" if nonce in self.nonces
                                        else "too many requests")
+        return used
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -344,7 +370,8 @@ def auth_middleware(secret: bytes, identity: ServerIdentity, *, window: float = 
         if request.path == HELLO_PATH and request.method == "GET":
             return web.Response(body=hello, content_type="application/json")
         try:
-            verifier.verify(request.method, request.raw_path, request.headers, clock())
+            request[REQUEST_SECRET] = verifier.verify(request.method, request.raw_path, request.headers,
+                                                      clock())
         except AuthenticationFailed as exc:
             note(request, exc)
             return refusal(exc)

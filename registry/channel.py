@@ -9,8 +9,9 @@ frame carries a sequence number per direction and a 128-bit MAC under that key o
 direction, type, sequence and payload: text frames as `SEQ.MAC.PAYLOAD`, binary frames
 with an 8-byte sequence and the MAC in front. A frame that fails (forged, reordered,
 replayed, dropped, from the other direction) closes the connection (1008) and logs one
-refusal; the reader then sees the socket closed. With no secret a Channel passes frames
-through untouched. Control frames (ping, pong, close) carry no data and are not MAC'd.
+refusal; the reader then sees the socket closed. A server's end also closes (1008) at
+its next frame a connection whose secret is no longer accepted (a rotation's grace is over,
+see `registry.secretfile.Keyring`). With no secret a Channel passes frames through untouched. Control frames (ping, pong, close) carry no data and are not MAC'd.
 Not here: signing the upgrade request (`registry.auth`, `registry.signer`), what the
 frames mean (each service).
 """
@@ -23,12 +24,15 @@ import json
 import logging
 import secrets
 import struct
+import time
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 from aiohttp import WSMsgType, web
 
-from registry.auth import HEADER_NONCE, AuthenticationFailed, ServerIdentity
+from registry.auth import HEADER_NONCE, REQUEST_SECRET, AuthenticationFailed, ServerIdentity
+from registry.secretfile import accepted_secrets, signing_secret
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +71,11 @@ class Channel:
     `send_bytes`, `receive`, `async for`, `close`, `closed`, `async with`.
     """
 
-    def __init__(self, ws: Any, key: bytes | None, *, client: bool, what: str) -> None:
+    def __init__(self, ws: Any, key: bytes | None, *, client: bool, what: str,
+                 retired: Callable[[], bool] | None = None) -> None:
         self.ws = ws
         self._key = key
+        self._retired = retired
         self._out, self._in = (b"c", b"s") if client else (b"s", b"c")
         self._sent = 0
         self._received = 0
@@ -82,10 +88,21 @@ class Channel:
         assert self._key is not None
         return hmac.digest(self._key, direction + kind + _SEQ.pack(seq) + payload, "sha256")[:MAC_BYTES]
 
+    async def _check_secret(self) -> None:
+        """Close a connection whose secret was retired (a rotation's grace ended, or
+        `geryon init --force`): it lives no longer than new handshakes under that secret."""
+        if self._retired is not None and self.refused is None and self._retired():
+            self.refused = "opened with a cluster secret no longer accepted"
+            log.warning("closed %s: %s", self.what, self.refused)
+            await self.ws.close(code=CLOSE_POLICY, message=b"secret retired")
+
     async def send_str(self, data: str) -> None:
         if self._key is None:
             await self.ws.send_str(data)
             return
+        await self._check_secret()
+        if self.refused is not None:
+            raise ConnectionResetError(f"{self.what}: closed ({self.refused})")
         async with self._lock:             # sequence order is wire order
             self._sent += 1
             mac = self._mac(self._out, b"t", self._sent, data.encode())
@@ -98,6 +115,9 @@ class Channel:
         if self._key is None:
             await self.ws.send_bytes(data)
             return
+        await self._check_secret()
+        if self.refused is not None:
+            raise ConnectionResetError(f"{self.what}: closed ({self.refused})")
         async with self._lock:
             self._sent += 1
             mac = self._mac(self._out, b"b", self._sent, data)
@@ -139,6 +159,9 @@ class Channel:
         msg = await self.ws.receive(timeout=timeout)
         if self._key is None or msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
             return msg
+        await self._check_secret()
+        if self.refused is not None:
+            return _CLOSED
         try:
             return self._open(msg)
         except ValueError as exc:
@@ -179,6 +202,10 @@ async def accept(request: web.Request, ws: web.WebSocketResponse, secret: bytes 
                  timeout: float = DEFAULT_HANDSHAKE_TIMEOUT) -> Channel:
     """Prepare `ws` for `request` and run the server's half of the handshake.
 
+    The frame key is derived from the secret the upgrade request was signed with (left on
+    the request by `registry.auth.auth_middleware`: the previous secret during a rotation's
+    grace), else from `secret`'s newest.
+
     Raises:
         ChannelRefused: the client's proof is missing or wrong (the socket is closed, logged).
     """
@@ -187,6 +214,7 @@ async def accept(request: web.Request, ws: web.WebSocketResponse, secret: bytes 
     if secret is None:
         return Channel(ws, None, client=False, what=what)
     server_nonce = secrets.token_hex(16)
+    given, secret = secret, request.get(REQUEST_SECRET) or signing_secret(secret)
     key = _key(secret, identity, request.headers.get(HEADER_NONCE, ""), server_nonce)
     await ws.send_str(json.dumps({"op": "challenge", "nonce": server_nonce,
                                   "proof": _proof(key, b"server")}))
@@ -201,13 +229,16 @@ async def accept(request: web.Request, ws: web.WebSocketResponse, secret: bytes 
         log.warning("closed %s: bad handshake", what)
         await ws.close(code=CLOSE_POLICY, message=b"bad handshake")
         raise ChannelRefused(f"{what}: bad handshake")
-    return Channel(ws, key, client=False, what=what)
+    used = secret
+    return Channel(ws, key, client=False, what=what,
+                   retired=lambda: used not in accepted_secrets(given, time.time()))
 
 
 async def join(ws: aiohttp.ClientWebSocketResponse, secret: bytes | None, identity: ServerIdentity,
                client_nonce: str, *, what: str = "",
                timeout: float = DEFAULT_HANDSHAKE_TIMEOUT) -> Channel:
-    """The client's half of the handshake on a freshly opened socket.
+    """The client's half of the handshake on a freshly opened socket; `secret` is the one the
+    upgrade request was signed with.
 
     Raises:
         ChannelRefused: the server did not prove it holds the secret (the socket is closed).

@@ -3,8 +3,18 @@
 One rule decides the default place (`default_secret_path`: the user's config directory);
 every server and client reads the secret from there unless told otherwise, and the first
 one to need it creates it (`ensure_secret`, mode 0600 in 0700 directories). Stdlib only,
-so the CLI can name the file without loading the network stack. Not here: signing
-(`registry.auth`), reading the environment (the CLI passes it in).
+so the CLI can name the file without loading the network stack.
+
+Rotation (`rotate_secret`) keeps the previous secret as `secret.old` with its expiry; a
+`Keyring` follows both files as they change (by their stat, looked at most once a second),
+and a `WatchedSecret` is the secret bytes carrying their keyring, so every server accepts
+the old secret until it expires and every client signs with the newest, without restarts
+and without changing what code passes around (`signing_secret`, `accepted_secrets`).
+
+`configured_secret` is the library clients' one documented exception to "only the CLI
+reads the environment": a plain script's `fs.open_fs("geryon://...")`, `RemoteFS(...)` or
+`geryon.session(...)` finds the secret as the CLI would ($GERYON_SECRET_FILE, else the
+default file), instead of sending unsigned requests. Not here: signing (`registry.auth`).
 """
 from __future__ import annotations
 
@@ -13,8 +23,9 @@ import logging
 import os
 import secrets
 import stat
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +50,17 @@ SECRET_DIR = "geryon"
 
 SECRET_NAME = "secret"
 """The cluster secret's file name."""
+
+ENV_SECRET_FILE = "GERYON_SECRET_FILE"
+"""The environment variable naming the secret file (read by the CLI and `configured_secret`)."""
+
+DEFAULT_RECHECK = 1.0
+"""Seconds between looks (a stat of each file) at a watched secret's files: a rotation on
+disk is followed within this."""
+
+
+class NoSecret(RegistryError):
+    """No cluster secret is configured for a library client (it never creates one)."""
 
 
 def default_secret_path(environ: Mapping[str, str]) -> Path:
@@ -207,3 +229,175 @@ def _write_private(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise RegistryError(f"{path}: {exc.strerror or exc}") from exc
+
+
+# -- following the files: rotation on a running cluster ---------------------------------
+def _stamp(path: Path) -> tuple[int, int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+class Keyring:
+    """The secrets of one secret file as it is rotated: the newest (to sign with) and the
+    previous one while its grace lasts (accepted too).
+
+    The files are re-read when their stat changes, looked at no more often than every
+    `recheck` seconds (`clock` is monotonic); a file that fails to load then (half copied,
+    wrong mode) is logged once and the secrets in use are kept. Thread-safe.
+
+    Raises:
+        RegistryError: (constructor) the secret file does not load.
+    """
+
+    def __init__(self, path: Path, *, recheck: float = DEFAULT_RECHECK,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.path = Path(path)
+        self.old_path = old_secret_path(self.path)
+        self.recheck = recheck
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._stamps = (_stamp(self.path), _stamp(self.old_path))
+        self._current = load_secret(self.path)
+        self._old = self._load_old()
+        self._checked = clock()
+        self._expiry_noted: float | None = None
+        self._bad_noted: str | None = None
+
+    def _load_old(self) -> OldSecret | None:
+        try:
+            return load_old_secret(self.path)
+        except RegistryError as exc:
+            log.warning("ignoring the previous secret: %s", exc)
+            return None
+
+    def _refresh(self, fresh: bool = False) -> None:
+        now = self._clock()
+        if now - self._checked < self.recheck and not fresh:
+            return
+        with self._lock:
+            self._checked = now
+            stamps = (_stamp(self.path), _stamp(self.old_path))
+            if stamps == self._stamps:
+                return
+            try:
+                current = load_secret(self.path)
+            except RegistryError as exc:
+                if self._bad_noted != str(exc):
+                    self._bad_noted = str(exc)
+                    log.warning("keeping the cluster secret in use: %s", exc)
+                return
+            self._stamps, self._bad_noted = stamps, None
+            old = self._load_old() if stamps[1] is not None else None
+            if current != self._current:
+                log.warning("cluster secret %s changed: signing with the new one%s", self.path,
+                            f"; the previous one is accepted until {_when(old.expires)}"
+                            if old is not None and old.secret != current else "")
+            self._current, self._old = current, old
+
+    def current(self) -> bytes:
+        """The secret to sign with: the newest in the file."""
+        self._refresh()
+        return self._current
+
+    def accepted(self, now: float, *, fresh: bool = False) -> tuple[bytes, ...]:
+        """The secrets a signature may be made with at wall-clock time `now`: the current
+        one, then the previous one until it expires (noting once in the log when it has).
+        `fresh`: look at the files now (a signature failed: it may be under a secret just
+        written), not only every `recheck` seconds."""
+        self._refresh(fresh)
+        old = self._old
+        if old is None or old.secret == self._current:
+            return (self._current,)
+        if old.accepted(now):
+            return (self._current, old.secret)
+        if self._expiry_noted != old.expires:
+            self._expiry_noted = old.expires
+            log.warning("the previous cluster secret (%s) expired at %s: it is refused from now on",
+                        self.old_path, _when(old.expires))
+        return (self._current,)
+
+    def expired(self, now: float) -> OldSecret | None:
+        """The previous secret if its grace is over at `now` (to say why a signature fails)."""
+        old = self._old
+        return old if old is not None and not old.accepted(now) and old.secret != self._current else None
+
+
+def _when(t: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(t))
+
+
+class WatchedSecret(bytes):
+    """A cluster secret as loaded from its file, carrying that file's `Keyring`.
+
+    Its value is the secret at load time (so `cluster_id`, equality and everything that
+    passes the secret around keep working); `signing_secret` and `accepted_secrets` ask the
+    keyring, so rotations on disk take effect in a running process. Pickles and copies as
+    the plain bytes."""
+
+    keyring: Keyring
+
+    def __new__(cls, keyring: Keyring) -> WatchedSecret:
+        obj = super().__new__(cls, keyring.current())
+        obj.keyring = keyring
+        return obj
+
+    def __reduce__(self) -> tuple[type, tuple[bytes]]:
+        return (bytes, (bytes(self),))
+
+    def __copy__(self) -> WatchedSecret:
+        return self
+
+    def __deepcopy__(self, memo: object) -> WatchedSecret:
+        return self
+
+
+def watch_secret(path: Path, *, recheck: float = DEFAULT_RECHECK) -> WatchedSecret:
+    """The secret at `path`, following its rotations (see `Keyring`).
+
+    Raises:
+        RegistryError: the file does not load.
+    """
+    return WatchedSecret(Keyring(path, recheck=recheck))
+
+
+def signing_secret(secret: bytes) -> bytes:
+    """The secret to sign with now: a watched secret's newest, else `secret` itself."""
+    keyring = getattr(secret, "keyring", None)
+    return keyring.current() if keyring is not None else secret
+
+
+def accepted_secrets(secret: bytes, now: float, *, fresh: bool = False) -> tuple[bytes, ...]:
+    """The secrets a server accepts signatures under at wall-clock `now` (see `Keyring.accepted`)."""
+    keyring = getattr(secret, "keyring", None)
+    return keyring.accepted(now, fresh=fresh) if keyring is not None else (secret,)
+
+
+def expired_secret(secret: bytes, now: float) -> OldSecret | None:
+    """A watched secret's previous secret if its grace is over at `now`, else None."""
+    keyring = getattr(secret, "keyring", None)
+    return keyring.expired(now) if keyring is not None else None
+
+
+def configured_secret(environ: Mapping[str, str] | None = None) -> WatchedSecret:
+    """The secret a library client signs with when it is given none, found as the CLI finds it.
+
+    `$GERYON_SECRET_FILE` if set (it must exist), else the default file
+    (`default_secret_path`); never created here (a new secret would match no server). The
+    one place outside the CLI that reads the environment (`environ`, default `os.environ`),
+    so that plain scripts work.
+
+    Raises:
+        NoSecret: neither exists.
+        RegistryError: the file does not load (unreadable, unsafe).
+    """
+    env = os.environ if environ is None else environ
+    named = env.get(ENV_SECRET_FILE)
+    path = Path(named) if named else default_secret_path(env)
+    if not os.path.lexists(path):
+        where = f"${ENV_SECRET_FILE}={named}" if named else str(path)
+        raise NoSecret(f"no cluster secret ({where} does not exist): run `geryon init`, or copy the "
+                       f"cluster's secret there")
+    return watch_secret(path)

@@ -22,6 +22,7 @@ import aiohttp
 
 from registry.auth import (HEADER_NONCE, HEADER_REFUSED, HELLO_PATH, ServerIdentity,
                            sign_headers)
+from registry.secretfile import signing_secret
 from registry import tls
 from registry.channel import Channel, join
 from registry.errors import RegistryUnavailable
@@ -145,11 +146,12 @@ class Signer:
     # -- headers --------------------------------------------------------------------------
     def sign(self, identity: ServerIdentity | None, base: str, method: str, target: str,
              body: bytes = b"", *, headers: Mapping[str, str] | None = None,
-             digest: str | None = None) -> dict[str, str]:
-        """Headers for one request to the server `identity` (unsigned: just `headers`)."""
+             digest: str | None = None, secret: bytes | None = None) -> dict[str, str]:
+        """Headers for one request to the server `identity` (unsigned: just `headers`), signed
+        with `secret` (default: the newest of ours, see `registry.secretfile.signing_secret`)."""
         if self.secret is None or identity is None:
             return dict(headers or {})
-        return sign_headers(self.secret, method, target, server=identity, host=host_of(base_of(base)),
+        return sign_headers(secret or signing_secret(self.secret), method, target, server=identity, host=host_of(base_of(base)),
                             body=body, digest=digest, headers=headers)
 
     async def headers(self, http: aiohttp.ClientSession, base: str, method: str, target: str,
@@ -197,7 +199,9 @@ class Signer:
         base = base_of(base)
         kwargs.setdefault("ssl", tls.ssl_for(base))
         for attempt in (0, 1):
-            signed = await self.headers(http, base, "GET", target, headers=headers)
+            secret = signing_secret(self.secret) if self.secret is not None else None
+            identity = await self.identity(http, base) if secret is not None else None
+            signed = self.sign(identity, base, "GET", target, headers=headers, secret=secret)
             try:
                 ws = await http.ws_connect(base + target, headers=signed, **kwargs)
             except aiohttp.WSServerHandshakeError as exc:
@@ -206,10 +210,9 @@ class Signer:
                     self.forget(base)
                     continue
                 raise
-            if self.secret is None:
+            if secret is None or identity is None:
                 return Channel(ws, None, client=True, what=what or f"connection to {base}{target}")
-            identity = await self.identity(http, base)
-            return await join(ws, self.secret, identity, signed[HEADER_NONCE],
+            return await join(ws, secret, identity, signed[HEADER_NONCE],
                               what=what or f"connection to {identity.server} {target}")
         raise AssertionError("unreachable")
 

@@ -41,7 +41,8 @@ def secret_option(f: Any) -> Any:
 
 
 def cluster_secret(secret_file: str | None, *, serving: str | None = None) -> bytes:
-    """The cluster secret every server requires and every client signs with.
+    """The cluster secret every server requires and every client signs with (a
+    `registry.secretfile.WatchedSecret`: a rotation of its file takes effect while running).
 
     A named file (--secret-file, $GERYON_SECRET_FILE) must exist; with none named, the
     default file is used and created on first use (mode 0600). A server (`serving` names
@@ -50,13 +51,11 @@ def cluster_secret(secret_file: str | None, *, serving: str | None = None) -> by
     Raises:
         RegistryError: unreadable or unsafe secret file.
     """
-    from registry.secretfile import ensure_secret, load_secret
+    from registry.secretfile import ensure_secret, watch_secret
 
-    if secret_file:
-        path, secret, created = Path(secret_file), load_secret(Path(secret_file)), False
-    else:
-        path = default_secret_path()
-        secret, created = ensure_secret(path)
+    path = Path(secret_file) if secret_file else default_secret_path()
+    created = False if secret_file else ensure_secret(path)[1]
+    secret = watch_secret(path)           # follows `geryon init --rotate` while running
     if serving is not None:
         how = "created now; copy it (mode 0600) to every machine of the cluster" if created else "mode 0600"
         click.echo(f"geryon: {serving}: cluster secret {path} ({how})", err=True)

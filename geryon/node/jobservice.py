@@ -54,7 +54,7 @@ from geryon.node.bodies import read_bounded
 from geryon.untar import UnpackLimits, sweep_staging
 from geryon.outputs import OUTPUT_CHUNK, SUCCESS_NAME, part_name
 from registry import jsondoc
-from registry.auth import ServerIdentity, body_limit
+from registry.auth import ServerIdentity, body_limit, signing_secret
 from registry.channel import Channel, ChannelRefused, accept
 from registry import tls
 from geryon.node.packcache import DEFAULT_PACK_CACHE, PackCache
@@ -369,7 +369,7 @@ class JobService:
                 "staging": staging_name(job), "self_url": self.self_url,
                 "job_dirs": [os.path.join(r, staging_name(job)) for r in self._roots()],
                 "chunks": {n: c.fs.root_path for n, c in self.chunks.items()},
-                "secret": self.secret.hex() if self.secret is not None else None,
+                "secret": signing_secret(self.secret).hex() if self.secret is not None else None,
                 "tls_ca": _tls_ca(), "result": result_path}
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "geryon.worker", job, tid, cwd=results, stdin=asyncio.subprocess.PIPE,
