@@ -39,7 +39,8 @@ class DurationType(click.ParamType):
 
 @click.command("init")
 @secret_option
-@click.option("--force", is_flag=True, help="Replace an existing secret (the old one stops working at once).")
+@click.option("--force", is_flag=True, help="Replace an existing secret (the old one stops working at once, "
+              "and connections opened with it are closed).")
 @click.option("--rotate", is_flag=True, help="Replace the secret; the old one, kept as SECRET.old, is still "
               "accepted for --grace.")
 @click.option("--grace", type=DurationType(), default="24h", show_default=True,
@@ -64,14 +65,16 @@ def init(secret_file: str | None, force: bool, rotate: bool, grace: float, tls: 
             old = rotate_secret(path, grace=grace)
             until = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(old.expires))
             click.echo(f"wrote a new cluster secret {path}; the old one is kept in {old_secret_path(path)} "
-                       f"(grace until {until}; servers do not read it yet): copy the new secret (mode 0600) "
-                       "to every machine, then restart its servers")
+                       f"(accepted until {until}): running servers and clients follow both files; copy "
+                       "the new secret (mode 0600) to every machine before then (no restart needed)")
         elif tls and not force:
             _, created = ensure_secret(path)
             if created:
                 click.echo(f"wrote cluster secret {path}; copy it (mode 0600) to every node")
         else:
             create_secret(path, overwrite=force)
+            if force:                      # no earlier secret stays accepted, not even in a grace
+                old_secret_path(path).unlink(missing_ok=True)
             click.echo(f"wrote cluster secret {path}; copy it (mode 0600) to every node")
         if tls:
             from geryon.tlscerts import make_host_cert

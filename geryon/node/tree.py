@@ -31,6 +31,7 @@ Cycles (a node made its own ancestor) are not detected.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -409,6 +410,8 @@ async def serve_child(ws: Any, children: Children, dead_after: float,
     """
     msg = await ws.receive(timeout=dead_after)
     url = None
+    if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
+        return                            # gone, or closed by the channel (a refused frame: logged)
     try:
         doc = jsondoc.loads(msg.data, what="tree link") if msg.type == aiohttp.WSMsgType.TEXT else None
         if not isinstance(doc, dict) or doc.get("op") != "hello":
@@ -433,7 +436,8 @@ async def serve_child(ws: Any, children: Children, dead_after: float,
         log.warning("child %s missed its heartbeats: dropped", url)
     except (ValueError, TypeError) as exc:
         log.warning("tree link from %s: %s", url or "a child", exc)
-        await ws.send_str(json.dumps({"op": "error", "error": str(exc)}))
+        with contextlib.suppress(ConnectionError, RuntimeError):    # closed (a refused frame): no answer
+            await ws.send_str(json.dumps({"op": "error", "error": str(exc)}))
     finally:
         if url is not None:
             children.drop(url)

@@ -25,7 +25,7 @@ def test_rotate_keeps_the_old_secret_with_its_expiry() -> None:
     before = time.time()
     result = CliRunner().invoke(main, ["init", "--rotate", "--grace", "10m"])
     assert result.exit_code == 0, result.output
-    assert "grace until" in result.output and "secret.old" in result.output
+    assert "accepted until" in result.output and "secret.old" in result.output
     old = load_old_secret(path)
     assert old is not None and old.secret == first and load_secret(path) != first
     assert before + 600 <= old.expires <= time.time() + 600
