@@ -9,9 +9,10 @@ frame carries a sequence number per direction and a 128-bit MAC under that key o
 direction, type, sequence and payload: text frames as `SEQ.MAC.PAYLOAD`, binary frames
 with an 8-byte sequence and the MAC in front. A frame that fails (forged, reordered,
 replayed, dropped, from the other direction) closes the connection (1008) and logs one
-refusal; the reader then sees the socket closed. A server's end also closes (1008) at
-its next frame a connection whose secret is no longer accepted (a rotation's grace is over,
-see `registry.secretfile.Keyring`). With no secret a Channel passes frames through untouched. Control frames (ping, pong, close) carry no data and are not MAC'd.
+refusal; the reader then sees the socket closed. A server's end also closes (1008), at
+its next frame, a connection whose secret is no longer accepted (a rotation's grace is
+over, see `registry.secretfile.Keyring`). With no secret a Channel passes frames through
+untouched. Control frames (ping, pong, close) carry no data and are not MAC'd.
 Not here: signing the upgrade request (`registry.auth`, `registry.signer`), what the
 frames mean (each service).
 """
