@@ -61,3 +61,13 @@ def test_rotation_errors_are_one_line(tmp_path: Path) -> None:
     old_secret_path(path).chmod(0o644)
     with pytest.raises(RegistryError, match="accessible by others"):
         load_old_secret(path)
+
+
+def test_force_leaves_no_previous_secret_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "secret"
+    assert CliRunner().invoke(main, ["init", "--secret-file", str(path)]).exit_code == 0
+    rotate_secret(path, grace=3600)
+    assert load_old_secret(path) is not None
+    result = CliRunner().invoke(main, ["init", "--force", "--secret-file", str(path)])
+    assert result.exit_code == 0, result.output
+    assert load_old_secret(path) is None and not old_secret_path(path).exists()
