@@ -254,7 +254,7 @@ class Keyring:
 
     def __init__(self, path: Path, *, recheck: float = DEFAULT_RECHECK,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.path = Path(path)
+        self.path = Path(path).absolute()        # the process may change directory later
         self.old_path = old_secret_path(self.path)
         self.recheck = recheck
         self._clock = clock
