@@ -9,7 +9,8 @@ Files the manifest does not name (written by other tools) are read unverified. T
 verification runs over any seekable stream (a remote chunk's file, `open_verified_stream`).
 For replication, `current_sums` tells which files changed since they were recorded (size
 and mtime first, like Inferno's updatelog; the bytes only when those differ) and
-`update_manifest` changes a manifest's entries in place. Not here: choosing what to do
+`update_manifest` changes a manifest's entries: one line appended to its journal per change
+(`geryon.sumsjournal`), the manifest written whole now and then. Not here: choosing what to do
 about damage (`geryon.failover` reads a replica; the job driver retries elsewhere).
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ import json
 import logging
 import os
 import secrets
+import stat
 import threading
 import zlib
 from collections.abc import Iterable, Iterator
@@ -29,6 +31,7 @@ from typing import Any, BinaryIO
 
 from geryon.badrecords import InputError
 from geryon.chunk import SUMS_NAME, TEMP_MARK, data_entry, is_internal, within
+from geryon.sumsjournal import JournalRefused, JournalState, append_change, journal_path, read_changes
 
 log = logging.getLogger(__name__)
 
@@ -118,48 +121,100 @@ def manifest_key(path: str) -> str:
 
 # -- the manifest file ------------------------------------------------------------------------
 
-_CACHE: dict[str, tuple[tuple[int, int, int], dict[str, FileSum]]] = {}
+DEFAULT_COMPACT_BYTES = 1 << 20
+"""Journal bytes past which (and past the manifest's own size) the manifest is written whole."""
+
+
+@dataclass
+class _Cached:
+    """A manifest as read: its file's stamp and token, its entries, how much journal is applied."""
+
+    stamp: tuple[int, int, int]
+    gen: str | None
+    files: dict[str, FileSum]
+    journal: JournalState = field(default_factory=JournalState)
+
+
+_CACHE: dict[str, _Cached] = {}
+
+
+def _load(root: str, path: str) -> _Cached | None:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISLNK(st.st_mode):
+        raise ChecksumMismatch(f"{root}: checksum manifest {SUMS_NAME} is a symbolic link: refused")
+    stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+    cached = _CACHE.get(path)
+    if cached is not None and cached.stamp == stamp:
+        return cached
+    with open(path, "rb") as f:
+        data = json.load(f)
+    files = {str(k): FileSum.from_json(v) for k, v in data["files"].items()}
+    if int(data.get("block", BLOCK)) != BLOCK:
+        raise ValueError(f"block size {data.get('block')} is not {BLOCK}")
+    gen = data.get("journal")
+    return _Cached(stamp, gen if isinstance(gen, str) else None, files)
+
+
+def _apply(files: dict[str, FileSum], change: dict[str, Any]) -> None:
+    for key in change.get("drop", ()):
+        files.pop(str(key), None)
+    files.update({str(k): FileSum.from_json(v) for k, v in change.get("add", {}).items()})
 
 
 def read_manifest(root: str) -> dict[str, FileSum] | None:
-    """The manifest of the chunk at `root`, or None when it has none. Cached while unchanged.
+    """The manifest of the chunk at `root` (its file, then its journal), or None when it has none.
+
+    Cached while unchanged; journal lines appended since the last read are applied alone.
+    The dict returned is shared: copy it before changing it.
 
     Raises:
         ChecksumMismatch: the manifest itself is unreadable (damaged metadata is damage).
     """
     path = os.path.join(root, SUMS_NAME)
     try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    if os.path.islink(path):
-        raise ChecksumMismatch(f"{root}: checksum manifest {SUMS_NAME} is a symbolic link: refused")
-    stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
-    cached = _CACHE.get(path)
-    if cached and cached[0] == stamp:
-        return cached[1]
-    try:
-        with open(path, "rb") as f:
-            data = json.load(f)
-        files = {str(k): FileSum.from_json(v) for k, v in data["files"].items()}
-        if int(data.get("block", BLOCK)) != BLOCK:
-            raise ValueError(f"block size {data.get('block')} is not {BLOCK}")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        for _ in range(3):      # the journal replaced under us: read both again
+            cached = _load(root, path)
+            if cached is None:
+                _CACHE.pop(path, None)
+                return None
+            changes = read_changes(root, cached.gen, cached.journal)
+            if changes is not None:
+                break
+            _CACHE.pop(path, None)
+        else:
+            raise ValueError("its journal keeps changing under the reader")
+        for change in changes:
+            _apply(cached.files, change)
+    except JournalRefused as exc:
+        _CACHE.pop(path, None)
+        raise ChecksumMismatch(f"{root}: checksum journal {exc}") from exc
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        _CACHE.pop(path, None)
         raise ChecksumMismatch(f"{root}: damaged checksum manifest {SUMS_NAME}: {exc}") from exc
-    _CACHE[path] = (stamp, files)
-    return files
+    _CACHE[path] = cached
+    return cached.files
 
 
 def write_manifest(root: str, files: dict[str, FileSum]) -> None:
-    """Write the manifest of the chunk at `root` atomically (temporary name, then rename)."""
+    """Write the manifest of the chunk at `root` whole and atomically (temporary name, then
+    rename) under a new token, then drop its journal (stale from that moment on)."""
     path = os.path.join(root, SUMS_NAME)
+    gen = secrets.token_hex(8)
     data = {"version": MANIFEST_VERSION, "block": BLOCK, "algorithms": ["sha256", "crc32/block"],
-            "files": {k: files[k].to_json() for k in sorted(files)}}
+            "journal": gen, "files": {k: files[k].to_json() for k in sorted(files)}}
     tmp = f"{path}{TEMP_MARK}{secrets.token_hex(4)}"
     with open(tmp, "w") as f:
         json.dump(data, f, separators=(",", ":"))
     os.replace(tmp, path)
-    _CACHE.pop(path, None)
+    try:
+        os.unlink(journal_path(root))
+    except FileNotFoundError:
+        pass
+    st = os.lstat(path)
+    _CACHE[path] = _Cached((st.st_ino, st.st_size, st.st_mtime_ns), gen, dict(files))
 
 
 def record_files(root: str, paths: Iterable[str]) -> None:
@@ -200,6 +255,10 @@ def update_manifest(root: str, add: dict[str, FileSum] | None = None, drop: Iter
                     drop_under: Iterable[str] = (), create: bool = False) -> bool:
     """Change entries of the chunk's manifest (one thread at a time per chunk); True if changed.
 
+    The change is one line appended to the manifest's journal, so N changes cost N, not
+    N squared; the manifest is written whole instead once the journal outgrows it (and
+    `DEFAULT_COMPACT_BYTES`), or when the journal cannot be appended to safely.
+
     Args:
         add: entries to add or replace.
         drop: keys to remove; `drop_under`: directories whose keys are all removed.
@@ -209,14 +268,25 @@ def update_manifest(root: str, add: dict[str, FileSum] | None = None, drop: Iter
         current = read_manifest(root)
         if current is None and not create:
             return False
-        files = dict(current or {})
-        for key in drop:
-            files.pop(manifest_key(key), None)
+        added = {manifest_key(k): v for k, v in (add or {}).items()}
+        dropped = [manifest_key(k) for k in drop]
         for d in drop_under:
             prefix = manifest_key(d).rstrip("/") + "/"
-            for key in [k for k in files if k.startswith(prefix)]:
-                del files[key]
-        files.update({manifest_key(k): v for k, v in (add or {}).items()})
+            dropped += [k for k in (current or {}) if k.startswith(prefix)]
+        cached = _CACHE.get(os.path.join(root, SUMS_NAME))
+        if current is not None and cached is not None and cached.gen is not None \
+                and cached.journal.size < max(DEFAULT_COMPACT_BYTES, cached.stamp[1]):
+            change = {"add": {k: v.to_json() for k, v in added.items()}, "drop": dropped}
+            if append_change(root, cached.gen, change, cached.journal):
+                _apply(cached.files, change)
+                return True
+            if cached.journal.size != cached.journal.offset or cached.journal.damaged:
+                log.warning("%s: checksum journal ends in a cut or unreadable line (a crash mid-write?): "
+                            "manifest written whole", root)
+        files = dict(current or {})
+        for key in dropped:
+            files.pop(key, None)
+        files.update(added)
         write_manifest(root, files)
         return True
 

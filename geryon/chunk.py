@@ -41,6 +41,9 @@ TEMP_MARK = ".geryon-tmp-"
 SUMS_NAME = ".geryon-sums"
 """The chunk's checksum manifest (see `geryon.checksum`), at its root and hidden from listings."""
 
+SUMS_JOURNAL = ".geryon-sums.log"
+"""Entries added to the manifest since it was last written whole (one JSON line per change)."""
+
 
 CLAIM_NAME = ".geryon-claim"
 """A chunk claimed by a load still under way (JSON: `until`, wall-clock seconds); at its
@@ -49,7 +52,7 @@ root, hidden from listings. Its node reclaims the chunk once `until` has passed.
 
 def is_internal(name: str) -> bool:
     """Whether a file name is Geryon's own bookkeeping rather than user data."""
-    return name == META_NAME or name == SUMS_NAME or name == CLAIM_NAME or TEMP_MARK in name
+    return name in (META_NAME, SUMS_NAME, SUMS_JOURNAL, CLAIM_NAME) or TEMP_MARK in name
 
 
 class OutsideDisk(fserrors.ResourceNotFound):
@@ -125,7 +128,7 @@ def walk_size(root: str) -> int:
     total = 0
     for dirpath, _dirs, files in os.walk(root):
         for name in files:
-            if name in (META_NAME, SUMS_NAME, CLAIM_NAME):  # bookkeeping, not data
+            if name in (META_NAME, SUMS_NAME, SUMS_JOURNAL, CLAIM_NAME):  # bookkeeping, not data
                 continue
             try:
                 total += os.lstat(os.path.join(dirpath, name)).st_size
@@ -254,6 +257,15 @@ class ChunkFS(OSFS):
                 )
             write()
             _write_meta_fd(fd, {**meta, "used": used + nbytes})
+
+    def write_accounted(self, nbytes: int, label: str, write: Callable[[], None]) -> None:
+        """Run `write`, which grows the chunk's data by `nbytes` (negative: shrinks it), under
+        the chunk's lock (a batch of files, counted once). Raises DiskFull, `write` not run,
+        when they do not fit; when `write` raises, nothing is counted."""
+        if nbytes >= 0:
+            self._reserve_and_write(nbytes, label, write)
+        else:
+            self._release(-nbytes, write)
 
     def _release(self, nbytes: int, free: Callable[[], None] | None = None) -> None:
         """Run `free` (remove a file, or replace one), then take `nbytes` off the running total.

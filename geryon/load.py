@@ -325,20 +325,37 @@ def load_cluster(sources: Sequence[str], app: str, *, registry: Any, secret: byt
 
 
 def _upload(chunk: LoadedDisk, remote: Any, label: str) -> None:
-    """Write a staged chunk's files to a remote chunk and check the node recorded the same sums."""
+    """Write a staged chunk's files to a remote chunk and check the node recorded the same sums.
+
+    Small files travel in batches (`RemoteFS.put_files`: one request, and one manifest
+    journal line on the node, per few MiB), larger ones alone, streamed.
+    """
     from geryon.checksum import read_manifest
+    from geryon.filebatch import DEFAULT_BATCH_BYTES, DEFAULT_BATCH_FILE, MAX_BATCH_FILES
 
     staged = read_manifest(chunk.path) or {}
     with remote:
         remote.call("putsums", files={})      # an empty manifest first: each write is recorded
-        made: set[str] = set()
+        batch: list[tuple[str, bytes]] = []
+        size = 0
         for key in sorted(staged):
-            parent = os.path.dirname(key)
-            if parent not in ("/", "") and parent not in made:
-                remote.makedirs(parent, recreate=True)
-                made.add(parent)
-            with open(os.path.join(chunk.path, key.lstrip("/")), "rb") as f:
-                remote.put(key, f.read())
+            local = os.path.join(chunk.path, key.lstrip("/"))
+            if staged[key].size > DEFAULT_BATCH_FILE:
+                parent = os.path.dirname(key)
+                if parent not in ("/", ""):
+                    remote.makedirs(parent, recreate=True)
+                with open(local, "rb") as f:
+                    remote.put_file(key, f)
+                continue
+            with open(local, "rb") as f:
+                data = f.read()
+            batch.append((key, data))
+            size += len(data)
+            if size >= DEFAULT_BATCH_BYTES or len(batch) >= MAX_BATCH_FILES:
+                remote.put_files(batch)
+                batch, size = [], 0
+        if batch:
+            remote.put_files(batch)
         recorded = remote.manifest() or {}
     bad = [k for k in staged if k not in recorded or (recorded[k].size, recorded[k].sha256) !=
            (staged[k].size, staged[k].sha256)]

@@ -7,6 +7,7 @@ Routes (all signed with the cluster secret; see `registry.auth`):
   POST   /v1/chunks/{chunk}/op             {"op": NAME, "args": {...}} -> {"result": ...}
   GET    /v1/chunks/{chunk}/file?path=P    the bytes (Range honoured, sendfile for the body)
   PUT    /v1/chunks/{chunk}/file?path=P    replace (or `&exclusive=1` create) a file, streamed
+  PUT    /v1/chunks/{chunk}/files          many whole files in one body (`geryon.filebatch`), all or none
   GET    /v1/chunks/{chunk}/archive        the whole chunk as an uncompressed tar stream
 
 Every path is checked to stay inside its chunk (`../` and symlinks out are refused, 403;
@@ -40,7 +41,9 @@ from geryon.node.chunkops import (CLAIM_OPS, DEFAULT_CLAIM_LEASE, DEFAULT_PULL_T
                                   USAGE_MIN_AGE, USAGE_WALK_FACTOR, WRITE_OPS, PathEscapes, PullMismatch, ServedChunk,
                                   StreamedWrite, _inside, _keep_manifest, _run_op, _sync_op, claim_expired, drop_claim,
                                   safe_path, write_claim)
-from registry.auth import AuthenticationFailed, BodyDigest, refusal, streamed
+from geryon.filebatch import DEFAULT_BATCH_BODY, BatchError, parse_batch
+from geryon.node.batchwrite import write_batch
+from registry.auth import AuthenticationFailed, BodyDigest, body_limit, refusal, streamed
 from registry import jsondoc
 
 if TYPE_CHECKING:
@@ -142,6 +145,7 @@ class ChunkService:
                 web.post("/v1/chunks/{chunk}/op", self._op),
                 web.get("/v1/chunks/{chunk}/file", self._read),
                 web.put("/v1/chunks/{chunk}/file", self._write),
+                web.put("/v1/chunks/{chunk}/files", self._write_batch),
                 web.get("/v1/chunks/{chunk}/archive", self._archive)]
 
     def _chunk(self, request: web.Request) -> ServedChunk:
@@ -301,6 +305,22 @@ class ChunkService:
         except (fserrors.FSError, DiskFull) as exc:
             return _refusal(exc)
         return web.json_response({"result": check.size})
+
+    @body_limit(DEFAULT_BATCH_BODY)
+    async def _write_batch(self, request: web.Request) -> web.Response:
+        """A batch of whole files (a load's upload). The middleware has checked the signature,
+        refused a body over the limit (413) and checked its signed digest (401) before this
+        runs; a malformed batch or a refused path is a 400 or 403 with nothing written."""
+        chunk = self._chunk(request)
+        if chunk.replica:
+            return _fs_error(fserrors.ResourceReadOnly("/"))
+        body = await request.read()
+        try:
+            files = parse_batch(body)
+            written = await self._blocking(write_batch, chunk, files)
+        except (BatchError, PathEscapes, fserrors.FSError, DiskFull, OSError) as exc:
+            return _refusal(exc)
+        return web.json_response({"result": written})
 
     async def _archive(self, request: web.Request) -> web.StreamResponse:
         chunk = self._chunk(request)

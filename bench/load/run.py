@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""`geryon load --cluster` against a local `geryon load` of the same files, on this machine.
+
+    python bench/load/run.py                     # 1000, 2000, 4000 and 8000 files of ~3 KB
+    python bench/load/run.py --files 17738 --size 7200 --runs 1
+
+Makes a directory of N small text files, then loads it (`--app b`, 64 MiB chunks) with
+`geryon load --to DIR` and with `geryon load --cluster` into a real registry and one node
+daemon on loopback offering a chunk pool, alternating, and prints a markdown table of wall
+seconds (median) and the cluster/local ratio. Needs the `geryon` command of this checkout
+on PATH.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+
+def make_files(root: Path, n: int, size: int) -> None:
+    rng = random.Random(n)
+    words = [f"w{i}" for i in range(5000)]
+    for i in range(n):
+        d = root / f"dir{i // 500:03d}"
+        d.mkdir(parents=True, exist_ok=True)
+        text = []
+        total = 0
+        while total < size:
+            line = " ".join(rng.choice(words) for _ in range(10))
+            text.append(line)
+            total += len(line) + 1
+        (d / f"f{i:06d}.txt").write_text("\n".join(text) + "\n")
+
+
+class Daemon:
+    def __init__(self, argv: list[str], err: Path, env: dict[str, str]) -> None:
+        self.err = open(err, "w+")
+        self.proc = subprocess.Popen(argv, stdout=self.err, stderr=subprocess.STDOUT, env={**env, "PYTHONUNBUFFERED": "1"})
+        self.path = err
+
+    def address(self, timeout: float = 30) -> str:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            for line in self.path.read_text().splitlines():
+                if "listening on" in line:
+                    return line.split("listening on", 1)[1].split()[0]
+            time.sleep(0.05)
+        raise RuntimeError(self.path.read_text())
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+        self.err.close()
+
+
+def timed(argv: list[str], env: dict[str, str]) -> float:
+    t = time.monotonic()
+    subprocess.run(argv, check=True, env=env, stdout=subprocess.DEVNULL)
+    return time.monotonic() - t
+
+
+def bench(work: Path, n: int, size: int, runs: int) -> tuple[list[float], list[float]]:
+    src = work / f"src{n}"
+    make_files(src, n, size)
+    secret = work / "secret"
+    env = {**os.environ, "XDG_CONFIG_HOME": str(work / "config"), "GERYON_SECRET_FILE": str(secret)}
+    env.pop("GERYON_REGISTRY", None)
+    subprocess.run(["geryon", "init", "--secret-file", str(secret)], check=True, env=env,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ndb = work / "cluster.ndb"
+    ndb.write_text("")
+    reg = Daemon(["geryon", "registry", "serve", "--listen", "127.0.0.1:0", "--no-mdns", "--secret-file",
+                  str(secret), "--ndb", str(ndb)], work / "registry.err", env)
+    url = reg.address()
+    pool = work / "pool"
+    pool.mkdir(exist_ok=True)
+    node = Daemon(["geryon", "node", "--name", "n0", "--listen", "127.0.0.1:0", "--secret-file", str(secret),
+                   "--work-dir", str(work / "node"), "--registry", url, "--chunk-pool", str(pool)],
+                  work / "node.err", env)
+    node.address()
+    time.sleep(1.5)      # the node's pool reaches the registry
+    local_t, cluster_t = [], []
+    try:
+        for _ in range(runs):
+            out = work / "local"
+            shutil.rmtree(out, ignore_errors=True)
+            local_t.append(timed(["geryon", "load", "-q", "--app", "b", "--to", str(out), "--ndb",
+                                  str(work / "local.ndb"), str(src)], env))
+            cluster_t.append(timed(["geryon", "load", "-q", "--app", "b", "--cluster", "--registry", url,
+                                    "--ndb", str(ndb), str(src)], env))
+    finally:
+        node.stop()
+        reg.stop()
+    shutil.rmtree(src, ignore_errors=True)
+    return local_t, cluster_t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--files", type=int, nargs="*", default=[1000, 2000, 4000, 8000])
+    ap.add_argument("--size", type=int, default=3000, help="bytes per file")
+    ap.add_argument("--runs", type=int, default=3)
+    args = ap.parse_args()
+    print("| files | MB | local load s | cluster load s | cluster / local |")
+    print("|---|---|---|---|---|")
+    for n in args.files:
+        with tempfile.TemporaryDirectory(prefix="geryon-bench-load-") as tmp:
+            local_t, cluster_t = bench(Path(tmp), n, args.size, args.runs)
+        lm, cm = statistics.median(local_t), statistics.median(cluster_t)
+        print(f"| {n:,} | {n * args.size / 1e6:.1f} | {lm:.2f} | {cm:.2f} | {cm / lm:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
