@@ -12,11 +12,12 @@ load sweeps it.
 
 `load_cluster` packs the same way into a local staging directory, then places each chunk's
 K copies on the cluster (`allocate`: nodes' free chunks and pools, most room first, copies
-on distinct hosts), uploads the master copy (its node records each file's checksums as it
-is written, and the result is compared with the staged manifest), fills the replicas from
-the master node to node (`replicate.sync_chunk`), and names every copy in the cluster's ndb
-file — the registry's, sent over the wire, or a local file it is given — (`master=NODE!CHUNK`,
-no `path=`). Every chunk it claims is leased from its node until
+on distinct hosts) when its first file is packed, uploads the master copy while the chunk
+is being packed (`upload.ChunkUpload`: batches of small files; its node records each file's
+checksums as it is written, and the result is compared with the staged manifest), fills the
+replicas from the master node to node (`replicate.sync_chunk`), and names every copy in the
+cluster's ndb file — the registry's, sent over the wire, or a local file it is given —
+(`master=NODE!CHUNK`, no `path=`). Every chunk it claims is leased from its node until
 the load is done (`allocate.Allocator`): a killed load's chunks go back when the lease
 runs out. On any failure every chunk it claimed is emptied or
 deleted and the ndb file is untouched; chunks of the app's earlier load are emptied (they
@@ -264,8 +265,10 @@ def load_cluster(sources: Sequence[str], app: str, *, registry: Any, secret: byt
     """
     import tempfile
 
-    from geryon.allocate import Allocator
+    from geryon.allocate import Allocator, ChunkRef
+    from geryon.checksum import read_manifest
     from geryon.diskdb import NdbFile
+    from geryon.upload import ChunkUpload
 
     started = time.monotonic()
     _check_args(sources, app, chunk_size, replicas)
@@ -287,20 +290,34 @@ def load_cluster(sources: Sequence[str], app: str, *, registry: Any, secret: byt
     sweep(parent, STAGING_PREFIX)
     owned = OwnedDir.make(parent, f"{STAGING_PREFIX}{app}-")
     staging = owned.path
-    packer = ChunkPacker(staging, app, chunk_size)
+    uploads: dict[str, tuple[ChunkUpload, ChunkRef, list[ChunkRef]]] = {}
+
+    def start(name: str) -> tuple[ChunkUpload, ChunkRef, list[ChunkRef]]:
+        # A chunk's first file claims its copies; from then on its node writes the
+        # chunk's files while the next ones are packed.
+        if name not in uploads:
+            slots = alloc.choose(chunk_size, replicas)
+            master = alloc.claim(slots[0], chunk_size)
+            copies = [alloc.claim(slot, chunk_size, replica=True) for slot in slots[1:]]
+            uploads[name] = (ChunkUpload(master.open(secret), f"{name} ({master.where})"), master, copies)
+        return uploads[name]
+
+    def on_file(root: str, key: str, written: Any) -> None:
+        start(os.path.basename(root))[0].add(key, os.path.join(root, key.lstrip("/")), written)
+
+    packer = ChunkPacker(staging, app, chunk_size, on_file=on_file)
     try:
         alloc.choose(chunk_size, replicas)    # no room at all: say so before packing anything
         chunks = _pack(packer, sources, chunk_size, fmt, progress, tick, book.exclude)
         kind = records_of(sources, fmt)
         entries: list[DiskEntry] = []
         for c in chunks:
-            slots = alloc.choose(chunk_size, replicas)
-            master = alloc.claim(slots[0], chunk_size)
-            _upload(c, master.open(secret), f"{c.name} ({master.where})")
+            upload, master, refs = start(c.name)
+            del uploads[c.name]
+            upload.finish(read_manifest(c.path) or {})
             names = tuple(f"{c.name}.r{k}" for k in range(1, replicas))
             copies = []
-            for name, slot in zip(names, slots[1:]):
-                ref = alloc.claim(slot, chunk_size, replica=True)
+            for name, ref in zip(names, refs):
                 _fill_replica(master, ref, secret, name)
                 copies.append(DiskEntry(name, None, ref.host, (), c.name, ref.chunk, kind))
             entries.append(DiskEntry(c.name, None, master.host, names, None, master.chunk, kind))
@@ -311,6 +328,8 @@ def load_cluster(sources: Sequence[str], app: str, *, registry: Any, secret: byt
         alloc.complete()          # before naming them: a kill in between leaks a chunk, never loses one
         book.replace(pattern, entries)
     except BaseException:
+        for upload, _, _ in uploads.values():
+            upload.abort()
         packer.abort()
         alloc.release_all()
         raise
@@ -322,46 +341,6 @@ def load_cluster(sources: Sequence[str], app: str, *, registry: Any, secret: byt
     log.info("loaded %d bytes into %d disks on the cluster in %.2f s", report.bytes_in, len(report.disks),
              report.seconds)
     return report
-
-
-def _upload(chunk: LoadedDisk, remote: Any, label: str) -> None:
-    """Write a staged chunk's files to a remote chunk and check the node recorded the same sums.
-
-    Small files travel in batches (`RemoteFS.put_files`: one request, and one manifest
-    journal line on the node, per few MiB), larger ones alone, streamed.
-    """
-    from geryon.checksum import read_manifest
-    from geryon.filebatch import DEFAULT_BATCH_BYTES, DEFAULT_BATCH_FILE, MAX_BATCH_FILES
-
-    staged = read_manifest(chunk.path) or {}
-    with remote:
-        remote.call("putsums", files={})      # an empty manifest first: each write is recorded
-        batch: list[tuple[str, bytes]] = []
-        size = 0
-        for key in sorted(staged):
-            local = os.path.join(chunk.path, key.lstrip("/"))
-            if staged[key].size > DEFAULT_BATCH_FILE:
-                parent = os.path.dirname(key)
-                if parent not in ("/", ""):
-                    remote.makedirs(parent, recreate=True)
-                with open(local, "rb") as f:
-                    remote.put_file(key, f)
-                continue
-            with open(local, "rb") as f:
-                data = f.read()
-            batch.append((key, data))
-            size += len(data)
-            if size >= DEFAULT_BATCH_BYTES or len(batch) >= MAX_BATCH_FILES:
-                remote.put_files(batch)
-                batch, size = [], 0
-        if batch:
-            remote.put_files(batch)
-        recorded = remote.manifest() or {}
-    bad = [k for k in staged if k not in recorded or (recorded[k].size, recorded[k].sha256) !=
-           (staged[k].size, staged[k].sha256)]
-    if bad or set(recorded) - set(staged):
-        raise GeryonError(f"{label}: upload check failed: {len(bad)} file(s) differ from what was sent "
-                          f"(first: {(bad or sorted(set(recorded) - set(staged)))[0]})")
 
 
 def _fill_replica(master: Any, ref: Any, secret: bytes | None, name: str) -> None:

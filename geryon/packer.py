@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -94,9 +95,16 @@ class _Writers:
 
 
 class ChunkPacker:
-    """Writes pieces, in order, into chunks of at most `chunk_size` data bytes."""
+    """Writes pieces, in order, into chunks of at most `chunk_size` data bytes.
 
-    def __init__(self, staging: str, app: str, chunk_size: int) -> None:
+    `on_file(chunk_root, key, written)` is called as each file is closed, `written` being
+    the future of its last write (done: the file is whole on disk); `load --cluster`
+    starts sending it then.
+    """
+
+    def __init__(self, staging: str, app: str, chunk_size: int,
+                 on_file: Callable[[str, str, Future[None] | None], None] | None = None) -> None:
+        self.on_file = on_file
         self.staging = staging
         self.app = app
         self.chunk_size = chunk_size
@@ -175,7 +183,10 @@ class ChunkPacker:
         if self._dest is None or self._summer is None:
             return
         self._flush()
-        self._sums[manifest_key(self._dest)] = self._summer.result()
+        key = manifest_key(self._dest)
+        self._sums[key] = self._summer.result()
+        if self.on_file is not None and self._root is not None:
+            self.on_file(self._root, key, self._last)
         self._dest, self._summer, self._last = None, None, None
 
     def _close_chunk(self) -> None:

@@ -18,7 +18,9 @@ import errno
 import logging
 import os
 import secrets
+import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from fs import errors as fserrors
 
@@ -29,7 +31,10 @@ from geryon.node.chunkops import PathEscapes, ServedChunk, safe_path
 
 log = logging.getLogger("geryon.node.chunkservice")  # the service's logger: its warnings keep one name
 
-__all__ = ["write_batch"]
+__all__ = ["WRITER_THREADS", "write_batch"]
+
+WRITER_THREADS = 16
+"""Threads creating a batch's files: a file creation can take milliseconds, and they overlap."""
 
 
 def _checked(chunk: ServedChunk, files: Sequence[tuple[str, memoryview]]) -> list[tuple[str, str, memoryview]]:
@@ -76,33 +81,44 @@ def write_batch(chunk: ServedChunk, files: Sequence[tuple[str, memoryview]]) -> 
     with chunk.lock:
         recording = read_manifest(root) is not None
         grow = sum(len(b) for _, _, b in checked) - sum(_old_size(s) for _, s, _ in checked)
-        staged: list[tuple[str, str, str, int]] = []      # path, temporary, final, mtime
+        staged: list[str] = []                        # temporary files made so far
+        done: list[tuple[str, str, str, int]] = []    # path, temporary, final, mtime
+        lock = threading.Lock()
+
+        def put(item: tuple[str, str, memoryview]) -> tuple[str, str, str, int]:
+            path, sys_path, body = item
+            parent = os.path.dirname(sys_path)
+            tmp = os.path.join(parent, f".{os.path.basename(sys_path)}{TEMP_MARK}{secrets.token_hex(4)}")
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            except FileNotFoundError:
+                chunk.fs.makedirs(os.path.dirname(path), recreate=True)
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            with lock:
+                staged.append(tmp)
+            try:
+                view = memoryview(body)
+                while view:
+                    view = view[os.write(fd, view):]
+                return path, tmp, sys_path, os.fstat(fd).st_mtime_ns
+            finally:
+                os.close(fd)
 
         def write() -> None:
             try:
-                for path, sys_path, body in checked:
-                    parent = os.path.dirname(sys_path)
-                    if not os.path.isdir(parent):
-                        chunk.fs.makedirs(os.path.dirname(path), recreate=True)
-                    tmp = os.path.join(parent, f".{os.path.basename(sys_path)}{TEMP_MARK}{secrets.token_hex(4)}")
-                    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-                    staged.append((path, tmp, sys_path, 0))
-                    try:
-                        view = memoryview(body)
-                        while view:
-                            view = view[os.write(fd, view):]
-                        mtime = os.fstat(fd).st_mtime_ns
-                    finally:
-                        os.close(fd)
-                    staged[-1] = (path, tmp, sys_path, mtime)
+                for parent in sorted({os.path.dirname(p) for p, _, _ in checked}):
+                    if not os.path.isdir(chunk.fs.getsyspath(parent)):
+                        chunk.fs.makedirs(parent, recreate=True)
+                with ThreadPoolExecutor(WRITER_THREADS, thread_name_prefix="geryon-batch") as pool:
+                    done.extend(pool.map(put, checked))
             except BaseException:
-                for _, tmp, _, _ in staged:
+                for tmp in staged:
                     try:
                         os.unlink(tmp)
                     except FileNotFoundError:
                         pass
                 raise
-            for _, tmp, final, _ in staged:    # all written: now every one takes its place
+            for _, tmp, final, _ in done:      # all written: now every one takes its place
                 os.replace(tmp, final)
 
         try:
@@ -113,7 +129,7 @@ def write_batch(chunk: ServedChunk, files: Sequence[tuple[str, memoryview]]) -> 
             raise
         if recording:
             add: dict[str, FileSum] = {}
-            for (path, _, _, mtime), (_, _, body) in zip(staged, checked):
+            for (path, _, _, mtime), (_, _, body) in zip(done, checked):
                 add[path] = sum_bytes(body, mtime)
             update_manifest(root, add)
     return len(checked)
