@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """`geryon load --cluster` against a local `geryon load` of the same files, on this machine.
 
-    python bench/load/run.py                     # 1000, 2000, 4000 and 8000 files of ~3 KB
-    python bench/load/run.py --files 17738 --size 7200 --runs 1
+    PATH=.venv/bin:$PATH python bench/load/run.py            # 1,000 and 2,000 files of 3 KB, 17,738 of 7.2 KB (128 MB)
+    PATH=.venv/bin:$PATH python bench/load/run.py --sets 4000:3000 --runs 5
 
-Makes a directory of N small text files, then loads it (`--app b`, 64 MiB chunks) with
+Makes a directory of N small text files (500 per folder), then loads it (`--app b`, 64 MiB chunks) with
 `geryon load --to DIR` and with `geryon load --cluster` into a real registry and one node
 daemon on loopback offering a chunk pool, alternating, and prints a markdown table of wall
 seconds (median) and the cluster/local ratio. Needs the `geryon` command of this checkout
@@ -103,17 +103,18 @@ def bench(work: Path, n: int, size: int, runs: int) -> tuple[list[float], list[f
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--files", type=int, nargs="*", default=[1000, 2000, 4000, 8000])
-    ap.add_argument("--size", type=int, default=3000, help="bytes per file")
+    ap.add_argument("--sets", nargs="*", default=["1000:3000", "2000:3000", "17738:7200"],
+                    help="FILES:BYTES_PER_FILE, one per set")
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
     print("| files | MB | local load s | cluster load s | cluster / local |")
     print("|---|---|---|---|---|")
-    for n in args.files:
+    for spec in args.sets:
+        n, size = (int(x) for x in spec.split(":"))
         with tempfile.TemporaryDirectory(prefix="geryon-bench-load-") as tmp:
-            local_t, cluster_t = bench(Path(tmp), n, args.size, args.runs)
+            local_t, cluster_t = bench(Path(tmp), n, size, args.runs)
         lm, cm = statistics.median(local_t), statistics.median(cluster_t)
-        print(f"| {n:,} | {n * args.size / 1e6:.1f} | {lm:.2f} | {cm:.2f} | {cm / lm:.2f} |", flush=True)
+        print(f"| {n:,} | {n * size / 1e6:.1f} | {lm:.2f} | {cm:.2f} | {cm / lm:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -18,9 +18,11 @@ import errno
 import logging
 import os
 import secrets
+import stat
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 from fs import errors as fserrors
 
@@ -33,13 +35,14 @@ log = logging.getLogger("geryon.node.chunkservice")  # the service's logger: its
 
 __all__ = ["WRITER_THREADS", "write_batch"]
 
-WRITER_THREADS = 16
+WRITER_THREADS = 4
 """Threads creating a batch's files: a file creation can take milliseconds, and they overlap."""
 
 
-def _checked(chunk: ServedChunk, files: Sequence[tuple[str, memoryview]]) -> list[tuple[str, str, memoryview]]:
-    """(path, system path, bytes) of every file, or the first refusal."""
+def _checked(chunk: ServedChunk, files: Sequence[tuple[str, memoryview]]) -> list[tuple[str, str, memoryview, int]]:
+    """(path, system path, bytes, size of the file it replaces) of every file, or the first refusal."""
     real_root = os.path.realpath(chunk.fs.root_path)
+    inside: dict[str, bool] = {}             # parent directory -> within the chunk (resolved once)
     out = []
     for raw, body in files:
         path = safe_path(raw)
@@ -48,21 +51,22 @@ def _checked(chunk: ServedChunk, files: Sequence[tuple[str, memoryview]]) -> lis
         if any(is_internal(part) for part in path.strip("/").split("/")):
             raise fserrors.ResourceReadOnly(path)
         sys_path = chunk.fs.getsyspath(path)
-        if not within(real_root, os.path.dirname(sys_path)):
+        parent = os.path.dirname(sys_path)
+        if parent not in inside:
+            inside[parent] = within(real_root, parent)
+        if not inside[parent]:
             raise PathEscapes(f"{path}: path escapes the chunk")
-        if os.path.islink(sys_path):
+        try:
+            st = os.lstat(sys_path)
+        except (FileNotFoundError, NotADirectoryError):
+            out.append((path, sys_path, body, 0))
+            continue
+        if stat.S_ISLNK(st.st_mode):
             raise PathEscapes(f"{path}: a symbolic link: refused")
-        if os.path.isdir(sys_path):
+        if stat.S_ISDIR(st.st_mode):
             raise fserrors.FileExpected(path)
-        out.append((path, sys_path, body))
+        out.append((path, sys_path, body, st.st_size))
     return out
-
-
-def _old_size(sys_path: str) -> int:
-    try:
-        return os.lstat(sys_path).st_size
-    except FileNotFoundError:
-        return 0
 
 
 def write_batch(chunk: ServedChunk, files: Sequence[tuple[str, memoryview]]) -> int:
@@ -80,13 +84,14 @@ def write_batch(chunk: ServedChunk, files: Sequence[tuple[str, memoryview]]) -> 
     root = chunk.fs.root_path
     with chunk.lock:
         recording = read_manifest(root) is not None
-        grow = sum(len(b) for _, _, b in checked) - sum(_old_size(s) for _, s, _ in checked)
+        grow = sum(len(b) - old for _, _, b, old in checked)
         staged: list[str] = []                        # temporary files made so far
-        done: list[tuple[str, str, str, int]] = []    # path, temporary, final, mtime
+        done: list[tuple[str, str, str, FileSum | None]] = []    # path, temporary, final, sums
         lock = threading.Lock()
 
-        def put(item: tuple[str, str, memoryview]) -> tuple[str, str, str, int]:
-            path, sys_path, body = item
+        def put(item: tuple[str, str, memoryview, int]) -> tuple[str, str, str, FileSum | None]:
+            path, sys_path, body, _ = item
+            sums = sum_bytes(body) if recording else None
             parent = os.path.dirname(sys_path)
             tmp = os.path.join(parent, f".{os.path.basename(sys_path)}{TEMP_MARK}{secrets.token_hex(4)}")
             try:
@@ -100,13 +105,15 @@ def write_batch(chunk: ServedChunk, files: Sequence[tuple[str, memoryview]]) -> 
                 view = memoryview(body)
                 while view:
                     view = view[os.write(fd, view):]
-                return path, tmp, sys_path, os.fstat(fd).st_mtime_ns
+                if sums is not None:
+                    sums = replace(sums, mtime_ns=os.fstat(fd).st_mtime_ns)
+                return path, tmp, sys_path, sums
             finally:
                 os.close(fd)
 
         def write() -> None:
             try:
-                for parent in sorted({os.path.dirname(p) for p, _, _ in checked}):
+                for parent in sorted({os.path.dirname(p) for p, _, _, _ in checked}):
                     if not os.path.isdir(chunk.fs.getsyspath(parent)):
                         chunk.fs.makedirs(parent, recreate=True)
                 with ThreadPoolExecutor(WRITER_THREADS, thread_name_prefix="geryon-batch") as pool:
@@ -128,8 +135,5 @@ def write_batch(chunk: ServedChunk, files: Sequence[tuple[str, memoryview]]) -> 
                 raise DiskFull(f"{root}: no space left writing a batch of {len(checked)} files") from exc
             raise
         if recording:
-            add: dict[str, FileSum] = {}
-            for (path, _, _, mtime), (_, _, body) in zip(done, checked):
-                add[path] = sum_bytes(body, mtime)
-            update_manifest(root, add)
+            update_manifest(root, {path: sums for path, _, _, sums in done if sums is not None})
     return len(checked)
