@@ -3,8 +3,9 @@
 A `ChunkUpload` is one chunk's master copy being filled: the packer hands it each file
 as soon as that file is closed (with the future of its last write), and a thread of its
 own waits for the bytes to be on the local disk, then sends them: small files gathered
-into batches of a few MiB (`RemoteFS.put_files`, one request and one manifest journal
-line on the node per batch), larger ones alone, streamed. Packing the next files and
+into batches (`RemoteFS.put_files`, one request and one manifest journal line on the node
+per batch; up to 8 MiB, sent from 512 KiB as soon as no more files are ready), larger
+ones alone, streamed. Packing the next files and
 writing these on the node overlap. `finish` waits for the last batch and checks that the
 node recorded exactly the staged manifest's sizes and SHA-256s.
 
@@ -26,7 +27,10 @@ from geryon.filebatch import DEFAULT_BATCH_BYTES, DEFAULT_BATCH_FILE, MAX_BATCH_
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_STOP_WAIT", "ChunkUpload", "UploadFailed"]
+__all__ = ["DEFAULT_BATCH_MIN", "DEFAULT_STOP_WAIT", "ChunkUpload", "UploadFailed"]
+
+DEFAULT_BATCH_MIN = 512 << 10
+"""Bytes a batch holds at least before it is sent early (no more files ready yet)."""
 
 DEFAULT_STOP_WAIT = 30.0
 """Seconds `abort` waits for the upload thread to stop (it is a daemon thread after that)."""
@@ -43,14 +47,15 @@ class ChunkUpload:
         remote: the remote chunk, emptied of records first (`putsums {}`); it is closed by
             `finish` and `abort`.
         label: names the chunk and where it goes, in errors.
-        batch_bytes, batch_file: a batch is sent once it holds `batch_bytes`; files over
-            `batch_file` bytes go alone.
+        batch_bytes, batch_min: a batch is sent once it holds `batch_bytes`, or `batch_min`
+            when no more files are ready yet.
+        batch_file: files over this size go alone.
     """
 
     def __init__(self, remote: Any, label: str, batch_bytes: int = DEFAULT_BATCH_BYTES,
-                 batch_file: int = DEFAULT_BATCH_FILE) -> None:
+                 batch_min: int = DEFAULT_BATCH_MIN, batch_file: int = DEFAULT_BATCH_FILE) -> None:
         self.remote, self.label = remote, label
-        self.batch_bytes, self.batch_file = batch_bytes, batch_file
+        self.batch_bytes, self.batch_min, self.batch_file = batch_bytes, batch_min, batch_file
         self.error: BaseException | None = None
         self.sent = 0
         self._queue: queue.SimpleQueue[tuple[str, str, Future[None] | None] | None] = queue.SimpleQueue()
@@ -93,7 +98,10 @@ class ChunkUpload:
                     data = f.read()
                 batch.append((key, data))
                 size += len(data)
-                if size >= self.batch_bytes or len(batch) >= MAX_BATCH_FILES:
+                # Full, or nothing more is ready and the batch is worth a request: send it,
+                # so that the node is busy while the packer works and little is left at the end.
+                if size >= self.batch_bytes or len(batch) >= MAX_BATCH_FILES or \
+                        (size >= self.batch_min and self._queue.empty()):
                     self.sent += self.remote.put_files(batch)
                     batch, size = [], 0
             if batch and not self._stopping:
