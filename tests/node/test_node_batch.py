@@ -110,11 +110,12 @@ def test_a_batch_with_one_bad_path_is_refused_whole(node, secret: bytes, case: s
     assert _snapshot(disk) == before and not list(outside.iterdir())
 
 
-@pytest.mark.parametrize("case", ["no-index", "not-json", "not-a-list", "bad-entry", "negative", "bool-size",
+@pytest.mark.parametrize("case", ["no-index", "not-json", "too-deep", "not-a-list", "bad-entry", "negative", "bool-size",
                                   "short", "long", "twice", "too-many"])
 def test_a_malformed_batch_is_a_400_with_one_line_and_nothing_written(node, secret: bytes, case: str) -> None:
     disk = node.chunks["c0"]
-    index = {"no-index": None, "not-json": b"{files", "not-a-list": {"files": {"a": 1}},
+    index = {"no-index": None, "not-json": b"{files", "too-deep": b'{"files": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+             "not-a-list": {"files": {"a": 1}},
              "bad-entry": {"files": [["/a", 1, 2]]}, "negative": {"files": [["/a", -1]]},
              "bool-size": {"files": [["/a", True]]}, "short": {"files": [["/a", 10]]},
              "long": {"files": [["/a", 2]]}, "twice": {"files": [["/a", 2], ["/a", 2]]},
