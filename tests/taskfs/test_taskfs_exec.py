@@ -107,9 +107,11 @@ def test_session_errors_are_clear(tree: Tree) -> None:
         s.exec("true")
         with pytest.raises(SessionError, match="^already executing"):
             s.exec("true")
-    for secret in (b"w" * 32, None):
-        with pytest.raises(SessionError, match="authentication failed"):
-            geryon.session(node=tree.root.url, secret=secret)
+    with pytest.raises(SessionError, match="authentication failed"):
+        geryon.session(node=tree.root.url, secret=b"w" * 32)
+    # No secret given and none configured: one line naming `geryon init`, no unsigned request.
+    with pytest.raises(SessionError, match="no cluster secret .*run `geryon init`"):
+        geryon.session(node=tree.root.url)
 
 
 def test_kill_and_kill_on_close(tree: Tree) -> None:
