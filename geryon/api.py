@@ -135,6 +135,43 @@ def check_outside_inputs(disks: Sequence[Disk], out_dir: str, workdir: str | Non
                                   f"choose another --workdir")
 
 
+def run_by_rule(job: Job, disks: Sequence[Any], *, out: str | None = None, workers: int | None = None,
+                ndb: str | None = None, progress: Progress | None = None, workdir: str | None = None,
+                registry: Any = None, secret: bytes | None = None, local: bool = False) -> JobResult:
+    """`Job.run`: locally or on a cluster, by the local-or-cluster rule (`geryon.where`).
+
+    Raises:
+        UnknownDisk, JobFailed, GeryonError.
+    """
+    from geryon.errors import UnknownDisk
+
+    if not local and registry is None:
+        from geryon.where import api_where
+
+        elsewhere = None
+        for d in disks:
+            if isinstance(d, Disk):
+                continue
+            if str(d).startswith("geryon://"):
+                elsewhere = f"{d} is on a cluster node"
+                break
+            try:
+                resolve(str(d), ndb).fs.close()
+            except UnknownDisk as exc:
+                elsewhere = str(exc)
+                break
+        where, secret = api_where(False, secret, os.environ, names_data=True, elsewhere=elsewhere)
+        registry = where.registry
+    if local or registry is None:
+        return run_job(job, disks, out=out, workers=workers, ndb=ndb, progress=progress, workdir=workdir)
+    if isinstance(registry, str):
+        from registry.client import RegistryClient
+
+        with RegistryClient(registry, secret=secret, owner="api") as client:
+            return run_cluster_job(job, [str(d) for d in disks], client, secret, out=out, progress=progress)
+    return run_cluster_job(job, [str(d) for d in disks], registry, secret, out=out, progress=progress)
+
+
 def run_cluster_job(job: Job, disks: Sequence[str], registry: Any, secret: bytes | None, *,
                     out: str | None = None, progress: Progress | None = None, record: Any = None,
                     lease: float | None = None, echo: Any = None, job_id: str | None = None,

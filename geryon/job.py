@@ -140,18 +140,21 @@ class Job:
 
     def run(self, disks: Sequence[Any], out: str | None = None, workers: int | None = None,
             ndb: str | None = None, progress: Any = None, workdir: str | None = None,
-            registry: Any = None, secret: bytes | None = None) -> Any:
-        """Run the job on `disks` (paths, disk names or Disks) in local mode, or with a
-        `registry` (a RegistryClient) on that cluster's cpus (disks named in its ndb file;
-        its functions must live in script files: they travel as files, never pickled).
+            registry: Any = None, secret: bytes | None = None, local: bool = False) -> Any:
+        """Run the job on `disks` (paths, disk names or Disks) in local mode, or on a cluster's
+        cpus (disks named in its ndb file; its functions must live in script files: they
+        travel as files, never pickled).
+
+        Where, by the rule every verb follows (`geryon.where`): `local=True` here; a `registry`
+        (a RegistryClient or URL) or $GERYON_REGISTRY: its cluster; every disk on this machine:
+        here; else a registry found over zeroconf.
 
         Returns a JobResult: iterate it for (key, value) pairs in partition then key order.
         """
-        from geryon.api import run_cluster_job, run_job
+        from geryon.api import run_by_rule
 
-        if registry is not None:
-            return run_cluster_job(self, [str(d) for d in disks], registry, secret, out=out, progress=progress)
-        return run_job(self, disks, out=out, workers=workers, ndb=ndb, progress=progress, workdir=workdir)
+        return run_by_rule(self, disks, out=out, workers=workers, ndb=ndb, progress=progress, workdir=workdir,
+                           registry=registry, secret=secret, local=local)
 
     def fingerprint(self) -> str:
         """A short content hash of the job's scripts and settings (job packs, job ids)."""

@@ -8,8 +8,10 @@
 
 Where a session runs: `node=NAME_OR_URL` opens it on that node (a tree root: it spreads
 the instances over itself and its subtree); else with `registry=` the client is the root
-and spreads them over the registry's cpus (each node's own cores only); with neither, it
-runs embedded, on this machine's cores (the same code a node runs). `reserve(0)` runs one
+and spreads them over the registry's cpus (each node's own cores only); with neither, the
+rule every verb follows (`geryon.where`): $GERYON_REGISTRY, else a registry of this cluster
+found over zeroconf, else embedded, on this machine's cores (the same code a node runs);
+`local=True` runs embedded at once. `reserve(0)` runs one
 instance *here*: on the node the session is open on, or on this machine.
 
 Input is broadcast to every instance (`scatter=True` deals lines round robin instead);
@@ -278,8 +280,10 @@ class Session:
     """
 
     def __init__(self, backend: Any, merge: _Merge, runner: LoopThread, *, own_runner: bool,
-                 pick: str = "spread", kill_on_close: bool = False, cleanup: str | None = None) -> None:
+                 pick: str = "spread", kill_on_close: bool = False, cleanup: str | None = None,
+                 registry: Any = None) -> None:
         self._backend, self._merge, self._runner = backend, merge, runner
+        self._registry = registry   # a registry client this session made, closed with it
         self._own_runner, self._cleanup = own_runner, cleanup
         self.pick, self.kill_on_close = pick, kill_on_close
         self.stdin = InputStream(self)
@@ -377,6 +381,8 @@ class Session:
                 self._runner.close()
             if self._cleanup:
                 shutil.rmtree(self._cleanup, ignore_errors=True)
+            if self._registry is not None:
+                self._registry.close()
 
     def __enter__(self) -> Session:
         return self
@@ -411,13 +417,16 @@ def _library_secret() -> bytes:
 def session(*, node: str | None = None, registry: Any = None, secret: bytes | None = None,
             tag: bool = False, kill_on_close: bool = False, pick: str = "spread",
             runner: LoopThread | None = None, heartbeat: float = DEFAULT_HEARTBEAT,
-            connect_timeout: float = DEFAULT_CONNECT_TIMEOUT) -> Session:
+            connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, local: bool = False) -> Session:
     """Open a session (taskfs's `clone`).
 
     Args:
-        node: a node's name or `http://host:port`: the session's root (names need `registry`).
-        registry: a registry client: without `node`, spread over its cpus from here.
+        node: a node's name or `http://host:port`: the session's root (names need a registry).
+        registry: a registry client, or a registry URL: without `node`, spread over its cpus
+            from here. None: $GERYON_REGISTRY, else one found over zeroconf, else this machine
+            (`geryon.where`).
         secret: the cluster secret (default: as the CLI finds it, `geryon.remotefs.library_secret`).
+        local: run on this machine's cores, whatever registry is configured or answers.
         tag: prefix output lines with `[index node] `.
         kill_on_close: kill running instances on close instead of waiting for them.
         pick: `spread` (the taskfs rule) or `load` (least loaded first, dsh's score).
@@ -428,6 +437,7 @@ def session(*, node: str | None = None, registry: Any = None, secret: bytes | No
     if secret is None and (node is not None or registry is not None):
         secret = _library_secret()
     merge = _Merge(tag)
+    registry, secret, own_registry = _registry_by_rule(node, registry, secret, local)
     own = runner is None
     loop = runner or LoopThread()
     cleanup = None
@@ -457,17 +467,47 @@ def session(*, node: str | None = None, registry: Any = None, secret: bytes | No
             loop.close()
         if cleanup:
             shutil.rmtree(cleanup, ignore_errors=True)
+        if own_registry is not None:
+            own_registry.close()
         raise
     return Session(backend, merge, loop, own_runner=own, pick=pick, kill_on_close=kill_on_close,
-                   cleanup=cleanup)
+                   cleanup=cleanup, registry=own_registry)
 
 
-def cluster_status(*, node: str | None = None, registry: Any = None, secret: bytes | None = None) -> list[Count]:
-    """The aggregated `os arch` counts: a node's whole tree, the registry's cpus, or this machine.
+def _registry_by_rule(node: str | None, registry: Any, secret: bytes | None,
+                      local: bool) -> tuple[Any, bytes | None, Any]:
+    """The registry client a session or status uses, by the local-or-cluster rule; the secret;
+    and the client if this call made it (its caller closes it)."""
+    if local or (node is not None and node.startswith(("http://", "https://", "tcp!"))):
+        return (None if local else registry), secret, None
+    if registry is None:
+        from geryon.where import api_where
+        where, secret = api_where(False, secret, os.environ)
+        registry = where.registry
+    if isinstance(registry, str):
+        from registry.client import RegistryClient
+        client = RegistryClient(registry, secret=secret, owner="session")
+        return client, secret, client
+    return registry, secret, None
+
+
+def cluster_status(*, node: str | None = None, registry: Any = None, secret: bytes | None = None,
+                   local: bool = False) -> list[Count]:
+    """The aggregated `os arch` counts: a node's whole tree, the registry's cpus, or this machine
+    (chosen as `session` chooses).
 
     Raises:
         GeryonError: the node is unknown or unreachable.
     """
+    registry, secret, own = _registry_by_rule(node, registry, secret, local)
+    try:
+        return _status(node, registry, secret)
+    finally:
+        if own is not None:
+            own.close()
+
+
+def _status(node: str | None, registry: Any, secret: bytes | None) -> list[Count]:
     from geryon.node.tree import Count, add_counts
     if node is not None:
         from geryon.node.connection import NodeConnection

@@ -1,6 +1,8 @@
-"""Pieces shared by the CLI verbs: failing with one line, sizes, the ndb option, the secret.
+"""Pieces shared by the CLI verbs: failing with one line, sizes, the ndb, registry and --local
+options, where a command runs (`where`, the rule of `geryon.where`), the secret.
 
-Not here: any verb's own logic; the secret file's format and rules (`registry.secretfile`).
+Not here: any verb's own logic; the local-or-cluster rule itself (`geryon.where`); the secret
+file's format and rules (`registry.secretfile`).
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from typing import Any, NoReturn
 import click
 
 from geryon.chunk import parse_size
+from geryon.where import ENV_MDNS_INTERFACES, ENV_REGISTRY, Where, choose, interfaces_from, zeroconf_finder
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +66,56 @@ def cluster_secret(secret_file: str | None, *, serving: str | None = None) -> by
         log.warning("created a new cluster secret %s: to join a cluster, copy its secret there", path)
     configure_client_tls(None)
     return secret
+
+
+def existing_secret(secret_file: str | None) -> bytes | None:
+    """The cluster secret if there is one (a named file must exist), else None; never creates one:
+    with no secret, no registry of ours can answer zeroconf.
+
+    Raises:
+        RegistryError: unreadable or unsafe secret file.
+    """
+    from registry.secretfile import load_secret
+
+    path = Path(secret_file) if secret_file else default_secret_path()
+    if not secret_file and not path.exists():
+        return None
+    configure_client_tls(None)
+    return load_secret(path)
+
+
+REGISTRY_HELP = "The cluster's registry: http://host:port or tcp!host!port [$GERYON_REGISTRY; else found over zeroconf]."
+
+
+def registry_option(f: Any) -> Any:
+    """--registry URL (or $GERYON_REGISTRY): the one definition every verb uses."""
+    return click.option("--registry", "registry_url", envvar=ENV_REGISTRY, metavar="URL", help=REGISTRY_HELP)(f)
+
+
+def local_option(f: Any) -> Any:
+    """--local: run on this machine whatever registry is configured or answers."""
+    return click.option("--local", "force_local", is_flag=True,
+                        help="Run on this machine, even with --registry, $GERYON_REGISTRY or a registry on the network.")(f)
+
+
+def mdns_interfaces() -> tuple[str, ...] | None:
+    """$GERYON_MDNS_INTERFACES: where zeroconf looks (None: every interface)."""
+    return interfaces_from(os.environ.get(ENV_MDNS_INTERFACES, ""))
+
+
+def where(registry_url: str | None, secret_file: str | None, *, local: bool = False, names_data: bool = False,
+          elsewhere: str | None = None) -> Where:
+    """Where this command runs: `geryon.where.choose`, looking over zeroconf with this cluster's secret.
+
+    Raises:
+        UnknownDisk: a named disk is not here and no registry answered.
+        RegistryError: the secret file is unreadable.
+    """
+    secret = None
+    if not local and not registry_url and not (names_data and elsewhere is None):
+        secret = existing_secret(secret_file)
+    return choose(local=local, registry=registry_url, names_data=names_data, elsewhere=elsewhere,
+                  find=zeroconf_finder(secret, mdns_interfaces()))
 
 
 def default_tls_dir() -> Path:

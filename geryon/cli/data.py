@@ -18,8 +18,8 @@ import click
 
 from geryon.checksum import check_disk
 from geryon.chunk import DEFAULT_CAPACITY
-from geryon.cli.common import cluster_secret, fail, ndb_option, secret_option, showing, size_type
-from geryon.cli.registry import ENV_REGISTRY
+from geryon.cli.common import (cluster_secret, fail, local_option, ndb_option, registry_option, secret_option, showing,
+                               size_type)
 from geryon.disks import DEFAULT_NDB
 from geryon.errors import GeryonError
 from geryon.load import DEFAULT_DISK_DIR, load as load_sources
@@ -30,9 +30,7 @@ log = logging.getLogger(__name__)
 
 def cluster_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """--registry and --secret-file, for verbs that talk to the cluster."""
-    f = secret_option(f)
-    return click.option("--registry", "registry_url", envvar=ENV_REGISTRY, metavar="URL",
-                        help="http://host:port or tcp!host!port (default: find over zeroconf).")(f)
+    return registry_option(secret_option(f))
 
 
 def read_secret(secret_file: str | None) -> bytes:
@@ -188,28 +186,41 @@ def load(sources: tuple[str, ...], app: str, chunk: int, replicas: int, to: str 
 @click.argument("disks", nargs=-1, required=True, metavar="DISK...")
 @ndb_option
 @cluster_options
-def check(disks: tuple[str, ...], ndb_file: str | None, registry_url: str | None, secret_file: str | None) -> None:
+@local_option
+def check(disks: tuple[str, ...], ndb_file: str | None, registry_url: str | None, secret_file: str | None,
+          force_local: bool = False) -> None:
     """Verify every file of each DISK against its checksum manifest; exit 1 if any is damaged.
 
-    A DISK is a directory or a disk name from the ndb file; with a registry, a disk on the
-    cluster is checked on its nodes, master and replicas. Damaged files are printed one
-    per line as `DISK:PATH: what is wrong`.
+    A DISK is a directory or a disk name: checked here when it is on this machine (and no
+    registry is given), else on the cluster's nodes, master and replicas (the registry given
+    or found over zeroconf; `--local` never looks). Damaged files are printed one per line as
+    `DISK:PATH: what is wrong`.
     """
+    from geryon.cli.common import where
     from geryon.disks import resolve
     from geryon.errors import UnknownDisk
 
     damaged = 0
     for arg in disks:
+        is_path = os.sep in arg or os.path.isdir(arg)
         try:
+            if registry_url and not force_local and not is_path:
+                raise UnknownDisk(f"{arg}: on the cluster")
             disk = resolve(arg, ndb_file)
             assert disk.path is not None
             report = check_disk(disk.path)
         except UnknownDisk as exc:
-            if registry_url is None:
-                click.echo(f"{arg}: {exc}")
+            try:
+                url = None if is_path else where(registry_url, secret_file, local=force_local, names_data=True,
+                                                 elsewhere=str(exc)).registry
+            except GeryonError as no_cluster:
+                exc = no_cluster
+                url = None
+            if url is None:
+                click.echo(str(exc) if str(exc).startswith(arg) else f"{arg}: {exc}")
                 damaged += 1
             else:
-                damaged += _check_on_cluster(arg, ndb_file, registry_url, secret_file)
+                damaged += _check_on_cluster(arg, ndb_file, url, secret_file)
             continue
         except GeryonError as exc:
             click.echo(f"{arg}: {exc}")

@@ -1,9 +1,10 @@
 """CLI verb: geryon mapreduce MAP REDUCE DISK... (local mode or across a cluster).
 
-Which mode: `--local` forces local mode; `--registry URL` or GERYON_REGISTRY chooses the
-cluster; otherwise, when every DISK is a local directory or names a local disk
-(`path=` in the ndb file), the job runs locally at once, and when one does not, the
-registry is looked for over zeroconf and the job runs on the cluster it finds.
+Which mode: the rule every verb follows (`geryon.where`): `--local` forces local mode;
+`--registry URL` or GERYON_REGISTRY chooses the cluster; otherwise, when every DISK is on
+this machine (a directory, a file or glob, or an ndb disk with `path=`), the job runs locally
+at once, and when one is not, a registry is looked for over zeroconf and the job runs on the
+cluster it finds.
 """
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from geryon.job import (DEFAULT_PARTITIONS, READER_OF_DISKS, READERS, Job, add_i
 from geryon.jobparams import task_env
 from geryon.codec import FORMATS
 from geryon.partition import PARTITIONERS
-from geryon.cli.common import cluster_secret, fail, ndb_option, secret_option, showing, size_type
+from geryon.cli.common import (cluster_secret, fail, local_option, ndb_option, registry_option, secret_option,
+                               showing, size_type, where)
 
 
 @click.command("mapreduce")
@@ -59,9 +61,8 @@ from geryon.cli.common import cluster_secret, fail, ndb_option, secret_option, s
 @click.option("--workdir", type=click.Path(file_okay=False, exists=True),
               help="Where map outputs (the intermediate data) go [$TMPDIR].")
 @ndb_option
-@click.option("--local", "force_local", is_flag=True, help="Run on this machine even if a registry is configured.")
-@click.option("--registry", "registry_url", envvar="GERYON_REGISTRY", metavar="URL",
-              help="Run on this registry's cluster [$GERYON_REGISTRY; zeroconf when a DISK is not local].")
+@local_option
+@registry_option
 @secret_option
 @click.option("--lease", type=click.FloatRange(min=0.5), default=5.0, show_default=True,
               help="Cluster: seconds a silent node keeps its tasks before they run elsewhere.")
@@ -102,10 +103,14 @@ def mapreduce(map_step: str, reduce_step: str, disks: tuple[str, ...], partition
                   split_size=split_size, env=(("GERYON_PARTITIONS", str(partitions)),), skip_bad=skip_bad,
                   params=params, cmdenv=task_vars, py_files=py_files, files=files)
         disks = _expand_outputs(disks, jobs_dir_opt, force_local)
-        problem = None if force_local or registry_url is not None else _local_problem(disks, ndb_file)
+        if registry_url and not force_local:
+            _check_local_ndb(ndb_file)
+        problem = None if force_local or registry_url else _local_problem(disks, ndb_file)
+        registry_url = where(registry_url, secret_file, local=force_local, names_data=True,
+                             elsewhere=problem).registry
     except GeryonError as exc:
         fail(str(exc))
-    cluster = not force_local and (registry_url is not None or problem is not None)
+    cluster = registry_url is not None
     tty = sys.stderr.isatty() and not quiet
     progress = None if quiet else (RichProgress() if tty else LineProgress())
     echo = progress.message if progress is not None else (lambda line: click.echo(line, err=True))
@@ -153,6 +158,25 @@ def mapreduce(map_step: str, reduce_step: str, disks: tuple[str, ...], partition
         else:
             for line in summary_lines(report):
                 click.echo(line, err=True)
+
+
+def _check_local_ndb(ndb_file: str | None) -> None:
+    """Read the local ndb file in effect, if any, even for a job bound for a cluster: a syntax
+    error in it is one line (FILE:LINE: ...) rather than a disk name silently looked up elsewhere.
+
+    Raises:
+        GeryonError: the file does not parse.
+    """
+    import ndb
+    from geryon.disks import DEFAULT_NDB
+
+    path = ndb_file or (DEFAULT_NDB if os.path.exists(DEFAULT_NDB) else None)
+    if path is None or not os.path.exists(path):
+        return
+    try:
+        ndb.open(path)
+    except ndb.NdbError as exc:
+        raise GeryonError(str(exc)) from exc
 
 
 def _local_problem(disks: tuple[str, ...], ndb_file: str | None) -> str | None:
@@ -245,15 +269,13 @@ def _run_on_cluster(job: Job, disks: tuple[str, ...], registry_url: str | None, 
                     out: str | None, progress: Any, record: Any, lease: float, problem: str | None,
                     pick: str) -> Any:
     from geryon.api import run_cluster_job
-    from geryon.cli.registry import ENV_MDNS_INTERFACES, _interfaces
     from registry.client import RegistryClient
     from registry.errors import RegistryError
 
     echo = progress.message if progress is not None else (lambda line: click.echo(line, err=True))
-    interfaces = _interfaces((os.environ.get(ENV_MDNS_INTERFACES, ""),))
     try:
         secret = cluster_secret(secret_file)
-        with RegistryClient(registry_url, secret=secret, owner="mapreduce", mdns_interfaces=interfaces) as registry:
+        with RegistryClient(registry_url, secret=secret, owner="mapreduce") as registry:
             return run_cluster_job(job, list(disks), registry, secret, out=out, progress=progress, record=record,
                                    lease=lease, echo=echo, job_id=record.job_id if record is not None else None,
                                    pick=pick)

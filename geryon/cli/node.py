@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 import click
 from fs import errors as fserrors
 
-from geryon.cli.common import cluster_secret, fail, secret_option, serve_until_signalled, size_type, tls_files, tls_options
-from geryon.cli.registry import ENV_REGISTRY
+from geryon.cli.common import (cluster_secret, fail, local_option, registry_option, secret_option,
+                               serve_until_signalled, size_type, tls_files, tls_options, where)
 from geryon.errors import GeryonError
 from geryon.node.defaults import DEFAULT_NODE_PORT, DEFAULT_REFRESH
 from geryon.node.load import host_source
@@ -56,8 +56,7 @@ def _failing(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 _secret_option = secret_option
-_registry_option = click.option("--registry", "registry_url", envvar=ENV_REGISTRY, metavar="URL",
-                                help="http://host:port or tcp!host!port (default: find over zeroconf).")
+_registry_option = registry_option
 
 
 def _disk_spec(values: tuple[str, ...], replica: bool) -> list[NodeDisk]:
@@ -271,22 +270,38 @@ def loads_command(ndb_file: str | None, registry_url: str | None, secret_file: s
 
 # -- ls, cat, cp --------------------------------------------------------------------------
 class _Disks:
-    """Opens disk arguments, connecting to the registry only when a name needs it."""
+    """Opens disk arguments by the local-or-cluster rule (`geryon.where`): a URL is opened where
+    it points, a path here; a name here when it is named on this machine (ndb `path=`) and no
+    registry is given, else through the registry given or found over zeroconf."""
 
-    def __init__(self, registry_url: str | None, secret: bytes | None, ndb_file: str | None) -> None:
+    def __init__(self, registry_url: str | None, secret_file: str | None, ndb_file: str | None,
+                 force_local: bool = False) -> None:
         from geryon.remotefs import set_default_secret
-        set_default_secret(secret)
-        self.registry_url, self.secret, self.ndb_file = registry_url, secret, ndb_file
+        self.secret = _secret(secret_file)
+        set_default_secret(self.secret)
+        self.registry_url, self.secret_file, self.ndb_file = registry_url, secret_file, ndb_file
+        self.force_local = force_local
         self._registry: Any = None
 
     def open(self, disk: str) -> Any:
+        from geryon.disks import resolve
+        from geryon.errors import UnknownDisk
         from geryon.remotefs import open_disk
-        registry = None
-        if not disk.startswith(("geryon://", "http://", "https://")) and not os.path.isdir(disk) and self.registry_url:
-            if self._registry is None:
-                self._registry = _client(self.registry_url, self.secret)
-            registry = self._registry
-        return open_disk(disk, registry=registry, secret=self.secret, ndb_file=self.ndb_file)
+        if disk.startswith(("geryon://", "http://", "https://")) or os.sep in disk or os.path.isdir(disk):
+            return open_disk(disk, secret=self.secret, ndb_file=self.ndb_file)
+        elsewhere = None
+        if not self.registry_url and self._registry is None:
+            try:
+                return resolve(disk, self.ndb_file)
+            except UnknownDisk as exc:
+                elsewhere = str(exc)
+        if self._registry is None:
+            url = where(self.registry_url, self.secret_file, local=self.force_local, names_data=True,
+                        elsewhere=elsewhere).registry
+            if url is None:
+                return resolve(disk, self.ndb_file)
+            self._registry = _client(url, self.secret)
+        return open_disk(disk, registry=self._registry, secret=self.secret, ndb_file=self.ndb_file)
 
     def close(self) -> None:
         if self._registry is not None:
@@ -318,19 +333,20 @@ def split_location(arg: str) -> tuple[str, str] | None:
 @click.argument("location")
 @_ndb_option
 @_registry_option
+@local_option
 @_secret_option
 @_failing
 def ls_command(long: bool, location: str, ndb_file: str | None, registry_url: str | None,
-               secret_file: str | None) -> None:
+               secret_file: str | None, force_local: bool = False) -> None:
     """List DISK[:PATH] (a disk name, directory or geryon:// URL)."""
-    where = split_location(location) or (location, "/")
-    with _Disks(registry_url, _secret(secret_file), ndb_file) as disks:
-        disk = disks.open(where[0])
+    loc = split_location(location) or (location, "/")
+    with _Disks(registry_url, secret_file, ndb_file, force_local) as disks:
+        disk = disks.open(loc[0])
         with disk.fs as f:
-            if f.isfile(where[1]):
-                entries = [f.getinfo(where[1], ["details"])]
+            if f.isfile(loc[1]):
+                entries = [f.getinfo(loc[1], ["details"])]
             else:
-                entries = sorted(f.scandir(where[1], ["details"]), key=lambda i: i.name)
+                entries = sorted(f.scandir(loc[1], ["details"]), key=lambda i: i.name)
     for info in entries:
         name = info.name + ("/" if info.is_dir else "")
         click.echo(f"{info.size if not info.is_dir else '-':>12} {name}" if long else name)
@@ -340,19 +356,20 @@ def ls_command(long: bool, location: str, ndb_file: str | None, registry_url: st
 @click.argument("locations", nargs=-1, required=True)
 @_ndb_option
 @_registry_option
+@local_option
 @_secret_option
 @_failing
 def cat_command(locations: tuple[str, ...], ndb_file: str | None, registry_url: str | None,
-                secret_file: str | None) -> None:
+                secret_file: str | None, force_local: bool = False) -> None:
     """Write DISK:PATH files to stdout."""
     out = click.get_binary_stream("stdout")
-    with _Disks(registry_url, _secret(secret_file), ndb_file) as disks:
+    with _Disks(registry_url, secret_file, ndb_file, force_local) as disks:
         for location in locations:
-            where = split_location(location)
-            if where is None:
+            loc = split_location(location)
+            if loc is None:
                 raise click.BadParameter(f"{location!r} is not DISK:PATH")
-            with disks.open(where[0]).fs as f:
-                f.download(where[1], out)
+            with disks.open(loc[0]).fs as f:
+                f.download(loc[1], out)
     out.flush()
 
 
@@ -361,14 +378,15 @@ def cat_command(locations: tuple[str, ...], ndb_file: str | None, registry_url: 
 @click.argument("dst")
 @_ndb_option
 @_registry_option
+@local_option
 @_secret_option
 @_failing
 def cp_command(src: str, dst: str, ndb_file: str | None, registry_url: str | None,
-               secret_file: str | None) -> None:
+               secret_file: str | None, force_local: bool = False) -> None:
     """Copy a file: SRC and DST are local paths or DISK:PATH (names, dirs, geryon:// URLs)."""
     from fs.path import basename, join
     s, d = split_location(src), split_location(dst)
-    with _Disks(registry_url, _secret(secret_file), ndb_file) as disks:
+    with _Disks(registry_url, secret_file, ndb_file, force_local) as disks:
         if s is None:
             reader: Any = open(src, "rb")  # noqa: SIM115 - closed below
             name = os.path.basename(src)

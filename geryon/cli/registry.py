@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 # aiohttp and zeroconf (registry.client, .server, .auth) load only when a registry verb
 # runs, so that every other `geryon` command starts quickly.
 from geryon.cli.common import (ENV_SECRET_FILE, cluster_secret, default_secret_path,  # noqa: F401 - re-exported
-                               secret_option, serve_until_signalled, tls_files, tls_options)
+                               registry_option, secret_option, serve_until_signalled, tls_files, tls_options)
+from geryon.where import ENV_MDNS_INTERFACES, ENV_REGISTRY  # noqa: F401 - re-exported
 from registry.defaults import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_PORT
 from registry.errors import RegistryError
 from registry.store import DEFAULT_DEAD_AFTER, DEFAULT_HEARTBEAT
@@ -35,8 +36,6 @@ from registry.text import pairs_of
 
 log = logging.getLogger(__name__)
 
-ENV_REGISTRY = "GERYON_REGISTRY"
-ENV_MDNS_INTERFACES = "GERYON_MDNS_INTERFACES"
 ENV_OWNER = "GERYON_OWNER"
 
 
@@ -70,8 +69,7 @@ _mdns_option = click.option("--mdns-interface", "mdns_interfaces", multiple=True
 
 
 def _client_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    fn = click.option("--registry", "registry_url", envvar=ENV_REGISTRY, metavar="URL",
-                      help="http://host:port or tcp!host!port (default: find over zeroconf).")(fn)
+    fn = registry_option(fn)
     fn = click.option("--owner", envvar=ENV_OWNER, default=_default_owner, show_default="user name",
                       help="Owner of registered services.")(fn)
     return _mdns_option(_secret_option(fn))

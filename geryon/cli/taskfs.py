@@ -3,8 +3,9 @@
 A thin shell over `geryon.session` and `geryon.taskfs`: read options and the environment
 (GERYON_REGISTRY, GERYON_SECRET_FILE, through the node verbs' shared options), open the
 session, stream, map errors to one line. Where sessions run: `--node NODE_OR_URL` (a
-tree's root); else `--registry`/$GERYON_REGISTRY (this client spreads over the registry's
-cpus); else this machine's cores. Not here: any session logic.
+tree's root); else the local-or-cluster rule (`geryon.where`: `--local`; `--registry` or
+$GERYON_REGISTRY; a registry found over zeroconf: this client spreads over its cpus; else
+this machine's cores). Not here: any session logic.
 """
 from __future__ import annotations
 
@@ -17,17 +18,15 @@ from typing import Any, BinaryIO
 
 import click
 
-from geryon.cli.common import fail
+from geryon.cli.common import fail, local_option, registry_option, where
 from geryon.cli.node import _client, _failing, _secret, _secret_option
-from geryon.cli.registry import ENV_REGISTRY
 
 log = logging.getLogger(__name__)
 
 PICK_CHOICES = ("spread", "load")
 """`--pick` values (geryon.node.tree.PICKS, repeated here so `--help` loads no aiohttp)."""
 
-_registry_option = click.option("--registry", "registry_url", envvar=ENV_REGISTRY, metavar="URL",
-                                help="Spread over this registry's cpus (default: this machine's cores).")
+_registry_option = registry_option
 _node_option = click.option("--node", default=None, metavar="NODE_OR_URL",
                             help="Run from this node (a tree's root): a registered name or http://host:port.")
 
@@ -35,15 +34,22 @@ _node_option = click.option("--node", default=None, metavar="NODE_OR_URL",
 class _Where:
     """The registry client a command needs (if any), closed on exit."""
 
-    def __init__(self, node: str | None, registry_url: str | None, secret_file: str | None) -> None:
-        self.node, self.secret = node, _secret(secret_file)
+    def __init__(self, node: str | None, registry_url: str | None, secret_file: str | None,
+                 force_local: bool = False) -> None:
         by_url = node is not None and node.startswith(("http://", "https://", "tcp!"))
+        if node is not None and force_local:
+            raise click.UsageError("--node and --local: choose one")
+        if not by_url:
+            registry_url = where(registry_url, secret_file, local=force_local).registry
+        self.node, self.secret = node, _secret(secret_file)
         self.registry: Any = _client(registry_url, self.secret) if registry_url and not by_url else None
         if node is not None and not by_url and self.registry is None:
             raise click.UsageError(f"--node {node}: a node name needs --registry (or give http://host:port)")
 
     def options(self) -> dict[str, Any]:
-        return {"node": self.node, "registry": self.registry, "secret": self.secret}
+        # the rule was applied here: no registry means this machine, not "look again"
+        return {"node": self.node, "registry": self.registry, "secret": self.secret,
+                "local": self.node is None and self.registry is None}
 
     def __enter__(self) -> _Where:
         return self
@@ -85,13 +91,14 @@ def _feed(session: Any, stdin: BinaryIO) -> None:
               help="Spread by the taskfs rule, or least loaded first (dsh's score).")
 @_node_option
 @_registry_option
+@local_option
 @_secret_option
 @click.argument("argv", nargs=-1, required=True, metavar="[--] CMD...")
 @click.pass_context
 @_failing
 def exec_command(ctx: click.Context, instances: int, os_name: str | None, arch: str | None, tag: bool,
                  scatter: bool, pick_name: str, node: str | None, registry_url: str | None,
-                 secret_file: str | None, argv: tuple[str, ...]) -> None:
+                 secret_file: str | None, argv: tuple[str, ...], force_local: bool = False) -> None:
     """Reserve N instances, run CMD on all, print their merged output (`geryon exec -n 4 -- CMD...`).
 
     Input is sent to every instance (or dealt by line with --scatter); the exit status is
@@ -100,9 +107,9 @@ def exec_command(ctx: click.Context, instances: int, os_name: str | None, arch: 
     from geryon.session import session
     cmd: Any = argv[0] if len(argv) == 1 else list(argv)
     out, err = click.get_binary_stream("stdout"), click.get_binary_stream("stderr")
-    with _Where(node, registry_url, secret_file) as where:
+    with _Where(node, registry_url, secret_file, force_local) as here:
         try:
-            with session(tag=tag, pick=pick_name, **where.options()) as s:
+            with session(tag=tag, pick=pick_name, **here.options()) as s:
                 s.reserve(instances, os_name, arch)
                 s.exec(cmd, scatter=scatter)
                 threads = [threading.Thread(target=_feed, args=(s, click.get_binary_stream("stdin")),
@@ -122,14 +129,16 @@ def exec_command(ctx: click.Context, instances: int, os_name: str | None, arch: 
 @click.option("--json", "as_json", is_flag=True, help="One JSON list: os, arch, nodes, cpus, free.")
 @_node_option
 @_registry_option
+@local_option
 @_secret_option
 @_failing
-def status_command(as_json: bool, node: str | None, registry_url: str | None, secret_file: str | None) -> None:
+def status_command(as_json: bool, node: str | None, registry_url: str | None, secret_file: str | None,
+                   force_local: bool = False) -> None:
     """Count the nodes of the tree (or the registry, or this machine) per OS and architecture."""
     from geryon.node.tree import format_counts
     from geryon.session import cluster_status
-    with _Where(node, registry_url, secret_file) as where:
-        counts = cluster_status(**where.options())
+    with _Where(node, registry_url, secret_file, force_local) as here:
+        counts = cluster_status(**here.options())
     if as_json:
         click.echo(json.dumps([c.to_wire() for c in counts]))
     else:
@@ -143,16 +152,17 @@ def status_command(as_json: bool, node: str | None, registry_url: str | None, se
 @click.option("--debug", is_flag=True, hidden=True, help="libfuse's debug output.")
 @_node_option
 @_registry_option
+@local_option
 @_secret_option
 @_failing
 def taskfs_command(mountpoint: str, pick_name: str, debug: bool, node: str | None, registry_url: str | None,
-                   secret_file: str | None) -> None:
+                   secret_file: str | None, force_local: bool = False) -> None:
     """Serve sessions as files on MOUNTPOINT (clone, status, N/ctl, N/stdio, ...) until unmounted."""
     from geryon.node.tree import format_counts
     from geryon.session import LoopThread, Session, cluster_status, session
     from geryon.taskfs import TaskFS, mount
-    with _Where(node, registry_url, secret_file) as where:
-        opts = where.options()
+    with _Where(node, registry_url, secret_file, force_local) as here:
+        opts = here.options()
 
         def open_session(runner: LoopThread) -> Session:
             return session(runner=runner, pick=pick_name, **opts)
