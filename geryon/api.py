@@ -18,7 +18,7 @@ from typing import Any
 
 from geryon.codec import parse_line
 from geryon.cpu import LocalCpu
-from geryon.disks import Disk, resolve
+from geryon.disks import Disk, resolve_inputs
 from geryon.engine import Driver, JobReport, Progress, new_job_id
 from geryon.job import Job
 
@@ -83,7 +83,7 @@ def run_job(job: Job, disks: Sequence[str | Disk], out: str | None = None, worke
     Raises:
         UnknownDisk, JobFailed, GeryonError.
     """
-    resolved = [d if isinstance(d, Disk) else resolve(str(d), ndb) for d in disks]
+    resolved = [d for arg in disks for d in ([arg] if isinstance(arg, Disk) else resolve_inputs([str(arg)], ndb))]
     job = _with_reader(job, [(d.name, d.format) for d in resolved])
     out_dir = os.path.abspath(out or os.path.join(os.getcwd(), f"{job.name}.out"))
     check_outside_inputs(resolved, out_dir, workdir)
@@ -125,7 +125,7 @@ def check_outside_inputs(disks: Sequence[Disk], out_dir: str, workdir: str | Non
 
     for d in disks:
         for paths in (d.path, *d.replicas):
-            if not paths:
+            if not paths or d.files:    # files named one by one: the directory is not the input
                 continue
             if inside(out_dir, paths):
                 raise GeryonError(f"output directory {out_dir} is inside input disk {d.name} ({paths}): "
@@ -156,7 +156,8 @@ def run_by_rule(job: Job, disks: Sequence[Any], *, out: str | None = None, worke
                 elsewhere = f"{d} is on a cluster node"
                 break
             try:
-                resolve(str(d), ndb).fs.close()
+                for disk in resolve_inputs([str(d)], ndb):
+                    disk.fs.close()
             except UnknownDisk as exc:
                 elsewhere = str(exc)
                 break

@@ -267,6 +267,7 @@ class ClusterDriver:
         self.reduce_done: dict[int, tuple[TaskResult, ClusterCpu]] = {}
         self.running: dict[cf.Future[TaskResult], _Running] = {}
         self.dead: set[str] = set()
+        self.unreadable: set[str] = set()   # input copies an attempt could not read: tried last
         self.excluded: set[str] = set()
         self.cpu_failures: dict[str, int] = {}
         self.busy = {c.url: 0 for c in self.cpus}
@@ -364,6 +365,12 @@ class ClusterDriver:
                     break
         return fallback
 
+    def _live_first(self, copies: Sequence[str]) -> list[str]:
+        """A map's input copies, those on dead nodes or found unreadable last (else in ndb order):
+        a copy found bad once is not tried first by every later map of the job."""
+        dead = {authority_of(c.url) for c in self.cpus if c.url in self.dead}
+        return sorted(copies, key=lambda loc: loc in self.unreadable or authority_of(loc) in dead)
+
     def _homes(self, index: int) -> set[str]:
         """The nodes (host:port) holding a map's input, master and replicas."""
         task = self.maps[index]
@@ -372,7 +379,9 @@ class ClusterDriver:
     def _task_json(self, task: _Task, attempt: int) -> dict[str, Any]:
         kind, index = task.key
         if kind == "m":
-            return replace(self.maps[index], attempt=attempt).to_json()
+            m = self.maps[index]
+            copies = self._live_first((m.root, *m.alternates))
+            return replace(m, attempt=attempt, root=copies[0], alternates=tuple(copies[1:])).to_json()
         inputs = []
         for i in range(len(self.maps)):
             res, cpu = self.map_done[i]
@@ -434,6 +443,11 @@ class ClusterDriver:
             result = TaskResult(task=task.id, attempt=run.attempt, ok=False, error_kind="lost",
                                 error=f"{tag} on {cpu.name} lost: {exc}")
         seconds = time.monotonic() - run.started
+        if result.unreadable and task.key[0] == "m":
+            new = set(result.unreadable) - self.unreadable
+            if new:
+                self.unreadable |= new
+                self._event(f"{', '.join(sorted(new))} unreadable: later maps read another copy first")
         if cpu.url in self.dead:
             # Fencing: whatever a node declared dead says, nothing of it is used.
             self._ended(task, run, "ignored", result, f"late result from {cpu.name}, declared dead")

@@ -7,6 +7,7 @@ JSONProtocol, exact round trip). This module does no I/O of its own.
 """
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from collections.abc import Iterable, Iterator
@@ -111,6 +112,11 @@ def text_field(obj: Any) -> str:
     return text_field(str(obj))
 
 
+BYTES_TAG = "b64"
+"""JSON output: bytes are written as `{"b64": "<base64>"}`. Keys and values are never dicts
+otherwise, so the object marks bytes unambiguously and `parse_line` gives the bytes back."""
+
+
 def _json_default(obj: Any) -> Any:
     if isinstance(obj, bytes):
         return obj.decode("utf-8", "surrogateescape")
@@ -119,9 +125,22 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
 
+def _json_exact(obj: Any) -> Any:
+    if isinstance(obj, (bytes, bytearray)):
+        return {BYTES_TAG: base64.b64encode(obj).decode("ascii")}
+    return _json_default(obj)
+
+
+def _json_object(d: dict[str, Any]) -> Any:
+    if len(d) == 1 and BYTES_TAG in d and isinstance(d[BYTES_TAG], str):
+        return base64.b64decode(d[BYTES_TAG])
+    return d
+
+
 def json_field(obj: Any) -> str:
-    """Render a key or value as compact JSON (mrjob's JSONProtocol); bytes as text."""
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=_json_default)
+    """Render a key or value as compact JSON (mrjob's JSONProtocol), exactly: bytes (also
+    inside lists) as `{"b64": ...}` (`BYTES_TAG`), which `parse_line` turns back into bytes."""
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=_json_exact)
 
 
 def format_lines(keys: list, values: list, fmt: str) -> str:
@@ -166,5 +185,6 @@ def parse_line(line: str, fmt: str) -> tuple[Any, Any]:
     line = line[:-1] if line.endswith("\n") else line
     key, sep, value = line.partition("\t")
     if fmt == "json":
-        return freeze(json.loads(key)), json.loads(value) if sep else None
+        return (freeze(json.loads(key, object_hook=_json_object)),
+                json.loads(value, object_hook=_json_object) if sep else None)
     return key, value

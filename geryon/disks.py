@@ -9,7 +9,10 @@ A disk argument is a path to a directory (a chunk disk or any directory), or a n
         format=mbox
 
 where `format` is the record format `geryon load` cut it into (a job's reader by default) and `path` (relative to the ndb file's directory) says where the chunk lives on this
-machine. Resolving names through the registry (cluster mode) is not done here.
+machine. A job's input may also be a single file or a glob (`resolve_inputs`, as Hadoop,
+mrjob and madoop accept): a file is read as a disk of that one file (its directory, listing
+only it), a glob expands, in sorted order, to the directories and files it matches.
+Resolving names through the registry (cluster mode) is not done here.
 """
 from __future__ import annotations
 
@@ -39,6 +42,7 @@ class Disk:
     replicas: tuple[str, ...] = ()  # local directories of its replicas (ndb `replica=`), tried in order
     only: str = ""  # read only this file or directory of the disk (`/JOB` of a job's output), if set
     format: str = ""  # the record format `geryon load` recorded (ndb `format=`: a reader's name), if any
+    files: tuple[str, ...] = ()  # read only these files (`/name`, a file or glob given as input), if set
 
     def __str__(self) -> str:
         return self.name
@@ -90,6 +94,59 @@ def resolve(arg: str, ndb_file: str | None = None) -> Disk:
         full, replicas = replicas[0], replicas[1:]
     disk = open_path(full, name=arg)
     return Disk(disk.name, disk.fs, disk.path, replicas, format=entry.get("format") or "")
+
+
+GLOB_CHARS = frozenset("*?[")
+"""Characters that make an input argument a glob (fnmatch's)."""
+
+
+def is_glob(arg: str) -> bool:
+    return any(c in GLOB_CHARS for c in arg)
+
+
+def local_path(arg: str) -> bool:
+    """Whether `arg` names something on this machine's filesystem: an existing file or directory,
+    or a glob matching one (a name such as `d0.mbox` is a path only if it exists here)."""
+    import glob
+
+    if arg.startswith("geryon://"):
+        return False
+    return os.path.exists(arg) or (is_glob(arg) and bool(glob.glob(arg)))
+
+
+def resolve_inputs(args: list[str], ndb_file: str | None = None) -> list[Disk]:
+    """A job's input arguments as Disks: directories and ndb names (`resolve`), single files,
+    and globs (expanded in sorted order; consecutive files of one directory make one disk).
+
+    Raises:
+        UnknownDisk: an argument is none of these, or a glob matches nothing.
+    """
+    import glob
+
+    out: list[Disk] = []
+    for arg in args:
+        if os.path.isfile(arg):
+            matches = [arg]
+        elif is_glob(arg) and not os.path.isdir(arg):
+            matches = sorted(glob.glob(arg))
+            if not matches:
+                raise UnknownDisk(f"{arg}: no file or directory matches")
+        else:
+            out.append(resolve(arg, ndb_file))
+            continue
+        for match in matches:
+            if os.path.isdir(match):
+                out.append(open_path(match))
+            elif os.path.isfile(match):
+                parent = os.path.dirname(os.path.abspath(match))
+                name = "/" + os.path.basename(match)
+                last = out[-1] if out else None
+                if last is not None and last.files and last.path == parent:
+                    out[-1] = Disk(last.name, last.fs, last.path, files=(*last.files, name))
+                else:
+                    base = open_path(parent)
+                    out.append(Disk(base.name, base.fs, base.path, files=(name,)))
+    return out
 
 
 def _replica_paths(db: ndb.Database, entry: ndb.Entry, base: str) -> list[str]:

@@ -25,7 +25,7 @@ from geryon import counters as counters_mod
 from geryon.chunk import TEMP_MARK
 from geryon.cpu import Cpu
 from geryon.disks import Disk
-from geryon.errors import GeryonError, JobFailed
+from geryon.errors import GeryonError, JobFailed, UnknownDisk
 from geryon.job import Job
 from geryon.job import DEFAULT_SPLIT_SIZE
 from geryon.readers import may_cut_files
@@ -108,7 +108,8 @@ def plan(job: Job, disks: Sequence[Disk], slots: int = 1) -> list[tuple[Split, D
     With no split size set on the job, the size adapts to the input and the slots
     (`split.split_size_for`); the plan never depends on timing, so output bytes do not.
     """
-    listed = [(d, only_under(d.only, list_local_files(d.path) if d.path else list_files(d.fs))) for d in disks]
+    listed = [(d, _chosen_files(d) if d.files else
+               only_under(d.only, list_local_files(d.path) if d.path else list_files(d.fs))) for d in disks]
     # Only line records of uncompressed files may be cut into byte ranges (readers.may_cut).
     cuts = {id(d): may_cut_files(job.reader, [p for p, _ in files]) for d, files in listed}
     splits: list[tuple[Split, Disk]] = []
@@ -128,6 +129,17 @@ def plan(job: Job, disks: Sequence[Disk], slots: int = 1) -> list[tuple[Split, D
             share = max(1, round(count * disk_total / total)) if total else 1
             splits.extend((s, disk) for s in plan_balanced(disk.name, files, share))
     return splits
+
+
+def _chosen_files(disk: Disk) -> list[tuple[str, int]]:
+    """The files a file or glob input named, with their sizes (`disks.resolve_inputs`)."""
+    out = []
+    for name in disk.files:
+        try:
+            out.append((name, disk.fs.getsize(name)))
+        except Exception as exc:   # fs errors: gone since the job was asked for
+            raise UnknownDisk(f"{disk.name}{name}: {exc}") from exc
+    return out
 
 
 class Driver:

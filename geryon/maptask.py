@@ -64,20 +64,25 @@ def run_with_replicas(job: Job, task: MapTask,
     locations = [task.root, *task.alternates]
     result = TaskResult(task=task.id, attempt=task.attempt, ok=False)
     silent = False
+    unreadable: list[str] = []   # copies that failed, reported so later maps start elsewhere
     for i, location in enumerate(locations):
         result = run_map_task(job, replace(task, root=location), open_input, view_dir)
         if result.ok or result.error_kind not in ("input", "unreachable"):
             if result.ok and i > 0:
                 result.counters.setdefault("geryon", {})["replica_reads"] = 1
+            result.unreadable = unreadable
             return result
         silent = silent or result.error_kind == "unreachable"
+        unreadable.append(location)
         if i + 1 < len(locations):
+            # once, on stderr (the job's log, and the driver's terminal); a log record too would
+            # print it a second time wherever logging also writes to stderr (workers, the CLI)
             print(f"geryon: {task.split.disk}: {location} failed ({result.error}); "
                   f"reading replica {locations[i + 1]}", file=sys.stderr, flush=True)
-            log.warning("%s: %s failed (%s); reading replica %s", task.split.disk, location, result.error,
-                        locations[i + 1])
+            log.debug("%s: %s failed; reading replica %s", task.split.disk, location, locations[i + 1])
     if silent:
         result.error_kind = "unreachable"
+    result.unreadable = unreadable
     return result
 
 

@@ -103,6 +103,31 @@ class DiskNotLive(UnknownDisk):
     """A named disk none of whose copies is registered now (its nodes may be re-announcing)."""
 
 
+def expand_names(disks: Sequence[str], registry: Any) -> list[str]:
+    """Each glob (`d*.mbox`) replaced by the cluster's disk names it matches, in name order.
+
+    Raises:
+        UnknownDisk: a glob matches no disk the cluster names.
+    """
+    import fnmatch
+
+    from geryon.disks import is_glob
+
+    if not any(is_glob(d) and not d.startswith("geryon://") for d in disks):
+        return list(disks)
+    names = sorted({s.name for s in registry.find({"chunk": "*"})})
+    out: list[str] = []
+    for d in disks:
+        if not is_glob(d) or d.startswith("geryon://"):
+            out.append(d)
+            continue
+        matched = [n for n in names if fnmatch.fnmatchcase(n, d)]
+        if not matched:
+            raise UnknownDisk(f"{d}: no disk the cluster names matches")
+        out.extend(matched)
+    return out
+
+
 def find_cluster(disks: Sequence[str], registry: Any, settle: float = DEFAULT_SETTLE,
                  sleep: Callable[[float], None] = time.sleep) -> tuple[list[ClusterDisk], list[ClusterCpu]]:
     """The disks' locations and the cpus, waiting up to `settle` seconds for services that
@@ -115,6 +140,7 @@ def find_cluster(disks: Sequence[str], registry: Any, settle: float = DEFAULT_SE
     from registry.errors import RegistryUnavailable
 
     deadline = time.monotonic() + settle
+    disks = expand_names([str(d) for d in disks], registry)
     while True:
         try:
             found = [find_disk(str(d), registry) for d in disks]

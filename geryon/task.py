@@ -94,6 +94,7 @@ class TaskResult:
     error_kind: str = ""
     detail: str = ""  # traceback or stderr tail
     lost_input: str = ""  # "fetch" failures: the map output that could not be read
+    unreadable: list[str] = field(default_factory=list)  # maps: input copies that failed (then a replica was read)
     log: str = ""  # local mode: what the user's code printed (stdout and stderr) during the attempt
 
     def to_json(self) -> dict:
@@ -108,7 +109,8 @@ class TaskResult:
 
 
 _RESULT_FIELDS = ("task", "attempt", "ok", "output", "records_in", "records_out", "bytes_in", "bytes_out",
-                  "counters", "seconds", "error", "error_kind", "detail", "lost_input")
+                  "counters", "seconds", "error", "error_kind", "detail", "lost_input",
+                  "unreadable")
 
 
 def traceback_tail(exc: BaseException, lines: int = TRACEBACK_LINES) -> str:

@@ -108,6 +108,8 @@ def mapreduce(map_step: str, reduce_step: str, disks: tuple[str, ...], partition
         problem = None if force_local or registry_url else _local_problem(disks, ndb_file)
         registry_url = where(registry_url, secret_file, local=force_local, names_data=True,
                              elsewhere=problem).registry
+        if registry_url is not None:
+            _refuse_local_paths(disks)
     except GeryonError as exc:
         fail(str(exc))
     cluster = registry_url is not None
@@ -160,6 +162,22 @@ def mapreduce(map_step: str, reduce_step: str, disks: tuple[str, ...], partition
                 click.echo(line, err=True)
 
 
+def _refuse_local_paths(disks: tuple[str, ...]) -> None:
+    """A cluster job reads what its nodes serve: a file, directory or glob of this machine is
+    refused in one line that says how to put it there (the nodes never read the driver's files).
+
+    Raises:
+        UnknownDisk: naming the first such argument.
+    """
+    from geryon.disks import is_glob, local_path
+
+    for disk in disks:
+        if (os.sep in disk or os.path.isfile(disk) or is_glob(disk)) and local_path(disk):
+            raise UnknownDisk(f"{disk} is a path on this machine, and the job runs on a cluster, whose nodes "
+                              f"read only the disks they serve: put it there with `geryon load --cluster {disk} "
+                              f"--app NAME`, or run the job here with --local")
+
+
 def _check_local_ndb(ndb_file: str | None) -> None:
     """Read the local ndb file in effect, if any, even for a job bound for a cluster: a syntax
     error in it is one line (FILE:LINE: ...) rather than a disk name silently looked up elsewhere.
@@ -186,7 +204,7 @@ def _local_problem(disks: tuple[str, ...], ndb_file: str | None) -> str | None:
         UnknownDisk: some DISKs are local and another is not: no mode can read them all (a
             mistyped name beside local disks fails at once, not after looking for a cluster).
     """
-    from geryon.disks import resolve
+    from geryon.disks import resolve_inputs
 
     problems, local = [], []
     for disk in disks:
@@ -194,7 +212,8 @@ def _local_problem(disks: tuple[str, ...], ndb_file: str | None) -> str | None:
             problems.append(f"{disk} is on a cluster node")
             continue
         try:
-            resolve(disk, ndb_file)
+            for d in resolve_inputs([disk], ndb_file):
+                d.fs.close()
             local.append(disk)
         except UnknownDisk as exc:
             problems.append(str(exc))
