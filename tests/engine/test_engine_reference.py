@@ -58,17 +58,13 @@ def reduce_pairs(key, values):
 # -- the reference ------------------------------------------------------------------------
 
 def _out_key(k):
-    """A key as JSON output gives it back: bytes as text, lists as tuples."""
-    if isinstance(k, bytes):
-        return k.decode("utf-8", "surrogateescape")
+    """A key as JSON output gives it back: exact (bytes stay bytes), lists as tuples."""
     if isinstance(k, (list, tuple)):
         return tuple(_out_key(x) for x in k)
     return k
 
 
 def _out_value(v):
-    if isinstance(v, bytes):
-        return v.decode("utf-8", "surrogateescape")
     if isinstance(v, (list, tuple)):
         return [_out_value(x) for x in v]
     return v
