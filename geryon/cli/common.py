@@ -109,11 +109,17 @@ def where(registry_url: str | None, secret_file: str | None, *, local: bool = Fa
 
     Raises:
         UnknownDisk: a named disk is not here and no registry answered.
-        RegistryError: the secret file is unreadable.
+        GeryonError: the secret file is unreadable.
     """
+    from geryon.errors import GeryonError
+    from registry.errors import RegistryError
+
     secret = None
     if not local and not registry_url and not (names_data and elsewhere is None):
-        secret = existing_secret(secret_file)
+        try:
+            secret = existing_secret(secret_file)
+        except RegistryError as exc:
+            raise GeryonError(str(exc)) from exc
     return choose(local=local, registry=registry_url, names_data=names_data, elsewhere=elsewhere,
                   find=zeroconf_finder(secret, mdns_interfaces()))
 

@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -156,7 +157,9 @@ def test_mapreduce_local_data_stays_here_and_names_go_to_the_cluster(world: Worl
 def test_a_mistyped_disk_fails_in_one_line_and_is_not_recorded(world: World) -> None:
     before = len(world.jobs())
     for extra in ((), ("--registry", world.cluster.registry_url)):
+        t0 = time.monotonic()
         r = world.run("mapreduce", "-q", *extra, "map.py", "reduce.py", "d0.zzz")
+        print(f"MEASURED mistyped disk, {' '.join(extra[:1]) or 'zeroconf'}: {time.monotonic() - t0:.2f}s")
         assert r.returncode == 1
         assert r.stderr.count("\n") == 1 and r.stderr.startswith("geryon: d0.zzz: unknown disk"), r.stderr
     assert len(world.jobs()) == before
