@@ -2,9 +2,9 @@
 
 A batch is one JSON line, `{"files": [[path, size], ...]}`, then the files' bytes
 back to back in the same order. `encode_batch` builds one (a load's upload), `parse_batch`
-reads one and checks its shape (its index through `registry.jsondoc`: bounded depth); what the paths may name is the node's to decide
-(`geryon.node.batchwrite`). Pure functions over bytes. Not here: sending it
-(`geryon.remotefs.RemoteFS.put_files`), writing it.
+reads one and checks its shape (its index through `registry.jsondoc`: bounded depth);
+what the paths may name is the node's to decide (`geryon.node.batchwrite`). Pure functions
+over bytes. Not here: sending it (`geryon.remotefs.RemoteFS.put_files`), writing it.
 """
 from __future__ import annotations
 
