@@ -2,7 +2,8 @@
 
 Used by reduce tasks whose reduce is a plain sum (`job.is_sum`): every block of every
 map output's segment is added into one dictionary, whose keys are then sorted once. When
-the dictionary outgrows the budget it is written out as a sorted run and emptied; the runs
+the dictionary's estimated memory (`footprint`: its objects and hash table, and the
+key list its final sort needs) outgrows the budget it is written out as a sorted run and emptied; the runs
 are merged at the end, so memory stays bounded for any number of distinct keys.
 """
 from __future__ import annotations
@@ -17,12 +18,14 @@ from operator import add
 
 from geryon import order
 from geryon.codec import freeze
+from geryon.footprint import DictFootprint
 from geryon.segments import BLOCK_RECORDS, SegmentWriter, file_chunks, iter_records
 
 log = logging.getLogger(__name__)
 
-BYTES_PER_KEY = 120
-"""Estimated memory of one distinct key in the aggregation dictionary."""
+SORT_COPIES = 2
+"""Extra pointers per key when a full dictionary is sorted at the end (its key list, and the
+sort's merge space or the byte buckets), counted as 8 bytes each in the budget."""
 
 
 def _add(acc: dict, keys: list, values: list) -> None:
@@ -92,7 +95,7 @@ def sum_blocks(blocks: Iterable[tuple[bool, list, list]], budget: int, mixed: bo
         mixed: keys of different kinds are present (use the total order).
         already_sorted: the blocks come from one ordered segment: no sort is needed.
     """
-    cap = max(1024, budget // BYTES_PER_KEY)
+    footprint = DictFootprint()
     acc: dict = {}
     spill_dir: str | None = None
     runs: list[tuple[str, object]] = []
@@ -102,10 +105,11 @@ def sum_blocks(blocks: Iterable[tuple[bool, list, list]], budget: int, mixed: bo
                 _add_lists(acc, keys, values)
             else:
                 _add(acc, keys, values)
-            if len(acc) > cap:
+            if footprint.estimate(acc) + 8 * SORT_COPIES * len(acc) > budget:
                 spill_dir = spill_dir or tempfile.mkdtemp(prefix="geryon-agg-")
                 runs.append(_spill(acc, spill_dir, len(runs), mixed))
                 acc = {}
+                footprint.reset()
         if not runs:
             keys = list(acc) if already_sorted else _sorted_keys(acc, mixed)
             for i in range(0, len(keys), BLOCK_RECORDS):

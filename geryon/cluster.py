@@ -463,7 +463,8 @@ class ClusterDriver:
         if self.record is not None:
             self.record.attempt_ended(task.id, run.attempt, state, error=error or result.error,
                                       records_in=result.records_in, records_out=result.records_out,
-                                      bytes_in=result.bytes_in, bytes_out=result.bytes_out, output=result.output)
+                                      bytes_in=result.bytes_in, bytes_out=result.bytes_out, output=result.output,
+                                      peak_rss=result.peak_rss)
 
     def _done(self, key: tuple[str, int]) -> bool:
         return (self.map_done if key[0] == "m" else self.reduce_done).get(key[1]) is not None
@@ -508,7 +509,7 @@ class ClusterDriver:
             self._event(f"{tag} on {cpu.name}: {result.error}; running it again")
             self._queue(task.key)
             return
-        if result.error_kind not in ("lost", "system", "disk_full"):
+        if result.error_kind not in ("lost", "system", "disk_full", "memory"):
             raise JobFailed(_message(result, tag, cpu))
         task.failures += 1
         self._last_failure = _message(result, tag, cpu)

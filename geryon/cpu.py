@@ -1,8 +1,8 @@
 """Cpus: where tasks run. One small protocol; the local implementation is a process pool.
 
 A `Cpu` has a name, a number of slots and `submit(task) -> Future[TaskResult]`. The local
-cpu forks worker processes that inherit the job (functions and all), so no job code is
-ever serialised; with one slot it runs tasks in the calling process, like mrjob's inline
+cpu forks a worker process per attempt (`forkpool`), which inherits the job (functions and
+all), so no job code is ever serialised; with one slot it runs tasks in the calling process, like mrjob's inline
 runner, so a debugger sees the user's code. Remote cpus (node daemons) are elsewhere.
 """
 from __future__ import annotations
@@ -11,7 +11,6 @@ import concurrent.futures as cf
 import contextlib
 import io
 import logging
-import multiprocessing
 import os
 import signal
 import sys
@@ -19,6 +18,8 @@ import tempfile
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
+from geryon import memory
+from geryon.forkpool import ForkPool
 from geryon.job import Job
 from geryon.jobparams import task_environment
 from geryon.maptask import run_with_replicas
@@ -57,12 +58,14 @@ def run_task(job_id: str, task: MapTask | ReduceTask, capture: str = "") -> Task
     that a map's print() never mixes with the job's own output lines; "" leaves them alone.
     """
     job = _JOBS[job_id]
+    memory.reset_peak()
     with _captured(capture) as read, task_environment(job):
         if isinstance(task, MapTask):
             result = run_with_replicas(job, task)
         else:
             result = run_reduce_task(job, task)
     result.log = read()
+    result.peak_rss = memory.peak_rss()
     return result
 
 
@@ -135,20 +138,12 @@ class LocalCpu:
     def _new_pool(self) -> cf.Executor:
         if self.slots == 1:
             return _InlineExecutor()
-        ctx = multiprocessing.get_context("fork") if "fork" in multiprocessing.get_all_start_methods() \
-            else multiprocessing.get_context()
-        return cf.ProcessPoolExecutor(max_workers=self.slots, mp_context=ctx, initializer=_ignore_interrupts)
+        # A process per attempt: a worker that dies (killed, out of memory) takes only its
+        # own attempt, and says how it died (`forkpool.WorkerDied`); the driver retries it.
+        return ForkPool(initializer=_ignore_interrupts)
 
     def submit(self, job_id: str, task: MapTask | ReduceTask) -> cf.Future[TaskResult]:
-        try:
-            return self._pool.submit(run_task, job_id, task, self._capture)
-        except cf.BrokenExecutor:
-            # A worker died (killed, out of memory): the pool is unusable; start a new one.
-            # Attempts that were running in it have failed and are retried by the driver.
-            log.warning("a worker process died; starting new workers")
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = self._new_pool()
-            return self._pool.submit(run_task, job_id, task, self._capture)
+        return self._pool.submit(run_task, job_id, task, self._capture)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -156,13 +151,10 @@ class LocalCpu:
 
     def abort(self) -> None:
         """Stop at once: kill the workers, whatever they are running (Ctrl-C)."""
-        processes = dict(getattr(self._pool, "_processes", None) or {})
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        for proc in processes.values():
-            if proc.is_alive():
-                proc.kill()
-        for proc in processes.values():
-            proc.join(timeout=5)
+        if isinstance(self._pool, ForkPool):
+            self._pool.kill_all()
+        else:
+            self._pool.shutdown(wait=False, cancel_futures=True)
 
     def __enter__(self) -> "LocalCpu":
         return self

@@ -22,13 +22,14 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from geryon import counters as counters_mod
+from geryon import memory
 from geryon.chunk import TEMP_MARK
 from geryon.cpu import Cpu
 from geryon.disks import Disk
 from geryon.errors import GeryonError, JobFailed, UnknownDisk
 from geryon.job import Job
 from geryon.job import DEFAULT_SPLIT_SIZE
-from geryon.readers import may_cut_files
+from geryon.readers import check_record_sizes, may_cut_files
 from geryon.split import Split, list_files, only_under, list_local_files, plan_balanced, plan_splits, split_count_for
 from geryon.task import MapTask, ReduceTask, TaskResult
 
@@ -110,6 +111,9 @@ def plan(job: Job, disks: Sequence[Disk], slots: int = 1) -> list[tuple[Split, D
     """
     listed = [(d, _chosen_files(d) if d.files else
                only_under(d.only, list_local_files(d.path) if d.path else list_files(d.fs))) for d in disks]
+    if not job.map.streaming:  # a file read whole as one record must fit in the budget
+        for d, files in listed:
+            check_record_sizes(job.reader, d.name, files, job.sort_budget)
     # Only line records of uncompressed files may be cut into byte ranges (readers.may_cut).
     cuts = {id(d): may_cut_files(job.reader, [p for p, _ in files]) for d, files in listed}
     splits: list[tuple[Split, Disk]] = []
@@ -147,7 +151,7 @@ class Driver:
 
     def __init__(self, job: Job, cpus: Sequence[Cpu], job_id: str, progress: Progress | None = None,
                  max_attempts: int = DEFAULT_MAX_ATTEMPTS, workdir: str | None = None,
-                 retry_kinds: tuple[str, ...] = ("system",), record: object = None,
+                 retry_kinds: tuple[str, ...] = ("system", "memory"), record: object = None,
                  echo: Callable[[str], None] | None = None) -> None:
         self.job = job
         self.echo = echo  # called with each line a task printed, prefixed with its attempt's id
@@ -165,6 +169,9 @@ class Driver:
         started = time.monotonic()
         job = self.job
         check_job_name(job.name)
+        problem = memory.budget_problem(job.sort_budget)
+        if problem is not None:  # the task would be killed by the kernel, or (-j 1) the driver with it
+            raise GeryonError(problem)
         os.makedirs(out_dir, exist_ok=True)
         out_dir = os.path.abspath(out_dir)
         staging = f"{TEMP_MARK}{self.job_id}"  # hidden in listings, removed on failure
@@ -232,7 +239,8 @@ class Driver:
                         self.record.attempt_ended(task.id, task.attempt, "done" if result.ok else "failed",
                                                   error=result.error, records_in=result.records_in,
                                                   records_out=result.records_out, bytes_in=result.bytes_in,
-                                                  bytes_out=result.bytes_out, output=result.output)
+                                                  bytes_out=result.bytes_out, output=result.output,
+                                                  peak_rss=result.peak_rss)
                     if result.ok:
                         self._slow.append((result.seconds, f"{task.id}.a{task.attempt}", cpu.name))
                         results[task.index] = result
@@ -244,8 +252,10 @@ class Driver:
                         continue
                     retry = result.error_kind in self.retry_kinds and task.attempt + 1 < self.max_attempts
                     if retry:
-                        log.warning("%s attempt %d failed, retrying: %s", task.id, task.attempt, result.error)
-                        self.progress.message(f"retrying {task.id}: {result.error}")
+                        # The full line is said once, when the task has used up its attempts.
+                        why = "was killed for memory" if result.error_kind == "memory" else f"failed: {result.error}"
+                        log.warning("%s attempt %d %s; retrying", task.id, task.attempt, why)
+                        self.progress.message(f"retrying {task.id}: {why}")
                         pending.append(_next_attempt(task))
                         continue
                     raise JobFailed(_failure_message(result, task))
@@ -272,9 +282,17 @@ class Driver:
                 self.echo(f"{task.id}.a{task.attempt}: {line}")
 
     def _result_of(self, fut: cf.Future[TaskResult], task: MapTask | ReduceTask) -> TaskResult:
+        from geryon.forkpool import WorkerDied
+
         try:
             return fut.result()
-        except Exception as exc:  # the worker process died, or the task could not be sent
+        except WorkerDied as exc:
+            if exc.for_memory:
+                return TaskResult(task=task.id, attempt=task.attempt, ok=False, error_kind="memory",
+                                  error=memory.killed_message(task.id, self.job.sort_budget, memory.memory_limit()))
+            return TaskResult(task=task.id, attempt=task.attempt, ok=False, error_kind="system",
+                              error=f"{task.id} attempt {task.attempt} lost: {exc}")
+        except Exception as exc:  # the task could not be sent
             return TaskResult(task=task.id, attempt=task.attempt, ok=False,
                               error=f"{task.id} attempt {task.attempt} lost: {type(exc).__name__}: {exc}",
                               error_kind="system")

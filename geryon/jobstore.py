@@ -211,7 +211,8 @@ class JobRecord:
             self._changed()
 
     def attempt_ended(self, task: str, attempt: int, state: str, *, error: str = "", records_in: int = 0,
-                      records_out: int = 0, bytes_in: int = 0, bytes_out: int = 0, output: str = "") -> None:
+                      records_out: int = 0, bytes_in: int = 0, bytes_out: int = 0, output: str = "",
+                      peak_rss: int = 0) -> None:
         """An attempt ended: "done", "failed", "lost" (its cpu went away) or "ignored" (a late duplicate)."""
         if state not in ATTEMPT_STATES:
             raise ValueError(f"bad attempt state {state!r}: expected one of {', '.join(ATTEMPT_STATES)}")
@@ -226,6 +227,8 @@ class JobRecord:
             entry.update(state=state, ended=now, seconds=None if started is None else max(0.0, now - started),
                          error=error, records_in=records_in, records_out=records_out, bytes_in=bytes_in,
                          bytes_out=bytes_out, output=output)
+            if peak_rss:
+                entry["peak_rss"] = peak_rss
             self._changed()
 
     def stderr(self, task: str, attempt: int, data: bytes) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 from fs import errors as fserrors
 from fs.base import FS
 
-from geryon import counters
+from geryon import counters, memory
 from geryon.chunk import ChunkFS
 from geryon.errors import DiskFull, GeryonError
 from geryon.job import Job, is_sum
@@ -134,12 +134,15 @@ def run_map_task(job: Job, task: MapTask, open_input: Callable[[str], tuple[FS, 
             assert mapper is not None
             n = 0
             skip = SkipBudget(job.skip_bad) if job.skip_bad else None
-            for current, value in read_records(disk_fs, task.split, job.reader, local_root, on_bad=skip):
+            for current, value in read_records(disk_fs, task.split, job.reader, local_root, on_bad=skip,
+                                                   max_record=job.sort_budget):
                 n += 1
                 buf.add(mapper(current, value))
             result.records_in = n
             current = None
         segments = buf.finish(out_path)
+        if buf.spills:  # the buffer reached --sort-budget (the job summary shows how often)
+            counters.increment_counter("geryon", "map_spills", buf.spills)
         write_index(out_path + ".index", segments)
         result.ok = True
         result.output = out_path
@@ -164,7 +167,11 @@ def run_map_task(job: Job, task: MapTask, open_input: Callable[[str], tuple[FS, 
         result.error = f"map task {task.id} ({where}){at} failed: {exc}"
         result.error_kind = "user"
     except Exception as exc:  # the user's map raised, or the map output could not be written
-        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        if isinstance(exc, MemoryError):
+            result.error = f"map task {task.id} ({where}) ran out of memory (MemoryError) with --sort-budget " \
+                           f"{memory.describe(job.sort_budget)}: lower --sort-budget or -j"
+            result.error_kind = "memory"
+        elif isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
             result.error = f"map task {task.id} ({where}) failed: no space left for map output in {task.workdir}"
             result.error_kind = "disk_full"
         else:

@@ -18,7 +18,10 @@ byte, so the planner never cuts them (`may_cut`). Files a chunk's checksum manif
 are verified as they are read (`checksum`), local or remote (the manifest fetched once per
 split through the disk's fs). A malformed record is a `BadRecord` naming the
 file and position; given `on_bad` (a `SkipBudget`), readers skip it and go on.
-For streaming jobs, `raw_chunks` gives the bytes a streaming mapper reads on stdin, and
+The `file` and `bytes` readers hold a file whole, so a file larger than the job's sort
+budget is refused before the job starts (`check_record_sizes`: one line naming `--reader
+lines`), and a compressed one when its decompressed bytes pass it; `lines` reads a split
+in blocks of READ_BLOCK bytes, never whole. For streaming jobs, `raw_chunks` gives the bytes a streaming mapper reads on stdin, and
 `copy_range` the same bytes as a file of the task's input view (`geryon.inputview`).
 """
 from __future__ import annotations
@@ -40,7 +43,7 @@ from geryon.split import FileRange, Split
 log = logging.getLogger(__name__)
 
 __all__ = ["InputError", "BadRecord", "READERS", "read_records", "raw_chunks", "reader_for", "may_cut",
-           "may_cut_files", "split_manifest", "copy_range"]
+           "may_cut_files", "split_manifest", "copy_range", "check_record_sizes"]
 
 READ_BLOCK = 4 << 20
 """Bytes read at a time from a large or compressed file."""
@@ -127,23 +130,6 @@ def _open(disk_fs: FS, root: str | None, src: _Source, manifest: dict[str, FileS
         raise InputError(f"{src.label}: cannot read: {exc}") from exc
 
 
-def _range_bytes(f: BinaryIO, rng: FileRange) -> tuple[int, bytes]:
-    """Bytes of a line-aligned range, and the file offset they start at: from the first
-    line starting in the range, through the end of the last line starting before its end."""
-    start = rng.start
-    if start > 0:
-        f.seek(start - 1)
-        if f.read(1) != b"\n":
-            start += len(f.readline())  # the partial line belongs to the previous range
-    if start >= rng.end:
-        return start, b""
-    f.seek(start)
-    data = f.read(rng.end - start)
-    if data and not data.endswith(b"\n"):
-        data += f.readline()
-    return start, data
-
-
 def _not_text(src: _Source, offset: int | str, what: str = "") -> BadRecord:
     return BadRecord(f"{src.label}: {what}not UTF-8 text (byte {offset}); use --reader bytes for binary input")
 
@@ -175,10 +161,46 @@ def _lines_one_by_one(data: bytes, base: int, src: _Source) -> Iterator[Item]:
         pos += len(raw) + 1
 
 
-def _read_lines(f: BinaryIO, rng: FileRange, src: _Source, compressed: bool) -> Iterator[Item]:
-    if not compressed:
-        start, data = _range_bytes(f, rng)
-        yield from _decoded_lines(data, start, src)
+def _range_blocks(f: BinaryIO, rng: FileRange) -> Iterator[tuple[int, bytes]]:
+    """The bytes of a line-aligned range in blocks of about READ_BLOCK bytes, each ending
+    at a line end, with the file offset each starts at: from the first line starting in
+    the range, through the end of the last line starting before its end."""
+    start = rng.start
+    if start > 0:
+        f.seek(start - 1)
+        if f.read(1) != b"\n":
+            start += len(f.readline())  # the partial line belongs to the previous range
+    if start >= rng.end:
+        return
+    f.seek(start)
+    left, base, rest = rng.end - start, start, b""
+    while left > 0:
+        block = f.read(min(left, READ_BLOCK))
+        if not block:
+            break  # the file is shorter than planned
+        left -= len(block)
+        if rest:
+            block, rest = rest + block, b""
+        if left == 0:
+            if not block.endswith(b"\n"):
+                block += f.readline()  # the last line starting in the range runs past its end
+            yield base, block
+            return
+        cut = block.rfind(b"\n") + 1
+        if cut == 0:
+            rest = block  # a line longer than a block: read on
+            continue
+        rest = block[cut:]
+        yield base, block[:cut]
+        base += cut
+    if rest:
+        yield base, rest
+
+
+def _read_lines(f: BinaryIO, rng: FileRange, src: _Source, compressed: bool, limit: int) -> Iterator[Item]:
+    if not compressed:  # in blocks: a split is never held whole, decoded, and as lines at once
+        for base, data in _range_blocks(f, rng):
+            yield from _decoded_lines(data, base, src)
         return
     base = 0
     rest = b""
@@ -195,19 +217,48 @@ def _read_lines(f: BinaryIO, rng: FileRange, src: _Source, compressed: bool) -> 
         yield from _decoded_lines(rest, base, src)
 
 
-def _read_file(f: BinaryIO, rng: FileRange, src: _Source, compressed: bool) -> Iterator[Item]:
-    data = f.read()
+def _whole(f: BinaryIO, src: _Source, limit: int) -> bytes:
+    """A file's bytes, refused past `limit` (a compressed file's size is known only by reading it)."""
+    data = f.read(limit + 1) if limit else f.read()
+    if limit and len(data) > limit:
+        raise record_too_large(src.label, len(data), limit, exact=False)
+    return data
+
+
+def record_too_large(label: str, size: int, limit: int, exact: bool = True) -> InputError:
+    """The one line for a file too large to be one record (`file` and `bytes` read files whole)."""
+    from geryon.memory import describe
+
+    what = describe(size) if exact else f"more than {describe(limit)}"
+    return InputError(f"{label}: {what} is too large for one record (the file and bytes readers hold a "
+                      f"file whole; a record may take at most the --sort-budget, {describe(limit)}): "
+                      f"use --reader lines, or split the file (geryon load)")
+
+
+def check_record_sizes(reader: str, disk: str, files: list[tuple[str, int]], limit: int) -> None:
+    """Refuse, before any task runs, a file that `reader` would read as one record larger than `limit`.
+
+    Raises:
+        InputError: one line naming the file and the reader to use.
+    """
+    for path, size in files:
+        if size > limit and reader_for(reader, path) in ("file", "bytes"):
+            raise record_too_large(f"{disk}:{path.lstrip('/')}", size, limit)
+
+
+def _read_file(f: BinaryIO, rng: FileRange, src: _Source, compressed: bool, limit: int) -> Iterator[Item]:
+    data = _whole(f, src, limit)
     try:
         yield src.key, data.decode("utf-8")
     except UnicodeDecodeError as exc:
         yield _not_text(src, exc.start)
 
 
-def _read_bytes(f: BinaryIO, rng: FileRange, src: _Source, compressed: bool) -> Iterator[Item]:
-    yield src.key, f.read()
+def _read_bytes(f: BinaryIO, rng: FileRange, src: _Source, compressed: bool, limit: int) -> Iterator[Item]:
+    yield src.key, _whole(f, src, limit)
 
 
-def _read_mbox(f: BinaryIO, rng: FileRange, src: _Source, compressed: bool) -> Iterator[Item]:
+def _read_mbox(f: BinaryIO, rng: FileRange, src: _Source, compressed: bool, limit: int) -> Iterator[Item]:
     from geryon.mbox import iter_raw_messages, message_body, message_id
 
     for msg in iter_raw_messages(f):
@@ -224,7 +275,7 @@ def _read_mbox(f: BinaryIO, rng: FileRange, src: _Source, compressed: bool) -> I
         yield message_id(body) or f"{src.key}#{msg.number}", text
 
 
-def _read_tar(f: BinaryIO, rng: FileRange, src: _Source, compressed: bool) -> Iterator[Item]:
+def _read_tar(f: BinaryIO, rng: FileRange, src: _Source, compressed: bool, limit: int) -> Iterator[Item]:
     from geryon.archive import iter_members
 
     for member, data in iter_members(f, src.label):
@@ -235,21 +286,21 @@ def _read_tar(f: BinaryIO, rng: FileRange, src: _Source, compressed: bool) -> It
         yield f"{src.key}/{member.name}", value
 
 
-def _read_warc(f: BinaryIO, rng: FileRange, src: _Source, compressed: bool) -> Iterator[Item]:
+def _read_warc(f: BinaryIO, rng: FileRange, src: _Source, compressed: bool, limit: int) -> Iterator[Item]:
     from geryon.warc import iter_records
 
     for rec in iter_records(f, src.label):
         yield rec.record_id, rec.payload
 
 
-_READ: dict[str, Callable[[BinaryIO, FileRange, _Source, bool], Iterator[Item]]] = {
+_READ: dict[str, Callable[[BinaryIO, FileRange, _Source, bool, int], Iterator[Item]]] = {
     "file": _read_file, "bytes": _read_bytes, "lines": _read_lines,
     "mbox": _read_mbox, "tar": _read_tar, "warc": _read_warc,
 }
 
 
 def read_records(disk_fs: FS, split: Split, reader: str, root: str | None = None,
-                 on_bad: OnBad | None = None) -> Iterator[tuple[object, object]]:
+                 on_bad: OnBad | None = None, max_record: int = 0) -> Iterator[tuple[object, object]]:
     """The records of a split, for Python map functions.
 
     Args:
@@ -258,6 +309,8 @@ def read_records(disk_fs: FS, split: Split, reader: str, root: str | None = None
         on_bad: called with each malformed record instead of failing (it may raise to
             fail after all, as `SkipBudget` does past its limit); after an unrecoverable
             one, the rest of that file is skipped.
+        max_record: the largest file the `file` and `bytes` readers read whole (0: no limit;
+            a job passes its sort budget).
     Raises:
         BadRecord: a malformed record, when `on_bad` is None.
         ChecksumMismatch: damaged chunk data (never skipped).
@@ -276,7 +329,7 @@ def read_records(disk_fs: FS, split: Split, reader: str, root: str | None = None
         try:
             if compressed:
                 f = open_decompressed(f, rng.path, src.label)
-            for item in _READ[kind](f, rng, src, compressed):
+            for item in _READ[kind](f, rng, src, compressed, max_record):
                 if isinstance(item, BadRecord):
                     if on_bad is None:
                         raise item
@@ -322,9 +375,12 @@ def raw_chunks(disk_fs: FS, split: Split, root: str | None = None) -> Iterator[b
                 if last != b"\n":
                     yield b"\n"
                 continue
-            _, data = _range_bytes(f, rng)
-            if data:
-                yield data if data.endswith(b"\n") else data + b"\n"
+            last = b"\n"
+            for _, data in _range_blocks(f, rng):
+                last = data[-1:]
+                yield data
+            if last != b"\n":
+                yield b"\n"
         except GeryonError:
             raise
         except (OSError, EOFError) as exc:

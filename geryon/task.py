@@ -90,12 +90,14 @@ class TaskResult:
     seconds: float = 0.0
     error: str = ""
     # "user" (deterministic: do not retry), "disk_full", "input" (bad data), "unreachable" (the
-    # input's node did not answer), "system", "fetch" (a map output could not be read)
+    # input's node did not answer), "system", "fetch" (a map output could not be read), "memory"
+    # (the kernel killed the attempt for memory, or it raised MemoryError: retried, then named)
     error_kind: str = ""
     detail: str = ""  # traceback or stderr tail
     lost_input: str = ""  # "fetch" failures: the map output that could not be read
     unreadable: list[str] = field(default_factory=list)  # maps: input copies that failed (then a replica was read)
     log: str = ""  # local mode: what the user's code printed (stdout and stderr) during the attempt
+    peak_rss: int = 0  # the attempt's peak resident memory in bytes (0: not measured)
 
     def to_json(self) -> dict:
         d = {k: getattr(self, k) for k in _RESULT_FIELDS}
@@ -110,7 +112,7 @@ class TaskResult:
 
 _RESULT_FIELDS = ("task", "attempt", "ok", "output", "records_in", "records_out", "bytes_in", "bytes_out",
                   "counters", "seconds", "error", "error_kind", "detail", "lost_input",
-                  "unreadable")
+                  "unreadable", "peak_rss")
 
 
 def traceback_tail(exc: BaseException, lines: int = TRACEBACK_LINES) -> str:

@@ -163,7 +163,7 @@ def _counted(result: TaskResult, out_root: str) -> TaskResult:
 
 def run(spec: dict[str, Any]) -> TaskResult:
     """Run the attempt a spec describes."""
-    from geryon import jobpack
+    from geryon import jobpack, memory
     from geryon.reducetask import run_reduce_task
 
     secret = bytes.fromhex(spec["secret"]) if spec.get("secret") else None
@@ -175,6 +175,10 @@ def run(spec: dict[str, Any]) -> TaskResult:
     os.environ["GERYON_TASK"] = f"{'m' if task_json['kind'] == 'map' else 'r'}{task_json['index']}.a{task_json['attempt']}"
     os.environ.update(jobpack.environment(spec["pack"]))   # before the scripts load: they may read it
     job = jobpack.load(spec["pack"])
+    problem = memory.budget_problem(job.sort_budget)
+    if problem is not None:  # this node has not the memory: another may (retried elsewhere)
+        return TaskResult(task=os.environ["GERYON_TASK"].split(".")[0], attempt=int(task_json["attempt"]),
+                          ok=False, error=f"task {os.environ['GERYON_TASK']}: {problem}", error_kind="memory")
     work = os.path.join(spec["out_root"], spec["staging"])
     if task_json["kind"] == "map":
         task = MapTask.from_json({**task_json, "workdir": work})
@@ -191,6 +195,9 @@ def run(spec: dict[str, Any]) -> TaskResult:
 
 
 def main() -> int:
+    from geryon import memory
+
+    memory.volunteer_for_oom()  # the kernel should take this attempt, not the node daemon
     spec = json.loads(sys.stdin.read())
     started = time.monotonic()
     try:
@@ -209,6 +216,7 @@ def main() -> int:
                             error=f"task {tid} could not start: {type(exc).__name__}: {exc}",
                             error_kind="user" if user else "system", detail=traceback_tail(exc.__cause__ or exc))
     result.seconds = time.monotonic() - started
+    result.peak_rss = memory.peak_rss()
     tmp = spec["result"] + ".tmp"
     with open(tmp, "w") as f:
         json.dump(result.to_json(), f)

@@ -48,6 +48,7 @@ import aiohttp
 from aiohttp import web
 
 from geryon.chunk import TEMP_MARK, ChunkFS
+from geryon import memory
 from geryon.errors import GeryonError
 from geryon.node.chunkservice import ServedChunk
 from geryon.node.bodies import read_bounded
@@ -371,6 +372,7 @@ class JobService:
                 "chunks": {n: c.fs.root_path for n, c in self.chunks.items()},
                 "secret": signing_secret(self.secret).hex() if self.secret is not None else None,
                 "tls_ca": _tls_ca(), "result": result_path}
+        oom_before = memory.oom_kills()
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "geryon.worker", job, tid, cwd=results, stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True)
@@ -413,6 +415,9 @@ class JobService:
                 result = {"task": tid.split(".")[0], "attempt": int(task.get("attempt", 0)), "ok": False,
                           "error": f"task {tid} on {self.node}: worker {sig}", "error_kind": "system",
                           "detail": "\n".join(tail)}
+                if status == -signal.SIGKILL and memory.oom_kills() > oom_before:
+                    result.update(error_kind="memory", error=memory.killed_message(
+                        f"{tid} on {self.node}", int(spec_job_budget(spec)), memory.memory_limit()))
             await ws.send_json({"op": "result", "result": result})
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -422,6 +427,18 @@ class JobService:
             self.running.pop(proc.pid, None)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(result_path)
+
+
+def spec_job_budget(spec: dict[str, Any]) -> int:
+    """The sort budget of the job an attempt's spec belongs to (for the out-of-memory line)."""
+    from geryon.job import DEFAULT_SORT_BUDGET
+    from geryon.jobpack import MANIFEST
+
+    try:
+        with open(os.path.join(spec["pack"], MANIFEST)) as f:
+            return int(json.load(f).get("settings", {}).get("sort_budget", DEFAULT_SORT_BUDGET))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return DEFAULT_SORT_BUDGET
 
 
 def _read_result(path: str) -> dict[str, Any] | None:

@@ -1,0 +1,89 @@
+"""Peak task memory against --sort-budget: word count over generated text, budgets x input sizes.
+
+    PATH=.venv/bin:$PATH python bench/memory/run.py [--sizes 128,512] [--budgets 64M,128M,256M,512M,1G]
+        [--corpus DIR] [-j 2] [--reader file]
+
+For each input size (MiB of `corpus.py` text, made once under --corpus) and budget, runs
+`geryon mapreduce examples/wordcount/map.py examples/wordcount/reduce.py` and reads every
+attempt's peak RSS from the job record (`peak_rss`, the attempt's VmHWM). Prints one
+markdown row per run: the largest map and reduce peak, the peak over the budget, and time.
+Not a test: nothing is asserted (tests/faults/test_faults_memory.py checks the bound).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+
+from corpus import write_corpus  # noqa: E402
+
+
+def size_of(text: str) -> int:
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    return int(float(text[:-1]) * units[text[-1].upper()]) if text[-1].upper() in units else int(text)
+
+
+def run_one(corpus: str, budget: str, workers: int, reader: str, extra: list[str]) -> dict:
+    jobs = tempfile.mkdtemp(prefix="geryon-bench-jobs-")
+    out = tempfile.mkdtemp(prefix="geryon-bench-out-")
+    env = {**os.environ, "GERYON_JOBS_DIR": jobs}
+    cmd = ["geryon", "mapreduce", "-q", os.path.join(ROOT, "examples/wordcount/map.py"),
+           os.path.join(ROOT, "examples/wordcount/reduce.py"), corpus, "-j", str(workers),
+           "--sort-budget", budget, "--reader", reader, "--out", os.path.join(out, "o"), *extra]
+    t0 = time.monotonic()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    wall = time.monotonic() - t0
+    try:
+        if proc.returncode != 0:
+            return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else str(proc.returncode)}
+        (job_dir,) = os.listdir(jobs)
+        with open(os.path.join(jobs, job_dir, "job.json")) as f:
+            attempts = json.load(f)["attempts"]
+        peaks = {"m": 0, "r": 0}
+        for a in attempts:
+            peaks[a["task"][0]] = max(peaks[a["task"][0]], a.get("peak_rss", 0))
+        return {"wall": wall, "map": peaks["m"], "reduce": peaks["r"], "tasks": len(attempts)}
+    finally:
+        shutil.rmtree(jobs, ignore_errors=True)
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="128,512")
+    ap.add_argument("--budgets", default="64M,128M,256M,512M,1G")
+    ap.add_argument("--corpus", default=os.path.join(tempfile.gettempdir(), "geryon-bench-memory"))
+    ap.add_argument("-j", type=int, default=2)
+    ap.add_argument("--reader", default="file")
+    ap.add_argument("extra", nargs="*", help="more geryon mapreduce options")
+    args = ap.parse_args()
+    mib = 1 << 20
+    print("| input MiB | --sort-budget | largest map peak MiB | largest reduce peak MiB | "
+          "peak - budget MiB | wall s |")
+    print("|---|---|---|---|---|---|")
+    for size in (int(s) for s in args.sizes.split(",")):
+        corpus = os.path.join(args.corpus, f"{size}")
+        if not os.path.isdir(corpus) or len(os.listdir(corpus)) != size:
+            shutil.rmtree(corpus, ignore_errors=True)
+            write_corpus(corpus, size)
+        for budget in args.budgets.split(","):
+            r = run_one(corpus, budget, args.j, args.reader, args.extra)
+            if "error" in r:
+                print(f"| {size} | {budget} | failed: {r['error']} | | | |", flush=True)
+                continue
+            peak = max(r["map"], r["reduce"])
+            print(f"| {size} | {budget} | {r['map'] / mib:.0f} | {r['reduce'] / mib:.0f} | "
+                  f"{(peak - size_of(budget)) / mib:+.0f} | {r['wall']:.1f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
