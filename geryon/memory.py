@@ -21,9 +21,11 @@ from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
 
-TASK_OVERHEAD = 160 << 20
-"""Memory a task process uses beyond its --sort-budget: the interpreter, Geryon's modules and the
-job's, the input block being read, the output being encoded (measured: bench/memory/)."""
+TASK_OVERHEAD = 64 << 20
+"""Memory a task process uses beyond its --sort-budget: the interpreter with Geryon's modules and
+the job's (about 40 MiB), the input block being read, a spill's key lists, the block being
+encoded (measured peaks 16-37 MiB above the budget: bench/README.md, Memory). What a map
+builds from one record of its own (word count: about ten times the record) comes on top."""
 
 OOM_SCORE_ADJ = 500
 """What a task process adds to its OOM score (-1000..1000), so the kernel kills it before its parent."""
@@ -190,7 +192,9 @@ def describe(nbytes: int) -> str:
     """A size for messages: 1.0 GiB, 300 MiB."""
     if nbytes >= 1 << 30:
         return f"{nbytes / (1 << 30):.1f} GiB"
-    return f"{max(1, round(nbytes / (1 << 20)))} MiB"
+    if nbytes < 10 << 20:
+        return f"{nbytes / (1 << 20):.1f} MiB"
+    return f"{round(nbytes / (1 << 20))} MiB"
 
 
 def killed_message(task: str, budget: int, limit: Limit | None = None) -> str:

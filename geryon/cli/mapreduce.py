@@ -46,7 +46,8 @@ from geryon.cli.common import (cluster_secret, fail, local_option, ndb_option, r
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
               help="Part files as key<TAB>value text, or JSON fields (exact types).")
 @click.option("--sort-budget", type=size_type, default="256M", show_default=True,
-              help="Memory per task for sorting before spilling to disk.")
+              help="Memory per task for sorting before spilling to disk; a task's peak stays within it "
+                   "plus 64M (what the map builds from one record on top).")
 @click.option("--split-size", type=size_type, default=None,
               help="Input bytes per map task [from the input size: one task per worker at least, up to 128M].")
 @click.option("-D", "defines", multiple=True, metavar="NAME=VALUE",

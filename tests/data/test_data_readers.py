@@ -176,3 +176,55 @@ def test_damage_is_never_skipped(tmp_path):
     (d / "t.txt").write_text("a b d\n")
     with pytest.raises(JobFailed, match="damaged"):
         geryon.Job(map=_count_lines, reduce=_sum, skip_bad=10).run([str(d)], out=str(tmp_path / "o"), workers=1)
+
+
+def test_a_file_larger_than_the_budget_is_refused_naming_the_lines_reader(tmp_path, cli):
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "big.txt").write_text("word " * (300 << 10))  # 1.5 MiB, one record for --reader file
+    (d / "small.txt").write_text("one two\n")
+    script = tmp_path / "wc.py"
+    script.write_text("def map(k, v):\n    return [(w, 1) for w in v.split()]\n\n"
+                      "def reduce(k, vs):\n    return sum(vs)\n")
+    for reader in ("file", "bytes"):
+        res = cli("mapreduce", script, script, d, "--reader", reader, "--sort-budget", "1M", "--out", tmp_path / "o",
+                  "-j", "1", "-R", "1")
+        assert res.exit_code == 1, res.stderr
+        assert res.stderr.strip().splitlines() == [
+            "geryon: d:big.txt: 1.5 MiB is too large for one record (the file and bytes readers hold a file whole; "
+            "a record may take at most the --sort-budget, 1.0 MiB): use --reader lines, or split the file (geryon load)"
+        ], res.stderr
+        assert not (tmp_path / "o" / "_SUCCESS").exists()
+    res = cli("mapreduce", script, script, d, "--reader", "lines", "--sort-budget", "1M", "--out", tmp_path / "o",
+              "-j", "1", "-R", "1")
+    assert res.exit_code == 0, res.stderr
+    assert (tmp_path / "o" / "part-00000").read_text() == f"one\t1\ntwo\t1\nword\t{300 << 10}\n"
+
+
+def test_a_compressed_file_past_the_budget_is_refused_while_read(tmp_path):
+    from geryon.badrecords import InputError
+
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "big.txt.gz").write_bytes(compress_bytes(b"x" * (3 << 20), "gzip"))  # small on disk
+    split = Split("d", (FileRange("/big.txt.gz", 0, (d / "big.txt.gz").stat().st_size),))
+    with pytest.raises(InputError, match=r"d:big.txt.gz: more than 1.0 MiB is too large for one record.*--reader lines"):
+        list(read_records(ChunkFS(str(d)), split, "file", str(d), max_record=1 << 20))
+
+
+@pytest.mark.parametrize("block", [1, 5, 64, 4 << 20])
+def test_lines_reader_reads_ranges_in_blocks_with_the_same_records(tmp_path, monkeypatch, block):
+    from geryon import readers
+
+    d = tmp_path / "d"
+    d.mkdir()
+    text = "".join(f"{'x' * (i % 23)} line {i}\n" for i in range(400)) + "no newline at the end"
+    (d / "t.txt").write_text(text)
+    size = (d / "t.txt").stat().st_size
+    monkeypatch.setattr(readers, "READ_BLOCK", block)  # blocks smaller than a line, and larger than the file
+    for cut in (size, 97, 1000):
+        ranges = [FileRange("/t.txt", s, min(size, s + cut)) for s in range(0, size, cut)]
+        got = [v for r in ranges for _k, v in read_records(ChunkFS(str(d)), Split("d", (r,)), "lines", str(d))]
+        assert got == text.split("\n"), (block, cut)
+        raw = b"".join(b for r in ranges for b in raw_chunks(ChunkFS(str(d)), Split("d", (r,)), str(d)))
+        assert raw == text.encode() + b"\n", (block, cut)
