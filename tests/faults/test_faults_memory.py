@@ -239,3 +239,41 @@ def test_a_map_killed_by_the_kernel_for_memory_is_named_after_the_normal_attempt
     assert len(failed) == 4 and len({a["task"] for a in failed}) == 1, failed
     assert cg.oom_kills() >= 4
     assert not (tmp_path / "out" / "_SUCCESS").exists()
+
+
+def test_a_node_worker_killed_for_memory_is_named_by_the_cluster(memcg, words, tmp_path: Path, secret_file: Path) -> None:
+    import shutil
+
+    from tests.node.node_helpers import Cluster
+
+    disk, _ = words
+    cg = memcg(SMALL_LIMIT)
+    join = ["sh", "-c", 'echo $$ > "$0" && exec "$@"', str(cg.path / "cgroup.procs")]
+    c = Cluster(tmp_path, secret_file)
+    try:
+        c.start_registry()
+        for n in ("n0", "n1"):
+            node = c.start_node(n, chunks=("c0", "in0"), extra=["--cpus", "1"], prefix=join)
+            for f in sorted(disk.iterdir())[:4]:
+                shutil.copy(f, node.chunks["in0"] / f.name)
+        c.name_disks("name=w0 kfs master=n0!in0\nname=w1 kfs master=n1!in0\n"
+                      "name=d0.cpu kfs master=n0!c0\nname=d1.cpu kfs master=n1!c0\n")
+        hog = tmp_path / "hog.py"
+        hog.write_text("def map(key, value):\n"
+                       "    if key.endswith('f01.txt'):\n"
+                       f"        hold = b'x' * {SMALL_LIMIT + (64 << 20)}  # more than the cgroup allows\n"
+                       "    return [(w, 1) for w in value.split()[:10]]\n")
+        shutil.copy(ROOT / "examples/wordcount/reduce.py", tmp_path / "reduce.py")  # the job directory travels
+        before = cg.oom_kills()
+        proc = c.geryon("mapreduce", "-q", str(hog), str(tmp_path / "reduce.py"), "w0", "w1",
+                        "--sort-budget", "64M", timeout=600)
+        assert proc.returncode == 1, (proc.returncode, proc.stderr)
+        last = proc.stderr.strip().splitlines()[-1]
+        assert "was killed by the kernel for memory" in last and "lower --sort-budget or -j" in last, proc.stderr
+        # The job ends after the task's 4 attempts, or sooner when both cpus are excluded or were
+        # silent past their lease under the cgroup's memory pressure: either way, memory is named.
+        assert "(after 4 attempts)" in last or last.startswith("geryon: no usable cpu left"), last
+        assert cg.oom_kills() >= before + 3
+        assert all(p.popen.poll() is None for p in c.procs), "a node or the registry died"
+    finally:
+        c.stop()
