@@ -34,7 +34,7 @@ def test_dsh_picks_lowest_weighted_load_then_another_node(cluster: Cluster) -> N
     assert (second.returncode, second.stdout) == (4, "n2\n"), second.stderr
     assert "ran on n2" in second.stderr
     after = {line.split()[0]: line.split() for line in cluster.cli("loads").stdout.splitlines()[1:]}
-    assert 0.9 < float(after["n3"][4]) <= 1 and 0.9 < float(after["n2"][4]) <= 1   # each counted once
+    assert 0.5 < float(after["n3"][4]) <= 1 and 0.5 < float(after["n2"][4]) <= 1   # each counted once (decaying over 600 s)
     assert (after["n3"][3], after["n1"][4]) == ("0.50", "0.00")                 # the real load stays apart
     # rcpu's least-loaded mode is dsh's chooser: n3 scores 1.5 now, n2 1.9, n1 2.0
     third = cluster.cli("rcpu", "--pick", "load", "echo $GERYON_NODE")
