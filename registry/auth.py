@@ -32,6 +32,7 @@ from typing import Any
 from aiohttp import web
 
 from registry.errors import AuthenticationFailed, RegistryError
+from registry.ratelog import RateLog, suppressed_note
 from registry.secretfile import (DEFAULT_SECRET_BYTES, MIN_SECRET_BYTES, accepted_secrets,  # noqa: F401
                                  create_secret, default_secret_path, ensure_secret,  # noqa: F401 - re-exported
                                  expired_secret, load_secret, signing_secret)
@@ -56,8 +57,6 @@ REQUEST_SECRET = "geryon.secret"
 """Where the middleware leaves, on the aiohttp request, the secret its signature was made
 with (the current one or, during a rotation's grace, the previous): a WebSocket's frame key
 is derived from it (`registry.channel.accept`)."""
-
-_MAX_LOGGED = 1024
 
 
 def cluster_id(secret: bytes) -> str:
@@ -345,8 +344,8 @@ def auth_middleware(secret: bytes, identity: ServerIdentity, *, window: float = 
     over its route's limit (`body_limit`, default `max_body`) is refused (413, unread);
     then a small body is read (within `body_timeout`, else 408) and checked against its
     signed digest; a `streamed` route's handler reads and checks its own. There is no
-    open mode. The first refusal for each (peer, reason) is logged as a warning, later
-    ones at debug level.
+    open mode. Refusals are logged as warnings at most once per client address per
+    interval (`registry.ratelog`), with a count of those not logged; the rest at debug level.
 
     Raises:
         RegistryError: `secret` is missing or too short.
@@ -354,16 +353,14 @@ def auth_middleware(secret: bytes, identity: ServerIdentity, *, window: float = 
     if not isinstance(secret, bytes) or len(secret) < MIN_SECRET_BYTES:
         raise RegistryError("a cluster secret is required (run `geryon init`)")
     verifier = Verifier(secret, identity, window=window)
-    logged: set[tuple[str, str]] = set()
+    rate = RateLog()                            # one line per client address per interval
     hello = web.json_response(identity.to_wire()).body
 
     def note(request: web.Request, exc: Exception) -> None:
-        key = (request.remote or "?", str(exc))
-        if key not in logged and len(logged) < _MAX_LOGGED:
-            logged.add(key)
-            log.warning("refused %s %s from %s: %s", request.method, request.path, key[0], exc)
-        else:
-            log.debug("refused %s %s from %s: %s", request.method, request.path, key[0], exc)
+        peer = request.remote or "?"
+        count = rate.allow(peer, time.monotonic())
+        (log.debug if count is None else log.warning)("refused %s %s from %s: %s%s", request.method,
+                                                      request.path[:80], peer, exc, suppressed_note(count or 0))
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -31,8 +31,9 @@ from registry.auth import DEFAULT_WINDOW, MIN_SECRET_BYTES, ServerIdentity, auth
 from registry.channel import Channel, ChannelRefused, accept
 from registry.discovery import DEFAULT_PORT, PROTOCOL_VERSION, Advertiser, advertised_addresses
 from registry.disks import DISK_OWNER, DiskNames, edit_file, plan, read_text, text_digest
-from registry.defaults import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS
+from registry.defaults import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PER_CLIENT
 from registry.errors import BadRequest, RegistryError, ServiceNotFound
+from registry.guard import ConnectionGuard, ConnectionLimits, open_file_limit
 from registry import jsondoc
 from registry.jsondoc import PAIRS, STR, STRS, optional
 from registry.state import StateLock, load_state, save_state
@@ -76,22 +77,13 @@ class ServerConfig:
     dead_after: float = DEFAULT_DEAD_AFTER
     max_body: int = DEFAULT_MAX_BODY
     max_connections: int = DEFAULT_MAX_CONNECTIONS
+    per_client: int = DEFAULT_MAX_PER_CLIENT
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT
     body_timeout: float = DEFAULT_BODY_TIMEOUT
     auth_window: float = DEFAULT_WINDOW
     expire_interval: float = DEFAULT_EXPIRE_INTERVAL
     ndb_poll: float = DEFAULT_NDB_POLL
     tls: TlsFiles = TlsFiles()                # a certificate: serve https only (see registry.tls)
-
-
-class _Refuse(asyncio.Protocol):
-    """Answers a connection over the limit with 503 and closes it."""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.WriteTransport)
-        transport.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
-                        b"Connection: close\r\n\r\n")
-        transport.close()
 
 
 # The shapes of the JSON bodies and session messages (registry.jsondoc checks them).
@@ -144,6 +136,7 @@ class RegistryServer:
         self._runner: web.AppRunner | None = None
         self._listener: asyncio.base_events.Server | None = None
         self._advertiser: Advertiser | None = None
+        self.guard: ConnectionGuard | None = None
         self.port = config.port
         self._closed = False
         self._state_lock: StateLock | None = None
@@ -167,9 +160,11 @@ class RegistryServer:
                     raise type(exc)(f"{cfg.state_path}: {service.name[:64]}: {exc}") from None
             self._saved = self.store.persistent()
             log.info("loaded %d persist entries from %s", len(self._saved), cfg.state_path)
-        # Signatures first, from the headers alone: no body is read for an unsigned request.
+        # Connections counted first (registry.guard), then signatures from the headers
+        # alone: no body is read for an unsigned request.
+        limits = ConnectionLimits(cfg.max_connections, cfg.per_client, cfg.idle_timeout).within(open_file_limit())
         app = web.Application(client_max_size=cfg.max_body,
-                              middlewares=[auth_middleware(cfg.secret, self.identity, window=cfg.auth_window,
+                              middlewares=[self._guarded, auth_middleware(cfg.secret, self.identity, window=cfg.auth_window,
                                                            max_body=cfg.max_body, body_timeout=cfg.body_timeout),
                                            self._limits])
         app.add_routes([web.get("/v1/info", self._info), web.get("/v1/index", self._index),
@@ -184,16 +179,12 @@ class RegistryServer:
         await self._runner.setup()
         http = self._runner.server
         assert http is not None
-
-        def factory() -> asyncio.Protocol:
-            if len(http.connections) >= cfg.max_connections:
-                return _Refuse()
-            return http()
-
+        self.guard = ConnectionGuard(http, limits, what="registry")
         loop = asyncio.get_running_loop()
         ssl = server_context(cfg.tls) if cfg.tls.serving else None
-        self._listener = await loop.create_server(factory, cfg.host, cfg.port, reuse_address=True,
-                                                  backlog=256, ssl=ssl)
+        self._listener = await loop.create_server(http, cfg.host, cfg.port, reuse_address=True,
+                                                  backlog=256, ssl=ssl,
+                                                  ssl_handshake_timeout=cfg.idle_timeout if ssl else None)
         self.port = self._listener.sockets[0].getsockname()[1]
         self._tasks.append(asyncio.create_task(self._expire_loop()))
         if self._disks is not None:
@@ -226,6 +217,8 @@ class RegistryServer:
             await ws.close()
         if self._runner is not None:
             await self._runner.cleanup()
+        if self.guard is not None:
+            self.guard.close()
         if self._state_lock is not None:
             self._state_lock.release()
 
@@ -237,6 +230,11 @@ class RegistryServer:
         await self.close()
 
     # -- plumbing --------------------------------------------------------------------
+    @web.middleware
+    async def _guarded(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        assert self.guard is not None
+        return await self.guard.middleware(request, handler)
+
     @web.middleware
     async def _limits(self, request: web.Request, handler: Any) -> web.StreamResponse:
         try:

@@ -40,6 +40,7 @@ from geryon.outputs import OUTPUT_CHUNK
 from geryon.virtualload import DEFAULT_DISPATCH_LOAD, DEFAULT_VIRTUAL_SECONDS, VirtualLoad
 from registry.auth import DEFAULT_CONTROL_BODY, MIN_SECRET_BYTES, ServerIdentity, auth_middleware
 from registry.errors import RegistryError
+from registry.guard import ConnectionGuard, ConnectionLimits, open_file_limit
 from registry.tls import TlsFiles, server_context
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ class NodeConfig:
     unpack: UnpackLimits = UnpackLimits()     # --unpack-limit/--unpack-files: job packs and exports
     claim_lease: float = DEFAULT_CLAIM_LEASE  # --claim-lease: a load's claim on a chunk, unrenewed
     tls: TlsFiles = TlsFiles()                # a certificate: serve https only (see registry.tls)
+    limits: ConnectionLimits = ConnectionLimits()   # connections held at once, idle timeout (registry.guard)
 
 
 def registry_host(registry: Any) -> str | None:
@@ -136,6 +138,7 @@ class NodeDaemon:
         self.port = config.port
         self.url = ""
         self._runner: web.AppRunner | None = None
+        self.guard: ConnectionGuard | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._registered: dict[str, tuple[tuple[str, str], ...]] = {}
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -215,9 +218,11 @@ class NodeDaemon:
         self.cpu = CpuService(cfg.name, self.chunks, self.url, cfg.secret, work_dir, self._started,
                               unpack=cfg.unpack, identity=ident, source=self.source,
                               virtual=VirtualLoad(cfg.virtual_load, cfg.virtual_seconds), clock=self.clock)
-        # Signatures from the headers first, then each route's body limit (control routes: small).
+        # Connections counted (registry.guard), then signatures from the headers, then each
+        # route's body limit (control routes: small).
         app = web.Application(client_max_size=DEFAULT_MAX_BODY,
-                              middlewares=[auth_middleware(cfg.secret, ident, max_body=DEFAULT_CONTROL_BODY)])
+                              middlewares=[self._guarded,
+                                           auth_middleware(cfg.secret, ident, max_body=DEFAULT_CONTROL_BODY)])
         self.jobs = JobService(cfg.name, self.chunks, self.url, cfg.secret, work_dir, unpack=cfg.unpack,
                                identity=ident)
         self.sessions = SessionService(cfg.name, self.source, cfg.secret, work_dir, parent=cfg.parent,
@@ -228,8 +233,13 @@ class NodeDaemon:
                                      claim_lease=cfg.claim_lease)
         app.router.add_routes(chunk_service.routes() + self.cpu.routes() + self.jobs.routes()
                               + self.sessions.routes() + [web.get("/v1/node", self._info)])
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        limits = cfg.limits.within(open_file_limit())
+        # keepalive_timeout: also how long a connection may take to send its first headers.
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None,
+                                     keepalive_timeout=limits.idle_timeout)
         await self._runner.setup()
+        assert self._runner.server is not None
+        self.guard = ConnectionGuard(self._runner.server, limits, what=f"node {cfg.name}")
         ssl = server_context(cfg.tls) if cfg.tls.serving else None
         await web.SockSite(self._runner, sock, backlog=256, ssl_context=ssl).start()
         await self.sessions.start(self.url)       # the link to --parent, if any
@@ -247,6 +257,11 @@ class NodeDaemon:
             except Exception:                       # keep serving whatever went wrong
                 log.exception("reclaiming chunks")
             await asyncio.sleep(every)
+
+    @web.middleware
+    async def _guarded(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        assert self.guard is not None
+        return await self.guard.middleware(request, handler)
 
     async def _info(self, request: web.Request) -> web.Response:
         return web.json_response({"name": self.config.name, "url": self.url,
@@ -319,6 +334,8 @@ class NodeDaemon:
             await self.sessions.close()
         if self._runner is not None:
             await self._runner.cleanup()
+        if self.guard is not None:
+            self.guard.close()
         if self._tmp is not None:
             self._tmp.cleanup()
 

@@ -210,10 +210,11 @@ def test_slow_and_idle_clients_are_cut_off(serve_thread: Callable[..., object], 
         socks += idle
         conns = lambda: len(server.server._runner.server.connections)  # type: ignore[attr-defined] # noqa: E731
         wait_until(lambda: server.call(conns) == 8, 2)  # type: ignore[attr-defined]
-        extra = socket.create_connection(("127.0.0.1", port))     # over the limit of 8
+        extra = socket.create_connection(("127.0.0.1", port))     # over the limit of 8:
         socks.append(extra)
-        extra.settimeout(2)
-        assert extra.recv(100).startswith(b"HTTP/1.1 503")
+        loris.settimeout(10)
+        assert loris.recv(100) == b""                             # the oldest unserved one makes room
+        wait_until(lambda: server.call(conns) == 8, 10)  # type: ignore[attr-defined]
         for s in [loris, slow_body, *idle]:
             s.settimeout(3)
             t = time.monotonic()
@@ -225,6 +226,34 @@ def test_slow_and_idle_clients_are_cut_off(serve_thread: Callable[..., object], 
                 assert b" 408 " in data
         with RegistryClient(server.url, secret=secret) as c:  # type: ignore[attr-defined]
             assert c.index() == []
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_a_connection_over_the_limit_when_all_are_busy_is_answered_503(serve_thread: Callable[..., object],
+                                                                      secret: bytes) -> None:
+    server = serve_thread(secret=secret, body_timeout=60, max_connections=8)
+    port = int(server.url.rsplit(":", 1)[1])  # type: ignore[attr-defined]
+    body = b'{"query": []}'
+    socks = []
+    try:
+        for _ in range(8):                                        # signed requests, their bodies unfinished
+            s = socket.create_connection(("127.0.0.1", port))
+            socks.append(s)
+            head = Signer(secret).headers_sync(f"http://127.0.0.1:{port}", "POST", "/v1/find", body)
+            s.sendall(b"POST /v1/find HTTP/1.1\r\nContent-Length: %d\r\n" % len(body)
+                      + b"".join(f"{k}: {v}\r\n".encode() for k, v in head.items()) + b"\r\n" + body[:3])
+        guard = server.server.guard  # type: ignore[attr-defined]
+        busy = lambda: sum(c.busy for c in guard.conns.values())  # noqa: E731
+        wait_until(lambda: server.call(busy) == 8, 30)  # type: ignore[attr-defined]
+        extra = socket.create_connection(("127.0.0.1", port))
+        socks.append(extra)
+        extra.settimeout(10)
+        assert extra.recv(100).startswith(b"HTTP/1.1 503")
+        socks[0].sendall(body[3:])                                # a busy one finishes: it was served
+        socks[0].settimeout(10)
+        assert socks[0].recv(100).startswith(b"HTTP/1.1 200")
     finally:
         for s in socks:
             s.close()

@@ -1,0 +1,212 @@
+"""Limits a client without the secret cannot get past: connections, file descriptors, log lines.
+
+Each test plays the attack against a real node or registry started as a process (the
+fd-starvation ones under `prlimit --nofile=1024`, what the shipped unit used to give),
+checks that legitimate signed requests still succeed with the clients' normal timeouts
+while the attack is held, and that the server's log grew by a few lines at most.
+"""
+from __future__ import annotations
+
+import os
+import resource
+import socket
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from geryon.node.connection import NodeConnection
+from registry.auth import HEADER_SERVER
+from registry.guard import ConnectionLimits
+from registry.ratelog import RateLog
+from registry.signer import Signer
+from tests.node.node_helpers import Cluster, Proc, wait_until
+
+PRLIMIT = ["prlimit", "--nofile=1024:1024"]
+HALF_OPEN = 1100
+LOG_BUDGET = 4096          # bytes of log an attack may cost: a few lines
+
+
+@pytest.fixture(autouse=True)
+def _enough_descriptors() -> Iterator[None]:
+    """The attacker (this process) needs more than 1,100 sockets open at once."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = min(hard, 8192) if hard != resource.RLIM_INFINITY else 8192
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    yield
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def _port(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
+
+
+def _half_open(port: int, n: int, sources: Sequence[str]) -> list[socket.socket]:
+    """`n` connections from `sources` (loopback addresses), each with half a request line."""
+    socks = []
+    try:
+        for i in range(n):
+            s = socket.socket()
+            s.bind((sources[i % len(sources)], 0))
+            s.settimeout(30)
+            s.connect(("127.0.0.1", port))
+            try:
+                s.sendall(b"GET /v1/node HTTP/1.1\r\nHost: x")     # never finished
+            except OSError:
+                pass                                               # already closed by the server
+            socks.append(s)
+    except BaseException:
+        for s in socks:
+            s.close()
+        raise
+    return socks
+
+
+def _open_fds(proc: Proc) -> int:
+    return len(os.listdir(f"/proc/{proc.popen.pid}/fd"))
+
+
+def _closed_by_server(socks: list[socket.socket]) -> int:
+    """How many of `socks` the server has closed (EOF or reset waiting to be read)."""
+    closed = 0
+    for s in socks:
+        s.setblocking(False)
+        try:
+            if s.recv(1) == b"":
+                closed += 1
+        except BlockingIOError:
+            pass
+        except OSError:
+            closed += 1
+    return closed
+
+
+@pytest.mark.parametrize("sources", [["127.0.0.2"], [f"127.0.1.{i}" for i in range(1, 101)]],
+                         ids=["one-address", "100-addresses"])
+def test_half_open_connections_do_not_starve_a_node(cluster: Cluster, secret: bytes,
+                                                    sources: list[str]) -> None:
+    node = cluster.start_node("n0", register=False, prefix=PRLIMIT)
+    port = _port(node.url)
+    before = len(node.proc.stderr())
+    socks = _half_open(port, HALF_OPEN, sources)
+    try:
+        # The server holds at most its cap (512, half its 1024 descriptors), never runs out.
+        wait_until(lambda: _closed_by_server(socks) >= HALF_OPEN - 512, 60, interval=0.2)
+        assert _open_fds(node.proc) < 1024 - 256
+        with NodeConnection(node.url, secret) as conn:            # the normal client, its normal timeout
+            for _ in range(20):
+                status, body = conn.request("GET", "/v1/node")
+                assert status == 200 and b'"name": "n0"' in body, (status, body)
+        more = _half_open(port, 200, sources)                     # the attack goes on: still served
+        socks += more
+        with NodeConnection(node.url, secret) as conn:
+            assert conn.request("GET", "/v1/node")[0] == 200
+    finally:
+        for s in socks:
+            s.close()
+    growth = len(node.proc.stderr()) - before
+    assert growth < LOG_BUDGET, node.proc.stderr()[-3000:]
+    assert "Traceback" not in node.proc.stderr()
+
+
+def test_half_open_connections_do_not_starve_the_registry(cluster: Cluster, secret: bytes) -> None:
+    reg = cluster.start_registry(prefix=PRLIMIT)
+    with cluster.client() as client:
+        client.register("tcp!legit!1", {"svc": "legit"})
+        before = len(reg.stderr())
+        socks = _half_open(_port(cluster.registry_url), HALF_OPEN, [f"127.0.2.{i}" for i in range(1, 12)])
+        try:
+            wait_until(lambda: _closed_by_server(socks) >= HALF_OPEN - 512, 60, interval=0.2)
+            assert _open_fds(reg) < 1024 - 256
+            with cluster.client() as finder:
+                for _ in range(50):
+                    assert [s.name for s in finder.find({"svc": "legit"})] == ["tcp!legit!1"]
+        finally:
+            for s in socks:
+                s.close()
+        # The registering client's session was busy, never closed: its entry is still there.
+        assert [s.name for s in client.find({"svc": "legit"})] == ["tcp!legit!1"]
+    growth = len(reg.stderr()) - before
+    assert growth < LOG_BUDGET, reg.stderr()[-3000:]
+    assert "Traceback" not in reg.stderr()
+
+
+def _signed_request(signer: Signer, url: str, method: str, target: str, body: bytes) -> bytes:
+    head = signer.headers_sync(url, method, target, body)
+    return (f"{method} {target} HTTP/1.1\r\nHost: {url.split('://', 1)[1]}\r\n"
+            + "".join(f"{k}: {v}\r\n" for k, v in head.items() if k != "Host")
+            + f"Content-Length: {len(body)}\r\n\r\n").encode()
+
+
+def _send_and_close(port: int, data: bytes, read: bool = False) -> None:
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(data)
+        if read:
+            s.recv(4096)
+
+
+ABORTED = 2000
+
+
+def test_aborted_bodies_cost_a_few_log_lines(cluster: Cluster, secret: bytes) -> None:
+    node = cluster.start_node("n0", register=False)
+    port = _port(node.url)
+    signer = Signer(secret)
+    body = b'{"op": "listdir", "args": {"path": "/"}}'.ljust(100)
+    before = len(node.proc.stderr())
+    for _ in range(ABORTED):
+        # Signed, Content-Length 100, 10 bytes of it, then gone.
+        _send_and_close(port, _signed_request(signer, node.url, "POST", "/v1/chunks/c0/op", body) + body[:10])
+    for _ in range(ABORTED):                                     # and unsigned ones
+        _send_and_close(port, b"PUT /v1/chunks/c0/file?path=/x HTTP/1.1\r\nHost: x\r\n"
+                              b"Content-Length: 100\r\n\r\n0123456789")
+    with NodeConnection(node.url, secret) as conn:
+        status, _ = conn.request("POST", "/v1/chunks/c0/op", b'{"op": "listdir", "args": {"path": "/"}}')
+        assert status == 200
+    log = node.proc.stderr()[before:]
+    assert len(log) < LOG_BUDGET and len(log.splitlines()) <= 6, log[-3000:]
+    assert "Traceback" not in log and "aborted" in log, log
+
+
+def test_refused_signatures_cost_a_few_log_lines(cluster: Cluster, secret: bytes) -> None:
+    reg = cluster.start_registry()
+    node = cluster.start_node("n0", register=False)
+    signer = Signer(secret)
+    for url, target in ((node.url, "/v1/node"), (cluster.registry_url, "/v1/index")):
+        proc = node.proc if url == node.url else reg
+        before = len(proc.stderr())
+        head = signer.headers_sync(url, "GET", target)
+        for i in range(ABORTED):
+            # Wrong signatures, each claiming another server: a new reason every time.
+            lines = {**head, HEADER_SERVER: f"attacker-{i} x y", "X-Geryon-Signature": f"{i:064x}"}
+            _send_and_close(_port(url), (f"GET {target} HTTP/1.1\r\n" + "".join(
+                f"{k}: {v}\r\n" for k, v in lines.items()) + "\r\n").encode(), read=True)
+        log = proc.stderr()[before:]
+        assert len(log.splitlines()) <= 3 and "refused" in log, log[-3000:]
+    with NodeConnection(node.url, secret) as conn:
+        assert conn.request("GET", "/v1/node")[0] == 200
+    with cluster.client() as client:
+        assert client.index() == []
+
+
+def test_the_rate_log_writes_one_line_per_client_per_interval() -> None:
+    rate = RateLog(interval=60, burst=3)
+    assert rate.allow("a", 0) == 0
+    assert [rate.allow("a", t) for t in (1, 2, 59)] == [None, None, None]
+    assert rate.allow("a", 60) == 3                  # the next line says how many were not written
+    assert rate.allow("b", 60) == 0 and rate.allow("c", 61) == 0
+    assert rate.allow("d", 62) is None               # over the burst of 3 lines per interval
+    assert rate.allow("d", 121) == 1                 # ... and is counted in the next line
+    small = RateLog(interval=60, max_keys=2)
+    for key in "xyz":
+        small.allow(key, 0)
+    assert len(small._last) == 2
+
+
+def test_limits_keep_half_the_descriptors_for_files() -> None:
+    assert ConnectionLimits().within(1024).max_connections == 512
+    assert ConnectionLimits(per_client=256).within(100).per_client == 50
+    assert ConnectionLimits().within(10).max_connections == 16
+    assert ConnectionLimits().within(1 << 20).max_connections == 512
