@@ -71,6 +71,23 @@ def _interfaces(interfaces: Sequence[str] | None) -> InterfaceChoice | list[str]
     return list(interfaces) if interfaces else InterfaceChoice.All
 
 
+def listen_interfaces(host: str, interfaces: Sequence[str] | None) -> list[str] | None:
+    """The interfaces (by address) a server bound to `host` is announced on; None: all.
+
+    Explicit `interfaces` win; a server bound to one address (loopback, or one interface's)
+    is announced on that interface only, so a registry forced to 127.0.0.1 is never
+    offered to the rest of the network; a wildcard address means every interface.
+    """
+    if interfaces:
+        return list(interfaces)
+    if host in ("", "0.0.0.0", "::") or ":" in host:
+        return None                                 # every interface (zeroconf here is IPv4 only)
+    try:
+        return [socket.gethostbyname(host)]
+    except OSError:
+        return None
+
+
 def advertised_addresses(host: str, interfaces: Sequence[str] | None) -> list[str]:
     """IPv4 addresses to advertise for a server bound to `host`."""
     if interfaces:

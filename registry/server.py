@@ -29,7 +29,7 @@ from aiohttp import WSMsgType, web
 
 from registry.auth import DEFAULT_WINDOW, MIN_SECRET_BYTES, ServerIdentity, auth_middleware, cluster_id
 from registry.channel import Channel, ChannelRefused, accept
-from registry.discovery import DEFAULT_PORT, PROTOCOL_VERSION, Advertiser, advertised_addresses
+from registry.discovery import DEFAULT_PORT, PROTOCOL_VERSION, Advertiser, advertised_addresses, listen_interfaces
 from registry.disks import DISK_OWNER, DiskNames, edit_file, plan, read_text, text_digest
 from registry.defaults import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PER_CLIENT
 from registry.errors import BadRequest, RegistryError, ServiceNotFound
@@ -190,8 +190,9 @@ class RegistryServer:
         if self._disks is not None:
             self._tasks.append(asyncio.create_task(self._disk_loop()))
         if cfg.mdns:
-            addrs = advertised_addresses(cfg.host, cfg.mdns_interfaces)
-            self._advertiser = Advertiser(self.port, addrs, self.cluster, interfaces=cfg.mdns_interfaces,
+            interfaces = listen_interfaces(cfg.host, cfg.mdns_interfaces)    # only where we listen
+            addrs = advertised_addresses(cfg.host, interfaces)
+            self._advertiser = Advertiser(self.port, addrs, self.cluster, interfaces=interfaces,
                                           scheme="https" if cfg.tls.serving else "http")
             try:
                 await self._advertiser.start()
