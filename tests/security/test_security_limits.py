@@ -32,9 +32,11 @@ LOG_BUDGET = 4096          # bytes of log an attack may cost: a few lines
 def _enough_descriptors() -> Iterator[None]:
     """The attacker (this process) needs more than 1,100 sockets open at once."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = min(hard, 8192) if hard != resource.RLIM_INFINITY else 8192
-    if soft < want:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    if soft != resource.RLIM_INFINITY and soft < 8192:
+        try:                                   # root may raise the hard limit too
+            resource.setrlimit(resource.RLIMIT_NOFILE, (8192, max(hard, 8192)))
+        except (ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     yield
     resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
