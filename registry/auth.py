@@ -53,7 +53,7 @@ HEADER_TIMESTAMP = "X-Geryon-Timestamp"
 HEADER_NONCE = "X-Geryon-Nonce"
 HEADER_SIGNATURE = "X-Geryon-Signature"
 
-REQUEST_SECRET = "geryon.secret"
+REQUEST_SECRET: Any = web.RequestKey("geryon.secret", bytes) if hasattr(web, "RequestKey") else "geryon.secret"
 """Where the middleware leaves, on the aiohttp request, the secret its signature was made
 with (the current one or, during a rotation's grace, the previous): a WebSocket's frame key
 is derived from it (`registry.channel.accept`)."""
