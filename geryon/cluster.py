@@ -161,6 +161,7 @@ class ClusterDriver:
         self.refind = refind
         self.refind_wait = refind_wait
         self.locations: dict[str, tuple[str, ...]] = {}
+        self._unlistable: set[str] = set()
         self._out_last: dict[str, str] = {}
         if pack is None:
             from geryon.jobpack import build
@@ -215,6 +216,7 @@ class ClusterDriver:
             finally:
                 for d in planned_disks:
                     d.fs.close()
+        self._unlistable = bad
         self.maps = [MapTask(i, 0, s, self.locations[d.name][0], "", self.locations[d.name][1:])
                      for i, (s, d) in enumerate(planned)]
         self.input_bytes = sum(s.size for s, _ in planned)
@@ -268,6 +270,7 @@ class ClusterDriver:
         self.running: dict[cf.Future[TaskResult], _Running] = {}
         self.dead: set[str] = set()
         self.unreadable: set[str] = set()   # input copies an attempt could not read: tried last
+        self._refound: set[str] = set()     # disks whose copies were asked of the registry again
         self.excluded: set[str] = set()
         self.cpu_failures: dict[str, int] = {}
         self.busy = {c.url: 0 for c in self.cpus}
@@ -509,6 +512,11 @@ class ClusterDriver:
             self._event(f"{tag} on {cpu.name}: {result.error}; running it again")
             self._queue(task.key)
             return
+        if task.key[0] == "m" and result.error_kind == "input" and self._more_copies(task.key[1]):
+            task.fetch_rounds += 1
+            self._event(f"{tag} on {cpu.name}: {result.error}; the registry names another copy: running it again")
+            self._queue(task.key)
+            return
         if result.error_kind not in ("lost", "system", "disk_full", "memory"):
             raise JobFailed(_message(result, tag, cpu))
         task.failures += 1
@@ -525,6 +533,33 @@ class ClusterDriver:
         self._event(f"{tag} on {cpu.name} failed ({result.error_kind}): {result.error}; retrying elsewhere")
         self.progress.message(f"retrying {task.id}: {result.error}")
         self._queue(task.key)
+
+    def _more_copies(self, index: int) -> bool:
+        """Every copy a map knew failed: ask the registry (once per disk, waiting a while) for
+        copies the plan did not know (a replica re-announced after a registry restart), and
+        give them to every map of that disk. Were there any?"""
+        disk = self.maps[index].split.disk
+        if self.refind is None or disk in self._refound:
+            return False
+        self._refound.add(disk)
+        known = (set(self.locations.get(disk, ())) | {self.maps[index].root, *self.maps[index].alternates}
+                 | self._unlistable)
+        deadline = time.monotonic() + self.refind_wait
+        while True:
+            try:
+                new = [loc for loc in self.refind(disk).locations if loc not in known]
+            except (GeryonError, RegistryError):   # not back yet: ask again
+                new = []
+            if new or time.monotonic() >= deadline:
+                break
+            time.sleep(REFIND_PAUSE)
+        if not new:
+            return False
+        self._event(f"{disk}: copies found since the job was planned: {', '.join(new)}")
+        self.locations[disk] = (*self.locations.get(disk, ()), *new)
+        self.maps = [replace(m, alternates=(*m.alternates, *new)) if m.split.disk == disk else m
+                     for m in self.maps]
+        return True
 
     def _lost_input(self, location: str) -> None:
         """A reducer could not read `location`: run its map again (and bury its node if dead)."""

@@ -105,3 +105,43 @@ def test_a_copy_that_fails_while_the_splits_are_planned_is_left_for_the_next(mon
     assert driver.locations["d"] == ("geryon://h:2/c",)
     assert {m.root for m in driver.maps} == {"geryon://h:2/c"}
     assert sum(m.split.size for m in driver.maps) == len(b"one two\n") + len(b"three\n")
+
+
+def test_a_damaged_copy_whose_replica_was_announced_after_the_plan_is_read_from_it(
+        tmp_path: Path, secret_file: Path, corpus: dict[str, dict[str, bytes]]) -> None:
+    """Random-fault seed 11: the registry restarted just before the job looked, so the plan
+    knew only the (corrupted) master; its replica comes back once a map has failed on it."""
+    import signal
+
+    from tests.faults.fault_helpers import attempts
+
+    c = FaultCluster(tmp_path, secret_file, corpus)
+    try:
+        c.start()
+        reference = c.reference()
+        first = sorted(corpus)[0]
+        victim = c.nodes["n0"].chunks["in0"] / "f01.txt"
+        data = bytearray(victim.read_bytes())
+        data[len(data) // 2] ^= 0x20
+        victim.write_bytes(bytes(data))
+        # n1 (the replica's node) is paused while the registry restarts: it cannot re-announce
+        kill(c.node_pids("n1"), signal.SIGSTOP)
+        try:
+            registry = c.procs[0]
+            port = int(c.registry_url.rsplit(":", 1)[1])
+            registry.expected_exit = True
+            registry.stop(signal.SIGKILL)
+            c.procs[0] = c.start_registry(port=port)
+            c.procs.pop()
+            wait_until(lambda: first in _live_chunks(c) and f"{first}.r" not in _live_chunks(c), 30)
+            job = c.start_job(tmp_path / "out")
+            wait_until(lambda: any(a.get("state") == "failed" for a in attempts(c.jobs_dir))
+                       or job.poll() is not None, 120)
+        finally:
+            kill(c.node_pids("n1"), signal.SIGCONT)
+        code, _, err = wait_job(job, timeout=180)
+        assert code == 0, err[-3000:]
+        assert_same_output(tmp_path / "out", reference, corpus)
+        assert "copies found since the job was planned" in job_events(c.jobs_dir)
+    finally:
+        c.stop()
