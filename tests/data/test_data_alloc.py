@@ -56,9 +56,9 @@ def test_disk_new_on_the_cluster_picks_the_host_with_most_room(cluster: Cluster)
     assert read_capacity(str(cluster.tmp / "pool-n2" / "chunk0")) == 6 << 20
     assert [(d.name, d.master) for d in read_disks(str(cluster.ndb))] == [("d0.mail", "n2!chunk0")]
     with cluster.client() as reg:
-        wait_until(lambda: reg.find({"resource": "kfs", "name": "n2", "id": "chunk0", "capacity": str(6 << 20)}), 5)
-        wait_until(lambda: [s for s in reg.find({"chunk": "*"}) if s.name == "d0.mail" and s.get("addr")], 5)
-        wait_until(lambda: reg.find({"svc": "rstyx", "host": "n2", "pool": str(10 << 20)}), 5)
+        wait_until(lambda: reg.find({"resource": "kfs", "name": "n2", "id": "chunk0", "capacity": str(6 << 20)}), 30)
+        wait_until(lambda: [s for s in reg.find({"chunk": "*"}) if s.name == "d0.mail" and s.get("addr")], 30)
+        wait_until(lambda: reg.find({"svc": "rstyx", "host": "n2", "pool": str(10 << 20)}), 30)
 
     second = cluster.geryon("disk", "new", "d1.mail", "--cluster", "--size", "6M")
     assert second.stdout == "n2!chunk1\n", second.stderr        # 10M left on n2, 4M on n1

@@ -183,7 +183,8 @@ def test_10000_garbage_frames(procs: Callable[..., Proc], secret_file: Path, sec
         assert server.popen.poll() is None
         assert sent >= 10_000
         assert not failures, failures[:3]
-        assert len(latencies) >= 5 and max(latencies) < 1.0, (len(latencies), max(latencies))
+        assert len(latencies) >= 5, len(latencies)    # finds kept succeeding (no wall-clock bound: a figure)
+        record_property("garbage_find_max_latency_s", max(latencies))
         assert [s.name for s in good.index()] == ["tcp!good!1"]     # garbage changed nothing
         growth = (after - before) / 1024
         record_property("garbage_rss_growth_mib", growth)
