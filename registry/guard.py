@@ -39,6 +39,10 @@ log = logging.getLogger(__name__)
 MIN_CONNECTIONS = 16
 """The server cap never goes below this, however low the file-descriptor limit."""
 
+ACCEPT_BURST = 64
+"""The listen backlog the servers pass, which is also how many connections asyncio accepts in
+one wake-up (a burst the guard sees only afterwards; see `ConnectionLimits.within`)."""
+
 _BUSY = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
 
@@ -58,8 +62,10 @@ class ConnectionLimits:
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT
 
     def within(self, nofile: int) -> ConnectionLimits:
-        """These limits with the server cap at most half of `nofile` descriptors (the rest: files, pipes)."""
-        cap = min(self.max_connections, max(MIN_CONNECTIONS, nofile // 2))
+        """These limits with the server cap at most half of `nofile` descriptors (the rest: files,
+        pipes), less two accept bursts: asyncio accepts up to ACCEPT_BURST connections per wake-up
+        before the guard sees them, and the ones it closes free their descriptors a turn later."""
+        cap = min(self.max_connections, max(MIN_CONNECTIONS, nofile // 2 - 2 * ACCEPT_BURST))
         return replace(self, max_connections=cap, per_client=min(self.per_client, cap))
 
 

@@ -33,7 +33,7 @@ from registry.discovery import DEFAULT_PORT, PROTOCOL_VERSION, Advertiser, adver
 from registry.disks import DISK_OWNER, DiskNames, edit_file, plan, read_text, text_digest
 from registry.defaults import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PER_CLIENT
 from registry.errors import BadRequest, RegistryError, ServiceNotFound
-from registry.guard import ConnectionGuard, ConnectionLimits, open_file_limit
+from registry.guard import ACCEPT_BURST, ConnectionGuard, ConnectionLimits, open_file_limit
 from registry import jsondoc
 from registry.jsondoc import PAIRS, STR, STRS, optional
 from registry.state import StateLock, load_state, save_state
@@ -183,7 +183,7 @@ class RegistryServer:
         loop = asyncio.get_running_loop()
         ssl = server_context(cfg.tls) if cfg.tls.serving else None
         self._listener = await loop.create_server(http, cfg.host, cfg.port, reuse_address=True,
-                                                  backlog=256, ssl=ssl,
+                                                  backlog=ACCEPT_BURST, ssl=ssl,
                                                   ssl_handshake_timeout=cfg.idle_timeout if ssl else None)
         self.port = self._listener.sockets[0].getsockname()[1]
         self._tasks.append(asyncio.create_task(self._expire_loop()))

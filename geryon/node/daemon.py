@@ -40,7 +40,7 @@ from geryon.outputs import OUTPUT_CHUNK
 from geryon.virtualload import DEFAULT_DISPATCH_LOAD, DEFAULT_VIRTUAL_SECONDS, VirtualLoad
 from registry.auth import DEFAULT_CONTROL_BODY, MIN_SECRET_BYTES, ServerIdentity, auth_middleware
 from registry.errors import RegistryError
-from registry.guard import ConnectionGuard, ConnectionLimits, open_file_limit
+from registry.guard import ACCEPT_BURST, ConnectionGuard, ConnectionLimits, open_file_limit
 from registry.tls import TlsFiles, server_context
 
 log = logging.getLogger(__name__)
@@ -241,7 +241,7 @@ class NodeDaemon:
         assert self._runner.server is not None
         self.guard = ConnectionGuard(self._runner.server, limits, what=f"node {cfg.name}")
         ssl = server_context(cfg.tls) if cfg.tls.serving else None
-        await web.SockSite(self._runner, sock, backlog=256, ssl_context=ssl).start()
+        await web.SockSite(self._runner, sock, backlog=ACCEPT_BURST, ssl_context=ssl).start()
         await self.sessions.start(self.url)       # the link to --parent, if any
         if cfg.registry is not None:
             self._tasks.append(asyncio.create_task(self._refresh_loop()))

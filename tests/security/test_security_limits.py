@@ -18,7 +18,7 @@ import pytest
 
 from geryon.node.connection import NodeConnection
 from registry.auth import HEADER_SERVER
-from registry.guard import ConnectionLimits
+from registry.guard import ACCEPT_BURST, ConnectionLimits
 from registry.ratelog import RateLog
 from registry.signer import Signer
 from tests.node.node_helpers import Cluster, Proc, wait_until
@@ -208,7 +208,8 @@ def test_the_rate_log_writes_one_line_per_client_per_interval() -> None:
 
 
 def test_limits_keep_half_the_descriptors_for_files() -> None:
-    assert ConnectionLimits().within(1024).max_connections == 512
-    assert ConnectionLimits(per_client=256).within(100).per_client == 50
+    assert ConnectionLimits().within(1024).max_connections == 512 - 2 * ACCEPT_BURST
+    assert ConnectionLimits().within(4096).max_connections == 512
+    assert ConnectionLimits(per_client=256).within(100).per_client == 16
     assert ConnectionLimits().within(10).max_connections == 16
     assert ConnectionLimits().within(1 << 20).max_connections == 512

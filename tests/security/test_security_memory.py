@@ -58,12 +58,20 @@ def _cli_env(cluster: Cluster) -> dict[str, str]:
 
 
 def _run_measured(argv: Sequence[str], env: dict[str, str], err: Path, timeout: float) -> int:
-    """Run a client to its end; its peak RSS in bytes (wait4's ru_maxrss: it and its children)."""
+    """Run a client to its end; its peak RSS in bytes: the largest VmHWM read while it runs.
+
+    Not wait4's ru_maxrss: a forked child starts with its parent's, so a pytest process grown
+    large by earlier tests would be counted as the client's (seen in a whole-suite run)."""
     with open(err, "w") as errf:
         p = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=errf)
     deadline = time.monotonic() + timeout
+    peak = 0
     while True:
-        pid, status, usage = os.wait4(p.pid, os.WNOHANG)
+        try:
+            peak = max(peak, _status_kb(p.pid, "VmHWM") << 10)
+        except (OSError, ValueError, IndexError, AssertionError):
+            pass                     # exiting: the last reading stands
+        pid, status, _ = os.wait4(p.pid, os.WNOHANG)
         if pid:
             p.returncode = os.waitstatus_to_exitcode(status)
             break
@@ -73,7 +81,8 @@ def _run_measured(argv: Sequence[str], env: dict[str, str], err: Path, timeout: 
             raise AssertionError(f"{argv[-2:]} still running after {timeout}s: {err.read_text()[-2000:]}")
         time.sleep(0.1)
     assert p.returncode == 0, err.read_text()[-2000:]
-    return usage.ru_maxrss << 10
+    assert peak > 0, "the client's memory was never read"
+    return peak
 
 
 def _write_big(path: Path, size: int) -> str:
