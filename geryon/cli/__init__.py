@@ -20,8 +20,9 @@ from geryon.cli import registry as _registry
 from geryon.cli import shell as _shell
 from geryon.cli import jobs as _jobs
 from geryon.cli import taskfs as _taskfs
+from geryon.cli import ui as _ui
 
-_MODULES = [_mapreduce, _jobs, _disk, _data, _ndb, _node, _taskfs, _shell, _init, _registry]
+_MODULES = [_mapreduce, _jobs, _disk, _data, _ndb, _node, _taskfs, _shell, _init, _registry, _ui]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -123,12 +123,16 @@ def registry_group() -> None:
               show_default=True, help="Most open connections.")
 @click.option("--idle-timeout", type=float, default=DEFAULT_IDLE_TIMEOUT, show_default=True,
               help="Seconds a connection may take to send a request, or stay idle.")
+@click.option("--ui", "with_ui", is_flag=True, help="Also serve the web dashboard (see `geryon ui`).")
+@click.option("--ui-listen", default="127.0.0.1:7075", show_default=True, metavar="HOST:PORT",
+              help="Where --ui serves the dashboard.")
 @_secret_option
 @tls_options
 @_mdns_option
 @_translating
 def serve_command(listen: str | None, state: str | None, ndb_path: str | None, no_mdns: bool,
                   heartbeat: float, dead_after: float, max_connections: int, idle_timeout: float,
+                  with_ui: bool, ui_listen: str,
                   secret_file: str | None, tls_cert: str | None, tls_key: str | None, tls_ca: str | None,
                   mdns_interfaces: tuple[str, ...]) -> None:
     """Run the registry."""
@@ -152,7 +156,14 @@ def serve_command(listen: str | None, state: str | None, ndb_path: str | None, n
                           max_connections=max_connections, idle_timeout=idle_timeout, tls=tls)
 
     try:
-        serve_until_signalled(serve, config)
+        if with_ui:
+            from geryon.cli.jobs import jobs_dir
+            from geryon.cli.ui import serve_registry_with_ui, ui_config
+
+            dashboard = ui_config(secret, jobs_dir(None), ui_listen, "--ui-listen")
+            serve_until_signalled(lambda cfg, stop: serve_registry_with_ui(cfg, dashboard, stop), config)
+        else:
+            serve_until_signalled(serve, config)
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
 
