@@ -18,7 +18,8 @@ class UiProc:
 
     def __init__(self, tmp_path: Path, args: Sequence[str], tag: str = "ui", secret_file: Path | None = None) -> None:
         self.secret_file = secret_file
-        self.proc = Proc([*GERYON, *args], tmp_path / f"{tag}.err", env={"XDG_CONFIG_HOME": str(tmp_path / "config")})
+        self.proc = Proc([*GERYON, *args], tmp_path / f"{tag}.err", env={"XDG_CONFIG_HOME": str(tmp_path / "config"),
+                                                                        "XDG_DATA_HOME": str(tmp_path / "data")})
         self.registry_line = ""
         try:
             while True:
