@@ -138,12 +138,18 @@ class Browser:
                              awaitPromise=True, returnByValue=True)
         return r["result"]["value"]
 
-    def screenshot(self, path: Path) -> Path:
-        """Save the whole page as a PNG."""
-        metrics = self.call("Page.getLayoutMetrics")
-        size = metrics.get("cssContentSize") or metrics.get("contentSize")
-        clip = {"x": 0, "y": 0, "width": max(size["width"], 800), "height": min(max(size["height"], 400), 4000),
-                "scale": 1}
+    def screenshot(self, path: Path, selector: str | None = None, scale: float = 1.0) -> Path:
+        """Save the whole page (or the element `selector` matches) as a PNG."""
+        if selector is not None:
+            box = self.evaluate(f"(() => {{ const r = document.querySelector({json.dumps(selector)})"
+                                ".getBoundingClientRect(); return {x: r.x + scrollX, y: r.y + scrollY, "
+                                "width: r.width, height: r.height}; })()")
+            clip = {**box, "scale": scale}
+        else:
+            metrics = self.call("Page.getLayoutMetrics")
+            size = metrics.get("cssContentSize") or metrics.get("contentSize")
+            clip = {"x": 0, "y": 0, "width": max(size["width"], 800), "height": min(max(size["height"], 400), 4000),
+                    "scale": scale}
         shot = self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True, clip=clip)
         path.write_bytes(base64.b64decode(shot["data"]))
         return path

@@ -17,10 +17,8 @@ import pytest
 
 from tests.faults.fault_helpers import FaultCluster, job_record, wait_job, write_corpus
 from tests.node.node_helpers import wait_until
-from tests.ui.browser import Browser, chromium_path
+from tests.ui.browser import Browser
 from tests.ui.ui_helpers import GERYON, UiProc
-
-pytestmark = pytest.mark.skipif(chromium_path() is None, reason="needs Debian's chromium (tests/run installs it)")
 
 JOB_PY = '''"""Word count, slow enough to watch; the worker of m0's first attempt dies (a fault: retried)."""
 import os
@@ -157,6 +155,7 @@ def test_the_dashboard_in_a_browser(cluster: FaultCluster, dashboard: UiProc, br
     assert browser.status_of(log_href) == 200
     assert _count(browser, "svg.skew rect.sbar") == 3                   # bytes per reducer
     browser.screenshot(shots / "job.png")
+    browser.screenshot(shots / "job-timeline.png", "main", scale=0.6)   # the README's picture
     browser.goto(f"{dashboard.base}/jobs")
     browser.screenshot(shots / "jobs.png")
 
