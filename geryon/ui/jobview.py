@@ -139,6 +139,18 @@ def shuffled(record: dict[str, Any]) -> list[tuple[str, int]]:
     return sorted(out.items(), key=lambda kv: task_order(kv[0]))
 
 
+def running_on(record: dict[str, Any]) -> dict[str, int]:
+    """Attempts running now per cpu (none once the job has ended)."""
+    if record.get("state") != "running":
+        return {}
+    out: dict[str, int] = {}
+    for a in record.get("attempts") or []:
+        if a.get("state") == "running":
+            cpu = str(a.get("cpu") or "?")
+            out[cpu] = out.get(cpu, 0) + 1
+    return out
+
+
 def failures(record: dict[str, Any]) -> list[dict[str, Any]]:
     """Attempts that failed or were lost, in task order."""
     bad = [a for a in record.get("attempts") or [] if a.get("state") in ("failed", "lost")]

@@ -90,7 +90,7 @@ def table(head: Sequence[str], rows: Sequence[str], css: str = "") -> str:
 PART_NODES, PART_DISKS, PART_SERVICES, PART_REGISTRY = "nodes", "disks", "services", "registry"
 
 
-def _node_row(n: NodeRow, now: float) -> str:
+def _node_row(n: NodeRow, now: float, tasks: int) -> str:
     if n.state == "live":
         state = _state("live")
     else:
@@ -104,14 +104,15 @@ def _node_row(n: NodeRow, now: float) -> str:
             + (f' <span class="dim">({n.virtual:.2f} virtual)</span>' if n.virtual else ""))
     return (f'<tr class="node" data-node="{_e(n.name)}" data-state="{_e(n.state)}"><td>{_e(n.name)}</td>'
             f'<td>{state}</td><td>{_e(n.os)}/{_e(n.arch)}</td><td class="num">{n.ncpu}</td><td>{load}</td>'
-            f'<td>{mem}</td><td class="num">{n.running}</td><td class="num">{n.sessions}'
+            f'<td>{mem}</td><td class="num">{tasks}</td><td class="num">{n.running}</td><td class="num">{n.sessions}'
             f'{f" ({n.reserved} slots)" if n.reserved else ""}</td><td>{_e(" ".join(n.chunks))}</td></tr>')
 
 
-def nodes_part(snap: ClusterSnapshot, now: float) -> str:
-    rows = [_node_row(n, now) for n in snap.nodes]
-    return table(("node", "state", "os/arch", "cpus", "load", "memory", "running", "sessions", "chunks"), rows,
-                 "nodes")
+def nodes_part(snap: ClusterSnapshot, now: float, tasks: Mapping[str, int] | None = None) -> str:
+    """The nodes table; `tasks`: job attempts running per node (from this machine's job records)."""
+    rows = [_node_row(n, now, (tasks or {}).get(n.name, 0)) for n in snap.nodes]
+    return table(("node", "state", "os/arch", "cpus", "load", "memory", "tasks", "commands", "sessions", "chunks"),
+                 rows, "nodes")
 
 
 def disks_part(snap: ClusterSnapshot) -> str:
@@ -146,15 +147,15 @@ def registry_part(snap: ClusterSnapshot) -> str:
     return f'<p>{where}: {live} of {len(snap.nodes)} nodes live, {len(snap.disks)} disks, {len(snap.services)} services</p>'
 
 
-def cluster_parts(snap: ClusterSnapshot, now: float) -> dict[str, str]:
-    return {PART_REGISTRY: registry_part(snap), PART_NODES: nodes_part(snap, now), PART_DISKS: disks_part(snap),
+def cluster_parts(snap: ClusterSnapshot, now: float, tasks: Mapping[str, int] | None = None) -> dict[str, str]:
+    return {PART_REGISTRY: registry_part(snap), PART_NODES: nodes_part(snap, now, tasks), PART_DISKS: disks_part(snap),
             PART_SERVICES: services_part(snap, now)}
 
 
-def cluster_page(snap: ClusterSnapshot, now: float) -> str:
-    parts = cluster_parts(snap, now)
+def cluster_page(snap: ClusterSnapshot, now: float, tasks: Mapping[str, int] | None = None) -> str:
+    parts = cluster_parts(snap, now, tasks)
     body = (f'<div id="{PART_REGISTRY}" class="part">{parts[PART_REGISTRY]}</div>'
-            + section(PART_NODES, "Nodes", parts[PART_NODES]) + section(PART_DISKS, "Disks", parts[PART_DISKS])
+            + section(PART_NODES, "Nodes (tasks: job attempts running; commands: rcpu and dsh)", parts[PART_NODES]) + section(PART_DISKS, "Disks", parts[PART_DISKS])
             + section(PART_SERVICES, "Registry services", parts[PART_SERVICES]))
     return page("Cluster", "Cluster", body, live="/events/cluster", updated=snap.taken)
 

@@ -107,6 +107,7 @@ class Dashboard:
         self._closing = asyncio.Event()
         self._live = 0
         self._rows: dict[str, tuple[tuple[int, int], dict[str, Any]]] = {}   # job id -> (stamp, derived)
+        self._tasks_read: tuple[float, dict[str, int]] | None = None
 
     # -- life cycle -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -208,7 +209,8 @@ class Dashboard:
         return self.watch.snapshot
 
     async def _cluster(self, request: web.Request) -> web.StreamResponse:
-        return _html(pages.cluster_page(self._snapshot(), time.time()))
+        tasks = await _blocking(self.running_tasks)
+        return _html(pages.cluster_page(self._snapshot(), time.time(), tasks))
 
     async def _jobs(self, request: web.Request) -> web.StreamResponse:
         rows = await _blocking(self.job_rows)
@@ -262,7 +264,7 @@ class Dashboard:
         try:
             st = os.stat(path)
         except OSError:
-            return {"input_bytes": 0, "output": ""}
+            return {"input_bytes": 0, "output": "", "running_on": {}}
         stamp = (st.st_mtime_ns, st.st_size)
         cached = self._rows.get(job_id)
         if cached is not None and cached[0] == stamp:
@@ -270,11 +272,25 @@ class Dashboard:
         try:
             with open(path, "rb") as f:
                 record = json.loads(f.read())
-            derived = {"input_bytes": jobview.input_bytes(record), "output": jobview.output_of(record)}
+            derived = {"input_bytes": jobview.input_bytes(record), "output": jobview.output_of(record),
+                       "running_on": jobview.running_on(record)}
         except (OSError, ValueError, TypeError, AttributeError):
-            derived = {"input_bytes": 0, "output": ""}
+            derived = {"input_bytes": 0, "output": "", "running_on": {}}
         self._rows[job_id] = (stamp, derived)
         return derived
+
+    def running_tasks(self) -> dict[str, int]:
+        """Job attempts running now per cpu (node), over the running jobs; read at most once a second."""
+        now = time.monotonic()
+        if self._tasks_read is not None and now - self._tasks_read[0] < 1.0:
+            return self._tasks_read[1]
+        counts: dict[str, int] = {}
+        for row in self.job_rows():
+            if row.get("state") == "running":
+                for cpu, n in (row.get("running_on") or {}).items():
+                    counts[cpu] = counts.get(cpu, 0) + n
+        self._tasks_read = (now, counts)
+        return counts
 
     def _job_record(self, job_id: str) -> tuple[dict[str, Any], dict[tuple[str, int], str]]:
         record = self.history.read(job_id)
@@ -346,10 +362,12 @@ class Dashboard:
     async def _cluster_events(self, request: web.Request) -> web.StreamResponse:
         async def produce() -> tuple[Any, dict[str, str] | None]:
             snap = self._snapshot()
+            tasks = await _blocking(self.running_tasks)
             now = time.time()
             # dead and unreachable nodes say how long ago: a new text every second
             ticking = any(n.state != "live" for n in snap.nodes)
-            return (snap.version, int(now) if ticking else 0), pages.cluster_parts(snap, now)
+            return (snap.version, int(now) if ticking else 0, sorted(tasks.items())), \
+                pages.cluster_parts(snap, now, tasks)
         return await self._stream(request, produce)
 
     async def _jobs_events(self, request: web.Request) -> web.StreamResponse:

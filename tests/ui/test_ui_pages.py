@@ -79,3 +79,12 @@ def test_a_node_row_is_the_registry_overlaid_by_the_node() -> None:
                                "running": 3, "os": "Linux"}, {"sessions": 2, "reserved": 3})
     assert (fresh.load, fresh.ncpu, fresh.running, fresh.sessions, fresh.os) == (1.5, 4, 3, 2, "Linux")
     assert with_report(node, "garbage", None) == node
+
+
+def test_running_attempts_are_counted_per_node() -> None:
+    assert jobview.running_on(RECORD) == {"n0": 1}
+    assert jobview.running_on(dict(RECORD, state="succeeded")) == {}
+    snap = ClusterSnapshot(taken=0.0, nodes=(NodeRow(name="n0"), NodeRow(name="n1")))
+    html = pages.nodes_part(snap, 0.0, {"n0": 3})
+    n0 = html.split('data-node="n0"', 1)[1].split("</tr>", 1)[0]
+    assert '<td class="num">3</td>' in n0
