@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 # runs, so that every other `geryon` command starts quickly.
 from geryon.cli.common import (ENV_SECRET_FILE, cluster_secret, default_secret_path,  # noqa: F401 - re-exported
                                registry_option, secret_option, serve_until_signalled, tls_files, tls_options)
+from geryon.ui import DEFAULT_PORT as UI_PORT
 from geryon.where import ENV_MDNS_INTERFACES, ENV_REGISTRY  # noqa: F401 - re-exported
 from registry.defaults import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_PORT
 from registry.errors import RegistryError
@@ -35,6 +36,8 @@ from registry.store import DEFAULT_DEAD_AFTER, DEFAULT_HEARTBEAT
 from registry.text import pairs_of
 
 log = logging.getLogger(__name__)
+
+_UI_LISTEN = f"127.0.0.1:{UI_PORT}"
 
 ENV_OWNER = "GERYON_OWNER"
 
@@ -124,7 +127,7 @@ def registry_group() -> None:
 @click.option("--idle-timeout", type=float, default=DEFAULT_IDLE_TIMEOUT, show_default=True,
               help="Seconds a connection may take to send a request, or stay idle.")
 @click.option("--ui", "with_ui", is_flag=True, help="Also serve the web dashboard (see `geryon ui`).")
-@click.option("--ui-listen", default="127.0.0.1:7075", show_default=True, metavar="HOST:PORT",
+@click.option("--ui-listen", default=_UI_LISTEN, show_default=True, metavar="HOST:PORT",
               help="Where --ui serves the dashboard.")
 @_secret_option
 @tls_options

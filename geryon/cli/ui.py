@@ -18,11 +18,12 @@ import click
 from geryon.cli.common import cluster_secret, fail, registry_option, secret_option, serve_until_signalled, where
 from geryon.cli.jobs import _jobs_dir_option, jobs_dir
 from geryon.errors import GeryonError
+from geryon.ui import DEFAULT_PORT
 from registry.errors import RegistryError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LISTEN = "127.0.0.1:7075"
+DEFAULT_LISTEN = f"127.0.0.1:{DEFAULT_PORT}"
 """Where the dashboard listens unless told: loopback only."""
 
 

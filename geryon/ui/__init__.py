@@ -8,3 +8,7 @@ login token becomes a session cookie (`geryon.ui.access`).
 Not here: the click verb (`geryon.cli.ui`), writing anything to the cluster or the job
 history (the dashboard only reads).
 """
+from __future__ import annotations
+
+DEFAULT_PORT = 7075
+"""Where the dashboard listens unless told (on loopback: `geryon ui`, `registry serve --ui`)."""

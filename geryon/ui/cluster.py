@@ -216,7 +216,6 @@ class ClusterWatch:
         self.forget_dead = forget_dead
         self.clock = clock
         self.snapshot = ClusterSnapshot(taken=clock(), error="not read yet")
-        self.changed = asyncio.Event()       # set after every reading that changed what is shown
         self._nodes: dict[str, NodeRow] = {}
         self._first_seen: dict[str, float] = {}
         self._checks: dict[tuple[str, str], str] = {}
@@ -282,8 +281,6 @@ class ClusterWatch:
                                               for s in sorted(services, key=lambda s: s.name)))
         if replace(snap, taken=0.0, version=0) != replace(self.snapshot, taken=0.0, version=0):
             self._version += 1
-            self.changed.set()
-            self.changed = asyncio.Event()
         self.snapshot = replace(snap, version=self._version)
         return self.snapshot
 

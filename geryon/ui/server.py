@@ -36,14 +36,11 @@ from aiohttp import web
 
 from geryon.errors import GeryonError
 from geryon.jobhistory import RECORD_NAME, SUMMARY_NAME, EVENTS_NAME, JobHistory
-from geryon.ui import jobview, pages
+from geryon.ui import DEFAULT_PORT, jobview, pages
 from geryon.ui.access import Access, AccessRefused
 from geryon.ui.cluster import DEFAULT_REFRESH, ClusterSnapshot, ClusterWatch
 
 log = logging.getLogger(__name__)
-
-DEFAULT_PORT = 7075
-"""Where `geryon ui` listens unless told (on loopback)."""
 
 DEFAULT_LIVE_INTERVAL = 0.5
 """Seconds between looks for changes to push to a live page."""
