@@ -39,7 +39,7 @@ DEFAULT_REFRESH = 1.0
 DEFAULT_NODE_TIMEOUT = 3.0
 """Seconds a node may take to report before it is shown unreachable."""
 
-DEFAULT_CHECK_EVERY = 300.0
+DEFAULT_CHECK_EVERY = 3600.0
 """Seconds between checksum checks of one disk copy (a check reads the whole copy)."""
 
 DEFAULT_CHECK_TIMEOUT = 120.0
