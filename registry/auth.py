@@ -305,6 +305,15 @@ STREAMED = -1
 DEFAULT_CONTROL_BODY = 1 << 20
 """Largest body of a control (JSON) route, in bytes, unless the route says otherwise."""
 
+DEFAULT_BODY_TIMEOUT = 5.0
+"""Seconds a client may take to send a control body the middleware reads (a bigger body gets
+more: see DEFAULT_MIN_BODY_RATE); then 408 and the connection closed, so a body trickled a byte
+at a time holds a connection for seconds, not forever."""
+
+DEFAULT_MIN_BODY_RATE = 256 << 10
+"""Bytes per second a client sending a big body (a job pack, an export) must at least keep up:
+such a body may take DEFAULT_BODY_TIMEOUT plus its size over this rate."""
+
 HELLO_PATH = "/v1/hello"
 """The one unauthenticated route: the server's identity (`ServerIdentity.to_wire()`)."""
 
@@ -337,13 +346,15 @@ def refusal(exc: AuthenticationFailed, status: int = 401) -> web.Response:
 
 def auth_middleware(secret: bytes, identity: ServerIdentity, *, window: float = DEFAULT_WINDOW,
                     clock: Callable[[], float] = time.time, max_body: int = DEFAULT_CONTROL_BODY,
-                    body_timeout: float | None = None) -> Any:
+                    body_timeout: float | None = DEFAULT_BODY_TIMEOUT,
+                    min_body_rate: float = DEFAULT_MIN_BODY_RATE) -> Any:
     """An aiohttp middleware: `GET /v1/hello`, then signatures, then body limits, before any handler.
 
     The signature is checked from the headers alone (401, the body unread); then a body
     over its route's limit (`body_limit`, default `max_body`) is refused (413, unread);
-    then a small body is read (within `body_timeout`, else 408) and checked against its
-    signed digest; a `streamed` route's handler reads and checks its own. There is no
+    then a small body is read (within `body_timeout` plus its size over `min_body_rate`, else
+    408 and the connection closed; None: no bound) and checked against its signed digest; a
+    `streamed` route's handler reads and checks its own. There is no
     open mode. Refusals are logged as warnings at most once per client address per
     interval (`registry.ratelog`), with a count of those not logged; the rest at debug level.
 
@@ -383,9 +394,12 @@ def auth_middleware(secret: bytes, identity: ServerIdentity, *, window: float = 
                                      status=413)
             resp.force_close()
             return resp
+        within = None if body_timeout is None else \
+            body_timeout + (request.content_length if request.content_length is not None else limit) / min_body_rate
         try:
-            body = await asyncio.wait_for(request.read(), body_timeout)
+            body = await asyncio.wait_for(request.read(), within)
         except asyncio.TimeoutError:
+            note(request, ValueError(f"request body not sent within {within:.0f} s"))
             resp = web.json_response({"error": "request body too slow", "kind": "bad"}, status=408)
             resp.force_close()
             return resp

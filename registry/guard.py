@@ -11,7 +11,8 @@ has not yet finished a request header, else the oldest idle kept-alive one; only
 every connection is busy in a request is the newcomer answered 503. So a flood of
 half-open connections only ever closes its own, and a legitimate request gets in. The
 time a connection may take to send its headers is aiohttp's `keepalive_timeout`
-(whose timer starts at connect and is not reset by data), set by the server's owner.
+(whose timer starts at connect and is not reset by data), set by the server's owner; a TLS
+connection's handshake is counted too (`registry.listen`), and cut after its own timeout.
 
 The guard's middleware marks which connections are in a request and answers a request
 whose client went away mid-body without aiohttp's traceback; its logging filter turns
@@ -143,6 +144,18 @@ class ConnectionGuard:
     # -- counting -------------------------------------------------------------------------
     def _connection_made(self, handler: Any, transport: Any) -> None:
         self._made(handler, transport)
+        self._count(handler, transport)
+
+    def handshake_started(self, conn: Any, transport: Any) -> None:
+        """Count a connection whose TLS handshake is under way (`registry.listen`): it has not
+        finished a request header, and `conn.force_close()` drops it."""
+        self._count(conn, transport)
+
+    def handshake_ended(self, conn: Any) -> None:
+        """The handshake of `conn` is over, well or not; idempotent."""
+        self._forget(conn)
+
+    def _count(self, handler: Any, transport: Any) -> None:
         peername = transport.get_extra_info("peername")
         peer = str(peername[0]) if isinstance(peername, tuple) and peername else "?"
         self.conns[handler] = _Conn(peer)

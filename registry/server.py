@@ -33,7 +33,8 @@ from registry.discovery import DEFAULT_PORT, PROTOCOL_VERSION, Advertiser, adver
 from registry.disks import DISK_OWNER, DiskNames, edit_file, plan, read_text, text_digest
 from registry.defaults import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PER_CLIENT
 from registry.errors import BadRequest, RegistryError, ServiceNotFound
-from registry.guard import ACCEPT_BURST, ConnectionGuard, ConnectionLimits, open_file_limit
+from registry.guard import ConnectionGuard, ConnectionLimits, open_file_limit
+from registry.listen import Listener, listen
 from registry import jsondoc
 from registry.jsondoc import PAIRS, STR, STRS, optional
 from registry.state import StateLock, load_state, save_state
@@ -134,7 +135,7 @@ class RegistryServer:
         self._closing: set[asyncio.Task[bool]] = set()   # ws.close() calls in flight
         self._disk_warned: set[str] = set()
         self._runner: web.AppRunner | None = None
-        self._listener: asyncio.base_events.Server | None = None
+        self._listener: Listener | None = None
         self._advertiser: Advertiser | None = None
         self.guard: ConnectionGuard | None = None
         self.port = config.port
@@ -180,12 +181,11 @@ class RegistryServer:
         http = self._runner.server
         assert http is not None
         self.guard = ConnectionGuard(http, limits, what="registry")
-        loop = asyncio.get_running_loop()
         ssl = server_context(cfg.tls) if cfg.tls.serving else None
-        self._listener = await loop.create_server(http, cfg.host, cfg.port, reuse_address=True,
-                                                  backlog=ACCEPT_BURST, ssl=ssl,
-                                                  ssl_handshake_timeout=cfg.idle_timeout if ssl else None)
-        self.port = self._listener.sockets[0].getsockname()[1]
+        self._listener = await listen(http, self.guard, tls=ssl, host=cfg.host, port=cfg.port,
+                                      handshake_timeout=cfg.idle_timeout)   # handshakes counted too
+        assert self._listener.server is not None
+        self.port = self._listener.server.sockets[0].getsockname()[1]
         self._tasks.append(asyncio.create_task(self._expire_loop()))
         if self._disks is not None:
             self._tasks.append(asyncio.create_task(self._disk_loop()))
@@ -212,7 +212,7 @@ class RegistryServer:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._listener is not None:
-            self._listener.close()
+            await self._listener.close()
         self.watchers.close_all()
         for ws in list(self._session_ws.values()):
             await ws.close()

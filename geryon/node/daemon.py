@@ -40,7 +40,8 @@ from geryon.outputs import OUTPUT_CHUNK
 from geryon.virtualload import DEFAULT_DISPATCH_LOAD, DEFAULT_VIRTUAL_SECONDS, VirtualLoad
 from registry.auth import DEFAULT_CONTROL_BODY, MIN_SECRET_BYTES, ServerIdentity, auth_middleware
 from registry.errors import RegistryError
-from registry.guard import ACCEPT_BURST, ConnectionGuard, ConnectionLimits, open_file_limit
+from registry.guard import ConnectionGuard, ConnectionLimits, open_file_limit
+from registry.listen import Listener, listen
 from registry.tls import TlsFiles, server_context
 
 log = logging.getLogger(__name__)
@@ -138,6 +139,7 @@ class NodeDaemon:
         self.port = config.port
         self.url = ""
         self._runner: web.AppRunner | None = None
+        self._listener: Listener | None = None
         self.guard: ConnectionGuard | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._registered: dict[str, tuple[tuple[str, str], ...]] = {}
@@ -241,7 +243,10 @@ class NodeDaemon:
         assert self._runner.server is not None
         self.guard = ConnectionGuard(self._runner.server, limits, what=f"node {cfg.name}")
         ssl = server_context(cfg.tls) if cfg.tls.serving else None
-        await web.SockSite(self._runner, sock, backlog=ACCEPT_BURST, ssl_context=ssl).start()
+        # Not a web.SockSite: a TLS handshake is counted by the guard and cut after idle_timeout
+        # (asyncio's own TLS server waits 60 s, uncounted; registry.listen).
+        self._listener = await listen(self._runner.server, self.guard, tls=ssl, sock=sock,
+                                      handshake_timeout=limits.idle_timeout)
         await self.sessions.start(self.url)       # the link to --parent, if any
         if cfg.registry is not None:
             self._tasks.append(asyncio.create_task(self._refresh_loop()))
@@ -332,6 +337,8 @@ class NodeDaemon:
             await self.jobs.close()
         if self.sessions is not None:
             await self.sessions.close()
+        if self._listener is not None:
+            await self._listener.close()
         if self._runner is not None:
             await self._runner.cleanup()
         if self.guard is not None:
