@@ -1,10 +1,12 @@
 """`Channel`: a WebSocket whose every frame is authenticated, for both ends of every socket.
 
-The upgrade request is a signed request like any other (`registry.auth`). Then, on the
-socket: the server sends a fresh nonce and proof that it holds the secret; the client
-checks the proof and answers with its own; both derive a key for this one connection
-from the secret, both nonces (the client's is the signed upgrade's nonce) and the
-server's identity (RFC 5869 HKDF-style, HMAC-SHA256). After that every text or binary
+The upgrade request is a signed request like any other (`registry.auth`): fresh, bound to
+this run of this server, never accepted twice. The server's 101 answer carries a fresh
+nonce and proof that it holds the secret (`X-Geryon-Channel`), which the client checks;
+both derive a key for this one connection from the secret, both nonces (the client's is
+the signed upgrade's nonce) and the server's identity (RFC 5869 HKDF-style,
+HMAC-SHA256). The client's first frame, MAC'd under that key, is its proof: the handshake
+costs no round trip of its own. After that every text or binary
 frame carries a sequence number per direction and a 128-bit MAC under that key over
 direction, type, sequence and payload: text frames as `SEQ.MAC.PAYLOAD`, binary frames
 with an 8-byte sequence and the MAC in front. A frame that fails (forged, reordered,
@@ -198,38 +200,33 @@ class Channel:
         await self.close()
 
 
+HEADER_CHANNEL = "X-Geryon-Channel"
+"""On the 101 answer to an upgrade: the server's fresh nonce and its proof (`NONCE PROOF`)."""
+
+
 async def accept(request: web.Request, ws: web.WebSocketResponse, secret: bytes | None,
                  identity: ServerIdentity, *, what: str = "",
                  timeout: float = DEFAULT_HANDSHAKE_TIMEOUT) -> Channel:
-    """Prepare `ws` for `request` and run the server's half of the handshake.
+    """Prepare `ws` for `request`, the server's nonce and proof in the 101 answer's headers.
 
     The frame key is derived from the secret the upgrade request was signed with (left on
     the request by `registry.auth.auth_middleware`: the previous secret during a rotation's
-    grace), else from `secret`'s newest.
+    grace), else from `secret`'s newest. The client proves it holds the key with its first
+    frame's MAC (a frame that fails closes the socket, logged), as its signed upgrade proved
+    it holds the secret: no round trip is spent on a proof of its own.
 
     Raises:
-        ChannelRefused: the client's proof is missing or wrong (the socket is closed, logged).
+        ChannelRefused: never since the handshake rides on the upgrade (kept for callers).
     """
     what = what or f"{request.path} from {request.remote}"
-    await ws.prepare(request)
     if secret is None:
+        await ws.prepare(request)
         return Channel(ws, None, client=False, what=what)
     server_nonce = secrets.token_hex(16)
     given, secret = secret, request.get(REQUEST_SECRET) or signing_secret(secret)
     key = _key(secret, identity, request.headers.get(HEADER_NONCE, ""), server_nonce)
-    await ws.send_str(json.dumps({"op": "challenge", "nonce": server_nonce,
-                                  "proof": _proof(key, b"server")}))
-    try:
-        msg = await ws.receive(timeout=timeout)
-        doc = json.loads(msg.data) if msg.type == WSMsgType.TEXT else None
-        ok = isinstance(doc, dict) and hmac.compare_digest(str(doc.get("proof", "")),
-                                                           _proof(key, b"client"))
-    except (asyncio.TimeoutError, ValueError, TypeError, RecursionError):    # RecursionError: nested JSON
-        ok = False
-    if not ok:
-        log.warning("closed %s: bad handshake", what)
-        await ws.close(code=CLOSE_POLICY, message=b"bad handshake")
-        raise ChannelRefused(f"{what}: bad handshake")
+    ws.headers[HEADER_CHANNEL] = f"{server_nonce} {_proof(key, b'server')}"
+    await ws.prepare(request)
     used = secret
     return Channel(ws, key, client=False, what=what,
                    retired=lambda: used not in accepted_secrets(given, time.time()))
@@ -237,9 +234,11 @@ async def accept(request: web.Request, ws: web.WebSocketResponse, secret: bytes 
 
 async def join(ws: aiohttp.ClientWebSocketResponse, secret: bytes | None, identity: ServerIdentity,
                client_nonce: str, *, what: str = "",
-               timeout: float = DEFAULT_HANDSHAKE_TIMEOUT) -> Channel:
-    """The client's half of the handshake on a freshly opened socket; `secret` is the one the
-    upgrade request was signed with.
+               timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
+               headers: Any = None) -> Channel:
+    """The client's half of the handshake on a freshly opened socket: check the server's proof
+    in the 101 answer's headers (`headers`, default: those `ws` was opened with); `secret` is
+    the one the upgrade request was signed with.
 
     Raises:
         ChannelRefused: the server did not prove it holds the secret (the socket is closed).
@@ -247,23 +246,16 @@ async def join(ws: aiohttp.ClientWebSocketResponse, secret: bytes | None, identi
     what = what or f"connection to {identity.server}"
     if secret is None:
         return Channel(ws, None, client=True, what=what)
-    key = b""
-    try:
-        msg = await ws.receive(timeout=timeout)
-        doc = json.loads(msg.data) if msg.type == WSMsgType.TEXT else None
-        if isinstance(doc, dict) and doc.get("op") == "challenge":
-            key = _key(secret, identity, client_nonce, str(doc.get("nonce", ""))[:128])
-            ok = hmac.compare_digest(str(doc.get("proof", "")), _proof(key, b"server"))
-        else:
-            ok = False
-    except (asyncio.TimeoutError, ValueError, TypeError):
-        ok = False
-    if not ok:
+    if headers is None:
+        response = getattr(ws, "_response", None)        # aiohttp keeps the 101 answer there
+        headers = response.headers if response is not None else {}
+    nonce, _, proof = str(headers.get(HEADER_CHANNEL, "")).partition(" ")
+    key = _key(secret, identity, client_nonce, nonce[:128])
+    if not (nonce and hmac.compare_digest(proof, _proof(key, b"server"))):
         log.warning("closed %s: the server failed the handshake", what)
         await ws.close(code=CLOSE_POLICY, message=b"bad handshake")
         raise ChannelRefused(f"{what}: the server failed the handshake (check the cluster secret)")
-    await ws.send_str(json.dumps({"op": "auth", "proof": _proof(key, b"client")}))
     return Channel(ws, key, client=True, what=what)
 
 
-__all__ = ["Channel", "ChannelRefused", "accept", "join", "DEFAULT_HANDSHAKE_TIMEOUT"]
+__all__ = ["Channel", "ChannelRefused", "accept", "join", "DEFAULT_HANDSHAKE_TIMEOUT", "HEADER_CHANNEL"]

@@ -77,6 +77,10 @@ DEFAULT_CLAIM_BODY = 1 << 10
 DEFAULT_CLAIM_SECONDS = 60.0
 """Seconds a claim's token spares its run from being counted again (a slow export upload)."""
 
+DEFAULT_NOTIFY_INTERVAL = 0.1
+"""Seconds between two tellings of the registry that dispatches were counted (the later one
+tells all that came meanwhile)."""
+
 DEFAULT_MAX_PENDING_CLAIMS = 10_000
 """Most claims remembered between `POST /v1/cpu/claim` and the run that uses it."""
 
@@ -150,6 +154,8 @@ class CpuService:
         self.clock = clock
         self._claims: dict[str, float] = {}       # claim token -> when, until its run comes
         self._notes: set[asyncio.Task[None]] = set()
+        self._note_waiting = False
+        self._last_note = -DEFAULT_NOTIFY_INTERVAL
         os.makedirs(self.exports, exist_ok=True)
         sweep_staging(self.exports)
         os.makedirs(os.path.join(work_dir, "run"), exist_ok=True)
@@ -229,12 +235,25 @@ class CpuService:
         self._notify()
 
     def _notify(self) -> None:
-        """Tell `on_start` (the daemon: the registry) without holding up the caller."""
-        if self.on_start is None or len(self._notes) >= 2:
-            return              # one telling, one waiting to tell the newest state: enough
-        task = asyncio.get_running_loop().create_task(self.on_start())
+        """Tell `on_start` (the daemon: the registry) without holding up the caller: at once,
+        or, within DEFAULT_NOTIFY_INTERVAL of the last telling, once at its end for every
+        dispatch since (a loop of short runs sent one registry update per run)."""
+        if self.on_start is None or self._note_waiting:
+            return              # a telling still to come will tell the newest state
+        self._note_waiting = True
+        task = asyncio.get_running_loop().create_task(self._tell())
         self._notes.add(task)
         task.add_done_callback(self._notes.discard)
+
+    async def _tell(self) -> None:
+        assert self.on_start is not None
+        loop = asyncio.get_running_loop()
+        wait = self._last_note + DEFAULT_NOTIFY_INTERVAL - loop.time()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        self._note_waiting = False               # dispatches from now on need another telling
+        self._last_note = loop.time()
+        await self.on_start()
 
     async def _load(self, request: web.Request) -> web.Response:
         return web.json_response(self.load_doc(self.clock()))

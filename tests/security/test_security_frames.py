@@ -25,7 +25,9 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
+from registry.channel import HEADER_CHANNEL, ChannelRefused
 from registry.signer import IDENTITIES, Signer
 from tests.node.node_helpers import Cluster, wait_until
 
@@ -70,18 +72,18 @@ class Raw:
 
 
 async def _open(http: aiohttp.ClientSession, secret: bytes, url: str, target: str,
-                headers: dict[str, str] | None = None, *, proof: Callable[[bytes], str] | None = None,
+                headers: dict[str, str] | None = None, *, key_of: Callable[[bytes], bytes] | None = None,
                 signed: dict[str, str] | None = None) -> Raw:
-    """Sign the upgrade (or send the `signed` headers of another one), do the handshake."""
+    """Sign the upgrade (or send the `signed` headers of another one), check the server's proof
+    in the 101 answer; frames are then MAC'd under the key (or under `key_of(key)`)."""
     signer = Signer(secret)
     signed = signed or signer.headers_sync(url, "GET", target, headers=headers)
     ident = signer.identity_sync(url)
     ws = await http.ws_connect(url + target, headers=signed, autoclose=False)
-    challenge = json.loads((await ws.receive(timeout=30)).data)
-    key = _key(secret, ident, signed["X-Geryon-Nonce"], challenge["nonce"])
-    assert hmac.compare_digest(challenge["proof"], _proof(key, b"server"))   # the server holds it too
-    await ws.send_str(json.dumps({"op": "auth", "proof": (proof or (lambda k: _proof(k, b"client")))(key)}))
-    return Raw(ws, key)
+    nonce, proof = ws._response.headers[HEADER_CHANNEL].split(" ")
+    key = _key(secret, ident, signed["X-Geryon-Nonce"], nonce)
+    assert hmac.compare_digest(proof, _proof(key, b"server"))   # the server holds it too
+    return Raw(ws, key_of(key) if key_of else key)
 
 
 # -- the sites -------------------------------------------------------------------------------------
@@ -285,18 +287,20 @@ def test_a_client_that_cannot_prove_the_key_is_refused_and_runs_nothing(
     cluster, secret, found = world
     n0 = cluster.nodes["n0"]
     marker = cluster.tmp / "ran-handshake"
-    before = n0.proc.stderr().count("bad handshake")
-    for wrong in (lambda k: "00" * 32, lambda k: _proof(k, b"server")):     # guessed; reflected
+    before = n0.proc.stderr().count("bad frame MAC")
+    # Its first frame is its proof: MAC'd under a guessed key, or under the key of the server's
+    # own proof (reflected), it closes the socket before anything runs.
+    for wrong in (lambda k: b"\0" * 32, lambda k: bytes.fromhex(_proof(k, b"server"))):
         async def play() -> tuple[list[Any], int | None]:
             async with aiohttp.ClientSession() as http:
-                raw = await _open(http, secret, n0.url, "/v1/cpu/run", proof=wrong)
+                raw = await _open(http, secret, n0.url, "/v1/cpu/run", key_of=wrong)
                 await raw.ws.send_str(raw.text({"cmd": f"touch {marker}"}, 1))
                 got, code = await raw.frames()
                 await raw.ws.close()
                 return got, code
         got, code = asyncio.run(play())
         assert code == POLICY and got == []
-    wait_until(lambda: n0.proc.stderr().count("bad handshake") == before + 2, 30)
+    wait_until(lambda: n0.proc.stderr().count("bad frame MAC") == before + 2, 30)
     assert not marker.exists()
 
 
@@ -340,3 +344,48 @@ def test_a_captured_upgrade_is_refused_elsewhere_again_and_after_a_restart(
     IDENTITIES.forget(n0b.url)
     IDENTITIES.forget(n1.url)
     IDENTITIES.forget(cluster.registry_url)
+
+
+def test_a_server_proof_captured_from_one_upgrade_does_not_pass_for_another(
+        world: tuple[Cluster, bytes, dict[str, Site]]) -> None:
+    """The server's nonce and proof ride on its 101 answer: an impostor without the secret that
+    replays a real node's answer (its identity, its `X-Geryon-Channel`) is refused by the client,
+    whose fresh upgrade nonce makes another key; a real node's own answer passes."""
+    cluster, secret, _ = world
+    n0 = cluster.nodes["n0"]
+
+    async def play() -> tuple[str, str]:
+        async with aiohttp.ClientSession() as http:
+            real = await Signer(secret).connect(http, n0.url, "/v1/cpu/run")    # the real handshake passes
+            captured = real.ws._response.headers[HEADER_CHANNEL]
+            await real.close()
+            hello = await (await http.get(n0.url + "/v1/hello")).read()
+
+            async def hello_route(request: web.Request) -> web.Response:
+                return web.Response(body=hello, content_type="application/json")
+
+            async def run_route(request: web.Request) -> web.WebSocketResponse:
+                ws = web.WebSocketResponse()
+                ws.headers[HEADER_CHANNEL] = captured
+                await ws.prepare(request)
+                await ws.receive()
+                return ws
+
+            app = web.Application()
+            app.add_routes([web.get("/v1/hello", hello_route), web.get("/v1/cpu/run", run_route)])
+            runner = web.AppRunner(app)
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            port = site._server.sockets[0].getsockname()[1]                     # type: ignore[union-attr]
+            impostor = f"http://127.0.0.1:{port}"
+            try:
+                with pytest.raises(ChannelRefused) as refused:
+                    await Signer(secret).connect(http, impostor, "/v1/cpu/run")
+            finally:
+                IDENTITIES.forget(impostor)
+                await runner.cleanup()
+            return captured, str(refused.value)
+
+    captured, why = asyncio.run(play())
+    assert " " in captured and "failed the handshake" in why, why
