@@ -33,6 +33,7 @@ from registry.discovery import DEFAULT_PORT, PROTOCOL_VERSION, Advertiser, adver
 from registry.disks import DISK_OWNER, DiskNames, edit_file, plan, read_text, text_digest
 from registry.defaults import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PER_CLIENT
 from registry.errors import BadRequest, RegistryError, ServiceNotFound
+from registry.secretfile import signing_secret
 from registry.guard import ConnectionGuard, ConnectionLimits, open_file_limit
 from registry.listen import Listener, listen
 from registry import jsondoc
@@ -48,6 +49,9 @@ DEFAULT_MAX_BODY = 64 * 1024
 """Largest request body or WebSocket message, in bytes."""
 
 
+
+DEFAULT_CLUSTER_RECHECK = 1.0
+"""Seconds between looks at the cluster id of the secret (re-announced over zeroconf when it changed)."""
 
 DEFAULT_BODY_TIMEOUT = 5.0
 """Seconds a client may take to send a request body."""
@@ -190,15 +194,8 @@ class RegistryServer:
         if self._disks is not None:
             self._tasks.append(asyncio.create_task(self._disk_loop()))
         if cfg.mdns:
-            interfaces = listen_interfaces(cfg.host, cfg.mdns_interfaces)    # only where we listen
-            addrs = advertised_addresses(cfg.host, interfaces)
-            self._advertiser = Advertiser(self.port, addrs, self.cluster, interfaces=interfaces,
-                                          scheme="https" if cfg.tls.serving else "http")
-            try:
-                await self._advertiser.start()
-            except (OSError, RuntimeError) as exc:     # no multicast: still serve
-                log.warning("zeroconf advertising failed: %s", exc)
-                self._advertiser = None
+            await self._advertise()
+            self._tasks.append(asyncio.create_task(self._cluster_loop()))
         log.info("registry listening on %s (cluster %s)", self.url, self.cluster)
 
     async def close(self) -> None:
@@ -280,6 +277,33 @@ class RegistryServer:
         if removed:
             log.info("session %s ended: removed %s", session, " ".join(s.name for s in removed))
         self._changed()
+
+    async def _advertise(self) -> None:
+        """Announce this registry over zeroconf with the cluster id of the secret it signs with."""
+        cfg = self.config
+        interfaces = listen_interfaces(cfg.host, cfg.mdns_interfaces)    # only where we listen
+        addrs = advertised_addresses(cfg.host, interfaces)
+        self._advertiser = Advertiser(self.port, addrs, self.cluster, interfaces=interfaces,
+                                      scheme="https" if cfg.tls.serving else "http")
+        try:
+            await self._advertiser.start()
+        except (OSError, RuntimeError) as exc:     # no multicast: still serve
+            log.warning("zeroconf advertising failed: %s", exc)
+            self._advertiser = None
+
+    async def _cluster_loop(self) -> None:
+        """After `geryon init --rotate` (a watched secret's newest changes), announce the new
+        cluster id: clients browse for the id of the secret they hold, the new one."""
+        while True:
+            await asyncio.sleep(DEFAULT_CLUSTER_RECHECK)
+            now = cluster_id(signing_secret(self.config.secret))
+            if now == self.cluster:
+                continue
+            log.info("the cluster secret changed: advertising cluster %s (was %s)", now, self.cluster)
+            self.cluster = now
+            if self._advertiser is not None:
+                await self._advertiser.close()
+            await self._advertise()
 
     async def _expire_loop(self) -> None:
         while True:

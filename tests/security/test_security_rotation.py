@@ -183,3 +183,28 @@ def test_a_library_client_refused_with_the_expired_secret_says_why(cluster: Clus
         RemoteFS(n0.url, "c0", old).listdir("/")
     assert RemoteFS(n0.url, "c0", watch_secret(secret_file)).listdir("/") == []
     IDENTITIES.forget(n0.url)
+
+
+def test_zeroconf_announces_the_new_cluster_id_after_a_rotation(cluster: Cluster, secret_file: Path) -> None:
+    """Clients browse for the cluster id of the secret they hold: after `geryon init --rotate`
+    the running registry is found under the new id (and no longer under the old) with no restart."""
+    import subprocess
+    import sys
+    from registry.auth import cluster_id
+    browse = [sys.executable, "-c", "import sys; from registry.discovery import discover; "
+              "print(discover(float(sys.argv[1]), cluster=sys.argv[2], interfaces=['127.0.0.1']))"]
+
+    def found(cid: str) -> str:
+        done = subprocess.run([*browse, "3", cid], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    cluster.start_registry(mdns_interface="127.0.0.1")
+    old = cluster_id(load_secret(secret_file))
+    wait_until(lambda: cluster.registry_url in found(old), 60, interval=0.5)
+    result = CliRunner().invoke(main, ["init", "--rotate", "--grace", "1h", "--secret-file", str(secret_file)])
+    assert result.exit_code == 0, result.output
+    new = cluster_id(load_secret(secret_file))
+    assert new != old
+    wait_until(lambda: cluster.registry_url in found(new), 60, interval=0.5)
+    assert found(old) == "[]"
