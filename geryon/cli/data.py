@@ -10,6 +10,7 @@ import getpass
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -52,6 +53,22 @@ def cluster(registry_url: str | None, secret_file: str | None) -> Iterator[tuple
             yield client, secret
     except (GeryonError, RegistryError, fserrors.FSError, OSError) as exc:
         fail(str(exc) or type(exc).__name__)
+
+
+ENV_TEST_PAUSE_NAMED = "GERYON_TEST_PAUSE_NAMED"
+"""Tests only: `load --cluster` says `named` on stderr and waits this many seconds between
+naming its disks and dropping its chunks' claims (the instant a kill -9 is played at)."""
+
+
+def _test_pause(var: str) -> Any:
+    seconds = os.environ.get(var)
+    if not seconds:
+        return None
+
+    def pause() -> None:
+        click.echo("geryon: named", err=True)
+        time.sleep(float(seconds))
+    return pause
 
 
 def ndb_path(ndb_file: str | None) -> str:
@@ -167,7 +184,7 @@ def load(sources: tuple[str, ...], app: str, chunk: int, replicas: int, to: str 
             with showing(progress, "nothing loaded", errors=(OSError, RegistryError)):
                 report = load_cluster(list(sources), app, registry=registry, secret=secret, chunk_size=chunk,
                                       replicas=replicas, ndb_file=ndb_file, fmt=fmt, progress=progress,
-                                      names=names)
+                                      names=names, named_hook=_test_pause(ENV_TEST_PAUSE_NAMED))
     else:
         with showing(progress, "nothing loaded", errors=(OSError,)):
             report = load_sources(list(sources), app, chunk_size=chunk, replicas=replicas,

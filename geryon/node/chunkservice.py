@@ -104,17 +104,21 @@ class ChunkService:
         pool: where new chunks are made on request (None: this node makes none).
         on_change: awaited after a chunk is made or deleted (the daemon re-registers).
         claim_lease: seconds a load's claim on a chunk lasts unrenewed (`reclaim`).
+        named: whether the registry names a disk on this chunk (True, False, None: cannot
+            tell now); a named chunk is kept when its claim runs out.
         clock: wall-clock seconds (claims survive restarts).
     """
 
     def __init__(self, chunks: dict[str, ServedChunk], *, secret: bytes | None = None,
                  pool: ChunkPool | None = None, on_change: Callable[[], Awaitable[None]] | None = None,
-                 claim_lease: float = DEFAULT_CLAIM_LEASE, clock: Callable[[], float] = time.time) -> None:
+                 claim_lease: float = DEFAULT_CLAIM_LEASE, clock: Callable[[], float] = time.time,
+                 named: Callable[[str], Awaitable[bool | None]] | None = None) -> None:
         self.chunks = chunks
         self.secret = secret
         self.pool = pool
         self.on_change = on_change
         self.claim_lease = claim_lease
+        self.named = named
         self.clock = clock
 
     async def reclaim(self) -> list[str]:
@@ -124,6 +128,14 @@ class ChunkService:
         gone = []
         for name, chunk in list(self.chunks.items()):
             if not await self._blocking(claim_expired, chunk, now):
+                continue
+            named = await self.named(name) if self.named is not None else False
+            if named is None:
+                continue                            # the registry cannot tell now: ask again later
+            if named:
+                # Its load named it, then died before dropping the claim: the chunk is a disk.
+                log.info("chunk %s is named by the registry: keeping it (its claim ran out)", name)
+                await self._blocking(drop_claim, chunk)
                 continue
             log.warning("reclaiming chunk %s: the load that claimed it stopped renewing its claim", name)
             if chunk.pooled and self.pool is not None:

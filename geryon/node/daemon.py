@@ -232,7 +232,8 @@ class NodeDaemon:
                                        identity=ident)
         chunk_service = ChunkService(self.chunks, secret=cfg.secret, pool=self.pool,
                                      on_change=self._sync if cfg.registry is not None else None,
-                                     claim_lease=cfg.claim_lease)
+                                     claim_lease=cfg.claim_lease,
+                                     named=self._named if cfg.registry is not None else None)
         app.router.add_routes(chunk_service.routes() + self.cpu.routes() + self.jobs.routes()
                               + self.sessions.routes() + [web.get("/v1/node", self._info)])
         limits = cfg.limits.within(open_file_limit())
@@ -262,6 +263,17 @@ class NodeDaemon:
             except Exception:                       # keep serving whatever went wrong
                 log.exception("reclaiming chunks")
             await asyncio.sleep(every)
+
+    async def _named(self, chunk: str) -> bool | None:
+        """Does the registry name a disk on this node's `chunk`? None: it cannot be asked now."""
+        reg = self.config.registry
+        try:
+            found = await asyncio.get_running_loop().run_in_executor(
+                None, reg.find, [("host", self.config.name), ("chunk", chunk)])
+        except RegistryError as exc:
+            log.debug("asking the registry about chunk %s: %s", chunk, exc)
+            return None
+        return any(s.get("chunk") == chunk and s.get("host") == self.config.name for s in found)
 
     @web.middleware
     async def _guarded(self, request: web.Request, handler: Any) -> web.StreamResponse:

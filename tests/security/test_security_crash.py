@@ -16,6 +16,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from geryon.chunk import CLAIM_NAME
 from geryon.diskdb import read_disks
 from geryon.load import STAGING_PREFIX
 from geryon.remotefs import RemoteFS
@@ -247,3 +248,47 @@ def test_a_registry_killed_five_times_under_persist_registrations_keeps_every_ac
     finally:
         for p in procs:
             p.stop(signal.SIGKILL)
+
+
+def test_a_cluster_load_killed_between_naming_and_dropping_its_claims_leaks_nothing(
+        tmp_path: Path, secret_file: Path) -> None:
+    """The load names its disks, then drops its claims: killed -9 in between (the instant found
+    with a test pause, the kill a real SIGKILL), its claims run out on chunks the registry
+    names, and each node keeps them (and drops the claim): no chunk leaked, none lost."""
+    cluster = Cluster(tmp_path, secret_file)
+    try:
+        cluster.start_registry()
+        node = cluster.start_node("n1", (), extra=["--chunk-pool", str(tmp_path / "pool-n1"), "--pool-size", "64M",
+                                                    "--claim-lease", "2"])
+        with cluster.client() as reg:
+            wait_until(lambda: reg.find({"svc": "rstyx", "host": "n1", "pool": "*"}), 30)
+        src = tmp_path / "src"
+        want = _corpus(src, 100, 4 << 10)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GERYON_")}
+        env.update({"GERYON_REGISTRY": cluster.registry_url, "GERYON_SECRET_FILE": str(secret_file),
+                    "GERYON_NDB": str(cluster.ndb), "XDG_CONFIG_HOME": str(tmp_path / "config"),
+                    "GERYON_TEST_PAUSE_NAMED": "120"})
+        err = tmp_path / "load.err"
+        p = _start([*GERYON, "load", str(src), "--app", "named", "--cluster", "--chunk", "128K", "-q"], env, err)
+        _kill_when(p, lambda: "geryon: named" in err.read_text(), err)
+        disks = read_disks(str(cluster.ndb))
+        chunks = {str(d.chunk) for d in disks}
+        assert disks and chunks == _pool_chunks(cluster, "n1")
+        claims = lambda: [c for c in chunks if (tmp_path / "pool-n1" / c / CLAIM_NAME).exists()]  # noqa: E731
+        assert claims(), "the kill came after the claims were dropped: the test did not play the window"
+        # The claims run out unrenewed; the node sees the chunks named and keeps them.
+        wait_until(lambda: not claims(), 60, interval=0.1)
+        assert _pool_chunks(cluster, "n1") == chunks
+        wait_until(lambda: _registered(cluster, "n1") == chunks, 30, interval=0.1)
+        secret = load_secret(secret_file)
+        got: dict[str, str] = {}
+        for d in disks:
+            fs = RemoteFS(node.url, str(d.chunk), secret)
+            try:
+                for path, _size in fs.files():
+                    got[path] = hashlib.sha256(fs.readbytes(path)).hexdigest()
+            finally:
+                fs.close()
+        assert got == want
+    finally:
+        cluster.stop()
