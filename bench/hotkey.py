@@ -15,7 +15,7 @@ import tempfile
 import time
 
 import geryon
-from geryon.chunk import parse_size
+from geryon.disks.chunk import parse_size
 
 
 def hot_map(key, value):

@@ -29,8 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from geryon.chunk import create_chunk
-from geryon.node.connection import NodeConnection
+from geryon.disks.chunk import create_chunk
+from geryon.net.connection import NodeConnection
 from registry.auth import create_secret
 from registry.client import RegistryClient
 from registry.errors import RegistryError

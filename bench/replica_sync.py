@@ -23,10 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from geryon.checksum import record_files
-from geryon.chunk import create_chunk, parse_size
-from geryon.remotefs import RemoteFS
-from geryon.replicate import replicate
+from geryon.disks.checksum import record_files
+from geryon.disks.chunk import create_chunk, parse_size
+from geryon.disks.remote import RemoteFS
+from geryon.disks.replicate import replicate
 from registry.auth import create_secret
 from registry.client import RegistryClient
 

@@ -6,7 +6,7 @@ that the load of a shared machine falls on both alike, and prints medians and ra
   - rcpu: median wall time of `Rcpu.run("echo hi")` (registry + one node, signed);
   - find: registry `find` requests/s from one `RegistryClient` loop, and from C threads
     each with its own client (1,000 services registered);
-  - shuffle: MB/s of the reduce side's segment fetch (`geryon.worker.http_range`: signed
+  - shuffle: MB/s of the reduce side's segment fetch (`geryon.node.worker.http_range`: signed
     GET with Range) of a 256 MiB map output planted in the node's output disk, in 32 MiB
     segments.
 
@@ -75,7 +75,7 @@ def _rcpu_with(rcpu: Any, runs: int) -> list[float]:
 
 
 def _rcpu(reg: Any, secret: bytes, runs: int) -> float:
-    from geryon.rcpuclient import Rcpu
+    from geryon.cluster.rcpu import Rcpu
 
     with Rcpu(reg, secret) as rcpu:
         return statistics.median(_rcpu_with(rcpu, runs + 2)[2:])   # the first two warm caches
@@ -111,8 +111,8 @@ def _finds(url: str, secret: bytes, seconds: float, threads: int) -> float:
 
 def _shuffle(node_url: str, chunk: Path, secret: bytes, reps: int, plant: bool = True) -> float:
     from geryon.node.jobservice import staging_name
-    from geryon.segments import Segment
-    from geryon.worker import http_range
+    from geryon.mapreduce.segments import Segment
+    from geryon.node.worker import http_range
 
     out = chunk / staging_name(JOB)
     if plant:
@@ -138,7 +138,7 @@ def _shuffle(node_url: str, chunk: Path, secret: bytes, reps: int, plant: bool =
 def _cluster() -> Iterator[tuple[Any, str, str, Path, list[int], bytes]]:
     """A registry and one node of this checkout, 1,000 services registered:
     (registry client, registry URL, node URL, the node's chunk c0, server pids, secret)."""
-    from geryon.chunk import create_chunk
+    from geryon.disks.chunk import create_chunk
     from registry.auth import create_secret
     from registry.client import RegistryClient
 
@@ -208,7 +208,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 def serve(args: argparse.Namespace) -> None:
     """Lockstep mode's child: set up, say `ready`, then run each operation the parent names
     on stdin (`rcpu N`, `find N`, `findc SECONDS`, `shuffle N`) and answer one JSON line."""
-    from geryon.rcpuclient import Rcpu
+    from geryon.cluster.rcpu import Rcpu
 
     with _cluster() as (reg, reg_url, node_url, chunk, pids, secret), Rcpu(reg, secret) as rcpu:
         _rcpu_with(rcpu, 2)

@@ -4,7 +4,7 @@ In one process: a real registry (`registry.server.RegistryServer`) holding 50 no
 services and 100 chunk services, an ndb file naming 50 disks (master + replica), one
 small aiohttp server answering every node's `GET /v1/cpu/load` and `GET /v1/sessions` (so
 the dashboard's background reading does its real work), 100 job records written with
-`geryon.jobstore.JobStore` (M maps + 10 reduces each, one failed attempt, events, stderr),
+`geryon.mapreduce.jobstore.JobStore` (M maps + 10 reduces each, one failed attempt, events, stderr),
 and the dashboard (`geryon.ui.server.Dashboard`) reading all of it. A logged-in client
 then asks each page N times; the first ask is cold (nothing cached), the rest warm.
 Usage: python bench/ui.py [--requests 30] [--maps 50] [--big-maps 2000]
@@ -26,7 +26,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from geryon.jobstore import JobStore
+from geryon.mapreduce.jobstore import JobStore
 from geryon.ui.server import Dashboard, DashboardConfig
 from registry.auth import create_secret, load_secret
 from registry.client import RegistryClient

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from geryon.api import JobResult, run_job
-from geryon.counters import increment_counter, set_status
+from geryon.mapreduce.api import JobResult, run_job
+from geryon.mapreduce.counters import increment_counter, set_status
 from geryon.errors import DiskFull, GeryonError, JobDefinitionError, JobFailed, UnknownDisk
-from geryon.job import Job
-from geryon.jobparams import param, params
-from geryon.session import session  # after the submodule import: `geryon.session` is the function
+from geryon.mapreduce.job import Job
+from geryon.mapreduce.jobparams import param, params
+from geryon.taskfs.client import session
 
 __all__ = [
     "DiskFull", "GeryonError", "Job", "JobDefinitionError", "JobFailed", "JobResult", "UnknownDisk",
@@ -20,11 +20,11 @@ def __getattr__(name: str) -> Any:
     # The cluster's functions load aiohttp: only when first used, so that local jobs and
     # the command line start quickly.
     if name == "disk":
-        from geryon.remotefs import open_disk
+        from geryon.disks.remote import open_disk
 
         return open_disk
     if name == "rcpu":
-        from geryon.rcpuclient import rcpu
+        from geryon.cluster.rcpu import rcpu
 
         return rcpu
     raise AttributeError(f"module 'geryon' has no attribute {name!r}")

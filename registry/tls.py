@@ -5,7 +5,7 @@ adds privacy (nobody on the path reads the bytes) and a server proven by the clu
 A process speaks TLS to the cluster once `use_cluster_tls(ca)` was called (the CLI does it
 when a CA is configured, a node hands it to its workers): every `geryon://` and `tcp!`
 address then means `https://`, verified against that CA and only it. Stdlib only. Not
-here: making keys and certificates (`geryon.tlscerts`), reading options or the
+here: making keys and certificates (`geryon.cluster.tlscerts`), reading options or the
 environment (the CLI), signing.
 """
 from __future__ import annotations

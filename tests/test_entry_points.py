@@ -12,6 +12,6 @@ def test_console_script_is_the_cli():
 
 
 def test_fs_finds_the_geryon_opener_by_its_entry_point():
-    from geryon.remotefs import GeryonOpener
+    from geryon.disks.remote import GeryonOpener
 
     assert isinstance(fs.opener.registry.get_opener("geryon"), GeryonOpener)

@@ -89,7 +89,7 @@ def run_job(args: list[str], env: dict[str, str]) -> tuple[float, str]:
 
 
 def newest_record(jobs: Path) -> dict:
-    from geryon.jobstore import JobStore
+    from geryon.mapreduce.jobstore import JobStore
 
     store = JobStore(str(jobs))
     return store.read(store.list()[0]["id"])

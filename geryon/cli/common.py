@@ -1,7 +1,7 @@
 """Pieces shared by the CLI verbs: failing with one line, sizes, the ndb, registry and --local
-options, where a command runs (`where`, the rule of `geryon.where`), the secret.
+options, where a command runs (`where`, the rule of `geryon.cluster.where`), the secret.
 
-Not here: any verb's own logic; the local-or-cluster rule itself (`geryon.where`); the secret
+Not here: any verb's own logic; the local-or-cluster rule itself (`geryon.cluster.where`); the secret
 file's format and rules (`registry.secretfile`).
 """
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Any, NoReturn
 
 import click
 
-from geryon.chunk import parse_size
-from geryon.where import ENV_MDNS_INTERFACES, ENV_REGISTRY, Where, choose, interfaces_from, zeroconf_finder
+from geryon.disks.chunk import parse_size
+from geryon.cluster.where import ENV_MDNS_INTERFACES, ENV_REGISTRY, Where, choose, interfaces_from, zeroconf_finder
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ def mdns_interfaces() -> tuple[str, ...] | None:
 
 def where(registry_url: str | None, secret_file: str | None, *, local: bool = False, names_data: bool = False,
           elsewhere: str | None = None) -> Where:
-    """Where this command runs: `geryon.where.choose`, looking over zeroconf with this cluster's secret.
+    """Where this command runs: `geryon.cluster.where.choose`, looking over zeroconf with this cluster's secret.
 
     Raises:
         UnknownDisk: a named disk is not here and no registry answered.

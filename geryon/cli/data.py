@@ -17,14 +17,14 @@ from typing import Any
 
 import click
 
-from geryon.checksum import check_disk
-from geryon.chunk import DEFAULT_CAPACITY
+from geryon.disks.checksum import check_disk
+from geryon.disks.chunk import DEFAULT_CAPACITY
 from geryon.cli.common import (cluster_secret, fail, local_option, ndb_option, registry_option, secret_option, showing,
                                size_type)
-from geryon.disks import DEFAULT_NDB
+from geryon.disks.resolve import DEFAULT_NDB
 from geryon.errors import GeryonError
-from geryon.load import DEFAULT_DISK_DIR, load as load_sources
-from geryon.pieces import FORMATS
+from geryon.ingest.load import DEFAULT_DISK_DIR, load as load_sources
+from geryon.ingest.pieces import FORMATS
 
 log = logging.getLogger(__name__)
 
@@ -173,9 +173,9 @@ def load(sources: tuple[str, ...], app: str, chunk: int, replicas: int, to: str 
         raise click.UsageError("--to is for local disks; --cluster puts them on the nodes")
     progress = None if quiet else (_RichProgress() if sys.stderr.isatty() else _LineProgress())
     if on_cluster:
-        from geryon.load import load_cluster
+        from geryon.ingest.load import load_cluster
 
-        from geryon.diskdb import NdbFile, RegistryNdb
+        from geryon.disks.diskdb import NdbFile, RegistryNdb
         from registry.errors import RegistryError
 
         with cluster(registry_url, secret_file) as (registry, secret):
@@ -214,7 +214,7 @@ def check(disks: tuple[str, ...], ndb_file: str | None, registry_url: str | None
     `DISK:PATH: what is wrong`.
     """
     from geryon.cli.common import where
-    from geryon.disks import resolve
+    from geryon.disks.resolve import resolve
     from geryon.errors import UnknownDisk
 
     damaged = 0
@@ -260,7 +260,7 @@ def check(disks: tuple[str, ...], ndb_file: str | None, registry_url: str | None
 
 def _check_on_cluster(arg: str, ndb_file: str | None, registry_url: str, secret_file: str | None) -> int:
     """Check every copy of a cluster disk on its node; the count of damaged files (or dead copies)."""
-    from geryon.failover import find_copies
+    from geryon.disks.failover import find_copies
 
     bad = 0
     with cluster(registry_url, secret_file) as (registry, secret):

@@ -3,7 +3,7 @@
 `new PATH` makes a local chunk disk; `new NAME --cluster` asks the registry for the node
 with the most room (a free chunk, or its chunk pool) and names the disk in the cluster's ndb
 file (the registry's, unless --ndb or $GERYON_NDB names one).
-`replicate` and `promote` manage a cluster disk's replicas (`geryon.replicate`).
+`replicate` and `promote` manage a cluster disk's replicas (`geryon.disks.replicate`).
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from geryon.chunk import DEFAULT_CAPACITY, ChunkFS, create_chunk
+from geryon.disks.chunk import DEFAULT_CAPACITY, ChunkFS, create_chunk
 from geryon.cli.common import fail, ndb_option, size_type
 from geryon.cli.data import check as _check
 from geryon.cli.data import cluster, cluster_ndb, cluster_options
@@ -44,8 +44,8 @@ def new(path: str, size: int, on_cluster: bool, host: str | None, ndb_file: str 
             fail(str(exc))
         click.echo(path)
         return
-    from geryon.allocate import give_back, new_chunk
-    from geryon.diskdb import DiskEntry, find_disk, named_chunks, names_pattern, replace_disks
+    from geryon.disks.allocate import give_back, new_chunk
+    from geryon.disks.diskdb import DiskEntry, find_disk, named_chunks, names_pattern, replace_disks
 
     if "/" in path or "!" in path or path.startswith("."):
         fail(f"{path}: a cluster disk needs a plain name such as d0.mail")
@@ -92,7 +92,7 @@ def replicate_command(name: str, to_host: str, accept_changes: bool, verify: boo
 
     Prints the replica's name and where it lives.
     """
-    from geryon.replicate import replicate
+    from geryon.disks.replicate import replicate
 
     with cluster(registry_url, secret_file) as (registry, secret), cluster_ndb(registry, ndb_file) as db:
         report = replicate(name, to_host, registry=registry, secret=secret, ndb_file=db,
@@ -113,7 +113,7 @@ def replicate_command(name: str, to_host: str, accept_changes: bool, verify: boo
 def promote_command(name: str, replica: str | None, force: bool, ndb_file: str | None,
                     registry_url: str | None, secret_file: str | None) -> None:
     """Make a replica of DISK its master (for a dead master); updates the ndb file."""
-    from geryon.replicate import promote
+    from geryon.disks.replicate import promote
 
     with cluster(registry_url, secret_file) as (registry, secret), cluster_ndb(registry, ndb_file) as db:
         report = promote(name, registry=registry, secret=secret, ndb_file=db, replica=replica, force=force)

@@ -3,7 +3,7 @@
 Makes the cluster secret (as the first server or client would on first use), rotates it
 keeping the previous one accepted for a grace period, and with `--tls` makes the cluster
 CA (once) and this host's certificate beside the secret. Not here: the file formats
-(`registry.secretfile`, `geryon.tlscerts`), using any of it (the servers and clients).
+(`registry.secretfile`, `geryon.cluster.tlscerts`), using any of it (the servers and clients).
 """
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ def init(secret_file: str | None, force: bool, rotate: bool, grace: float, tls: 
                 old_secret_path(path).unlink(missing_ok=True)
             click.echo(f"wrote cluster secret {path}; copy it (mode 0600) to every node")
         if tls:
-            from geryon.tlscerts import make_host_cert
+            from geryon.cluster.tlscerts import make_host_cert
 
             made = make_host_cert(Path(tls_dir) if tls_dir else default_tls_dir(), extra_names=tls_names)
             if made.ca_created:

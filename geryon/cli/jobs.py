@@ -1,6 +1,6 @@
 """CLI verbs: geryon jobs [JOB] and geryon logs JOB [TASK], reading the job history.
 
-The history is what the driver records through `geryon.jobstore` while a job runs; these
+The history is what the driver records through `geryon.mapreduce.jobstore` while a job runs; these
 verbs only read it. Where it lives: --jobs-dir, else $GERYON_JOBS_DIR, else
 $XDG_DATA_HOME/geryon/jobs, else ~/.local/share/geryon/jobs (`jobs_dir`).
 Not here: writing or pruning records (the store does both).
@@ -18,9 +18,9 @@ import click
 
 from geryon.cli.common import fail
 from geryon.errors import GeryonError
-from geryon.joboutput import removed
-from geryon.joboutput import where as output_of
-from geryon.jobstore import JobStore, phase_counts, task_order
+from geryon.mapreduce.joboutput import removed
+from geryon.mapreduce.joboutput import where as output_of
+from geryon.mapreduce.jobstore import JobStore, phase_counts, task_order
 
 DEFAULT_LIST = 20
 """Jobs `geryon jobs` shows without -n."""
@@ -116,7 +116,7 @@ def rm(job_ids: tuple[str, ...], secret_file: str | None, jobs_dir_opt: str | No
     from pathlib import Path
 
     from geryon.cli.registry import default_secret_path
-    from geryon.joboutput import remove
+    from geryon.mapreduce.joboutput import remove
     from registry.auth import load_secret
 
     store = JobStore(jobs_dir(jobs_dir_opt))

@@ -1,6 +1,6 @@
 """CLI verb: geryon mapreduce MAP REDUCE DISK... (local mode or across a cluster).
 
-Which mode: the rule every verb follows (`geryon.where`): `--local` forces local mode;
+Which mode: the rule every verb follows (`geryon.cluster.where`): `--local` forces local mode;
 `--registry URL` or GERYON_REGISTRY chooses the cluster; otherwise, when every DISK is on
 this machine (a directory, a file or glob, or an ndb disk with `path=`), the job runs locally
 at once, and when one is not, a registry is looked for over zeroconf and the job runs on the
@@ -15,11 +15,11 @@ from typing import Any
 import click
 
 from geryon.errors import GeryonError, UnknownDisk
-from geryon.job import (DEFAULT_PARTITIONS, READER_OF_DISKS, READERS, Job, add_import_path, combine_from_script, parse_assignment,
+from geryon.mapreduce.job import (DEFAULT_PARTITIONS, READER_OF_DISKS, READERS, Job, add_import_path, combine_from_script, parse_assignment,
                         step_from_arg)
-from geryon.jobparams import task_env
-from geryon.codec import FORMATS
-from geryon.partition import PARTITIONERS
+from geryon.mapreduce.jobparams import task_env
+from geryon.mapreduce.codec import FORMATS
+from geryon.mapreduce.partition import PARTITIONERS
 from geryon.cli.common import (cluster_secret, fail, local_option, ndb_option, registry_option, secret_option,
                                showing, size_type, where)
 
@@ -86,8 +86,8 @@ def mapreduce(map_step: str, reduce_step: str, disks: tuple[str, ...], partition
     A DISK is a directory or a disk name from the ndb file; on a cluster, a disk named in
     the cluster's ndb file or a geryon:// URL.
     """
-    from geryon.api import run_job
-    from geryon.progress import LineProgress, RichProgress, summary_lines, summary_table
+    from geryon.mapreduce.api import run_job
+    from geryon.cli.progress import LineProgress, RichProgress, summary_lines, summary_table
 
     try:
         params = dict(parse_assignment(d, "-D") for d in defines)
@@ -170,7 +170,7 @@ def _refuse_local_paths(disks: tuple[str, ...]) -> None:
     Raises:
         UnknownDisk: naming the first such argument.
     """
-    from geryon.disks import is_glob, local_path
+    from geryon.disks.resolve import is_glob, local_path
 
     for disk in disks:
         if (os.sep in disk or os.path.isfile(disk) or is_glob(disk)) and local_path(disk):
@@ -187,7 +187,7 @@ def _check_local_ndb(ndb_file: str | None) -> None:
         GeryonError: the file does not parse.
     """
     import ndb
-    from geryon.disks import DEFAULT_NDB
+    from geryon.disks.resolve import DEFAULT_NDB
 
     path = ndb_file or (DEFAULT_NDB if os.path.exists(DEFAULT_NDB) else None)
     if path is None or not os.path.exists(path):
@@ -205,7 +205,7 @@ def _local_problem(disks: tuple[str, ...], ndb_file: str | None) -> str | None:
         UnknownDisk: some DISKs are local and another is not: no mode can read them all (a
             mistyped name beside local disks fails at once, not after looking for a cluster).
     """
-    from geryon.disks import resolve_inputs
+    from geryon.disks.resolve import resolve_inputs
 
     problems, local = [], []
     for disk in disks:
@@ -228,12 +228,12 @@ def _expand_outputs(disks: tuple[str, ...], jobs_dir_opt: str | None, force_loca
     """Each `geryon-output-of-JOB` DISK replaced by where that job's output is (from the job's
     record): a cluster job's part URLs on the nodes (unless --local), else its local output
     directory."""
-    from geryon.outputs import output_job
+    from geryon.disks.outputs import output_job
 
     if not any(output_job(d) for d in disks):
         return disks
     from geryon.cli.jobs import jobs_dir
-    from geryon.jobstore import JobStore
+    from geryon.mapreduce.jobstore import JobStore
 
     store = JobStore(jobs_dir(jobs_dir_opt))
     out: list[str] = []
@@ -247,7 +247,7 @@ def _expand_outputs(disks: tuple[str, ...], jobs_dir_opt: str | None, force_loca
         except GeryonError as exc:
             raise UnknownDisk(f"{disk}: {exc}") from exc
         summary = record.get("summary") or {}
-        from geryon.joboutput import removed
+        from geryon.mapreduce.joboutput import removed
 
         if removed(store.root, record["id"]):
             raise UnknownDisk(f"{disk}: the output of job {record['id']} was removed (geryon rm)")
@@ -268,11 +268,11 @@ def _record(jobs_dir_opt: str | None, job: Job, disks: tuple[str, ...], partitio
     """The job's metadata record (`geryon jobs`), or None if the jobs directory is unusable."""
     import time
 
-    from geryon.engine import new_job_id
+    from geryon.mapreduce.engine import new_job_id
 
     try:
         from geryon.cli.jobs import jobs_dir
-        from geryon.jobstore import JobStore
+        from geryon.mapreduce.jobstore import JobStore
 
         store = JobStore(jobs_dir(jobs_dir_opt))
         return store.begin(new_job_id(job.name), {
@@ -288,7 +288,7 @@ def _record(jobs_dir_opt: str | None, job: Job, disks: tuple[str, ...], partitio
 def _run_on_cluster(job: Job, disks: tuple[str, ...], registry_url: str | None, secret_file: str | None,
                     out: str | None, progress: Any, record: Any, lease: float, problem: str | None,
                     pick: str) -> Any:
-    from geryon.api import run_cluster_job
+    from geryon.mapreduce.api import run_cluster_job
     from registry.client import RegistryClient
     from registry.errors import RegistryError
 

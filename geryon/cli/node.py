@@ -22,8 +22,8 @@ from geryon.cli.common import (cluster_secret, fail, local_option, registry_opti
                                serve_until_signalled, size_type, tls_files, tls_options, where)
 from geryon.errors import GeryonError
 from geryon.node.defaults import DEFAULT_NODE_PORT, DEFAULT_REFRESH
-from geryon.node.load import host_source
-from geryon.pick import PICKS
+from geryon.cluster.hostfacts import host_source
+from geryon.cluster.pick import PICKS
 from registry.errors import RegistryError
 
 if TYPE_CHECKING:
@@ -139,7 +139,7 @@ def node(name: str, disks: tuple[str, ...], replicas: tuple[str, ...],
 
 
 def _unpack_limits(max_bytes: int | None, max_members: int | None) -> Any:
-    from geryon.untar import DEFAULT_MAX_BYTES, DEFAULT_MAX_MEMBERS, UnpackLimits
+    from geryon.records.untar import DEFAULT_MAX_BYTES, DEFAULT_MAX_MEMBERS, UnpackLimits
 
     return UnpackLimits(max_bytes or DEFAULT_MAX_BYTES, max_members or DEFAULT_MAX_MEMBERS)
 
@@ -170,7 +170,7 @@ def _save_state(doc: dict[str, Any]) -> None:
 
 
 def _weights(ndb_file: str | None) -> dict[str, Any]:
-    from geryon.pick import weights_from_entries
+    from geryon.cluster.pick import weights_from_entries
     if not ndb_file or not os.path.exists(ndb_file):
         return {}
     import ndb
@@ -200,9 +200,9 @@ def _ndb_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 def rcpu_command(ctx: click.Context, export: str | None, pick_name: str, cmd: str, disks: tuple[str, ...],
                  ndb_file: str | None, registry_url: str | None, secret_file: str | None) -> None:
     """Run CMD on the next cpu with DISKs mounted under $n; print the output disk."""
-    from geryon.dsh import Dsh
-    from geryon.pick import LocalityFirst, RoundRobin
-    from geryon.rcpuclient import Rcpu
+    from geryon.cluster.dsh import Dsh
+    from geryon.cluster.pick import LocalityFirst, RoundRobin
+    from geryon.cluster.rcpu import Rcpu
     secret = _secret(secret_file)
     state = _load_state()
     with _client(registry_url, secret) as registry:
@@ -238,7 +238,7 @@ def rcpu_command(ctx: click.Context, export: str | None, pick_name: str, cmd: st
 def dsh_command(ctx: click.Context, argv: tuple[str, ...], ndb_file: str | None, registry_url: str | None,
                 secret_file: str | None) -> None:
     """Run a command on the least-loaded node (`geryon dsh -- CMD ARGS...`)."""
-    from geryon.dsh import Dsh
+    from geryon.cluster.dsh import Dsh
     secret = _secret(secret_file)
     cmd: Any = argv[0] if len(argv) == 1 else list(argv)
     with _client(registry_url, secret) as registry, \
@@ -258,7 +258,7 @@ def dsh_command(ctx: click.Context, argv: tuple[str, ...], ndb_file: str | None,
 @_failing
 def loads_command(ndb_file: str | None, registry_url: str | None, secret_file: str | None) -> None:
     """Print the table dsh decides from, best node first."""
-    from geryon.dsh import LOAD_HEADER, Dsh
+    from geryon.cluster.dsh import LOAD_HEADER, Dsh
     secret = _secret(secret_file)
     with _client(registry_url, secret) as registry, \
             Dsh(registry, secret, weights=_weights(ndb_file)) as dsh:
@@ -270,13 +270,13 @@ def loads_command(ndb_file: str | None, registry_url: str | None, secret_file: s
 
 # -- ls, cat, cp --------------------------------------------------------------------------
 class _Disks:
-    """Opens disk arguments by the local-or-cluster rule (`geryon.where`): a URL is opened where
+    """Opens disk arguments by the local-or-cluster rule (`geryon.cluster.where`): a URL is opened where
     it points, a path here; a name here when it is named on this machine (ndb `path=`) and no
     registry is given, else through the registry given or found over zeroconf."""
 
     def __init__(self, registry_url: str | None, secret_file: str | None, ndb_file: str | None,
                  force_local: bool = False) -> None:
-        from geryon.remotefs import set_default_secret
+        from geryon.disks.remote import set_default_secret
         self.secret = _secret(secret_file)
         set_default_secret(self.secret)
         self.registry_url, self.secret_file, self.ndb_file = registry_url, secret_file, ndb_file
@@ -284,9 +284,9 @@ class _Disks:
         self._registry: Any = None
 
     def open(self, disk: str) -> Any:
-        from geryon.disks import resolve
+        from geryon.disks.resolve import resolve
         from geryon.errors import UnknownDisk
-        from geryon.remotefs import open_disk
+        from geryon.disks.remote import open_disk
         if disk.startswith(("geryon://", "http://", "https://")) or os.sep in disk or os.path.isdir(disk):
             return open_disk(disk, secret=self.secret, ndb_file=self.ndb_file)
         elsewhere = None

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 from geryon.cli.common import (ENV_SECRET_FILE, cluster_secret, default_secret_path,  # noqa: F401 - re-exported
                                registry_option, secret_option, serve_until_signalled, tls_files, tls_options)
 from geryon.ui import DEFAULT_PORT as UI_PORT
-from geryon.where import ENV_MDNS_INTERFACES, ENV_REGISTRY  # noqa: F401 - re-exported
+from geryon.cluster.where import ENV_MDNS_INTERFACES, ENV_REGISTRY  # noqa: F401 - re-exported
 from registry.defaults import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_PORT
 from registry.errors import RegistryError
 from registry.store import DEFAULT_DEAD_AFTER, DEFAULT_HEARTBEAT

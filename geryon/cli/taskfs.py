@@ -1,9 +1,9 @@
 """CLI verbs: exec, status, taskfs — taskfs sessions from the shell.
 
-A thin shell over `geryon.session` and `geryon.taskfs`: read options and the environment
+A thin shell over `geryon.session` and `geryon.taskfs.fuse`: read options and the environment
 (GERYON_REGISTRY, GERYON_SECRET_FILE, through the node verbs' shared options), open the
 session, stream, map errors to one line. Where sessions run: `--node NODE_OR_URL` (a
-tree's root); else the local-or-cluster rule (`geryon.where`: `--local`; `--registry` or
+tree's root); else the local-or-cluster rule (`geryon.cluster.where`: `--local`; `--registry` or
 $GERYON_REGISTRY; a registry found over zeroconf: this client spreads over its cpus; else
 this machine's cores). Not here: any session logic.
 """
@@ -24,7 +24,7 @@ from geryon.cli.node import _client, _failing, _secret, _secret_option
 log = logging.getLogger(__name__)
 
 PICK_CHOICES = ("spread", "load")
-"""`--pick` values (geryon.node.tree.PICKS, repeated here so `--help` loads no aiohttp)."""
+"""`--pick` values (geryon.taskfs.tree.PICKS, repeated here so `--help` loads no aiohttp)."""
 
 _registry_option = registry_option
 _node_option = click.option("--node", default=None, metavar="NODE_OR_URL",
@@ -104,7 +104,7 @@ def exec_command(ctx: click.Context, instances: int, os_name: str | None, arch: 
     Input is sent to every instance (or dealt by line with --scatter); the exit status is
     the worst instance's.
     """
-    from geryon.session import session
+    from geryon.taskfs.client import session
     cmd: Any = argv[0] if len(argv) == 1 else list(argv)
     out, err = click.get_binary_stream("stdout"), click.get_binary_stream("stderr")
     with _Where(node, registry_url, secret_file, force_local) as here:
@@ -135,8 +135,8 @@ def exec_command(ctx: click.Context, instances: int, os_name: str | None, arch: 
 def status_command(as_json: bool, node: str | None, registry_url: str | None, secret_file: str | None,
                    force_local: bool = False) -> None:
     """Count the nodes of the tree (or the registry, or this machine) per OS and architecture."""
-    from geryon.node.tree import format_counts
-    from geryon.session import cluster_status
+    from geryon.taskfs.tree import format_counts
+    from geryon.taskfs.client import cluster_status
     with _Where(node, registry_url, secret_file, force_local) as here:
         counts = cluster_status(**here.options())
     if as_json:
@@ -158,9 +158,9 @@ def status_command(as_json: bool, node: str | None, registry_url: str | None, se
 def taskfs_command(mountpoint: str, pick_name: str, debug: bool, node: str | None, registry_url: str | None,
                    secret_file: str | None, force_local: bool = False) -> None:
     """Serve sessions as files on MOUNTPOINT (clone, status, N/ctl, N/stdio, ...) until unmounted."""
-    from geryon.node.tree import format_counts
-    from geryon.session import LoopThread, Session, cluster_status, session
-    from geryon.taskfs import TaskFS, mount
+    from geryon.taskfs.tree import format_counts
+    from geryon.taskfs.client import LoopThread, Session, cluster_status, session
+    from geryon.taskfs.fuse import TaskFS, mount
     with _Where(node, registry_url, secret_file, force_local) as here:
         opts = here.options()
 

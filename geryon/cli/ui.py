@@ -1,7 +1,7 @@
 """CLI verb: geryon ui — the web dashboard (and `registry serve --ui`'s half of it).
 
 Reads the options and the environment (the secret as every verb finds it, the registry
-by the one rule of `geryon.where`, the job records' directory as `geryon jobs` finds it),
+by the one rule of `geryon.cluster.where`, the job records' directory as `geryon jobs` finds it),
 starts `geryon.ui.server.Dashboard`, and prints a one-time login URL. `--login-url URL`
 prints a fresh login URL for a dashboard already running (anyone with the secret can).
 Not here: the pages, the access rules (`geryon.ui`).

@@ -3,8 +3,8 @@
 `geryon node` runs one `NodeDaemon` (`geryon.node.daemon`): an aiohttp server on one port
 holding the chunk service (`geryon.node.chunkservice`: the `fs` primitives over HTTP), the
 cpu service (`geryon.node.cpuservice`: run a command block with disks mounted) and the
-registrations that announce both; `geryon.node.connection` is the client side of the
-wire, used by `geryon.remotefs`. The daemon loads on first use, so clients importing the
+registrations that announce both; `geryon.net.connection` is the client side of the
+wire, used by `geryon.disks.remote`. The daemon loads on first use, so clients importing the
 connection do not pull in the server. Nothing here reads the environment or parses
 command lines (the CLI does).
 """

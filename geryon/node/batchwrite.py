@@ -9,7 +9,7 @@ files (swept like any others) and, at worst, renamed files its manifest does not
 yet: never a recorded file that is missing or different. Blocking: run it in a worker
 thread.
 
-Not here: the wire format (`geryon.filebatch`), the route and its statuses
+Not here: the wire format (`geryon.disks.filebatch`), the route and its statuses
 (`geryon.node.chunkservice`).
 """
 from __future__ import annotations
@@ -26,8 +26,8 @@ from dataclasses import replace
 
 from fs import errors as fserrors
 
-from geryon.checksum import FileSum, read_manifest, sum_bytes, update_manifest
-from geryon.chunk import TEMP_MARK, is_internal, within
+from geryon.disks.checksum import FileSum, read_manifest, sum_bytes, update_manifest
+from geryon.disks.chunk import TEMP_MARK, is_internal, within
 from geryon.errors import DiskFull
 from geryon.node.chunkops import PathEscapes, ServedChunk, safe_path
 

@@ -11,8 +11,8 @@ for checksums (`manifest`, `sums`, `check`) and, through `_sync_op`, for replica
 a worker thread.
 
 Not here: routes, HTTP statuses and refusing writes to replicas (`geryon.node.chunkservice`),
-deciding what to copy (`geryon.replicate`), the pool's bookkeeping
-(`geryon.allocate.ChunkPool`).
+deciding what to copy (`geryon.disks.replicate`), the pool's bookkeeping
+(`geryon.disks.allocate.ChunkPool`).
 """
 from __future__ import annotations
 
@@ -30,15 +30,15 @@ from urllib.parse import quote
 from fs import errors as fserrors
 from fs.path import normpath
 
-from geryon.checksum import (ChecksumMismatch, FileState, Summer, check_disk, current_sums, manifest_from_json,
+from geryon.disks.checksum import (ChecksumMismatch, FileState, Summer, check_disk, current_sums, manifest_from_json,
                              manifest_key, manifest_to_json, read_manifest, sum_bytes, update_manifest,
                              write_manifest)
-from geryon.chunk import CLAIM_NAME, META_NAME, TEMP_MARK, ChunkFS, is_internal
+from geryon.disks.chunk import CLAIM_NAME, META_NAME, TEMP_MARK, ChunkFS, is_internal
 from geryon.errors import GeryonError
-from geryon.node.connection import NodeConnection, raise_for
+from geryon.net.connection import NodeConnection, raise_for
 
 if TYPE_CHECKING:
-    from geryon.allocate import ChunkPool
+    from geryon.disks.allocate import ChunkPool
 
 log = logging.getLogger("geryon.node.chunkservice")  # the service's logger: its warnings keep one name
 
@@ -139,7 +139,7 @@ def _run_op(chunk: ServedChunk, op: str, args: dict[str, Any]) -> Any:
     if op == "listdir":
         return f.listdir(args["path"])
     if op == "files":  # every data file with its size, in one answer (a job's planning)
-        from geryon.split import list_local_files
+        from geryon.records.split import list_local_files
         return list_local_files(f.root_path)
     if op == "scandir":
         return [i.raw for i in f.scandir(args["path"], args.get("namespaces"))]

@@ -7,7 +7,7 @@ Routes (all signed with the cluster secret; see `registry.auth`):
   POST   /v1/chunks/{chunk}/op             {"op": NAME, "args": {...}} -> {"result": ...}
   GET    /v1/chunks/{chunk}/file?path=P    the bytes (Range honoured, sendfile for the body)
   PUT    /v1/chunks/{chunk}/file?path=P    replace (or `&exclusive=1` create) a file, streamed
-  PUT    /v1/chunks/{chunk}/files          many whole files in one body (`geryon.filebatch`), all or none
+  PUT    /v1/chunks/{chunk}/files          many whole files in one body (`geryon.disks.filebatch`), all or none
   GET    /v1/chunks/{chunk}/archive        the whole chunk as an uncompressed tar stream
 
 Every path is checked to stay inside its chunk (`../` and symlinks out are refused, 403;
@@ -15,9 +15,9 @@ listings, `files`, `sums`, `check` and `archive` skip symlinks out)
 and each op runs in a worker thread (`geryon.node.chunkops`, which also says what the ops
 do); here a refusal becomes its status (403, 404, 409, 507, 400). Replica chunks refuse
 writes. `fs` errors travel by class name (`ResourceNotFound`) and are rebuilt by
-`geryon.remotefs`. Not here: what an op does to a chunk (`geryon.node.chunkops`), serving
-cpus, registering anything, deciding what to copy (`geryon.replicate`), the pool's
-bookkeeping (`geryon.allocate.ChunkPool`).
+`geryon.disks.remote`. Not here: what an op does to a chunk (`geryon.node.chunkops`), serving
+cpus, registering anything, deciding what to copy (`geryon.disks.replicate`), the pool's
+bookkeeping (`geryon.disks.allocate.ChunkPool`).
 """
 from __future__ import annotations
 
@@ -34,20 +34,20 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from fs import errors as fserrors
 
-from geryon.checksum import ChecksumMismatch
-from geryon.chunk import ChunkFS, is_internal, within
+from geryon.disks.checksum import ChecksumMismatch
+from geryon.disks.chunk import ChunkFS, is_internal, within
 from geryon.errors import DiskFull, GeryonError
 from geryon.node.chunkops import (CLAIM_OPS, DEFAULT_CLAIM_LEASE, DEFAULT_PULL_TIMEOUT, PULL_DIR, READ_OPS, SYNC_OPS,
                                   USAGE_MIN_AGE, USAGE_WALK_FACTOR, WRITE_OPS, PathEscapes, PullMismatch, ServedChunk,
                                   StreamedWrite, _inside, _keep_manifest, _run_op, _sync_op, claim_expired, drop_claim,
                                   safe_path, write_claim)
-from geryon.filebatch import DEFAULT_BATCH_BODY, BatchError, parse_batch
+from geryon.disks.filebatch import DEFAULT_BATCH_BODY, BatchError, parse_batch
 from geryon.node.batchwrite import write_batch
 from registry.auth import AuthenticationFailed, BodyDigest, body_limit, refusal, streamed
 from registry import jsondoc
 
 if TYPE_CHECKING:
-    from geryon.allocate import ChunkPool
+    from geryon.disks.allocate import ChunkPool
 
 __all__ = [
     "DEFAULT_ARCHIVE_BLOCK", "DEFAULT_SMALL_FILE", "ChunkService",

@@ -6,7 +6,7 @@ Routes (signed with the cluster secret):
   PUT /v1/cpu/exports/{hash}   a tar of the client's files (`rcpu --export`), cached by hash
   GET /v1/cpu/load             the real load, the virtual load and its generation (dsh)
   POST /v1/cpu/claim           `{"expect": GENERATION}`: count a dispatch unless another came
-                               since (409 and the new load: choose again); see geryon.virtualload
+                               since (409 and the new load: choose again); see geryon.node.virtualload
 
 Every run is counted in the virtual load the moment it is accepted (once: a run carrying
 the token of its claim was counted by the claim).
@@ -41,10 +41,10 @@ from aiohttp import web
 
 from geryon.node.bodies import read_bounded
 from geryon.node.chunkservice import ServedChunk
-from geryon.node.load import LoadSource, host_source
-from geryon.outputs import OUTPUT_CHUNK
-from geryon.untar import UnpackLimits, UnpackRefused, extract, remove_tree, sweep_staging
-from geryon.virtualload import VirtualLoad
+from geryon.cluster.hostfacts import LoadSource, host_source
+from geryon.disks.outputs import OUTPUT_CHUNK
+from geryon.records.untar import UnpackLimits, UnpackRefused, extract, remove_tree, sweep_staging
+from geryon.node.virtualload import VirtualLoad
 from registry import jsondoc
 from registry.auth import ServerIdentity, body_limit
 from registry.channel import Channel, ChannelRefused, accept
@@ -283,7 +283,7 @@ class CpuService:
 
     # -- mounting -----------------------------------------------------------------------
     def _local_chunk(self, url: str) -> ServedChunk | None:
-        from geryon.remotefs import parse_node_url
+        from geryon.disks.remote import parse_node_url
         node, chunk = parse_node_url(url)
         if node == self.self_url:
             return self.chunks.get(chunk)
@@ -291,7 +291,7 @@ class CpuService:
 
     async def _fetch(self, url: str, dest: str) -> None:
         """Copy a chunk of another node into `dest` (one tar stream), read-only."""
-        from geryon.remotefs import parse_node_url
+        from geryon.disks.remote import parse_node_url
         node, chunk = parse_node_url(url)
         path = f"/v1/chunks/{chunk}/archive"
         if self._http is None:

@@ -5,7 +5,7 @@ NODE url geryon://addr:port/CHUNK ...`, so an ndb `master=NODE!CHUNK` resolves t
 (`tcp!addr!port svc rstyx host NODE os ... ncpu ... load ... virtual ... memfree ...`, and `pool ROOM`
 when it makes chunks on request from a `--chunk-pool`; an empty plain directory given as
 `--disk` is made a chunk first), refreshes load (the virtual
-load of dispatches accepted lately included, and also given apart: `geryon.virtualload`),
+load of dispatches accepted lately included, and also given apart: `geryon.node.virtualload`),
 free memory and free space on every heartbeat, and unregisters when closed. The registry
 client re-registers everything after a registry restart on its own. Not here: parsing
 options or signals (the CLI does), the routes themselves (`chunkservice`, `cpuservice`).
@@ -26,18 +26,18 @@ from typing import Any
 from aiohttp import web
 
 from geryon.node.defaults import DEFAULT_NODE_PORT, DEFAULT_REFRESH
-from geryon.allocate import ChunkPool
-from geryon.chunk import DEFAULT_CAPACITY, ChunkFS, create_chunk, read_capacity
+from geryon.disks.allocate import ChunkPool
+from geryon.disks.chunk import DEFAULT_CAPACITY, ChunkFS, create_chunk, read_capacity
 from geryon.errors import GeryonError
 from geryon.node.chunkservice import DEFAULT_CLAIM_LEASE, ChunkService, ServedChunk
 from geryon.node.address import choose_address
 from geryon.node.cpuservice import CpuService
 from geryon.node.jobservice import JobService
-from geryon.untar import UnpackLimits
+from geryon.records.untar import UnpackLimits
 from geryon.node.sessionservice import SessionService
-from geryon.node.load import HostFacts, LoadSource, host_source
-from geryon.outputs import OUTPUT_CHUNK
-from geryon.virtualload import DEFAULT_DISPATCH_LOAD, DEFAULT_VIRTUAL_SECONDS, VirtualLoad
+from geryon.cluster.hostfacts import HostFacts, LoadSource, host_source
+from geryon.disks.outputs import OUTPUT_CHUNK
+from geryon.node.virtualload import DEFAULT_DISPATCH_LOAD, DEFAULT_VIRTUAL_SECONDS, VirtualLoad
 from registry.auth import DEFAULT_CONTROL_BODY, MIN_SECRET_BYTES, ServerIdentity, auth_middleware
 from registry.errors import RegistryError
 from registry.guard import ConnectionGuard, ConnectionLimits, open_file_limit

@@ -22,12 +22,12 @@ into a chunk that holds a dataset; it refuses an `out_chunk` it serves as a repl
 job's map outputs and staged parts live in the hidden `.geryon-tmp-<job>` directory of
 that disk, committed parts in `<job>/part-0000r` (Hadoop's layout), job ids being unique
 per run. Each attempt
-is a `python -m geryon.worker` process in its own session; its stdout and stderr travel
+is a `python -m geryon.node.worker` process in its own session; its stdout and stderr travel
 to the driver as binary frames (`\\x02` + bytes), then one text frame
 `{"op": "result", "result": {...}}`. When the driver's socket closes (the driver died, or
 it gave the attempt up because this node missed its lease) the attempt is killed: a
 paused node that wakes up cannot deliver a result anyone will use. Not here: deciding
-what runs where, or which attempt counts (the driver decides; `geryon.cluster`).
+what runs where, or which attempt counts (the driver decides; `geryon.mapreduce.clusterdriver`).
 """
 from __future__ import annotations
 
@@ -47,13 +47,13 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from geryon.chunk import TEMP_MARK, ChunkFS
-from geryon import memory
+from geryon.disks.chunk import TEMP_MARK, ChunkFS
+from geryon.mapreduce import memory
 from geryon.errors import GeryonError
 from geryon.node.chunkservice import ServedChunk
 from geryon.node.bodies import read_bounded
-from geryon.untar import UnpackLimits, sweep_staging
-from geryon.outputs import OUTPUT_CHUNK, SUCCESS_NAME, part_name
+from geryon.records.untar import UnpackLimits, sweep_staging
+from geryon.disks.outputs import OUTPUT_CHUNK, SUCCESS_NAME, part_name
 from registry import jsondoc
 from registry.auth import ServerIdentity, body_limit, signing_secret
 from registry.channel import Channel, ChannelRefused, accept
@@ -196,7 +196,7 @@ class JobService:
 
     @body_limit(DEFAULT_MAX_PACK)
     async def _put_pack(self, request: web.Request) -> web.Response:
-        from geryon.jobpack import MAX_PACK, JobPackError
+        from geryon.mapreduce.jobpack import MAX_PACK, JobPackError
 
         digest = request.match_info["hash"]
         if not _HASH.match(digest):
@@ -374,7 +374,7 @@ class JobService:
                 "tls_ca": _tls_ca(), "result": result_path}
         oom_before = memory.oom_kills()
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "geryon.worker", job, tid, cwd=results, stdin=asyncio.subprocess.PIPE,
+            sys.executable, "-m", "geryon.node.worker", job, tid, cwd=results, stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True)
         self.running[proc.pid] = (job, proc)
         tail: deque[str] = deque(maxlen=STDERR_TAIL)
@@ -431,8 +431,8 @@ class JobService:
 
 def spec_job_budget(spec: dict[str, Any]) -> int:
     """The sort budget of the job an attempt's spec belongs to (for the out-of-memory line)."""
-    from geryon.job import DEFAULT_SORT_BUDGET
-    from geryon.jobpack import MANIFEST
+    from geryon.mapreduce.job import DEFAULT_SORT_BUDGET
+    from geryon.mapreduce.jobpack import MANIFEST
 
     try:
         with open(os.path.join(spec["pack"], MANIFEST)) as f:

@@ -1,11 +1,11 @@
 """A node's job pack cache: unpacked packs by digest, pruned least recently used first past a size.
 
-Each pack lives in `<root>/<sha256>/` (unpacked by `geryon.jobpack.unpack`); its directory's
+Each pack lives in `<root>/<sha256>/` (unpacked by `geryon.mapreduce.jobpack.unpack`); its directory's
 modification time is its last use (so the order survives a restart). After each new pack,
 and when asked, packs are removed oldest first while the cache holds more than `max_bytes`,
 except packs an attempt is running from and packs used in the last `min_idle` seconds (a
 job still running elsewhere may send another attempt at any moment). Not here: the routes
-(`geryon.node.jobservice`), the pack format (`geryon.jobpack`).
+(`geryon.node.jobservice`), the pack format (`geryon.mapreduce.jobpack`).
 """
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ class PackCache:
 
     def put(self, data: bytes, digest: str, limits: Any = None) -> str:
         """Unpack a pack (checked against `digest`, under `limits`), then prune. Raises JobPackError."""
-        from geryon.jobpack import unpack
+        from geryon.mapreduce.jobpack import unpack
 
         path = unpack(data, self.root, digest, limits)
         with contextlib.suppress(OSError):

@@ -4,7 +4,7 @@ Routes (signed with the cluster secret, like every node route):
   GET /v1/session     WebSocket: one session (protocol below); closing it releases everything
   GET /v1/sessions    JSON: sessions open here, slots reserved, pids running
   GET /v1/tree        JSON: this node, its immediate children, aggregated `os arch` counts
-  GET /v1/tree/join   WebSocket: an immediate child's link (`geryon.node.tree`)
+  GET /v1/tree/join   WebSocket: an immediate child's link (`geryon.taskfs.tree`)
 
 An **instance** is one command process. A node offers one instance slot per core it
 serves (`--cpus`); a reservation takes slots here and, on a node with children, delegates
@@ -33,9 +33,9 @@ grace), slots given back, child sessions closed (so recursively) — when its so
 for any reason (the client exited or was killed: the kernel closes the socket), when the
 client is silent for `dead_after` seconds (frozen; clients ping every `heartbeat`), on a
 protocol error, and when the node shuts down. Not here: one session's members, its
-instance processes and this machine's slots (`geryon.node.sessioncore`), the client API
-and the wire's client side (`geryon.session`, `geryon.sessionwire`), planning and the tree
-link (`geryon.node.tree`).
+instance processes and this machine's slots (`geryon.taskfs.core`), the client API
+and the wire's client side (`geryon.taskfs.client`, `geryon.taskfs.wire`), planning and the tree
+link (`geryon.taskfs.tree`).
 """
 from __future__ import annotations
 
@@ -49,11 +49,11 @@ import aiohttp
 from aiohttp import web
 
 from geryon.errors import GeryonError
-from geryon.node.load import LoadSource
-from geryon.node.sessioncore import (DEFAULT_KILL_GRACE, LocalInstance, Member, SessionCore, Slots, exit_status,
+from geryon.cluster.hostfacts import LoadSource
+from geryon.taskfs.core import (DEFAULT_KILL_GRACE, LocalInstance, Member, SessionCore, Slots, exit_status,
                                      free_port, kill_group, local_host)
-from geryon.node.tree import Child, Children, Count, ParentLink, add_counts, lookup_node, parent_url, serve_child
-from geryon.sessionwire import (ALL, DEFAULT_DEAD_AFTER, DEFAULT_HEARTBEAT, MAX_FRAME, STDIN, ProtocolError,
+from geryon.taskfs.tree import Child, Children, Count, ParentLink, add_counts, lookup_node, parent_url, serve_child
+from geryon.taskfs.wire import (ALL, DEFAULT_DEAD_AFTER, DEFAULT_HEARTBEAT, MAX_FRAME, STDIN, ProtocolError,
                                 pack_frame, unpack_frame)
 from registry import jsondoc
 from registry.auth import ServerIdentity
@@ -61,7 +61,7 @@ from registry.channel import Channel, ChannelRefused, accept
 
 __all__ = [
     "SessionService",
-    # re-exported from geryon.node.sessioncore
+    # re-exported from geryon.taskfs.core
     "DEFAULT_KILL_GRACE", "LocalInstance", "Member", "SessionCore", "Slots", "exit_status", "free_port",
     "kill_group", "local_host",
 ]

@@ -1,6 +1,6 @@
 """What a job's pages show, computed from its record: progress, timeline lanes, skew, failures.
 
-Pure functions over the dicts `geryon.jobhistory` reads (job.json with its events); time
+Pure functions over the dicts `geryon.mapreduce.jobhistory` reads (job.json with its events); time
 is a parameter (`now`, for running attempts). The timeline has one row per cpu slot: a
 cpu's attempts are packed greedily into as few rows as never overlap (a node with 2 slots
 running 2 attempts at once gets 2 rows), one bar per attempt.
@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from geryon.jobhistory import phase_counts, phase_of, task_order
+from geryon.mapreduce.jobhistory import phase_counts, phase_of, task_order
 
 log = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from geryon.errors import GeryonError
-from geryon.jobhistory import RECORD_NAME, SUMMARY_NAME, EVENTS_NAME, JobHistory
+from geryon.mapreduce.jobhistory import RECORD_NAME, SUMMARY_NAME, EVENTS_NAME, JobHistory
 from geryon.ui import DEFAULT_PORT, jobview, pages
 from geryon.ui.access import Access, AccessRefused
 from geryon.ui.cluster import DEFAULT_REFRESH, ClusterSnapshot, ClusterWatch

@@ -84,7 +84,7 @@ def cli() -> Callable[..., Result]:
 
 def chunk_files(disk: pathlib.Path) -> list[pathlib.Path]:
     """The data files of a chunk disk (no Geryon metadata)."""
-    from geryon.chunk import is_internal
+    from geryon.disks.chunk import is_internal
 
     return sorted(p for p in disk.rglob("*") if p.is_file() and not is_internal(p.name))
 

@@ -7,12 +7,12 @@ from collections import Counter
 
 import pytest
 
-from geryon.chunk import read_capacity
-from geryon.diskdb import read_disks
-from geryon.failover import open_failover
-from geryon.placement import ChunkSlot, NoRoom, place
-from geryon.readers import read_records
-from geryon.split import list_files, plan_splits
+from geryon.disks.chunk import read_capacity
+from geryon.disks.diskdb import read_disks
+from geryon.disks.failover import open_failover
+from geryon.disks.placement import ChunkSlot, NoRoom, place
+from geryon.records.readers import read_records
+from geryon.records.split import list_files, plan_splits
 
 from tests.node.node_helpers import Cluster, wait_until
 

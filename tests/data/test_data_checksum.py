@@ -8,12 +8,12 @@ import pathlib
 import pytest
 
 import geryon
-from geryon.checksum import ChecksumMismatch, check_disk, read_manifest, record_files, sum_bytes
-from geryon.chunk import SUMS_NAME, ChunkFS, create_chunk
+from geryon.disks.checksum import ChecksumMismatch, check_disk, read_manifest, record_files, sum_bytes
+from geryon.disks.chunk import SUMS_NAME, ChunkFS, create_chunk
 from geryon.errors import JobFailed
-from geryon.load import load
-from geryon.readers import raw_chunks, read_records
-from geryon.split import list_files, list_local_files, plan_splits
+from geryon.ingest.load import load
+from geryon.records.readers import raw_chunks, read_records
+from geryon.records.split import list_files, list_local_files, plan_splits
 
 
 def _flip(path: pathlib.Path, offset: int) -> None:
@@ -108,7 +108,7 @@ def test_truncated_file_and_missing_file_are_damage(tmp_path, check_cli):
     assert res.stdout.splitlines() == ["c:a.txt: size 3, 6 recorded", "c:b.txt: missing"]
     assert "1 files have no recorded checksum" in res.stderr
     disk = ChunkFS(str(root))
-    from geryon.split import FileRange, Split
+    from geryon.records.split import FileRange, Split
 
     with pytest.raises(ChecksumMismatch, match="c:a.txt: damaged: 3 bytes, 6 recorded"):
         list(read_records(disk, Split("c", (FileRange("/a.txt", 0, 3),)), "file", str(root)))

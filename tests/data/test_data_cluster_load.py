@@ -15,10 +15,10 @@ import subprocess
 
 import pytest
 
-from geryon.checksum import check_disk, read_manifest
-from geryon.chunk import TEMP_MARK, is_internal
-from geryon.diskdb import read_disks
-from geryon.remotefs import RemoteFS
+from geryon.disks.checksum import check_disk, read_manifest
+from geryon.disks.chunk import TEMP_MARK, is_internal
+from geryon.disks.diskdb import read_disks
+from geryon.disks.remote import RemoteFS
 from tests.node.node_helpers import GERYON, Cluster, wait_until
 
 

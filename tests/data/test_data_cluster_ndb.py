@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from geryon.diskdb import RegistryNdb, app_disk_pattern, read_disks, DiskEntry
+from geryon.disks.diskdb import RegistryNdb, app_disk_pattern, read_disks, DiskEntry
 
 from tests.node.node_helpers import GERYON, Cluster, wait_until
 

@@ -12,11 +12,11 @@ from collections import Counter
 import pytest
 
 import ndb
-from geryon.checksum import check_disk
-from geryon.chunk import read_capacity
-from geryon.disks import resolve
+from geryon.disks.checksum import check_disk
+from geryon.disks.chunk import read_capacity
+from geryon.disks.resolve import resolve
 from geryon.errors import GeryonError
-from geryon.load import RecordTooLarge, load
+from geryon.ingest.load import RecordTooLarge, load
 
 CHUNK = 256 << 10
 
@@ -81,7 +81,7 @@ def test_gz_text_is_cut_at_lines(corpus, corpus_counts, tmp_path, data_files, wo
 
 
 def test_every_compression_loads_the_same_text(tmp_path):
-    from geryon.compression import compress_bytes
+    from geryon.records.compression import compress_bytes
 
     text = b"".join(b"line %d of the text\n" % i for i in range(5000))
     for codec, ext in (("gzip", "gz"), ("bz2", "bz2"), ("xz", "xz"), ("zstd", "zst")):
@@ -155,7 +155,7 @@ def test_load_refuses_bad_app_names_and_empty_sources(tmp_path):
 
 
 def test_placement_spreads_copies_over_hosts():
-    from geryon.placement import ChunkSlot, NoRoom, place
+    from geryon.disks.placement import ChunkSlot, NoRoom, place
 
     slots = [ChunkSlot("a", "/a/0", 100), ChunkSlot("a", "/a/1", 500), ChunkSlot("b", "/b/0", 200),
              ChunkSlot("c", "/c/0", 10)]

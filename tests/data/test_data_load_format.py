@@ -18,10 +18,10 @@ import sys
 
 import pytest
 
-from geryon.diskdb import read_disks
+from geryon.disks.diskdb import read_disks
 from geryon.errors import JobDefinitionError
-from geryon.job import READER_OF_DISKS, disks_reader
-from geryon.pieces import records_of
+from geryon.mapreduce.job import READER_OF_DISKS, disks_reader
+from geryon.ingest.pieces import records_of
 
 from tests.node.node_helpers import GERYON, Cluster, wait_until
 

@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from geryon.errors import JobFailed
-from geryon.load import load
+from geryon.ingest.load import load
 
 
 def _flip(path: pathlib.Path) -> None:

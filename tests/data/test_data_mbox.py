@@ -9,11 +9,11 @@ from email.message import EmailMessage
 
 import pytest
 
-from geryon.chunk import ChunkFS
-from geryon.load import load
-from geryon.mbox import iter_raw_messages, message_body, message_id
-from geryon.readers import read_records
-from geryon.split import FileRange, Split, list_files, plan_balanced
+from geryon.disks.chunk import ChunkFS
+from geryon.ingest.load import load
+from geryon.records.mbox import iter_raw_messages, message_body, message_id
+from geryon.records.readers import read_records
+from geryon.records.split import FileRange, Split, list_files, plan_balanced
 
 MESSAGES = 3000
 
@@ -107,7 +107,7 @@ def test_parser_streams_and_needs_a_blank_line_before_from():
 
 
 def test_undecodable_message_is_a_bad_record_with_its_position(tmp_path):
-    from geryon.badrecords import BadRecord, SkipBudget
+    from geryon.records.badrecords import BadRecord, SkipBudget
 
     d = tmp_path / "d"
     d.mkdir()
@@ -126,7 +126,7 @@ def test_undecodable_message_is_a_bad_record_with_its_position(tmp_path):
 
 @pytest.mark.parametrize("codec,ext", [("gzip", "gz"), ("xz", "xz"), ("zstd", "zst")])
 def test_compressed_mbox_reads_the_same_messages(mbox_file, tmp_path, codec, ext):
-    from geryon.compression import compress_bytes
+    from geryon.records.compression import compress_bytes
 
     path, _ = mbox_file
     d = tmp_path / "d"

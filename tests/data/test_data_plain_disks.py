@@ -10,7 +10,7 @@ import pathlib
 
 import pytest
 
-from geryon.chunk import DEFAULT_CAPACITY, read_capacity
+from geryon.disks.chunk import DEFAULT_CAPACITY, read_capacity
 
 from tests.node.node_helpers import Cluster, wait_until
 

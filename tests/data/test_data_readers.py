@@ -8,14 +8,14 @@ import tarfile
 import pytest
 
 import geryon
-from geryon.badrecords import BadRecord
-from geryon.chunk import ChunkFS
-from geryon.compression import compress_bytes
-from geryon.disks import open_path
-from geryon.engine import plan
+from geryon.records.badrecords import BadRecord
+from geryon.disks.chunk import ChunkFS
+from geryon.records.compression import compress_bytes
+from geryon.disks.resolve import open_path
+from geryon.mapreduce.engine import plan
 from geryon.errors import JobFailed
-from geryon.readers import may_cut, raw_chunks, read_records, reader_for
-from geryon.split import FileRange, Split
+from geryon.records.readers import may_cut, raw_chunks, read_records, reader_for
+from geryon.records.split import FileRange, Split
 
 CODECS = [("gzip", "gz"), ("bz2", "bz2"), ("xz", "xz"), ("zstd", "zst")]
 TEXT = "".join(f"line {i} héllo wörld\n" for i in range(3000))
@@ -99,8 +99,8 @@ def test_auto_picks_by_extension_and_only_plain_line_files_are_cut():
 
 
 def test_job_and_cli_offer_every_reader():
-    from geryon.job import READERS as JOB_READERS
-    from geryon.readers import READERS
+    from geryon.mapreduce.job import READERS as JOB_READERS
+    from geryon.records.readers import READERS
 
     assert JOB_READERS == READERS
 
@@ -167,7 +167,7 @@ def test_skip_bad_through_the_cli(tmp_path, cli):
 
 
 def test_damage_is_never_skipped(tmp_path):
-    from geryon.checksum import record_files
+    from geryon.disks.checksum import record_files
 
     d = tmp_path / "d"
     d.mkdir()
@@ -202,7 +202,7 @@ def test_a_file_larger_than_the_budget_is_refused_naming_the_lines_reader(tmp_pa
 
 
 def test_a_compressed_file_past_the_budget_is_refused_while_read(tmp_path):
-    from geryon.badrecords import InputError
+    from geryon.records.badrecords import InputError
 
     d = tmp_path / "d"
     d.mkdir()
@@ -214,7 +214,7 @@ def test_a_compressed_file_past_the_budget_is_refused_while_read(tmp_path):
 
 @pytest.mark.parametrize("block", [1, 5, 64, 4 << 20])
 def test_lines_reader_reads_ranges_in_blocks_with_the_same_records(tmp_path, monkeypatch, block):
-    from geryon import readers
+    from geryon.records import readers
 
     d = tmp_path / "d"
     d.mkdir()

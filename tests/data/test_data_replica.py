@@ -13,13 +13,13 @@ import time
 import pytest
 from fs import errors as fserrors
 
-from geryon.checksum import ChecksumMismatch, read_manifest, record_files
-from geryon.failover import open_failover
-from geryon.readers import raw_chunks, read_records
-from geryon.remotefs import RemoteFS
-from geryon.replicate import plan_sync
-from geryon.checksum import sum_bytes
-from geryon.split import list_files, plan_splits
+from geryon.disks.checksum import ChecksumMismatch, read_manifest, record_files
+from geryon.disks.failover import open_failover
+from geryon.records.readers import raw_chunks, read_records
+from geryon.disks.remote import RemoteFS
+from geryon.disks.replicate import plan_sync
+from geryon.disks.checksum import sum_bytes
+from geryon.records.split import list_files, plan_splits
 
 from tests.node.node_helpers import Cluster, wait_until
 
@@ -69,7 +69,7 @@ def test_plan_sync_copies_changed_and_new_files_and_removes_the_rest() -> None:
 
 def test_a_local_disk_fails_over_to_its_local_replica(tmp_path: pathlib.Path, corpus: pathlib.Path,
                                                      caplog: pytest.LogCaptureFixture) -> None:
-    from geryon.load import load
+    from geryon.ingest.load import load
 
     ndb = str(tmp_path / "ndb")
     report = load([str(corpus)], "loc", chunk_size=512 << 10, replicas=2, to=str(tmp_path / "disks"), ndb_file=ndb)
@@ -79,10 +79,10 @@ def test_a_local_disk_fails_over_to_its_local_replica(tmp_path: pathlib.Path, co
     expected = victim.read_text()
     flip(victim, 3)
     disk = open_failover(d.name, ndb_file=ndb)
-    with disk.fs, caplog.at_level(logging.WARNING, logger="geryon.failover"):
+    with disk.fs, caplog.at_level(logging.WARNING, logger="geryon.disks.failover"):
         assert disk.fs.readtext(rel) == expected
         assert records(disk.fs, d.name)[rel] == expected
-    [warned] = [r.getMessage() for r in caplog.records if r.name == "geryon.failover"]
+    [warned] = [r.getMessage() for r in caplog.records if r.name == "geryon.disks.failover"]
     assert warned.startswith(f"d0.loc: master {d.path} failed (d0.loc:{rel[1:]}: damaged: checksum mismatch")
     assert warned.endswith(f"reading replica d0.loc.r1 ({tmp_path / 'disks' / 'replicas' / 'd0.loc.r1'})")
 
@@ -155,9 +155,9 @@ def test_replicate_then_sync_only_changes_and_fail_over_on_damage(
     assert checked.stdout.splitlines() == ["d0.t:f7.txt: checksum mismatch in block(s) 0 (modified after it was recorded)"]
     disk = open_failover("d0.t", reg := cluster.client(), secret, str(cluster.ndb))
     try:
-        with caplog.at_level(logging.WARNING, logger="geryon.failover"):
+        with caplog.at_level(logging.WARNING, logger="geryon.disks.failover"):
             assert records(disk.fs, "d0.t") == files
-        warned = [r.getMessage() for r in caplog.records if r.name == "geryon.failover"]
+        warned = [r.getMessage() for r in caplog.records if r.name == "geryon.disks.failover"]
         assert len(warned) == 1 and warned[0].startswith("d0.t: master n1!c0 failed (d0.t:f7.txt: damaged: checksum mismatch")
         assert warned[0].endswith("reading replica d0.t.r1 (n2!chunk0)")
         # A disk without a replica fails clearly and hands out nothing.

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from geryon import checksum
-from geryon.checksum import ChecksumMismatch, read_manifest, sum_bytes, update_manifest, write_manifest
-from geryon.chunk import SUMS_JOURNAL, SUMS_NAME, create_chunk
+from geryon.disks import checksum
+from geryon.disks.checksum import ChecksumMismatch, read_manifest, sum_bytes, update_manifest, write_manifest
+from geryon.disks.chunk import SUMS_JOURNAL, SUMS_NAME, create_chunk
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -52,7 +52,7 @@ def test_changes_are_appended_not_rewritten_and_replayed_by_a_fresh_reader(tmp_p
     assert read_manifest(root) == want
     assert _reread(root) == want
     # Another process (a worker reading the chunk) replays the journal the same way.
-    code = ("import json, sys; from geryon.checksum import read_manifest\n"
+    code = ("import json, sys; from geryon.disks.checksum import read_manifest\n"
             "m = read_manifest(sys.argv[1]); print(json.dumps({k: v.sha256 for k, v in m.items()}))")
     out = subprocess.run([sys.executable, "-c", code, root], capture_output=True, text=True, check=True, cwd=REPO)
     assert json.loads(out.stdout) == {k: v.sha256 for k, v in want.items()}
@@ -106,7 +106,7 @@ def test_a_line_cut_by_a_crash_is_not_applied_and_the_next_change_rewrites(
     with open(Path(root, SUMS_JOURNAL), "ab") as f:
         f.write(line[: len(line) // 2])                                 # killed mid-write
     assert _reread(root) == {"/a": sum_bytes(b"a")}
-    with caplog.at_level(logging.WARNING, logger="geryon.checksum"):
+    with caplog.at_level(logging.WARNING, logger="geryon.disks.checksum"):
         update_manifest(root, {"/c": sum_bytes(b"c")})
     assert "cut or unreadable line" in caplog.text
     assert not Path(root, SUMS_JOURNAL).exists()                       # written whole instead
@@ -120,7 +120,7 @@ def test_an_unreadable_line_is_ignored_with_a_warning_and_what_follows_too(
     with open(Path(root, SUMS_JOURNAL), "ab") as f:
         f.write(b'{"add": {"/b": garbage\n')
         f.write(json.dumps({"add": {"/c": sum_bytes(b"c").to_json()}}).encode() + b"\n")
-    with caplog.at_level(logging.WARNING, logger="geryon.sumsjournal"):
+    with caplog.at_level(logging.WARNING, logger="geryon.disks.sumsjournal"):
         assert _reread(root) == {"/a": sum_bytes(b"a")}
     assert "unreadable line at byte" in caplog.text and "ignored" in caplog.text
     update_manifest(root, {"/d": sum_bytes(b"d")})

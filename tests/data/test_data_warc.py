@@ -9,11 +9,11 @@ import pytest
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
-from geryon.badrecords import BadRecord, SkipBudget
-from geryon.chunk import ChunkFS
-from geryon.load import load
-from geryon.readers import read_records
-from geryon.split import FileRange, Split, list_files, plan_balanced
+from geryon.records.badrecords import BadRecord, SkipBudget
+from geryon.disks.chunk import ChunkFS
+from geryon.ingest.load import load
+from geryon.records.readers import read_records
+from geryon.records.split import FileRange, Split, list_files, plan_balanced
 
 RECORDS = 200
 

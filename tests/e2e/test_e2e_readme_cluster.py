@@ -206,7 +206,7 @@ def test_readme_cluster_with_user_disk_names(hosts: list[list[str]], tmp_path: P
         assert loaded.returncode == 0, loaded.stderr
         assert loaded.stdout.split() == ["d0.mbox", "d1.mbox"], loaded.stdout + loaded.stderr
         assert f"named in the registry's {ndb}" in loaded.stderr
-        from geryon.diskdb import read_disks
+        from geryon.disks.diskdb import read_disks
         named = read_disks(str(ndb))
         assert sorted(d.name for d in named) == ["d0.mbox", "d0.mbox.r1", "d1.mbox", "d1.mbox.r1"]
         assert {d.format for d in named} == {"mbox"}

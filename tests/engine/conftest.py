@@ -15,7 +15,7 @@ from collections.abc import Callable
 import pytest
 from click.testing import CliRunner, Result
 
-from geryon.chunk import TEMP_MARK
+from geryon.disks.chunk import TEMP_MARK
 from geryon.cli import main
 
 REPO = pathlib.Path(__file__).resolve().parents[2]

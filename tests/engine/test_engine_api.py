@@ -203,9 +203,9 @@ def test_streaming_lines_reader_sees_every_line_once(tmp_path, final_newline):
 ], ids=["newline-end", "no-newline-end", "blank-lines", "one-line", "multibyte", "empty"])
 def test_every_split_size_gives_every_line_once(tmp_path, text):
     """The lines reader over every possible cut of a file: each line exactly once, in order."""
-    from geryon.chunk import ChunkFS
-    from geryon.readers import read_records
-    from geryon.split import list_files, plan_splits
+    from geryon.disks.chunk import ChunkFS
+    from geryon.records.readers import read_records
+    from geryon.records.split import list_files, plan_splits
 
     (tmp_path / "f.txt").write_bytes(text.encode("utf-8"))
     disk = ChunkFS(str(tmp_path))

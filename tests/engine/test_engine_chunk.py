@@ -12,7 +12,7 @@ import fs.memoryfs
 import pytest
 
 from geryon import DiskFull
-from geryon.chunk import META_NAME, TEMP_MARK, ChunkFS
+from geryon.disks.chunk import META_NAME, TEMP_MARK, ChunkFS
 
 CAP = 4096
 

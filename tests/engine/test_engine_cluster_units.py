@@ -4,12 +4,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from geryon.cluster import ClusterDriver, _Task
-from geryon.engine import JobReport
-from geryon.job import Job, step_from_arg
-from geryon.jobpack import JobPack
-from geryon.members import ClusterCpu
-from geryon.task import TaskResult
+from geryon.mapreduce.clusterdriver import ClusterDriver, _Task
+from geryon.mapreduce.engine import JobReport
+from geryon.mapreduce.job import Job, step_from_arg
+from geryon.mapreduce.jobpack import JobPack
+from geryon.cluster.members import ClusterCpu
+from geryon.mapreduce.task import TaskResult
 
 
 class _Nodes:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import pytest
 
-from geryon.codec import parse_line
+from geryon.mapreduce.codec import parse_line
 
 MAP = "def map(key, value):\n    for w in value.split():\n        yield w, 1\n"
 REDUCE = "def reduce(key, values):\n    return sum(values)\n"

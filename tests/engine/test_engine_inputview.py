@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from geryon.inputview import build_view, remove_view
-from geryon.chunk import ChunkFS
-from geryon.job import Job, step_from_arg
-from geryon.split import FileRange, Split
+from geryon.mapreduce.inputview import build_view, remove_view
+from geryon.disks.chunk import ChunkFS
+from geryon.mapreduce.job import Job, step_from_arg
+from geryon.records.split import FileRange, Split
 from shell.idx import index_words
 
 DISK = "k3.msgs"
@@ -154,7 +154,7 @@ def test_view_links_whole_files_and_materialises_cut_ranges(tmp_path: Path) -> N
 
 
 def test_view_refuses_paths_outside_the_disk(tmp_path: Path) -> None:
-    from geryon.badrecords import InputError
+    from geryon.records.badrecords import InputError
 
     disk = tmp_path / "d"
     disk.mkdir()
@@ -165,8 +165,8 @@ def test_view_refuses_paths_outside_the_disk(tmp_path: Path) -> None:
 
 def test_damaged_linked_file_is_found_even_when_the_command_reads_no_stdin(tmp_path: Path) -> None:
     """A command reading its view, not stdin: the feed still reads (and verifies) every byte."""
-    from geryon.checksum import record_files
-    from geryon.chunk import create_chunk
+    from geryon.disks.checksum import record_files
+    from geryon.disks.chunk import create_chunk
     from geryon.errors import JobFailed
 
     disk = tmp_path / "z9.chunk"

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from geryon import jobpack
-from geryon.job import Job, step_from_arg
+from geryon.mapreduce import jobpack
+from geryon.mapreduce.job import Job, step_from_arg
 
 GERYON = [sys.executable, "-c", "from geryon.cli import main; main()"]
 

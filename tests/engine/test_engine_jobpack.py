@@ -7,8 +7,8 @@ import tarfile
 
 import pytest
 
-from geryon import jobpack
-from geryon.job import Job, combine_from_script, step_from_arg
+from geryon.mapreduce import jobpack
+from geryon.mapreduce.job import Job, combine_from_script, step_from_arg
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
 DISK = EXAMPLES / "disks" / "d0.mbox"

@@ -11,7 +11,7 @@ from click.testing import CliRunner, Result
 
 from geryon.cli import main
 from geryon.cli.jobs import jobs_dir
-from geryon.jobstore import JobStore
+from geryon.mapreduce.jobstore import JobStore
 
 T0 = 1_700_000_000.0
 

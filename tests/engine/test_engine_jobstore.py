@@ -13,7 +13,7 @@ import time
 import pytest
 
 from geryon.errors import GeryonError
-from geryon.jobstore import JobStore, driver_alive, phase_counts, summarize, task_order
+from geryon.mapreduce.jobstore import JobStore, driver_alive, phase_counts, summarize, task_order
 
 INFO = {"name": "wc", "mode": "local", "argv": ["geryon", "mapreduce", "map.py", "reduce.py", "d0"],
         "map": "map.py", "reduce": "reduce.py", "disks": ["d0"], "partitions": 2, "cpus": ["local:0", "local:1"]}
@@ -91,7 +91,7 @@ def test_a_quiet_record_reaches_the_disk_within_the_interval(tmp_path: pathlib.P
 
 
 def test_many_updates_cost_few_rewrites(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import geryon.jobstore as jobstore
+    import geryon.mapreduce.jobstore as jobstore
 
     writes = []
     real = jobstore._write_atomic
@@ -160,7 +160,7 @@ def test_list_is_newest_first_and_skips_damaged_jobs(tmp_path: pathlib.Path, cap
     (tmp_path / "mid" / "summary.json").write_text("")
     (tmp_path / "empty").mkdir()  # a directory without a record
     (tmp_path / "notes.txt").write_text("not a job")
-    with caplog.at_level(logging.WARNING, logger="geryon.jobstore"):
+    with caplog.at_level(logging.WARNING, logger="geryon.mapreduce.jobstore"):
         assert [s["id"] for s in store.list()] == ["new", "old"]
     assert "mid" in caplog.text and "empty" in caplog.text
     with pytest.raises(GeryonError, match="job mid: damaged record"):
@@ -195,7 +195,7 @@ def test_pruning_spares_a_job_whose_driver_runs(tmp_path: pathlib.Path) -> None:
 
 
 def test_a_job_whose_driver_died_reads_as_lost(tmp_path: pathlib.Path) -> None:
-    code = ("import sys, os\nfrom geryon.jobstore import JobStore\n"
+    code = ("import sys, os\nfrom geryon.mapreduce.jobstore import JobStore\n"
             "rec = JobStore(sys.argv[1]).begin('orphan', {'name': 'x'})\n"
             "rec.attempt_started('m0', 0, 'local:0')\nos._exit(0)\n")
     subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, timeout=60)

@@ -111,7 +111,7 @@ def test_mistyped_disk_beside_a_local_one_fails_at_once_and_is_not_recorded(gery
 
 def test_two_jobs_committing_into_one_directory_never_mix(tmp_path):
     """The commit is all or nothing under a lock: the later job's parts replace the whole set."""
-    from geryon import outdir
+    from geryon.mapreduce import outdir
 
     out = tmp_path / "out"
     out.mkdir()

@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import geryon
-from geryon import reducetask, sortbuffer
-from geryon.codec import freeze
+from geryon.mapreduce import reducetask, sortbuffer
+from geryon.mapreduce.codec import freeze
 
 RECORDS: list[tuple[object, object]] = []
 """The (key, value) pairs the map emits; index i is emitted for input line `i`."""

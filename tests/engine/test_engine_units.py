@@ -5,9 +5,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from geryon.aggregate import sort_bytes
-from geryon.chunk import parse_size
-from geryon.split import plan_balanced, split_count_for
+from geryon.mapreduce.aggregate import sort_bytes
+from geryon.disks.chunk import parse_size
+from geryon.records.split import plan_balanced, split_count_for
 
 
 @given(st.lists(st.binary(max_size=6), max_size=300))
@@ -109,13 +109,13 @@ def test_capacity_holds_across_processes(tmp_path):
     import subprocess
     import sys
 
-    from geryon.chunk import create_chunk, walk_size
+    from geryon.disks.chunk import create_chunk, walk_size
 
     root = tmp_path / "c"
     create_chunk(str(root), 20_000)
     code = (
         "import sys\n"
-        "from geryon.chunk import ChunkFS\n"
+        "from geryon.disks.chunk import ChunkFS\n"
         "from geryon.errors import DiskFull\n"
         "fs = ChunkFS(sys.argv[1])\n"
         "for i in range(12):\n"

@@ -71,7 +71,7 @@ def test_each_part_is_sorted_and_keys_partitioned_once(cli, corpus, wordcount, p
 def test_python_api_wordcount_typed_pairs(corpus, python_oracle, tmp_path):
     """The same job through the Python API, json format: exact (str, int) pairs."""
     import geryon
-    from geryon.job import load_script
+    from geryon.mapreduce.job import load_script
 
     m = load_script(str(REPO / "examples/wordcount/map.py"))
     rd = load_script(str(REPO / "examples/wordcount/reduce.py"))
@@ -91,7 +91,7 @@ def test_text_format_result_iteration_round_trips_backslashes(corpus, python_ora
     must come back exactly, with no backslash sequence turned into a control character.
     """
     import geryon
-    from geryon.job import load_script
+    from geryon.mapreduce.job import load_script
 
     m = load_script(str(REPO / "examples/wordcount/map.py"))
     rd = load_script(str(REPO / "examples/wordcount/reduce.py"))

@@ -72,7 +72,7 @@ def write_corpus(root: Path, disks: int, files: int, lines: int, seed: int = 7) 
 
 def fill_chunk(path: Path, files: dict[str, bytes]) -> None:
     """Put files into a chunk directory and record their checksums."""
-    from geryon.checksum import record_files
+    from geryon.disks.checksum import record_files
 
     for rel, data in files.items():
         (path / rel).write_bytes(data)
@@ -127,7 +127,7 @@ class FaultCluster(Cluster):
         extra = ["--cpus", str(cpus)]
         if out_chunk is not None:
             # the output chunk lives elsewhere (a tiny tmpfs): pass it as c0 ourselves
-            from geryon.chunk import create_chunk
+            from geryon.disks.chunk import create_chunk
 
             if not (out_chunk / ".geryon-disk").exists():
                 create_chunk(str(out_chunk), out_capacity)
@@ -247,7 +247,7 @@ def assert_same_output(out: Path, reference: Path, corpus: dict[str, dict[str, b
 
 def job_record(jobs_dir: Path) -> dict[str, Any]:
     """The newest job's record (what `geryon jobs JOB --json` prints)."""
-    from geryon.jobstore import JobStore
+    from geryon.mapreduce.jobstore import JobStore
 
     store = JobStore(str(jobs_dir))
     jobs = store.list()
@@ -276,7 +276,7 @@ def workers_running(node_pid: int, kind: str = "") -> list[int]:
                 argv = f.read().split(b"\0")
         except OSError:
             continue
-        if b"geryon.worker" in argv and (not kind or (len(argv) > 4 and argv[4].startswith(kind.encode()))):
+        if b"geryon.node.worker" in argv and (not kind or (len(argv) > 4 and argv[4].startswith(kind.encode()))):
             out.append(pid)
     return out
 

@@ -176,7 +176,7 @@ def test_cluster_found_over_zeroconf_when_a_disk_is_not_local(tmp_path: Path, se
 
 
 def test_python_api_runs_on_the_cluster(fault_cluster: FaultCluster) -> None:
-    from geryon.job import Job, load_script
+    from geryon.mapreduce.job import Job, load_script
     from registry.auth import load_secret
     from registry.client import RegistryClient
 

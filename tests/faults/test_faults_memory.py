@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from geryon import memory
+from geryon.mapreduce import memory
 
 ROOT = Path(__file__).resolve().parents[2]
 MIB = 1 << 20

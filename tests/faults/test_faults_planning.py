@@ -66,9 +66,9 @@ def test_a_copy_that_fails_while_the_splits_are_planned_is_left_for_the_next(mon
     import fs.memoryfs
 
     import geryon
-    from geryon import cluster as cluster_mod
-    from geryon import remotefs
-    from geryon.members import ClusterCpu, ClusterDisk
+    from geryon.mapreduce import clusterdriver as cluster_mod
+    from geryon.disks import remote as remotefs
+    from geryon.cluster.members import ClusterCpu, ClusterDisk
 
     class Copy(fs.memoryfs.MemoryFS):
         """A disk copy on node `node`; the one on h:1 answers one listing, then nothing."""

@@ -17,9 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from geryon.chunk import create_chunk  # noqa: E402
-from geryon.rcpuclient import Rcpu  # noqa: E402
-from geryon.remotefs import RemoteFS  # noqa: E402
+from geryon.disks.chunk import create_chunk  # noqa: E402
+from geryon.cluster.rcpu import Rcpu  # noqa: E402
+from geryon.disks.remote import RemoteFS  # noqa: E402
 from node_helpers import Cluster, wait_until  # noqa: E402
 from registry.auth import create_secret, load_secret  # noqa: E402
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from geryon.chunk import create_chunk
+from geryon.disks.chunk import create_chunk
 
 GERYON = [sys.executable, "-c", "from geryon.cli import main; main()"]
 NODE_CLI = [sys.executable, "-c", "from geryon.cli.node import node; node()"]

@@ -16,11 +16,11 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from geryon.checksum import read_manifest, sum_bytes
-from geryon.chunk import META_NAME, SUMS_JOURNAL
-from geryon.filebatch import DEFAULT_BATCH_BODY, MAX_BATCH_FILES, encode_batch
-from geryon.node.connection import NodeConnection
-from geryon.remotefs import RemoteFS
+from geryon.disks.checksum import read_manifest, sum_bytes
+from geryon.disks.chunk import META_NAME, SUMS_JOURNAL
+from geryon.disks.filebatch import DEFAULT_BATCH_BODY, MAX_BATCH_FILES, encode_batch
+from geryon.net.connection import NodeConnection
+from geryon.disks.remote import RemoteFS
 from node_helpers import Cluster
 from registry.auth import HEADER_CONTENT_SHA256
 from registry.signer import Signer

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import aiohttp
 
-from geryon.remotefs import RemoteFS
+from geryon.disks.remote import RemoteFS
 from node_helpers import Cluster
 from registry.signer import Signer
 

@@ -14,7 +14,7 @@ import pytest
 from fs import errors as fserrors
 
 from geryon.errors import DiskFull
-from geryon.remotefs import GeryonOpener, NodeUnavailable, RemoteFS, open_disk
+from geryon.disks.remote import GeryonOpener, NodeUnavailable, RemoteFS, open_disk
 from node_helpers import Cluster, wait_until
 from registry.signer import Signer
 

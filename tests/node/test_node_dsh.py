@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import io
 
-from geryon.dsh import Dsh
-from geryon.pick import Weight
+from geryon.cluster.dsh import Dsh
+from geryon.cluster.pick import Weight
 from node_helpers import Cluster, wait_until
 
 WEIGHTS = "node=n1 load=10.0\nnode=n2 load=1.0 mem=0\n"

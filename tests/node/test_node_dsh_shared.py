@@ -18,9 +18,9 @@ import aiohttp
 import pytest
 from click.testing import CliRunner
 
-from geryon.dsh import choose, with_load
-from geryon.pick import CpuInfo, LeastLoaded, NoCpu, Weight
-from geryon.virtualload import VirtualLoad
+from geryon.cluster.dsh import choose, with_load
+from geryon.cluster.pick import CpuInfo, LeastLoaded, NoCpu, Weight
+from geryon.node.virtualload import VirtualLoad
 from node_helpers import VERB_CLI, Cluster, wait_until
 from registry.signer import Signer
 
@@ -203,7 +203,7 @@ def test_virtual_seconds_option_is_checked() -> None:
 BARRIER = (
     "import os, sys, time, click\n"
     "from geryon.cli.node import commands\n"
-    "import geryon.dsh\n"
+    "import geryon.cluster.dsh\n"
     "ready, go = sys.argv[1:3]\n"
     "open(ready, 'w').close()\n"
     "while not os.path.exists(go):\n"

@@ -5,8 +5,8 @@ import os
 import pathlib
 import time
 
-from geryon import jobpack
-from geryon.job import Job, step_from_arg
+from geryon.mapreduce import jobpack
+from geryon.mapreduce.job import Job, step_from_arg
 from geryon.node.packcache import PackCache
 
 

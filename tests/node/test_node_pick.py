@@ -5,8 +5,8 @@ from collections import Counter
 
 import pytest
 
-from geryon.node.load import parse_loadavg, parse_meminfo
-from geryon.pick import (CpuInfo, LeastLoaded, LocalityFirst, NoCpu, Pick, RoundRobin, Weight, make_pick,
+from geryon.cluster.hostfacts import parse_loadavg, parse_meminfo
+from geryon.cluster.pick import (CpuInfo, LeastLoaded, LocalityFirst, NoCpu, Pick, RoundRobin, Weight, make_pick,
                          weights_from_entries)
 import ndb
 

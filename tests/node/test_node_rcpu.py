@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from geryon.errors import GeryonError
-from geryon.rcpuclient import CpuPool, Rcpu, rcpu
+from geryon.cluster.rcpu import CpuPool, Rcpu, rcpu
 from node_helpers import Cluster, wait_until
 
 NDB = """name=d0.mbox kfs

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from fs.test import FSTestCases
 
-from geryon.chunk import META_NAME
-from geryon.remotefs import RemoteFS
+from geryon.disks.chunk import META_NAME
+from geryon.disks.remote import RemoteFS
 from node_helpers import Cluster
 from registry.auth import create_secret, load_secret
 

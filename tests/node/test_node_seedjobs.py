@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from geryon.checksum import ChecksumMismatch, record_files
-from geryon.inputview import build_view, remove_view
-from geryon.remotefs import RemoteFS
-from geryon.split import FileRange, Split
+from geryon.disks.checksum import ChecksumMismatch, record_files
+from geryon.mapreduce.inputview import build_view, remove_view
+from geryon.disks.remote import RemoteFS
+from geryon.records.split import FileRange, Split
 from node_helpers import Cluster, wait_until
 from shell.idx import index_words
 

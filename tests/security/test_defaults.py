@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from geryon.chunk import create_chunk
+from geryon.disks.chunk import create_chunk
 from tests.node.node_helpers import GERYON, Proc, wait_until
 
 ATTACK = r'''

@@ -21,7 +21,7 @@ SCRIPT = textwrap.dedent("""
     import sys
     import fs
     import geryon
-    from geryon.remotefs import RemoteFS
+    from geryon.disks.remote import RemoteFS
 
     url, chunk_url = sys.argv[1], sys.argv[2]
     with fs.open_fs(chunk_url) as disk:

@@ -16,10 +16,10 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from geryon.chunk import CLAIM_NAME
-from geryon.diskdb import read_disks
-from geryon.load import STAGING_PREFIX
-from geryon.remotefs import RemoteFS
+from geryon.disks.chunk import CLAIM_NAME
+from geryon.disks.diskdb import read_disks
+from geryon.ingest.load import STAGING_PREFIX
+from geryon.disks.remote import RemoteFS
 from registry.auth import load_secret
 from registry.client import RegistryClient
 from registry.state import load_state

@@ -20,13 +20,13 @@ from typing import Any
 import pytest
 from fs import errors as fserrors
 
-from geryon.badrecords import InputError
-from geryon.checksum import check_disk, current_sums, open_verified, read_manifest, record_files
-from geryon.chunk import ChunkFS, OutsideDisk
-from geryon.node.connection import NodeConnection
-from geryon.remotefs import RemoteFS
-from geryon.replicate import sync_chunk
-from geryon.split import list_files, list_local_files
+from geryon.records.badrecords import InputError
+from geryon.disks.checksum import check_disk, current_sums, open_verified, read_manifest, record_files
+from geryon.disks.chunk import ChunkFS, OutsideDisk
+from geryon.net.connection import NodeConnection
+from geryon.disks.remote import RemoteFS
+from geryon.disks.replicate import sync_chunk
+from geryon.records.split import list_files, list_local_files
 from tests.node.node_helpers import Cluster
 
 SECRET = b"TOPSECRET-" * 777 + b"1234567"      # 7777 bytes
@@ -171,7 +171,7 @@ def test_local_disk_code_paths_never_follow_a_link_out(tmp_path: Path) -> None:
     report = check_disk(root)
     assert [p for p, _ in report.damaged] == ["/rec.txt"] and "link" in report.damaged[0][1]
     assert report.unrecorded == ["/inside"]
-    from geryon.job import Job
+    from geryon.mapreduce.job import Job
 
     result = Job(map=wordmap, reduce=total, partitions=1).run([root], out=str(tmp_path / "out"))
     words = dict(result)

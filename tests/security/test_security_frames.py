@@ -115,7 +115,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, b
         marker = {name: tmp / f"ran-{name}" for name in ("rcpu", "taskfs")}
 
         def signed_json(url: str, method: str, target: str, doc: Any = None) -> Any:
-            from geryon.node.connection import NodeConnection
+            from geryon.net.connection import NodeConnection
             body = json.dumps(doc).encode() if doc is not None else b""
             with NodeConnection(url, secret) as conn:
                 status, reply = conn.request(method, target, body, {"Content-Type": "application/json"}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from geryon.load import STAGING_PREFIX, load
-from geryon.staging import OwnedDir
+from geryon.ingest.load import STAGING_PREFIX, load
+from geryon.ingest.staging import OwnedDir
 from registry.state import StateLock
 
 

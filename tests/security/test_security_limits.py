@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from geryon.node.connection import NodeConnection
+from geryon.net.connection import NodeConnection
 from registry.auth import HEADER_SERVER
 from registry.guard import ACCEPT_BURST, ConnectionLimits
 from registry.ratelog import RateLog

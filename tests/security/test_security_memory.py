@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from geryon.remotefs import RemoteFS
+from geryon.disks.remote import RemoteFS
 from registry.auth import load_secret
 from tests.node.node_helpers import VERB_CLI, Cluster, Node
 

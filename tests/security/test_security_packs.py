@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from geryon.node.connection import NodeConnection
+from geryon.net.connection import NodeConnection
 from tests.node.node_helpers import Cluster, Node
 
 MANIFEST = b'{"steps": {"map": null}, "settings": {}, "env": []}'

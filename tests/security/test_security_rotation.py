@@ -28,7 +28,7 @@ from tests.node.node_helpers import Cluster, wait_until
 
 def _post(url: str, secret: bytes, target: str, doc: object) -> tuple[int, bytes]:
     """One signed POST with the stdlib client; (status, body)."""
-    from geryon.node.connection import NodeConnection
+    from geryon.net.connection import NodeConnection
     with NodeConnection(url, secret) as conn:
         return conn.request("POST", target, json.dumps(doc).encode(), {"Content-Type": "application/json"})
 
@@ -178,7 +178,7 @@ def test_a_library_client_refused_with_the_expired_secret_says_why(cluster: Clus
     rotate_secret(secret_file, grace=-1)          # a grace already over: a hard switch
     wait_until(lambda: _post(n0.url, old, "/v1/chunks/c0/op",
                              {"op": "listdir", "args": {"path": "/"}})[0] == 401, 30, interval=0.2)
-    from geryon.remotefs import NodeUnavailable, RemoteFS
+    from geryon.disks.remote import NodeUnavailable, RemoteFS
     with pytest.raises(NodeUnavailable, match="previous cluster secret"):
         RemoteFS(n0.url, "c0", old).listdir("/")
     assert RemoteFS(n0.url, "c0", watch_secret(secret_file)).listdir("/") == []

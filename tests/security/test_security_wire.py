@@ -84,7 +84,7 @@ def test_a_client_whose_cached_identity_names_another_server_learns_the_new_one(
     with 'authentication failed' when a node got a port a registry of an earlier test had held)."""
     import io
 
-    from geryon.rcpuclient import Rcpu
+    from geryon.cluster.rcpu import Rcpu
     from registry.auth import ServerIdentity
 
     cluster.start_registry()

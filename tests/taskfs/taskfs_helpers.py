@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "node"))
 
 from node_helpers import GERYON, Cluster, Node, Proc, wait_until  # noqa: E402
 
-from geryon.node.connection import NodeConnection  # noqa: E402
+from geryon.net.connection import NodeConnection  # noqa: E402
 from registry.auth import load_secret  # noqa: E402
 
 __all__ = ["GERYON", "Cluster", "Node", "Proc", "Tree", "wait_until"]

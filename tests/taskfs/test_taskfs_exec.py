@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 
 import geryon
-from geryon.session import SessionError, State
+from geryon.taskfs.client import SessionError, State
 from registry.signer import Signer
 from taskfs_helpers import Cluster, Tree, pid_gone, run_cli, start_proc, timed, wait_until
 

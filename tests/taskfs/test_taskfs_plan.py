@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from geryon.node.tree import Candidate, Count, add_counts, format_counts, free_matching, least_loaded, matches, spread
-from geryon.session import NoResources, OutputStream, ProtocolError, Scatter, unpack_frame
+from geryon.taskfs.tree import Candidate, Count, add_counts, format_counts, free_matching, least_loaded, matches, spread
+from geryon.taskfs.client import NoResources, OutputStream, ProtocolError, Scatter, unpack_frame
 
 
 def cands(*free: int, loads: tuple[float, ...] = ()) -> list[Candidate]:

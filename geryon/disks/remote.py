@@ -1,0 +1,517 @@
+"""`RemoteFS`: a chunk disk on a node daemon, as a pyfilesystem2 `fs` filesystem.
+
+Speaks the chunk service's HTTP routes (`geryon.node.chunkservice`) through
+`geryon.net.connection` (stdlib `http.client`, kept-alive, every request signed).
+Reads stream one GET (with `Range` after a seek); writes are spooled locally and sent in
+one PUT when the file is closed, so the node commits them whole or not at all (`DiskFull`
+past the capacity). Also here: the `geryon://host:port/chunk` opener and `open_disk`,
+which turns a disk name, a path or a URL into an `FS`. Not here: serving chunks.
+"""
+from __future__ import annotations
+
+import hashlib
+import http.client
+import io
+import json
+import logging
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, BinaryIO
+from urllib.parse import quote
+
+from fs import errors as fserrors
+from fs.base import FS
+from fs.info import Info
+from fs.mode import Mode
+from fs.opener import Opener
+
+from geryon.errors import GeryonError, UnknownDisk
+from geryon.disks.filebatch import encode_batch
+from geryon.net.connection import (DEFAULT_TIMEOUT, NodeConnection, NodeUnavailable, parse_node_url,
+                                    raise_for)
+from registry import tls
+from registry.errors import RegistryError
+from registry.secretfile import configured_secret, watch_secret
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SPOOL = 8 << 20
+"""Bytes of a file being written kept in memory before spilling to a temporary file."""
+
+DEFAULT_READ_BLOCK = 1 << 20
+"""Bytes read from the socket at a time when copying a remote file."""
+
+__all__ = ["GeryonOpener", "NodeUnavailable", "RemoteFS", "disk_url", "open_disk", "parse_node_url",
+           "library_secret", "set_default_secret"]
+
+_default_secret: bytes | None = None
+
+
+def set_default_secret(secret: bytes | None) -> None:
+    """The secret used by `geryon://` URLs that name none (the CLI sets it at start-up)."""
+    global _default_secret
+    _default_secret = secret
+
+
+def library_secret() -> bytes:
+    """The secret for a caller that gave none: the CLI's (`set_default_secret`), else the
+    configured one (`registry.secretfile.configured_secret`), never unsigned requests.
+
+    Raises:
+        GeryonError: no secret is configured (the message names `geryon init`).
+    """
+    if _default_secret is not None:
+        return _default_secret
+    try:
+        return configured_secret()
+    except RegistryError as exc:
+        raise GeryonError(str(exc)) from exc
+
+
+class RemoteFS(FS):
+    """A chunk served by a node daemon (`geryon://host:port/chunk`).
+
+    Args:
+        url: the node, `http://host:port`.
+        chunk: the chunk's name on that node.
+        secret: the cluster secret (None: `library_secret`, as the CLI finds it:
+            $GERYON_SECRET_FILE, else the default file).
+        timeout: seconds per request.
+    """
+
+    _meta = {"case_insensitive": False, "invalid_path_chars": "\0", "max_path_length": None,
+             "max_sys_path_length": None, "network": True, "read_only": False,
+             "supports_rename": True, "thread_safe": True, "unicode_paths": True, "virtual": False}
+
+    def __init__(self, url: str, chunk: str, secret: bytes | None = None, *,
+                 timeout: float = DEFAULT_TIMEOUT) -> None:
+        secret = secret if secret is not None else library_secret()
+        super().__init__()
+        self.url, self.chunk = url.rstrip("/"), chunk
+        self._conn = NodeConnection(self.url, secret, timeout)
+        self._base = f"/v1/chunks/{quote(chunk, safe='')}"
+
+    @classmethod
+    def from_url(cls, text: str, secret: bytes | None = None) -> RemoteFS:
+        """From `geryon://host:port/chunk`."""
+        url, chunk = parse_node_url(text)
+        return cls(url, chunk, secret)
+
+    def __repr__(self) -> str:
+        return f"RemoteFS({self.url!r}, {self.chunk!r})"
+
+    def __str__(self) -> str:
+        return f"<remotefs '{self.geturl_base()}'>"
+
+    def geturl_base(self) -> str:
+        """This disk's `geryon://` URL."""
+        return f"geryon://{self.url.split('://', 1)[1]}/{self.chunk}"
+
+    def close(self) -> None:
+        conn = getattr(self, "_conn", None)      # None: __init__ failed (FS.__del__ still closes)
+        if conn is not None and not self.isclosed():
+            conn.close()
+        super().close()
+
+    # -- calls ------------------------------------------------------------------------
+    def _op(self, op: str, _shown: str | None = None, **args: Any) -> Any:
+        """Call `op` on the node; `_shown` is the path as the caller gave it, for errors."""
+        body = json.dumps({"op": op, "args": args}).encode()
+        status, data = self._conn.request("POST", f"{self._base}/op", body,
+                                          {"Content-Type": "application/json"})
+        raise_for(status, data, self.url, _shown if _shown is not None else args.get("path") or args.get("src"))
+        return json.loads(data)["result"]
+
+    def _file_target(self, path: str, **query: str) -> str:
+        extra = "".join(f"&{k}={quote(v)}" for k, v in query.items())
+        return f"{self._base}/file?path={quote(path, safe='/')}{extra}"
+
+    # -- the seven primitives -----------------------------------------------------------
+    def getinfo(self, path: str, namespaces: Any = None) -> Info:
+        _path = self.validatepath(path)
+        return Info(self._op("getinfo", path, path=_path, namespaces=list(namespaces or ())))
+
+    def listdir(self, path: str) -> list[str]:
+        return self._op("listdir", path, path=self.validatepath(path))
+
+    def makedir(self, path: str, permissions: Any = None, recreate: bool = False) -> Any:
+        _path = self.validatepath(path)
+        self._op("makedir", path, path=_path, recreate=recreate)
+        return self.opendir(_path)
+
+    def openbin(self, path: str, mode: str = "r", buffering: int = -1, **options: Any) -> BinaryIO:
+        _mode = Mode(mode)
+        _mode.validate_bin()
+        _path = self.validatepath(path)
+        if not _mode.writing:
+            return _RemoteReader(self, _path)  # type: ignore[return-value]
+        self._op("checkwrite", path, path=_path, exclusive=_mode.exclusive)
+        initial = b""
+        if not _mode.truncate and not _mode.exclusive and (_mode.appending or _mode.reading):
+            try:
+                initial = self.readbytes(_path)
+            except fserrors.ResourceNotFound:
+                if not _mode.create:
+                    raise
+        elif not _mode.create:
+            self.getinfo(_path)
+        return _RemoteWriter(self, _path, _mode, initial)  # type: ignore[return-value]
+
+    def remove(self, path: str) -> None:
+        self._op("remove", path, path=self.validatepath(path))
+
+    def removedir(self, path: str) -> None:
+        self._op("removedir", path, path=self.validatepath(path))
+
+    def setinfo(self, path: str, info: Any) -> None:
+        self._op("setinfo", path, path=self.validatepath(path), info=info)
+
+    # -- faster versions of derived methods -----------------------------------------------
+    def scandir(self, path: str, namespaces: Any = None, page: Any = None) -> Iterator[Info]:
+        raws = self._op("scandir", path, path=self.validatepath(path), namespaces=list(namespaces or ()))
+        infos = (Info(raw) for raw in raws)
+        if page is not None:
+            start, end = page
+            return iter(list(infos)[start:end])
+        return infos
+
+    def removetree(self, dir_path: str) -> None:
+        self._op("removetree", dir_path, path=self.validatepath(dir_path))
+
+    def move(self, src_path: str, dst_path: str, overwrite: bool = False, preserve_time: bool = False) -> None:
+        self._op("move", src=self.validatepath(src_path), dst=self.validatepath(dst_path), overwrite=overwrite)
+
+    def copy(self, src_path: str, dst_path: str, overwrite: bool = False, preserve_time: bool = False) -> None:
+        self._op("copy", src=self.validatepath(src_path), dst=self.validatepath(dst_path), overwrite=overwrite)
+
+    def readbytes(self, path: str) -> bytes:
+        _path = self.validatepath(path)
+        status, data = self._conn.request("GET", self._file_target(_path))
+        raise_for(status, data, self.url, _path)
+        return data
+
+    def download(self, path: str, file: Any, chunk_size: int | None = None, **options: Any) -> None:
+        _path = self.validatepath(path)
+        resp, conn = self._conn.open("GET", self._file_target(_path))
+        try:
+            if resp.status >= 300:
+                raise_for(resp.status, resp.read(), self.url, _path)
+            shutil.copyfileobj(resp, file, chunk_size or DEFAULT_READ_BLOCK)
+        finally:
+            self._conn.release(resp, conn)
+
+    def put(self, path: str, data: bytes, exclusive: bool = False) -> None:
+        """Write a whole file in one request (replace, or create only with `exclusive`)."""
+        target = self._file_target(path, **({"exclusive": "1"} if exclusive else {}))
+        status, body = self._conn.request("PUT", target, bytes(data))
+        raise_for(status, body, self.url, path)
+
+    def put_file(self, path: str, file: BinaryIO, exclusive: bool = False) -> int:
+        """Write a file from `file`'s position to its end, streamed (never read whole); bytes sent.
+
+        Reads it twice: once for the digest the signature declares, once to send it.
+        """
+        start = file.tell()
+        digest = hashlib.sha256()
+        while block := file.read(DEFAULT_READ_BLOCK):
+            digest.update(block)
+        length = file.tell() - start
+        file.seek(start)
+        target = self._file_target(path, **({"exclusive": "1"} if exclusive else {}))
+        resp, conn = self._conn.open("PUT", target, file, digest=digest.hexdigest(), length=length)
+        try:
+            body = resp.read()
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            raise NodeUnavailable(f"node {self.url}: {exc}") from exc
+        self._conn.release(resp, conn)
+        raise_for(resp.status, body, self.url, path)
+        return length
+
+    def put_files(self, files: Sequence[tuple[str, bytes]]) -> int:
+        """Write many small whole files in one request, all or none (`geryon.disks.filebatch`)."""
+        body = encode_batch([(self.validatepath(p), b) for p, b in files])
+        status, data = self._conn.request("PUT", f"{self._base}/files", body)
+        raise_for(status, data, self.url, files[0][0] if files else "/")
+        return int(json.loads(data)["result"])
+
+    def writebytes(self, path: str, contents: bytes) -> None:
+        if not isinstance(contents, bytes):
+            raise TypeError("contents must be bytes")
+        self.put(self.validatepath(path), contents)
+
+    def upload(self, path: str, file: Any, chunk_size: int | None = None, **options: Any) -> None:
+        _path = self.validatepath(path)
+        try:
+            seekable = file.seekable()
+        except (AttributeError, OSError):
+            seekable = False
+        if seekable:
+            self.put_file(_path, file)
+            return
+        with tempfile.TemporaryFile() as spool:      # a pipe: spooled to disk, never to memory
+            shutil.copyfileobj(file, spool, chunk_size or DEFAULT_READ_BLOCK)
+            spool.seek(0)
+            self.put_file(_path, spool)  # type: ignore[arg-type]
+
+    def usage(self) -> dict[str, Any]:
+        """The chunk's capacity, used and free bytes (None for unbounded), and `replica`."""
+        return self._op("usage")
+
+    def call(self, op: str, **args: Any) -> Any:
+        """A chunk service operation beyond the `fs` API (`sums`, `pull`, `check`, ...)."""
+        return self._op(op, **args)
+
+    def files(self) -> list[tuple[str, int]]:
+        """Every data file of the chunk with its size, sorted (one request, not a walk)."""
+        return [(str(p), int(n)) for p, n in self._op("files")]
+
+    def manifest(self, paths: Any = None) -> Any:
+        """The chunk's checksum manifest (`geryon.disks.checksum`), or None when it has none;
+        with `paths`, only their entries."""
+        from geryon.disks.checksum import manifest_from_json
+
+        data = self._op("manifest") if paths is None else self._op("manifest", paths=list(paths))
+        return None if data is None else manifest_from_json(data, f"{self.geturl_base()}")
+
+
+class _RemoteReader(io.RawIOBase):
+    """A remote file opened for reading: one streaming GET, re-issued with Range after a seek."""
+
+    def __init__(self, fs: RemoteFS, path: str) -> None:
+        super().__init__()
+        self._fs, self.name, self.mode = fs, path, "rb"
+        self._pos = 0
+        self._size: int | None = None
+        self._resp: http.client.HTTPResponse | None = None
+        self._rconn: http.client.HTTPConnection | None = None
+        self._start()            # fails now (ResourceNotFound, FileExpected) rather than later
+
+    def _start(self) -> None:
+        headers = {"Range": f"bytes={self._pos}-"} if self._pos else {}
+        resp, conn = self._fs._conn.open("GET", self._fs._file_target(self.name), headers=headers)
+        if resp.status == 416:                           # at or past the end
+            resp.read()
+            self._fs._conn.release(resp, conn)
+            self._resp = None
+            return
+        if resp.status >= 300:
+            body = resp.read()
+            self._fs._conn.release(resp, conn)
+            raise_for(resp.status, body, self._fs.url, self.name)
+        if self._size is None:
+            length = resp.getheader("Content-Range", "").rpartition("/")[2] or resp.getheader("Content-Length")
+            self._size = int(length) if length and length.isdigit() else None
+        self._resp, self._rconn = resp, conn
+
+    def _drop(self) -> None:
+        if self._resp is not None and self._rconn is not None:
+            self._fs._conn.release(self._resp, self._rconn)
+        self._resp = self._rconn = None
+
+    @property
+    def size(self) -> int | None:
+        """The file's size, as the node reported it (None if it did not)."""
+        return self._size
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if whence == 0:
+            new = offset
+        elif whence == 1:
+            new = self._pos + offset
+        elif whence == 2:
+            if self._size is None:
+                self._size = self._fs.getinfo(self.name, ["details"]).size
+            new = self._size + offset
+        else:
+            raise ValueError("bad whence")
+        if new < 0:
+            raise ValueError("negative seek position")
+        if new != self._pos:
+            self._drop()
+            self._pos = new
+        return self._pos
+
+    def _response(self) -> http.client.HTTPResponse | None:
+        if self._resp is None:
+            if self._size is not None and self._pos >= self._size:
+                return None
+            self._start()
+        return self._resp
+
+    def readinto(self, b: Any) -> int:
+        resp = self._response()
+        if resp is None:
+            return 0
+        n = resp.readinto(b)
+        self._pos += n
+        return n
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            return self.readall()
+        resp = self._response()
+        if resp is None:
+            return b""
+        data = resp.read(size)          # no intermediate buffer: http.client hands us bytes
+        self._pos += len(data)
+        return data
+
+    def readall(self) -> bytes:
+        chunks = []
+        while True:
+            block = self.read(DEFAULT_READ_BLOCK)
+            if not block:
+                return b"".join(chunks)
+            chunks.append(block)
+
+    def writable(self) -> bool:
+        return False
+
+    def write(self, b: Any) -> int:
+        raise io.UnsupportedOperation("not writable")
+
+    def truncate(self, size: int | None = None) -> int:
+        raise io.UnsupportedOperation("not writable")
+
+    def close(self) -> None:
+        if not self.closed:
+            self._drop()
+        super().close()
+
+
+class _RemoteWriter(io.RawIOBase):
+    """A remote file opened for writing: spooled here, sent in one PUT on close."""
+
+    def __init__(self, fs: RemoteFS, path: str, mode: Mode, initial: bytes) -> None:
+        super().__init__()
+        self._fs, self.name, self._mode = fs, path, mode
+        self.mode = mode.to_platform_bin()
+        self._buf = tempfile.SpooledTemporaryFile(max_size=DEFAULT_SPOOL)
+        self._buf.write(initial)
+        if not mode.appending:
+            self._buf.seek(0)
+
+    def readable(self) -> bool:
+        return self._mode.reading
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._buf.tell()
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if whence == 0 and offset < 0:
+            raise ValueError("negative seek position")
+        return self._buf.seek(offset, whence)
+
+    def readinto(self, b: Any) -> int:
+        if not self._mode.reading:
+            raise io.UnsupportedOperation("not readable")
+        return self._buf.readinto(b)
+
+    def write(self, b: Any) -> int:
+        if self._mode.appending:
+            self._buf.seek(0, 2)
+        return self._buf.write(b)
+
+    def truncate(self, size: int | None = None) -> int:
+        here = self._buf.tell()
+        size = here if size is None else size
+        self._buf.seek(0, 2)
+        end = self._buf.tell()
+        if size > end:
+            self._buf.write(b"\0" * (size - end))
+        else:
+            self._buf.truncate(size)
+        self._buf.seek(here)
+        return size
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        try:
+            self._buf.seek(0)
+            self._fs.put_file(self.name, self._buf)  # type: ignore[arg-type]
+        finally:
+            self._buf.close()
+            super().close()
+
+
+class GeryonOpener(Opener):
+    """Opens `geryon://host:port/chunk[?secret_file=FILE]` as a `RemoteFS`: with no
+    `secret_file`, the CLI's secret (`set_default_secret`), else the configured one."""
+
+    protocols = ["geryon"]
+
+    def open_fs(self, fs_url: str, parse_result: Any, writeable: bool, create: bool, cwd: str) -> FS:
+        resource = parse_result.resource
+        hostport, _, chunk = resource.partition("/")
+        secret_file = (parse_result.params or {}).get("secret_file")
+        secret = watch_secret(Path(secret_file)) if secret_file else _default_secret
+        remote = RemoteFS(tls.base_url(hostport), chunk.strip("/"), secret)
+        if parse_result.path:
+            return remote.opendir(parse_result.path, factory=None)  # type: ignore[return-value]
+        return remote
+
+
+def open_disk(arg: str, *, registry: Any = None, secret: bytes | None = None,
+              ndb_file: str | None = None) -> Any:
+    """A disk argument as a `geryon.disks.resolve.Disk`: a `geryon://` URL, a local path, or a name.
+
+    Names are looked up in the registry first (ndb-named disks: `d0.mbox ... addr URL`),
+    opened as a `geryon.disks.failover.FailoverFS` (reads from the master, else a replica,
+    verified against checksums; writes to the master), then in the local ndb file
+    (`geryon.disks.resolve.resolve`).
+
+    Raises:
+        UnknownDisk: not a URL, directory, or known name; or no live chunk holds it.
+    """
+    from geryon.disks.resolve import Disk, resolve
+    if arg.startswith(("geryon://", "http://", "https://", "tcp!")):
+        url, chunk = parse_node_url(arg)
+        return Disk(arg, RemoteFS(url, chunk, secret))
+    if registry is not None and "/" not in arg and not arg.startswith("."):
+        url = disk_url(arg, registry)
+        if url is not None:
+            # Reads go to the master, else a replica, verified (geryon.disks.failover); writes to the master.
+            from geryon.disks.failover import open_failover
+            return open_failover(arg, registry, secret, ndb_file)
+    return resolve(arg, ndb_file)
+
+
+def disk_url(name: str, registry: Any, seen: frozenset[str] = frozenset()) -> str | None:
+    """The `geryon://` URL of the live chunk holding disk `name`, per the registry; None if unnamed.
+
+    Raises:
+        UnknownDisk: the disk is named but neither its master nor a replica is live.
+    """
+    entries = [s for s in registry.find({"chunk": "*"}) if s.name == name]
+    if not entries:
+        return None
+    entry = entries[0]
+    addr = entry.get("addr")
+    if addr:
+        return addr
+    replica = entry.get("replica")
+    if replica and replica not in seen:
+        url = disk_url(replica, registry, seen | {name})
+        if url:
+            return url
+    raise UnknownDisk(f"{name}: chunk {entry.get('host')}!{entry.get('chunk')} is not live "
+                      f"(no node serves it now)")

@@ -1,0 +1,205 @@
+"""The Python API: run a job locally or on a cluster and read its result as (key, value) pairs.
+
+    from geryon import Job
+    result = Job(map=wordmap, reduce=total, combine=total).run(["examples/disks/d0.mbox"])
+    for word, count in result: ...
+
+Local mode runs on this machine's cores with the same engine a cluster uses; with a
+registry (a `registry.client.RegistryClient`), the job runs on the registry's cpus
+(`geryon.mapreduce.clusterdriver`) and gives the same bytes.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from geryon.mapreduce.codec import parse_line
+from geryon.mapreduce.cpu import LocalCpu
+from geryon.disks.resolve import Disk, resolve_inputs
+from geryon.mapreduce.engine import Driver, JobReport, Progress, new_job_id
+from geryon.mapreduce.job import Job
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class JobResult:
+    """A finished job: its report, and its output as (key, value) pairs when iterated."""
+
+    report: JobReport
+
+    @property
+    def parts(self) -> list[str]:
+        return self.report.parts
+
+    @property
+    def counters(self) -> dict[str, dict[str, int]]:
+        return self.report.counters
+
+    def __iter__(self) -> Iterator[tuple[Any, Any]]:
+        fmt = self.report.format
+        for path in self.report.parts:
+            with _open_part(path, self.secret) as f:
+                for line in f:
+                    yield parse_line(line, fmt)
+
+    secret: bytes | None = None
+
+
+def _open_part(where: str, secret: bytes | None) -> Any:
+    """A part file, local or on a node (`geryon://host:port/chunk/name`), as text."""
+    import io
+
+    if where.startswith("geryon://"):
+        from geryon.disks.remote import RemoteFS
+        from registry.tls import base_url
+
+        authority, _, rest = where[len("geryon://"):].partition("/")
+        chunk, _, name = rest.partition("/")
+        fs = RemoteFS(base_url(authority), chunk, secret)
+        data = fs.readbytes(name)
+        fs.close()
+        return io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", errors="surrogateescape", newline="\n")
+    return open(where, encoding="utf-8", errors="surrogateescape", newline="\n")
+
+
+def run_job(job: Job, disks: Sequence[str | Disk], out: str | None = None, workers: int | None = None,
+            ndb: str | None = None, progress: Progress | None = None, workdir: str | None = None,
+            record: Any = None, job_id: str | None = None, echo: Any = None) -> JobResult:
+    """Run `job` on this machine.
+
+    Args:
+        disks: directories, disk names from the ndb file, or Disk values.
+        out: directory for the part files (default `./<job name>.out`): `part-00000` ... and
+            `_SUCCESS`; never inside an input disk.
+        workers: worker processes (default: one per core).
+        ndb: the ndb file naming disks.
+        job_id: the job's id (default: a new one from its name).
+        echo: called with each line the job's code printed, prefixed with its attempt's id
+            (default: written to sys.stderr).
+    Raises:
+        UnknownDisk, JobFailed, GeryonError.
+    """
+    resolved = [d for arg in disks for d in ([arg] if isinstance(arg, Disk) else resolve_inputs([str(arg)], ndb))]
+    job = _with_reader(job, [(d.name, d.format) for d in resolved])
+    out_dir = os.path.abspath(out or os.path.join(os.getcwd(), f"{job.name}.out"))
+    check_outside_inputs(resolved, out_dir, workdir)
+    job_id = job_id or new_job_id(job.name)
+    cpu = LocalCpu(job_id, job, workers)
+    try:
+        report = Driver(job, [cpu], job_id, progress=progress, workdir=workdir, record=record,
+                        echo=echo if echo is not None else _to_stderr).run(resolved, out_dir)
+    finally:
+        cpu.close()
+    return JobResult(report)
+
+
+def _with_reader(job: Job, formats: Sequence[tuple[str, str]]) -> Job:
+    """The job reading its disks' recorded record format, unless it names its own reader."""
+    import dataclasses
+
+    from geryon.mapreduce.job import disks_reader
+
+    reader = disks_reader(job.reader, formats)
+    return job if reader == job.reader else dataclasses.replace(job, reader=reader)
+
+
+def _to_stderr(line: str) -> None:
+    import sys
+
+    print(line, file=sys.stderr)
+
+
+def check_outside_inputs(disks: Sequence[Disk], out_dir: str, workdir: str | None = None) -> None:
+    """Refuse an output (or work) directory inside an input disk: a job never writes into its
+    input (the next run would read the output as input).
+
+    Raises:
+        GeryonError: one line naming the disk.
+    """
+    from geryon.errors import GeryonError
+    from geryon.disks.outputs import inside
+
+    for d in disks:
+        for paths in (d.path, *d.replicas):
+            if not paths or d.files:    # files named one by one: the directory is not the input
+                continue
+            if inside(out_dir, paths):
+                raise GeryonError(f"output directory {out_dir} is inside input disk {d.name} ({paths}): "
+                                  f"a job never writes into its input; choose another --out")
+            if workdir and inside(os.path.abspath(workdir), paths):
+                raise GeryonError(f"work directory {workdir} is inside input disk {d.name} ({paths}); "
+                                  f"choose another --workdir")
+
+
+def run_by_rule(job: Job, disks: Sequence[Any], *, out: str | None = None, workers: int | None = None,
+                ndb: str | None = None, progress: Progress | None = None, workdir: str | None = None,
+                registry: Any = None, secret: bytes | None = None, local: bool = False) -> JobResult:
+    """`Job.run`: locally or on a cluster, by the local-or-cluster rule (`geryon.cluster.where`).
+
+    Raises:
+        UnknownDisk, JobFailed, GeryonError.
+    """
+    from geryon.errors import UnknownDisk
+
+    if not local and registry is None:
+        from geryon.cluster.where import api_where
+
+        elsewhere = None
+        for d in disks:
+            if isinstance(d, Disk):
+                continue
+            if str(d).startswith("geryon://"):
+                elsewhere = f"{d} is on a cluster node"
+                break
+            try:
+                for disk in resolve_inputs([str(d)], ndb):
+                    disk.fs.close()
+            except UnknownDisk as exc:
+                elsewhere = str(exc)
+                break
+        where, secret = api_where(False, secret, os.environ, names_data=True, elsewhere=elsewhere)
+        registry = where.registry
+    if local or registry is None:
+        return run_job(job, disks, out=out, workers=workers, ndb=ndb, progress=progress, workdir=workdir)
+    if isinstance(registry, str):
+        from registry.client import RegistryClient
+
+        with RegistryClient(registry, secret=secret, owner="api") as client:
+            return run_cluster_job(job, [str(d) for d in disks], client, secret, out=out, progress=progress)
+    return run_cluster_job(job, [str(d) for d in disks], registry, secret, out=out, progress=progress)
+
+
+def run_cluster_job(job: Job, disks: Sequence[str], registry: Any, secret: bytes | None, *,
+                    out: str | None = None, progress: Progress | None = None, record: Any = None,
+                    lease: float | None = None, echo: Any = None, job_id: str | None = None,
+                    pick: str = "rr") -> JobResult:
+    """Run `job` on the cpus of a cluster.
+
+    Args:
+        disks: disk names the registry knows (from the cluster's ndb file) or geryon:// URLs.
+        registry: a RegistryClient.
+        secret: the cluster secret.
+        out: a local directory to copy the part files to (None: leave them on the nodes).
+        record: a `geryon.mapreduce.jobstore.JobRecord`, or None.
+        lease: seconds a silent node keeps its attempts.
+        echo: called with each line of task stderr (prefixed with the attempt's id).
+        pick: "rr" (round robin) or "load" (least busy cpu first), after locality.
+    Raises:
+        UnknownDisk, JobFailed, GeryonError.
+    """
+    from geryon.mapreduce.clusterdriver import DEFAULT_LEASE, ClusterDriver
+    from geryon.cluster.members import find_cluster, find_disk, find_output_disks
+
+    found, cpus = find_cluster([str(d) for d in disks], registry)
+    job = _with_reader(job, [(d.name, d.format) for d in found])
+    driver = ClusterDriver(job, cpus, job_id or new_job_id(job.name), secret, progress=progress, record=record,
+                           lease=lease or DEFAULT_LEASE, echo=echo, pick=pick,
+                           out_disks=find_output_disks(registry),
+                           refind=lambda name: find_disk(name, registry))
+    result = JobResult(driver.run(found, out))
+    result.secret = secret
+    return result

@@ -1,0 +1,332 @@
+"""What a job is: map, reduce and combine steps, as Python functions or commands.
+
+A Python step is a function: `map(key, value)`, `reduce(key, values)`,
+`combine(key, values)`. A streaming step is a command (an executable, an argv, or a shell
+command block `{ ... }`) that reads records on stdin and writes `key<TAB>value` lines, the
+Hadoop Streaming rules. Scripts are loaded from files, so that the same job can travel to
+another machine as files (never pickled). Running steps is not done here (see `maptask`,
+`reducetask`).
+"""
+from __future__ import annotations
+
+import builtins
+import hashlib
+import importlib.util
+import logging
+import os
+import shlex
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+from geryon.mapreduce.codec import FORMATS
+from geryon.errors import JobDefinitionError
+from geryon.mapreduce.partition import PARTITIONERS
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PARTITIONS = 5
+"""R, the number of reduce partitions: the seed's value."""
+
+DEFAULT_SORT_BUDGET = 256 << 20
+"""Memory a map or reduce task may use for sorting before it spills to disk (bytes)."""
+
+DEFAULT_SPLIT_SIZE = 64 << 20
+"""The smallest split the planner picks on its own for large inputs (the chunk size)."""
+
+READERS = ("file", "lines", "bytes", "mbox", "tar", "warc", "auto")
+"""Record readers (see `geryon.records.readers`): whole file as text (default), one record per line,
+whole file as bytes, mail message, tar member, WARC record, or chosen per file by extension."""
+
+READER_OF_DISKS = ""
+"""`Job.reader` meaning: the record format the input disks recorded when loaded (ndb `format=`),
+else `file` (what `geryon mapreduce` does without --reader)."""
+
+
+def disks_reader(reader: str, formats: Sequence[tuple[str, str]]) -> str:
+    """The reader a job uses: `reader` if named, else the one its disks' recorded formats agree on.
+
+    Args:
+        formats: (disk name, recorded format or "") of every input disk.
+    Raises:
+        JobDefinitionError: the disks recorded different formats (one line naming two of them).
+    """
+    if reader != READER_OF_DISKS:
+        return reader
+    seen: dict[str, str] = {}
+    for name, fmt in formats:
+        seen.setdefault(fmt if fmt in READERS else "file", name)
+    if len(seen) > 1:
+        (a, da), (b, db) = list(seen.items())[:2]
+        raise JobDefinitionError(f"the input disks hold different records ({da}: {a}, {db}: {b}): "
+                                 f"name one reader with --reader")
+    return next(iter(seen), "file")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a job: a Python function, or a command for streaming."""
+
+    func: Callable[..., Any] | None = None
+    command: str | tuple[str, ...] | None = None
+    source: str | None = None  # the script it came from, for messages and job packs
+
+    @property
+    def streaming(self) -> bool:
+        return self.command is not None
+
+    def describe(self) -> str:
+        if self.command is not None:
+            return self.command if isinstance(self.command, str) else shlex.join(self.command)
+        name = getattr(self.func, "__qualname__", repr(self.func))
+        return f"{self.source}:{name}" if self.source else name
+
+
+@dataclass(frozen=True)
+class Job:
+    """A MapReduce job: its steps and settings.
+
+    `map`, `reduce` and `combine` may be functions, commands (str or argv tuple) or Steps.
+    Example: `Job(map=wordmap, reduce=total, combine=total, partitions=3).run(["d0.mbox"])`.
+    """
+
+    map: Step
+    reduce: Step | None = None
+    combine: Step | None = None
+    partitions: int = DEFAULT_PARTITIONS
+    name: str = ""
+    reader: str = "file"
+    partitioner: str = "crc32"
+    format: str = "json"
+    sort_budget: int = DEFAULT_SORT_BUDGET
+    split_size: int | None = None  # None: chosen from the input size and the slots
+    env: tuple[tuple[str, str], ...] = field(default=())
+    skip_bad: int = 0  # malformed input records a map task may skip (counted), Hadoop's skip mode
+    params: Any = ()   # job parameters (`-D name=value`): a mapping, or (name, value) pairs; see geryon.param
+    cmdenv: Any = ()   # environment of every task (`--cmdenv NAME=VALUE`): a mapping, or pairs
+    files: tuple[str, ...] = ()     # other files that travel with the job (`--files`)
+    py_files: tuple[str, ...] = ()  # modules that travel whatever import analysis finds (`--py-files`)
+
+    def __post_init__(self) -> None:
+        for attr in ("map", "reduce", "combine"):
+            object.__setattr__(self, attr, as_step(getattr(self, attr), attr))
+        if self.map is None:
+            raise JobDefinitionError("a job needs a map step")
+        for attr in ("params", "cmdenv"):
+            object.__setattr__(self, attr, _pairs(getattr(self, attr), attr))
+        for attr in ("files", "py_files"):
+            value = getattr(self, attr)
+            object.__setattr__(self, attr, (value,) if isinstance(value, str) else tuple(str(v) for v in value))
+        if not self.name:
+            object.__setattr__(self, "name", default_name(self.map))
+        if self.partitions < 1:
+            raise JobDefinitionError(f"partitions must be at least 1, not {self.partitions}")
+        if self.reader not in READERS and self.reader != READER_OF_DISKS:
+            raise JobDefinitionError(f"unknown reader {self.reader!r} (choose from {', '.join(READERS)})")
+        if self.partitioner not in PARTITIONERS:
+            raise JobDefinitionError(f"unknown partitioner {self.partitioner!r} (choose from {', '.join(PARTITIONERS)})")
+        if self.format not in FORMATS:
+            raise JobDefinitionError(f"unknown output format {self.format!r} (choose from {', '.join(FORMATS)})")
+        if self.sort_budget < 1 << 20:
+            raise JobDefinitionError("the sort budget must be at least 1 MiB")
+        if self.split_size is not None and self.split_size < 1:
+            raise JobDefinitionError("the split size must be positive")
+        if self.skip_bad < 0:
+            raise JobDefinitionError(f"skip_bad must not be negative, not {self.skip_bad}")
+        if self.combine is not None and self.combine.streaming:
+            raise JobDefinitionError("a combiner must be a Python function")
+
+    def run(self, disks: Sequence[Any], out: str | None = None, workers: int | None = None,
+            ndb: str | None = None, progress: Any = None, workdir: str | None = None,
+            registry: Any = None, secret: bytes | None = None, local: bool = False) -> Any:
+        """Run the job on `disks` (paths, disk names or Disks) in local mode, or on a cluster's
+        cpus (disks named in its ndb file; its functions must live in script files: they
+        travel as files, never pickled).
+
+        Where, by the rule every verb follows (`geryon.cluster.where`): `local=True` here; a `registry`
+        (a RegistryClient or URL) or $GERYON_REGISTRY: its cluster; every disk on this machine:
+        here; else a registry found over zeroconf.
+
+        Returns a JobResult: iterate it for (key, value) pairs in partition then key order.
+        """
+        from geryon.mapreduce.api import run_by_rule
+
+        return run_by_rule(self, disks, out=out, workers=workers, ndb=ndb, progress=progress, workdir=workdir,
+                           registry=registry, secret=secret, local=local)
+
+    def fingerprint(self) -> str:
+        """A short content hash of the job's scripts and settings (job packs, job ids)."""
+        h = hashlib.sha256()
+        for step in (self.map, self.reduce, self.combine):
+            if step is None:
+                h.update(b"-")
+            elif step.source and os.path.exists(step.source):
+                with open(step.source, "rb") as f:
+                    h.update(f.read())
+            else:
+                h.update(step.describe().encode())
+        h.update(repr((self.partitions, self.reader, self.partitioner, self.format)).encode())
+        return h.hexdigest()[:12]
+
+
+def _pairs(value: Any, what: str) -> tuple[tuple[str, str], ...]:
+    """A mapping or (name, value) pairs as sorted pairs of str (params, cmdenv)."""
+    items = value.items() if hasattr(value, "items") else value
+    try:
+        pairs = {str(k): str(v) for k, v in items}
+    except (TypeError, ValueError) as exc:
+        raise JobDefinitionError(f"{what} must be a mapping of names to values") from exc
+    for name in pairs:
+        if not name or "=" in name or "\0" in name:
+            raise JobDefinitionError(f"bad {what} name {name!r}")
+    return tuple(sorted(pairs.items()))
+
+
+def parse_assignment(text: str, what: str) -> tuple[str, str]:
+    """`NAME=VALUE` (a -D or --cmdenv argument) as a pair."""
+    name, eq, value = text.partition("=")
+    if not eq or not name.strip():
+        raise JobDefinitionError(f"{what} wants NAME=VALUE, not {text!r}")
+    return name.strip(), value
+
+
+def as_step(obj: Any, kind: str) -> Step | None:
+    """Normalise a job argument (function, command, argv or Step) to a Step."""
+    if obj is None or isinstance(obj, Step):
+        return obj
+    if callable(obj):
+        return Step(func=obj)
+    if isinstance(obj, str):
+        return Step(command=obj)
+    if isinstance(obj, (list, tuple)) and all(isinstance(a, str) for a in obj):
+        return Step(command=tuple(obj))
+    raise JobDefinitionError(f"{kind} must be a function or a command, not {type(obj).__name__}")
+
+
+def default_name(step: Step) -> str:
+    """A job's name from its map step: the script's folder for `map.py`, else its stem."""
+    if step.source:
+        stem = os.path.splitext(os.path.basename(step.source))[0]
+        if stem in ("map", "mapper"):
+            stem = os.path.basename(os.path.dirname(step.source)) or stem
+        return _safe_name(stem)
+    if step.func is not None:
+        return _safe_name(getattr(step.func, "__name__", "job"))
+    return "job"
+
+
+def _safe_name(text: str) -> str:
+    cleaned = "".join(c if c.isalnum() or c in "_.+-" else "_" for c in text).lstrip(".")
+    return cleaned or "job"
+
+
+def load_script(path: str) -> ModuleType:
+    """Import a job script from a file path, under a name of its own."""
+    if not os.path.isfile(path):
+        raise JobDefinitionError(f"{path}: no such script")
+    digest = hashlib.sha1(os.path.abspath(path).encode()).hexdigest()[:10]
+    name = f"geryon_job_{os.path.splitext(os.path.basename(path))[0]}_{digest}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise JobDefinitionError(f"{path}: cannot be loaded as a Python script")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    directory = os.path.dirname(os.path.abspath(path))
+    # As `python map.py` does: the script's directory comes first while it loads, so its
+    # helper modules are found (locally and in a job pack alike); afterwards it stays on
+    # the path, last, for imports made inside the job's functions.
+    sys.path.insert(0, directory)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[name]
+        raise JobDefinitionError(f"{path}: {type(exc).__name__}: {exc}") from exc
+    finally:
+        sys.path.remove(directory)
+        add_import_path(directory)
+    return module
+
+
+def add_import_path(directory: str) -> None:
+    """Put `directory` on sys.path (at the end) unless it is there already."""
+    directory = os.path.abspath(directory)
+    if directory not in sys.path:
+        sys.path.append(directory)
+
+
+def is_python_script(arg: str) -> bool:
+    """A step argument names a Python script when it is an existing `.py` file."""
+    return arg.endswith(".py") and os.path.isfile(arg)
+
+
+def step_from_arg(arg: str, kind: str, streaming: bool = False) -> Step:
+    """Build a step from a CLI argument: `file.py`, an executable, or a command block."""
+    if not streaming and arg.endswith(".py"):
+        if not os.path.isfile(arg):
+            raise JobDefinitionError(f"{arg}: no such script")
+        module = load_script(arg)
+        func = getattr(module, kind, None)
+        if func is None and kind == "map":
+            func = getattr(module, "mapper", None)
+        if func is None and kind == "reduce":
+            func = getattr(module, "reducer", None)
+        if not callable(func):
+            raise JobDefinitionError(f"{arg}: defines no function {kind}(key, {'value' if kind == 'map' else 'values'})")
+        return Step(func=func, source=os.path.abspath(arg))
+    command = arg.strip()
+    if command.startswith("{") and command.endswith("}"):
+        command = command[1:-1].strip()  # an Inferno-style command block: run by sh
+    elif os.path.isfile(arg):
+        if not os.access(arg, os.X_OK):
+            raise JobDefinitionError(f"{arg}: not executable (chmod +x, or give a .py script)")
+        return Step(command=(os.path.abspath(arg),), source=os.path.abspath(arg))
+    if not command:
+        raise JobDefinitionError(f"empty {kind} command")
+    return Step(command=command)
+
+
+def combine_from_script(path: str) -> Step | None:
+    """The `combine` function of a Python script, if it defines one."""
+    if not path.endswith(".py") or not os.path.isfile(path):
+        return None
+    func = getattr(load_script(path), "combine", None) or getattr(load_script(path), "combiner", None)
+    return Step(func=func, source=os.path.abspath(path)) if callable(func) else None
+
+
+def _reference_sum(key, values):  # type: ignore[no-untyped-def]
+    return sum(values)
+
+
+def is_sum(step: Step | None) -> bool:
+    """Whether a reduce/combine step is exactly `return sum(values)`.
+
+    Such steps are run as dictionary arithmetic inside the engine, with the same result,
+    instead of one Python call per key: that is how word count reaches C speed.
+    """
+    if step is None or step.func is None:
+        return False
+    func = step.func
+    code = getattr(func, "__code__", None)
+    ref = _reference_sum.__code__
+    if code is None or getattr(func, "__closure__", None) or getattr(func, "__defaults__", None):
+        return False
+    globs = getattr(func, "__globals__", {})
+    # Identical bytecode with the same names: the reference loads no constants, so
+    # constants (a docstring) cannot change what the function does.
+    return (
+        code.co_code == ref.co_code
+        and code.co_names == ref.co_names
+        and code.co_argcount == 2
+        and globs.get("sum", builtins.sum) is builtins.sum
+    )
+
+
+def command_argv(command: str | Sequence[str]) -> list[str]:
+    """The argv that runs a streaming command: argv as is, strings through `sh -c`."""
+    if isinstance(command, str):
+        return ["/bin/sh", "-c", command]
+    return list(command)

@@ -1,0 +1,206 @@
+"""Signed requests from a job driver to node job services: packs, attempts, commits, copies.
+
+An asyncio loop on a thread with one aiohttp session, for the driver's synchronous code.
+Not here: deciding anything (`geryon.mapreduce.clusterdriver`), or the node side (`geryon.node.jobservice`).
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures as cf
+import json
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import aiohttp
+
+from geryon.mapreduce.jobpack import JobPack
+from geryon.cluster.members import ClusterCpu
+from geryon.mapreduce.task import TaskResult
+from registry.errors import RegistryError
+from registry.signer import Signer
+from registry import tls
+
+ALIVE_TIMEOUT = 2.0
+"""Seconds a node has to answer `GET /v1/node` when the driver checks it."""
+
+HOLD_RETRY = 1.0
+"""Seconds before a driver reopens a job hold a node closed (or could not open)."""
+
+
+class _Loop:
+    """An asyncio loop on a thread, with one HTTP session, for the driver's synchronous code."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="geryon-cluster", daemon=True)
+        self._thread.start()
+        self.http: aiohttp.ClientSession = self.call(self._session())
+
+    @staticmethod
+    async def _session() -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
+                                     connector=tls.connector())
+
+    def call(self, coro: Any, timeout: float | None = None) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def spawn(self, coro: Any) -> cf.Future[Any]:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def close(self) -> None:
+        try:
+            self.call(self.http.close(), timeout=5)
+        except Exception:  # closing is best effort
+            pass
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+        if not self.loop.is_running():
+            self.loop.close()
+
+
+class NodeError(Exception):
+    """A node refused a request or could not be reached."""
+
+
+class Nodes:
+    """Signed requests to node daemons, made on the driver's loop."""
+
+    def __init__(self, secret: bytes | None, lease: float) -> None:
+        self.secret = secret
+        self.signer = Signer(secret)
+        self.lease = lease
+        self.io = _Loop()
+        self._packs: dict[str, asyncio.Lock] = {}
+        self._has_pack: set[tuple[str, str]] = set()
+        self._holds: list[cf.Future[Any]] = []
+
+    def close(self) -> None:
+        for fut in self._holds:
+            fut.cancel()
+        self.io.close()
+
+    def hold(self, cpus: Sequence[ClusterCpu], job_id: str) -> None:
+        """Hold the job open on every node (a WebSocket each, reopened if it drops): a node
+        whose hold closes (this process died) removes the job's intermediate data there."""
+        path = f"/v1/jobs/{job_id}/hold"
+
+        async def one(cpu: ClusterCpu) -> None:
+            while True:
+                try:
+                    async with await self.signer.connect(self.io.http, cpu.url, path,
+                                                         what=f"job hold on {cpu.name}") as ws:
+                        async for _ in ws:
+                            pass
+                except (aiohttp.ClientError, asyncio.TimeoutError, OSError, RegistryError):
+                    pass
+                await asyncio.sleep(HOLD_RETRY)
+        self._holds.extend(self.io.spawn(one(c)) for c in cpus)
+
+    async def request(self, method: str, url: str, path: str, body: bytes = b"",
+                      timeout: float = 30.0) -> tuple[int, bytes]:
+        try:
+            async with await self.signer.send(self.io.http, method, url, path, body,
+                                              timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+                return resp.status, await resp.read()
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, RegistryError) as exc:
+            raise NodeError(f"{url}: {type(exc).__name__}: {exc}") from exc
+
+    def alive(self, cpu: ClusterCpu) -> bool:
+        """Does the node answer now (within ALIVE_TIMEOUT)?"""
+        try:
+            status, _ = self.io.call(self.request("GET", cpu.url, "/v1/node", timeout=ALIVE_TIMEOUT),
+                                     timeout=ALIVE_TIMEOUT + 5)
+            return status == 200
+        except (NodeError, cf.TimeoutError):
+            return False
+
+    async def ensure_pack(self, cpu: ClusterCpu, pack: JobPack) -> None:
+        key = (cpu.url, pack.digest)
+        if key in self._has_pack:
+            return
+        lock = self._packs.setdefault(cpu.url, asyncio.Lock())
+        async with lock:
+            if key in self._has_pack:
+                return
+            path = f"/v1/jobs/packs/{pack.digest}"
+            status, _ = await self.request("GET", cpu.url, path)
+            if status != 200:
+                status, body = await self.request("PUT", cpu.url, path, pack.data, timeout=120)
+                if status != 200:
+                    raise NodeError(f"{cpu.name}: job pack refused: {body[:200].decode(errors='replace')}")
+            self._has_pack.add(key)
+
+    async def attempt(self, cpu: ClusterCpu, job_id: str, pack: JobPack, task: dict[str, Any],
+                      on_stderr: Callable[[bytes], None], on_started: Callable[[], None],
+                      out_chunk: str | None = None) -> TaskResult:
+        """Run one attempt on `cpu`, its outputs on the chunk `out_chunk` there (None: the
+        node's work directory); its result, or NodeError if the attempt was lost."""
+        await self.ensure_pack(cpu, pack)
+        path = "/v1/jobs/run"
+        try:
+            async with await self.signer.connect(self.io.http, cpu.url, path, what=f"job attempt on {cpu.name}",
+                                                 heartbeat=self.lease / 1.5, max_msg_size=64 << 20) as ws:
+                await ws.send_json({"job": job_id, "pack": pack.digest, "task": task, "out_chunk": out_chunk})
+                async for msg in ws:
+                    if msg.type == aiohttp.WSMsgType.BINARY:
+                        on_stderr(msg.data[1:])
+                    elif msg.type == aiohttp.WSMsgType.TEXT:
+                        data = json.loads(msg.data)
+                        if data.get("op") == "started":
+                            on_started()
+                        elif data.get("op") == "result":
+                            return TaskResult.from_json(data["result"])
+                        elif data.get("op") == "error":
+                            raise NodeError(f"{cpu.name} refused the task: {data.get('error')}")
+                    else:
+                        break
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError, RegistryError) as exc:
+            raise NodeError(f"{cpu.name}: {type(exc).__name__}: {exc}") from exc
+        raise NodeError(f"{cpu.name}: connection lost (node died or missed its lease)")
+
+    def post_json(self, cpu: ClusterCpu, path: str, payload: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
+        return self.post_bytes(cpu, path, json.dumps(payload).encode(), timeout)
+
+    def post_bytes(self, cpu: ClusterCpu, path: str, body: bytes, timeout: float = 30.0) -> dict[str, Any]:
+        try:
+            status, data = self.io.call(self.request("POST", cpu.url, path, body, timeout=timeout), timeout + 5)
+        except cf.TimeoutError as exc:
+            raise NodeError(f"{cpu.name}: no answer") from exc
+        if status != 200:
+            raise NodeError(f"{cpu.name}: {data[:200].decode(errors='replace')}")
+        return json.loads(data)
+
+    def download(self, cpu: ClusterCpu, path: str, dest: str, timeout: float = 600.0) -> int:
+        """Copy a file the node serves at `path` into `dest`; bytes copied."""
+        async def go() -> int:
+            n = 0
+            try:
+                async with await self.signer.send(self.io.http, "GET", cpu.url, path,
+                                                  timeout=aiohttp.ClientTimeout(total=timeout,
+                                                                                sock_read=self.lease * 2)) as resp:
+                    if resp.status != 200:
+                        raise NodeError(f"{cpu.name}: {(await resp.read())[:200].decode(errors='replace')}")
+                    with open(dest, "wb") as f:
+                        async for block in resp.content.iter_chunked(1 << 20):
+                            f.write(block)
+                            n += len(block)
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError, RegistryError) as exc:
+                raise NodeError(f"{cpu.name}: {type(exc).__name__}: {exc}") from exc
+            return n
+        return self.io.call(go())  # type: ignore[no-any-return]
+
+    def forget(self, cpus: Sequence[ClusterCpu], job_id: str) -> None:
+        """Remove the job's intermediate data on every node (best effort, in parallel)."""
+        async def one(cpu: ClusterCpu) -> None:
+            try:
+                await self.request("DELETE", cpu.url, f"/v1/jobs/{job_id}", timeout=ALIVE_TIMEOUT * 2)
+            except NodeError:
+                pass
+
+        async def all_() -> None:
+            await asyncio.gather(*(one(c) for c in cpus))
+        try:
+            self.io.call(all_(), timeout=ALIVE_TIMEOUT * 4)
+        except Exception:
+            pass

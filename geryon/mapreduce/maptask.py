@@ -1,0 +1,194 @@
+"""Run one map task attempt: read the split, call map, sort and write one output file.
+
+The output is written under the attempt's own name (`m<i>.a<attempt>.out`) and is complete
+when this returns. A streaming map's command sees only its own split: `$GERYON_DISK`
+(also `$n/<disk>`) is the task's input view (`geryon.mapreduce.inputview`), its working directory; the driver decides which attempt's file counts (commit). Failures come
+back as a TaskResult naming the task, the input and the record, never as a bare exception.
+"""
+from __future__ import annotations
+
+import errno
+import itertools
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from typing import Any
+
+from fs import errors as fserrors
+from fs.base import FS
+
+from geryon.mapreduce import counters, memory
+from geryon.disks.chunk import ChunkFS
+from geryon.errors import DiskFull, GeryonError
+from geryon.mapreduce.job import Job, is_sum
+from geryon.mapreduce.jobparams import task_env
+from geryon.mapreduce.partition import partitioner
+from geryon.records.badrecords import BadRecord, SkipBudget
+from geryon.mapreduce.inputview import InputView, build_view, remove_view
+from geryon.records.readers import InputError, raw_chunks, read_records
+from geryon.mapreduce.segments import write_index
+from geryon.mapreduce.sortbuffer import SortBuffer
+from geryon.mapreduce.streaming import CommandFailed, StreamingProcess, split_line
+from geryon.mapreduce.task import MapTask, TaskResult, describe_key, traceback_tail
+
+log = logging.getLogger(__name__)
+
+STREAM_BATCH = 8192
+"""Lines taken from a streaming mapper between checks of the sort budget."""
+
+
+def output_name(task: MapTask) -> str:
+    return f"m{task.index}.a{task.attempt}.out"
+
+
+def open_local(root: str) -> tuple[FS, str | None]:
+    """A local input disk: its fs, and the directory for reads that skip the fs layer."""
+    return ChunkFS(root), root
+
+
+def run_with_replicas(job: Job, task: MapTask,
+                      open_input: Callable[[str], tuple[FS, str | None]] = open_local,
+                      view_dir: str | None = None) -> TaskResult:
+    """Run a map attempt, starting over on the next replica when the input cannot be read.
+
+    Damaged (checksum mismatch), missing or unreadable input on `task.root` sends the whole
+    attempt to `task.alternates[0]`, and so on, saying so on stderr (the job's log). When no
+    copy could be read and some node did not answer, the result says "unreachable" (a
+    cluster tries again a little later); when every copy is bad, "input" (the job fails).
+    """
+    import sys
+    from dataclasses import replace
+
+    locations = [task.root, *task.alternates]
+    result = TaskResult(task=task.id, attempt=task.attempt, ok=False)
+    silent = False
+    unreadable: list[str] = []   # copies that failed, reported so later maps start elsewhere
+    for i, location in enumerate(locations):
+        result = run_map_task(job, replace(task, root=location), open_input, view_dir)
+        if result.ok or result.error_kind not in ("input", "unreachable"):
+            if result.ok and i > 0:
+                result.counters.setdefault("geryon", {})["replica_reads"] = 1
+            result.unreadable = unreadable
+            return result
+        silent = silent or result.error_kind == "unreachable"
+        unreadable.append(location)
+        if i + 1 < len(locations):
+            # once, on stderr (the job's log, and the driver's terminal); a log record too would
+            # print it a second time wherever logging also writes to stderr (workers, the CLI)
+            print(f"geryon: {task.split.disk}: {location} failed ({result.error}); "
+                  f"reading replica {locations[i + 1]}", file=sys.stderr, flush=True)
+            log.debug("%s: %s failed; reading replica %s", task.split.disk, location, locations[i + 1])
+    if silent:
+        result.error_kind = "unreachable"
+    result.unreadable = unreadable
+    return result
+
+
+def run_map_task(job: Job, task: MapTask, open_input: Callable[[str], tuple[FS, str | None]] = open_local,
+                 view_dir: str | None = None) -> TaskResult:
+    """Run `task` of `job` to completion and report.
+
+    Args:
+        open_input: turns `task.root` into a filesystem (and a local directory, or None
+            when the disk is read over the network); the cluster worker passes its own.
+        view_dir: where a streaming map's input view is made (default: `task.workdir`;
+            the cluster worker keeps it out of the output chunk, whose bytes are counted).
+    """
+    started = time.monotonic()
+    counters.reset()
+    result = TaskResult(task=task.id, attempt=task.attempt, ok=False, bytes_in=task.split.size)
+    spill_dir = os.path.join(task.workdir, f"m{task.index}.a{task.attempt}.spill")
+    out_path = os.path.join(task.workdir, output_name(task))
+    where = task.split.describe()
+    current: Any = None
+    view: InputView | None = None
+    try:
+        os.makedirs(spill_dir, exist_ok=True)
+        disk_fs, local_root = open_input(task.root)
+        buf = SortBuffer(job.partitions, partitioner(job.partitioner),
+                         job.combine.func if job.combine else None,
+                         is_sum(job.combine), job.sort_budget, spill_dir,
+                         ordered=not (is_sum(job.combine) and is_sum(job.reduce)))
+        if job.map.streaming:
+            view = build_view(disk_fs, task.split, view_dir or task.workdir, f"m{task.index}.a{task.attempt}",
+                              local_root)
+            env = {**view.env(), "GERYON_TASK": task.id, **task_env(job, streaming=True)}
+            assert job.map.command is not None
+            # Linked files were not read: the feed reads them all, through the manifest.
+            with StreamingProcess(job.map.command, raw_chunks(disk_fs, task.split, local_root),
+                                  cwd=view.disk_dir, env=env, drain=view.linked > 0) as proc:
+                lines = proc.lines()
+                n = 0
+                while True:
+                    batch = list(itertools.islice(lines, STREAM_BATCH))
+                    if not batch:
+                        break
+                    n += len(batch)
+                    buf.add(map(split_line, batch))
+                proc.wait()
+            result.records_in = n
+        else:
+            mapper = job.map.func
+            assert mapper is not None
+            n = 0
+            skip = SkipBudget(job.skip_bad) if job.skip_bad else None
+            for current, value in read_records(disk_fs, task.split, job.reader, local_root, on_bad=skip,
+                                                   max_record=job.sort_budget):
+                n += 1
+                buf.add(mapper(current, value))
+            result.records_in = n
+            current = None
+        segments = buf.finish(out_path)
+        if buf.spills:  # the buffer reached --sort-budget (the job summary shows how often)
+            counters.increment_counter("geryon", "map_spills", buf.spills)
+        write_index(out_path + ".index", segments)
+        result.ok = True
+        result.output = out_path
+        result.segments = segments
+        result.records_out = buf.pairs_in
+        result.bytes_out = os.path.getsize(out_path)
+    except CommandFailed as exc:
+        result.error = f"map task {task.id} ({where}) failed: {job.map.describe()}: {exc}"
+        result.error_kind = "user"
+        result.detail = "\n".join(exc.stderr_tail)
+    except DiskFull as exc:
+        result.error = f"map task {task.id} ({where}) failed: {exc}"
+        result.error_kind = "disk_full"
+    except InputError as exc:  # a malformed record is in every copy: only damage sends us to a replica
+        result.error = f"map task {task.id} failed: {exc}"
+        result.error_kind = "user" if isinstance(exc, BadRecord) else "input"
+    except fserrors.FSError as exc:  # a remote disk: its node is gone (or silent), or the chunk is
+        result.error = f"map task {task.id} ({where}) failed: cannot read {task.root}: {exc}"
+        result.error_kind = "unreachable" if isinstance(exc, fserrors.RemoteConnectionError) else "input"
+    except GeryonError as exc:
+        at = f" at record {describe_key(current)}" if current is not None else ""
+        result.error = f"map task {task.id} ({where}){at} failed: {exc}"
+        result.error_kind = "user"
+    except Exception as exc:  # the user's map raised, or the map output could not be written
+        if isinstance(exc, MemoryError):
+            result.error = f"map task {task.id} ({where}) ran out of memory (MemoryError) with --sort-budget " \
+                           f"{memory.describe(job.sort_budget)}: lower --sort-budget or -j"
+            result.error_kind = "memory"
+        elif isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            result.error = f"map task {task.id} ({where}) failed: no space left for map output in {task.workdir}"
+            result.error_kind = "disk_full"
+        else:
+            at = f" at record {describe_key(current)}" if current is not None else ""
+            result.error = f"map task {task.id} ({where}){at} failed: {type(exc).__name__}: {exc}"
+            result.error_kind = "user"
+            result.detail = traceback_tail(exc)
+    finally:
+        shutil.rmtree(spill_dir, ignore_errors=True)
+        if view is not None:
+            remove_view(view)
+        result.counters = counters.snapshot()
+        result.seconds = time.monotonic() - started
+    if not result.ok:
+        for p in (out_path, out_path + ".index"):
+            try:
+                os.unlink(p)
+            except FileNotFoundError:
+                pass
+    return result

@@ -1,0 +1,267 @@
+"""Run one reduce task attempt: fetch partition r of every map output, merge, reduce, write.
+
+A partition that fits comfortably in the sort budget is merged in memory (one stable sort
+over already-sorted runs, which Python's timsort does in near-linear time); a larger one is
+merged as streams, one key at a time, so that a key with millions of values is never held
+whole. The part file is written under the attempt's name in the job's staging directory;
+the driver renames the committed attempt into place.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from geryon.mapreduce import counters, memory, order
+from geryon.disks.chunk import ChunkFS
+from geryon.mapreduce.aggregate import sum_blocks
+from geryon.mapreduce.codec import format_bytes_lines, format_lines, raw_block_stream, text_field
+from geryon.errors import DiskFull, GeryonError
+from geryon.mapreduce.job import Job, is_sum
+from geryon.mapreduce.jobparams import task_env
+from geryon.mapreduce.segments import Segment, file_chunks, iter_blocks, iter_records
+from geryon.mapreduce.streaming import CommandFailed, StreamingProcess
+from geryon.mapreduce.task import ReduceTask, TaskResult, describe_key, traceback_tail
+
+log = logging.getLogger(__name__)
+
+MEMORY_FACTOR = 2
+"""Decoded keys and values take about this many times their encoded bytes in memory ..."""
+
+RECORD_BYTES = 224
+"""... plus this per record held in memory: its key and value objects' headers, the list its
+value travels in, the pointers to them and the sort's index (measured: 216 bytes a record
+for a million word-count records, 10.7 MB encoded)."""
+
+WRITE_BATCH = 8192
+"""Output records formatted and written at a time."""
+
+Fetch = Callable[[str, Segment], Iterable[bytes]]
+
+
+class FetchFailed(GeryonError):
+    """A map output could not be read (its node died, or the file is gone): run that map again."""
+
+    def __init__(self, location: str, reason: str) -> None:
+        super().__init__(f"cannot fetch map output {location}: {reason}")
+        self.location = location
+
+
+def local_fetch(location: str, seg: Segment) -> Iterable[bytes]:
+    """Read a segment of a map output file on this machine."""
+    return file_chunks(location, seg.offset, seg.length)
+
+
+def staged_name(job: Job, task: ReduceTask) -> str:
+    return f"{task.staging}/{job.name}.part{task.index}.a{task.attempt}"
+
+
+class _Reducing:
+    """The state of one reduce attempt, so that failures can name the key."""
+
+    def __init__(self, job: Job, task: ReduceTask, fetch: Fetch) -> None:
+        self.job, self.task, self.fetch = job, task, fetch
+        self.current: Any = None
+        self.groups = 0
+        self.records_out = 0
+        inputs = [(loc, s) for loc, s in task.inputs if s.records]
+        self.inputs = inputs
+        kinds = {s.kind for _, s in inputs}
+        self.mixed = len(kinds) > 1 or "mixed" in kinds
+        self.nbytes = sum(s.length for _, s in inputs)
+        self.nrecords = sum(s.records for _, s in inputs)
+
+    # -- grouped input --------------------------------------------------------------
+    def in_memory(self) -> bool:
+        return self.nbytes * MEMORY_FACTOR + self.nrecords * RECORD_BYTES <= self.job.sort_budget
+
+    def groups_in_memory(self) -> Iterator[tuple[Any, Iterator]]:
+        keys: list = []
+        vals: list = []
+        for loc, seg in self.inputs:
+            for single, ks, vs in iter_blocks(self.fetch(loc, seg)):
+                keys.extend(ks)
+                vals.extend([[v] for v in vs] if single else vs)
+        if len(self.inputs) > 1:
+            if self.mixed:
+                idx = sorted(range(len(keys)), key=lambda i: order.total_key(keys[i]))
+            else:
+                idx = order.argsort(keys)
+        else:
+            idx = range(len(keys))
+        i, n = 0, len(idx)
+        while i < n:
+            key = keys[idx[i]]
+            j = i + 1
+            while j < n and keys[idx[j]] == key:
+                j += 1
+            if j == i + 1:
+                values: Iterator = iter(vals[idx[i]])
+            else:
+                values = itertools.chain.from_iterable(vals[idx[x]] for x in range(i, j))
+            self.groups += 1
+            yield key, values
+            i = j
+
+    def groups_streaming(self) -> Iterator[tuple[Any, Iterator]]:
+        streams = [iter_records(self.fetch(loc, seg)) for loc, seg in self.inputs]
+        merged = order.merge(streams, mixed=self.mixed)
+        for key, records in itertools.groupby(merged, key=_first):
+            self.groups += 1
+            yield key, itertools.chain.from_iterable(r[1] for r in records)
+
+    def grouped(self) -> Iterator[tuple[Any, Iterator]]:
+        """(key, values) groups in key order, values lazily."""
+        return self.groups_in_memory() if self.in_memory() else self.groups_streaming()
+
+    # -- reducing ---------------------------------------------------------------------
+    def python_lines(self) -> Iterator[bytes]:
+        """The part file's bytes, for a Python (or absent) reduce."""
+        job = self.job
+        if job.reduce is not None and is_sum(job.reduce):
+            yield from self._sum_lines()
+            return
+        for text in self._reduced_lines():
+            yield text.encode("utf-8", "surrogateescape")
+
+    def _sum_lines(self) -> Iterator[bytes]:
+        job = self.job
+        # All keys str and text output: aggregate and sort the keys' UTF-8 bytes.
+        kinds = {s.kind for _, s in self.inputs}
+        raw = job.format == "text" and kinds <= {_STR_KIND}
+        as_bytes = raw or (job.format == "text" and kinds == {_BYTES_KIND})  # keys arrive as bytes
+        unpack = raw_block_stream if raw else iter_blocks
+        blocks = (b for loc, seg in self.inputs for b in unpack(self.fetch(loc, seg)))
+        one_sorted = len(self.inputs) == 1 and self.inputs[0][1].ordered
+        for keys, sums in sum_blocks(blocks, job.sort_budget, self.mixed, already_sorted=one_sorted):
+            self.groups += len(keys)
+            self.records_out += len(keys)
+            data = format_bytes_lines(keys, sums) if as_bytes else None
+            if data is None:
+                if raw:
+                    keys = [k.decode("utf-8", "surrogateescape") for k in keys]
+                data = format_lines(keys, sums, job.format).encode("utf-8", "surrogateescape")
+            yield data
+
+    def _reduced_lines(self) -> Iterator[str]:
+        job = self.job
+        fmt = job.format
+        reducer = job.reduce.func if job.reduce is not None else None
+        out_k: list = []
+        out_v: list = []
+        for key, values in self.grouped():
+            self.current = key
+            if reducer is None:  # identity reduce: every value
+                for v in values:
+                    out_k.append(key)
+                    out_v.append(v)
+            else:
+                res = reducer(key, values)
+                if res is None:
+                    pass
+                elif hasattr(res, "__next__") and hasattr(res, "send"):
+                    for pair in res:
+                        try:
+                            k2, v2 = pair
+                        except (TypeError, ValueError):
+                            raise GeryonError(f"reduce must yield (key, value) pairs, got {pair!r}") from None
+                        out_k.append(k2)
+                        out_v.append(v2)
+                else:
+                    out_k.append(key)
+                    out_v.append(res)
+            if len(out_k) >= WRITE_BATCH:
+                self.records_out += len(out_k)
+                yield format_lines(out_k, out_v, fmt)
+                out_k, out_v = [], []
+        self.current = None
+        if out_k:
+            self.records_out += len(out_k)
+            yield format_lines(out_k, out_v, fmt)
+
+    def input_lines(self) -> Iterator[bytes]:
+        """The sorted `key<TAB>value` lines a streaming reducer reads."""
+        tf = text_field
+        batch: list[str] = []
+        for key, values in self.grouped():
+            k = tf(key)
+            batch.extend([f"{k}\t{tf(v)}\n" for v in values])
+            if len(batch) >= WRITE_BATCH:
+                yield "".join(batch).encode("utf-8", "surrogateescape")
+                batch = []
+        if batch:
+            yield "".join(batch).encode("utf-8", "surrogateescape")
+
+
+_STR_KIND = "1"  # order.key_kind of str keys
+_BYTES_KIND = "2"  # ... and of bytes keys
+
+
+def _first(pair: tuple) -> Any:
+    return pair[0]
+
+
+def run_reduce_task(job: Job, task: ReduceTask, fetch: Fetch = local_fetch) -> TaskResult:
+    """Run `task` of `job` to completion and report."""
+    started = time.monotonic()
+    counters.reset()
+    result = TaskResult(task=task.id, attempt=task.attempt, ok=False)
+    state = _Reducing(job, task, fetch)
+    result.bytes_in = state.nbytes
+    out_fs = ChunkFS(task.out_root)
+    name = staged_name(job, task)
+    try:
+        out_fs.makedirs(task.staging, recreate=True)
+        with out_fs.openbin(name, "wb") as out:
+            if job.reduce is not None and job.reduce.streaming:
+                env = {"GERYON_TASK": task.id, **task_env(job, streaming=True)}
+                assert job.reduce.command is not None
+                with StreamingProcess(job.reduce.command, state.input_lines(), cwd=task.out_root, env=env) as proc:
+                    n = 0
+                    for raw in proc.lines():
+                        out.write(raw + b"\n")
+                        n += 1
+                    proc.wait()
+                state.records_out = n
+            else:
+                for data in state.python_lines():
+                    out.write(data)
+        result.ok = True
+        result.output = name
+        result.records_in = state.groups
+        result.records_out = state.records_out
+        result.bytes_out = out_fs.getsize(name)
+    except CommandFailed as exc:
+        assert job.reduce is not None
+        result.error = f"reduce task {task.id} failed: {job.reduce.describe()}: {exc}"
+        result.error_kind = "user"
+        result.detail = "\n".join(exc.stderr_tail)
+    except DiskFull as exc:
+        result.error = f"reduce task {task.id} failed: {exc}"
+        result.error_kind = "disk_full"
+    except FetchFailed as exc:
+        result.error = f"reduce task {task.id} failed: {exc}"
+        result.error_kind = "fetch"
+        result.lost_input = exc.location
+    except MemoryError:
+        result.error = f"reduce task {task.id} ran out of memory (MemoryError) with --sort-budget " \
+                       f"{memory.describe(job.sort_budget)}: lower --sort-budget or -j"
+        result.error_kind = "memory"
+    except Exception as exc:
+        at = f" at key {describe_key(state.current)}" if state.current is not None else ""
+        kind = type(exc).__name__
+        result.error = f"reduce task {task.id}{at} failed: {kind}: {exc}" if not isinstance(exc, GeryonError) \
+            else f"reduce task {task.id}{at} failed: {exc}"
+        result.error_kind = "user"
+        result.detail = "" if isinstance(exc, GeryonError) else traceback_tail(exc)
+    finally:
+        result.counters = counters.snapshot()
+        result.seconds = time.monotonic() - started
+    if not result.ok:
+        try:
+            out_fs.remove(name)
+        except Exception:
+            pass
+    return result

@@ -1,0 +1,142 @@
+"""Map output files: R sorted segments in one file, plus an index (Hadoop's file.out).
+
+A segment is a run of msgpack blocks; each block holds up to `BLOCK_RECORDS` records as
+parallel arrays of keys and values, where a value is either one value (`single`) or the
+list of values of that key. A key may appear in several consecutive records (a long list
+is cut). Empty partitions take no bytes. Reading a segment back is `iter_segment`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from typing import Any, BinaryIO
+
+from geryon.mapreduce.codec import block_stream, pack_block
+
+log = logging.getLogger(__name__)
+
+BLOCK_RECORDS = 16384
+"""Records per block: large enough for C-speed packing, small enough to bound memory."""
+
+BLOCK_VALUES = 65536
+"""Values per block when records carry value lists (a hot key's list is cut to fit)."""
+
+READ_CHUNK = 1 << 20
+"""Bytes read at a time when streaming a segment."""
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Where partition r's records lie in a map output file."""
+
+    offset: int
+    length: int
+    records: int
+    kind: str  # the kind of its keys (`order.key_kind`), "" when empty
+    ordered: bool = True  # False: records in hash order (sum aggregation; see sortbuffer)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Segment":
+        return cls(int(data["offset"]), int(data["length"]), int(data["records"]), str(data["kind"]),
+                   bool(data.get("ordered", True)))
+
+
+def write_index(path: str, segments: list[Segment]) -> None:
+    with open(path, "w") as f:
+        json.dump([s.to_json() for s in segments], f)
+
+
+def read_index(path: str) -> list[Segment]:
+    with open(path) as f:
+        return [Segment.from_json(d) for d in json.load(f)]
+
+
+class SegmentWriter:
+    """Writes records of one partition as blocks to an open file."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self._f = f
+        self._start = f.tell()
+        self._keys: list = []
+        self._values: list = []
+        self._single: bool | None = None
+        self._nvalues = 0
+        self.records = 0
+
+    def add_singles(self, keys: list, values: list) -> None:
+        """Add records with one value each (already sorted, after what was added before)."""
+        self._switch(True)
+        for i in range(0, len(keys), BLOCK_RECORDS):
+            self._keys.extend(keys[i:i + BLOCK_RECORDS])
+            self._values.extend(values[i:i + BLOCK_RECORDS])
+            if len(self._keys) >= BLOCK_RECORDS:
+                self._flush()
+
+    def add_list(self, key: Any, values: list) -> None:
+        """Add one record whose value is a list of values (cut if it is long)."""
+        self._switch(False)
+        for i in range(0, len(values), BLOCK_VALUES):
+            part = values[i:i + BLOCK_VALUES] if len(values) > BLOCK_VALUES else values
+            self._keys.append(key)
+            self._values.append(part)
+            self._nvalues += len(part)
+            if len(self._keys) >= BLOCK_RECORDS or self._nvalues >= BLOCK_VALUES:
+                self._flush()
+
+    def _switch(self, single: bool) -> None:
+        if self._single is not None and self._single != single and self._keys:
+            self._flush()
+        self._single = single
+
+    def _flush(self) -> None:
+        if self._keys:
+            self._f.write(pack_block(bool(self._single), self._keys, self._values))
+            self.records += len(self._keys)
+            self._keys, self._values, self._nvalues = [], [], 0
+
+    def finish(self, kind: str, ordered: bool = True) -> Segment:
+        self._flush()
+        end = self._f.tell()
+        return Segment(self._start, end - self._start, self.records, kind if self.records else "", ordered)
+
+
+def file_chunks(path: str, offset: int, length: int) -> Iterator[bytes]:
+    """Read bytes [offset, offset+length) of a local file in chunks."""
+    with open(path, "rb") as f:
+        f.seek(offset)
+        left = length
+        while left > 0:
+            data = f.read(min(READ_CHUNK, left))
+            if not data:
+                raise EOFError(f"{path}: truncated map output (wanted {left} more bytes)")
+            left -= len(data)
+            yield data
+
+
+def iter_records(chunks: Iterable[bytes]) -> Iterator[tuple[Any, list]]:
+    """(key, values-list) records of a segment, in order; single values come as [v]."""
+    for single, keys, values in block_stream(chunks):
+        if single:
+            for k, v in zip(keys, values):
+                yield k, [v]
+        else:
+            yield from zip(keys, values)
+
+
+def iter_blocks(chunks: Iterable[bytes]) -> Iterator[tuple[bool, list, list]]:
+    """The raw blocks of a segment (single flag, keys, values)."""
+    return block_stream(chunks)
+
+
+def remove_quietly(*paths: str) -> None:
+    for p in paths:
+        try:
+            os.unlink(p)
+        except FileNotFoundError:
+            pass

@@ -1,0 +1,338 @@
+"""The map side's sort buffer: collect pairs, combine, partition, sort, spill, merge.
+
+Pairs are grouped in a dict as they arrive (key -> list of values, or key -> running sum
+when the combiner is a plain sum), so sorting touches each distinct key once. When the
+buffer's estimated size passes the sort budget it is spilled as a sorted run file; at the
+end the runs are merged into one map output file with R segments (`segments`). Record
+order is deterministic: it depends on the input and the budget, never on timing. The
+buffer's size is estimated as the objects and hash table it really holds (`footprint`),
+not as payload bytes, so that a task stays within its budget plus `memory.TASK_OVERHEAD`.
+
+Hash aggregation: when both combine and reduce are a plain sum, the reducer aggregates in
+a dictionary and sorts each partition once, so sorting here too would only double the
+heaviest step (Spark's reduceByKey makes the same choice). Segments are then written in
+hash order (`Segment.ordered` is False) and spilled runs are simply concatenated.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from itertools import repeat
+from operator import add
+from typing import Any
+
+from geryon.mapreduce import order
+from geryon.mapreduce.codec import freeze
+from geryon.errors import GeryonError
+from geryon.mapreduce.footprint import DictFootprint
+from geryon.mapreduce.partition import crc32_partition, split_by_partition
+from geryon.mapreduce.segments import Segment, SegmentWriter, file_chunks, iter_records, remove_quietly
+
+log = logging.getLogger(__name__)
+
+class CombineError(GeryonError):
+    """A combine function returned something the engine cannot use."""
+
+
+class SortBuffer:
+    """Collects a map task's output and writes it as one partitioned, sorted file.
+
+    Args:
+        partitions: R.
+        part: the partition function (key, R) -> r.
+        combine: a combine(key, values) function, or None.
+        sum_combine: the combiner is a plain sum: keep running sums instead of lists.
+        budget: bytes of memory before spilling a run.
+        spill_dir: where run files go (removed when the task finishes).
+    """
+
+    def __init__(self, partitions: int, part: Callable[[Any, int], int], combine: Callable | None,
+                 sum_combine: bool, budget: int, spill_dir: str, ordered: bool = True) -> None:
+        self.partitions = partitions
+        self._ordered = ordered or not sum_combine
+        self._part = part
+        self._combine = combine
+        self._sum = sum_combine
+        self._budget = budget
+        self._spill_dir = spill_dir
+        self._store: dict = {}
+        self._nvalues = 0
+        self._footprint = DictFootprint()
+        self._runs: list[tuple[str, list[Segment]]] = []
+        self.pairs_in = 0
+        self.spills = 0
+        self._check_at = 0  # pairs_in at which to estimate the buffer's size again
+
+    # -- collecting ---------------------------------------------------------------
+    def add(self, out: Any) -> None:
+        """Add what one map call returned: a mapping, an iterable of pairs, or None."""
+        if out is None:
+            return
+        if type(out) is Counter or type(out) is dict or isinstance(out, Mapping):  # exact types: no ABC check
+            if self._sum:
+                self._add_counts(out)
+                return
+            out = out.items()
+        self._add_pairs(out)
+
+    def _add_pairs(self, pairs: Iterable) -> None:
+        store = self._store
+        get = store.get
+        n = 0
+        slow = self._add_one_slow
+        if self._sum:
+            for pair in pairs:
+                try:
+                    k, v = pair
+                    store[k] = get(k, 0) + v
+                except (TypeError, ValueError):
+                    slow(pair)  # an unhashable key, a non-number, or not a pair
+                n += 1
+        else:
+            for pair in pairs:
+                try:
+                    k, v = pair
+                    g = get(k)
+                    if g is None:
+                        store[k] = [v]
+                    else:
+                        g.append(v)
+                except (TypeError, ValueError):
+                    slow(pair)
+                n += 1
+        self.pairs_in += n
+        self._nvalues += n
+        if n:
+            self._check()
+
+    def _add_counts(self, counts: Mapping) -> None:
+        """The hot path of word count: a mapping's counts added into the running sums."""
+        store = self._store
+        if not store:
+            store.update(counts)
+        else:
+            try:
+                # One C-level pass (a mapping's keys are distinct, so each is read before it is
+                # written): measured 1.6x faster than a loop over one line's counts.
+                store.update(zip(counts, map(add, map(store.get, counts, repeat(0)), counts.values())))
+            except TypeError:
+                get = store.get
+                for k, v in counts.items():  # find the culprit
+                    try:
+                        get(k, 0) + v
+                    except TypeError:
+                        raise GeryonError(f"combine sums values, but {v!r} (key {k!r}) is not a number") from None
+                raise
+        self.pairs_in += len(counts)
+        self._nvalues += len(counts)
+        self._check()
+
+    def _add_one_slow(self, pair: Any) -> None:
+        """Add one pair that the fast path refused, or explain why it cannot be added."""
+        store = self._store
+        try:
+            k, v = pair
+        except (TypeError, ValueError):
+            raise GeryonError(f"map must yield (key, value) pairs, got {pair!r}") from None
+        k = freeze(k)
+        try:
+            hash(k)
+        except TypeError:
+            raise GeryonError(f"key {k!r} cannot be used: keys must be str, bytes, numbers or lists of them") from None
+        if self._sum:
+            try:
+                store[k] = store.get(k, 0) + v
+            except TypeError:
+                raise GeryonError(f"combine sums values, but {v!r} is not a number") from None
+        else:
+            store.setdefault(k, []).append(v)
+
+    def _estimate(self) -> int:
+        return self._footprint.estimate(self._store, self._nvalues, lists=not self._sum)
+
+    def _check(self) -> None:
+        if self.pairs_in < self._check_at:
+            return
+        est = self._estimate()
+        if est > self._budget:
+            self.spill()
+            est = 0
+        # The next look after enough pairs to use a quarter of the room left, at twice the
+        # bytes a pair has cost so far: rare when far from the budget, every pair near it.
+        per_pair = 2 * (self._footprint.key_bytes + self._footprint.value_bytes + 208)  # 208: list, table share
+        self._check_at = self.pairs_in + max(1, (self._budget - est) // (4 * per_pair))
+
+    # -- writing ------------------------------------------------------------------
+    def _write_run(self, f: Any) -> list[Segment]:
+        if not self._ordered:
+            return self._write_hash_run(f)
+        store = self._store
+        segments = []
+        combine = self._combine
+        buckets = split_by_partition(list(store), self.partitions, self._part)
+        if self._ordered:
+            for keys in buckets:
+                order.sort_keys(keys)
+        kind = order.key_kind(store.keys())  # one kind for all: per bucket only if mixed
+        for keys in buckets:
+            w = SegmentWriter(f)
+            if self._sum:
+                w.add_singles(keys, list(map(store.__getitem__, keys)))
+            elif combine is None:
+                for k in keys:
+                    w.add_list(k, store[k])
+            else:
+                for k in keys:
+                    vals = store[k]
+                    if len(vals) > 1:
+                        vals = _combined(combine, k, vals)
+                    w.add_list(k, vals)
+            segments.append(w.finish(order.key_kind(keys) if kind == "mixed" else kind, self._ordered))
+        return segments
+
+    def _write_hash_run(self, f: Any) -> list[Segment]:
+        """Sums in hash order: partition keys and values in one pass (measured 2x faster
+        than partitioning keys and then looking their values up)."""
+        store = self._store
+        n = self.partitions
+        kb: list[list] = [[] for _ in range(n)]
+        vb: list[list] = [[] for _ in range(n)]
+        if n == 1:
+            kb[0], vb[0] = list(store), list(store.values())
+        elif store:
+            kadd = [b.append for b in kb]
+            vadd = [b.append for b in vb]
+            part = self._part
+            if part is crc32_partition:
+                crc = zlib.crc32
+                try:
+                    if type(next(iter(store))) is bytes:
+                        for k, v in store.items():  # crc32_partition of bytes keys, inlined
+                            r = crc(k) % n
+                            kadd[r](k)
+                            vadd[r](v)
+                    else:
+                        for k, v in store.items():  # ... and of str keys
+                            r = crc(k.encode()) % n
+                            kadd[r](k)
+                            vadd[r](v)
+                except (AttributeError, TypeError, UnicodeEncodeError):
+                    part = _general  # keys of other types: start again, generally
+                    kb, vb = [[] for _ in range(n)], [[] for _ in range(n)]
+            if part is not crc32_partition:
+                buckets = split_by_partition(list(store), n, self._part)
+                kb = buckets
+                vb = [list(map(store.__getitem__, b)) for b in buckets]
+        kind = order.key_kind(store.keys())
+        segments = []
+        for keys, values in zip(kb, vb):
+            w = SegmentWriter(f)
+            w.add_singles(keys, values)
+            segments.append(w.finish(order.key_kind(keys) if kind == "mixed" else kind, False))
+        return segments
+
+    def spill(self) -> None:
+        """Write the buffer as a sorted run file and empty it."""
+        if not self._store:
+            return
+        path = os.path.join(self._spill_dir, f"run{len(self._runs)}")
+        with open(path, "wb") as f:
+            segs = self._write_run(f)
+        self._runs.append((path, segs))
+        self.spills += 1
+        log.debug("spilled run %d: %d keys", len(self._runs), len(self._store))
+        self._store = {}
+        self._nvalues = 0
+
+    def finish(self, out_path: str) -> list[Segment]:
+        """Write everything collected to `out_path` (one file, R segments); return the index."""
+        try:
+            with open(out_path, "wb") as f:
+                if not self._runs:
+                    segments = self._write_run(f)
+                else:
+                    self.spill()
+                    segments = self._merge_runs(f) if self._ordered else self._concatenate_runs(f)
+        finally:
+            remove_quietly(*(p for p, _ in self._runs))
+            self._runs = []
+            self._store = {}
+        return segments
+
+    def _merge_runs(self, f: Any) -> list[Segment]:
+        segments = []
+        combine = self._combine
+        for r in range(self.partitions):
+            parts = [(p, segs[r]) for p, segs in self._runs if segs[r].records]
+            kinds = {s.kind for _, s in parts}
+            w = SegmentWriter(f)
+            streams = [iter_records(file_chunks(p, s.offset, s.length)) for p, s in parts]
+            cur_key: Any = _NOTHING
+            cur_vals: list = []
+            for k, vals in order.merge(streams, mixed=len(kinds) > 1 or "mixed" in kinds):
+                if cur_key is not _NOTHING and k == cur_key:
+                    cur_vals.extend(vals)
+                    if not self._sum and combine is None and len(cur_vals) >= 65536:
+                        w.add_list(cur_key, cur_vals)  # bounded memory for a hot key
+                        cur_vals = []
+                    continue
+                if cur_key is not _NOTHING:
+                    self._emit(w, cur_key, cur_vals)
+                cur_key, cur_vals = k, list(vals)
+            if cur_key is not _NOTHING:
+                self._emit(w, cur_key, cur_vals)
+            kind = kinds.pop() if len(kinds) == 1 else ("mixed" if kinds else "")
+            segments.append(w.finish(kind))
+        return segments
+
+    def _concatenate_runs(self, f: Any) -> list[Segment]:
+        """Hash-order runs need no merge: segment r is every run's segment r, end to end."""
+        segments = []
+        for r in range(self.partitions):
+            start = f.tell()
+            records = 0
+            kinds = set()
+            for path, segs in self._runs:
+                seg = segs[r]
+                for chunk in file_chunks(path, seg.offset, seg.length):
+                    f.write(chunk)
+                records += seg.records
+                if seg.records:
+                    kinds.add(seg.kind)
+            kind = kinds.pop() if len(kinds) == 1 else ("mixed" if kinds else "")
+            segments.append(Segment(start, f.tell() - start, records, kind, False))
+        return segments
+
+    def _emit(self, w: SegmentWriter, key: Any, vals: list) -> None:
+        if self._sum:
+            w.add_singles([key], [sum(vals)])
+        elif self._combine is not None and len(vals) > 1:
+            w.add_list(key, _combined(self._combine, key, vals))
+        elif vals:
+            w.add_list(key, vals)
+
+
+_NOTHING = object()
+_general = object()
+
+
+def _combined(combine: Callable, key: Any, values: list) -> list:
+    """Run combine(key, values): a returned value, or pairs yielded for the same key."""
+    out = combine(key, iter(values))
+    if out is None:
+        return []
+    if hasattr(out, "__next__") and hasattr(out, "send"):  # a generator of pairs
+        vals = []
+        for pair in out:
+            try:
+                k2, v2 = pair
+            except (TypeError, ValueError):
+                raise CombineError(f"combine for key {key!r} must yield (key, value) pairs, got {pair!r}") from None
+            if k2 != key:
+                raise CombineError(f"combine for key {key!r} yielded another key {k2!r}")
+            vals.append(v2)
+        return vals
+    return [out]

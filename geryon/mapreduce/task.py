@@ -1,0 +1,127 @@
+"""Task descriptions and results: plain JSON-able values that travel to and from cpus.
+
+A map task names its split and where its disk lives; a reduce task names its partition
+and the segments of every map output it must read. Results carry the committed output,
+record counts, counters and, on failure, a message fit for a person.
+"""
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from geryon.mapreduce.segments import Segment
+from geryon.records.split import FileRange, Split
+
+TRACEBACK_LINES = 8
+"""Lines of a Python traceback kept in a failure message."""
+
+
+class TaskState(str, Enum):
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class MapTask:
+    index: int
+    attempt: int
+    split: Split
+    root: str  # where the input disk lives: a local directory, or a geryon:// URL (cluster)
+    workdir: str  # where the map output is written
+    alternates: tuple[str, ...] = ()  # replicas of the input disk, tried in order when `root` fails
+
+    @property
+    def id(self) -> str:
+        return f"m{self.index}"
+
+    def to_json(self) -> dict:
+        return {"kind": "map", "index": self.index, "attempt": self.attempt, "disk": self.split.disk,
+                "ranges": [r.to_json() for r in self.split.ranges], "root": self.root, "workdir": self.workdir,
+                "alternates": list(self.alternates)}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "MapTask":
+        split = Split(d["disk"], tuple(FileRange.from_json(r) for r in d["ranges"]))
+        return cls(int(d["index"]), int(d["attempt"]), split, d["root"], d["workdir"],
+                   tuple(str(a) for a in d.get("alternates", ())))
+
+
+@dataclass(frozen=True)
+class ReduceTask:
+    index: int
+    attempt: int
+    inputs: tuple[tuple[str, Segment], ...]  # (map output location, segment r)
+    out_root: str
+    staging: str  # directory (relative to out_root) holding attempts until the job commits
+
+    @property
+    def id(self) -> str:
+        return f"r{self.index}"
+
+    def to_json(self) -> dict:
+        return {"kind": "reduce", "index": self.index, "attempt": self.attempt,
+                "inputs": [[loc, s.to_json()] for loc, s in self.inputs],
+                "out_root": self.out_root, "staging": self.staging}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "ReduceTask":
+        inputs = tuple((loc, Segment.from_json(s)) for loc, s in d["inputs"])
+        return cls(int(d["index"]), int(d["attempt"]), inputs, d["out_root"], d["staging"])
+
+
+@dataclass
+class TaskResult:
+    """What a task attempt reports back."""
+
+    task: str
+    attempt: int
+    ok: bool
+    output: str = ""
+    segments: list[Segment] = field(default_factory=list)
+    records_in: int = 0
+    records_out: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    counters: dict[str, dict[str, int]] = field(default_factory=dict)
+    seconds: float = 0.0
+    error: str = ""
+    # "user" (deterministic: do not retry), "disk_full", "input" (bad data), "unreachable" (the
+    # input's node did not answer), "system", "fetch" (a map output could not be read), "memory"
+    # (the kernel killed the attempt for memory, or it raised MemoryError: retried, then named)
+    error_kind: str = ""
+    detail: str = ""  # traceback or stderr tail
+    lost_input: str = ""  # "fetch" failures: the map output that could not be read
+    unreadable: list[str] = field(default_factory=list)  # maps: input copies that failed (then a replica was read)
+    log: str = ""  # local mode: what the user's code printed (stdout and stderr) during the attempt
+    peak_rss: int = 0  # the attempt's peak resident memory in bytes (0: not measured)
+
+    def to_json(self) -> dict:
+        d = {k: getattr(self, k) for k in _RESULT_FIELDS}
+        d["segments"] = [s.to_json() for s in self.segments]
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> "TaskResult":
+        fields = {k: d[k] for k in _RESULT_FIELDS if k in d}
+        return cls(segments=[Segment.from_json(s) for s in d.get("segments", ())], **fields)
+
+
+_RESULT_FIELDS = ("task", "attempt", "ok", "output", "records_in", "records_out", "bytes_in", "bytes_out",
+                  "counters", "seconds", "error", "error_kind", "detail", "lost_input",
+                  "unreadable", "peak_rss")
+
+
+def traceback_tail(exc: BaseException, lines: int = TRACEBACK_LINES) -> str:
+    """The last lines of an exception's traceback, user frames first in mind."""
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    kept = text.rstrip("\n").split("\n")[-lines:]
+    return "\n".join(kept)
+
+
+def describe_key(key: Any, limit: int = 60) -> str:
+    text = repr(key)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

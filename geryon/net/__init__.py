@@ -1,0 +1,5 @@
+"""The wire to a node, client side: one signed node connection (and its loop thread).
+
+Not here: the node's server side (`geryon.node`), what is read over the wire
+(`geryon.disks.remote`, `geryon.taskfs`, `geryon.mapreduce.jobnodes`).
+"""

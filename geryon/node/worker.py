@@ -1,0 +1,228 @@
+"""A cluster task attempt, in its own process: `python -m geryon.node.worker JOB ATTEMPT` with a spec on stdin.
+
+The node's job service starts one worker per attempt. The spec (JSON) names the unpacked
+job pack, the task, this node's URL and chunks, the directory for the attempt's output
+and the cluster secret (sent on stdin, never on the command line or in the
+environment). The worker loads the job from the pack (files, never pickles), runs the
+task with the same code local mode uses, and writes the TaskResult as JSON to the spec's
+`result` path; the user's code may print anything on stdout and stderr, and sees its
+attempt's id in `GERYON_TASK` (`m3.a1`; streaming steps see the task's, `m3`). JOB and ATTEMPT on the
+command line are only there for people reading `ps`.
+
+Map input: a `geryon://` location on this node is read from the chunk directory (and
+verified against its checksum manifest); another node's is read through RemoteFS. When
+the master's data cannot be read (the node is gone, the file is missing, a checksum does
+not match) the attempt starts over on the next replica and says so on stderr.
+Reduce input: a map output of this node is read from its file, another node's with an
+HTTP Range request. Not here: choosing cpus, retries, commits (the driver does those).
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from fs.base import FS
+
+from geryon.disks.chunk import ChunkFS
+from geryon.mapreduce.segments import Segment, file_chunks
+from geryon.mapreduce.task import MapTask, ReduceTask, TaskResult
+
+FETCH_TIMEOUT = 10.0
+"""Seconds a shuffle fetch waits on a silent node before giving up on it."""
+
+IO_TIMEOUT = 5.0
+"""Seconds an input read waits on a silent node before trying the next replica."""
+
+FETCH_BLOCK = 1 << 20
+"""Bytes read at a time from a shuffle response."""
+
+
+def data_prefix(node_url: str, job_id: str) -> str:
+    """The URL prefix under which a node serves a job's map outputs."""
+    return f"{node_url}/v1/jobs/{job_id}/data/"
+
+
+class Inputs:
+    """Opens input locations: this node's chunks directly, others over the network."""
+
+    def __init__(self, self_url: str, chunks: dict[str, str], secret: bytes | None) -> None:
+        self.self_url, self.chunks, self.secret = self_url, chunks, secret
+
+    def open(self, location: str) -> tuple[FS, str | None]:
+        from geryon.disks.remote import RemoteFS, parse_node_url
+
+        if not location.startswith(("geryon://", "http://", "https://")):
+            return ChunkFS(location), location
+        node, chunk = parse_node_url(location)
+        if node == self.self_url and chunk in self.chunks:
+            return ChunkFS(self.chunks[chunk]), self.chunks[chunk]
+        return RemoteFS(node, chunk, self.secret, timeout=IO_TIMEOUT), None
+
+
+def run_map(job: Any, task: MapTask, inputs: Inputs, view_dir: str | None = None) -> TaskResult:
+    """Run a map attempt, failing over from the master to the replicas (`maptask.run_with_replicas`).
+
+    A streaming map's input view goes in `view_dir` (the attempt's directory on the node),
+    not in the output chunk, whose bytes count against its capacity.
+    """
+    from geryon.mapreduce.maptask import run_with_replicas
+
+    return run_with_replicas(job, task, inputs.open, view_dir)
+
+
+def http_range(location: str, seg: Segment, secret: bytes | None, timeout: float = FETCH_TIMEOUT) -> Iterator[bytes]:
+    """The bytes of one segment of a map output on another node (one Range request)."""
+    from geryon.mapreduce.reducetask import FetchFailed
+    from registry.errors import RegistryError
+    from registry.signer import Signer, is_instance_refusal
+    from registry.tls import http_connection
+
+    parts = urlsplit(location)
+    path = parts.path
+    end = seg.offset + seg.length - 1
+    try:
+        headers = Signer(secret).headers_sync(location, "GET", path, headers={"Range": f"bytes={seg.offset}-{end}"},
+                                              timeout=timeout)
+    except (OSError, http.client.HTTPException, RegistryError) as exc:
+        raise FetchFailed(location, f"node unreachable: {exc}") from exc
+    conn = http_connection(location, parts.hostname or "", parts.port, timeout=timeout)
+    try:
+        try:
+            conn.request("GET", path, headers=headers)
+            resp = conn.getresponse()
+        except (OSError, http.client.HTTPException) as exc:
+            raise FetchFailed(location, f"node unreachable: {exc}") from exc
+        if resp.status not in (200, 206):
+            if is_instance_refusal(resp.status, resp.headers):
+                Signer(secret).forget(location)     # the node restarted: the next try asks again
+            raise FetchFailed(location, f"HTTP {resp.status}: {resp.read(200).decode(errors='replace')}")
+        left = seg.length
+        if resp.status == 200:  # the whole file: skip to the segment
+            skip = seg.offset
+            while skip:
+                got = resp.read(min(skip, FETCH_BLOCK))
+                if not got:
+                    break
+                skip -= len(got)
+        while left > 0:
+            try:
+                data = resp.read(min(left, FETCH_BLOCK))
+            except (OSError, http.client.HTTPException) as exc:
+                raise FetchFailed(location, f"connection lost: {exc}") from exc
+            if not data:
+                raise FetchFailed(location, f"truncated: {left} bytes missing")
+            left -= len(data)
+            yield data
+    finally:
+        conn.close()
+
+
+def make_fetch(self_url: str, job_id: str, local_dirs: str | list[str], secret: bytes | None) -> Any:
+    """The reduce side's fetch: local map outputs from their file (in one of `local_dirs`,
+    the job's directories on this node's output disks), others by HTTP Range."""
+    from geryon.mapreduce.reducetask import FetchFailed
+
+    prefix = data_prefix(self_url, job_id)
+    dirs = [local_dirs] if isinstance(local_dirs, str) else list(local_dirs)
+
+    def fetch(location: str, seg: Segment) -> Iterable[bytes]:
+        if location.startswith(prefix):
+            name = location[len(prefix):]
+            path = next((p for p in (os.path.join(d, name) for d in dirs) if os.path.isfile(p)), None)
+            if path is None:
+                raise FetchFailed(location, "no such map output on this node")
+            return file_chunks(path, seg.offset, seg.length)
+        if location.startswith(("http://", "https://")):
+            return http_range(location, seg, secret)
+        return file_chunks(location, seg.offset, seg.length)
+
+    return fetch
+
+
+def _counted(result: TaskResult, out_root: str) -> TaskResult:
+    """Count a map output against its chunk's capacity; a full chunk fails the attempt (disk_full)."""
+    from geryon.errors import DiskFull
+
+    paths = [result.output, result.output + ".index"]
+    try:
+        ChunkFS(out_root).account(sum(os.path.getsize(p) for p in paths), result.output)
+    except DiskFull as exc:
+        for p in paths:
+            os.unlink(p)
+        return TaskResult(task=result.task, attempt=result.attempt, ok=False, error_kind="disk_full",
+                          error=f"map task {result.task} failed: {exc}", seconds=result.seconds)
+    return result
+
+
+def run(spec: dict[str, Any]) -> TaskResult:
+    """Run the attempt a spec describes."""
+    from geryon.mapreduce import jobpack, memory
+    from geryon.mapreduce.reducetask import run_reduce_task
+
+    secret = bytes.fromhex(spec["secret"]) if spec.get("secret") else None
+    if spec.get("tls_ca") is not None:         # the node speaks TLS to the cluster: so do we
+        from registry.tls import use_cluster_tls
+
+        use_cluster_tls(Path(spec["tls_ca"]) if spec["tls_ca"] else None)
+    task_json = spec["task"]
+    os.environ["GERYON_TASK"] = f"{'m' if task_json['kind'] == 'map' else 'r'}{task_json['index']}.a{task_json['attempt']}"
+    os.environ.update(jobpack.environment(spec["pack"]))   # before the scripts load: they may read it
+    job = jobpack.load(spec["pack"])
+    problem = memory.budget_problem(job.sort_budget)
+    if problem is not None:  # this node has not the memory: another may (retried elsewhere)
+        return TaskResult(task=os.environ["GERYON_TASK"].split(".")[0], attempt=int(task_json["attempt"]),
+                          ok=False, error=f"task {os.environ['GERYON_TASK']}: {problem}", error_kind="memory")
+    work = os.path.join(spec["out_root"], spec["staging"])
+    if task_json["kind"] == "map":
+        task = MapTask.from_json({**task_json, "workdir": work})
+        inputs = Inputs(spec["self_url"], dict(spec.get("chunks") or {}), secret)
+        result = run_map(job, task, inputs, os.path.dirname(os.path.abspath(spec["result"])))
+        if result.ok:
+            result = _counted(result, spec["out_root"])
+        if result.ok:
+            result.output = os.path.basename(result.output)
+        return result
+    rtask = ReduceTask.from_json({**task_json, "out_root": spec["out_root"], "staging": spec["staging"]})
+    fetch = make_fetch(spec["self_url"], spec["job"], list(spec.get("job_dirs") or [work]), secret)
+    return run_reduce_task(job, rtask, fetch)
+
+
+def main() -> int:
+    from geryon.mapreduce import memory
+
+    memory.volunteer_for_oom()  # the kernel should take this attempt, not the node daemon
+    spec = json.loads(sys.stdin.read())
+    started = time.monotonic()
+    try:
+        result = run(spec)
+    except Exception as exc:  # the pack could not be loaded, or a bug of ours
+        from geryon.mapreduce.task import traceback_tail
+
+        task = spec.get("task", {})
+        tid = f"{'m' if task.get('kind') == 'map' else 'r'}{task.get('index', '?')}"
+        from geryon.errors import JobDefinitionError
+
+        # The job's own code does not load (an import the node cannot satisfy, a syntax
+        # error): the same on every node, so the job fails at once and no node is blamed.
+        user = isinstance(exc, (JobDefinitionError, SyntaxError, ImportError)) or type(exc).__name__ == "JobPackError"
+        result = TaskResult(task=tid, attempt=int(task.get("attempt", 0)), ok=False,
+                            error=f"task {tid} could not start: {type(exc).__name__}: {exc}",
+                            error_kind="user" if user else "system", detail=traceback_tail(exc.__cause__ or exc))
+    result.seconds = time.monotonic() - started
+    result.peak_rss = memory.peak_rss()
+    tmp = spec["result"] + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(result.to_json(), f)
+    os.replace(tmp, spec["result"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
