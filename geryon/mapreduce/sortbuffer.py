@@ -20,7 +20,7 @@ import os
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from itertools import repeat
+from itertools import islice, repeat
 from operator import add
 from typing import Any
 
@@ -79,6 +79,20 @@ class SortBuffer:
         self._add_pairs(out)
 
     def _add_pairs(self, pairs: Iterable) -> None:
+        # In batches up to the next size check: one map call may yield more than the budget
+        # (a generator over a whole file's record), and is spilled part way, not held whole.
+        it = iter(pairs)
+        while True:
+            room = max(1, self._check_at - self.pairs_in)
+            n = self._add_batch(islice(it, room))
+            self.pairs_in += n
+            self._nvalues += n
+            if n:
+                self._check()
+            if n < room:
+                return
+
+    def _add_batch(self, pairs: Iterable) -> int:
         store = self._store
         get = store.get
         n = 0
@@ -103,10 +117,7 @@ class SortBuffer:
                 except (TypeError, ValueError):
                     slow(pair)
                 n += 1
-        self.pairs_in += n
-        self._nvalues += n
-        if n:
-            self._check()
+        return n
 
     def _add_counts(self, counts: Mapping) -> None:
         """The hot path of word count: a mapping's counts added into the running sums."""
