@@ -5,6 +5,8 @@ turns any GeryonError into one line on stderr and exit status 1.
 """
 from __future__ import annotations
 
+from geryon.attempt import FailureKind
+
 
 class GeryonError(Exception):
     """Something Geryon was asked to do could not be done."""
@@ -12,6 +14,8 @@ class GeryonError(Exception):
 
 class DiskFull(GeryonError):
     """A write would take a chunk disk past its capacity."""
+
+    failure_kind = FailureKind.DISK_FULL
 
 
 class UnknownDisk(GeryonError):
@@ -24,3 +28,5 @@ class JobFailed(GeryonError):
 
 class JobDefinitionError(GeryonError):
     """A job's map/reduce script is missing or does not define what it must."""
+
+    failure_kind = FailureKind.USER   # the same on every node: the job fails at once

@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from geryon.attempt import AttemptId
 from geryon.cli.common import fail
 from geryon.errors import GeryonError
 from geryon.mapreduce.joboutput import removed
@@ -100,7 +101,7 @@ def logs(job: str, task: str | None, jobs_dir_opt: str | None) -> None:
                 text = f.read().decode("utf-8", errors="replace")
         except OSError as exc:
             fail(f"cannot read {path}: {exc}")
-        prefix = f"{name}.a{attempt}: "
+        prefix = f"{AttemptId(name, attempt)}: "
         lines = text.splitlines()
         if lines:
             click.echo("".join(f"{prefix}{line}\n" for line in lines), nl=False)
@@ -241,7 +242,7 @@ def _details(r: dict[str, Any], root: str) -> None:
         for a in sorted(bad, key=lambda a: (task_order(a["task"]), a["attempt"])):
             where = f" on {a['cpu']}" if a.get("cpu") else ""
             first, *rest = (a.get("error") or "(no message)").splitlines() or [""]
-            say(f"  {a['task']}.a{a['attempt']} {a['state']}{where}: {first}")
+            say(f"  {AttemptId(a['task'], a['attempt'])} {a['state']}{where}: {first}")
             for line in rest:
                 say(f"      {line}")
     if summary.get("error"):

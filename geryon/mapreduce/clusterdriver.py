@@ -36,8 +36,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from geryon.mapreduce import counters as counters_mod
+from geryon.attempt import AttemptId, AttemptState, FailureKind, classify
 from geryon.disks.chunk import TEMP_MARK
-from geryon.disks.resolve import Disk
+from geryon.disks import Disk
 from geryon.mapreduce.engine import DEFAULT_MAX_ATTEMPTS, JobReport, Progress, _Silent, check_job_name, plan
 from geryon.errors import GeryonError, JobFailed, UnknownDisk
 from geryon.mapreduce.job import Job
@@ -397,7 +398,7 @@ class ClusterDriver:
         task.tried.add(cpu.url)
         self.busy[cpu.url] += 1
         spec = self._task_json(task, attempt)
-        tag = f"{task.id}.a{attempt}"
+        tag = str(AttemptId(task.id, attempt))
         where = self.maps[task.key[1]].split.describe() if task.key[0] == "m" else f"partition {task.key[1]}"
         if self.record is not None:
             self.record.attempt_started(task.id, attempt, cpu.name, where)
@@ -439,11 +440,11 @@ class ClusterDriver:
     def _completed(self, fut: cf.Future[TaskResult], run: _Running) -> None:
         task, cpu = run.task, run.cpu
         self.busy[cpu.url] -= 1
-        tag = f"{task.id}.a{run.attempt}"
+        tag = str(AttemptId(task.id, run.attempt))
         try:
             result = fut.result()
         except (NodeError, cf.CancelledError) as exc:
-            result = TaskResult(task=task.id, attempt=run.attempt, ok=False, error_kind="lost",
+            result = TaskResult(task=task.id, attempt=run.attempt, ok=False, error_kind=classify(exc),
                                 error=f"{tag} on {cpu.name} lost: {exc}")
         seconds = time.monotonic() - run.started
         if result.unreadable and task.key[0] == "m":
@@ -453,7 +454,7 @@ class ClusterDriver:
                 self._event(f"{', '.join(sorted(new))} unreadable: later maps read another copy first")
         if cpu.url in self.dead:
             # Fencing: whatever a node declared dead says, nothing of it is used.
-            self._ended(task, run, "ignored", result, f"late result from {cpu.name}, declared dead")
+            self._ended(task, run, AttemptState.IGNORED, result, f"late result from {cpu.name}, declared dead")
             self._requeue_if_needed(task)
             return
         if result.ok:
@@ -485,24 +486,24 @@ class ClusterDriver:
         kind, index = task.key
         done = self.map_done if kind == "m" else self.reduce_done
         if done.get(index) is not None:
-            self._ended(task, run, "ignored", result, "another attempt already committed")
+            self._ended(task, run, AttemptState.IGNORED, result, "another attempt already committed")
             return
         done[index] = (result, run.cpu)
-        self._ended(task, run, "done", result)
+        self._ended(task, run, AttemptState.DONE, result)
         stats = self._report.map if kind == "m" else self._report.reduce
         stats.records_in += result.records_in
         stats.records_out += result.records_out
         stats.bytes_in += result.bytes_in
         stats.bytes_out += result.bytes_out
-        self.slowest.append((seconds, f"{task.id}.a{run.attempt}", run.cpu.name))
+        self.slowest.append((seconds, tag, run.cpu.name))
         self.progress.task_done(result)
 
     def _failed(self, task: _Task, run: _Running, result: TaskResult) -> None:
         cpu = run.cpu
-        tag = f"{task.id}.a{run.attempt}"
-        self._ended(task, run, "lost" if result.error_kind == "lost" else "failed", result)
-        if result.error_kind in ("fetch", "unreachable"):
-            if result.error_kind == "fetch":
+        tag = str(AttemptId(task.id, run.attempt))
+        self._ended(task, run, AttemptState.LOST if result.error_kind == FailureKind.LOST else AttemptState.FAILED, result)
+        if result.error_kind in (FailureKind.FETCH, FailureKind.UNREACHABLE):
+            if result.error_kind == FailureKind.FETCH:
                 self._lost_input(result.lost_input)
             else:   # no copy of the input answered: try again in a moment
                 task.not_before = time.monotonic() + UNREACHABLE_PAUSE
@@ -512,17 +513,17 @@ class ClusterDriver:
             self._event(f"{tag} on {cpu.name}: {result.error}; running it again")
             self._queue(task.key)
             return
-        if task.key[0] == "m" and result.error_kind == "input" and self._more_copies(task.key[1]):
+        if task.key[0] == "m" and result.error_kind == FailureKind.INPUT and self._more_copies(task.key[1]):
             task.fetch_rounds += 1
             self._event(f"{tag} on {cpu.name}: {result.error}; the registry names another copy: running it again")
             self._queue(task.key)
             return
-        if result.error_kind not in ("lost", "system", "disk_full", "memory"):
+        if result.error_kind not in (FailureKind.LOST, FailureKind.SYSTEM, FailureKind.DISK_FULL, FailureKind.MEMORY):
             raise JobFailed(_message(result, tag, cpu))
         task.failures += 1
         self._last_failure = _message(result, tag, cpu)
         self.cpu_failures[cpu.url] = self.cpu_failures.get(cpu.url, 0) + 1
-        if result.error_kind in ("lost", "system") and not self.nodes.alive(cpu):
+        if result.error_kind in (FailureKind.LOST, FailureKind.SYSTEM) and not self.nodes.alive(cpu):
             self._declare_dead(cpu)
         elif self.cpu_failures[cpu.url] >= MAX_CPU_FAILURES and cpu.url not in self.excluded:
             self.excluded.add(cpu.url)
@@ -642,7 +643,7 @@ class ClusterDriver:
             out.append((cpu, final, where))
             self.committed[r] = (cpu, final, where)
             if self.record is not None:
-                self.record.event(f"committed {res.task}.a{res.attempt} as {where}")
+                self.record.event(f"committed {res.attempt_id} as {where}")
         manifest = success_manifest(self.job_id, self.job.name, [w for _, _, w in out])
         for cpu in {id(c): c for c, _, _ in out}.values():
             try:

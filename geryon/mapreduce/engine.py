@@ -23,9 +23,10 @@ from typing import Protocol
 
 from geryon.mapreduce import counters as counters_mod
 from geryon.mapreduce import memory
+from geryon.attempt import AttemptState, FailureKind, classify
 from geryon.disks.chunk import TEMP_MARK
 from geryon.mapreduce.cpu import Cpu
-from geryon.disks.resolve import Disk
+from geryon.disks import Disk
 from geryon.errors import GeryonError, JobFailed, UnknownDisk
 from geryon.mapreduce.job import Job
 from geryon.mapreduce.job import DEFAULT_SPLIT_SIZE
@@ -151,7 +152,7 @@ class Driver:
 
     def __init__(self, job: Job, cpus: Sequence[Cpu], job_id: str, progress: Progress | None = None,
                  max_attempts: int = DEFAULT_MAX_ATTEMPTS, workdir: str | None = None,
-                 retry_kinds: tuple[str, ...] = ("system", "memory"), record: object = None,
+                 retry_kinds: tuple[FailureKind, ...] = (FailureKind.SYSTEM, FailureKind.MEMORY), record: object = None,
                  echo: Callable[[str], None] | None = None) -> None:
         self.job = job
         self.echo = echo  # called with each line a task printed, prefixed with its attempt's id
@@ -236,13 +237,13 @@ class Driver:
                     result = self._result_of(fut, task)
                     self._show_log(task, result)
                     if self.record is not None:
-                        self.record.attempt_ended(task.id, task.attempt, "done" if result.ok else "failed",
+                        self.record.attempt_ended(task.id, task.attempt, AttemptState.DONE if result.ok else AttemptState.FAILED,
                                                   error=result.error, records_in=result.records_in,
                                                   records_out=result.records_out, bytes_in=result.bytes_in,
                                                   bytes_out=result.bytes_out, output=result.output,
                                                   peak_rss=result.peak_rss)
                     if result.ok:
-                        self._slow.append((result.seconds, f"{task.id}.a{task.attempt}", cpu.name))
+                        self._slow.append((result.seconds, str(task.attempt_id), cpu.name))
                         results[task.index] = result
                         stats.records_in += result.records_in
                         stats.records_out += result.records_out
@@ -253,7 +254,7 @@ class Driver:
                     retry = result.error_kind in self.retry_kinds and task.attempt + 1 < self.max_attempts
                     if retry:
                         # The full line is said once, when the task has used up its attempts.
-                        why = "was killed for memory" if result.error_kind == "memory" else f"failed: {result.error}"
+                        why = "was killed for memory" if result.error_kind == FailureKind.MEMORY else f"failed: {result.error}"
                         log.warning("%s attempt %d %s; retrying", task.id, task.attempt, why)
                         self.progress.message(f"retrying {task.id}: {why}")
                         pending.append(_next_attempt(task))
@@ -279,23 +280,18 @@ class Driver:
             self.record.stderr(task.id, task.attempt, result.log.encode("utf-8", errors="replace"))
         if self.echo is not None:
             for line in result.log.splitlines():
-                self.echo(f"{task.id}.a{task.attempt}: {line}")
+                self.echo(f"{task.attempt_id}: {line}")
 
     def _result_of(self, fut: cf.Future[TaskResult], task: MapTask | ReduceTask) -> TaskResult:
-        from geryon.mapreduce.forkpool import WorkerDied
-
         try:
             return fut.result()
-        except WorkerDied as exc:
-            if exc.for_memory:
-                return TaskResult(task=task.id, attempt=task.attempt, ok=False, error_kind="memory",
-                                  error=memory.killed_message(task.id, self.job.sort_budget, memory.memory_limit()))
-            return TaskResult(task=task.id, attempt=task.attempt, ok=False, error_kind="system",
-                              error=f"{task.id} attempt {task.attempt} lost: {exc}")
-        except Exception as exc:  # the task could not be sent
-            return TaskResult(task=task.id, attempt=task.attempt, ok=False,
-                              error=f"{task.id} attempt {task.attempt} lost: {type(exc).__name__}: {exc}",
-                              error_kind="system")
+        except Exception as exc:  # the worker died, or the task could not be sent
+            kind = classify(exc, otherwise=FailureKind.SYSTEM)
+            if kind == FailureKind.MEMORY:
+                error = memory.killed_message(task.id, self.job.sort_budget, memory.memory_limit())
+            else:
+                error = f"{task.id} attempt {task.attempt} lost: {exc}"
+            return TaskResult(task=task.id, attempt=task.attempt, ok=False, error_kind=kind, error=error)
 
     def _commit(self, out_dir: str, staging: str, results: list[TaskResult]) -> list[str]:
         """Rename every committed attempt to `part-0000r`, then write `_SUCCESS` (`geryon.mapreduce.outdir`).

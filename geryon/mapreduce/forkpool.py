@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from geryon.mapreduce import memory
+from geryon.attempt import FailureKind
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ class WorkerDied(Exception):
     def __init__(self, exitcode: int | None, for_memory: bool) -> None:
         self.exitcode = exitcode
         self.for_memory = for_memory
+        self.failure_kind = FailureKind.MEMORY if for_memory else FailureKind.SYSTEM
         how = (f"killed by signal {-exitcode}" if exitcode is not None and exitcode < 0
                else f"exit status {exitcode}")
         super().__init__(f"worker process {how}" + (" (the kernel's out-of-memory killer)" if for_memory else ""))

@@ -1,7 +1,7 @@
 """Signed requests from a job driver to node job services: packs, attempts, commits, copies.
 
 An asyncio loop on a thread with one aiohttp session, for the driver's synchronous code.
-Not here: deciding anything (`geryon.mapreduce.clusterdriver`), or the node side (`geryon.node.jobservice`).
+Not here: deciding anything (`geryon.cluster`), or the node side (`geryon.node.jobservice`).
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 
+from geryon.attempt import FailureKind
 from geryon.mapreduce.jobpack import JobPack
 from geryon.cluster.members import ClusterCpu
 from geryon.mapreduce.task import TaskResult
@@ -61,6 +62,8 @@ class _Loop:
 
 class NodeError(Exception):
     """A node refused a request or could not be reached."""
+
+    failure_kind = FailureKind.LOST   # an attempt's connection: its node died or missed its lease
 
 
 class Nodes:

@@ -23,6 +23,7 @@ import tarfile
 from dataclasses import dataclass
 from typing import Any
 
+from geryon.attempt import FailureKind
 from geryon.errors import GeryonError
 from geryon.mapreduce.job import Job, Step, add_import_path, load_script
 from geryon.mapreduce.jobfiles import DEFAULT_MAX_FOUND, JobFilesError, gather
@@ -44,6 +45,8 @@ _SETTINGS = ("partitions", "name", "reader", "partitioner", "format", "sort_budg
 
 class JobPackError(GeryonError):
     """A job cannot be packed, or a pack is damaged or unsafe."""
+
+    failure_kind = FailureKind.USER   # a pack that does not load fails the job, on every node alike
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from geryon.attempt import AttemptId, AttemptState
 from geryon.errors import GeryonError
 from geryon.mapreduce.jobhistory import (EVENTS_NAME, LOGS_DIR, RECORD_NAME, SUMMARY_NAME, JobHistory, _load, _number,
                                _with_liveness, driver_alive, phase_counts, phase_of, summarize, task_order)
@@ -74,7 +75,7 @@ RECORD_VERSION = 1
 JOB_STATES = ("succeeded", "failed", "killed")
 """States `JobRecord.finish` accepts; a record is "running" before and may read as "lost"."""
 
-ATTEMPT_STATES = ("done", "failed", "lost", "ignored")
+ATTEMPT_STATES = tuple(s.value for s in AttemptState if s not in (AttemptState.RUNNING, AttemptState.KILLED))
 """States `JobRecord.attempt_ended` accepts ("killed" is set by `finish` for abandoned attempts)."""
 
 _OWNED = ("id", "version", "state", "host", "pid", "begun", "ended", "seconds", "attempts", "summary", "updated")
@@ -203,7 +204,7 @@ class JobRecord:
     def attempt_started(self, task: str, attempt: int, cpu: str, input: str = "") -> None:
         """An attempt of `task` began on `cpu` (reading `input`)."""
         _check_task(task)
-        entry = {"task": task, "attempt": attempt, "cpu": cpu, "input": input, "state": "running",
+        entry = {"task": task, "attempt": attempt, "cpu": cpu, "input": input, "state": AttemptState.RUNNING.value,
                  "started": self._clock(), "ended": None, "seconds": None, "records_in": 0, "records_out": 0,
                  "bytes_in": 0, "bytes_out": 0, "error": "", "output": ""}
         with self._cond:
@@ -236,7 +237,7 @@ class JobRecord:
         _check_task(task)
         if not data:
             return
-        path = os.path.join(self.dir, LOGS_DIR, f"{task}.a{attempt}.stderr")
+        path = os.path.join(self.dir, LOGS_DIR, f"{AttemptId(task, attempt)}.stderr")
         with self._log_lock:
             state = self._logs.setdefault((task, attempt), _LogState())
             try:
@@ -277,8 +278,8 @@ class JobRecord:
             started = _number(self._record.get("started"), now)
             self._record.update(state=state, ended=now, seconds=max(0.0, now - started), summary=dict(summary))
             for entry in self._attempts.values():
-                if entry["state"] == "running":
-                    entry.update(state="killed", ended=now, seconds=max(0.0, now - _number(entry["started"], now)))
+                if entry["state"] == AttemptState.RUNNING:
+                    entry.update(state=AttemptState.KILLED.value, ended=now, seconds=max(0.0, now - _number(entry["started"], now)))
             self._changed()
         self._flush()
 

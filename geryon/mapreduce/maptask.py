@@ -20,12 +20,13 @@ from fs import errors as fserrors
 from fs.base import FS
 
 from geryon.mapreduce import counters, memory
+from geryon.attempt import FailureKind, classify
 from geryon.disks.chunk import ChunkFS
 from geryon.errors import DiskFull, GeryonError
 from geryon.mapreduce.job import Job, is_sum
 from geryon.mapreduce.jobparams import task_env
 from geryon.mapreduce.partition import partitioner
-from geryon.records.badrecords import BadRecord, SkipBudget
+from geryon.records.badrecords import SkipBudget
 from geryon.mapreduce.inputview import InputView, build_view, remove_view
 from geryon.records.readers import InputError, raw_chunks, read_records
 from geryon.mapreduce.segments import write_index
@@ -40,12 +41,33 @@ STREAM_BATCH = 8192
 
 
 def output_name(task: MapTask) -> str:
-    return f"m{task.index}.a{task.attempt}.out"
+    return f"{task.attempt_id}.out"
 
 
 def open_local(root: str) -> tuple[FS, str | None]:
     """A local input disk: its fs, and the directory for reads that skip the fs layer."""
     return ChunkFS(root), root
+
+
+def _failure(job: Job, task: MapTask, where: str, current: Any, exc: Exception) -> tuple[str, str]:
+    """The message and detail of a failed map attempt (its kind is `classify(exc)`)."""
+    at = f" at record {describe_key(current)}" if current is not None else ""
+    if isinstance(exc, CommandFailed):
+        return f"map task {task.id} ({where}) failed: {job.map.describe()}: {exc}", "\n".join(exc.stderr_tail)
+    if isinstance(exc, DiskFull):
+        return f"map task {task.id} ({where}) failed: {exc}", ""
+    if isinstance(exc, InputError):
+        return f"map task {task.id} failed: {exc}", ""
+    if isinstance(exc, fserrors.FSError):  # a remote disk: its node is gone (or silent), or the chunk is
+        return f"map task {task.id} ({where}) failed: cannot read {task.root}: {exc}", ""
+    if isinstance(exc, GeryonError):
+        return f"map task {task.id} ({where}){at} failed: {exc}", ""
+    if isinstance(exc, MemoryError):
+        return (f"map task {task.id} ({where}) ran out of memory (MemoryError) with --sort-budget "
+                f"{memory.describe(job.sort_budget)}: lower --sort-budget or -j"), ""
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return f"map task {task.id} ({where}) failed: no space left for map output in {task.workdir}", ""
+    return f"map task {task.id} ({where}){at} failed: {type(exc).__name__}: {exc}", traceback_tail(exc)
 
 
 def run_with_replicas(job: Job, task: MapTask,
@@ -67,12 +89,12 @@ def run_with_replicas(job: Job, task: MapTask,
     unreadable: list[str] = []   # copies that failed, reported so later maps start elsewhere
     for i, location in enumerate(locations):
         result = run_map_task(job, replace(task, root=location), open_input, view_dir)
-        if result.ok or result.error_kind not in ("input", "unreachable"):
+        if result.ok or result.error_kind not in (FailureKind.INPUT, FailureKind.UNREACHABLE):
             if result.ok and i > 0:
                 result.counters.setdefault("geryon", {})["replica_reads"] = 1
             result.unreadable = unreadable
             return result
-        silent = silent or result.error_kind == "unreachable"
+        silent = silent or result.error_kind == FailureKind.UNREACHABLE
         unreadable.append(location)
         if i + 1 < len(locations):
             # once, on stderr (the job's log, and the driver's terminal); a log record too would
@@ -81,7 +103,7 @@ def run_with_replicas(job: Job, task: MapTask,
                   f"reading replica {locations[i + 1]}", file=sys.stderr, flush=True)
             log.debug("%s: %s failed; reading replica %s", task.split.disk, location, locations[i + 1])
     if silent:
-        result.error_kind = "unreachable"
+        result.error_kind = FailureKind.UNREACHABLE
     result.unreadable = unreadable
     return result
 
@@ -99,7 +121,7 @@ def run_map_task(job: Job, task: MapTask, open_input: Callable[[str], tuple[FS, 
     started = time.monotonic()
     counters.reset()
     result = TaskResult(task=task.id, attempt=task.attempt, ok=False, bytes_in=task.split.size)
-    spill_dir = os.path.join(task.workdir, f"m{task.index}.a{task.attempt}.spill")
+    spill_dir = os.path.join(task.workdir, f"{task.attempt_id}.spill")
     out_path = os.path.join(task.workdir, output_name(task))
     where = task.split.describe()
     current: Any = None
@@ -112,7 +134,7 @@ def run_map_task(job: Job, task: MapTask, open_input: Callable[[str], tuple[FS, 
                          is_sum(job.combine), job.sort_budget, spill_dir,
                          ordered=not (is_sum(job.combine) and is_sum(job.reduce)))
         if job.map.streaming:
-            view = build_view(disk_fs, task.split, view_dir or task.workdir, f"m{task.index}.a{task.attempt}",
+            view = build_view(disk_fs, task.split, view_dir or task.workdir, str(task.attempt_id),
                               local_root)
             env = {**view.env(), "GERYON_TASK": task.id, **task_env(job, streaming=True)}
             assert job.map.command is not None
@@ -149,36 +171,9 @@ def run_map_task(job: Job, task: MapTask, open_input: Callable[[str], tuple[FS, 
         result.segments = segments
         result.records_out = buf.pairs_in
         result.bytes_out = os.path.getsize(out_path)
-    except CommandFailed as exc:
-        result.error = f"map task {task.id} ({where}) failed: {job.map.describe()}: {exc}"
-        result.error_kind = "user"
-        result.detail = "\n".join(exc.stderr_tail)
-    except DiskFull as exc:
-        result.error = f"map task {task.id} ({where}) failed: {exc}"
-        result.error_kind = "disk_full"
-    except InputError as exc:  # a malformed record is in every copy: only damage sends us to a replica
-        result.error = f"map task {task.id} failed: {exc}"
-        result.error_kind = "user" if isinstance(exc, BadRecord) else "input"
-    except fserrors.FSError as exc:  # a remote disk: its node is gone (or silent), or the chunk is
-        result.error = f"map task {task.id} ({where}) failed: cannot read {task.root}: {exc}"
-        result.error_kind = "unreachable" if isinstance(exc, fserrors.RemoteConnectionError) else "input"
-    except GeryonError as exc:
-        at = f" at record {describe_key(current)}" if current is not None else ""
-        result.error = f"map task {task.id} ({where}){at} failed: {exc}"
-        result.error_kind = "user"
-    except Exception as exc:  # the user's map raised, or the map output could not be written
-        if isinstance(exc, MemoryError):
-            result.error = f"map task {task.id} ({where}) ran out of memory (MemoryError) with --sort-budget " \
-                           f"{memory.describe(job.sort_budget)}: lower --sort-budget or -j"
-            result.error_kind = "memory"
-        elif isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-            result.error = f"map task {task.id} ({where}) failed: no space left for map output in {task.workdir}"
-            result.error_kind = "disk_full"
-        else:
-            at = f" at record {describe_key(current)}" if current is not None else ""
-            result.error = f"map task {task.id} ({where}){at} failed: {type(exc).__name__}: {exc}"
-            result.error_kind = "user"
-            result.detail = traceback_tail(exc)
+    except Exception as exc:  # the user's map raised, the input could not be read, or the output written
+        result.error_kind = classify(exc)   # a malformed record is in every copy: only damage reads a replica
+        result.error, result.detail = _failure(job, task, where, current, exc)
     finally:
         shutil.rmtree(spill_dir, ignore_errors=True)
         if view is not None:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from geryon.mapreduce import counters, memory, order
+from geryon.attempt import FailureKind, classify
 from geryon.disks.chunk import ChunkFS
 from geryon.mapreduce.aggregate import sum_blocks
 from geryon.mapreduce.codec import format_bytes_lines, format_lines, raw_block_stream, text_field
@@ -44,9 +45,36 @@ Fetch = Callable[[str, Segment], Iterable[bytes]]
 class FetchFailed(GeryonError):
     """A map output could not be read (its node died, or the file is gone): run that map again."""
 
+    failure_kind = FailureKind.FETCH
+
     def __init__(self, location: str, reason: str) -> None:
         super().__init__(f"cannot fetch map output {location}: {reason}")
         self.location = location
+
+
+def _kind(exc: Exception) -> FailureKind:
+    """`classify`, where only a full chunk (`DiskFull`), a lost map output or memory is anything but
+    the job's own failure: the reduce's input is map output, not a disk copy to fail over."""
+    kind = classify(exc)
+    if kind in (FailureKind.FETCH, FailureKind.MEMORY) or isinstance(exc, DiskFull):
+        return kind
+    return FailureKind.USER
+
+
+def _failure(job: Job, task: ReduceTask, current: Any, exc: Exception) -> tuple[str, str]:
+    """The message and detail of a failed reduce attempt."""
+    if isinstance(exc, CommandFailed):
+        assert job.reduce is not None
+        return f"reduce task {task.id} failed: {job.reduce.describe()}: {exc}", "\n".join(exc.stderr_tail)
+    if isinstance(exc, (DiskFull, FetchFailed)):
+        return f"reduce task {task.id} failed: {exc}", ""
+    if isinstance(exc, MemoryError):
+        return (f"reduce task {task.id} ran out of memory (MemoryError) with --sort-budget "
+                f"{memory.describe(job.sort_budget)}: lower --sort-budget or -j"), ""
+    at = f" at key {describe_key(current)}" if current is not None else ""
+    if isinstance(exc, GeryonError):
+        return f"reduce task {task.id}{at} failed: {exc}", ""
+    return f"reduce task {task.id}{at} failed: {type(exc).__name__}: {exc}", traceback_tail(exc)
 
 
 def local_fetch(location: str, seg: Segment) -> Iterable[bytes]:
@@ -233,29 +261,11 @@ def run_reduce_task(job: Job, task: ReduceTask, fetch: Fetch = local_fetch) -> T
         result.records_in = state.groups
         result.records_out = state.records_out
         result.bytes_out = out_fs.getsize(name)
-    except CommandFailed as exc:
-        assert job.reduce is not None
-        result.error = f"reduce task {task.id} failed: {job.reduce.describe()}: {exc}"
-        result.error_kind = "user"
-        result.detail = "\n".join(exc.stderr_tail)
-    except DiskFull as exc:
-        result.error = f"reduce task {task.id} failed: {exc}"
-        result.error_kind = "disk_full"
-    except FetchFailed as exc:
-        result.error = f"reduce task {task.id} failed: {exc}"
-        result.error_kind = "fetch"
-        result.lost_input = exc.location
-    except MemoryError:
-        result.error = f"reduce task {task.id} ran out of memory (MemoryError) with --sort-budget " \
-                       f"{memory.describe(job.sort_budget)}: lower --sort-budget or -j"
-        result.error_kind = "memory"
-    except Exception as exc:
-        at = f" at key {describe_key(state.current)}" if state.current is not None else ""
-        kind = type(exc).__name__
-        result.error = f"reduce task {task.id}{at} failed: {kind}: {exc}" if not isinstance(exc, GeryonError) \
-            else f"reduce task {task.id}{at} failed: {exc}"
-        result.error_kind = "user"
-        result.detail = "" if isinstance(exc, GeryonError) else traceback_tail(exc)
+    except Exception as exc:  # the user's reduce raised, a map output could not be read, or the part written
+        result.error_kind = _kind(exc)
+        result.error, result.detail = _failure(job, task, state.current, exc)
+        if isinstance(exc, FetchFailed):
+            result.lost_input = exc.location
     finally:
         result.counters = counters.snapshot()
         result.seconds = time.monotonic() - started

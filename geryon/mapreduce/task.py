@@ -8,21 +8,14 @@ from __future__ import annotations
 
 import traceback
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any
 
+from geryon.attempt import AttemptId
 from geryon.mapreduce.segments import Segment
 from geryon.records.split import FileRange, Split
 
 TRACEBACK_LINES = 8
 """Lines of a Python traceback kept in a failure message."""
-
-
-class TaskState(str, Enum):
-    PENDING = "pending"
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
 
 
 @dataclass(frozen=True)
@@ -37,6 +30,10 @@ class MapTask:
     @property
     def id(self) -> str:
         return f"m{self.index}"
+
+    @property
+    def attempt_id(self) -> AttemptId:
+        return AttemptId(self.id, self.attempt)
 
     def to_json(self) -> dict:
         return {"kind": "map", "index": self.index, "attempt": self.attempt, "disk": self.split.disk,
@@ -61,6 +58,10 @@ class ReduceTask:
     @property
     def id(self) -> str:
         return f"r{self.index}"
+
+    @property
+    def attempt_id(self) -> AttemptId:
+        return AttemptId(self.id, self.attempt)
 
     def to_json(self) -> dict:
         return {"kind": "reduce", "index": self.index, "attempt": self.attempt,
@@ -89,15 +90,16 @@ class TaskResult:
     counters: dict[str, dict[str, int]] = field(default_factory=dict)
     seconds: float = 0.0
     error: str = ""
-    # "user" (deterministic: do not retry), "disk_full", "input" (bad data), "unreachable" (the
-    # input's node did not answer), "system", "fetch" (a map output could not be read), "memory"
-    # (the kernel killed the attempt for memory, or it raised MemoryError: retried, then named)
-    error_kind: str = ""
+    error_kind: str = ""  # a `geryon.attempt.FailureKind` value ("" when ok)
     detail: str = ""  # traceback or stderr tail
     lost_input: str = ""  # "fetch" failures: the map output that could not be read
     unreadable: list[str] = field(default_factory=list)  # maps: input copies that failed (then a replica was read)
     log: str = ""  # local mode: what the user's code printed (stdout and stderr) during the attempt
     peak_rss: int = 0  # the attempt's peak resident memory in bytes (0: not measured)
+
+    @property
+    def attempt_id(self) -> AttemptId:
+        return AttemptId(self.task, self.attempt)
 
     def to_json(self) -> dict:
         d = {k: getattr(self, k) for k in _RESULT_FIELDS}

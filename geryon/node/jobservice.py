@@ -364,7 +364,8 @@ class JobService:
         results = os.path.join(self.results, job)
         os.makedirs(results, exist_ok=True)
         os.makedirs(os.path.join(out_root, staging_name(job)), exist_ok=True)
-        tid = f"{'m' if task.get('kind') == 'map' else 'r'}{int(task.get('index', 0))}.a{int(task.get('attempt', 0))}"
+        aid = AttemptId.of_json(task)
+        tid = str(aid)
         result_path = os.path.join(results, f"{tid}.{secrets.token_hex(4)}.json")
         spec = {"job": job, "pack": pack, "task": task, "out_root": out_root,
                 "staging": staging_name(job), "self_url": self.self_url,
@@ -412,11 +413,11 @@ class JobService:
             result = _read_result(result_path)
             if result is None:
                 sig = f"killed by signal {-status}" if status < 0 else f"exit status {status}"
-                result = {"task": tid.split(".")[0], "attempt": int(task.get("attempt", 0)), "ok": False,
-                          "error": f"task {tid} on {self.node}: worker {sig}", "error_kind": "system",
+                result = {"task": aid.task, "attempt": aid.attempt, "ok": False,
+                          "error": f"task {tid} on {self.node}: worker {sig}", "error_kind": FailureKind.SYSTEM,
                           "detail": "\n".join(tail)}
                 if status == -signal.SIGKILL and memory.oom_kills() > oom_before:
-                    result.update(error_kind="memory", error=memory.killed_message(
+                    result.update(error_kind=FailureKind.MEMORY, error=memory.killed_message(
                         f"{tid} on {self.node}", int(spec_job_budget(spec)), memory.memory_limit()))
             await ws.send_json({"op": "result", "result": result})
             watcher.cancel()

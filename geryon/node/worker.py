@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 
 from fs.base import FS
 
+from geryon.attempt import AttemptId, FailureKind, classify
 from geryon.disks.chunk import ChunkFS
 from geryon.mapreduce.segments import Segment, file_chunks
 from geryon.mapreduce.task import MapTask, ReduceTask, TaskResult
@@ -156,7 +157,7 @@ def _counted(result: TaskResult, out_root: str) -> TaskResult:
     except DiskFull as exc:
         for p in paths:
             os.unlink(p)
-        return TaskResult(task=result.task, attempt=result.attempt, ok=False, error_kind="disk_full",
+        return TaskResult(task=result.task, attempt=result.attempt, ok=False, error_kind=FailureKind.DISK_FULL,
                           error=f"map task {result.task} failed: {exc}", seconds=result.seconds)
     return result
 
@@ -172,13 +173,14 @@ def run(spec: dict[str, Any]) -> TaskResult:
 
         use_cluster_tls(Path(spec["tls_ca"]) if spec["tls_ca"] else None)
     task_json = spec["task"]
-    os.environ["GERYON_TASK"] = f"{'m' if task_json['kind'] == 'map' else 'r'}{task_json['index']}.a{task_json['attempt']}"
+    aid = AttemptId.of_json(task_json)
+    os.environ["GERYON_TASK"] = str(aid)
     os.environ.update(jobpack.environment(spec["pack"]))   # before the scripts load: they may read it
     job = jobpack.load(spec["pack"])
     problem = memory.budget_problem(job.sort_budget)
     if problem is not None:  # this node has not the memory: another may (retried elsewhere)
-        return TaskResult(task=os.environ["GERYON_TASK"].split(".")[0], attempt=int(task_json["attempt"]),
-                          ok=False, error=f"task {os.environ['GERYON_TASK']}: {problem}", error_kind="memory")
+        return TaskResult(task=aid.task, attempt=aid.attempt, ok=False, error=f"task {aid}: {problem}",
+                          error_kind=FailureKind.MEMORY)
     work = os.path.join(spec["out_root"], spec["staging"])
     if task_json["kind"] == "map":
         task = MapTask.from_json({**task_json, "workdir": work})
@@ -205,16 +207,14 @@ def main() -> int:
     except Exception as exc:  # the pack could not be loaded, or a bug of ours
         from geryon.mapreduce.task import traceback_tail
 
-        task = spec.get("task", {})
-        tid = f"{'m' if task.get('kind') == 'map' else 'r'}{task.get('index', '?')}"
-        from geryon.errors import JobDefinitionError
-
+        aid = AttemptId.of_json(spec.get("task", {}))
         # The job's own code does not load (an import the node cannot satisfy, a syntax
-        # error): the same on every node, so the job fails at once and no node is blamed.
-        user = isinstance(exc, (JobDefinitionError, SyntaxError, ImportError)) or type(exc).__name__ == "JobPackError"
-        result = TaskResult(task=tid, attempt=int(task.get("attempt", 0)), ok=False,
-                            error=f"task {tid} could not start: {type(exc).__name__}: {exc}",
-                            error_kind="user" if user else "system", detail=traceback_tail(exc.__cause__ or exc))
+        # error, a damaged pack): the same on every node, so the job fails at once and no
+        # node is blamed; anything else is ours (`classify`).
+        result = TaskResult(task=aid.task, attempt=aid.attempt, ok=False,
+                            error=f"task {aid.task} could not start: {type(exc).__name__}: {exc}",
+                            error_kind=classify(exc, otherwise=FailureKind.SYSTEM),
+                            detail=traceback_tail(exc.__cause__ or exc))
     result.seconds = time.monotonic() - started
     result.peak_rss = memory.peak_rss()
     tmp = spec["result"] + ".tmp"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from geryon.mapreduce import counters
+from geryon.attempt import FailureKind
 from geryon.errors import GeryonError
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,8 @@ SKIPPED_NAME = "skipped_records"
 class InputError(GeryonError):
     """An input file could not be read or decoded."""
 
+    failure_kind = FailureKind.INPUT   # a damaged copy: a replica may read
+
 
 class BadRecord(InputError):
     """A malformed input record; the message names the file and the position.
@@ -32,6 +35,8 @@ class BadRecord(InputError):
     `recoverable` says whether the reader can go on with the next record of the same file
     (False: the rest of the file is lost, as after a truncated archive).
     """
+
+    failure_kind = FailureKind.USER    # in every copy alike
 
     def __init__(self, message: str, recoverable: bool = True) -> None:
         super().__init__(message)
