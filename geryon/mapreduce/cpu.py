@@ -1,9 +1,25 @@
-"""Cpus: where tasks run. One small protocol; the local implementation is a process pool.
+"""Cpus: where task attempts run. One small protocol; the local implementation is a process pool.
 
-A `Cpu` has a name, a number of slots and `submit(task) -> Future[TaskResult]`. The local
-cpu forks a worker process per attempt (`forkpool`), which inherits the job (functions and
-all), so no job code is ever serialised; with one slot it runs tasks in the calling process, like mrjob's inline
-runner, so a debugger sees the user's code. Remote cpus (node daemons) are elsewhere.
+The `Cpu` protocol is all the driver (`geryon.mapreduce.engine.Driver`) needs of an executor:
+
+- `name` (str): how records and messages name it; `slots` (int): attempts it runs at once.
+- `submit(job_id, task, on_log) -> Future[TaskResult]`: start one attempt of a `MapTask`
+  or `ReduceTask` (`geryon.mapreduce.task`; `task.attempt_id` names it). The future's result is the
+  attempt's `TaskResult`, failures included (`ok=False` with a `geryon.attempt.FailureKind`);
+  an exception from the future means the attempt was lost (the driver classifies it with
+  `classify`: `WorkerDied`, `NodeError`, ...). What the task printed is either passed to
+  `on_log(bytes)` while it runs (from any thread) or returned in `result.log`. A map's
+  `result.output` names its output where the policy's `map_output` can find it; a reduce's
+  is its staged part. `submit` must not block for the attempt.
+- `close()`: after the job (waits for nothing that matters); `abort()`: stop every running
+  attempt at once (Ctrl-C).
+
+Everything else about where it runs (where splits are read from, how parts are committed,
+whether a cpu can die) is the driver's `Policy`. The local cpu forks a worker process per
+attempt (`forkpool`), which inherits the job (functions and all), so no job code is ever
+serialised; with one slot it runs tasks in the calling process, like mrjob's inline
+runner, so a debugger sees the user's code. Remote cpus: `geryon.mapreduce.jobnodes.RemoteCpu`.
+Not here: the driver, its policies.
 """
 from __future__ import annotations
 
@@ -34,11 +50,17 @@ LOG_CAP = 1 << 20
 """Bytes of a local attempt's printed output kept for its log."""
 
 
+OnLog = Callable[[bytes], None]
+"""Called with what an attempt printed, as it prints it."""
+
+
 class Cpu(Protocol):
+    """Where attempts run (see the module's docstring for the contract)."""
+
     name: str
     slots: int
 
-    def submit(self, job_id: str, task: MapTask | ReduceTask) -> cf.Future[TaskResult]: ...
+    def submit(self, job_id: str, task: MapTask | ReduceTask, on_log: OnLog | None = None) -> cf.Future[TaskResult]: ...
 
     def close(self) -> None: ...
 
@@ -142,7 +164,8 @@ class LocalCpu:
         # own attempt, and says how it died (`forkpool.WorkerDied`); the driver retries it.
         return ForkPool(initializer=_ignore_interrupts)
 
-    def submit(self, job_id: str, task: MapTask | ReduceTask) -> cf.Future[TaskResult]:
+    def submit(self, job_id: str, task: MapTask | ReduceTask, on_log: OnLog | None = None) -> cf.Future[TaskResult]:
+        """Run an attempt in a worker process (or inline); what it prints comes back in `result.log`."""
         return self._pool.submit(run_task, job_id, task, self._capture)
 
     def close(self) -> None:

@@ -1,94 +1,62 @@
-"""The job driver: plan map tasks, run them on cpus, shuffle, reduce, commit.
+"""The job driver, written once: plan map tasks, run attempts on cpus, shuffle, reduce, commit.
 
-Pull-based: each cpu has slots, and a free slot takes the next pending task. A task
-attempt that fails for a reason outside the user's code (a worker died, a disk filled up)
-is retried, up to `max_attempts`; a failure of the user's own code is deterministic and
-fails the job at once with its message. Nothing is committed until every reduce task has
-succeeded; then each part file is renamed into place. Not here: the tasks themselves
-(`maptask`, `reducetask`) and where cpus come from (`cpu`, the cluster modules).
+Pull-based: each cpu (`geryon.mapreduce.cpu.Cpu`) has slots, and a free slot takes the next pending
+task; reduces start when every map output is in place. Every attempt has an id (`m3.a1`,
+`geryon.attempt.AttemptId`); the first successful result of each task is the one used, any
+other is ignored. A failed attempt is tried again when its `FailureKind` is one another
+attempt may cure, up to `max_attempts`; anything else (the user's own code) fails the job at
+once with its message. Nothing is committed until every reduce has succeeded.
+
+What differs between this machine and a cluster is a `Policy` the driver consults, not a
+second scheduler: where the splits are planned from, which failures are retried, locality
+(a map waits a little for a slot on a node holding its input), whether a cpu can die and
+take its outputs with it (fencing: a cpu declared dead delivers nothing more; its map
+outputs are recomputed), lost map outputs recomputed, input copies found unreadable tried
+last, and how the parts are committed (`geryon.policy`; the cluster's is
+`geryon.mapreduce.clusterdriver.ClusterPolicy`). Not here: the tasks themselves (`maptask`, `reducetask`),
+the cpus (`geryon.mapreduce.cpu`, `geryon.mapreduce.jobnodes.RemoteCpu`), the policies, the report's types
+(`geryon.report`).
 """
 from __future__ import annotations
 
 import concurrent.futures as cf
 import logging
-import os
 import re
 import secrets
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from geryon.mapreduce import counters as counters_mod
 from geryon.mapreduce import memory
-from geryon.attempt import AttemptState, FailureKind, classify
-from geryon.disks.chunk import TEMP_MARK
+from geryon.attempt import AttemptId, AttemptState, FailureKind, classify
 from geryon.mapreduce.cpu import Cpu
-from geryon.disks import Disk
-from geryon.errors import GeryonError, JobFailed, UnknownDisk
+from geryon.errors import GeryonError, JobFailed
 from geryon.mapreduce.job import Job
-from geryon.mapreduce.job import DEFAULT_SPLIT_SIZE
-from geryon.records.readers import check_record_sizes, may_cut_files
-from geryon.records.split import Split, list_files, only_under, list_local_files, plan_balanced, plan_splits, split_count_for
+from geryon.policy import CpuLost, LocalPolicy, Policy, plan
+from geryon.report import JobReport, PhaseStats, Progress, Silent
 from geryon.mapreduce.task import MapTask, ReduceTask, TaskResult
+
+__all__ = ["DEFAULT_MAX_ATTEMPTS", "CpuLost", "Driver", "JobReport", "LocalPolicy", "PhaseStats", "Policy", "Progress",
+           "check_job_name", "failure_message", "new_job_id", "plan"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_ATTEMPTS = 4
 """Attempts per task before the job fails (Hadoop's default)."""
 
+EXTRA_FETCH_ROUNDS = 8
+"""Attempts a task may spend beyond `max_attempts` on inputs lost with their node or silent."""
 
-class Progress(Protocol):
-    """What the driver tells whoever watches a job."""
+UNREACHABLE_PAUSE = 1.0
+"""Seconds before a map whose input no node served is tried again."""
 
-    def phase(self, name: str, total: int, nbytes: int) -> None: ...
+IDLE_PAUSE = 0.1
+"""Seconds the driver waits when every pending task waits (a pause, locality) and none runs."""
 
-    def task_done(self, result: TaskResult) -> None: ...
-
-    def message(self, text: str) -> None: ...
-
-
-class _Silent:
-    def phase(self, name: str, total: int, nbytes: int) -> None:
-        pass
-
-    def task_done(self, result: TaskResult) -> None:
-        pass
-
-    def message(self, text: str) -> None:
-        pass
-
-
-@dataclass
-class PhaseStats:
-    tasks: int = 0
-    records_in: int = 0
-    records_out: int = 0
-    bytes_in: int = 0
-    bytes_out: int = 0
-    seconds: float = 0.0
-    attempts: int = 0
-
-
-@dataclass
-class JobReport:
-    """What a finished job did: its part files, counters and per-phase figures."""
-
-    job_id: str
-    name: str
-    out_dir: str
-    parts: list[str]
-    format: str
-    map: PhaseStats = field(default_factory=PhaseStats)
-    reduce: PhaseStats = field(default_factory=PhaseStats)
-    counters: dict[str, dict[str, int]] = field(default_factory=dict)
-    seconds: float = 0.0
-    shuffled: int = 0  # bytes of map output read by reducers
-    slowest: list[tuple[str, str, float]] = field(default_factory=list)  # (attempt, cpu, seconds)
-    failed_attempts: int = 0
-    urls: list[str] = field(default_factory=list)  # cluster: where the parts are on the nodes
+SLOWEST = 5
+"""Attempts in a report's slowest-attempts list."""
 
 
 def new_job_id(name: str) -> str:
@@ -104,222 +72,409 @@ def check_job_name(name: str) -> str:
     return name
 
 
-def plan(job: Job, disks: Sequence[Disk], slots: int = 1) -> list[tuple[Split, Disk]]:
-    """Cut every input disk into splits, in disk order then file order.
+@dataclass
+class _Task:
+    id: str                    # m3, r0
+    attempts: int = 0          # attempt ids handed out so far
+    failures: int = 0          # failed attempts that count toward max_attempts
+    fetch_rounds: int = 0      # attempts spent on inputs lost with their node, or silent
+    tried: set[Cpu] = field(default_factory=set)
+    not_before: float = 0.0    # monotonic time before which it is not dispatched again
+    queued: float = 0.0        # monotonic time it (last) became dispatchable
 
-    With no split size set on the job, the size adapts to the input and the slots
-    (`split.split_size_for`); the plan never depends on timing, so output bytes do not.
-    """
-    listed = [(d, _chosen_files(d) if d.files else
-               only_under(d.only, list_local_files(d.path) if d.path else list_files(d.fs))) for d in disks]
-    if not job.map.streaming:  # a file read whole as one record must fit in the budget
-        for d, files in listed:
-            check_record_sizes(job.reader, d.name, files, job.sort_budget)
-    # Only line records of uncompressed files may be cut into byte ranges (readers.may_cut).
-    cuts = {id(d): may_cut_files(job.reader, [p for p, _ in files]) for d, files in listed}
-    splits: list[tuple[Split, Disk]] = []
-    if job.split_size is not None:
-        for disk, files in listed:
-            splits.extend((s, disk) for s in plan_splits(disk.name, files, job.split_size, cut_files=cuts[id(disk)]))
-        return splits
-    total = sum(n for _, files in listed for _, n in files)
-    count = split_count_for(total, slots, DEFAULT_SPLIT_SIZE)
-    size = max(1, -(-total // count))
-    for disk, files in listed:
-        disk_total = sum(n for _, n in files)
-        if cuts[id(disk)] and any(n > size for _, n in files):
-            # big files are cut into line-aligned ranges of the target size
-            splits.extend((s, disk) for s in plan_splits(disk.name, files, size, cut_files=True))
-        else:
-            share = max(1, round(count * disk_total / total)) if total else 1
-            splits.extend((s, disk) for s in plan_balanced(disk.name, files, share))
-    return splits
+    @property
+    def is_map(self) -> bool:
+        return self.id.startswith("m")
+
+    @property
+    def index(self) -> int:
+        return int(self.id[1:])
 
 
-def _chosen_files(disk: Disk) -> list[tuple[str, int]]:
-    """The files a file or glob input named, with their sizes (`disks.resolve_inputs`)."""
-    out = []
-    for name in disk.files:
-        try:
-            out.append((name, disk.fs.getsize(name)))
-        except Exception as exc:   # fs errors: gone since the job was asked for
-            raise UnknownDisk(f"{disk.name}{name}: {exc}") from exc
-    return out
+@dataclass
+class _Running:
+    task: _Task
+    aid: AttemptId
+    cpu: Cpu
+    started: float
 
 
 class Driver:
-    """Runs one job to its commit on a set of cpus."""
+    """Runs one job to its commit on a set of cpus, by a policy.
+
+    Args:
+        job: the job.
+        cpus: where attempts run (`geryon.mapreduce.cpu.Cpu`).
+        job_id: the job's id (names its temporary data, and its record).
+        policy: the rules of where it runs (default: `LocalPolicy`, this machine).
+        progress: what to tell about the job as it runs.
+        max_attempts: failed attempts of one task before the job fails.
+        workdir: local mode: where map outputs go (default: the system's temporary directory).
+        record: a `geryon.mapreduce.jobstore.JobRecord` keeping the job's metadata, or None.
+        echo: called with each line a task printed, prefixed with its attempt's id.
+    """
 
     def __init__(self, job: Job, cpus: Sequence[Cpu], job_id: str, progress: Progress | None = None,
-                 max_attempts: int = DEFAULT_MAX_ATTEMPTS, workdir: str | None = None,
-                 retry_kinds: tuple[FailureKind, ...] = (FailureKind.SYSTEM, FailureKind.MEMORY), record: object = None,
-                 echo: Callable[[str], None] | None = None) -> None:
+                 max_attempts: int = DEFAULT_MAX_ATTEMPTS, workdir: str | None = None, record: Any = None,
+                 echo: Callable[[str], None] | None = None, policy: Policy | None = None) -> None:
         self.job = job
-        self.echo = echo  # called with each line a task printed, prefixed with its attempt's id
-        self.record = record  # a geryon.mapreduce.jobstore.JobRecord, or None
         self.cpus = list(cpus)
         self.job_id = job_id
-        self.progress = progress or _Silent()
+        self.progress = progress or Silent()
         self.max_attempts = max_attempts
-        self._workdir_parent = workdir
-        # Which failures another attempt may cure. In local mode a full disk stays full;
-        # a cluster adds "disk_full" because the next attempt runs on another cpu.
-        self.retry_kinds = retry_kinds
+        self.record = record
+        self.echo = echo
+        self.policy = policy if policy is not None else LocalPolicy(workdir)
+        self.maps: list[MapTask] = []
+        self.input_bytes = 0
 
-    def run(self, disks: Sequence[Disk], out_dir: str) -> JobReport:
+    # -- the job ------------------------------------------------------------------------------
+    def run(self, disks: Sequence[Any], out_dir: str | None = None) -> JobReport:
         started = time.monotonic()
         job = self.job
         check_job_name(job.name)
-        problem = memory.budget_problem(job.sort_budget)
-        if problem is not None:  # the task would be killed by the kernel, or (-j 1) the driver with it
-            raise GeryonError(problem)
-        os.makedirs(out_dir, exist_ok=True)
-        out_dir = os.path.abspath(out_dir)
-        staging = f"{TEMP_MARK}{self.job_id}"  # hidden in listings, removed on failure
-        work = tempfile.mkdtemp(prefix=f"geryon-{self.job_id}-", dir=self._workdir_parent)
         # A streaming reducer writes its own text lines, whatever format the job names.
         fmt = "text" if job.reduce is not None and job.reduce.streaming else job.format
-        report = JobReport(self.job_id, job.name, out_dir, [], fmt)
-        self._slow: list[tuple[float, str, str]] = []
         try:
-            missing = [d.name for d in disks if not d.path]
-            if missing:
-                raise GeryonError(f"{missing[0]}: only local disks can be read in local mode")
-            planned = plan(job, disks, sum(c.slots for c in self.cpus))
-            maps = [MapTask(i, 0, s, d.path or "", work, d.replicas) for i, (s, d) in enumerate(planned)]
-            if self.record is not None:
-                self.record.update_info({"maps": len(maps), "cpus": [c.name for c in self.cpus]})
-            self.progress.phase("map", len(maps), sum(s.size for s, _ in planned))
-            t0 = time.monotonic()
-            map_results = self._run_all(maps, report.map)
-            report.map.seconds = time.monotonic() - t0
-            reduces = [
-                ReduceTask(r, 0, tuple((res.output, res.segments[r]) for res in map_results), out_dir, staging)
-                for r in range(job.partitions)
-            ]
-            shuffle = sum(res.segments[r].length for res in map_results for r in range(job.partitions))
-            self.progress.phase("reduce", len(reduces), shuffle)
-            t0 = time.monotonic()
-            reduce_results = self._run_all(reduces, report.reduce)
-            report.reduce.seconds = time.monotonic() - t0
-            report.shuffled = shuffle
-            report.parts = self._commit(out_dir, staging, reduce_results)
-            report.slowest = [(t, c, sec) for sec, t, c in sorted(self._slow, reverse=True)[:5]]
-            counters_mod.merge(report.counters, [r.counters for r in map_results + reduce_results])
+            report = JobReport(self.job_id, job.name, self.policy.begin(self, out_dir), [], fmt)
+            self._prepare(disks)
+            self._schedule(report)
+            report.parts = self._finish(report)
         finally:
-            shutil.rmtree(work, ignore_errors=True)
-            shutil.rmtree(os.path.join(out_dir, staging), ignore_errors=True)
+            self.policy.end()
         report.seconds = time.monotonic() - started
         return report
 
-    def _run_all(self, tasks: Sequence[MapTask | ReduceTask], stats: PhaseStats) -> list[TaskResult]:
-        """Run tasks on the cpus' free slots until all succeed; results in task order."""
-        pending: list[MapTask | ReduceTask] = list(reversed(tasks))
-        results: dict[int, TaskResult] = {}
-        running: dict[cf.Future[TaskResult], tuple[MapTask | ReduceTask, Cpu]] = {}
-        busy = {id(c): 0 for c in self.cpus}
-        stats.tasks = len(tasks)
+    def _prepare(self, disks: Sequence[Any]) -> None:
+        self.maps = self.policy.plan(self, disks)
+        self.input_bytes = sum(m.split.size for m in self.maps)
+        if self.record is not None:
+            self.record.update_info({"maps": len(self.maps), "cpus": [c.name for c in self.cpus],
+                                     **self.policy.info()})
+
+    # -- scheduling ---------------------------------------------------------------------------
+    def _schedule(self, report: JobReport) -> None:
+        M, R = len(self.maps), self.job.partitions
+        now = time.monotonic()
+        self.tasks = {f"m{i}": _Task(f"m{i}", queued=now) for i in range(M)}
+        self.tasks.update({f"r{r}": _Task(f"r{r}", queued=now) for r in range(R)})
+        self.pending: list[str] = list(self.tasks)
+        self.map_done: dict[int, tuple[TaskResult, Cpu]] = {}
+        self.reduce_done: dict[int, tuple[TaskResult, Cpu]] = {}
+        self.running: dict[cf.Future[TaskResult], _Running] = {}
+        self.dead: set[Cpu] = set()
+        self.excluded: set[Cpu] = set()
+        self.cpu_failures: dict[Cpu, int] = {}
+        self.busy = {c: 0 for c in self.cpus}
+        self.slowest: list[tuple[float, str, str]] = []
+        self._last_failure = ""
+        self._rr = 0
+        self._report = report
+        report.map.tasks, report.reduce.tasks = M, R
+        self.progress.phase("map", M, self.input_bytes)
+        self._phase = "map"
+        self._t0 = time.monotonic()
+        self._drain()
+        report.reduce.seconds = time.monotonic() - self._t0
+
+    def _drain(self) -> None:
+        """Dispatch and collect attempts until every reduce has a result and nothing runs."""
+        M, R = len(self.maps), self.job.partitions
         try:
-            while pending or running:
-                for cpu in self.cpus:
-                    while pending and busy[id(cpu)] < cpu.slots:
-                        task = pending.pop()
-                        if self.record is not None:
-                            self.record.attempt_started(task.id, task.attempt, cpu.name, _input_of(task))
-                        fut = cpu.submit(self.job_id, task)
-                        running[fut] = (task, cpu)
-                        busy[id(cpu)] += 1
-                        stats.attempts += 1
-                done, _ = cf.wait(list(running), return_when=cf.FIRST_COMPLETED)
+            while len(self.reduce_done) < R or self.running:
+                if len(self.map_done) == M and self._phase == "map":
+                    self._report.map.seconds = time.monotonic() - self._t0
+                    self._t0 = time.monotonic()
+                    self._phase = "reduce"
+                    self.progress.phase("reduce", R, self._shuffle_bytes())
+                self._dispatch()
+                if not self.running:
+                    if len(self.reduce_done) == R:
+                        break
+                    if not any(self._usable(c) for c in self.cpus):
+                        raise JobFailed(self._no_cpus_message())
+                    time.sleep(IDLE_PAUSE)   # tasks wait (a pause after an unreachable input, locality)
+                    continue
+                done, _ = cf.wait(list(self.running), timeout=0.5, return_when=cf.FIRST_COMPLETED)
                 for fut in done:
-                    task, cpu = running.pop(fut)
-                    busy[id(cpu)] -= 1
-                    result = self._result_of(fut, task)
-                    self._show_log(task, result)
-                    if self.record is not None:
-                        self.record.attempt_ended(task.id, task.attempt, AttemptState.DONE if result.ok else AttemptState.FAILED,
-                                                  error=result.error, records_in=result.records_in,
-                                                  records_out=result.records_out, bytes_in=result.bytes_in,
-                                                  bytes_out=result.bytes_out, output=result.output,
-                                                  peak_rss=result.peak_rss)
-                    if result.ok:
-                        self._slow.append((result.seconds, str(task.attempt_id), cpu.name))
-                        results[task.index] = result
-                        stats.records_in += result.records_in
-                        stats.records_out += result.records_out
-                        stats.bytes_in += result.bytes_in
-                        stats.bytes_out += result.bytes_out
-                        self.progress.task_done(result)
-                        continue
-                    retry = result.error_kind in self.retry_kinds and task.attempt + 1 < self.max_attempts
-                    if retry:
-                        # The full line is said once, when the task has used up its attempts.
-                        why = "was killed for memory" if result.error_kind == FailureKind.MEMORY else f"failed: {result.error}"
-                        log.warning("%s attempt %d %s; retrying", task.id, task.attempt, why)
-                        self.progress.message(f"retrying {task.id}: {why}")
-                        pending.append(_next_attempt(task))
-                        continue
-                    raise JobFailed(_failure_message(result, task))
+                    self._completed(fut, self.running.pop(fut))
         except Exception:
-            for fut in running:
+            for fut in self.running:
                 fut.cancel()
-            # Wait for attempts already running, so none writes after the clean-up.
-            cf.wait(list(running))
+            cf.wait(list(self.running))   # attempts already running end first: none writes after the clean-up
             raise
-        except BaseException:  # Ctrl-C: do not wait for running tasks; stop them
+        except BaseException:  # Ctrl-C: do not wait for running attempts; stop them
+            for fut in self.running:
+                fut.cancel()
             for cpu in self.cpus:
                 cpu.abort()
             raise
-        return [results[t.index] for t in tasks]
 
-    def _show_log(self, task: MapTask | ReduceTask, result: TaskResult) -> None:
-        """Keep what the attempt printed in its log (`geryon logs`) and pass it to `echo`."""
-        if not result.log:
-            return
+    def _shuffle_bytes(self) -> int:
+        return sum(s.length for res, _ in self.map_done.values() for s in res.segments)
+
+    def _usable(self, cpu: Cpu) -> bool:
+        return cpu not in self.dead and cpu not in self.excluded
+
+    def _no_cpus_message(self) -> str:
+        gone = [c.name for c in self.cpus if not self._usable(c)]
+        msg = f"no usable cpu left for {len(self.pending)} pending task(s): {', '.join(gone)} dead or excluded"
+        return msg + (f"; last failure: {self._last_failure}" if self._last_failure else "")
+
+    def _dispatch(self) -> None:
+        maps_complete = len(self.map_done) == len(self.maps)
+        n = len(self.cpus)
+        order = [self.cpus[(self._rr + i) % n] for i in range(n)]
+        self._rr = (self._rr + 1) % n
+        usable = [c for c in self.policy.order(order, self.busy) if self._usable(c)]
+        progress = True
+        while progress and self.pending:
+            progress = False
+            for cpu in usable:          # one task per cpu per round: round robin
+                if self.busy[cpu] >= cpu.slots:
+                    continue
+                key = self._choose(cpu, usable, maps_complete)
+                if key is None:
+                    continue
+                self.pending.remove(key)
+                self._start(self.tasks[key], cpu)
+                progress = True
+
+    def _choose(self, cpu: Cpu, usable: list[Cpu], maps_complete: bool) -> str | None:
+        fallback = None
+        now = time.monotonic()
+        for key in self.pending:
+            task = self.tasks[key]
+            if not task.is_map and not maps_complete:
+                continue
+            if task.not_before > now:
+                continue
+            if cpu in task.tried and any(c not in task.tried for c in usable):
+                continue          # another cpu has not tried this one yet
+            homes = self.policy.homes(self.maps[task.index]) if task.is_map else set()
+            if homes:
+                if self.policy.home(cpu) in homes:
+                    return key    # its input is on this node
+                if now - task.queued < self.policy.locality_wait and any(
+                        self.policy.home(c) in homes and self._usable(c) for c in self.cpus):
+                    continue      # a node holding its input may free a slot soon
+            if fallback is None:
+                fallback = key
+                if not homes:     # no map further on can be more at home here
+                    break
+        return fallback
+
+    def _attempt_task(self, task: _Task, attempt: int) -> MapTask | ReduceTask:
+        if task.is_map:
+            return self.policy.map_attempt(replace(self.maps[task.index], attempt=attempt))
+        inputs = []
+        for i in range(len(self.maps)):
+            res, cpu = self.map_done[i]
+            inputs.append((self.policy.map_output(res, cpu), res.segments[task.index]))
+        return self.policy.reduce_attempt(task.index, attempt, tuple(inputs))
+
+    def _start(self, task: _Task, cpu: Cpu) -> None:
+        aid = AttemptId(task.id, task.attempts)
+        task.attempts += 1
+        task.tried.add(cpu)
+        self.busy[cpu] += 1
+        spec = self._attempt_task(task, aid.attempt)
+        where = self.maps[task.index].split.describe() if task.is_map else f"partition {task.index}"
         if self.record is not None:
-            self.record.stderr(task.id, task.attempt, result.log.encode("utf-8", errors="replace"))
-        if self.echo is not None:
-            for line in result.log.splitlines():
-                self.echo(f"{task.attempt_id}: {line}")
-
-    def _result_of(self, fut: cf.Future[TaskResult], task: MapTask | ReduceTask) -> TaskResult:
+            self.record.attempt_started(task.id, aid.attempt, cpu.name, where)
+        (self._report.map if task.is_map else self._report.reduce).attempts += 1
         try:
-            return fut.result()
-        except Exception as exc:  # the worker died, or the task could not be sent
+            fut = cpu.submit(self.job_id, spec, lambda data: self._log(aid, data))
+        except Exception as exc:  # the cpu could not take it: as if lost at once
+            fut = cf.Future()
+            fut.set_exception(exc)
+        self.running[fut] = _Running(task, aid, cpu, time.monotonic())
+        self._counts()
+
+    def _log(self, aid: AttemptId, data: bytes) -> None:
+        """Keep what an attempt printed in its log (`geryon logs`) and pass it to `echo`."""
+        if self.record is not None:
+            self.record.stderr(aid.task, aid.attempt, data)
+        if self.echo is not None:
+            for line in data.decode(errors="replace").splitlines():
+                self.echo(f"{aid}: {line}")
+
+    def _counts(self) -> None:
+        show = getattr(self.progress, "running", None)
+        if show is not None:
+            show(len(self.running), sum(t.failures for t in self.tasks.values()))
+
+    def _event(self, text: str) -> None:
+        log.info("%s", text)
+        if self.record is not None:
+            self.record.event(text)
+
+    def _result_of(self, fut: cf.Future[TaskResult], run: _Running) -> TaskResult:
+        try:
+            result = fut.result()
+        except Exception as exc:  # the worker died, its node did, or the attempt could not be sent
             kind = classify(exc, otherwise=FailureKind.SYSTEM)
-            if kind == FailureKind.MEMORY:
-                error = memory.killed_message(task.id, self.job.sort_budget, memory.memory_limit())
-            else:
-                error = f"{task.id} attempt {task.attempt} lost: {exc}"
-            return TaskResult(task=task.id, attempt=task.attempt, ok=False, error_kind=kind, error=error)
+            error = (memory.killed_message(run.task.id, self.job.sort_budget, memory.memory_limit())
+                     if kind == FailureKind.MEMORY else f"{run.aid} on {run.cpu.name} lost: {exc}")
+            return TaskResult(task=run.task.id, attempt=run.aid.attempt, ok=False, error_kind=kind, error=error)
+        if result.log:   # printed output a cpu returns rather than streams
+            self._log(run.aid, result.log.encode("utf-8", errors="replace"))
+        return result
 
-    def _commit(self, out_dir: str, staging: str, results: list[TaskResult]) -> list[str]:
-        """Rename every committed attempt to `part-0000r`, then write `_SUCCESS` (`geryon.mapreduce.outdir`).
+    def _completed(self, fut: cf.Future[TaskResult], run: _Running) -> None:
+        task, cpu = run.task, run.cpu
+        self.busy[cpu] -= 1
+        result = self._result_of(fut, run)
+        seconds = time.monotonic() - run.started
+        self.policy.attempt_ended(self.maps[task.index] if task.is_map else None, result)
+        if cpu in self.dead:
+            # Fencing: whatever a cpu declared dead says, nothing of it is used.
+            self._ended(run, AttemptState.IGNORED, result, f"late result from {cpu.name}, declared dead")
+            self._requeue_if_needed(task)
+            return
+        if result.ok:
+            self._succeeded(run, result, seconds)
+        else:
+            self._failed(run, result)
+        self._counts()
 
-        Every destination is checked first, so that a name taken by a directory fails the
-        job before any part is replaced: a job commits all its parts or none.
-        """
-        from geryon.mapreduce import outdir
+    def _ended(self, run: _Running, state: AttemptState, result: TaskResult, error: str = "") -> None:
+        if self.record is not None:
+            self.record.attempt_ended(run.task.id, run.aid.attempt, state.value, error=error or result.error,
+                                      records_in=result.records_in, records_out=result.records_out,
+                                      bytes_in=result.bytes_in, bytes_out=result.bytes_out, output=result.output,
+                                      peak_rss=result.peak_rss)
 
-        return outdir.commit(out_dir, [os.path.join(out_dir, res.output) for res in results], self.job_id,
-                             self.job.name)
+    def _done(self, task: _Task) -> bool:
+        return task.index in (self.map_done if task.is_map else self.reduce_done)
+
+    def _queue(self, task: _Task) -> None:
+        task.queued = time.monotonic()
+        self.pending.append(task.id)
+
+    def _requeue_if_needed(self, task: _Task) -> None:
+        if not self._done(task) and task.id not in self.pending and \
+                not any(r.task is task for r in self.running.values()):
+            self._queue(task)
+
+    def _succeeded(self, run: _Running, result: TaskResult, seconds: float) -> None:
+        task = run.task
+        done = self.map_done if task.is_map else self.reduce_done
+        if task.index in done:
+            self._ended(run, AttemptState.IGNORED, result, "another attempt already committed")
+            return
+        done[task.index] = (result, run.cpu)
+        self._ended(run, AttemptState.DONE, result)
+        self.slowest.append((seconds, str(run.aid), run.cpu.name))
+        self.progress.task_done(result)
+
+    def _failed(self, run: _Running, result: TaskResult) -> None:
+        task, cpu, policy = run.task, run.cpu, self.policy
+        kind = result.error_kind
+        message = failure_message(result, run.aid, cpu.name if policy.names_cpus else None)
+        self._ended(run, AttemptState.LOST if kind == FailureKind.LOST else AttemptState.FAILED, result)
+        if kind in policy.requeue_kinds:
+            if kind == FailureKind.FETCH:
+                self._lost_input(result.lost_input)
+            else:   # no copy of the input answered: try again in a moment
+                task.not_before = time.monotonic() + UNREACHABLE_PAUSE
+            task.fetch_rounds += 1
+            if task.fetch_rounds > EXTRA_FETCH_ROUNDS + self.max_attempts:
+                raise JobFailed(message + " (its inputs kept disappearing)")
+            self._event(f"{run.aid} on {cpu.name}: {result.error}; running it again")
+            self._queue(task)
+            return
+        if task.is_map and kind == FailureKind.INPUT:
+            maps = policy.more_copies(self.maps, task.index)
+            if maps is not None:
+                self.maps = maps
+                task.fetch_rounds += 1
+                self._event(f"{run.aid} on {cpu.name}: {result.error}; the registry names another copy: "
+                            "running it again")
+                self._queue(task)
+                return
+        if kind not in policy.retry_kinds:
+            raise JobFailed(message)
+        task.failures += 1
+        self._last_failure = message
+        self.cpu_failures[cpu] = self.cpu_failures.get(cpu, 0) + 1
+        limit = policy.max_cpu_failures
+        if kind in (FailureKind.LOST, FailureKind.SYSTEM) and not policy.alive(cpu):
+            self._declare_dead(cpu)
+        elif limit is not None and self.cpu_failures[cpu] >= limit and cpu not in self.excluded:
+            self.excluded.add(cpu)
+            self._event(f"{cpu.name} excluded from the job after {limit} failed attempts")
+            self.progress.message(f"excluding {cpu.name}: {limit} failed attempts")
+        if task.failures >= self.max_attempts:
+            raise JobFailed(failure_message(result, run.aid, cpu.name if policy.names_cpus else None,
+                                            task.failures))
+        why = "was killed for memory" if kind == FailureKind.MEMORY else f"failed: {result.error}"
+        self._event(f"{run.aid} on {cpu.name} failed ({kind}): {result.error}; retrying")
+        self.progress.message(f"retrying {task.id}: {why}")
+        self._queue(task)
+
+    def _lost_input(self, location: str) -> None:
+        """A reducer could not read `location`: run its map again (and bury its cpu if dead)."""
+        owner = self.policy.owner(location, self.cpus)
+        if owner is None:
+            return
+        if owner not in self.dead and not self.policy.alive(owner):
+            self._declare_dead(owner)
+            return
+        for i, (res, cpu) in list(self.map_done.items()):
+            if cpu is owner and location.endswith("/" + res.output):
+                del self.map_done[i]
+                self._event(f"map output {location} unreadable: running m{i} again")
+                self._requeue_if_needed(self.tasks[f"m{i}"])
+
+    def _declare_dead(self, cpu: Cpu) -> None:
+        """`cpu` is gone: its attempts are lost, and so is every output it held."""
+        self.dead.add(cpu)
+        lost_maps = [i for i, (_, c) in self.map_done.items() if c is cpu]
+        lost_reduces = [r for r, (_, c) in self.reduce_done.items() if c is cpu]
+        for i in lost_maps:
+            del self.map_done[i]
+            self._requeue_if_needed(self.tasks[f"m{i}"])
+        for r in lost_reduces:
+            del self.reduce_done[r]
+            self._requeue_if_needed(self.tasks[f"r{r}"])
+        self._event(f"{cpu.name} declared dead: {len(lost_maps)} map output(s) and "
+                    f"{len(lost_reduces)} staged part(s) lost, their tasks run again")
+        self.progress.message(f"{cpu.name} is dead: running {len(lost_maps)} map(s) and "
+                              f"{len(lost_reduces)} reduce(s) again")
+
+    # -- commit -------------------------------------------------------------------------------
+    def _finish(self, report: JobReport) -> list[str]:
+        """Commit every part (the policy's way); a cpu lost meanwhile runs its tasks again."""
+        while True:
+            try:
+                parts = self.policy.commit([self.reduce_done[r] for r in range(self.job.partitions)], report)
+                break
+            except CpuLost as lost:
+                self._declare_dead(lost.cpu)
+                self._drain()
+        results = [r for r, _ in list(self.map_done.values()) + list(self.reduce_done.values())]
+        counters_mod.merge(report.counters, [r.counters for r in results])
+        for stats, done in ((report.map, self.map_done), (report.reduce, self.reduce_done)):
+            # from the accepted attempts only: a map run again after its node died counts once
+            stats.records_in = sum(r.records_in for r, _ in done.values())
+            stats.records_out = sum(r.records_out for r, _ in done.values())
+            stats.bytes_in = sum(r.bytes_in for r, _ in done.values())
+            stats.bytes_out = sum(r.bytes_out for r, _ in done.values())
+        report.shuffled = self._shuffle_bytes()
+        report.slowest = [(t, c, s) for s, t, c in sorted(self.slowest, reverse=True)[:SLOWEST]]
+        report.failed_attempts = sum(t.failures + t.fetch_rounds for t in self.tasks.values())
+        return parts
 
 
-def _input_of(task: MapTask | ReduceTask) -> str:
-    return task.split.describe() if isinstance(task, MapTask) else f"partition {task.index}"
-
-
-def _next_attempt(task: MapTask | ReduceTask) -> MapTask | ReduceTask:
-    from dataclasses import replace
-
-    return replace(task, attempt=task.attempt + 1)
-
-
-def _failure_message(result: TaskResult, task: MapTask | ReduceTask) -> str:
-    msg = result.error
-    if task.attempt > 0:
-        msg += f" (after {task.attempt + 1} attempts)"
+def failure_message(result: TaskResult, aid: AttemptId, cpu: str | None = None, attempts: int = 1) -> str:
+    """A failed job's message: the attempt's error, where it ran (`cpu`, if named), how many
+    attempts the task had, then its detail (a traceback's or stderr's tail)."""
+    msg = result.error or f"{aid} failed"
+    if cpu is not None:
+        msg += f" [attempt {aid} on cpu {cpu}]"
+    if attempts > 1:
+        msg += f" (after {attempts} attempts)"
     if result.detail:
         msg += "\n" + result.detail
     return msg
-

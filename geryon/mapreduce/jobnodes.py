@@ -1,7 +1,9 @@
 """Signed requests from a job driver to node job services: packs, attempts, commits, copies.
 
-An asyncio loop on a thread with one aiohttp session, for the driver's synchronous code.
-Not here: deciding anything (`geryon.cluster`), or the node side (`geryon.node.jobservice`).
+An asyncio loop on a thread with one aiohttp session, for the driver's synchronous code
+(started when first used). `RemoteCpu` is a node's job service as a `geryon.mapreduce.cpu.Cpu`.
+Not here: deciding anything (`geryon.cluster`, `geryon.mapreduce.engine`), or the node side
+(`geryon.node.jobservice`).
 """
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ import aiohttp
 from geryon.attempt import FailureKind
 from geryon.mapreduce.jobpack import JobPack
 from geryon.cluster.members import ClusterCpu
-from geryon.mapreduce.task import TaskResult
+from geryon.cluster.rcpu import next_after
+from geryon.mapreduce.task import MapTask, ReduceTask, TaskResult
 from registry.errors import RegistryError
 from registry.signer import Signer
 from registry import tls
@@ -73,15 +76,24 @@ class Nodes:
         self.secret = secret
         self.signer = Signer(secret)
         self.lease = lease
-        self.io = _Loop()
+        self._io: _Loop | None = None
         self._packs: dict[str, asyncio.Lock] = {}
         self._has_pack: set[tuple[str, str]] = set()
         self._holds: list[cf.Future[Any]] = []
 
+    @property
+    def io(self) -> _Loop:
+        if self._io is None:
+            self._io = _Loop()
+        return self._io
+
     def close(self) -> None:
         for fut in self._holds:
             fut.cancel()
-        self.io.close()
+        self._holds = []
+        if self._io is not None:
+            self._io.close()
+            self._io = None
 
     def hold(self, cpus: Sequence[ClusterCpu], job_id: str) -> None:
         """Hold the job open on every node (a WebSocket each, reopened if it drops): a node
@@ -207,3 +219,53 @@ class Nodes:
             self.io.call(all_(), timeout=ALIVE_TIMEOUT * 4)
         except Exception:
             pass
+
+
+class RemoteCpu:
+    """A node's job service as a `geryon.mapreduce.cpu.Cpu`: an attempt is one WebSocket to the node,
+    the job's pack sent first if the node lacks it, its stderr streamed to `on_log`.
+
+    Args:
+        info: the cpu as the registry describes it (`geryon.cluster.members.find_cpus`).
+        nodes: the driver's connection to the nodes (shared by its cpus).
+        pack: the job's pack.
+        out_chunks: the host's output chunks (`members.find_output_disks`), used round robin
+            (rcpu's rule); none: the node's work directory.
+    """
+
+    def __init__(self, info: ClusterCpu, nodes: Nodes, pack: JobPack, out_chunks: Sequence[str] = ()) -> None:
+        self.info = info
+        self.name = info.name
+        self.slots = info.slots
+        self.url = info.url
+        self.authority = info.authority
+        self.load = info.load
+        self.nodes = nodes
+        self.pack = pack
+        self.out_chunks = tuple(sorted(out_chunks))
+        self._last_chunk: str | None = None
+
+    def __repr__(self) -> str:
+        return f"RemoteCpu({self.name!r}, {self.url!r}, slots={self.slots})"
+
+    def submit(self, job_id: str, task: MapTask | ReduceTask,
+               on_log: Callable[[bytes], None] | None = None) -> cf.Future[TaskResult]:
+        return self.nodes.io.spawn(self.nodes.attempt(self.info, job_id, self.pack, task.to_json(),
+                                                      on_log or (lambda data: None), lambda: None,
+                                                      out_chunk=self._out_chunk()))
+
+    def _out_chunk(self) -> str | None:
+        if not self.out_chunks:
+            return None
+        self._last_chunk = next_after(list(self.out_chunks), self._last_chunk)
+        return self._last_chunk
+
+    def alive(self) -> bool:
+        """Does the node answer now?"""
+        return self.nodes.alive(self.info)
+
+    def close(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        """Nothing to kill from here: a node kills an attempt whose driver went away."""

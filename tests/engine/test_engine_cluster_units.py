@@ -1,12 +1,14 @@
-"""Unit tests of the cluster driver's bookkeeping, with an in-memory stand-in for the nodes."""
+"""Unit tests of the cluster policy's commit, with an in-memory stand-in for the nodes
+given to its constructor (no attribute set by hand)."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from geryon.mapreduce.clusterdriver import ClusterDriver, _Task
-from geryon.mapreduce.engine import JobReport
+from geryon.cluster import ClusterPolicy
+from geryon.mapreduce.engine import Driver, JobReport
 from geryon.mapreduce.job import Job, step_from_arg
+from geryon.mapreduce.jobnodes import RemoteCpu
 from geryon.mapreduce.jobpack import JobPack
 from geryon.cluster.members import ClusterCpu
 from geryon.mapreduce.task import TaskResult
@@ -18,6 +20,19 @@ class _Nodes:
     def __init__(self) -> None:
         self.commits: list[tuple[str, int]] = []
         self.marked: list[tuple[str, str]] = []
+        self.held: list[str] = []
+
+    def hold(self, cpus: list[ClusterCpu], job_id: str) -> None:
+        self.held.extend(c.name for c in cpus)
+
+    def forget(self, cpus: list[ClusterCpu], job_id: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def alive(self, cpu: ClusterCpu) -> bool:
+        return True
 
     def post_json(self, cpu: ClusterCpu, path: str, payload: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
         self.commits.append((cpu.name, payload["partition"]))
@@ -28,34 +43,23 @@ class _Nodes:
         return {"ok": True}
 
 
-def _driver(examples: Path) -> ClusterDriver:
+def test_commit_is_not_repeated_for_parts_already_committed(examples: Path) -> None:
     job = Job(map=step_from_arg(str(examples / "wordcount" / "map.py"), "map", False),
               reduce=step_from_arg(str(examples / "wordcount" / "reduce.py"), "reduce", False),
               partitions=2, name="wc")
-    cpus = [ClusterCpu("n0", "http://127.0.0.1:1", 1), ClusterCpu("n1", "http://127.0.0.1:2", 1)]
-    d = ClusterDriver(job, cpus, "wc-1", None, pack=JobPack.of(b"x"))
-    d.nodes = _Nodes()  # type: ignore[assignment]
-    d.maps = []
-    d.committed, d.record = {}, None
-    d.reduce_done = {r: (TaskResult(task=f"r{r}", attempt=0, ok=True, output=f"wc.part{r}.a0"), cpus[r])
-                     for r in range(2)}
-    d._report = JobReport("wc-1", "wc", "", [], "text")
-    d.map_done, d.running, d.pending, d.dead = {}, {}, [], set()
-    d.tasks = {("r", r): _Task(("r", r)) for r in range(2)}
-    return d
-
-
-def test_commit_is_not_repeated_for_parts_already_committed(examples: Path) -> None:
-    d = _driver(examples)
-    first = d._commit_parts()
-    assert [w for _, _, w in first] == ["geryon://127.0.0.1:1/c0/wc-1/part-00000",
-                                         "geryon://127.0.0.1:2/c0/wc-1/part-00001"]
-    # n1 dies after the commits: its part is lost and its reduce goes back to the queue...
-    d._declare_dead(d.cpus[1])
-    assert 1 not in d.reduce_done and 1 not in d.committed and d.pending == [("r", 1)]
-    # ... and runs again on n0: only that part is committed again
-    d.reduce_done[1] = (TaskResult(task="r1", attempt=1, ok=True, output="wc.part1.a1"), d.cpus[0])
-    second = d._commit_parts()
-    assert d.nodes.commits == [("n0", 0), ("n1", 1), ("n0", 1)]  # type: ignore[attr-defined]
-    assert [w for _, _, w in second] == ["geryon://127.0.0.1:1/c0/wc-1/part-00000",
-                                          "geryon://127.0.0.1:1/c0/wc-1/part-00001"]
+    nodes, pack = _Nodes(), JobPack.of(b"x")
+    cpus = [RemoteCpu(ClusterCpu(f"n{i}", f"http://127.0.0.1:{i + 1}", 1), nodes, pack)  # type: ignore[arg-type]
+            for i in range(2)]
+    policy = ClusterPolicy(nodes, None, pack=pack)  # type: ignore[arg-type]
+    driver = Driver(job, cpus, "wc-1", policy=policy)
+    assert policy.begin(driver, None) == "" and nodes.held == ["n0", "n1"]
+    report = JobReport("wc-1", "wc", "", [], "text")
+    parts = [(TaskResult(task=f"r{r}", attempt=0, ok=True, output=f"wc.part{r}.a0"), cpus[r]) for r in range(2)]
+    first = policy.commit(parts, report)
+    assert first == report.urls == ["geryon://127.0.0.1:1/c0/wc-1/part-00000", "geryon://127.0.0.1:2/c0/wc-1/part-00001"]
+    # n1 dies after the commits: its reduce runs again on n0, and only that part is committed again
+    parts[1] = (TaskResult(task="r1", attempt=1, ok=True, output="wc.part1.a1"), cpus[0])
+    second = policy.commit(parts, report)
+    assert nodes.commits == [("n0", 0), ("n1", 1), ("n0", 1)]
+    assert second == ["geryon://127.0.0.1:1/c0/wc-1/part-00000", "geryon://127.0.0.1:1/c0/wc-1/part-00001"]
+    assert sorted(nodes.marked) == [("n0", "/v1/jobs/wc-1/success")] * 2 + [("n1", "/v1/jobs/wc-1/success")]
