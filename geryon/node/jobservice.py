@@ -27,7 +27,7 @@ to the driver as binary frames (`\\x02` + bytes), then one text frame
 `{"op": "result", "result": {...}}`. When the driver's socket closes (the driver died, or
 it gave the attempt up because this node missed its lease) the attempt is killed: a
 paused node that wakes up cannot deliver a result anyone will use. Not here: deciding
-what runs where, or which attempt counts (the driver decides; `geryon.mapreduce.clusterdriver`).
+what runs where, or which attempt counts (the driver decides; `geryon.cluster`).
 """
 from __future__ import annotations
 
@@ -47,6 +47,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from geryon.attempt import AttemptId, FailureKind
 from geryon.disks.chunk import TEMP_MARK, ChunkFS
 from geryon.mapreduce import memory
 from geryon.errors import GeryonError
