@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from geryon.attempt import AttemptState
 from geryon.mapreduce.jobhistory import phase_counts, phase_of, task_order
 
 log = logging.getLogger(__name__)
@@ -21,7 +22,7 @@ log = logging.getLogger(__name__)
 DEFAULT_SLOWEST = 5
 """Tasks listed as the slowest of a job."""
 
-ATTEMPT_STATES = ("running", "done", "failed", "lost", "ignored", "killed")
+ATTEMPT_STATES = tuple(s.value for s in AttemptState)
 """States a bar can have (its CSS class is `state-<state>`)."""
 
 
@@ -153,7 +154,7 @@ def running_on(record: dict[str, Any]) -> dict[str, int]:
 
 def failures(record: dict[str, Any]) -> list[dict[str, Any]]:
     """Attempts that failed or were lost, in task order."""
-    bad = [a for a in record.get("attempts") or [] if a.get("state") in ("failed", "lost")]
+    bad = [a for a in record.get("attempts") or [] if a.get("state") in (AttemptState.FAILED, AttemptState.LOST)]
     return sorted(bad, key=lambda a: (task_order(str(a.get("task", ""))), a.get("attempt", 0)))
 
 
