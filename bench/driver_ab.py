@@ -7,8 +7,8 @@
 Each round runs, for each checkout in turn (the order alternating every round, so neither
 always runs on a warmer cache or a quieter minute), (1) local mode, `geryon mapreduce -q
 examples/wordcount/map.py examples/wordcount/reduce.py CORPUS -j 2 --out DIR`, and (2) the
-cluster benchmark (`bench/cluster/run.py --runs 1`: a registry and 3 node daemons of that
-checkout, its local and cluster runs). Each checkout's own `.venv/bin` comes first on
+cluster benchmark (this checkout's `bench/cluster/run.py --runs 1`: a registry and 3 node
+daemons of that checkout's `geryon`, its local and cluster runs). Each checkout's own `.venv/bin` comes first on
 PATH. Prints a markdown table of medians and the median of the paired after/before ratios
 (a loaded machine swings single runs; the pairs are what mean something), and checks
 that both checkouts' local outputs are byte-identical.
@@ -42,7 +42,9 @@ def local_run(tree: Path, corpus: Path, work: Path, tag: str) -> float:
     cmd = ["geryon", "mapreduce", "-q", str(tree / "examples/wordcount/map.py"),
            str(tree / "examples/wordcount/reduce.py"), str(corpus), "-j", "2", "--out", str(out)]
     t0 = time.monotonic()
-    subprocess.run(cmd, check=True, capture_output=True, env=_env(tree, work), cwd=work)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(tree, work), cwd=work)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
     return time.monotonic() - t0
 
 
@@ -50,8 +52,11 @@ def cluster_run(tree: Path, corpus: Path, work: Path, tag: str) -> tuple[float, 
     """(local s, cluster s) of one `bench/cluster/run.py --runs 1` of `tree`."""
     where = work / f"cluster-{tag}"
     shutil.rmtree(where, ignore_errors=True)
-    subprocess.run([sys.executable, str(tree / "bench/cluster/run.py"), "--corpus", str(corpus), "--runs", "1",
-                    "--work", str(where)], check=True, capture_output=True, env=_env(tree, work))
+    # this checkout's harness for both (the example job is the same): only `geryon` on PATH differs
+    proc = subprocess.run([sys.executable, str(HERE / "bench/cluster/run.py"), "--corpus", str(corpus), "--runs", "1",
+                           "--work", str(where)], capture_output=True, text=True, env=_env(tree, work))
+    if proc.returncode != 0:
+        raise SystemExit(f"bench/cluster/run.py with {tree} failed:\n{proc.stderr[-3000:]}")
     times = json.loads((where / "result.json").read_text())["times"]
     shutil.rmtree(where, ignore_errors=True)
     return times["local"][0], times["cluster"][0]

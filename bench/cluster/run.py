@@ -156,9 +156,9 @@ def main() -> None:
                               "attempts": len(rec["attempts"]), "maps": rec.get("maps")}
                 print(f"run {run} {mode}: {seconds:.2f}s", file=sys.stderr, flush=True)
             for r in range(a.R):
-                same = (work / "local-out" / f"wc.part{r}").read_bytes() == (work / "cluster-out" / f"wc.part{r}").read_bytes()
+                same = (work / "local-out" / f"part-{r:05d}").read_bytes() == (work / "cluster-out" / f"part-{r:05d}").read_bytes()
                 if not same:
-                    raise SystemExit(f"wc.part{r} differs between local and cluster mode")
+                    raise SystemExit(f"part-{r:05d} differs between local and cluster mode")
         med = {m: statistics.median(t) for m, t in times.items()}
         overhead = (med["cluster"] / med["local"] - 1) * 100
         size = sum(du(d) for d in disks)
