@@ -53,7 +53,7 @@ def cluster_run(tree: Path, corpus: Path, work: Path, tag: str) -> tuple[float, 
     where = work / f"cluster-{tag}"
     shutil.rmtree(where, ignore_errors=True)
     # this checkout's harness for both (the example job is the same): only `geryon` on PATH differs
-    proc = subprocess.run([sys.executable, str(HERE / "bench/cluster/run.py"), "--corpus", str(corpus), "--runs", "1",
+    proc = subprocess.run([str(tree / ".venv/bin/python"), str(HERE / "bench/cluster/run.py"), "--corpus", str(corpus), "--runs", "1",
                            "--work", str(where)], capture_output=True, text=True, env=_env(tree, work))
     if proc.returncode != 0:
         raise SystemExit(f"bench/cluster/run.py with {tree} failed:\n{proc.stderr[-3000:]}")
