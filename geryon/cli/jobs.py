@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from geryon.attempt import AttemptId
+from geryon.mapreduce.attempt import AttemptId
 from geryon.cli.common import fail
 from geryon.errors import GeryonError
 from geryon.mapreduce.joboutput import removed

@@ -42,7 +42,7 @@ from typing import Any
 from geryon.mapreduce import outdir
 
 from geryon.disks import remote as remotefs
-from geryon.attempt import FailureKind
+from geryon.mapreduce.attempt import FailureKind
 from geryon.disks.chunk import TEMP_MARK
 from geryon.disks import Disk
 from geryon.mapreduce.engine import DEFAULT_MAX_ATTEMPTS, CpuLost, Driver, JobReport, Policy, Progress, plan

@@ -5,7 +5,7 @@ The `Cpu` protocol is all the driver (`geryon.mapreduce.engine.Driver`) needs of
 - `name` (str): how records and messages name it; `slots` (int): attempts it runs at once.
 - `submit(job_id, task, on_log) -> Future[TaskResult]`: start one attempt of a `MapTask`
   or `ReduceTask` (`geryon.mapreduce.task`; `task.attempt_id` names it). The future's result is the
-  attempt's `TaskResult`, failures included (`ok=False` with a `geryon.attempt.FailureKind`);
+  attempt's `TaskResult`, failures included (`ok=False` with a `geryon.mapreduce.attempt.FailureKind`);
   an exception from the future means the attempt was lost (the driver classifies it with
   `classify`: `WorkerDied`, `NodeError`, ...). What the task printed is either passed to
   `on_log(bytes)` while it runs (from any thread) or returned in `result.log`. A map's

@@ -2,7 +2,7 @@
 
 Pull-based: each cpu (`geryon.mapreduce.cpu.Cpu`) has slots, and a free slot takes the next pending
 task; reduces start when every map output is in place. Every attempt has an id (`m3.a1`,
-`geryon.attempt.AttemptId`); the first successful result of each task is the one used, any
+`geryon.mapreduce.attempt.AttemptId`); the first successful result of each task is the one used, any
 other is ignored. A failed attempt is tried again when its `FailureKind` is one another
 attempt may cure, up to `max_attempts`; anything else (the user's own code) fails the job at
 once with its message. Nothing is committed until every reduce has succeeded.
@@ -12,10 +12,10 @@ second scheduler: where the splits are planned from, which failures are retried,
 (a map waits a little for a slot on a node holding its input), whether a cpu can die and
 take its outputs with it (fencing: a cpu declared dead delivers nothing more; its map
 outputs are recomputed), lost map outputs recomputed, input copies found unreadable tried
-last, and how the parts are committed (`geryon.policy`; the cluster's is
+last, and how the parts are committed (`geryon.mapreduce.policy`; the cluster's is
 `geryon.mapreduce.clusterdriver.ClusterPolicy`). Not here: the tasks themselves (`maptask`, `reducetask`),
 the cpus (`geryon.mapreduce.cpu`, `geryon.mapreduce.jobnodes.RemoteCpu`), the policies, the report's types
-(`geryon.report`).
+(`geryon.mapreduce.report`).
 """
 from __future__ import annotations
 
@@ -30,12 +30,12 @@ from typing import Any
 
 from geryon.mapreduce import counters as counters_mod
 from geryon.mapreduce import memory
-from geryon.attempt import AttemptId, AttemptState, FailureKind, classify
+from geryon.mapreduce.attempt import AttemptId, AttemptState, FailureKind, classify
 from geryon.mapreduce.cpu import Cpu
 from geryon.errors import GeryonError, JobFailed
 from geryon.mapreduce.job import Job
-from geryon.policy import CpuLost, LocalPolicy, Policy, plan
-from geryon.report import JobReport, PhaseStats, Progress, Silent
+from geryon.mapreduce.policy import CpuLost, LocalPolicy, Policy, plan
+from geryon.mapreduce.report import JobReport, PhaseStats, Progress, Silent
 from geryon.mapreduce.task import MapTask, ReduceTask, TaskResult
 
 __all__ = ["DEFAULT_MAX_ATTEMPTS", "CpuLost", "Driver", "JobReport", "LocalPolicy", "PhaseStats", "Policy", "Progress",

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from geryon.mapreduce import memory
-from geryon.attempt import FailureKind
+from geryon.mapreduce.attempt import FailureKind
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 
-from geryon.attempt import FailureKind
+from geryon.mapreduce.attempt import FailureKind
 from geryon.mapreduce.jobpack import JobPack
 from geryon.cluster.members import ClusterCpu
 from geryon.cluster.rcpu import next_after

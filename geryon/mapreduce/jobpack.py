@@ -23,7 +23,7 @@ import tarfile
 from dataclasses import dataclass
 from typing import Any
 
-from geryon.attempt import FailureKind
+from geryon.mapreduce.attempt import FailureKind
 from geryon.errors import GeryonError
 from geryon.mapreduce.job import Job, Step, add_import_path, load_script
 from geryon.mapreduce.jobfiles import DEFAULT_MAX_FOUND, JobFilesError, gather

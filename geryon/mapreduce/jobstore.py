@@ -45,7 +45,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from geryon.attempt import AttemptId, AttemptState
+from geryon.mapreduce.attempt import AttemptId, AttemptState
 from geryon.errors import GeryonError
 from geryon.mapreduce.jobhistory import (EVENTS_NAME, LOGS_DIR, RECORD_NAME, SUMMARY_NAME, JobHistory, _load, _number,
                                _with_liveness, driver_alive, phase_counts, phase_of, summarize, task_order)

@@ -20,7 +20,7 @@ from fs import errors as fserrors
 from fs.base import FS
 
 from geryon.mapreduce import counters, memory
-from geryon.attempt import FailureKind, classify
+from geryon.mapreduce.attempt import FailureKind, classify
 from geryon.disks.chunk import ChunkFS
 from geryon.errors import DiskFull, GeryonError
 from geryon.mapreduce.job import Job, is_sum

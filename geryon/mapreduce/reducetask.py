@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from geryon.mapreduce import counters, memory, order
-from geryon.attempt import FailureKind, classify
+from geryon.mapreduce.attempt import FailureKind, classify
 from geryon.disks.chunk import ChunkFS
 from geryon.mapreduce.aggregate import sum_blocks
 from geryon.mapreduce.codec import format_bytes_lines, format_lines, raw_block_stream, text_field

@@ -10,7 +10,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
-from geryon.attempt import AttemptId
+from geryon.mapreduce.attempt import AttemptId
 from geryon.mapreduce.segments import Segment
 from geryon.records.split import FileRange, Split
 
@@ -90,7 +90,7 @@ class TaskResult:
     counters: dict[str, dict[str, int]] = field(default_factory=dict)
     seconds: float = 0.0
     error: str = ""
-    error_kind: str = ""  # a `geryon.attempt.FailureKind` value ("" when ok)
+    error_kind: str = ""  # a `geryon.mapreduce.attempt.FailureKind` value ("" when ok)
     detail: str = ""  # traceback or stderr tail
     lost_input: str = ""  # "fetch" failures: the map output that could not be read
     unreadable: list[str] = field(default_factory=list)  # maps: input copies that failed (then a replica was read)

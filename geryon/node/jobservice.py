@@ -47,7 +47,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from geryon.attempt import AttemptId, FailureKind
+from geryon.mapreduce.attempt import AttemptId, FailureKind
 from geryon.disks.chunk import TEMP_MARK, ChunkFS
 from geryon.mapreduce import memory
 from geryon.errors import GeryonError

@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 
 from fs.base import FS
 
-from geryon.attempt import AttemptId, FailureKind, classify
+from geryon.mapreduce.attempt import AttemptId, FailureKind, classify
 from geryon.disks.chunk import ChunkFS
 from geryon.mapreduce.segments import Segment, file_chunks
 from geryon.mapreduce.task import MapTask, ReduceTask, TaskResult

@@ -11,8 +11,7 @@ from __future__ import annotations
 import logging
 
 from geryon.mapreduce import counters
-from geryon.attempt import FailureKind
-from geryon.errors import GeryonError
+from geryon.errors import FailureKind, GeryonError
 
 log = logging.getLogger(__name__)
 

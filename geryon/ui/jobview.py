@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from geryon.attempt import AttemptState
+from geryon.mapreduce.attempt import AttemptState
 from geryon.mapreduce.jobhistory import phase_counts, phase_of, task_order
 
 log = logging.getLogger(__name__)

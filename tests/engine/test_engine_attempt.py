@@ -8,7 +8,7 @@ import json
 import pytest
 from fs import errors as fserrors
 
-from geryon.attempt import AttemptId, AttemptState, FailureKind, classify
+from geryon.mapreduce.attempt import AttemptId, AttemptState, FailureKind, classify
 from geryon.records.badrecords import BadRecord, InputError, TooManyBadRecords
 from geryon.disks.checksum import ChecksumMismatch
 from geryon.errors import DiskFull, GeryonError, JobDefinitionError

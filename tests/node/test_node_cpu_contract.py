@@ -1,4 +1,4 @@
-"""The `Cpu` contract (geryon.cpu's docstring), one test class run on every implementation:
+"""The `Cpu` contract (geryon.mapreduce.cpu's docstring), one test class run on every implementation:
 `LocalCpu` (worker processes on this machine) and `RemoteCpu` (a real node daemon's job
 service). A new executor (a Dask cpu) adds itself to `IMPLEMENTATIONS`.
 """
@@ -9,21 +9,20 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from geryon.attempt import FailureKind, classify
+from geryon.mapreduce.attempt import FailureKind, classify
 from geryon.cluster import ClusterPolicy
-from geryon.cpu import Cpu, LocalCpu
-from geryon.engine import Driver
-from geryon.job import Job, step_from_arg
-from geryon.jobnodes import Nodes, RemoteCpu
-from geryon.jobpack import build
-from geryon.members import ClusterCpu
-from geryon.policy import LocalPolicy, Policy
-from geryon.split import FileRange, Split
-from geryon.task import MapTask, ReduceTask, TaskResult
+from geryon.mapreduce.cpu import Cpu, LocalCpu
+from geryon.mapreduce.engine import Driver
+from geryon.mapreduce.job import Job, step_from_arg
+from geryon.mapreduce.jobnodes import Nodes, RemoteCpu
+from geryon.mapreduce.jobpack import build
+from geryon.cluster.members import ClusterCpu
+from geryon.mapreduce.policy import LocalPolicy, Policy
+from geryon.records.split import FileRange, Split
+from geryon.mapreduce.task import MapTask, ReduceTask, TaskResult
 from node_helpers import Cluster
 
 WAIT = 120.0

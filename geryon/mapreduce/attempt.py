@@ -1,9 +1,9 @@
 """The words of a task attempt: its id, how it ended, and why it failed.
 
 `AttemptId` is the one place an attempt's name (`m3.a1`: map 3, attempt 1) is written or
-read. `AttemptState` is how an attempt ended in a job record; `FailureKind` why it failed
-(its values are the strings job records and the node wire always carried, so old records
-still read). `classify(exc)` is the one rule from an exception to a `FailureKind`: our own
+read. `AttemptState` is how an attempt ended in a job record; `FailureKind` (defined in
+`geryon.errors`, beside the errors that carry one) why it failed (its values are the strings
+job records and the node wire always carried, so old records still read). `classify(exc)` is the one rule from an exception to a `FailureKind`: our own
 errors carry theirs as a `failure_kind` attribute, the rest is decided here. Not here:
 what the driver does about a failure (`geryon.mapreduce.engine`, its policies), or the messages.
 """
@@ -18,20 +18,11 @@ from typing import Any
 
 from fs import errors as fserrors
 
+from geryon.errors import FailureKind
+
 log = logging.getLogger(__name__)
 
-
-class FailureKind(StrEnum):
-    """Why an attempt failed; the driver's retry rules are written over these."""
-
-    USER = "user"                # the job's own code or data: deterministic, never retried
-    DISK_FULL = "disk_full"      # no room for the attempt's output (another cpu may have some)
-    INPUT = "input"              # the input copy could not be read as data (damaged): a replica may be good
-    UNREACHABLE = "unreachable"  # no node serving the input answered
-    SYSTEM = "system"            # the worker died, or a bug of ours
-    FETCH = "fetch"              # a reducer could not read a map output
-    LOST = "lost"                # the attempt's node died or missed its lease
-    MEMORY = "memory"            # killed by the kernel for memory, or MemoryError
+__all__ = ["AttemptId", "AttemptState", "FailureKind", "classify"]
 
 
 class AttemptState(StrEnum):

@@ -18,14 +18,14 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from geryon.mapreduce import memory, outdir
-from geryon.attempt import FailureKind
+from geryon.mapreduce.attempt import FailureKind
 from geryon.disks.chunk import TEMP_MARK
 from geryon.mapreduce.cpu import Cpu
 from geryon.disks import Disk
 from geryon.errors import GeryonError, UnknownDisk
 from geryon.mapreduce.job import DEFAULT_SPLIT_SIZE, Job
 from geryon.records.readers import check_record_sizes, may_cut_files
-from geryon.report import JobReport
+from geryon.mapreduce.report import JobReport
 from geryon.records.split import Split, list_files, list_local_files, only_under, plan_balanced, plan_splits, split_count_for
 from geryon.mapreduce.task import MapTask, ReduceTask, TaskResult
 
