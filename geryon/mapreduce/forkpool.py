@@ -37,10 +37,12 @@ class WorkerDied(Exception):
         super().__init__(f"worker process {how}" + (" (the kernel's out-of-memory killer)" if for_memory else ""))
 
 
-def _child(conn: Any, initializer: Callable[[], None] | None, fn: Callable, args: tuple) -> None:
+def _child(conn: Any, initializer: Callable[[], None] | None, fn: Callable, args: tuple,
+           mask: Any = frozenset()) -> None:
     memory.volunteer_for_oom()  # the kernel should take this process, not the driver
     if initializer is not None:
         initializer()
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)   # forked with SIGINT blocked (`submit`)
     try:
         out: tuple = ("ok", fn(*args))
     except Exception as exc:  # the driver re-raises it
@@ -72,20 +74,26 @@ class ForkPool(cf.Executor):
             raise TypeError("ForkPool.submit takes positional arguments only")
         fut: cf.Future = cf.Future()
         fut.set_running_or_notify_cancel()  # started at once: it can no longer be cancelled
-        with self._lock:
-            if self._closed:
-                raise RuntimeError("ForkPool is shut down")
-            recv, send = self._ctx.Pipe(duplex=False)
-            before = memory.oom_kills()
-            proc = self._ctx.Process(target=_child, args=(send, self._initializer, fn, args))
-            proc.start()
-            send.close()
-            self._procs[id(fut)] = proc
-            t = threading.Thread(target=self._wait, args=(fut, proc, recv, before), daemon=True,
-                                 name=f"geryon-fork-{proc.pid}")
-            self._threads = [x for x in self._threads if x.is_alive()]
-            self._threads.append(t)
-        t.start()
+        # Ctrl-C waits until the worker is known (and watched): one forked but not yet recorded
+        # would escape `kill_all` and keep the interrupted driver waiting for it at exit.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            with self._lock:
+                if self._closed:
+                    raise RuntimeError("ForkPool is shut down")
+                recv, send = self._ctx.Pipe(duplex=False)
+                before = memory.oom_kills()
+                proc = self._ctx.Process(target=_child, args=(send, self._initializer, fn, args, mask))
+                proc.start()
+                send.close()
+                self._procs[id(fut)] = proc
+                t = threading.Thread(target=self._wait, args=(fut, proc, recv, before), daemon=True,
+                                     name=f"geryon-fork-{proc.pid}")
+                self._threads = [x for x in self._threads if x.is_alive()]
+                self._threads.append(t)
+                t.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         return fut
 
     def _wait(self, fut: cf.Future, proc: Any, recv: Any, oom_before: int) -> None:
