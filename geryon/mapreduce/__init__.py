@@ -1,1 +1,6 @@
-"""MapReduce (the layout move brings the rest of the engine here)."""
+"""MapReduce: job values, scripts and packs, planning, tasks, the driver, cpus, map and reduce
+task bodies, sort, segments, codec, partition, streaming, counters, job history.
+
+Not here: input records and splits (`geryon.records`), disks (`geryon.disks`), the node's job
+service and the worker entry point (`geryon.node`), the command line (`geryon.cli`).
+"""

@@ -44,7 +44,7 @@ from geryon.mapreduce import outdir
 from geryon.disks import remote as remotefs
 from geryon.mapreduce.attempt import FailureKind
 from geryon.disks.chunk import TEMP_MARK
-from geryon.disks import Disk
+from geryon.disks.resolve import Disk
 from geryon.mapreduce.engine import DEFAULT_MAX_ATTEMPTS, CpuLost, Driver, JobReport, Policy, Progress, plan
 from geryon.errors import GeryonError, JobFailed, UnknownDisk
 from geryon.mapreduce.job import Job

@@ -2,7 +2,7 @@
 
 An asyncio loop on a thread with one aiohttp session, for the driver's synchronous code
 (started when first used). `RemoteCpu` is a node's job service as a `geryon.mapreduce.cpu.Cpu`.
-Not here: deciding anything (`geryon.cluster`, `geryon.mapreduce.engine`), or the node side
+Not here: deciding anything (`geryon.mapreduce.clusterdriver`, `geryon.mapreduce.engine`), or the node side
 (`geryon.node.jobservice`).
 """
 from __future__ import annotations

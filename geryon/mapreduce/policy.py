@@ -21,7 +21,7 @@ from geryon.mapreduce import memory, outdir
 from geryon.mapreduce.attempt import FailureKind
 from geryon.disks.chunk import TEMP_MARK
 from geryon.mapreduce.cpu import Cpu
-from geryon.disks import Disk
+from geryon.disks.resolve import Disk
 from geryon.errors import GeryonError, UnknownDisk
 from geryon.mapreduce.job import DEFAULT_SPLIT_SIZE, Job
 from geryon.records.readers import check_record_sizes, may_cut_files

@@ -27,7 +27,7 @@ to the driver as binary frames (`\\x02` + bytes), then one text frame
 `{"op": "result", "result": {...}}`. When the driver's socket closes (the driver died, or
 it gave the attempt up because this node missed its lease) the attempt is killed: a
 paused node that wakes up cannot deliver a result anyone will use. Not here: deciding
-what runs where, or which attempt counts (the driver decides; `geryon.cluster`).
+what runs where, or which attempt counts (the driver decides; `geryon.mapreduce.engine`).
 """
 from __future__ import annotations
 

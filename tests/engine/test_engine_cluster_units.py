@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from geryon.cluster import ClusterPolicy
+from geryon.mapreduce.clusterdriver import ClusterPolicy
 from geryon.mapreduce.engine import Driver, JobReport
 from geryon.mapreduce.job import Job, step_from_arg
 from geryon.mapreduce.jobnodes import RemoteCpu

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from geryon.mapreduce.attempt import FailureKind, classify
-from geryon.cluster import ClusterPolicy
+from geryon.mapreduce.clusterdriver import ClusterPolicy
 from geryon.mapreduce.cpu import Cpu, LocalCpu
 from geryon.mapreduce.engine import Driver
 from geryon.mapreduce.job import Job, step_from_arg
