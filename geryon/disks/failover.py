@@ -336,6 +336,10 @@ class _FailoverFile(io.RawIOBase):
     def seekable(self) -> bool:
         return True
 
+    def write(self, b: Any) -> int:
+        # io.RawIOBase's default raises NotImplementedError; a file's contract is an OSError.
+        raise io.UnsupportedOperation(f"{self.name}: opened for reading")
+
     def tell(self) -> int:
         return self._pos
 
