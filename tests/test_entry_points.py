@@ -15,3 +15,11 @@ def test_fs_finds_the_geryon_opener_by_its_entry_point():
     from geryon.disks.remote import GeryonOpener
 
     assert isinstance(fs.opener.registry.get_opener("geryon"), GeryonOpener)
+
+
+def test_fsspec_finds_the_geryon_filesystem_by_its_entry_point():
+    import fsspec
+
+    from geryon.disks.fsspecfs import GeryonFileSystem
+
+    assert fsspec.get_filesystem_class("geryon") is GeryonFileSystem
