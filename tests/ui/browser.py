@@ -5,6 +5,8 @@ profile and an ephemeral debugging port (read from the profile's DevToolsActiveP
 attaches to its page, and offers the few calls the tests need: go to a URL, evaluate
 JavaScript, wait for a DOM condition, save a screenshot. `close()` kills the browser's
 whole process group, also when a test failed.
+
+Not here: Firefox (tests/ui/firefox.py, WebDriver BiDi; it reuses this class's waiting and clean-up).
 """
 from __future__ import annotations
 
@@ -123,9 +125,12 @@ class Browser:
                 raise BrowserError(f"not true within {timeout}s: {expression}")
             time.sleep(interval)
 
+    def _navigate(self, url: str) -> None:
+        self.call("Page.navigate", url=url)
+
     def goto(self, url: str, timeout: float = 60.0) -> None:
         """Navigate and wait until the document has loaded."""
-        self.call("Page.navigate", url=url)
+        self._navigate(url)
         self.wait_for(f"document.readyState === 'complete' && location.href.startsWith({json.dumps(url.split('?')[0])})"
                       " || (document.readyState === 'complete' && location.pathname !== '/login')", timeout)
 

@@ -1,4 +1,5 @@
-"""The dashboard in a real browser: a registry, three nodes, a job with a failing attempt, headless Chromium.
+"""The dashboard in a real browser: a registry, three nodes, a job with a failing attempt, headless Chromium
+and headless Firefox (the same walk in each).
 
 One test walks the whole story in order (each step needs the one before): the cluster page
 lists the three nodes; while the job runs its page's progress changes with no reload;
@@ -18,6 +19,7 @@ import pytest
 from tests.faults.fault_helpers import FaultCluster, job_record, wait_job, write_corpus
 from tests.node.node_helpers import wait_until
 from tests.ui.browser import Browser
+from tests.ui.firefox import FirefoxBrowser
 from tests.ui.ui_helpers import GERYON, UiProc
 
 JOB_PY = '''"""Word count, slow enough to watch; the worker of m0's first attempt dies (a fault: retried)."""
@@ -74,9 +76,9 @@ def dashboard(cluster: FaultCluster, tmp_path: Path, secret_file: Path) -> Itera
         ui.stop()
 
 
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[Browser]:
-    b = Browser(tmp_path)
+@pytest.fixture(params=["chromium", "firefox"])
+def browser(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Browser]:
+    b = Browser(tmp_path) if request.param == "chromium" else FirefoxBrowser(tmp_path)
     try:
         yield b
     finally:
