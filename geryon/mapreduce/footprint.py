@@ -6,9 +6,10 @@ payload bytes: every key and value is a Python object (rounded up to the allocat
 bytes), and the hash table itself, whose size `sys.getsizeof` reports exactly, doubles when
 it fills, so for a moment the old table and the new one (twice as large) both exist. The
 estimate counts the table three times, so that the peak of the next doubling is within the
-budget before it happens, and samples the average key and value sizes each time the
-number of keys doubles (a strided sample: the same input gives the same estimate, so spill
-points, and with them the output bytes, never depend on timing or on the machine's state).
+budget before it happens, and samples the average key and value sizes at the first key and
+each time the number of keys (or, for lists, of values) doubles (a strided sample: the same
+input gives the same estimate, so spill points, and with them the output bytes, never
+depend on timing or on the machine's state).
 
 Not here: when to spill (the buffers decide), the process's own memory (`memory`).
 """
@@ -46,25 +47,30 @@ def object_bytes(obj: Any) -> int:
 class DictFootprint:
     """Estimates the memory of one dict of keys to values (or to lists of values).
 
-    Call `estimate(d, nvalues)` after adding to `d`: it resamples when `len(d)` has
-    doubled since the last sample, so its cost is amortised over the additions.
+    Call `estimate(d, nvalues)` after adding to `d`: it samples at the first key and again
+    when `len(d)` or `nvalues` has doubled since the last sample, so its cost is amortised over
+    the additions (a few keys holding long lists of big values are counted as such, not as
+    the 64 bytes a key is guessed at before any sample).
     """
 
     def __init__(self) -> None:
         self.key_bytes = 64  # per distinct key, until sampled
         self.value_bytes = 0  # per value (sums: the running total; lists: each element)
         self._sampled_at = 0
+        self._sampled_values = 0
 
     def reset(self) -> None:
         """The dict was emptied (spilled): sample again as it refills."""
         self._sampled_at = 0
+        self._sampled_values = 0
 
     def estimate(self, d: dict, nvalues: int = 0, lists: bool = False) -> int:
         """Bytes `d` takes; `nvalues` the values held in its lists (`lists`) if it maps keys to lists."""
         n = len(d)
-        if n >= 2 * self._sampled_at and n >= 16:
+        if n and (not self._sampled_at or n >= 2 * self._sampled_at and n >= 16
+                  or lists and nvalues >= 2 * self._sampled_values and nvalues >= 16):
             self._sample(d, lists)
-            self._sampled_at = n
+            self._sampled_at, self._sampled_values = n, nvalues
         if lists:
             # A list object per key (56 bytes, overallocated) and a slot plus the value per element.
             per_key = self.key_bytes + 64

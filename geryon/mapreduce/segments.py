@@ -1,7 +1,7 @@
 """Map output files: R sorted segments in one file, plus an index (Hadoop's file.out).
 
-A segment is a run of msgpack blocks; each block holds up to `BLOCK_RECORDS` records as
-parallel arrays of keys and values, where a value is either one value (`single`) or the
+A segment is a run of msgpack blocks; each block holds up to `BLOCK_RECORDS` records, and
+about `BLOCK_BYTES` at most (big values make small blocks), as parallel arrays of keys and values, where a value is either one value (`single`) or the
 list of values of that key. A key may appear in several consecutive records (a long list
 is cut). Empty partitions take no bytes. Reading a segment back is `iter_segment`.
 """
@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, BinaryIO
 
 from geryon.mapreduce.codec import block_stream, pack_block
+from geryon.mapreduce.footprint import object_bytes
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +24,14 @@ BLOCK_RECORDS = 16384
 
 BLOCK_VALUES = 65536
 """Values per block when records carry value lists (a hot key's list is cut to fit)."""
+
+BLOCK_BYTES = 1 << 20
+"""About the most bytes of keys and values a block holds (estimated from a sample): a block is
+packed whole in memory, and decoded whole by its reader, so 65,536 values of 5 KB would be
+320 MB twice over on top of the sort budget."""
+
+SIZE_SAMPLE = 4
+"""Records sampled (evenly spaced) to estimate the bytes of a batch of keys or values."""
 
 READ_CHUNK = 1 << 20
 """Bytes read at a time when streaming a segment."""
@@ -67,26 +76,36 @@ class SegmentWriter:
         self._values: list = []
         self._single: bool | None = None
         self._nvalues = 0
+        self._bytes = 0  # estimated bytes of the block being collected
         self.records = 0
 
     def add_singles(self, keys: list, values: list) -> None:
         """Add records with one value each (already sorted, after what was added before)."""
         self._switch(True)
-        for i in range(0, len(keys), BLOCK_RECORDS):
-            self._keys.extend(keys[i:i + BLOCK_RECORDS])
-            self._values.extend(values[i:i + BLOCK_RECORDS])
-            if len(self._keys) >= BLOCK_RECORDS:
+        if not keys:
+            return
+        each = max(1, mean_bytes(keys) + mean_bytes(values))
+        step = max(1, min(BLOCK_RECORDS, BLOCK_BYTES // each))
+        for i in range(0, len(keys), step):
+            chunk = keys[i:i + step]
+            self._keys.extend(chunk)
+            self._values.extend(values[i:i + step])
+            self._bytes += len(chunk) * each
+            if len(self._keys) >= BLOCK_RECORDS or self._bytes >= BLOCK_BYTES:
                 self._flush()
 
     def add_list(self, key: Any, values: list) -> None:
-        """Add one record whose value is a list of values (cut if it is long)."""
+        """Add one record whose value is a list of values (cut if it is long or big)."""
         self._switch(False)
-        for i in range(0, len(values), BLOCK_VALUES):
-            part = values[i:i + BLOCK_VALUES] if len(values) > BLOCK_VALUES else values
+        each = max(1, mean_bytes(values)) if values else 1
+        step = max(1, min(BLOCK_VALUES, BLOCK_BYTES // each))
+        for i in range(0, len(values), step):
+            part = values[i:i + step] if len(values) > step else values
             self._keys.append(key)
             self._values.append(part)
             self._nvalues += len(part)
-            if len(self._keys) >= BLOCK_RECORDS or self._nvalues >= BLOCK_VALUES:
+            self._bytes += len(part) * each
+            if len(self._keys) >= BLOCK_RECORDS or self._nvalues >= BLOCK_VALUES or self._bytes >= BLOCK_BYTES:
                 self._flush()
 
     def _switch(self, single: bool) -> None:
@@ -98,12 +117,19 @@ class SegmentWriter:
         if self._keys:
             self._f.write(pack_block(bool(self._single), self._keys, self._values))
             self.records += len(self._keys)
-            self._keys, self._values, self._nvalues = [], [], 0
+            self._keys, self._values, self._nvalues, self._bytes = [], [], 0, 0
 
     def finish(self, kind: str, ordered: bool = True) -> Segment:
         self._flush()
         end = self._f.tell()
         return Segment(self._start, end - self._start, self.records, kind if self.records else "", ordered)
+
+
+def mean_bytes(items: list) -> int:
+    """The average bytes of an item of a non-empty list, from `SIZE_SAMPLE` evenly spaced ones."""
+    step = max(1, len(items) // SIZE_SAMPLE)
+    sample = items[::step][:SIZE_SAMPLE]
+    return sum(map(object_bytes, sample)) // len(sample)
 
 
 def file_chunks(path: str, offset: int, length: int) -> Iterator[bytes]:

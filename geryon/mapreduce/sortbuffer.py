@@ -29,7 +29,8 @@ from geryon.mapreduce.codec import freeze
 from geryon.errors import GeryonError
 from geryon.mapreduce.footprint import DictFootprint
 from geryon.mapreduce.partition import crc32_partition, split_by_partition
-from geryon.mapreduce.segments import Segment, SegmentWriter, file_chunks, iter_records, remove_quietly
+from geryon.mapreduce.segments import (BLOCK_BYTES, BLOCK_VALUES, Segment, SegmentWriter, file_chunks, iter_records,
+                                       remove_quietly)
 
 log = logging.getLogger(__name__)
 
@@ -276,6 +277,9 @@ class SortBuffer:
     def _merge_runs(self, f: Any) -> list[Segment]:
         segments = []
         combine = self._combine
+        # A hot key's values are written out as they come, a block's worth at a time (by count,
+        # and by bytes: 65,536 values of 5 KB held here would be 320 MB beyond the budget).
+        hot = max(1, min(BLOCK_VALUES, BLOCK_BYTES // max(1, self._footprint.value_bytes)))
         for r in range(self.partitions):
             parts = [(p, segs[r]) for p, segs in self._runs if segs[r].records]
             kinds = {s.kind for _, s in parts}
@@ -286,7 +290,7 @@ class SortBuffer:
             for k, vals in order.merge(streams, mixed=len(kinds) > 1 or "mixed" in kinds):
                 if cur_key is not _NOTHING and k == cur_key:
                     cur_vals.extend(vals)
-                    if not self._sum and combine is None and len(cur_vals) >= 65536:
+                    if not self._sum and combine is None and len(cur_vals) >= hot:
                         w.add_list(cur_key, cur_vals)  # bounded memory for a hot key
                         cur_vals = []
                     continue
