@@ -1,11 +1,13 @@
 """Peak task memory against --sort-budget: word count over generated text, budgets x input sizes.
 
     PATH=.venv/bin:$PATH python bench/memory/run.py [--sizes 128,512] [--budgets 64M,128M,256M,512M,1G]
-        [--corpus DIR] [-j 2] [--reader file]
+        [--corpus DIR] [-j 2] [--reader file] [--value-bytes 5120]
 
 For each input size (MiB of `corpus.py` text, made once under --corpus) and budget, runs
 `geryon mapreduce examples/wordcount/map.py examples/wordcount/reduce.py` and reads every
-attempt's peak RSS from the job record (`peak_rss`, the attempt's VmHWM). Prints one
+attempt's peak RSS from the job record (`peak_rss`, the attempt's VmHWM). With --value-bytes N
+the map is instead one pair per line, (its first word, an N-byte value), and the reduce counts them:
+few keys with long lists of big values. Prints one
 markdown row per run: the largest map and reduce peak, the peak over the budget, and time.
 Not a test: nothing is asserted (tests/faults/test_faults_memory.py checks the bound).
 """
@@ -32,12 +34,24 @@ def size_of(text: str) -> int:
     return int(float(text[:-1]) * units[text[-1].upper()]) if text[-1].upper() in units else int(text)
 
 
-def run_one(corpus: str, budget: str, workers: int, reader: str, extra: list[str]) -> dict:
+BIG_MAP = """def map(key, value):
+    for line in value.splitlines():
+        if line:
+            yield line.split(" ", 1)[0], (line * ({n} // len(line) + 1))[:{n}]
+"""
+
+COUNT_REDUCE = """def reduce(key, values):
+    return sum(1 for _ in values)
+"""
+
+
+def run_one(corpus: str, budget: str, workers: int, reader: str, extra: list[str],
+            program: tuple[str, str] = (os.path.join(ROOT, "examples/wordcount/map.py"),
+                                        os.path.join(ROOT, "examples/wordcount/reduce.py"))) -> dict:
     jobs = tempfile.mkdtemp(prefix="geryon-bench-jobs-")
     out = tempfile.mkdtemp(prefix="geryon-bench-out-")
     env = {**os.environ, "GERYON_JOBS_DIR": jobs}
-    cmd = ["geryon", "mapreduce", "-q", os.path.join(ROOT, "examples/wordcount/map.py"),
-           os.path.join(ROOT, "examples/wordcount/reduce.py"), corpus, "-j", str(workers),
+    cmd = ["geryon", "mapreduce", "-q", *program, corpus, "-j", str(workers),
            "--sort-budget", budget, "--reader", reader, "--out", os.path.join(out, "o"), *extra]
     t0 = time.monotonic()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -64,9 +78,18 @@ def main() -> None:
     ap.add_argument("--corpus", default=os.path.join(tempfile.gettempdir(), "geryon-bench-memory"))
     ap.add_argument("-j", type=int, default=2)
     ap.add_argument("--reader", default="file")
+    ap.add_argument("--value-bytes", type=int, default=0, help="a map emitting values of this size")
     ap.add_argument("extra", nargs="*", help="more geryon mapreduce options")
     args = ap.parse_args()
     mib = 1 << 20
+    program = run_one.__defaults__[0]
+    if args.value_bytes:
+        prog_dir = tempfile.mkdtemp(prefix="geryon-bench-prog-")
+        program = (os.path.join(prog_dir, "map.py"), os.path.join(prog_dir, "reduce.py"))
+        with open(program[0], "w") as f:
+            f.write(BIG_MAP.format(n=args.value_bytes))
+        with open(program[1], "w") as f:
+            f.write(COUNT_REDUCE)
     print("| input MiB | --sort-budget | largest map peak MiB | largest reduce peak MiB | "
           "peak - budget MiB | wall s |")
     print("|---|---|---|---|---|---|")
@@ -76,7 +99,7 @@ def main() -> None:
             shutil.rmtree(corpus, ignore_errors=True)
             write_corpus(corpus, size)
         for budget in args.budgets.split(","):
-            r = run_one(corpus, budget, args.j, args.reader, args.extra)
+            r = run_one(corpus, budget, args.j, args.reader, args.extra, program)
             if "error" in r:
                 print(f"| {size} | {budget} | failed: {r['error']} | | | |", flush=True)
                 continue

@@ -277,3 +277,56 @@ def test_a_node_worker_killed_for_memory_is_named_by_the_cluster(memcg, words, t
         assert all(p.popen.poll() is None for p in c.procs), "a node or the registry died"
     finally:
         c.stop()
+
+
+BIG_VALUE = 5120
+"""Bytes of each value the big-values map emits (the issue's 5 KB values)."""
+
+
+@pytest.fixture(scope="module")
+def big_values(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path, Counter]:
+    """A map emitting a 5 KB value per line, keyed by the line's first word (3,000 words, so
+    keys are few and their value lists long), over 4 files of 30,000 lines: about 300 MB of
+    values per map task at -j 2; and a reduce counting the whole ones."""
+    d = tmp_path_factory.mktemp("bigvalues")
+    disk = d / "disk"
+    disk.mkdir()
+    rng = random.Random(1717)
+    vocab = ["".join(rng.choices("abcdefghij", k=6)) for _ in range(3000)]
+    expected: Counter = Counter()
+    for n in range(4):
+        lines = [" ".join(rng.choices(vocab, k=8)) + f" l{n}x{j}" for j in range(30_000)]
+        (disk / f"f{n}.txt").write_text("\n".join(lines) + "\n")
+        expected.update(line.split(" ", 1)[0] for line in lines)
+    (d / "map.py").write_text(
+        "def map(key, value):\n"
+        "    for line in value.splitlines():\n"
+        f"        yield line.split(' ', 1)[0], (line * ({BIG_VALUE} // len(line) + 1))[:{BIG_VALUE}]\n")
+    (d / "reduce.py").write_text(
+        "def reduce(key, values):\n"
+        f"    return sum(1 for v in values if len(v) == {BIG_VALUE})  # whole values only\n")
+    return disk, d / "map.py", d / "reduce.py", expected
+
+
+@pytest.mark.parametrize("budget", ["64M", "256M"])
+def test_big_values_in_a_1g_cgroup_keep_their_budget(memcg, big_values, tmp_path: Path, budget: str) -> None:
+    # 5 KB values used to peak at 281 MiB with 64M and 459 MiB with 256M: a block of map output
+    # held up to 65,536 values (320 MB) and the buffer's first size check came after
+    # budget / 2 KB pairs, as if values were small.
+    disk, map_py, reduce_py, expected = big_values
+    cg = memcg(LIMIT)
+    jobs = tmp_path / "jobs"
+    env = {**os.environ, "GERYON_JOBS_DIR": str(jobs)}
+    proc = cg.run("mapreduce", "-q", str(map_py), str(reduce_py), str(disk), "--sort-budget", budget,
+                  "-j", "2", "--out", str(tmp_path / "out"), env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert _read_output(tmp_path / "out") == expected
+    assert cg.oom_kills() == 0
+    limit = int(budget[:-1]) * MIB + memory.TASK_OVERHEAD
+    peaks = {f"{a['task']}.a{a['attempt']}": a.get("peak_rss", 0) for a in _attempts(jobs)}
+    assert all(p > 0 for p in peaks.values()), peaks
+    over = {t: p // MIB for t, p in peaks.items() if p > limit}
+    assert not over, f"attempts above --sort-budget {budget} + {memory.TASK_OVERHEAD // MIB} MiB: {over} MiB"
+    print({t: p // MIB for t, p in peaks.items()})
+    # Both budgets were reached (about 300 MB of values a map task): the budget bounded the buffer.
+    assert _counters(jobs).get("geryon", {}).get("map_spills", 0) > 0, _counters(jobs)
