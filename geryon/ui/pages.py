@@ -56,16 +56,21 @@ def _state(state: str, extra: str = "") -> str:
     return f'<span class="state state-{cls}" data-state="{_e(state)}">{_e(state)}{_e(extra)}</span>'
 
 
-def page(title: str, current: str, body: str, live: str = "", updated: float | None = None) -> str:
-    """A whole page: header with navigation, `body`, and where its live updates come from."""
+def page(title: str, current: str, body: str, live: str = "", updated: float | None = None,
+         assets: bool = True) -> str:
+    """A whole page: header with navigation, `body`, and where its live updates come from.
+
+    `assets=False` leaves out the stylesheet and script: for a refusal to a browser without
+    the login, which would be refused them too (the guard covers /static/).
+    """
     here = ' class="current"'
     nav = "".join(f'<a href="{href}"{here if name == current else ""}>{name}</a>'
                   for name, href in (("Cluster", "/cluster"), ("Jobs", "/jobs")))
     live_attr = f' data-live="{_e(live)}"' if live else ""
+    links = '<link rel="stylesheet" href="/static/ui.css"><script src="/static/ui.js" defer></script>'
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f'<title>{_e(title)} · Geryon</title><link rel="stylesheet" href="/static/ui.css">'
-            f'<script src="/static/ui.js" defer></script></head><body{live_attr}>'
+            f'<title>{_e(title)} · Geryon</title>{links if assets else ""}</head><body{live_attr}>'
             f'<header><span class="brand">Geryon</span><nav>{nav}</nav>'
             f'<span id="updated" class="updated">{_e(_updated(updated))}</span></header>'
             f'<main><h1>{_e(title)}</h1>{body}</main></body></html>')
@@ -292,6 +297,6 @@ def job_page(record: Mapping[str, Any], now: float, tails: Mapping[tuple[str, in
     return page(f"Job {job_id}", "Jobs", body, live=f"/events/job/{quote(job_id, safe='')}", updated=now)
 
 
-def message_page(title: str, text: str) -> str:
-    """A refusal or a not-found, as a page."""
-    return page(title, "", f'<p class="error">{_e(text)}</p>')
+def message_page(title: str, text: str, assets: bool = True) -> str:
+    """A refusal or a not-found, as a page (`assets`: as for `page`)."""
+    return page(title, "", f'<p class="error">{_e(text)}</p>', assets=assets)

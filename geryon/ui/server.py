@@ -217,7 +217,7 @@ class Dashboard:
         try:
             record, tails = await _blocking(self._job_record, request.match_info["job"])
         except GeryonError as exc:
-            return _refuse(404, str(exc))
+            return _refuse(404, str(exc), logged_in=True)
         return _html(pages.job_page(record, time.time(), tails))
 
     async def _log(self, request: web.Request) -> web.StreamResponse:
@@ -226,17 +226,17 @@ class Dashboard:
         try:
             paths = await _blocking(self.history.log_paths, job, task) if task and attempt.isdigit() else []
         except GeryonError as exc:
-            return _refuse(404, str(exc))
+            return _refuse(404, str(exc), logged_in=True)
         path = next((p for t, a, p in paths if a == int(attempt)), None)
         if path is None:
-            return _refuse(404, f"job {job} has no stderr for {name}")
+            return _refuse(404, f"job {job} has no stderr for {name}", logged_in=True)
         data = await _blocking(_read_tail, path, DEFAULT_MAX_LOG)
         return web.Response(body=data, content_type="text/plain", charset="utf-8")
 
     async def _static(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
         if name not in _STATIC:
-            return _refuse(404, "no such file")
+            return _refuse(404, "no such file", logged_in=True)
         return web.Response(body=_asset(name), content_type=_STATIC[name], charset="utf-8")
 
     # -- reading the records --------------------------------------------------------------------
@@ -329,7 +329,7 @@ class Dashboard:
                       produce: Callable[[], Awaitable[tuple[Any, dict[str, str] | None]]]) -> web.StreamResponse:
         """Server-sent events: the parts `produce` gives whenever its stamp changes."""
         if self._live >= self.config.max_live:
-            return _refuse(503, "too many live pages open")
+            return _refuse(503, "too many live pages open", logged_in=True)
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "X-Accel-Buffering": "no"})
         self._live += 1
         try:
@@ -413,9 +413,11 @@ async def _secure_headers(request: web.Request, response: web.StreamResponse) ->
         response.headers.setdefault(name, value)
 
 
-def _refuse(status: int, text: str, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(status=status, text=pages.message_page(f"{status}", text), content_type="text/html",
-                        headers=headers)
+def _refuse(status: int, text: str, headers: dict[str, str] | None = None, logged_in: bool = False
+            ) -> web.Response:
+    """A refusal page; without the login it links no stylesheet or script (they would be refused too)."""
+    return web.Response(status=status, text=pages.message_page(f"{status}", text, assets=logged_in),
+                        content_type="text/html", headers=headers)
 
 
 def _html(text: str) -> web.Response:

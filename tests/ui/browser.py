@@ -57,6 +57,7 @@ class Browser:
         self._ids = itertools.count(1)
         self._http: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self.js_errors: list[str] = []       # uncaught exceptions in the page, as the browser reported them
         try:
             self.loop.run_until_complete(self._attach(start_timeout))
         except BaseException:
@@ -95,6 +96,9 @@ class Browser:
             if msg.type != aiohttp.WSMsgType.TEXT:
                 raise BrowserError(f"the DevTools connection closed ({msg.type})")
             doc = json.loads(msg.data)
+            if doc.get("method") == "Runtime.exceptionThrown":
+                details = doc["params"]["exceptionDetails"]
+                self.js_errors.append(str(details.get("exception", {}).get("description") or details.get("text")))
             if doc.get("id") == ident:
                 if "error" in doc:
                     raise BrowserError(f"{method}: {doc['error']}")

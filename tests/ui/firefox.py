@@ -80,6 +80,7 @@ class FirefoxBrowser(Browser):
         self._http: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self.context = ""
+        self.js_errors: list[str] = []       # uncaught exceptions in the page, as the browser reported them
         try:
             self.loop.run_until_complete(self._attach(start_timeout))
         except BaseException:
@@ -116,6 +117,7 @@ class FirefoxBrowser(Browser):
                     raise BrowserError("firefox has no tab")
                 await asyncio.sleep(0.1)
         self.context = contexts[0]["context"]
+        await self._call("session.subscribe", events=["log.entryAdded"])
 
     async def _call(self, method: str, **params: Any) -> dict[str, Any]:
         assert self._ws is not None
@@ -126,6 +128,8 @@ class FirefoxBrowser(Browser):
             if msg.type != aiohttp.WSMsgType.TEXT:
                 raise BrowserError(f"the WebDriver BiDi connection closed ({msg.type})")
             doc = json.loads(msg.data)
+            if doc.get("method") == "log.entryAdded" and doc["params"].get("type") == "javascript":
+                self.js_errors.append(str(doc["params"].get("text")))
             if doc.get("id") == ident:
                 if doc.get("type") == "error" or "error" in doc:
                     raise BrowserError(f"{method}: {doc.get('error')}: {doc.get('message')}")

@@ -50,6 +50,7 @@ def test_nothing_is_served_without_a_login(dashboard: UiProc) -> None:
         status, _, body = dashboard.request(path)
         assert status == 401, (path, status)
         assert b"needs a login" in body
+        assert b"/static/" not in body                          # it would be refused them too
     status, _, _ = dashboard.request("/login")                  # no token
     assert status == 403
 

@@ -176,6 +176,8 @@ def test_the_dashboard_in_a_browser(cluster: FaultCluster, dashboard: UiProc, br
     wait_until(lambda: all(p.exists() for p in (shots / "cluster.png", shots / "job.png")), 5)
     status = browser.loop.run_until_complete(_status_without_cookie(f"{dashboard.base}/jobs/{job_id}"))
     assert status == 401
+    browser.evaluate("1")                                               # collect events still in flight
+    assert browser.js_errors == [], browser.js_errors                   # no page threw, in either browser
 
 
 async def _status_without_cookie(url: str) -> int:
