@@ -3,7 +3,8 @@
 Pairs are grouped in a dict as they arrive (key -> list of values, or key -> running sum
 when the combiner is a plain sum), so sorting touches each distinct key once. When the
 buffer's estimated size passes the sort budget it is spilled as a sorted run file; at the
-end the runs are merged into one map output file with R segments (`segments`). Record
+end the runs are merged into one map output file with R segments (`segments`), first in
+passes when more runs than the budget can hold open were spilled. Record
 order is deterministic: it depends on the input and the budget, never on timing. The
 buffer's size is estimated as the objects and hash table it really holds (`footprint`),
 not as payload bytes, so that a task stays within its budget plus `memory.TASK_OVERHEAD`.
@@ -34,6 +35,11 @@ from geryon.mapreduce.segments import (BLOCK_BYTES, BLOCK_VALUES, Segment, Segme
 
 log = logging.getLogger(__name__)
 
+MERGE_STREAM_BYTES = 8 << 20
+"""What one run open in a merge is counted as against the budget: its read chunk, the unpacker's
+buffer and a decoded block (measured about 4 MiB with 1 MiB blocks), twice. A map task merges
+at most budget / this runs at once (at least 2); more runs are first merged in passes."""
+
 class CombineError(GeryonError):
     """A combine function returned something the engine cannot use."""
 
@@ -63,6 +69,8 @@ class SortBuffer:
         self._nvalues = 0
         self._footprint = DictFootprint()
         self._runs: list[tuple[str, list[Segment]]] = []
+        self._run_files = 0  # run files made so far (names are never reused)
+        self.merge_passes = 0  # merges of some runs into one before the final merge
         self.pairs_in = 0
         self.spills = 0
         self._check_at = 0  # pairs_in at which to estimate the buffer's size again
@@ -250,7 +258,7 @@ class SortBuffer:
         """Write the buffer as a sorted run file and empty it."""
         if not self._store:
             return
-        path = os.path.join(self._spill_dir, f"run{len(self._runs)}")
+        path = self._new_run_path()
         with open(path, "wb") as f:
             segs = self._write_run(f)
         self._runs.append((path, segs))
@@ -267,21 +275,47 @@ class SortBuffer:
                     segments = self._write_run(f)
                 else:
                     self.spill()
-                    segments = self._merge_runs(f) if self._ordered else self._concatenate_runs(f)
+                    if self._ordered:
+                        self._narrow_runs()
+                        segments = self._merge_runs(f, self._runs)
+                    else:
+                        segments = self._concatenate_runs(f)
         finally:
             remove_quietly(*(p for p, _ in self._runs))
             self._runs = []
             self._store = {}
         return segments
 
-    def _merge_runs(self, f: Any) -> list[Segment]:
+    def _new_run_path(self) -> str:
+        self._run_files += 1
+        return os.path.join(self._spill_dir, f"run{self._run_files - 1}")
+
+    def _narrow_runs(self) -> None:
+        """Merge the first runs into one until no more than the fan-in allowed remain, so that
+        the final merge's open runs stay within the budget (order kept: the merged run is first)."""
+        fan = max(2, self._budget // MERGE_STREAM_BYTES)
+        while len(self._runs) > fan:
+            batch = self._runs[:fan]
+            path = self._new_run_path()
+            try:
+                with open(path, "wb") as f:
+                    segs = self._merge_runs(f, batch)
+            except BaseException:
+                remove_quietly(path)
+                raise
+            remove_quietly(*(p for p, _ in batch))
+            self._runs = [(path, segs)] + self._runs[fan:]
+            self.merge_passes += 1
+            log.debug("merged %d runs into one: %d left", fan, len(self._runs))
+
+    def _merge_runs(self, f: Any, runs: list[tuple[str, list[Segment]]]) -> list[Segment]:
         segments = []
         combine = self._combine
         # A hot key's values are written out as they come, a block's worth at a time (by count,
         # and by bytes: 65,536 values of 5 KB held here would be 320 MB beyond the budget).
         hot = max(1, min(BLOCK_VALUES, BLOCK_BYTES // max(1, self._footprint.value_bytes)))
         for r in range(self.partitions):
-            parts = [(p, segs[r]) for p, segs in self._runs if segs[r].records]
+            parts = [(p, segs[r]) for p, segs in runs if segs[r].records]
             kinds = {s.kind for _, s in parts}
             w = SegmentWriter(f)
             streams = [iter_records(file_chunks(p, s.offset, s.length)) for p, s in parts]
