@@ -81,7 +81,6 @@ def main() -> None:
     ap.add_argument("--value-bytes", type=int, default=0, help="a map emitting values of this size")
     ap.add_argument("extra", nargs="*", help="more geryon mapreduce options")
     args = ap.parse_args()
-    mib = 1 << 20
     program = run_one.__defaults__[0]
     if args.value_bytes:
         prog_dir = tempfile.mkdtemp(prefix="geryon-bench-prog-")
@@ -90,6 +89,15 @@ def main() -> None:
             f.write(BIG_MAP.format(n=args.value_bytes))
         with open(program[1], "w") as f:
             f.write(COUNT_REDUCE)
+    try:
+        run_all(args, program)
+    finally:
+        if args.value_bytes:
+            shutil.rmtree(os.path.dirname(program[0]), ignore_errors=True)
+
+
+def run_all(args: argparse.Namespace, program: tuple[str, str]) -> None:
+    mib = 1 << 20
     print("| input MiB | --sort-budget | largest map peak MiB | largest reduce peak MiB | "
           "peak - budget MiB | wall s |")
     print("|---|---|---|---|---|---|")
