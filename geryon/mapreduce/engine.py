@@ -324,6 +324,7 @@ class Driver:
     def _completed(self, fut: cf.Future[TaskResult], run: _Running) -> None:
         task, cpu = run.task, run.cpu
         self.busy[cpu] -= 1
+        self._counts()   # this attempt no longer runs: the line its end prints says so
         result = self._result_of(fut, run)
         seconds = time.monotonic() - run.started
         self.policy.attempt_ended(self.maps[task.index] if task.is_map else None, result)
