@@ -69,6 +69,12 @@ from geryon.cli.common import (cluster_secret, fail, local_option, ndb_option, r
               help="Cluster: seconds a silent node keeps its tasks before they run elsewhere.")
 @click.option("--pick", "pick", type=click.Choice(["rr", "load"]), default="rr", show_default=True,
               help="Cluster: after locality, offer tasks round robin or to the least busy cpu first.")
+@click.option("--dask", "dask_scheduler", metavar="ADDRESS", envvar="GERYON_DASK_SCHEDULER",
+              help="Run on a Dask cluster: its scheduler's address (tcp://HOST:8786) [$GERYON_DASK_SCHEDULER].")
+@click.option("--dask-shuffle", "dask_shuffle", type=click.Choice(["auto", "disk", "transfer"]), default="auto",
+              show_default=True, help="Dask mode: reducers read map outputs from the file when its worker is on "
+                                      "their host, else over Dask's comms (auto), always from the file (disk: a "
+                                      "shared filesystem), or always over Dask's comms (transfer).")
 @click.option("--jobs-dir", "jobs_dir_opt", metavar="DIR", help="Where job records go [$GERYON_JOBS_DIR].")
 @click.option("-q", "--quiet", is_flag=True, help="No progress and no summary.")
 def mapreduce(map_step: str, reduce_step: str, disks: tuple[str, ...], partitions: int, out: str | None,
@@ -77,7 +83,8 @@ def mapreduce(map_step: str, reduce_step: str, disks: tuple[str, ...], partition
               quiet: bool, skip_bad: int = 0, force_local: bool = False, registry_url: str | None = None,
               secret_file: str | None = None, lease: float = 5.0, jobs_dir_opt: str | None = None,
               pick: str = "rr", defines: tuple[str, ...] = (), cmdenv: tuple[str, ...] = (),
-              py_files: tuple[str, ...] = (), files: tuple[str, ...] = ()) -> None:
+              py_files: tuple[str, ...] = (), files: tuple[str, ...] = (),
+              dask_scheduler: str | None = None, dask_shuffle: str = "auto") -> None:
     """Run MAP on every DISK, partition into R, sort and REDUCE each partition.
 
     MAP and REDUCE are Python scripts defining map(key, value) and reduce(key, values)
@@ -104,11 +111,14 @@ def mapreduce(map_step: str, reduce_step: str, disks: tuple[str, ...], partition
                   split_size=split_size, env=(("GERYON_PARTITIONS", str(partitions)),), skip_bad=skip_bad,
                   params=params, cmdenv=task_vars, py_files=py_files, files=files)
         disks = _expand_outputs(disks, jobs_dir_opt, force_local)
+        dask = None if force_local else dask_scheduler
+        if dask and registry_url:
+            raise GeryonError("--dask and --registry name two clusters: choose one")
         if registry_url and not force_local:
             _check_local_ndb(ndb_file)
-        problem = None if force_local or registry_url else _local_problem(disks, ndb_file)
-        registry_url = where(registry_url, secret_file, local=force_local, names_data=True,
-                             elsewhere=problem).registry
+        problem = None if force_local or registry_url or dask else _local_problem(disks, ndb_file)
+        registry_url = None if dask else where(registry_url, secret_file, local=force_local, names_data=True,
+                                               elsewhere=problem).registry
         if registry_url is not None:
             _refuse_local_paths(disks)
     except GeryonError as exc:
@@ -117,11 +127,17 @@ def mapreduce(map_step: str, reduce_step: str, disks: tuple[str, ...], partition
     tty = sys.stderr.isatty() and not quiet
     progress = None if quiet else (RichProgress() if tty else LineProgress())
     echo = progress.message if progress is not None else (lambda line: click.echo(line, err=True))
-    record = _record(jobs_dir_opt, job, disks, partitions, "cluster" if cluster else "local")
+    record = _record(jobs_dir_opt, job, disks, partitions, "dask" if dask else "cluster" if cluster else "local")
     try:
         with showing(progress, "nothing committed"):
             try:
-                if cluster:
+                if dask:
+                    from geryon.mapreduce.daskcpu import run_dask_job
+
+                    result = run_dask_job(job, list(disks), dask, out=out, ndb=ndb_file, progress=progress,
+                                          record=record, echo=echo, shuffle=dask_shuffle,
+                                          job_id=record.job_id if record is not None else None)
+                elif cluster:
                     result = _run_on_cluster(job, disks, registry_url, secret_file, out, progress, record, lease,
                                              problem, pick)
                 else:

@@ -137,14 +137,20 @@ def check_outside_inputs(disks: Sequence[Disk], out_dir: str, workdir: str | Non
 
 def run_by_rule(job: Job, disks: Sequence[Any], *, out: str | None = None, workers: int | None = None,
                 ndb: str | None = None, progress: Progress | None = None, workdir: str | None = None,
-                registry: Any = None, secret: bytes | None = None, local: bool = False) -> JobResult:
-    """`Job.run`: locally or on a cluster, by the local-or-cluster rule (`geryon.cluster.where`).
+                registry: Any = None, secret: bytes | None = None, local: bool = False,
+                dask: Any = None) -> JobResult:
+    """`Job.run`: locally or on a cluster, by the local-or-cluster rule (`geryon.cluster.where`);
+    with `dask` (a `distributed.Client` or a scheduler address), on that Dask cluster.
 
     Raises:
         UnknownDisk, JobFailed, GeryonError.
     """
     from geryon.errors import UnknownDisk
 
+    if dask is not None and not local:
+        from geryon.mapreduce.daskcpu import run_dask_job
+
+        return run_dask_job(job, disks, dask, out=out, ndb=ndb, progress=progress)
     if not local and registry is None:
         from geryon.cluster.where import api_where
 

@@ -140,7 +140,7 @@ class Job:
 
     def run(self, disks: Sequence[Any], out: str | None = None, workers: int | None = None,
             ndb: str | None = None, progress: Any = None, workdir: str | None = None,
-            registry: Any = None, secret: bytes | None = None, local: bool = False) -> Any:
+            registry: Any = None, secret: bytes | None = None, local: bool = False, dask: Any = None) -> Any:
         """Run the job on `disks` (paths, disk names or Disks) in local mode, or on a cluster's
         cpus (disks named in its ndb file; its functions must live in script files: they
         travel as files, never pickled).
@@ -149,12 +149,16 @@ class Job:
         (a RegistryClient or URL) or $GERYON_REGISTRY: its cluster; every disk on this machine:
         here; else a registry found over zeroconf.
 
+        With `dask` (a `distributed.Client` or a scheduler address such as
+        "tcp://host:8786"), the job runs on that Dask cluster's workers
+        (`geryon.mapreduce.daskcpu`; the disks must be paths the workers see).
+
         Returns a JobResult: iterate it for (key, value) pairs in partition then key order.
         """
         from geryon.mapreduce.api import run_by_rule
 
         return run_by_rule(self, disks, out=out, workers=workers, ndb=ndb, progress=progress, workdir=workdir,
-                           registry=registry, secret=secret, local=local)
+                           registry=registry, secret=secret, local=local, dask=dask)
 
     def fingerprint(self) -> str:
         """A short content hash of the job's scripts and settings (job packs, job ids)."""
