@@ -4,7 +4,8 @@ Used by reduce tasks whose reduce is a plain sum (`job.is_sum`): every block of 
 map output's segment is added into one dictionary, whose keys are then sorted once. When
 the dictionary's estimated memory (`footprint`: its objects and hash table, and the
 key list its final sort needs) outgrows the budget it is written out as a sorted run and emptied; the runs
-are merged at the end, so memory stays bounded for any number of distinct keys.
+are merged at the end, at most budget / `segments.MERGE_STREAM_BYTES` at once (more are merged
+in passes first), so memory stays bounded for any number of distinct keys.
 """
 from __future__ import annotations
 
@@ -13,13 +14,14 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
+from functools import partial
 from itertools import repeat
 from operator import add
 
 from geryon.mapreduce import order
 from geryon.mapreduce.codec import freeze
 from geryon.mapreduce.footprint import DictFootprint
-from geryon.mapreduce.segments import BLOCK_RECORDS, SegmentWriter, file_chunks, iter_records
+from geryon.mapreduce.segments import BLOCK_RECORDS, SegmentWriter, file_chunks, iter_records, merge_fan_in, narrow
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +123,7 @@ def sum_blocks(blocks: Iterable[tuple[bool, list, list]], budget: int, mixed: bo
             runs.append(_spill(acc, spill_dir, len(runs), mixed))
             acc = {}
         log.debug("merging %d aggregation runs", len(runs))
-        yield from _merge_sums(runs, mixed)
+        yield from _merge_sums(runs, mixed, merge_fan_in(budget), spill_dir)
     finally:
         if spill_dir:
             shutil.rmtree(spill_dir, ignore_errors=True)
@@ -141,8 +143,12 @@ def _spill(acc: dict, spill_dir: str, n: int, mixed: bool) -> tuple[str, object]
     return path, seg
 
 
-def _merge_sums(runs: list[tuple[str, object]], mixed: bool) -> Iterator[tuple[list, list]]:
-    streams = [iter_records(file_chunks(p, s.offset, s.length)) for p, s in runs]  # type: ignore[attr-defined]
+def _merge_sums(runs: list[tuple[str, object]], mixed: bool, fan: int, spill_dir: str) -> Iterator[tuple[list, list]]:
+    sources = [(partial(file_chunks, p, s.offset, s.length), s.kind) for p, s in runs]  # type: ignore[attr-defined]
+    sources, merges = narrow(sources, fan, spill_dir)  # a run's sums stay in order: floats add up the same
+    if merges:
+        log.debug("%d aggregation runs merged to %d in %d merges", len(runs), len(sources), merges)
+    streams = [iter_records(open_()) for open_, _ in sources]
     out_k: list = []
     out_v: list = []
     cur = _NONE = object()

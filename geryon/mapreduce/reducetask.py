@@ -3,15 +3,20 @@
 A partition that fits comfortably in the sort budget is merged in memory (one stable sort
 over already-sorted runs, which Python's timsort does in near-linear time); a larger one is
 merged as streams, one key at a time, so that a key with millions of values is never held
-whole. The part file is written under the attempt's name in the job's staging directory;
+whole; and never more streams at once than the budget holds (`segments.merge_fan_in`): with
+more map outputs than that, they are first merged in passes through files next to the part
+file (`segments.narrow`), which keeps the order of equal keys, so the output is the same. The part file is written under the attempt's name in the job's staging directory;
 the driver renames the committed attempt into place.
 """
 from __future__ import annotations
 
 import itertools
 import logging
+import os
+import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from typing import Any
 
 from geryon.mapreduce import counters, memory, order
@@ -22,7 +27,7 @@ from geryon.mapreduce.codec import format_bytes_lines, format_lines, raw_block_s
 from geryon.errors import DiskFull, GeryonError
 from geryon.mapreduce.job import Job, is_sum
 from geryon.mapreduce.jobparams import task_env
-from geryon.mapreduce.segments import Segment, file_chunks, iter_blocks, iter_records
+from geryon.mapreduce.segments import Segment, file_chunks, iter_blocks, iter_records, merge_fan_in, narrow
 from geryon.mapreduce.streaming import CommandFailed, StreamingProcess
 from geryon.mapreduce.task import ReduceTask, TaskResult, describe_key, traceback_tail
 
@@ -94,6 +99,7 @@ class _Reducing:
         self.current: Any = None
         self.groups = 0
         self.records_out = 0
+        self.merges = 0  # merges of map outputs into files before the final merge
         inputs = [(loc, s) for loc, s in task.inputs if s.records]
         self.inputs = inputs
         kinds = {s.kind for _, s in inputs}
@@ -133,12 +139,30 @@ class _Reducing:
             yield key, values
             i = j
 
+    def merge_dir(self) -> str:
+        """Where this attempt's merge passes write (next to its part file; removed after)."""
+        return os.path.join(self.task.out_root, staged_name(self.job, self.task) + ".merge")
+
     def groups_streaming(self) -> Iterator[tuple[Any, Iterator]]:
-        streams = [iter_records(self.fetch(loc, seg)) for loc, seg in self.inputs]
-        merged = order.merge(streams, mixed=self.mixed)
-        for key, records in itertools.groupby(merged, key=_first):
-            self.groups += 1
-            yield key, itertools.chain.from_iterable(r[1] for r in records)
+        sources = [(partial(self.fetch, loc, seg), seg.kind) for loc, seg in self.inputs]
+        fan = merge_fan_in(self.job.sort_budget)
+        spill_dir = None
+        try:
+            if len(sources) > fan:  # each open stream holds a read chunk and a decoded block
+                spill_dir = self.merge_dir()
+                os.makedirs(spill_dir, exist_ok=True)
+                sources, self.merges = narrow(sources, fan, spill_dir)
+                counters.increment_counter("geryon", "reduce_merges", self.merges)
+                log.debug("reduce %s: %d map outputs merged to %d in %d merges", self.task.id,
+                          len(self.inputs), len(sources), self.merges)
+            streams = [iter_records(open_()) for open_, _ in sources]
+            merged = order.merge(streams, mixed=self.mixed)
+            for key, records in itertools.groupby(merged, key=_first):
+                self.groups += 1
+                yield key, itertools.chain.from_iterable(r[1] for r in records)
+        finally:
+            if spill_dir is not None:
+                shutil.rmtree(spill_dir, ignore_errors=True)
 
     def grouped(self) -> Iterator[tuple[Any, Iterator]]:
         """(key, values) groups in key order, values lazily."""

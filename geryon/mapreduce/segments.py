@@ -3,17 +3,21 @@
 A segment is a run of msgpack blocks; each block holds up to `BLOCK_RECORDS` records, and
 about `BLOCK_BYTES` at most (big values make small blocks), as parallel arrays of keys and values, where a value is either one value (`single`) or the
 list of values of that key. A key may appear in several consecutive records (a long list
-is cut). Empty partitions take no bytes. Reading a segment back is `iter_segment`.
+is cut). Empty partitions take no bytes. Reading a segment back is `iter_records`.
+`narrow` merges many sorted segments into fewer, in passes through files, so that a task
+never reads more of them at once than its budget holds (`merge_fan_in`).
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any, BinaryIO
 
+from geryon.mapreduce import order
 from geryon.mapreduce.codec import block_stream, pack_block
 from geryon.mapreduce.footprint import object_bytes
 
@@ -35,6 +39,11 @@ SIZE_SAMPLE = 4
 
 READ_CHUNK = 1 << 20
 """Bytes read at a time when streaming a segment."""
+
+MERGE_STREAM_BYTES = 8 << 20
+"""What one segment open in a merge is counted as against the budget: its read chunk, the unpacker's
+buffer and a decoded block (measured about 4 MiB with 1 MiB blocks), twice. A task merges at most
+budget / this segments at once (at least 2); more are first merged in passes (`narrow`)."""
 
 
 @dataclass(frozen=True)
@@ -158,6 +167,65 @@ def iter_records(chunks: Iterable[bytes]) -> Iterator[tuple[Any, list]]:
 def iter_blocks(chunks: Iterable[bytes]) -> Iterator[tuple[bool, list, list]]:
     """The raw blocks of a segment (single flag, keys, values)."""
     return block_stream(chunks)
+
+
+def merge_fan_in(budget: int) -> int:
+    """How many sorted segments a task with this sort budget may read at once (at least 2)."""
+    return max(2, budget // MERGE_STREAM_BYTES)
+
+
+Source = tuple[Callable[[], Iterable[bytes]], str]
+"""A sorted segment to merge: a function opening its bytes (as chunks), and its keys' kind."""
+
+
+def merged_kind(kinds: Iterable[str]) -> str:
+    """The kind of the keys of segments merged into one: theirs if they agree, else "mixed"."""
+    ks = {k for k in kinds if k}
+    return ks.pop() if len(ks) == 1 else ("mixed" if ks else "")
+
+
+def write_merged(f: BinaryIO, sources: list[Source]) -> Segment:
+    """Merge sorted segments into one segment written to `f`: every record, in key order,
+    records of equal keys in the order of `sources` (a stable merge), each record as it was
+    (so a record is never more than the block it came in)."""
+    kinds = [kind for _, kind in sources]
+    mixed = len({k for k in kinds if k}) > 1 or "mixed" in kinds
+    w = SegmentWriter(f)
+    for key, values in order.merge([iter_records(open_()) for open_, _ in sources], mixed=mixed):
+        w.add_list(key, values)
+    return w.finish(merged_kind(kinds))
+
+
+def narrow(sources: list[Source], fan: int, spill_dir: str) -> tuple[list[Source], int]:
+    """Merge consecutive sources into files under `spill_dir` until at most `fan` are left.
+
+    Each merge reads at most `fan` sources at once. The order of equal keys is kept: a merged
+    file stands where its (consecutive) sources stood, so merging what is left gives the same
+    records in the same order as one merge of all. The last pass merges only as many of the
+    first sources as it must. Files of a finished pass are removed; the caller removes
+    `spill_dir`. Returns the sources left and how many merges were made.
+    """
+    fan = max(2, fan)
+    merges = 0
+    runs: list[tuple[Source, str | None]] = [(src, None) for src in sources]  # (source, our file)
+    while len(runs) > fan:
+        excess = len(runs) - fan
+        group = min(fan, excess + 1)
+        last = group == excess + 1  # merging the first `group` leaves exactly `fan`
+        left: list[tuple[Source, str | None]] = []
+        for i in range(0, len(runs), group):
+            batch = runs[i:i + group]
+            if len(batch) == 1 or last and i > 0:
+                left.extend(runs[i:])
+                break
+            path = os.path.join(spill_dir, f"merge{merges}")
+            merges += 1
+            with open(path, "wb") as f:
+                seg = write_merged(f, [src for src, _ in batch])
+            remove_quietly(*(p for _, p in batch if p is not None))
+            left.append(((partial(file_chunks, path, seg.offset, seg.length), seg.kind), path))
+        runs = left
+    return [src for src, _ in runs], merges
 
 
 def remove_quietly(*paths: str) -> None:

@@ -30,15 +30,10 @@ from geryon.mapreduce.codec import freeze
 from geryon.errors import GeryonError
 from geryon.mapreduce.footprint import DictFootprint
 from geryon.mapreduce.partition import crc32_partition, split_by_partition
-from geryon.mapreduce.segments import (BLOCK_BYTES, BLOCK_VALUES, Segment, SegmentWriter, file_chunks, iter_records,
-                                       remove_quietly)
+from geryon.mapreduce.segments import (BLOCK_BYTES, BLOCK_VALUES, MERGE_STREAM_BYTES, Segment, SegmentWriter,  # noqa: F401
+                                       file_chunks, iter_records, merge_fan_in, remove_quietly)
 
 log = logging.getLogger(__name__)
-
-MERGE_STREAM_BYTES = 8 << 20
-"""What one run open in a merge is counted as against the budget: its read chunk, the unpacker's
-buffer and a decoded block (measured about 4 MiB with 1 MiB blocks), twice. A map task merges
-at most budget / this runs at once (at least 2); more runs are first merged in passes."""
 
 class CombineError(GeryonError):
     """A combine function returned something the engine cannot use."""
@@ -293,7 +288,7 @@ class SortBuffer:
     def _narrow_runs(self) -> None:
         """Merge the first runs into one until no more than the fan-in allowed remain, so that
         the final merge's open runs stay within the budget (order kept: the merged run is first)."""
-        fan = max(2, self._budget // MERGE_STREAM_BYTES)
+        fan = merge_fan_in(self._budget)  # runs open at once: budget / MERGE_STREAM_BYTES
         while len(self._runs) > fan:
             batch = self._runs[:fan]
             path = self._new_run_path()
