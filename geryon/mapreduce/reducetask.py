@@ -298,4 +298,5 @@ def run_reduce_task(job: Job, task: ReduceTask, fetch: Fetch = local_fetch) -> T
             out_fs.remove(name)
         except Exception:
             pass
+        shutil.rmtree(state.merge_dir(), ignore_errors=True)  # a failure left its merge passes' files
     return result
