@@ -41,6 +41,19 @@ JOB = "benchjob"
 
 # -- the child: measures one checkout (whatever `geryon` and `registry` import as) ---------
 
+def _from(name: str, *modules: str) -> Any:
+    """`name` from the first of `modules` this checkout has (the "before" checkout predates the
+    layout of 3109ee0: `geryon.rcpuclient`, `geryon.chunk`, `geryon.segments`, `geryon.worker`)."""
+    import importlib
+
+    for module in modules:
+        try:
+            return getattr(importlib.import_module(module), name)
+        except ModuleNotFoundError:
+            continue
+    raise SystemExit(f"none of {modules} in this checkout")
+
+
 def _start(argv: list[str], err: Path) -> tuple[subprocess.Popen[str], str]:
     with open(err, "w") as errf:
         p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=errf, text=True)
@@ -75,7 +88,7 @@ def _rcpu_with(rcpu: Any, runs: int) -> list[float]:
 
 
 def _rcpu(reg: Any, secret: bytes, runs: int) -> float:
-    from geryon.cluster.rcpu import Rcpu
+    Rcpu = _from("Rcpu", "geryon.cluster.rcpu", "geryon.rcpuclient")
 
     with Rcpu(reg, secret) as rcpu:
         return statistics.median(_rcpu_with(rcpu, runs + 2)[2:])   # the first two warm caches
@@ -111,8 +124,8 @@ def _finds(url: str, secret: bytes, seconds: float, threads: int) -> float:
 
 def _shuffle(node_url: str, chunk: Path, secret: bytes, reps: int, plant: bool = True) -> float:
     from geryon.node.jobservice import staging_name
-    from geryon.mapreduce.segments import Segment
-    from geryon.node.worker import http_range
+    Segment = _from("Segment", "geryon.mapreduce.segments", "geryon.segments")
+    http_range = _from("http_range", "geryon.node.worker", "geryon.worker")
 
     out = chunk / staging_name(JOB)
     if plant:
@@ -138,7 +151,7 @@ def _shuffle(node_url: str, chunk: Path, secret: bytes, reps: int, plant: bool =
 def _cluster() -> Iterator[tuple[Any, str, str, Path, list[int], bytes]]:
     """A registry and one node of this checkout, 1,000 services registered:
     (registry client, registry URL, node URL, the node's chunk c0, server pids, secret)."""
-    from geryon.disks.chunk import create_chunk
+    create_chunk = _from("create_chunk", "geryon.disks.chunk", "geryon.chunk")
     from registry.auth import create_secret
     from registry.client import RegistryClient
 
@@ -208,7 +221,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 def serve(args: argparse.Namespace) -> None:
     """Lockstep mode's child: set up, say `ready`, then run each operation the parent names
     on stdin (`rcpu N`, `find N`, `findc SECONDS`, `shuffle N`) and answer one JSON line."""
-    from geryon.cluster.rcpu import Rcpu
+    Rcpu = _from("Rcpu", "geryon.cluster.rcpu", "geryon.rcpuclient")
 
     with _cluster() as (reg, reg_url, node_url, chunk, pids, secret), Rcpu(reg, secret) as rcpu:
         _rcpu_with(rcpu, 2)
