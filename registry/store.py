@@ -4,7 +4,9 @@ Pure: no I/O, no clocks, no threads. Time is a parameter (`touch(session, now)`,
 `expire(now)`), so liveness rules are tested without sleeping. Semantics follow Inferno
 registry(4): a service is `name attr val ...`; `persist` with a non-zero value keeps it
 after its session ends; only its owner may change or remove it; `find` is the AND of
-`attr == val`, where the value `*` means "has the attribute". The store does not know
+`attr == val`, where the value `*` means "has the attribute". `find` looks only at the
+services holding the query's rarest pair (an index by `(attr, val)` and by `attr`), so a
+selective query costs what it returns, not what the registry holds. The store does not know
 about sockets, files or text; see `registry.server` and `registry.text`.
 """
 from __future__ import annotations
@@ -44,6 +46,18 @@ ANY = "*"
 """A query value that matches any value of a present attribute (registry(4))."""
 
 AttrsLike = Union[Mapping[str, str], Iterable[tuple[str, str]]]
+
+
+def _seq_of(entry: _Entry) -> int:
+    return entry.seq
+
+
+def _drop(index: dict[Any, dict[str, None]], key: Any, name: str) -> None:
+    names = index.get(key)
+    if names is not None:
+        names.pop(name, None)
+        if not names:
+            del index[key]
 
 
 def as_pairs(attrs: AttrsLike) -> Pairs:
@@ -159,6 +173,7 @@ class _Entry:
     service: Service
     owner: str
     session: str | None
+    seq: int = 0              # registration order (find answers in it)
 
 
 @dataclass
@@ -190,6 +205,10 @@ class Store:
         self.max_name = max_name
         self.max_pairs = max_pairs
         self._entries: dict[str, _Entry] = {}
+        # names by (attr, val) and by attr, in insertion order (dicts used as ordered sets)
+        self._by_pair: dict[tuple[str, str], dict[str, None]] = {}
+        self._by_attr: dict[str, dict[str, None]] = {}
+        self._seq = 0
         self._leases: dict[str, _Lease] = {}
         self._events: deque[Event] = deque(maxlen=history)
         self._version = 0
@@ -225,7 +244,19 @@ class Store:
     def find(self, query: AttrsLike = ()) -> list[Service]:
         """Services matching every `attr val` of `query` (`*` = present; empty = all)."""
         pairs = as_pairs(query)
-        return [e.service for e in self._entries.values() if e.service.matches(pairs)]
+        if not pairs:
+            return self.index()
+        fewest: dict[str, None] | None = None
+        for attr, val in pairs:
+            names = self._by_attr.get(attr) if val == ANY else self._by_pair.get((attr, val))
+            if not names:
+                return []
+            if fewest is None or len(names) < len(fewest):
+                fewest = names
+        assert fewest is not None
+        found = [e for e in map(self._entries.__getitem__, fewest) if e.service.matches(pairs)]
+        found.sort(key=_seq_of)
+        return [e.service for e in found]
 
     def persistent(self) -> list[tuple[Service, str]]:
         """`(service, owner)` of every persist entry, for saving to disk."""
@@ -268,13 +299,15 @@ class Store:
                 raise PermissionDenied("permission denied")
             self._attach(name, existing, session)
             if existing.service.attrs != pairs:
-                existing.service = Service(name, pairs)
+                self._set(existing, Service(name, pairs))
                 self._emit(EventKind.UPDATE, existing.service)
             return existing.service
         if len(self._entries) >= self.max_services:
             raise RegistryFull("registry full")
-        entry = _Entry(Service(name, pairs), owner, None)
+        self._seq += 1
+        entry = _Entry(Service(name, pairs), owner, None, self._seq)
         self._entries[name] = entry
+        self._indexed(entry.service)
         self._attach(name, entry, session)
         self._emit(EventKind.ADD, entry.service)
         return entry.service
@@ -291,7 +324,7 @@ class Store:
         if len(pairs) > self.max_pairs:
             raise BadRequest("too many attributes")
         if pairs != entry.service.attrs:
-            entry.service = Service(name, pairs)
+            self._set(entry, Service(name, pairs))
             self._emit(EventKind.UPDATE, entry.service)
         return entry.service
 
@@ -304,7 +337,7 @@ class Store:
         pairs = self._checked(name, attrs)
         entry = self._owned(name, owner)
         if pairs != entry.service.attrs:
-            entry.service = Service(name, pairs)
+            self._set(entry, Service(name, pairs))
             self._emit(EventKind.UPDATE, entry.service)
         return entry.service
 
@@ -409,8 +442,25 @@ class Store:
         if session is not None:
             self._leases[session].names.add(name)
 
+    def _indexed(self, service: Service) -> None:
+        for attr, val in service.attrs:
+            self._by_pair.setdefault((attr, val), {})[service.name] = None
+            self._by_attr.setdefault(attr, {})[service.name] = None
+
+    def _unindexed(self, service: Service) -> None:
+        for attr, val in service.attrs:
+            _drop(self._by_pair, (attr, val), service.name)
+            _drop(self._by_attr, attr, service.name)
+
+    def _set(self, entry: _Entry, service: Service) -> None:
+        """Change an entry's service, keeping the indexes true."""
+        self._unindexed(entry.service)
+        entry.service = service
+        self._indexed(service)
+
     def _remove(self, name: str, entry: _Entry) -> None:
         del self._entries[name]
+        self._unindexed(entry.service)
         if entry.session is not None and entry.session in self._leases:
             self._leases[entry.session].names.discard(name)
         self._emit(EventKind.REMOVE, entry.service)
