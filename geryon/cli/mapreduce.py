@@ -28,8 +28,9 @@ from geryon.cli.common import (cluster_secret, fail, local_option, ndb_option, r
 @click.argument("map_step", metavar="MAP")
 @click.argument("reduce_step", metavar="REDUCE")
 @click.argument("disks", nargs=-1, required=True, metavar="DISK...")
-@click.option("-R", "partitions", type=click.IntRange(min=1), default=DEFAULT_PARTITIONS, show_default=True,
-              help="Number of reduce partitions.")
+@click.option("-R", "partitions", type=click.IntRange(min=0), default=None,
+              show_default=f"{DEFAULT_PARTITIONS}; 0 when REDUCE is NONE",
+              help="Number of reduce partitions; 0: a map-only job, one part per map task in input order.")
 @click.option("--out", "out", type=click.Path(file_okay=False), help="Directory for the part files [./JOB.out].")
 @click.option("--name", "name", help="Job name (part files are JOB.part<r>) [the map script's name].")
 @click.option("-j", "--workers", type=click.IntRange(min=1), help="Worker processes [one per core].")
@@ -77,7 +78,7 @@ from geryon.cli.common import (cluster_secret, fail, local_option, ndb_option, r
                                       "shared filesystem), or always over Dask's comms (transfer).")
 @click.option("--jobs-dir", "jobs_dir_opt", metavar="DIR", help="Where job records go [$GERYON_JOBS_DIR].")
 @click.option("-q", "--quiet", is_flag=True, help="No progress and no summary.")
-def mapreduce(map_step: str, reduce_step: str, disks: tuple[str, ...], partitions: int, out: str | None,
+def mapreduce(map_step: str, reduce_step: str, disks: tuple[str, ...], partitions: int | None, out: str | None,
               name: str | None, workers: int | None, streaming: bool, reader: str | None, partitioner: str, fmt: str,
               sort_budget: int, split_size: int | None, workdir: str | None, ndb_file: str | None,
               quiet: bool, skip_bad: int = 0, force_local: bool = False, registry_url: str | None = None,
@@ -90,6 +91,7 @@ def mapreduce(map_step: str, reduce_step: str, disks: tuple[str, ...], partition
     MAP and REDUCE are Python scripts defining map(key, value) and reduce(key, values)
     (and optionally combine), or streaming commands reading stdin and writing
     key<TAB>value lines (an executable, or a command block such as '{ sort | uniq -c }').
+    REDUCE NONE (or -R 0) makes a map-only job: one part per map task, in input order.
     A DISK is a directory or a disk name from the ndb file; on a cluster, a disk named in
     the cluster's ndb file or a geryon:// URL.
     """
@@ -103,9 +105,17 @@ def mapreduce(map_step: str, reduce_step: str, disks: tuple[str, ...], partition
             add_import_path(os.path.dirname(os.path.abspath(path)))
         # the scripts load in this process: what they read at import time is what their tasks see
         os.environ.update(task_env(Job(map="true", params=params, cmdenv=task_vars)))
+        if reduce_step == NO_REDUCE:   # Hadoop Streaming's `-reducer NONE`
+            if partitions:
+                fail(f"REDUCE is NONE, a map-only job: -R {partitions} has no reduce to run (drop -R)", 2)
+            partitions = 0
+        elif partitions == 0:
+            fail(f"-R 0 is a map-only job, but REDUCE is {reduce_step}: give NONE as REDUCE", 2)
+        partitions = DEFAULT_PARTITIONS if partitions is None else partitions
         map_s = step_from_arg(map_step, "map", streaming)
-        reduce_s = step_from_arg(reduce_step, "reduce", streaming)
-        combine_s = None if streaming else (combine_from_script(reduce_step) or combine_from_script(map_step))
+        reduce_s = None if partitions == 0 else step_from_arg(reduce_step, "reduce", streaming)
+        combine_s = None if streaming or partitions == 0 else (
+            combine_from_script(reduce_step) or combine_from_script(map_step))
         job = Job(map=map_s, reduce=reduce_s, combine=combine_s, partitions=partitions, name=name or "",
                   reader=reader or READER_OF_DISKS, partitioner=partitioner, format=fmt, sort_budget=sort_budget,
                   split_size=split_size, env=(("GERYON_PARTITIONS", str(partitions)),), skip_bad=skip_bad,
@@ -327,5 +337,8 @@ def _shown(path: str) -> str:
     rel = os.path.relpath(path)
     return path if rel.startswith("..") else rel
 
+
+NO_REDUCE = "NONE"
+"""REDUCE meaning a map-only job (Hadoop Streaming's `-reducer NONE`)."""
 
 commands: list[click.Command] = [mapreduce]

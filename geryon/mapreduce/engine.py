@@ -134,7 +134,9 @@ class Driver:
         job = self.job
         check_job_name(job.name)
         # A streaming reducer writes its own text lines, whatever format the job names.
-        fmt = "text" if job.reduce is not None and job.reduce.streaming else job.format
+        # So does a map-only job's streaming mapper.
+        streamed = job.reduce if not job.map_only else job.map
+        fmt = "text" if streamed is not None and streamed.streaming else job.format
         try:
             report = JobReport(self.job_id, job.name, self.policy.begin(self, out_dir), [], fmt)
             self._prepare(disks)
@@ -152,9 +154,14 @@ class Driver:
             self.record.update_info({"maps": len(self.maps), "cpus": [c.name for c in self.cpus],
                                      **self.policy.info()})
 
+    @property
+    def partitions(self) -> int:
+        """The reduce tasks, and parts: R, or one per map task for a map-only job."""
+        return len(self.maps) if self.job.map_only else self.job.partitions
+
     # -- scheduling ---------------------------------------------------------------------------
     def _schedule(self, report: JobReport) -> None:
-        M, R = len(self.maps), self.job.partitions
+        M, R = len(self.maps), self.partitions
         now = time.monotonic()
         self.tasks = {f"m{i}": _Task(f"m{i}", queued=now) for i in range(M)}
         self.tasks.update({f"r{r}": _Task(f"r{r}", queued=now) for r in range(R)})
@@ -179,7 +186,7 @@ class Driver:
 
     def _drain(self) -> None:
         """Dispatch and collect attempts until every reduce has a result and nothing runs."""
-        M, R = len(self.maps), self.job.partitions
+        M, R = len(self.maps), self.partitions
         try:
             while len(self.reduce_done) < R or self.running:
                 if len(self.map_done) == M and self._phase == "map":
@@ -267,6 +274,10 @@ class Driver:
     def _attempt_task(self, task: _Task, attempt: int) -> MapTask | ReduceTask:
         if task.is_map:
             return self.policy.map_attempt(replace(self.maps[task.index], attempt=attempt))
+        if self.job.map_only:   # part i is map i's output (`geryon.mapreduce.maponly`)
+            res, cpu = self.map_done[task.index]
+            only = ((self.policy.map_output(res, cpu), res.segments[0]),)
+            return self.policy.reduce_attempt(task.index, attempt, only)
         inputs = []
         for i in range(len(self.maps)):
             res, cpu = self.map_done[i]
@@ -449,7 +460,7 @@ class Driver:
         """Commit every part (the policy's way); a cpu lost meanwhile runs its tasks again."""
         while True:
             try:
-                parts = self.policy.commit([self.reduce_done[r] for r in range(self.job.partitions)], report)
+                parts = self.policy.commit([self.reduce_done[r] for r in range(self.partitions)], report)
                 break
             except CpuLost as lost:
                 self._declare_dead(lost.cpu)

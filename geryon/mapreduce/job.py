@@ -95,7 +95,7 @@ class Job:
     map: Step
     reduce: Step | None = None
     combine: Step | None = None
-    partitions: int = DEFAULT_PARTITIONS
+    partitions: int = DEFAULT_PARTITIONS  # R; 0: a map-only job (one part per map task, in input order)
     name: str = ""
     reader: str = "file"
     partitioner: str = "crc32"
@@ -121,8 +121,13 @@ class Job:
             object.__setattr__(self, attr, (value,) if isinstance(value, str) else tuple(str(v) for v in value))
         if not self.name:
             object.__setattr__(self, "name", default_name(self.map))
-        if self.partitions < 1:
-            raise JobDefinitionError(f"partitions must be at least 1, not {self.partitions}")
+        if self.partitions < 0:
+            raise JobDefinitionError(f"partitions must be 0 (a map-only job) or more, not {self.partitions}")
+        if self.map_only and self.reduce is not None:
+            raise JobDefinitionError(f"a map-only job (-R 0) runs no reduce, but one is given: "
+                                     f"{self.reduce.describe()} (give NONE as the reducer)")
+        if self.map_only and self.combine is not None:
+            raise JobDefinitionError("a map-only job (-R 0) runs no combiner")
         if self.reader not in READERS and self.reader != READER_OF_DISKS:
             raise JobDefinitionError(f"unknown reader {self.reader!r} (choose from {', '.join(READERS)})")
         if self.partitioner not in PARTITIONERS:
@@ -137,6 +142,11 @@ class Job:
             raise JobDefinitionError(f"skip_bad must not be negative, not {self.skip_bad}")
         if self.combine is not None and self.combine.streaming:
             raise JobDefinitionError("a combiner must be a Python function")
+
+    @property
+    def map_only(self) -> bool:
+        """No reduce (`partitions == 0`): one part per map task, its output in input order."""
+        return self.partitions == 0
 
     def run(self, disks: Sequence[Any], out: str | None = None, workers: int | None = None,
             ndb: str | None = None, progress: Any = None, workdir: str | None = None,

@@ -2,7 +2,7 @@
 
 A job's parameters reach each of its tasks, local or on any node, as one JSON object in the
 task's environment (`GERYON_PARAMS`); a job reads them with `geryon.param("name")` or the
-`geryon.params` mapping (read when used, so a module-level `from geryon import params`
+`geryon.params` mapping (also callable: `geryon.params()` is a dict; read when used, so a module-level `from geryon import params`
 works). Streaming tasks also see each parameter as an environment variable, Hadoop
 Streaming's way (`-D mapreduce.x=1` is `$mapreduce_x`), unless `--cmdenv` sets that name.
 `--cmdenv` pairs are the environment of every task, Python and streaming. Not here: parsing
@@ -49,6 +49,10 @@ class Params(Mapping[str, str]):
 
     def __len__(self) -> int:
         return len(_current())
+
+    def __call__(self) -> dict[str, str]:
+        """`geryon.params()`: the parameters as a plain dict (a copy), the issue's spelling."""
+        return _current()
 
     def __repr__(self) -> str:
         return f"geryon.params({_current()!r})"

@@ -25,6 +25,7 @@ from geryon.disks.chunk import ChunkFS
 from geryon.errors import DiskFull, GeryonError
 from geryon.mapreduce.job import Job, is_sum
 from geryon.mapreduce.jobparams import task_env
+from geryon.mapreduce.maponly import MapOnlyWriter
 from geryon.mapreduce.partition import partitioner
 from geryon.records.badrecords import SkipBudget
 from geryon.mapreduce.inputview import InputView, build_view, remove_view
@@ -126,13 +127,19 @@ def run_map_task(job: Job, task: MapTask, open_input: Callable[[str], tuple[FS, 
     where = task.split.describe()
     current: Any = None
     view: InputView | None = None
+    out_file: Any = None   # a map-only task's output, written as it comes
     try:
         os.makedirs(spill_dir, exist_ok=True)
         disk_fs, local_root = open_input(task.root)
-        buf = SortBuffer(job.partitions, partitioner(job.partitioner),
-                         job.combine.func if job.combine else None,
-                         is_sum(job.combine), job.sort_budget, spill_dir,
-                         ordered=not (is_sum(job.combine) and is_sum(job.reduce)))
+        buf: Any
+        if job.map_only:   # in input order, in the output format: no sort, no partitions
+            out_file = open(out_path, "wb")
+            buf = MapOnlyWriter(out_file, job.format)
+        else:
+            buf = SortBuffer(job.partitions, partitioner(job.partitioner),
+                             job.combine.func if job.combine else None,
+                             is_sum(job.combine), job.sort_budget, spill_dir,
+                             ordered=not (is_sum(job.combine) and is_sum(job.reduce)))
         if job.map.streaming:
             view = build_view(disk_fs, task.split, view_dir or task.workdir, str(task.attempt_id),
                               local_root)
@@ -148,7 +155,10 @@ def run_map_task(job: Job, task: MapTask, open_input: Callable[[str], tuple[FS, 
                     if not batch:
                         break
                     n += len(batch)
-                    buf.add(map(split_line, batch))
+                    if out_file is not None:
+                        buf.add_lines(batch)
+                    else:
+                        buf.add(map(split_line, batch))
                 proc.wait()
             result.records_in = n
         else:
@@ -162,7 +172,11 @@ def run_map_task(job: Job, task: MapTask, open_input: Callable[[str], tuple[FS, 
                 buf.add(mapper(current, value))
             result.records_in = n
             current = None
-        segments = buf.finish(out_path)
+        if out_file is not None:
+            segments = buf.finish()
+            out_file.close()
+        else:
+            segments = buf.finish(out_path)
         if buf.spills:  # the buffer reached --sort-budget (the job summary shows how often)
             counters.increment_counter("geryon", "map_spills", buf.spills)
         write_index(out_path + ".index", segments)
@@ -175,6 +189,8 @@ def run_map_task(job: Job, task: MapTask, open_input: Callable[[str], tuple[FS, 
         result.error_kind = classify(exc)   # a malformed record is in every copy: only damage reads a replica
         result.error, result.detail = _failure(job, task, where, current, exc)
     finally:
+        if out_file is not None:
+            out_file.close()
         shutil.rmtree(spill_dir, ignore_errors=True)
         if view is not None:
             remove_view(view)

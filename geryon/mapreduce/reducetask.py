@@ -27,6 +27,7 @@ from geryon.mapreduce.codec import format_bytes_lines, format_lines, raw_block_s
 from geryon.errors import DiskFull, GeryonError
 from geryon.mapreduce.job import Job, is_sum
 from geryon.mapreduce.jobparams import task_env
+from geryon.mapreduce.maponly import copy_segment
 from geryon.mapreduce.segments import Segment, file_chunks, iter_blocks, iter_records, merge_fan_in, narrow
 from geryon.mapreduce.streaming import CommandFailed, StreamingProcess
 from geryon.mapreduce.task import ReduceTask, TaskResult, describe_key, traceback_tail
@@ -267,7 +268,11 @@ def run_reduce_task(job: Job, task: ReduceTask, fetch: Fetch = local_fetch) -> T
     try:
         out_fs.makedirs(task.staging, recreate=True)
         with out_fs.openbin(name, "wb") as out:
-            if job.reduce is not None and job.reduce.streaming:
+            if job.map_only:   # part i is map i's output, already formatted
+                for data in copy_segment(task.inputs, fetch):
+                    out.write(data)
+                state.records_out = state.nrecords
+            elif job.reduce is not None and job.reduce.streaming:
                 env = {"GERYON_TASK": task.id, **task_env(job, streaming=True)}
                 assert job.reduce.command is not None
                 with StreamingProcess(job.reduce.command, state.input_lines(), cwd=task.out_root, env=env) as proc:
@@ -282,7 +287,7 @@ def run_reduce_task(job: Job, task: ReduceTask, fetch: Fetch = local_fetch) -> T
                     out.write(data)
         result.ok = True
         result.output = name
-        result.records_in = state.groups
+        result.records_in = state.groups if not job.map_only else state.nrecords
         result.records_out = state.records_out
         result.bytes_out = out_fs.getsize(name)
     except Exception as exc:  # the user's reduce raised, a map output could not be read, or the part written

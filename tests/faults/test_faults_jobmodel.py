@@ -1,0 +1,76 @@
+"""The job model beyond map + reduce on a real cluster (registry and three node daemons as
+processes), from the CLI and the Python API, for Python and streaming jobs: each output equals
+the same job's in local mode, and the sequential reference. (Local-mode detail and bad input:
+tests/engine/test_engine_jobmodel.py.)"""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from tests.faults.fault_helpers import GERYON, FaultCluster
+
+LINES_PY = '''
+import geryon
+
+def map(key, value):
+    for line in value.splitlines():
+        yield line[::-1] + geryon.params().get("mark", ""), len(line)
+'''
+
+
+def _parts(out: Path) -> list[bytes]:
+    return [p.read_bytes() for p in sorted(out.iterdir()) if p.name.startswith("part-")]
+
+
+def _both(c: FaultCluster, job_dir: Path, name: str, *args: str) -> tuple[list[bytes], list[bytes]]:
+    """`geryon mapreduce ARGS` on the cluster and with --local on copies of its disks: both parts."""
+    c.reference()   # the local copies of the disks and their ndb file
+    runs = []
+    for mode in ("cluster", "local"):
+        env = c.job_env()
+        extra: list[str] = []
+        if mode == "local":
+            env.pop("GERYON_REGISTRY")
+            extra = ["--local", "--ndb", str(c.tmp / "local-disks" / "ndb")]
+        out = c.tmp / f"{name}-{mode}"
+        proc = subprocess.run([*GERYON, "mapreduce", "-q", "--name", name, *extra, "--out", str(out), *args,
+                               *sorted(c.corpus)], capture_output=True, text=True, env=env, cwd=job_dir, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        runs.append(_parts(out))
+    return runs[0], runs[1]
+
+
+def _input_lines(c: FaultCluster) -> list[str]:
+    return [ln for disk in sorted(c.corpus) for f in sorted(c.corpus[disk])
+            for ln in c.corpus[disk][f].decode().splitlines()]
+
+
+def test_map_only_on_the_cluster_cli_and_api(fault_cluster: FaultCluster) -> None:
+    from geryon.mapreduce.job import Job, load_script
+    from registry.auth import load_secret
+    from registry.client import RegistryClient
+
+    c = fault_cluster
+    job_dir = c.tmp / "job dir"
+    job_dir.mkdir()
+    (job_dir / "lines.py").write_text(LINES_PY)
+    lines = _input_lines(c)
+    # Python, from the CLI, with a parameter
+    cluster, local = _both(c, job_dir, "lines", "--split-size", "32K", "-D", "mark=!", "lines.py", "NONE")
+    assert cluster == local and len(cluster) > len(c.corpus)
+    got = [ln for part in cluster for ln in part.decode().splitlines()]
+    assert got == [f"{ln[::-1]}!\t{len(ln)}" for ln in lines]
+    # streaming, -R 0
+    cluster, local = _both(c, job_dir, "upper", "--split-size", "32K", "--reader", "lines", "-R", "0",
+                           "{ tr a-z A-Z }", "NONE")
+    assert cluster == local
+    assert [ln for part in cluster for ln in part.decode().splitlines()] == [ln.upper() for ln in lines]
+    # the Python API
+    script = load_script(str(job_dir / "lines.py"))
+    job = Job(map=script.map, partitions=0, name="api", format="json", split_size=32 << 10)
+    secret = load_secret(c.secret_file)
+    with RegistryClient(c.registry_url, secret=secret, owner="test") as registry:
+        result = job.run(sorted(c.corpus), registry=registry, secret=secret)
+        pairs = list(result)
+    assert len(result.parts) == result.report.map.tasks
+    assert pairs == [(ln[::-1], len(ln)) for ln in lines]
