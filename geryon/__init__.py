@@ -20,7 +20,7 @@ def __getattr__(name: str) -> Any:
     # The cluster's functions load aiohttp: only when first used, so that local jobs and
     # the command line start quickly.
     if name == "disk":
-        from geryon.disks.remote import open_disk
+        from geryon.disks.opendisk import open_disk
 
         return open_disk
     if name == "rcpu":

@@ -31,6 +31,19 @@ SECRET_HELP = ("Cluster secret [$GERYON_SECRET_FILE, else $XDG_CONFIG_HOME/geryo
                "~/.config/geryon/secret, created on first use].")
 
 
+ENV_OWNER = "GERYON_OWNER"
+
+
+def default_owner() -> str:
+    """The user name (registry(4) owners are user names); uid if there is none."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid{os.getuid()}"
+
+
 def default_secret_path() -> Path:
     """The default secret file for this user (`registry.secretfile.default_secret_path`)."""
     from registry.secretfile import default_secret_path as rule

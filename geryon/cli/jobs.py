@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from geryon.mapreduce.attempt import AttemptId
-from geryon.cli.common import fail
+from geryon.cli.common import default_secret_path, fail
 from geryon.errors import GeryonError
 from geryon.mapreduce.joboutput import removed
 from geryon.mapreduce.joboutput import where as output_of
@@ -116,7 +116,6 @@ def rm(job_ids: tuple[str, ...], secret_file: str | None, jobs_dir_opt: str | No
     _SUCCESS, and its parts on the nodes. The job's record stays."""
     from pathlib import Path
 
-    from geryon.cli.registry import default_secret_path
     from geryon.mapreduce.joboutput import remove
     from registry.auth import load_secret
 

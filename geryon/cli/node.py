@@ -286,7 +286,7 @@ class _Disks:
     def open(self, disk: str) -> Any:
         from geryon.disks.resolve import resolve
         from geryon.errors import UnknownDisk
-        from geryon.disks.remote import open_disk
+        from geryon.disks.opendisk import open_disk
         if disk.startswith(("geryon://", "http://", "https://")) or os.sep in disk or os.path.isdir(disk):
             return open_disk(disk, secret=self.secret, ndb_file=self.ndb_file)
         elsewhere = None

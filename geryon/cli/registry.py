@@ -8,7 +8,6 @@ Output follows Inferno: `regquery` prints `name attr val ...` lines, `-n` bare n
 from __future__ import annotations
 
 import functools
-import getpass
 import logging
 import os
 import signal
@@ -26,8 +25,8 @@ if TYPE_CHECKING:
 
 # aiohttp and zeroconf (registry.client, .server, .auth) load only when a registry verb
 # runs, so that every other `geryon` command starts quickly.
-from geryon.cli.common import (ENV_SECRET_FILE, cluster_secret, default_secret_path,  # noqa: F401 - re-exported
-                               registry_option, secret_option, serve_until_signalled, tls_files, tls_options)
+from geryon.cli.common import (ENV_OWNER, ENV_SECRET_FILE, cluster_secret, default_owner,  # noqa: F401 - re-exported
+                               default_secret_path, registry_option, secret_option, serve_until_signalled, tls_files, tls_options)
 from geryon.ui import DEFAULT_PORT as UI_PORT
 from geryon.cluster.where import ENV_MDNS_INTERFACES, ENV_REGISTRY  # noqa: F401 - re-exported
 from registry.defaults import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_PORT
@@ -38,17 +37,6 @@ from registry.text import pairs_of
 log = logging.getLogger(__name__)
 
 _UI_LISTEN = f"127.0.0.1:{UI_PORT}"
-
-ENV_OWNER = "GERYON_OWNER"
-
-
-def _default_owner() -> str:
-    """The user name (registry(4) owners are user names); uid if there is none."""
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return f"uid{os.getuid()}"
-
 
 def _interfaces(values: tuple[str, ...]) -> tuple[str, ...] | None:
     out = tuple(i for v in values for i in v.replace(",", " ").split())
@@ -73,7 +61,7 @@ _mdns_option = click.option("--mdns-interface", "mdns_interfaces", multiple=True
 
 def _client_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     fn = registry_option(fn)
-    fn = click.option("--owner", envvar=ENV_OWNER, default=_default_owner, show_default="user name",
+    fn = click.option("--owner", envvar=ENV_OWNER, default=default_owner, show_default="user name",
                       help="Owner of registered services.")(fn)
     return _mdns_option(_secret_option(fn))
 

@@ -88,6 +88,15 @@ def data_entry(real_root: str, entry: os.DirEntry[str]) -> os.stat_result | None
     return st if stat.S_ISREG(st.st_mode) else None
 
 
+def describe_size(nbytes: int) -> str:
+    """A size for messages: 1.0 GiB, 300 MiB."""
+    if nbytes >= 1 << 30:
+        return f"{nbytes / (1 << 30):.1f} GiB"
+    if nbytes < 10 << 20:
+        return f"{nbytes / (1 << 20):.1f} MiB"
+    return f"{round(nbytes / (1 << 20))} MiB"
+
+
 def parse_size(text: str) -> int:
     """Parse a size such as `64M`, `1G`, `512k` or `1000` into bytes (binary units)."""
     units = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}

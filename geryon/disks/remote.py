@@ -4,8 +4,8 @@ Speaks the chunk service's HTTP routes (`geryon.node.chunkservice`) through
 `geryon.net.connection` (stdlib `http.client`, kept-alive, every request signed).
 Reads stream one GET (with `Range` after a seek); writes are spooled locally and sent in
 one PUT when the file is closed, so the node commits them whole or not at all (`DiskFull`
-past the capacity). Also here: the `geryon://host:port/chunk` opener and `open_disk`,
-which turns a disk name, a path or a URL into an `FS`. Not here: serving chunks.
+past the capacity). Also here: the `geryon://host:port/chunk` opener. Not here: serving chunks; turning a disk
+name, a path or a URL into a disk (`geryon.disks.opendisk.open_disk`).
 """
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ DEFAULT_SPOOL = 8 << 20
 DEFAULT_READ_BLOCK = 1 << 20
 """Bytes read from the socket at a time when copying a remote file."""
 
-__all__ = ["GeryonOpener", "NodeUnavailable", "RemoteFS", "disk_url", "open_disk", "parse_node_url",
+__all__ = ["GeryonOpener", "NodeUnavailable", "RemoteFS", "disk_url", "parse_node_url",
            "library_secret", "set_default_secret"]
 
 _default_secret: bytes | None = None
@@ -479,31 +479,6 @@ class GeryonOpener(Opener):
         if parse_result.path:
             return remote.opendir(parse_result.path, factory=None)  # type: ignore[return-value]
         return remote
-
-
-def open_disk(arg: str, *, registry: Any = None, secret: bytes | None = None,
-              ndb_file: str | None = None) -> Any:
-    """A disk argument as a `geryon.disks.resolve.Disk`: a `geryon://` URL, a local path, or a name.
-
-    Names are looked up in the registry first (ndb-named disks: `d0.mbox ... addr URL`),
-    opened as a `geryon.disks.failover.FailoverFS` (reads from the master, else a replica,
-    verified against checksums; writes to the master), then in the local ndb file
-    (`geryon.disks.resolve.resolve`).
-
-    Raises:
-        UnknownDisk: not a URL, directory, or known name; or no live chunk holds it.
-    """
-    from geryon.disks.resolve import Disk, resolve
-    if arg.startswith(("geryon://", "http://", "https://", "tcp!")):
-        url, chunk = parse_node_url(arg)
-        return Disk(arg, RemoteFS(url, chunk, secret))
-    if registry is not None and "/" not in arg and not arg.startswith("."):
-        url = disk_url(arg, registry)
-        if url is not None:
-            # Reads go to the master, else a replica, verified (geryon.disks.failover); writes to the master.
-            from geryon.disks.failover import open_failover
-            return open_failover(arg, registry, secret, ndb_file)
-    return resolve(arg, ndb_file)
 
 
 def disk_url(name: str, registry: Any, seen: frozenset[str] = frozenset()) -> str | None:

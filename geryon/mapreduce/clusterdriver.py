@@ -52,8 +52,7 @@ from geryon.mapreduce.jobnodes import NodeError, Nodes, RemoteCpu
 from geryon.mapreduce.jobpack import JobPack, build
 from geryon.cluster.members import ClusterCpu, ClusterDisk, authority_of
 from geryon.disks.outputs import OUTPUT_CHUNK, part_name, success_manifest
-from geryon.mapreduce.task import MapTask, ReduceTask, TaskResult
-from geryon.node.worker import data_prefix
+from geryon.mapreduce.task import MapTask, ReduceTask, TaskResult, data_prefix
 from registry.errors import RegistryError
 
 log = logging.getLogger(__name__)

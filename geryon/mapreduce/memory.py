@@ -19,6 +19,8 @@ import os
 import resource
 from dataclasses import dataclass
 
+from geryon.disks.chunk import describe_size
+
 log = logging.getLogger(__name__)
 
 TASK_OVERHEAD = 64 << 20
@@ -188,13 +190,8 @@ def _field(path: str, name: str) -> int | None:
     return None
 
 
-def describe(nbytes: int) -> str:
-    """A size for messages: 1.0 GiB, 300 MiB."""
-    if nbytes >= 1 << 30:
-        return f"{nbytes / (1 << 30):.1f} GiB"
-    if nbytes < 10 << 20:
-        return f"{nbytes / (1 << 20):.1f} MiB"
-    return f"{round(nbytes / (1 << 20))} MiB"
+describe = describe_size
+"""A size for messages: 1.0 GiB, 300 MiB (`geryon.disks.chunk.describe_size`)."""
 
 
 def killed_message(task: str, budget: int, limit: Limit | None = None) -> str:

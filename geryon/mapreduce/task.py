@@ -18,6 +18,12 @@ TRACEBACK_LINES = 8
 """Lines of a Python traceback kept in a failure message."""
 
 
+def data_prefix(node_url: str, job_id: str) -> str:
+    """The URL prefix under which a node serves a job's map outputs (`geryon.node.jobservice`'s
+    `/v1/jobs/{job}/data/{name}`): where a map task's output is, for the reducers."""
+    return f"{node_url}/v1/jobs/{job_id}/data/"
+
+
 @dataclass(frozen=True)
 class MapTask:
     index: int

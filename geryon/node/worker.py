@@ -33,7 +33,7 @@ from fs.base import FS
 from geryon.mapreduce.attempt import AttemptId, FailureKind, classify
 from geryon.disks.chunk import ChunkFS
 from geryon.mapreduce.segments import Segment, file_chunks
-from geryon.mapreduce.task import MapTask, ReduceTask, TaskResult
+from geryon.mapreduce.task import MapTask, ReduceTask, TaskResult, data_prefix
 
 FETCH_TIMEOUT = 10.0
 """Seconds a shuffle fetch waits on a silent node before giving up on it."""
@@ -43,11 +43,6 @@ IO_TIMEOUT = 5.0
 
 FETCH_BLOCK = 1 << 20
 """Bytes read at a time from a shuffle response."""
-
-
-def data_prefix(node_url: str, job_id: str) -> str:
-    """The URL prefix under which a node serves a job's map outputs."""
-    return f"{node_url}/v1/jobs/{job_id}/data/"
 
 
 class Inputs:

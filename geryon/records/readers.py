@@ -38,6 +38,7 @@ from geryon.records.badrecords import BadRecord, InputError
 from geryon.disks.checksum import FileSum, open_verified, open_verified_stream, read_manifest
 from geryon.records.compression import codec_of, open_decompressed, strip_codec
 from geryon.errors import GeryonError
+from geryon.disks.chunk import describe_size
 from geryon.records.split import FileRange, Split
 
 log = logging.getLogger(__name__)
@@ -227,11 +228,9 @@ def _whole(f: BinaryIO, src: _Source, limit: int) -> bytes:
 
 def record_too_large(label: str, size: int, limit: int, exact: bool = True) -> InputError:
     """The one line for a file too large to be one record (`file` and `bytes` read files whole)."""
-    from geryon.mapreduce.memory import describe
-
-    what = describe(size) if exact else f"more than {describe(limit)}"
+    what = describe_size(size) if exact else f"more than {describe_size(limit)}"
     return InputError(f"{label}: {what} is too large for one record (the file and bytes readers hold a "
-                      f"file whole; a record may take at most the --sort-budget, {describe(limit)}): "
+                      f"file whole; a record may take at most the --sort-budget, {describe_size(limit)}): "
                       f"use --reader lines, or split the file (geryon load)")
 
 

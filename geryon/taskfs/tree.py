@@ -43,7 +43,7 @@ import aiohttp
 
 from geryon.errors import GeryonError
 from geryon.cluster.pick import CpuInfo, LeastLoaded, Weight
-from geryon.taskfs.client import DEFAULT_DEAD_AFTER, DEFAULT_HEARTBEAT, NoResources
+from geryon.taskfs.wire import DEFAULT_DEAD_AFTER, DEFAULT_HEARTBEAT, NoResources
 from registry import jsondoc
 from registry.channel import Channel
 from registry.errors import RegistryError

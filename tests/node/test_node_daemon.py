@@ -14,7 +14,8 @@ import pytest
 from fs import errors as fserrors
 
 from geryon.errors import DiskFull
-from geryon.disks.remote import GeryonOpener, NodeUnavailable, RemoteFS, open_disk
+from geryon.disks.opendisk import open_disk
+from geryon.disks.remote import GeryonOpener, NodeUnavailable, RemoteFS
 from node_helpers import Cluster, wait_until
 from registry.signer import Signer
 
