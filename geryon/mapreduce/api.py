@@ -20,7 +20,7 @@ from geryon.mapreduce.codec import parse_line
 from geryon.mapreduce.cpu import LocalCpu
 from geryon.disks.resolve import Disk, resolve_inputs
 from geryon.mapreduce.engine import Driver, JobReport, Progress, new_job_id
-from geryon.mapreduce.job import Job
+from geryon.mapreduce.job import Job, set_runner
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +177,9 @@ def run_by_rule(job: Job, disks: Sequence[Any], *, out: str | None = None, worke
         with RegistryClient(registry, secret=secret, owner="api") as client:
             return run_cluster_job(job, [str(d) for d in disks], client, secret, out=out, progress=progress)
     return run_cluster_job(job, [str(d) for d in disks], registry, secret, out=out, progress=progress)
+
+
+set_runner(run_by_rule)
 
 
 def run_cluster_job(job: Job, disks: Sequence[str], registry: Any, secret: bytes | None, *,

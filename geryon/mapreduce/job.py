@@ -65,6 +65,16 @@ def disks_reader(reader: str, formats: Sequence[tuple[str, str]]) -> str:
     return next(iter(seen), "file")
 
 
+_runner: list[Callable[..., Any]] = []
+"""What `Job.run` calls: `geryon.mapreduce.api.run_by_rule`, installed by that module (which
+`geryon/__init__` imports), so that the value type does not import the engine that runs it."""
+
+
+def set_runner(run: Callable[..., Any]) -> None:
+    """Install the function `Job.run` calls (`geryon.mapreduce.api` does, once)."""
+    _runner[:] = [run]
+
+
 @dataclass(frozen=True)
 class Step:
     """One step of a job: a Python function, or a command for streaming."""
@@ -165,9 +175,7 @@ class Job:
 
         Returns a JobResult: iterate it for (key, value) pairs in partition then key order.
         """
-        from geryon.mapreduce.api import run_by_rule
-
-        return run_by_rule(self, disks, out=out, workers=workers, ndb=ndb, progress=progress, workdir=workdir,
+        return _runner[0](self, disks, out=out, workers=workers, ndb=ndb, progress=progress, workdir=workdir,
                            registry=registry, secret=secret, local=local, dask=dask)
 
     def fingerprint(self) -> str:

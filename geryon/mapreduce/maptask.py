@@ -27,7 +27,7 @@ from geryon.mapreduce.job import Job, is_sum
 from geryon.mapreduce.jobparams import task_env
 from geryon.mapreduce.maponly import MapOnlyWriter
 from geryon.mapreduce.partition import partitioner
-from geryon.records.badrecords import SkipBudget
+from geryon.records.badrecords import SKIPPED_GROUP, SKIPPED_NAME, SkipBudget
 from geryon.mapreduce.inputview import InputView, build_view, remove_view
 from geryon.records.readers import InputError, raw_chunks, read_records
 from geryon.mapreduce.segments import write_index
@@ -39,6 +39,11 @@ log = logging.getLogger(__name__)
 
 STREAM_BATCH = 8192
 """Lines taken from a streaming mapper between checks of the sort budget."""
+
+
+def _count_skipped() -> None:
+    """A skipped bad record, in the task's `geryon/skipped_records` counter."""
+    counters.increment_counter(SKIPPED_GROUP, SKIPPED_NAME)
 
 
 def output_name(task: MapTask) -> str:
@@ -165,7 +170,7 @@ def run_map_task(job: Job, task: MapTask, open_input: Callable[[str], tuple[FS, 
             mapper = job.map.func
             assert mapper is not None
             n = 0
-            skip = SkipBudget(job.skip_bad) if job.skip_bad else None
+            skip = SkipBudget(job.skip_bad, _count_skipped) if job.skip_bad else None
             for current, value in read_records(disk_fs, task.split, job.reader, local_root, on_bad=skip,
                                                    max_record=job.sort_budget):
                 n += 1

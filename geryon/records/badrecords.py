@@ -9,8 +9,8 @@ position (byte offset or record number). A map task either fails on it, or, give
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
-from geryon.mapreduce import counters
 from geryon.errors import FailureKind, GeryonError
 
 log = logging.getLogger(__name__)
@@ -49,14 +49,16 @@ class TooManyBadRecords(InputError):
 class SkipBudget:
     """Skips up to `limit` bad records, counting each; past the limit, fails the task.
 
-    Call it with each BadRecord met; it returns to skip the record, or raises.
+    Call it with each BadRecord met; it returns to skip the record, or raises. `on_skip` is
+    called once per skipped record (a map task adds to the `geryon/skipped_records` counter).
     """
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, on_skip: Callable[[], None] | None = None) -> None:
         if limit < 0:
             raise ValueError("the skip limit must not be negative")
         self.limit = limit
         self.skipped = 0
+        self.on_skip = on_skip
 
     def __call__(self, bad: BadRecord) -> None:
         if self.skipped >= self.limit:
@@ -65,5 +67,6 @@ class SkipBudget:
             raise TooManyBadRecords(
                 f"more than {self.limit} bad records (--skip-bad {self.limit}); the last: {bad}") from bad
         self.skipped += 1
-        counters.increment_counter(SKIPPED_GROUP, SKIPPED_NAME)
+        if self.on_skip is not None:
+            self.on_skip()
         log.warning("skipping bad record %d of %d allowed: %s", self.skipped, self.limit, bad)
