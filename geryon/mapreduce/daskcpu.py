@@ -300,7 +300,7 @@ def run_dask_job(job: Any, disks: Sequence[Any], dask: Any, *, out: str | None =
         UnknownDisk, JobFailed, GeryonError (the scheduler unreachable included).
     """
     from geryon.disks.resolve import Disk, resolve_inputs
-    from geryon.mapreduce.api import JobResult, _to_stderr, _with_reader, check_outside_inputs
+    from geryon.mapreduce.runs import JobResult, _to_stderr, _with_reader, check_outside_inputs
     from geryon.mapreduce.engine import Driver, new_job_id
     from geryon.mapreduce.jobpack import build
 

@@ -252,7 +252,7 @@ def run(spec: dict[str, Any]) -> TaskResult:
     from geryon.mapreduce import jobpack, memory
     from geryon.mapreduce.maptask import run_with_replicas
     from geryon.mapreduce.reducetask import run_reduce_task
-    from geryon.node.worker import Inputs
+    from geryon.disks.opendisk import Inputs
 
     task_json = spec["task"]
     aid = AttemptId.of_json(task_json)

@@ -28,38 +28,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from fs.base import FS
-
 from geryon.mapreduce.attempt import AttemptId, FailureKind, classify
 from geryon.disks.chunk import ChunkFS
+from geryon.disks.opendisk import Inputs
 from geryon.mapreduce.segments import Segment, file_chunks
 from geryon.mapreduce.task import MapTask, ReduceTask, TaskResult, data_prefix
 
 FETCH_TIMEOUT = 10.0
 """Seconds a shuffle fetch waits on a silent node before giving up on it."""
 
-IO_TIMEOUT = 5.0
-"""Seconds an input read waits on a silent node before trying the next replica."""
-
 FETCH_BLOCK = 1 << 20
 """Bytes read at a time from a shuffle response."""
-
-
-class Inputs:
-    """Opens input locations: this node's chunks directly, others over the network."""
-
-    def __init__(self, self_url: str, chunks: dict[str, str], secret: bytes | None) -> None:
-        self.self_url, self.chunks, self.secret = self_url, chunks, secret
-
-    def open(self, location: str) -> tuple[FS, str | None]:
-        from geryon.disks.remote import RemoteFS, parse_node_url
-
-        if not location.startswith(("geryon://", "http://", "https://")):
-            return ChunkFS(location), location
-        node, chunk = parse_node_url(location)
-        if node == self.self_url and chunk in self.chunks:
-            return ChunkFS(self.chunks[chunk]), self.chunks[chunk]
-        return RemoteFS(node, chunk, self.secret, timeout=IO_TIMEOUT), None
 
 
 def run_map(job: Any, task: MapTask, inputs: Inputs, view_dir: str | None = None) -> TaskResult:
