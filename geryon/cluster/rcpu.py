@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 CPU_QUERY = (("svc", "rstyx"),)
 """How cpu services are found in the registry."""
 
+DISK_QUERY = (("chunk", "*"),)
+"""How named disks are found in the registry (the cpus' output disks among them)."""
+
 CPU_DISK_SUFFIX = ".cpu"
 """Named disks ending in this are cpus' output disks (the seed's `d<n>.cpu`)."""
 
@@ -61,17 +64,19 @@ class RunResult:
 
 
 class CpuPool:
-    """The live cpu services, kept current from registry events; a context manager.
+    """The live cpu services and the cpus' output disks (`*.cpu`), kept current from
+    registry events; a context manager.
 
     Args:
         registry: a `Registry` (a `RegistryClient` to follow events; any other is re-read
             on every `live()` call).
-        follow: watch registry events (else re-query on each `live()`).
+        follow: watch registry events (else re-query on each `live()`, and know no disks).
     """
 
     def __init__(self, registry: Any, *, follow: bool = True) -> None:
         self.registry = registry
         self._cpus: dict[str, CpuInfo] = {}
+        self._disks: dict[str, Service] | None = None      # *.cpu disks, when following
         self._dead: set[str] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -80,6 +85,9 @@ class CpuPool:
         if follow and hasattr(registry, "watch"):
             self._watch = registry.watch(initial=False)
             self._reload()
+            disks = {s.name: s for s in registry.find(DISK_QUERY) if s.name.endswith(CPU_DISK_SUFFIX)}
+            with self._lock:
+                self._disks = disks
             self._thread = threading.Thread(target=self._follow, name="geryon-cpu-pool", daemon=True)
             self._thread.start()
 
@@ -96,7 +104,17 @@ class CpuPool:
             except RegistryError as exc:
                 log.warning("cpu pool: %s", exc)
                 return
-            if event is None or not Service(event.service.name, event.service.attrs).matches(CPU_QUERY):
+            if event is None:
+                continue
+            service = Service(event.service.name, event.service.attrs)
+            if service.name.endswith(CPU_DISK_SUFFIX):
+                with self._lock:
+                    assert self._disks is not None
+                    if event.kind is EventKind.REMOVE or not service.matches(DISK_QUERY):
+                        self._disks.pop(service.name, None)
+                    else:
+                        self._disks[service.name] = service
+            if not service.matches(CPU_QUERY):
                 continue
             with self._lock:
                 if event.kind is EventKind.REMOVE:
@@ -112,6 +130,11 @@ class CpuPool:
             self._reload()
         with self._lock:
             return [c for n, c in self._cpus.items() if n not in self._dead]
+
+    def cpu_disks(self) -> list[Service] | None:
+        """The cpus' output disks (`*.cpu`) registered now; None when not following events."""
+        with self._lock:
+            return None if self._disks is None else list(self._disks.values())
 
     def mark_dead(self, name: str) -> None:
         """Skip `name` until it registers again."""
@@ -215,7 +238,12 @@ class Rcpu:
         return out
 
     def _cpu_disk(self, host: str) -> dict[str, str] | None:
-        disks = cpu_disks(self.registry.find((("chunk", "*"),)), host)
+        # The pool follows the registry's events: no registry round trip per run; a host
+        # it knows no disk of is asked about (a disk registered a moment ago).
+        known = getattr(self.pool, "cpu_disks", lambda: None)()
+        disks = cpu_disks(known, host) if known is not None else []
+        if not disks:
+            disks = cpu_disks(self.registry.find(DISK_QUERY), host)
         if not disks:
             log.info("no output disk (*.cpu) on %s: $cpudisk is a directory of its own on the node", host)
             return None
