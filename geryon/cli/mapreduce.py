@@ -15,8 +15,8 @@ from typing import Any
 import click
 
 from geryon.errors import GeryonError, UnknownDisk
-from geryon.mapreduce.job import (DEFAULT_PARTITIONS, READER_OF_DISKS, READERS, Job, add_import_path, combine_from_script, parse_assignment,
-                        step_from_arg)
+from geryon.mapreduce.job import (DEFAULT_PARTITIONS, READER_OF_DISKS, READERS, Job, add_import_path, combine_from_script,
+                                  hooks_from_script, parse_assignment, step_from_arg)
 from geryon.mapreduce.jobparams import task_env
 from geryon.mapreduce.codec import FORMATS
 from geryon.mapreduce.partition import PARTITIONERS
@@ -116,10 +116,13 @@ def mapreduce(map_step: str, reduce_step: str, disks: tuple[str, ...], partition
         reduce_s = None if partitions == 0 else step_from_arg(reduce_step, "reduce", streaming)
         combine_s = None if streaming or partitions == 0 else (
             combine_from_script(reduce_step) or combine_from_script(map_step))
+        hooks = {} if streaming else hooks_from_script(map_step, "map")
+        if reduce_s is not None and not streaming:
+            hooks.update(hooks_from_script(reduce_step, "reduce"))
         job = Job(map=map_s, reduce=reduce_s, combine=combine_s, partitions=partitions, name=name or "",
                   reader=reader or READER_OF_DISKS, partitioner=partitioner, format=fmt, sort_budget=sort_budget,
                   split_size=split_size, env=(("GERYON_PARTITIONS", str(partitions)),), skip_bad=skip_bad,
-                  params=params, cmdenv=task_vars, py_files=py_files, files=files)
+                  params=params, cmdenv=task_vars, py_files=py_files, files=files, **hooks)
         disks = _expand_outputs(disks, jobs_dir_opt, force_local)
         dask = None if force_local else dask_scheduler
         if dask and registry_url:

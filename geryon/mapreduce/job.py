@@ -16,7 +16,7 @@ import logging
 import os
 import shlex
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -118,12 +118,26 @@ class Job:
     cmdenv: Any = ()   # environment of every task (`--cmdenv NAME=VALUE`): a mapping, or pairs
     files: tuple[str, ...] = ()     # other files that travel with the job (`--files`)
     py_files: tuple[str, ...] = ()  # modules that travel whatever import analysis finds (`--py-files`)
+    # mrjob's per-task hooks: called with no arguments once per map (reduce) task, before its
+    # first record (key) and after its last; each may return or yield (key, value) pairs
+    map_init: Step | None = None
+    map_final: Step | None = None
+    reduce_init: Step | None = None
+    reduce_final: Step | None = None
 
     def __post_init__(self) -> None:
-        for attr in ("map", "reduce", "combine"):
+        for attr in ("map", "reduce", "combine", *HOOKS):
             object.__setattr__(self, attr, as_step(getattr(self, attr), attr))
         if self.map is None:
             raise JobDefinitionError("a job needs a map step")
+        for attr in HOOKS:
+            hook = getattr(self, attr)
+            if hook is not None and hook.streaming:
+                raise JobDefinitionError(f"{attr} must be a Python function, not a command")
+            owner = self.map if attr.startswith("map") else self.reduce
+            if hook is not None and owner is not None and owner.streaming:
+                raise JobDefinitionError(f"{attr} is for a Python {attr.split('_')[0]}: a streaming command "
+                                         f"does its own set-up and tear-down")
         for attr in ("params", "cmdenv"):
             object.__setattr__(self, attr, _pairs(getattr(self, attr), attr))
         for attr in ("files", "py_files"):
@@ -138,6 +152,8 @@ class Job:
                                      f"{self.reduce.describe()} (give NONE as the reducer)")
         if self.map_only and self.combine is not None:
             raise JobDefinitionError("a map-only job (-R 0) runs no combiner")
+        if self.map_only and (self.reduce_init or self.reduce_final):
+            raise JobDefinitionError("a map-only job (-R 0) runs no reduce_init or reduce_final")
         if self.reader not in READERS and self.reader != READER_OF_DISKS:
             raise JobDefinitionError(f"unknown reader {self.reader!r} (choose from {', '.join(READERS)})")
         if self.partitioner not in PARTITIONERS:
@@ -157,6 +173,12 @@ class Job:
     def map_only(self) -> bool:
         """No reduce (`partitions == 0`): one part per map task, its output in input order."""
         return self.partitions == 0
+
+    @property
+    def sum_reduce(self) -> bool:
+        """The reduce is exactly `return sum(values)` and nothing else runs in a reduce task: the
+        engine may aggregate in a dict (and map outputs need not be sorted)."""
+        return is_sum(self.reduce) and self.reduce_init is None and self.reduce_final is None
 
     def run(self, disks: Sequence[Any], out: str | None = None, workers: int | None = None,
             ndb: str | None = None, progress: Any = None, workdir: str | None = None,
@@ -191,6 +213,47 @@ class Job:
                 h.update(step.describe().encode())
         h.update(repr((self.partitions, self.reader, self.partitioner, self.format)).encode())
         return h.hexdigest()[:12]
+
+
+HOOKS = ("map_init", "map_final", "reduce_init", "reduce_final")
+"""A job's per-task hooks (mrjob's mapper_init ... reducer_final)."""
+
+
+def hooks_from_script(path: str, side: str) -> dict[str, Step]:
+    """The hooks a Python script defines for `side` ("map" or "reduce"): `map_init` and
+    `map_final` (or mrjob's `mapper_init`, `mapper_final`), or `reduce_init` and `reduce_final`
+    (`reducer_init`, `reducer_final`)."""
+    if not path.endswith(".py") or not os.path.isfile(path):
+        return {}
+    module = load_script(path)
+    found: dict[str, Step] = {}
+    for when in ("init", "final"):
+        names = (f"{side}_{when}", f"{side}per_{when}" if side == "map" else f"{side}r_{when}")
+        for name in names:
+            func = getattr(module, name, None)
+            if callable(func):
+                found[f"{side}_{when}"] = Step(func=func, source=os.path.abspath(path))
+                break
+    return found
+
+
+def hook_pairs(result: Any, hook: str) -> Iterator[tuple[Any, Any]]:
+    """What a hook returned (None, a mapping, or an iterable of pairs), pair by pair.
+
+    Raises:
+        JobDefinitionError: it is not iterable, or an item is not a (key, value) pair.
+    """
+    if result is None:
+        return
+    items = result.items() if hasattr(result, "items") else result
+    try:
+        it = iter(items)
+    except TypeError:
+        raise JobDefinitionError(f"{hook} must return or yield (key, value) pairs, got {result!r}") from None
+    for pair in it:
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise JobDefinitionError(f"{hook} must yield (key, value) pairs, got {pair!r}")
+        yield pair[0], pair[1]
 
 
 def _pairs(value: Any, what: str) -> tuple[tuple[str, str], ...]:

@@ -25,7 +25,7 @@ from typing import Any
 
 from geryon.mapreduce.attempt import FailureKind
 from geryon.errors import GeryonError
-from geryon.mapreduce.job import Job, Step, add_import_path, load_script
+from geryon.mapreduce.job import HOOKS, Job, Step, add_import_path, load_script
 from geryon.mapreduce.jobfiles import DEFAULT_MAX_FOUND, JobFilesError, gather
 from geryon.records.untar import UnpackLimits, UnpackRefused, extract, remove_tree
 
@@ -39,6 +39,9 @@ MAX_PACK = 256 << 20
 
 STAGING_MARK = ".tmp-"
 """Infix of a pack being unpacked in a node's cache (`<digest>.tmp-<random>`)."""
+
+STEP_KINDS = ("map", "reduce", "combine", *HOOKS)
+"""The steps a manifest names (None, a command, or a script and function)."""
 
 _SETTINGS = ("partitions", "name", "reader", "partitioner", "format", "sort_budget", "split_size", "skip_bad")
 
@@ -87,7 +90,7 @@ def build(job: Job, base: str | None = None, max_found: int = DEFAULT_MAX_FOUND)
     """
     steps: dict[str, Any] = {}
     scripts: list[str] = []
-    for kind in ("map", "reduce", "combine"):
+    for kind in STEP_KINDS:
         step = getattr(job, kind)
         if step is None:
             steps[kind] = None
@@ -204,6 +207,7 @@ def load(directory: str) -> Job:
         settings = dict(manifest["settings"])
         env = tuple(tuple(p) for p in manifest.get("env", ()))
         return Job(map=steps["map"], reduce=steps.get("reduce"), combine=steps.get("combine"),
+                   **{h: steps.get(h) for h in HOOKS},
                    env=env, params=tuple(tuple(p) for p in manifest.get("params", ())),
                    cmdenv=tuple(tuple(p) for p in manifest.get("cmdenv", ())),
                    **settings)  # type: ignore[arg-type]

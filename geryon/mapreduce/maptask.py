@@ -23,7 +23,7 @@ from geryon.mapreduce import counters, memory
 from geryon.mapreduce.attempt import FailureKind, classify
 from geryon.disks.chunk import ChunkFS
 from geryon.errors import DiskFull, GeryonError
-from geryon.mapreduce.job import Job, is_sum
+from geryon.mapreduce.job import Job, hook_pairs, is_sum
 from geryon.mapreduce.jobparams import task_env
 from geryon.mapreduce.maponly import MapOnlyWriter
 from geryon.mapreduce.partition import partitioner
@@ -144,7 +144,7 @@ def run_map_task(job: Job, task: MapTask, open_input: Callable[[str], tuple[FS, 
             buf = SortBuffer(job.partitions, partitioner(job.partitioner),
                              job.combine.func if job.combine else None,
                              is_sum(job.combine), job.sort_budget, spill_dir,
-                             ordered=not (is_sum(job.combine) and is_sum(job.reduce)))
+                             ordered=not (is_sum(job.combine) and job.sum_reduce))
         if job.map.streaming:
             view = build_view(disk_fs, task.split, view_dir or task.workdir, str(task.attempt_id),
                               local_root)
@@ -171,12 +171,16 @@ def run_map_task(job: Job, task: MapTask, open_input: Callable[[str], tuple[FS, 
             assert mapper is not None
             n = 0
             skip = SkipBudget(job.skip_bad, _count_skipped) if job.skip_bad else None
+            if job.map_init is not None:   # mrjob's mapper_init: once per task, before the first record
+                buf.add(hook_pairs(job.map_init.func(), "map_init"))  # type: ignore[misc]
             for current, value in read_records(disk_fs, task.split, job.reader, local_root, on_bad=skip,
                                                    max_record=job.sort_budget):
                 n += 1
                 buf.add(mapper(current, value))
             result.records_in = n
             current = None
+            if job.map_final is not None:  # ... and mapper_final, after the last
+                buf.add(hook_pairs(job.map_final.func(), "map_final"))  # type: ignore[misc]
         if out_file is not None:
             segments = buf.finish()
             out_file.close()

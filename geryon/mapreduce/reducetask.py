@@ -25,7 +25,7 @@ from geryon.disks.chunk import ChunkFS
 from geryon.mapreduce.aggregate import sum_blocks
 from geryon.mapreduce.codec import format_bytes_lines, format_lines, raw_block_stream, text_field
 from geryon.errors import DiskFull, GeryonError
-from geryon.mapreduce.job import Job, is_sum
+from geryon.mapreduce.job import Job, hook_pairs
 from geryon.mapreduce.jobparams import task_env
 from geryon.mapreduce.maponly import copy_segment
 from geryon.mapreduce.segments import Segment, file_chunks, iter_blocks, iter_records, merge_fan_in, narrow
@@ -173,7 +173,7 @@ class _Reducing:
     def python_lines(self) -> Iterator[bytes]:
         """The part file's bytes, for a Python (or absent) reduce."""
         job = self.job
-        if job.reduce is not None and is_sum(job.reduce):
+        if job.reduce is not None and job.sum_reduce:
             yield from self._sum_lines()
             return
         for text in self._reduced_lines():
@@ -204,6 +204,10 @@ class _Reducing:
         reducer = job.reduce.func if job.reduce is not None else None
         out_k: list = []
         out_v: list = []
+        if job.reduce_init is not None:   # mrjob's reducer_init: once per task, before the first key
+            for k2, v2 in hook_pairs(job.reduce_init.func(), "reduce_init"):  # type: ignore[misc]
+                out_k.append(k2)
+                out_v.append(v2)
         for key, values in self.grouped():
             self.current = key
             if reducer is None:  # identity reduce: every value
@@ -230,6 +234,14 @@ class _Reducing:
                 yield format_lines(out_k, out_v, fmt)
                 out_k, out_v = [], []
         self.current = None
+        if job.reduce_final is not None:  # ... and reducer_final, after the last
+            for k2, v2 in hook_pairs(job.reduce_final.func(), "reduce_final"):  # type: ignore[misc]
+                out_k.append(k2)
+                out_v.append(v2)
+                if len(out_k) >= WRITE_BATCH:
+                    self.records_out += len(out_k)
+                    yield format_lines(out_k, out_v, fmt)
+                    out_k, out_v = [], []
         if out_k:
             self.records_out += len(out_k)
             yield format_lines(out_k, out_v, fmt)

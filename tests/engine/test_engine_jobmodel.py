@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import re
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -146,3 +147,147 @@ def test_grep_example_is_map_only_in_input_order(tmp_path: pathlib.Path, geryon_
     want = [f"{d.name}/{f.name}\t{line}" for d in disks for f in sorted(d.iterdir())
             for line in f.read_text().splitlines() if line.startswith(("From:", "Subject:"))]
     assert got == want and len(want) > 10
+
+
+# -- hooks: map_init/map_final, reduce_init/reduce_final (mrjob's semantics) ---------------------
+
+HOOKS_PY = '''
+from collections import Counter
+
+counts = Counter()
+
+def map_init():
+    counts.clear()
+    yield "#map_init", 1
+
+def map(key, value):
+    counts.update(value.split())     # in-mapper combining: nothing per record
+
+def map_final():
+    yield "#map_final", 1
+    yield from counts.items()
+
+def reduce_init():
+    return [("#reduce_init", 1)]
+
+def reduce(key, values):
+    return sum(values)
+
+combine = reduce   # a sum combiner and a sum reduce, but the hooks make the reduce generic: sorted map output
+
+def reduce_final():
+    yield "#reduce_final", 1
+'''
+
+MRJOB_NAMES_PY = '''
+seen = []
+
+def mapper_init():
+    seen.append("init")
+
+def mapper(key, value):
+    seen.append(value)
+
+def mapper_final():
+    return {"#lines": len(seen) - 1}
+
+def reducer(key, values):
+    return sum(values)
+
+def reducer_final():
+    return {"#done": 1}
+'''
+
+
+def _word_counts(disks: list[pathlib.Path]) -> dict[str, int]:
+    from collections import Counter
+
+    total: Counter = Counter()
+    for d in disks:
+        for f in d.iterdir():
+            total.update(f.read_text().split())
+    return dict(total)
+
+
+def _records(parts: list[list[str]]) -> list[list[tuple[str, int]]]:
+    return [[(ln.rsplit("\t", 1)[0], int(ln.rsplit("\t", 1)[1])) for ln in p] for p in parts]
+
+
+def test_hooks_run_once_per_task_and_final_may_yield(tmp_path: pathlib.Path, geryon_proc) -> None:
+    disks = _disks(tmp_path / "in", LAYOUT)
+    (tmp_path / "hooks.py").write_text(HOOKS_PY)
+    proc = geryon_proc("mapreduce", "--local", "-j", "2", "-R", "3", "--split-size", "40",
+                       "--out", tmp_path / "out", "hooks.py", "hooks.py", *disks, cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    maps = int(re.search(r"map: +(\d+) tasks", proc.stderr).group(1))   # the job summary
+    parts = _records(_part_lines(tmp_path / "out"))
+    assert len(parts) == 3
+    for p in parts:   # reduce_init's pair first, reduce_final's last, in every part, once
+        assert p[0] == ("#reduce_init", 1) and p[-1] == ("#reduce_final", 1)
+    middle = dict(kv for p in parts for kv in p[1:-1])
+    assert middle.pop("#map_init") == middle.pop("#map_final") == maps > 2   # once per map task
+    assert middle == _word_counts(disks)
+
+
+def test_hooks_mrjob_names_and_the_api(tmp_path: pathlib.Path, geryon_proc) -> None:
+    disks = _disks(tmp_path / "in", LAYOUT)
+    (tmp_path / "mr.py").write_text(MRJOB_NAMES_PY)
+    proc = geryon_proc("mapreduce", "-q", "--local", "-R", "1", "--reader", "lines", "--out", tmp_path / "out",
+                       "mr.py", "mr.py", *disks, cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    lines = (tmp_path / "out" / "part-00000").read_text().splitlines()
+    assert lines == [f"#lines\t{len(_sequential(disks))}", "#done\t1"]
+    # the same through geryon.Job, map-only: map_init's and map_final's pairs around the map's
+    from geryon.mapreduce.job import load_script
+
+    script = load_script(str(tmp_path / "mr.py"))
+    job = Job(map=upper_map, map_init=script.mapper_init, map_final=script.mapper_final, partitions=0,
+              reader="lines", format="json")
+    result = job.run([str(d) for d in disks], out=str(tmp_path / "api"), workers=2)
+    got = list(result)
+    assert [kv for kv in got if kv[0] != "#lines"] == [(ln.upper(), len(ln)) for ln in _sequential(disks)]
+    assert [v for k, v in got if k == "#lines"] == [0] * result.report.map.tasks   # upper_map never appends
+
+
+@pytest.mark.parametrize("hook, body, message", [
+    ("map_final", "raise ValueError('final boom')", "ValueError: final boom"),
+    ("map_init", "return 3", "map_init must return or yield (key, value) pairs, got 3"),
+    ("reduce_final", "yield 'not a pair'", "reduce_final must yield (key, value) pairs, got 'not a pair'"),
+    ("reduce_init", "raise KeyError('init')", "KeyError: 'init'"),
+])
+def test_a_failing_hook_fails_the_job_in_one_line_and_commits_nothing(tmp_path: pathlib.Path, geryon_proc,
+                                                                     hook, body, message) -> None:
+    disks = _disks(tmp_path / "in", LAYOUT)
+    (tmp_path / "bad.py").write_text(LINE_MAP + "\ndef reduce(key, values):\n    return sum(values)\n"
+                                     f"\ndef {hook}():\n    {body}\n")
+    proc = geryon_proc("mapreduce", "-q", "--local", "-R", "2", "--out", tmp_path / "out", "bad.py", "bad.py",
+                       *disks, cwd=str(tmp_path))
+    assert proc.returncode == 1
+    first = proc.stderr.splitlines()[0]
+    assert first.startswith(f"geryon: {hook.split('_')[0]} task "), first
+    assert message in first
+    assert not list((tmp_path / "out").glob("part-*"))
+
+
+def test_hooks_are_for_python_steps() -> None:
+    with pytest.raises(JobDefinitionError, match="map_init is for a Python map"):
+        Job(map="cat", map_init=upper_map)
+    with pytest.raises(JobDefinitionError, match="reduce_final is for a Python reduce"):
+        Job(map=upper_map, reduce="uniq -c", reduce_final=upper_map)
+    with pytest.raises(JobDefinitionError, match="map_final must be a Python function"):
+        Job(map=upper_map, map_final="echo x")
+    with pytest.raises(JobDefinitionError, match="runs no reduce_init"):
+        Job(map=upper_map, partitions=0, reduce_init=upper_map)
+
+
+def test_inmapper_example_counts_as_the_plain_word_count(tmp_path: pathlib.Path, geryon_proc, examples) -> None:
+    disks = [examples / "disks" / "d1.mbox", examples / "disks" / "d0.mbox"]
+    wc = examples / "wordcount"
+    outs = []
+    for mapper in ("inmapper.py", "map.py"):
+        out = tmp_path / mapper
+        proc = geryon_proc("mapreduce", "-q", "--local", "-R", "2", "--out", out, wc / mapper, wc / "reduce.py",
+                           *disks, cwd=str(tmp_path))
+        assert proc.returncode == 0, proc.stderr
+        outs.append([p.read_bytes() for p in sorted(out.glob("part-*"))])
+    assert outs[0] == outs[1] and sum(len(p) for p in outs[0]) > 1000

@@ -74,3 +74,64 @@ def test_map_only_on_the_cluster_cli_and_api(fault_cluster: FaultCluster) -> Non
         pairs = list(result)
     assert len(result.parts) == result.report.map.tasks
     assert pairs == [(ln[::-1], len(ln)) for ln in lines]
+
+
+HOOKS_PY = '''
+from collections import Counter
+
+counts = Counter()
+
+def map_init():
+    counts.clear()
+    yield "#map_init", 1
+
+def map(key, value):
+    counts.update(value.split())
+
+def map_final():
+    yield "#map_final", 1
+    yield from counts.items()
+
+def reducer_init():
+    return [("#reduce_init", 1)]
+
+def reduce(key, values):
+    return sum(values)
+
+def reduce_final():
+    yield "#reduce_final", 1
+'''
+
+
+def test_hooks_on_the_cluster_cli_and_api(fault_cluster: FaultCluster) -> None:
+    from geryon.mapreduce.job import Job, load_script
+    from registry.auth import load_secret
+    from registry.client import RegistryClient
+    from tests.faults.fault_helpers import word_counts
+
+    c = fault_cluster
+    job_dir = c.tmp / "hooks"
+    job_dir.mkdir()
+    (job_dir / "hooks.py").write_text(HOOKS_PY)
+    cluster, local = _both(c, job_dir, "hooks", "-R", "3", "--split-size", "32K", "hooks.py", "hooks.py")
+    assert cluster == local and len(cluster) == 3
+    counts: dict[str, int] = {}
+    for part in cluster:
+        lines = part.decode().splitlines()
+        assert lines[0] == "#reduce_init\t1" and lines[-1] == "#reduce_final\t1"
+        counts.update((k, int(v)) for k, v in (ln.split("\t") for ln in lines[1:-1]))
+    maps = counts.pop("#map_init")
+    assert counts.pop("#map_final") == maps >= len(c.corpus)
+    assert counts == dict(word_counts(c.corpus))
+    script = load_script(str(job_dir / "hooks.py"))
+    job = Job(map=script.map, reduce=script.reduce, map_init=script.map_init, map_final=script.map_final,
+              reduce_init=script.reducer_init, reduce_final=script.reduce_final, partitions=2, name="api",
+              format="json", split_size=32 << 10)
+    secret = load_secret(c.secret_file)
+    with RegistryClient(c.registry_url, secret=secret, owner="test") as registry:
+        result = job.run(sorted(c.corpus), registry=registry, secret=secret)
+        pairs = list(result)
+    assert [k for k, _ in pairs].count("#reduce_init") == 2 == [k for k, _ in pairs].count("#reduce_final")
+    got = dict(kv for kv in pairs if kv[0] not in ("#reduce_init", "#reduce_final"))
+    assert got.pop("#map_init") == got.pop("#map_final") == result.report.map.tasks
+    assert got == dict(word_counts(c.corpus))
