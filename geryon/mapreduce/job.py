@@ -124,9 +124,11 @@ class Job:
     map_final: Step | None = None
     reduce_init: Step | None = None
     reduce_final: Step | None = None
+    # the job's own partitioner, `partition(key, n) -> r` (Spark's partitionBy; checked per key)
+    partition: Step | None = None
 
     def __post_init__(self) -> None:
-        for attr in ("map", "reduce", "combine", *HOOKS):
+        for attr in ("map", "reduce", "combine", "partition", *HOOKS):
             object.__setattr__(self, attr, as_step(getattr(self, attr), attr))
         if self.map is None:
             raise JobDefinitionError("a job needs a map step")
@@ -152,6 +154,12 @@ class Job:
                                      f"{self.reduce.describe()} (give NONE as the reducer)")
         if self.map_only and self.combine is not None:
             raise JobDefinitionError("a map-only job (-R 0) runs no combiner")
+        if self.partition is not None and self.partition.streaming:
+            raise JobDefinitionError("partition must be a Python function partition(key, n)")
+        if self.partition is not None and self.map.streaming:
+            raise JobDefinitionError("partition is for a Python map (streaming jobs: --partitioner-cmd)")
+        if self.map_only and self.partition is not None:
+            raise JobDefinitionError("a map-only job (-R 0) has no partitions to choose: drop partition")
         if self.map_only and (self.reduce_init or self.reduce_final):
             raise JobDefinitionError("a map-only job (-R 0) runs no reduce_init or reduce_final")
         if self.reader not in READERS and self.reader != READER_OF_DISKS:
@@ -235,6 +243,14 @@ def hooks_from_script(path: str, side: str) -> dict[str, Step]:
                 found[f"{side}_{when}"] = Step(func=func, source=os.path.abspath(path))
                 break
     return found
+
+
+def partition_from_script(path: str) -> Step | None:
+    """The `partition(key, n)` function of a Python script, if it defines one."""
+    if not path.endswith(".py") or not os.path.isfile(path):
+        return None
+    func = getattr(load_script(path), "partition", None)
+    return Step(func=func, source=os.path.abspath(path)) if callable(func) else None
 
 
 def hook_pairs(result: Any, hook: str) -> Iterator[tuple[Any, Any]]:

@@ -26,7 +26,7 @@ from geryon.errors import DiskFull, GeryonError
 from geryon.mapreduce.job import Job, hook_pairs, is_sum
 from geryon.mapreduce.jobparams import task_env
 from geryon.mapreduce.maponly import MapOnlyWriter
-from geryon.mapreduce.partition import partitioner
+from geryon.mapreduce.partition import checked, partitioner
 from geryon.records.badrecords import SKIPPED_GROUP, SKIPPED_NAME, SkipBudget
 from geryon.mapreduce.inputview import InputView, build_view, remove_view
 from geryon.records.readers import InputError, raw_chunks, read_records
@@ -141,7 +141,8 @@ def run_map_task(job: Job, task: MapTask, open_input: Callable[[str], tuple[FS, 
             out_file = open(out_path, "wb")
             buf = MapOnlyWriter(out_file, job.format)
         else:
-            buf = SortBuffer(job.partitions, partitioner(job.partitioner),
+            part = checked(job.partition.func) if job.partition is not None else partitioner(job.partitioner)
+            buf = SortBuffer(job.partitions, part,
                              job.combine.func if job.combine else None,
                              is_sum(job.combine), job.sort_budget, spill_dir,
                              ordered=not (is_sum(job.combine) and job.sum_reduce))

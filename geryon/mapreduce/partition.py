@@ -12,6 +12,8 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
+from geryon.errors import GeryonError
+
 PARTITIONERS = ("crc32", "geryon")
 """Names accepted by `partitioner()`."""
 
@@ -102,3 +104,26 @@ def _geryon_parts(keys: list, n: int) -> list[int]:
     if all(type(k) is str or type(k) is bytes for k in keys):
         return list(map(fast, keys))
     return [geryon_partition(k, n) for k in keys]
+
+
+class PartitionError(GeryonError):
+    """A job's own partition function gave something other than a partition number in range."""
+
+
+def checked(func: Callable[[Any, int], Any]) -> Callable[[Any, int], int]:
+    """A job's `partition(key, n)` wrapped so that each answer is checked: an int in [0, n).
+
+    Raises (from the wrapper):
+        PartitionError: naming the key and what came back, or what it raised.
+    """
+    def part(key: Any, n: int) -> int:
+        try:
+            r = func(key, n)
+        except Exception as exc:
+            raise PartitionError(f"partition({key!r}, {n}) raised {type(exc).__name__}: {exc}") from exc
+        if type(r) is not int:   # bool is not a partition, nor a float
+            raise PartitionError(f"partition({key!r}, {n}) returned {r!r}, not an int in 0..{n - 1}")
+        if not 0 <= r < n:
+            raise PartitionError(f"partition({key!r}, {n}) returned {r}, outside 0..{n - 1}")
+        return r
+    return part

@@ -291,3 +291,89 @@ def test_inmapper_example_counts_as_the_plain_word_count(tmp_path: pathlib.Path,
         assert proc.returncode == 0, proc.stderr
         outs.append([p.read_bytes() for p in sorted(out.glob("part-*"))])
     assert outs[0] == outs[1] and sum(len(p) for p in outs[0]) > 1000
+
+
+# -- the job's own partitioner: partition(key, n) -----------------------------------------------
+
+def count_map(key, value):
+    yield value, 1
+
+
+def sum_reduce(key, values):
+    return sum(values)
+
+
+def by_length(key, n):
+    return (len(key) * 7 + (ord(key[0]) if key else 0)) % n
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(keys=st.lists(st.one_of(st.sampled_from(["hot"]), st.text("abcxyz", max_size=6)), min_size=0, max_size=200),
+       r=st.integers(min_value=1, max_value=6), split=st.integers(min_value=8, max_value=300))
+def test_partition_function_places_every_key_as_the_reference(tmp_path_factory, keys, r, split) -> None:
+    """Random keys (a hot one for skew), random R and splits: part r holds exactly the keys
+    partition(key, R) == r, sorted, with the sequential reference's counts."""
+    from collections import Counter
+
+    root = tmp_path_factory.mktemp("part")
+    disk = root / "d"
+    disk.mkdir()
+    (disk / "keys").write_text("".join(k + "\n" for k in keys))
+    job = Job(map=count_map, reduce=sum_reduce, partition=by_length, partitions=r, reader="lines",
+              split_size=split, format="json")
+    result = job.run([str(disk)], out=str(root / "out"), workers=2)
+    assert len(result.parts) == r
+    from geryon.mapreduce.codec import parse_line
+
+    seen: Counter = Counter()
+    for i, path in enumerate(result.parts):
+        with open(path) as f:
+            got = [parse_line(line, "json") for line in f]
+        assert [k for k, _ in got] == sorted(k for k, _ in got)
+        assert all(by_length(k, r) == i for k, _ in got)
+        seen.update(dict(got))
+    assert seen == Counter(keys)
+
+
+@pytest.mark.parametrize("body, message", [
+    ("return -1", "partition('a', 3) returned -1, outside 0..2"),
+    ("return n", "partition('a', 3) returned 3, outside 0..2"),
+    ("return '1'", "partition('a', 3) returned '1', not an int in 0..2"),
+    ("return 1.0", "partition('a', 3) returned 1.0, not an int in 0..2"),
+    ("raise LookupError('no such key')", "partition('a', 3) raised LookupError: no such key"),
+])
+def test_a_bad_partition_fails_in_one_line_naming_the_key(tmp_path: pathlib.Path, geryon_proc, body,
+                                                           message) -> None:
+    disk = tmp_path / "in"
+    disk.mkdir()
+    (disk / "f.txt").write_text("a\n")
+    (tmp_path / "p.py").write_text("def map(key, value):\n    yield value.strip(), 1\n\n"
+                                   "def reduce(key, values):\n    return sum(values)\n\n"
+                                   f"def partition(key, n):\n    {body}\n")
+    proc = geryon_proc("mapreduce", "-q", "--local", "-R", "3", "--out", tmp_path / "out", "p.py", "p.py", disk,
+                       cwd=str(tmp_path))
+    assert proc.returncode == 1
+    first = proc.stderr.splitlines()[0]
+    assert first.startswith("geryon: map task m0 ") and first.endswith(message), first
+    assert not list((tmp_path / "out").glob("part-*"))
+
+
+def test_partition_is_for_python_maps() -> None:
+    with pytest.raises(JobDefinitionError, match="partition is for a Python map"):
+        Job(map="cat", partition=by_length)
+    with pytest.raises(JobDefinitionError, match="map-only job .* has no partitions to choose"):
+        Job(map=count_map, partitions=0, partition=by_length)
+
+
+def test_byletter_example_parts_are_letter_ranges(tmp_path: pathlib.Path, geryon_proc, examples) -> None:
+    disks = [examples / "disks" / "d1.mbox", examples / "disks" / "d0.mbox"]
+    wc = examples / "wordcount"
+    proc = geryon_proc("mapreduce", "-q", "--local", "-R", "4", "--out", tmp_path / "out", wc / "byletter.py",
+                       wc / "reduce.py", *disks, cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    parts = _records(_part_lines(tmp_path / "out"))
+    assert len(parts) == 4 and all(parts)
+    firsts = [[k[:1].lower() for k, _ in p if k[:1].isalpha() and k[:1].isascii()] for p in parts]
+    for a, b in zip(firsts, firsts[1:]):   # every letter of part i comes before every letter of part i+1
+        assert max(a) < min(b)
+    assert dict(kv for p in parts for kv in p) == _word_counts(disks)

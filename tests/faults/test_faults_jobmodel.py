@@ -135,3 +135,45 @@ def test_hooks_on_the_cluster_cli_and_api(fault_cluster: FaultCluster) -> None:
     got = dict(kv for kv in pairs if kv[0] not in ("#reduce_init", "#reduce_final"))
     assert got.pop("#map_init") == got.pop("#map_final") == result.report.map.tasks
     assert got == dict(word_counts(c.corpus))
+
+
+PARTITION_PY = '''
+from collections import Counter
+
+def map(key, value):
+    return Counter(value.split())
+
+def reduce(key, values):
+    return sum(values)
+
+def partition(key, n):
+    return (len(key) + ord(key[0])) % n
+'''
+
+
+def test_partition_function_on_the_cluster_cli_and_api(fault_cluster: FaultCluster) -> None:
+    from geryon.mapreduce.job import Job, load_script
+    from registry.auth import load_secret
+    from registry.client import RegistryClient
+    from tests.faults.fault_helpers import word_counts
+
+    c = fault_cluster
+    job_dir = c.tmp / "part"
+    job_dir.mkdir()
+    (job_dir / "part.py").write_text(PARTITION_PY)
+    cluster, local = _both(c, job_dir, "part", "-R", "3", "part.py", "part.py")
+    assert cluster == local and len(cluster) == 3
+    counts: dict[str, int] = {}
+    for r, data in enumerate(cluster):
+        pairs = [ln.split("\t") for ln in data.decode().splitlines()]
+        assert pairs and all((len(k) + ord(k[0])) % 3 == r for k, _ in pairs)
+        counts.update((k, int(v)) for k, v in pairs)
+    assert counts == dict(word_counts(c.corpus))
+    script = load_script(str(job_dir / "part.py"))
+    job = Job(map=script.map, reduce=script.reduce, partition=script.partition, partitions=2, name="api",
+              format="json")
+    secret = load_secret(c.secret_file)
+    with RegistryClient(c.registry_url, secret=secret, owner="test") as registry:
+        result = job.run(sorted(c.corpus), registry=registry, secret=secret)
+        assert len(result.parts) == 2
+        assert dict(result) == dict(word_counts(c.corpus))
