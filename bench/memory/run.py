@@ -1,13 +1,14 @@
 """Peak task memory against --sort-budget: word count over generated text, budgets x input sizes.
 
     PATH=.venv/bin:$PATH python bench/memory/run.py [--sizes 128,512] [--budgets 64M,128M,256M,512M,1G]
-        [--corpus DIR] [-j 2] [--reader file] [--value-bytes 5120]
+        [--corpus DIR] [-j 2] [--reader file] [--value-bytes 5120 [--late-after 10000]]
 
 For each input size (MiB of `corpus.py` text, made once under --corpus) and budget, runs
 `geryon mapreduce examples/wordcount/map.py examples/wordcount/reduce.py` and reads every
 attempt's peak RSS from the job record (`peak_rss`, the attempt's VmHWM). With --value-bytes N
 the map is instead one pair per line, (its first word, an N-byte value), and the reduce counts them:
-few keys with long lists of big values. Prints one
+few keys with long lists of big values; with --late-after L as well, the first L lines of each
+file give 12-byte values (values that grow late). Prints one
 markdown row per run: the largest map and reduce peak, the peak over the budget, and time.
 Not a test: nothing is asserted (tests/faults/test_faults_memory.py checks the bound).
 """
@@ -35,9 +36,10 @@ def size_of(text: str) -> int:
 
 
 BIG_MAP = """def map(key, value):
-    for line in value.splitlines():
+    for j, line in enumerate(value.splitlines()):
         if line:
-            yield line.split(" ", 1)[0], (line * ({n} // len(line) + 1))[:{n}]
+            n = 12 if j < {late} else {n}
+            yield line.split(" ", 1)[0], (line * (n // len(line) + 1))[:n]
 """
 
 COUNT_REDUCE = """def reduce(key, values):
@@ -79,6 +81,7 @@ def main() -> None:
     ap.add_argument("-j", type=int, default=2)
     ap.add_argument("--reader", default="file")
     ap.add_argument("--value-bytes", type=int, default=0, help="a map emitting values of this size")
+    ap.add_argument("--late-after", type=int, default=0, help="... after this many 12-byte values a file")
     ap.add_argument("extra", nargs="*", help="more geryon mapreduce options")
     args = ap.parse_args()
     program = run_one.__defaults__[0]
@@ -86,7 +89,7 @@ def main() -> None:
         prog_dir = tempfile.mkdtemp(prefix="geryon-bench-prog-")
         program = (os.path.join(prog_dir, "map.py"), os.path.join(prog_dir, "reduce.py"))
         with open(program[0], "w") as f:
-            f.write(BIG_MAP.format(n=args.value_bytes))
+            f.write(BIG_MAP.format(n=args.value_bytes, late=args.late_after))
         with open(program[1], "w") as f:
             f.write(COUNT_REDUCE)
     try:

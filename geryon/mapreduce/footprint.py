@@ -64,8 +64,9 @@ class DictFootprint:
         self._sampled_at = 0
         self._sampled_values = 0
 
-    def estimate(self, d: dict, nvalues: int = 0, lists: bool = False) -> int:
-        """Bytes `d` takes; `nvalues` the values held in its lists (`lists`) if it maps keys to lists."""
+    def estimate(self, d: dict, nvalues: int = 0, lists: bool = False, value_total: int | None = None) -> int:
+        """Bytes `d` takes; `nvalues` the values held in its lists (`lists`) if it maps keys to lists,
+        and `value_total` their bytes when the caller measured them as they came (else sampled)."""
         n = len(d)
         if n and (not self._sampled_at or n >= 2 * self._sampled_at and n >= 16
                   or lists and nvalues >= 2 * self._sampled_values and nvalues >= 16):
@@ -74,7 +75,8 @@ class DictFootprint:
         if lists:
             # A list object per key (56 bytes, overallocated) and a slot plus the value per element.
             per_key = self.key_bytes + 64
-            return n * per_key + nvalues * (8 + self.value_bytes) + TABLE_COPIES * sys.getsizeof(d)
+            values = nvalues * self.value_bytes if value_total is None else value_total
+            return n * per_key + nvalues * 8 + values + TABLE_COPIES * sys.getsizeof(d)
         return n * (self.key_bytes + self.value_bytes) + TABLE_COPIES * sys.getsizeof(d)
 
     def _sample(self, d: dict, lists: bool) -> None:

@@ -8,6 +8,10 @@ passes when more runs than the budget can hold open were spilled. Record
 order is deterministic: it depends on the input and the budget, never on timing. The
 buffer's size is estimated as the objects and hash table it really holds (`footprint`),
 not as payload bytes, so that a task stays within its budget plus `memory.TASK_OVERHEAD`.
+Values are measured as they arrive, `CHECK_PAIRS` at a time (their lengths, and a sample of
+their objects), so values that grow late (small ones first, then big ones) are counted at
+their own size, not at the size of the first ones; a single value larger than the budget is
+refused with one line, since sorting and merging hold it whole several times over.
 
 Hash aggregation: when both combine and reduce are a plain sum, the reducer aggregates in
 a dictionary and sorts each partition once, so sorting here too would only double the
@@ -22,13 +26,14 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from itertools import islice, repeat
-from operator import add
+from operator import add, itemgetter
 from typing import Any
 
 from geryon.mapreduce import order
 from geryon.mapreduce.codec import freeze
 from geryon.errors import GeryonError
-from geryon.mapreduce.footprint import DictFootprint
+from geryon.mapreduce import memory
+from geryon.mapreduce.footprint import DictFootprint, object_bytes
 from geryon.mapreduce.partition import crc32_partition, split_by_partition
 from geryon.mapreduce.segments import (BLOCK_BYTES, BLOCK_VALUES, MERGE_STREAM_BYTES, Segment, SegmentWriter,  # noqa: F401
                                        file_chunks, iter_records, merge_fan_in, remove_quietly)
@@ -38,6 +43,20 @@ log = logging.getLogger(__name__)
 SMALL_MAPPING = 32
 """A map call's mapping with fewer keys than this is summed in by a plain loop, a larger one
 in one C-level pass (the loop wins below about 30 keys, measured on CPython 3.11)."""
+
+CHECK_PAIRS = 1024
+"""Pairs added between two measurements of the values' sizes (list buffers): at most this many
+values can arrive bigger than the buffer knows before it looks."""
+
+VALUE_SAMPLE = 8
+"""Values of each `CHECK_PAIRS` whose objects are measured (evenly spaced, and the last)."""
+
+STR_OBJECT = 56
+"""What a str or bytes object takes beyond its length (CPython: 49 and 33 bytes, aligned)."""
+
+
+class ValueTooBig(GeryonError):
+    """One value is larger than the sort budget: no buffer within the budget can hold it."""
 
 
 class CombineError(GeryonError):
@@ -74,6 +93,10 @@ class SortBuffer:
         self.pairs_in = 0
         self.spills = 0
         self._check_at = 0  # pairs_in at which to estimate the buffer's size again
+        self._value_bytes = 0  # list buffers: bytes of the values held, as measured on arrival
+        self._value_each = 0   # the largest mean bytes a value has had in a measured batch
+        self._since_bytes = 0  # value bytes added since the last estimate ...
+        self._room_bytes = 0   # ... and how many may come before the next one
 
     # -- collecting ---------------------------------------------------------------
     def add(self, out: Any) -> None:
@@ -90,16 +113,56 @@ class SortBuffer:
     def _add_pairs(self, pairs: Iterable) -> None:
         # In batches up to the next size check: one map call may yield more than the budget
         # (a generator over a whole file's record), and is spilled part way, not held whole.
+        # List buffers take `CHECK_PAIRS` at a time and measure their values, so that values that
+        # grow late bring the next estimate forward instead of waiting for a count set by small ones.
         it = iter(pairs)
         while True:
             room = max(1, self._check_at - self.pairs_in)
-            n = self._add_batch(islice(it, room))
+            if self._sum:
+                n = self._add_batch(islice(it, room))
+            else:
+                batch = list(islice(it, min(room, CHECK_PAIRS)))
+                grown = self._measure(batch)
+                n = self._add_batch(batch)
+                self._value_bytes += grown
+                self._since_bytes += grown
+                if self._since_bytes >= self._room_bytes:
+                    self._check_at = self.pairs_in + n  # look now
+                room = min(room, CHECK_PAIRS)
             self.pairs_in += n
             self._nvalues += n
             if n:
                 self._check()
             if n < room:
                 return
+
+    def _measure(self, batch: list) -> int:
+        """The bytes the values of `batch` take: their lengths when all are str or bytes (exact,
+        for ASCII), else a sample of their objects scaled up; refuses one larger than the budget."""
+        n = len(batch)
+        if not n:
+            return 0
+        try:
+            step = max(1, n // VALUE_SAMPLE)
+            sample = [p[1] for p in batch[::step]]
+            sample.append(batch[-1][1])
+        except (TypeError, IndexError, KeyError):
+            return 0  # not pairs: _add_batch says so
+        sizes = list(map(object_bytes, sample))
+        total = sum(sizes) * n // len(sizes)
+        try:
+            lengths = sum(map(len, map(_second, batch)))
+            total = max(total, lengths + n * STR_OBJECT)
+            biggest = max(map(len, map(_second, batch))) + STR_OBJECT if lengths > self._budget else 0
+        except (TypeError, IndexError, KeyError):
+            biggest = max(sizes)  # numbers, lists: the sampled ones
+        if biggest > self._budget:
+            key = next((p[0] for p in batch if _size(p[1]) == biggest), batch[-1][0])
+            raise ValueTooBig(f"a value of {memory.describe(biggest)} (key {key!r:.60}) is larger than --sort-budget "
+                              f"{memory.describe(self._budget)}: a value is held whole while it is sorted and "
+                              f"merged; raise --sort-budget or emit smaller values")
+        self._value_each = max(self._value_each, total // n)
+        return total
 
     def _add_batch(self, pairs: Iterable) -> int:
         store = self._store
@@ -180,7 +243,9 @@ class SortBuffer:
             store.setdefault(k, []).append(v)
 
     def _estimate(self) -> int:
-        return self._footprint.estimate(self._store, self._nvalues, lists=not self._sum)
+        if self._sum:
+            return self._footprint.estimate(self._store, self._nvalues)
+        return self._footprint.estimate(self._store, self._nvalues, lists=True, value_total=self._value_bytes)
 
     def _check(self) -> None:
         if self.pairs_in < self._check_at:
@@ -191,8 +256,11 @@ class SortBuffer:
             est = 0
         # The next look after enough pairs to use a quarter of the room left, at twice the
         # bytes a pair has cost so far: rare when far from the budget, every pair near it.
-        per_pair = 2 * (self._footprint.key_bytes + self._footprint.value_bytes + 208)  # 208: list, table share
+        each = self._footprint.value_bytes if self._sum else self._value_each
+        per_pair = 2 * (self._footprint.key_bytes + each + 208)  # 208: list, table share
         self._check_at = self.pairs_in + max(1, (self._budget - est) // (4 * per_pair))
+        self._room_bytes = max(1, (self._budget - est) // 4)
+        self._since_bytes = 0
 
     # -- writing ------------------------------------------------------------------
     def _write_run(self, f: Any) -> list[Segment]:
@@ -275,6 +343,8 @@ class SortBuffer:
         log.debug("spilled run %d: %d keys", len(self._runs), len(self._store))
         self._store = {}
         self._nvalues = 0
+        self._value_bytes = 0
+        self._footprint.reset()  # the next fill is sampled afresh (its keys and values may differ)
 
     def finish(self, out_path: str) -> list[Segment]:
         """Write everything collected to `out_path` (one file, R segments); return the index."""
@@ -322,7 +392,8 @@ class SortBuffer:
         combine = self._combine
         # A hot key's values are written out as they come, a block's worth at a time (by count,
         # and by bytes: 65,536 values of 5 KB held here would be 320 MB beyond the budget).
-        hot = max(1, min(BLOCK_VALUES, BLOCK_BYTES // max(1, self._footprint.value_bytes)))
+        each = self._footprint.value_bytes if self._sum else self._value_each
+        hot = max(1, min(BLOCK_VALUES, BLOCK_BYTES // max(1, each)))
         for r in range(self.partitions):
             parts = [(p, segs[r]) for p, segs in runs if segs[r].records]
             kinds = {s.kind for _, s in parts}
@@ -375,6 +446,14 @@ class SortBuffer:
 
 _NOTHING = object()
 _general = object()
+_second = itemgetter(1)
+
+
+def _size(value: Any) -> int:
+    try:
+        return len(value) + STR_OBJECT
+    except TypeError:
+        return object_bytes(value)
 
 
 def _combined(combine: Callable, key: Any, values: list) -> list:
