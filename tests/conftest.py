@@ -12,6 +12,46 @@ import pytest
 REPO = pathlib.Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
 
+# -- markers (pyproject's `markers`): every test gets exactly one kind, by its file ------------------
+
+UNIT_FILES = frozenset("""
+    data/test_data_checksum.py data/test_data_fs_contract.py data/test_data_local_failover.py
+    data/test_data_plain_disks.py data/test_data_readers.py data/test_data_sumsjournal.py data/test_data_warc.py
+    engine/test_engine_attempt.py engine/test_engine_chunk.py engine/test_engine_inputs.py
+    engine/test_engine_jobfiles.py engine/test_engine_jobpack.py engine/test_engine_jobstore.py
+    engine/test_engine_outputs.py engine/test_engine_progress.py engine/test_engine_sortbuffer_batches.py
+    engine/test_engine_units.py
+    ndb/test_ndb_cli.py ndb/test_ndb_database.py ndb/test_ndb_format.py ndb/test_ndb_limits.py
+    ndb/test_ndb_parse.py ndb/test_ndb_search.py
+    node/test_node_packcache.py node/test_node_pick.py
+    registry/test_registry_index.py registry/test_registry_state.py registry/test_registry_store.py
+    registry/test_registry_text.py
+    security/test_security_leftovers.py security/test_security_ndb.py
+    shell/test_block.py shell/test_cli.py shell/test_filters.py shell/test_imports.py shell/test_partition.py
+    taskfs/test_taskfs_plan.py ui/test_ui_pages.py test_entry_points.py test_layering.py
+""".split())
+"""Test files that start no server, node or worker process (measured: the whole set runs in about a
+minute on a loaded 2-core machine); every other file is `integration` unless named below."""
+
+KIND_OF_FILE = {"node/test_node_netns.py": "netns", "node/test_node_address.py": "netns",
+                "taskfs/test_taskfs_fuse.py": "fuse"}
+KIND_OF_DIR = {"faults": "faults"}
+
+
+def kind_of(path: pathlib.Path) -> str:
+    """The marker of the tests in `path` (a file under tests/)."""
+    rel = path.resolve().relative_to(REPO / "tests").as_posix()
+    if rel in KIND_OF_FILE:
+        return KIND_OF_FILE[rel]
+    if rel.split("/")[0] in KIND_OF_DIR:
+        return KIND_OF_DIR[rel.split("/")[0]]
+    return "unit" if rel in UNIT_FILES else "integration"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        item.add_marker(getattr(pytest.mark, kind_of(item.path)))
+
 
 @pytest.fixture
 def examples() -> pathlib.Path:
