@@ -52,6 +52,11 @@ class IdentityCache:
         with self._lock:
             self._known.pop(base, None)
 
+    def clear(self) -> None:
+        """Forget every server (tests: a port a test's server had may be another server's next)."""
+        with self._lock:
+            self._known.clear()
+
 
 IDENTITIES = IdentityCache()
 """The process's cache: every Signer shares what any of them learnt."""

@@ -60,7 +60,8 @@ def examples() -> pathlib.Path:
 
 @pytest.fixture(autouse=True)
 def _no_ambient_config(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Tests never see the developer's own registry, secret or ndb settings, nor add to their job history.
+    """Tests never see the developer's own registry, secret or ndb settings, nor add to their job history,
+    nor server identities an earlier test learnt.
 
     Each test has its own fresh config directory, so a secret created on first use (or by
     `geryon init`) lands there, never in the developer's ~/.config.
@@ -70,6 +71,11 @@ def _no_ambient_config(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config")))
     monkeypatch.setenv("GERYON_JOBS_DIR", str(tmp_path_factory.getbasetemp() / "jobs"))
+    # Server identities learnt by an earlier test: its ports are free for this test's servers,
+    # which are other servers (a stdlib caller signing for the old one is refused, not retried).
+    from registry.signer import IDENTITIES
+
+    IDENTITIES.clear()
 
 
 @pytest.fixture

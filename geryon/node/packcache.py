@@ -41,7 +41,19 @@ class PackCache:
     def __init__(self, root: str, max_bytes: int = DEFAULT_PACK_CACHE, min_idle: float = DEFAULT_PACK_IDLE) -> None:
         self.root, self.max_bytes, self.min_idle = root, max_bytes, min_idle
         self._in_use: dict[str, int] = {}
+        self._last_use_ns = 0
         os.makedirs(root, exist_ok=True)
+
+    def _touch(self, path: str) -> None:
+        """Mark a use: the pack's mtime becomes now, later than any use before it.
+
+        Explicit nanosecond stamps, strictly increasing: `os.utime(path)` alone takes the
+        kernel's coarse clock (a few ms), so uses in quick succession would tie.
+        """
+        stamp = max(time.time_ns(), self._last_use_ns + 1)
+        self._last_use_ns = stamp
+        with contextlib.suppress(OSError):
+            os.utime(path, ns=(stamp, stamp))
 
     def path(self, digest: str) -> str:
         return os.path.join(self.root, digest)
@@ -51,8 +63,7 @@ class PackCache:
         path = self.path(digest)
         if not os.path.isdir(path):
             return False
-        with contextlib.suppress(OSError):
-            os.utime(path)
+        self._touch(path)
         return True
 
     def put(self, data: bytes, digest: str, limits: Any = None) -> str:
@@ -60,8 +71,7 @@ class PackCache:
         from geryon.mapreduce.jobpack import unpack
 
         path = unpack(data, self.root, digest, limits)
-        with contextlib.suppress(OSError):
-            os.utime(path)
+        self._touch(path)
         self.prune()
         return path
 
@@ -86,12 +96,13 @@ class PackCache:
             if name.startswith(".") or ".tmp-" in name or not os.path.isdir(path) or os.path.islink(path):
                 continue
             with contextlib.suppress(OSError):
-                packs.append((os.stat(path).st_mtime, name, _size(path)))
+                packs.append((os.stat(path).st_mtime_ns, name, _size(path)))
         total = sum(size for _, _, size in packs)
         removed = []
-        for mtime, name, size in sorted(packs):
+        for mtime_ns, name, size in sorted(packs):
             if total <= self.max_bytes:
                 break
+            mtime = mtime_ns / 1e9
             if name in self._in_use or now - mtime < self.min_idle:
                 continue
             log.info("removing job pack %s (%d bytes, unused for %.0f s): the pack cache is full",
