@@ -16,7 +16,8 @@ import click
 
 from geryon.errors import GeryonError, UnknownDisk
 from geryon.mapreduce.job import (DEFAULT_PARTITIONS, READER_OF_DISKS, READERS, Job, add_import_path, combine_from_script,
-                                  hooks_from_script, parse_assignment, partition_from_script, step_from_arg)
+                                  hooks_from_script, parse_assignment, partition_from_script, sort_values_of,
+                                  step_from_arg)
 from geryon.mapreduce.jobparams import task_env
 from geryon.mapreduce.codec import FORMATS
 from geryon.mapreduce.partition import PARTITIONERS
@@ -121,6 +122,8 @@ def mapreduce(map_step: str, reduce_step: str, disks: tuple[str, ...], partition
             part_s = partition_from_script(map_step) or partition_from_script(reduce_step)
             if part_s is not None:
                 hooks["partition"] = part_s
+            if sort_values_of(reduce_step):
+                hooks["sort_values"] = True
         if reduce_s is not None and not streaming:
             hooks.update(hooks_from_script(reduce_step, "reduce"))
         job = Job(map=map_s, reduce=reduce_s, combine=combine_s, partitions=partitions, name=name or "",

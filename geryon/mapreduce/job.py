@@ -126,6 +126,8 @@ class Job:
     reduce_final: Step | None = None
     # the job's own partitioner, `partition(key, n) -> r` (Spark's partitionBy; checked per key)
     partition: Step | None = None
+    # mrjob's SORT_VALUES: each key's values reach reduce sorted (a group is then held in memory)
+    sort_values: bool = False
 
     def __post_init__(self) -> None:
         for attr in ("map", "reduce", "combine", "partition", *HOOKS):
@@ -158,6 +160,8 @@ class Job:
             raise JobDefinitionError("partition must be a Python function partition(key, n)")
         if self.partition is not None and self.map.streaming:
             raise JobDefinitionError("partition is for a Python map (streaming jobs: --partitioner-cmd)")
+        if self.map_only and self.sort_values:
+            raise JobDefinitionError("a map-only job (-R 0) has no reduce to sort values for")
         if self.map_only and self.partition is not None:
             raise JobDefinitionError("a map-only job (-R 0) has no partitions to choose: drop partition")
         if self.map_only and (self.reduce_init or self.reduce_final):
@@ -186,7 +190,8 @@ class Job:
     def sum_reduce(self) -> bool:
         """The reduce is exactly `return sum(values)` and nothing else runs in a reduce task: the
         engine may aggregate in a dict (and map outputs need not be sorted)."""
-        return is_sum(self.reduce) and self.reduce_init is None and self.reduce_final is None
+        return (is_sum(self.reduce) and self.reduce_init is None and self.reduce_final is None
+                and not self.sort_values)
 
     def run(self, disks: Sequence[Any], out: str | None = None, workers: int | None = None,
             ndb: str | None = None, progress: Any = None, workdir: str | None = None,
@@ -251,6 +256,15 @@ def partition_from_script(path: str) -> Step | None:
         return None
     func = getattr(load_script(path), "partition", None)
     return Step(func=func, source=os.path.abspath(path)) if callable(func) else None
+
+
+def sort_values_of(path: str) -> bool:
+    """Whether a Python reduce script asks for sorted values: `sort_values = True` (or mrjob's
+    `SORT_VALUES = True`)."""
+    if not path.endswith(".py") or not os.path.isfile(path):
+        return False
+    module = load_script(path)
+    return bool(getattr(module, "sort_values", getattr(module, "SORT_VALUES", False)) is True)
 
 
 def hook_pairs(result: Any, hook: str) -> Iterator[tuple[Any, Any]]:

@@ -43,7 +43,7 @@ STAGING_MARK = ".tmp-"
 STEP_KINDS = ("map", "reduce", "combine", "partition", *HOOKS)
 """The steps a manifest names (None, a command, or a script and function)."""
 
-_SETTINGS = ("partitions", "name", "reader", "partitioner", "format", "sort_budget", "split_size", "skip_bad")
+_SETTINGS = ("partitions", "name", "reader", "partitioner", "format", "sort_budget", "split_size", "skip_bad", "sort_values")
 
 
 class JobPackError(GeryonError):

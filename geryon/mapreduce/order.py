@@ -67,3 +67,13 @@ def merge(runs: Iterable[Iterable[tuple[Any, Any]]], mixed: bool) -> Iterator[tu
     if mixed:
         return heapq.merge(*runs, key=lambda pair: total_key(pair[0]))
     return heapq.merge(*runs, key=itemgetter(0))
+
+
+def sorted_values(values: Iterable) -> list:
+    """A group's values in the engine's order (mrjob's SORT_VALUES): Python's, else the total order."""
+    vals = list(values)
+    try:
+        vals.sort()
+    except TypeError:
+        vals.sort(key=total_key)
+    return vals

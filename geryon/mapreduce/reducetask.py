@@ -166,8 +166,11 @@ class _Reducing:
                 shutil.rmtree(spill_dir, ignore_errors=True)
 
     def grouped(self) -> Iterator[tuple[Any, Iterator]]:
-        """(key, values) groups in key order, values lazily."""
-        return self.groups_in_memory() if self.in_memory() else self.groups_streaming()
+        """(key, values) groups in key order, values lazily (sorted, with the job's `sort_values`)."""
+        groups = self.groups_in_memory() if self.in_memory() else self.groups_streaming()
+        if not self.job.sort_values:
+            return groups
+        return ((key, iter(order.sorted_values(values))) for key, values in groups)
 
     # -- reducing ---------------------------------------------------------------------
     def python_lines(self) -> Iterator[bytes]:

@@ -377,3 +377,68 @@ def test_byletter_example_parts_are_letter_ranges(tmp_path: pathlib.Path, geryon
     for a, b in zip(firsts, firsts[1:]):   # every letter of part i comes before every letter of part i+1
         assert max(a) < min(b)
     assert dict(kv for p in parts for kv in p) == _word_counts(disks)
+
+
+# -- secondary sort: sort_values = True ------------------------------------------------------------
+
+def pair_map(key, value):
+    k, _, v = value.partition(" ")
+    yield k, int(v) if v.lstrip("-").isdigit() else v
+
+
+def list_reduce(key, values):
+    yield key, list(values)
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(pairs=st.lists(st.tuples(st.sampled_from(["a", "b", "hot", "hot", "hot"]),
+                                st.one_of(st.integers(-50, 50), st.text("xyz", min_size=1, max_size=3))),
+                      max_size=150),
+       r=st.integers(min_value=1, max_value=4), split=st.integers(min_value=6, max_value=200))
+def test_sort_values_gives_each_group_sorted_as_the_reference(tmp_path_factory, pairs, r, split) -> None:
+    """Random values (ints and strs mixed: the total order), a hot key, random R and splits."""
+    from geryon.mapreduce.order import total_key
+
+    root = tmp_path_factory.mktemp("sv")
+    disk = root / "d"
+    disk.mkdir()
+    (disk / "pairs").write_text("".join(f"{k} {v}\n" for k, v in pairs))
+    job = Job(map=pair_map, reduce=list_reduce, sort_values=True, partitions=r, reader="lines",
+              split_size=split, format="json")
+    got = dict(job.run([str(disk)], out=str(root / "out"), workers=2))
+    want: dict = {}
+    for k, v in pairs:
+        want.setdefault(k, []).append(v)
+    assert got == {k: sorted(vs, key=total_key) for k, vs in want.items()}
+
+
+def test_join_example_via_secondary_sort(tmp_path: pathlib.Path, geryon_proc, examples) -> None:
+    """examples/join: users joined to their orders, in both orders of the input files (the
+    user's record comes first in each group however the input is laid out)."""
+    data = examples / "join" / "data"
+    rows = [ln.split("\t") for f in sorted(data.iterdir()) for ln in f.read_text().splitlines()]
+    users = {i: name for kind, i, name in rows if kind == "users"}
+    want = sorted((users[i], item) for kind, i, item in rows if kind == "orders" and i in users)
+    flipped = tmp_path / "flipped"
+    flipped.mkdir()
+    for f in data.iterdir():   # the same records, orders before users in every file
+        lines = f.read_text().splitlines()
+        (flipped / f.name).write_text("".join(ln + "\n" for ln in sorted(lines)))
+    for disk in (data, flipped):
+        out = tmp_path / f"out-{disk.name}"
+        proc = geryon_proc("mapreduce", "-q", "--local", "--reader", "lines", "-R", "2", "--out", out,
+                           examples / "join" / "join.py", examples / "join" / "join.py", disk, cwd=str(tmp_path))
+        assert proc.returncode == 0, proc.stderr
+        got = sorted(tuple(ln.split("\t")) for p in _part_lines(out) for ln in p)
+        assert got == want and len(want) == 5
+
+
+def test_without_sort_values_the_join_loses_orders(tmp_path: pathlib.Path, geryon_proc, examples) -> None:
+    """The control: the same join with sort_values off drops the orders that come before their user."""
+    src = (examples / "join" / "join.py").read_text().replace("sort_values = True", "sort_values = False")
+    (tmp_path / "nosort.py").write_text(src)
+    out = tmp_path / "out"
+    proc = geryon_proc("mapreduce", "-q", "--local", "--reader", "lines", "-R", "1", "--out", out, "nosort.py",
+                       "nosort.py", examples / "join" / "data", cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert len((out / "part-00000").read_text().splitlines()) < 5

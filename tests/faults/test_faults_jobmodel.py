@@ -177,3 +177,47 @@ def test_partition_function_on_the_cluster_cli_and_api(fault_cluster: FaultClust
         result = job.run(sorted(c.corpus), registry=registry, secret=secret)
         assert len(result.parts) == 2
         assert dict(result) == dict(word_counts(c.corpus))
+
+
+SORTED_PY = '''
+sort_values = True
+
+def map(key, value):
+    for line_no, line in enumerate(value.splitlines()):
+        for w in line.split():
+            yield w[:1], [w, line_no]
+
+def reduce(key, values):
+    vals = list(values)
+    yield key, [len(vals), vals[0], vals[-1], sum(1 for a, b in zip(vals, vals[1:]) if a > b)]
+'''
+
+
+def test_sort_values_on_the_cluster_cli_and_api(fault_cluster: FaultCluster) -> None:
+    import json
+
+    from geryon.mapreduce.job import Job, load_script
+    from registry.auth import load_secret
+    from registry.client import RegistryClient
+
+    c = fault_cluster
+    job_dir = c.tmp / "sorted"
+    job_dir.mkdir()
+    (job_dir / "sorted.py").write_text(SORTED_PY)
+    groups: dict[str, list] = {}
+    for disk in sorted(c.corpus):
+        for f in sorted(c.corpus[disk]):
+            for n, line in enumerate(c.corpus[disk][f].decode().splitlines()):
+                for w in line.split():
+                    groups.setdefault(w[:1], []).append([w, n])
+    want = {k: [len(v), min(v), max(v), 0] for k, v in groups.items()}
+    cluster, local = _both(c, job_dir, "sorted", "-R", "3", "--format", "json", "sorted.py", "sorted.py")
+    assert cluster == local
+    got = {json.loads(k): json.loads(v) for part in cluster for k, v in
+           (ln.split("\t") for ln in part.decode().splitlines())}
+    assert got == want
+    script = load_script(str(job_dir / "sorted.py"))
+    job = Job(map=script.map, reduce=script.reduce, sort_values=True, partitions=2, name="api", format="json")
+    secret = load_secret(c.secret_file)
+    with RegistryClient(c.registry_url, secret=secret, owner="test") as registry:
+        assert dict(job.run(sorted(c.corpus), registry=registry, secret=secret)) == want
