@@ -160,6 +160,8 @@ class Job:
             raise JobDefinitionError("partition must be a Python function partition(key, n)")
         if self.partition is not None and self.map.streaming:
             raise JobDefinitionError("partition is for a Python map (streaming jobs: --partitioner-cmd)")
+        if not isinstance(self.sort_values, bool):
+            raise JobDefinitionError(f"sort_values must be True or False, not {self.sort_values!r}")
         if self.map_only and self.sort_values:
             raise JobDefinitionError("a map-only job (-R 0) has no reduce to sort values for")
         if self.map_only and self.partition is not None:
@@ -264,7 +266,13 @@ def sort_values_of(path: str) -> bool:
     if not path.endswith(".py") or not os.path.isfile(path):
         return False
     module = load_script(path)
-    return bool(getattr(module, "sort_values", getattr(module, "SORT_VALUES", False)) is True)
+    for name in ("sort_values", "SORT_VALUES"):
+        value = getattr(module, name, None)
+        if value is not None and not isinstance(value, bool):
+            raise JobDefinitionError(f"{os.path.basename(path)}: {name} must be True or False, not {value!r}")
+        if value is not None:
+            return value
+    return False
 
 
 def hook_pairs(result: Any, hook: str) -> Iterator[tuple[Any, Any]]:

@@ -442,3 +442,27 @@ def test_without_sort_values_the_join_loses_orders(tmp_path: pathlib.Path, geryo
                        "nosort.py", examples / "join" / "data", cwd=str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     assert len((out / "part-00000").read_text().splitlines()) < 5
+
+
+@pytest.mark.parametrize("line", ["sort_values = 'yes'", "SORT_VALUES = 1"])
+def test_a_bad_sort_values_fails_in_one_line_and_writes_nothing(tmp_path: pathlib.Path, geryon_proc,
+                                                                 line) -> None:
+    """`sort_values = 'yes'` (or 1) is refused before any task runs, not silently taken as False."""
+    disk = tmp_path / "in put"
+    disk.mkdir()
+    (disk / "f.txt").write_text("a 1\n")
+    (tmp_path / "my job.py").write_text(f"{line}\n\ndef map(key, value):\n    yield value.strip(), 1\n\n"
+                                        "def reduce(key, values):\n    yield key, list(values)\n")
+    proc = geryon_proc("mapreduce", "-q", "--local", "--out", tmp_path / "out", "my job.py", "my job.py", disk,
+                       cwd=str(tmp_path))
+    assert proc.returncode != 0
+    name, value = line.split(" = ")
+    assert proc.stderr.strip() == f"geryon: my job.py: {name} must be True or False, not {value}", proc.stderr
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_sort_values_job_definitions_refused() -> None:
+    with pytest.raises(JobDefinitionError, match="sort_values must be True or False, not 'yes'"):
+        Job(map=pair_map, reduce=list_reduce, sort_values="yes")
+    with pytest.raises(JobDefinitionError, match="map-only job .* has no reduce to sort values for"):
+        Job(map=pair_map, partitions=0, sort_values=True)
