@@ -34,6 +34,7 @@ from registry.disks import DISK_OWNER, DiskNames, edit_file, plan, read_text, te
 from registry.defaults import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PER_CLIENT
 from registry.errors import BadRequest, RegistryError, ServiceNotFound
 from registry.secretfile import signing_secret
+from registry.signer import url_host
 from registry.guard import ConnectionGuard, ConnectionLimits, open_file_limit
 from registry.listen import Listener, listen
 from registry import jsondoc
@@ -150,7 +151,7 @@ class RegistryServer:
     def url(self) -> str:
         """Where clients reach this server."""
         scheme = "https" if self.config.tls.serving else "http"
-        return f"{scheme}://{self.config.host}:{self.port}"
+        return f"{scheme}://{url_host(self.config.host)}:{self.port}"
 
     # -- life cycle ------------------------------------------------------------------
     async def start(self) -> None:
@@ -281,6 +282,11 @@ class RegistryServer:
     async def _advertise(self) -> None:
         """Announce this registry over zeroconf with the cluster id of the secret it signs with."""
         cfg = self.config
+        if ":" in cfg.host and cfg.host != "::" and not cfg.mdns_interfaces:
+            # zeroconf here announces IPv4 addresses only; this server is on none of them
+            log.info("listening on IPv6 address %s only: not announced over zeroconf "
+                     "(clients name it with --registry %s)", cfg.host, self.url)
+            return
         interfaces = listen_interfaces(cfg.host, cfg.mdns_interfaces)    # only where we listen
         addrs = advertised_addresses(cfg.host, interfaces)
         self._advertiser = Advertiser(self.port, addrs, self.cluster, interfaces=interfaces,

@@ -68,6 +68,11 @@ def base_of(url: str) -> str:
     return f"{split.scheme}://{split.netloc}"
 
 
+def url_host(host: str) -> str:
+    """`host` as the host part of a URL: an IPv6 address in brackets (`[::1]`)."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
 def host_of(base: str) -> str:
     """The Host header a client sends to `base` (`host:port`)."""
     return urlsplit(base).netloc
@@ -222,4 +227,4 @@ class Signer:
         raise AssertionError("unreachable")
 
 
-__all__ = ["IDENTITIES", "IdentityCache", "Signer", "base_of", "host_of", "is_instance_refusal"]
+__all__ = ["IDENTITIES", "IdentityCache", "Signer", "base_of", "host_of", "url_host", "is_instance_refusal"]

@@ -42,6 +42,7 @@ from registry.auth import DEFAULT_CONTROL_BODY, MIN_SECRET_BYTES, ServerIdentity
 from registry.errors import RegistryError
 from registry.guard import ConnectionGuard, ConnectionLimits, open_file_limit
 from registry.listen import Listener, listen
+from registry.signer import url_host
 from registry.tls import TlsFiles, server_context
 
 log = logging.getLogger(__name__)
@@ -215,7 +216,7 @@ class NodeDaemon:
             raise GeryonError(f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc}") from exc
         self.port = sock.getsockname()[1]
         scheme = "https" if cfg.tls.serving else "http"
-        self.url = f"{scheme}://{self.address}:{self.port}"
+        self.url = f"{scheme}://{url_host(self.address)}:{self.port}"
         ident = self.identity
         self.cpu = CpuService(cfg.name, self.chunks, self.url, cfg.secret, work_dir, self._started,
                               unpack=cfg.unpack, identity=ident, source=self.source,

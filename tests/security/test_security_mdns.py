@@ -3,7 +3,9 @@
 Two network namespaces joined by a veth pair (10.78.0.1 in the first, 10.78.0.2 in the
 second). A registry listening on the veth address is found by a node started in the
 other namespace with no --registry; a registry forced to 127.0.0.1 is announced on
-loopback (found there) and never on the veth.
+loopback (found there) and never on the veth. One listening on IPv6 loopback only is announced
+nowhere (zeroconf here announces IPv4 addresses, where it does not listen) and is reached by
+the URL it prints.
 """
 from __future__ import annotations
 
@@ -20,6 +22,11 @@ from tests.node.node_helpers import GERYON, NODE_CLI, Cluster, wait_until
 
 DISCOVER = [sys.executable, "-c", "import sys; from registry.discovery import discover; "
             "print(discover(float(sys.argv[1]), cluster=sys.argv[2], interfaces=sys.argv[3:] or None))"]
+BROWSE = [sys.executable, "-c", "import sys, time; from zeroconf import Zeroconf, ServiceBrowser, IPVersion; "
+          "from registry.discovery import SERVICE_TYPE; names = set(); zc = Zeroconf(ip_version=IPVersion.V4Only); "
+          "ServiceBrowser(zc, SERVICE_TYPE, handlers=[lambda zeroconf, service_type, name, state_change: "
+          "names.add(name)]); time.sleep(float(sys.argv[1])); zc.close(); print(sorted(names))"]
+"""Every Geryon service name announced on any interface, resolved or not."""
 
 
 def ip(*args: str) -> None:
@@ -93,3 +100,29 @@ def test_a_registry_on_loopback_is_not_announced_on_the_veth(
     # ... and nothing of it reaches the other namespace, browsing on every interface there.
     assert _discover(in_b, cid, timeout=3) == "[]"
 
+
+
+def test_a_registry_on_ipv6_loopback_is_announced_nowhere_and_reached_by_its_url(
+        namespaces: tuple[list[str], list[str]], cluster: Cluster, tmp_path: Path) -> None:
+    in_a, in_b = namespaces
+    url = _mdns_registry(cluster, "::1", in_a)
+    assert url.startswith("http://[::1]:"), url            # a URL a client can use as it is
+    cid = cluster_id(load_secret(cluster.secret_file))
+    # A node beside it on ::1, told the printed URL, registers there.
+    cluster._proc([*NODE_CLI, "--name", "v6", "--listen", "::1:0", "--registry", url, "--secret-file",
+                   str(cluster.secret_file), "--work-dir", str(tmp_path / "work-v6"), "--refresh", "0.2"],
+                  "node-v6", in_a)
+
+    def registered() -> bool:
+        found = subprocess.run([*in_a, *GERYON, "regquery", "svc", "rstyx"], capture_output=True, text=True,
+                               timeout=30, env={**os.environ, "GERYON_REGISTRY": url,
+                                                "GERYON_SECRET_FILE": str(cluster.secret_file)})
+        return found.returncode == 0 and "host v6" in found.stdout and "url http://[::1]:" in found.stdout
+
+    wait_until(registered, 60, interval=0.2)
+    # Not announced on any IPv4 interface of its own namespace, nor across the veth: not even
+    # its name (before, the name, cluster id and port went out on every interface).
+    assert _discover(in_a, cid, timeout=3) == "[]"
+    for prefix in (in_a, in_b):
+        names = subprocess.run([*prefix, *BROWSE, "4"], capture_output=True, text=True, timeout=60)
+        assert names.returncode == 0 and names.stdout.strip() == "[]", names.stdout + names.stderr
