@@ -72,16 +72,20 @@ def _interfaces(interfaces: Sequence[str] | None) -> InterfaceChoice | list[str]
 
 
 def listen_interfaces(host: str, interfaces: Sequence[str] | None) -> list[str] | None:
-    """The interfaces (by address) a server bound to `host` is announced on; None: all.
+    """The interfaces (by address) a server bound to `host` is announced on; None: all, []: none.
 
     Explicit `interfaces` win; a server bound to one address (loopback, or one interface's)
     is announced on that interface only, so a registry forced to 127.0.0.1 is never
-    offered to the rest of the network; a wildcard address means every interface.
+    offered to the rest of the network; a wildcard address means every interface. One
+    IPv6 address is announced nowhere: zeroconf here announces IPv4 addresses only, and
+    the server listens on none of them.
     """
     if interfaces:
         return list(interfaces)
-    if host in ("", "0.0.0.0", "::") or ":" in host:
-        return None                                 # every interface (zeroconf here is IPv4 only)
+    if host in ("", "0.0.0.0", "::"):
+        return None                                 # every interface
+    if ":" in host:
+        return []
     try:
         return [socket.gethostbyname(host)]
     except OSError:

@@ -282,12 +282,11 @@ class RegistryServer:
     async def _advertise(self) -> None:
         """Announce this registry over zeroconf with the cluster id of the secret it signs with."""
         cfg = self.config
-        if ":" in cfg.host and cfg.host != "::" and not cfg.mdns_interfaces:
-            # zeroconf here announces IPv4 addresses only; this server is on none of them
+        interfaces = listen_interfaces(cfg.host, cfg.mdns_interfaces)    # only where we listen
+        if interfaces == []:
             log.info("listening on IPv6 address %s only: not announced over zeroconf "
                      "(clients name it with --registry %s)", cfg.host, self.url)
             return
-        interfaces = listen_interfaces(cfg.host, cfg.mdns_interfaces)    # only where we listen
         addrs = advertised_addresses(cfg.host, interfaces)
         self._advertiser = Advertiser(self.port, addrs, self.cluster, interfaces=interfaces,
                                       scheme="https" if cfg.tls.serving else "http")

@@ -39,6 +39,7 @@ from geryon.mapreduce.jobhistory import RECORD_NAME, SUMMARY_NAME, EVENTS_NAME, 
 from geryon.ui import DEFAULT_PORT, jobview, pages
 from geryon.ui.access import Access, AccessRefused
 from geryon.ui.cluster import DEFAULT_REFRESH, ClusterSnapshot, ClusterWatch
+from registry.signer import url_host
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +154,7 @@ class Dashboard:
         host = self.config.host
         if host in ("0.0.0.0", "::", ""):
             host = "127.0.0.1"
-        return f"http://{'[' + host + ']' if ':' in host else host}:{self.port}"
+        return f"http://{url_host(host)}:{self.port}"
 
     def login_url(self) -> str:
         """A fresh one-time login URL (what `geryon ui` prints)."""
