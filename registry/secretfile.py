@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import secrets
 import stat
@@ -173,14 +174,17 @@ def old_secret_path(path: Path) -> Path:
 def rotate_secret(path: Path, *, grace: float = DEFAULT_GRACE, now: float | None = None) -> OldSecret:
     """Replace the secret at `path` with a new one; keep the old as `secret.old` for `grace` s.
 
-    Both files are written whole under temporary names, then renamed (mode 0600).
+    Both files are written whole under temporary names, then renamed (mode 0600). The expiry
+    is kept to the millisecond, rounded up.
 
     Returns:
         the old secret and when it stops being accepted.
     Raises:
         RegistryError: there is no secret at `path` yet, or the files cannot be written.
     """
-    old = OldSecret(load_secret(path), (time.time() if now is None else now) + grace)
+    # in whole milliseconds, as the file keeps it, rounded up: never a shorter grace than asked
+    expires = math.ceil(((time.time() if now is None else now) + grace) * 1000) / 1000
+    old = OldSecret(load_secret(path), expires)
     _write_private(old_secret_path(path), old.secret.hex().encode() + f"\nexpires {old.expires:.3f}\n".encode())
     _write_private(path, secrets.token_bytes(DEFAULT_SECRET_BYTES).hex().encode() + b"\n")
     return old

@@ -35,6 +35,15 @@ def test_rotate_keeps_the_old_secret_with_its_expiry() -> None:
     assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
 
 
+def test_the_grace_kept_is_never_shorter_than_asked_and_the_file_says_what_rotate_said(tmp_path: Path) -> None:
+    # The file keeps milliseconds: 1005.0004 written as 1005.000 was a grace 0.4 ms short,
+    # and rotate's answer disagreed with the file's.
+    path = tmp_path / "secret"
+    assert CliRunner().invoke(main, ["init", "--secret-file", str(path)]).exit_code == 0
+    said = rotate_secret(path, grace=5, now=1000.0004)
+    assert said.expires >= 1005.0004 and said == load_old_secret(path)
+
+
 def test_rotating_twice_keeps_only_the_last_old_secret(tmp_path: Path) -> None:
     path = tmp_path / "secret"
     assert CliRunner().invoke(main, ["init", "--secret-file", str(path)]).exit_code == 0
