@@ -110,12 +110,14 @@ class DaskWorkers:
         with self._lock:
             lost = [(k, v) for k, v in self._attempts.items() if v[0] in workers]
         for key, (addr, dfut, fut) in lost:
+            _settle(fut, exc=WorkerLost(f"Dask worker {addr} left the cluster"))
             dfut.cancel()
-            if not fut.done():
-                fut.set_exception(WorkerLost(f"Dask worker {addr} left the cluster"))
 
     def submit(self, cpu: "DaskCpu", task: MapTask | ReduceTask) -> cf.Future[TaskResult]:
         ours: cf.Future[TaskResult] = cf.Future()
+        # Running from the start: a driver ending the job waits for it (`cancel` cannot drop it
+        # while its Dask task may still write), and `cf.wait` sees it end.
+        ours.set_running_or_notify_cancel()
         if not self.alive(cpu.address):
             ours.set_exception(WorkerLost(f"Dask worker {cpu.address} left the cluster"))
             return ours
@@ -137,12 +139,12 @@ class DaskWorkers:
         try:
             out = dfut.result()
         except BaseException as exc:   # cancelled, or the task raised (a bug of ours, or its worker died)
-            ours.set_exception(WorkerLost(f"{type(exc).__name__}: {exc}"))
+            _settle(ours, exc=WorkerLost(f"{type(exc).__name__}: {exc}"))
             return
         result = TaskResult.from_json(out)
         result.log = str(out.get("log") or "")
         self.dirs.setdefault(str(out.get("address")), [str(out.get("host")), str(out.get("dir"))])
-        ours.set_result(result)
+        _settle(ours, result)
 
     def read_file(self, address: str, name: str, dest: str) -> None:
         """Copy a job's file on a worker (a staged part) to `dest`, from the disk when it is on
@@ -192,6 +194,17 @@ class DaskWorkers:
             self.client.cancel([self.pack_data])
         except Exception:
             pass
+
+
+def _settle(fut: cf.Future[TaskResult], result: TaskResult | None = None, exc: BaseException | None = None) -> None:
+    """End an attempt's future once: the watcher (worker gone) and the task's own end may race."""
+    try:
+        if exc is not None:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(result)  # type: ignore[arg-type]
+    except cf.InvalidStateError:
+        pass
 
 
 class DaskCpu:

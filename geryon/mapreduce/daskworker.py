@@ -136,7 +136,7 @@ def run_attempt(job_id: str, digest: str, pack: bytes, task_json: dict[str, Any]
                              error=f"task {aid.task} could not start: {exc}").to_json(), **base, "log": ""}
     result_path = os.path.join(work, "attempts", f"{aid}.json")
     spec = {"job": job_id, "pack": pack_dir, "task": task_json, "work": work, "result": result_path,
-            "address": worker.address, "shuffle": shuffle, "dirs": dirs or {}}
+            "address": worker.address, "shuffle": shuffle, "dirs": dirs or {}, "parent": os.getpid()}
     log_path = os.path.join(work, "attempts", f"{aid}.log")
     with open(log_path, "w+b") as logf:
         proc = subprocess.Popen([sys.executable, "-m", "geryon.mapreduce.daskworker", job_id, str(aid)],
@@ -290,12 +290,27 @@ def _secret() -> bytes | None:
         return None
 
 
+def _die_with_parent(parent: int) -> None:
+    """Linux: this attempt is killed when its Dask worker dies (a lost worker's attempts must not
+    go on using its machine); elsewhere, nothing."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)       # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:              # the worker died before the call
+        os._exit(1)
+
+
 def main() -> int:
     from geryon.mapreduce import memory
     from geryon.mapreduce.task import traceback_tail
 
     memory.volunteer_for_oom()  # the kernel should take this attempt, not the Dask worker
     spec = json.loads(sys.stdin.read())
+    _die_with_parent(int(spec.get("parent") or os.getppid()))
     try:
         result = run(spec)
     except Exception as exc:  # the pack could not be loaded, or a bug of ours
