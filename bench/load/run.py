@@ -6,15 +6,19 @@
 
 Makes a directory of N small text files (500 per folder), then loads it (`--app b`, 64 MiB chunks) with
 `geryon load --to DIR` and with `geryon load --cluster` into a real registry and one node
-daemon on loopback offering a chunk pool, alternating, and prints a markdown table of wall
-seconds (median) and the cluster/local ratio. Needs the `geryon` command of this checkout
-on PATH.
+daemon on loopback offering a chunk pool, alternating (local first in odd runs, cluster first in
+even ones), and prints a markdown table: wall seconds (median), the median of each run's
+cluster/local ratio (paired: both loads of a run see about the same machine), CPU seconds (the
+`geryon load` process; for the cluster load also what the node and registry daemons spent
+meanwhile) and the 1-minute load average before the runs. Needs the `geryon` command of this
+checkout on PATH.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -59,13 +63,25 @@ class Daemon:
         self.err.close()
 
 
-def timed(argv: list[str], env: dict[str, str]) -> float:
+def proc_cpu(pid: int) -> float:
+    """User + system seconds a running process has used (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed(argv: list[str], env: dict[str, str], daemons: tuple[int, ...] = ()) -> tuple[float, float]:
+    """Wall and CPU seconds of one command (and of `daemons` meanwhile)."""
+    c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    d0 = sum(proc_cpu(p) for p in daemons)
     t = time.monotonic()
     subprocess.run(argv, check=True, env=env, stdout=subprocess.DEVNULL)
-    return time.monotonic() - t
+    wall = time.monotonic() - t
+    c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = c1.ru_utime + c1.ru_stime - c0.ru_utime - c0.ru_stime + sum(proc_cpu(p) for p in daemons) - d0
+    return wall, cpu
 
 
-def bench(work: Path, n: int, size: int, runs: int) -> tuple[list[float], list[float]]:
+def bench(work: Path, n: int, size: int, runs: int) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
     src = work / f"src{n}"
     make_files(src, n, size)
     secret = work / "secret"
@@ -85,15 +101,24 @@ def bench(work: Path, n: int, size: int, runs: int) -> tuple[list[float], list[f
                   work / "node.err", env)
     node.address()
     time.sleep(1.5)      # the node's pool reaches the registry
-    local_t, cluster_t = [], []
+    local_t: list[tuple[float, float]] = []
+    cluster_t: list[tuple[float, float]] = []
+    daemons = (node.proc.pid, reg.proc.pid)
     try:
-        for _ in range(runs):
+        for run in range(runs):
             out = work / "local"
             shutil.rmtree(out, ignore_errors=True)
-            local_t.append(timed(["geryon", "load", "-q", "--app", "b", "--to", str(out), "--ndb",
-                                  str(work / "local.ndb"), str(src)], env))
-            cluster_t.append(timed(["geryon", "load", "-q", "--app", "b", "--cluster", "--registry", url,
-                                    "--ndb", str(ndb), str(src)], env))
+            local = ["geryon", "load", "-q", "--app", "b", "--to", str(out), "--ndb", str(work / "local.ndb"), str(src)]
+            cluster = ["geryon", "load", "-q", "--app", "b", "--cluster", "--registry", url, "--ndb", str(ndb), str(src)]
+            if run % 2 == 0:
+                local_t.append(timed(local, env))
+                cluster_t.append(timed(cluster, env, daemons))
+            else:
+                cluster_t.append(timed(cluster, env, daemons))
+                local_t.append(timed(local, env))
+            print(f"  {n:,} files, run {run + 1}: local {local_t[-1][0]:.2f} s ({local_t[-1][1]:.2f} CPU), "
+                  f"cluster {cluster_t[-1][0]:.2f} s ({cluster_t[-1][1]:.2f} CPU), load {os.getloadavg()[0]:.1f}",
+                  flush=True)
     finally:
         node.stop()
         reg.stop()
@@ -107,15 +132,20 @@ def main() -> None:
                     help="FILES:BYTES_PER_FILE, one per set")
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
-    print("| files | MB | local load s | cluster load s | cluster / local |")
-    print("|---|---|---|---|---|")
+    print("| files | MB | local load s (CPU s) | cluster load s (CPU s, with the daemons') | cluster / local, "
+          "paired median (runs) | load (1 min) |")
+    print("|---|---|---|---|---|---|")
     for spec in args.sets:
         n, size = (int(x) for x in spec.split(":"))
+        load = os.getloadavg()[0]
         with tempfile.TemporaryDirectory(prefix="geryon-bench-load-") as tmp:
             local_t, cluster_t = bench(Path(tmp), n, size, args.runs)
-        lm, cm = statistics.median(local_t), statistics.median(cluster_t)
-        print(f"| {n:,} | {n * size / 1e6:.1f} | {lm:.2f} | {cm:.2f} | {cm / lm:.2f} |", flush=True)
-
+        load = f"{load:.1f}-{os.getloadavg()[0]:.1f}"
+        lm, cm = statistics.median(w for w, _ in local_t), statistics.median(w for w, _ in cluster_t)
+        lc, cc = statistics.median(c for _, c in local_t), statistics.median(c for _, c in cluster_t)
+        ratios = [c[0] / l[0] for l, c in zip(local_t, cluster_t)]
+        print(f"| {n:,} | {n * size / 1e6:.1f} | {lm:.2f} ({lc:.2f}) | {cm:.2f} ({cc:.2f}) | "
+              f"{statistics.median(ratios):.2f} ({' '.join(f'{r:.2f}' for r in ratios)}) | {load} |", flush=True)
 
 if __name__ == "__main__":
     main()
