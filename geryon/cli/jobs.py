@@ -16,12 +16,12 @@ from typing import Any
 
 import click
 
-from geryon.mapreduce.attempt import AttemptId
+from geryon.mapreduce.attempt import AttemptId, AttemptState
 from geryon.cli.common import default_secret_path, fail
 from geryon.errors import GeryonError
 from geryon.mapreduce.joboutput import removed
 from geryon.mapreduce.joboutput import where as output_of
-from geryon.mapreduce.jobstore import JobStore, phase_counts, task_order
+from geryon.mapreduce.jobstore import JobState, JobStore, phase_counts, task_order
 
 DEFAULT_LIST = 20
 """Jobs `geryon jobs` shows without -n."""
@@ -29,7 +29,8 @@ DEFAULT_LIST = 20
 SLOWEST = 5
 """Tasks listed under "slowest tasks" in a job's details."""
 
-_STATE_STYLES = {"succeeded": "green", "running": "yellow", "failed": "red", "lost": "red", "killed": "magenta"}
+_STATE_STYLES = {JobState.SUCCEEDED: "green", JobState.RUNNING: "yellow", JobState.FAILED: "red", JobState.LOST: "red",
+                 JobState.KILLED: "magenta"}
 _COLUMNS = ("ID", "NAME", "MODE", "STATE", "STARTED", "DURATION", "TASKS", "ATTEMPTS", "FAILED")
 
 
@@ -125,7 +126,7 @@ def rm(job_ids: tuple[str, ...], secret_file: str | None, jobs_dir_opt: str | No
         secret = load_secret(path) if secret_file or path.exists() else None
         for job in job_ids:
             record = store.read(job)
-            if record.get("state") == "running":
+            if record.get("state") == JobState.RUNNING:
                 raise GeryonError(f"job {record['id']} is still running")
             gone = remove(record, store.root, secret)
             click.echo(f"{record['id']}: removed {len(gone)} item(s)")
@@ -137,7 +138,7 @@ def rm(job_ids: tuple[str, ...], secret_file: str | None, jobs_dir_opt: str | No
 def _row(s: dict[str, Any]) -> list[str]:
     started = s.get("started")
     seconds = s.get("seconds")
-    if seconds is None and s.get("state") == "running" and isinstance(started, (int, float)):
+    if seconds is None and s.get("state") == JobState.RUNNING and isinstance(started, (int, float)):
         seconds = time.time() - started  # still going
     return [s["id"], str(s.get("name", "")), str(s.get("mode", "")), str(s.get("state", "")), _when(started),
             _duration(seconds), f"{s.get('tasks_done', 0)}/{s.get('tasks_total', 0)}", str(s.get("attempts", 0)),
@@ -200,7 +201,7 @@ def _details(r: dict[str, Any], root: str) -> None:
     attempts = r.get("attempts") or []
     say(f"job         {r['id']}")
     say(f"name        {r.get('name', '')}   mode {r.get('mode', '')}   state {r.get('state', '')}")
-    if r.get("state") == "lost":
+    if r.get("state") == JobState.LOST:
         say(f"            its driver (pid {r.get('pid')} on {r.get('host')}) is gone without finishing")
     command = r.get("argv") or r.get("command")
     if command:
@@ -229,13 +230,13 @@ def _details(r: dict[str, Any], root: str) -> None:
     by_state: dict[str, int] = {}
     for a in attempts:
         by_state[a.get("state", "")] = by_state.get(a.get("state", ""), 0) + 1
-    say(f"attempts    {len(attempts)}" + "".join(f", {n} {s}" for s, n in sorted(by_state.items()) if s != "done"))
-    done = [a for a in attempts if a.get("state") == "done" and isinstance(a.get("seconds"), (int, float))]
+    say(f"attempts    {len(attempts)}" + "".join(f", {n} {s}" for s, n in sorted(by_state.items()) if s != AttemptState.DONE))
+    done = [a for a in attempts if a.get("state") == AttemptState.DONE and isinstance(a.get("seconds"), (int, float))]
     if done:
         say("slowest tasks")
         for a in sorted(done, key=lambda a: -a["seconds"])[:SLOWEST]:
             say(f"  {a['task']:<8}{a.get('cpu', ''):<20} {a['seconds']:.2f} s")
-    bad = [a for a in attempts if a.get("state") in ("failed", "lost", "killed")]
+    bad = [a for a in attempts if a.get("state") in (AttemptState.FAILED, AttemptState.LOST, AttemptState.KILLED)]
     if bad:
         say("failed attempts")
         for a in sorted(bad, key=lambda a: (task_order(a["task"]), a["attempt"])):

@@ -19,6 +19,7 @@ from geryon.mapreduce.job import (DEFAULT_PARTITIONS, READER_OF_DISKS, READERS, 
                                   hooks_from_script, parse_assignment, partition_from_script, sort_values_of,
                                   step_from_arg)
 from geryon.mapreduce.jobparams import task_env
+from geryon.mapreduce.jobhistory import JobState
 from geryon.mapreduce.codec import FORMATS
 from geryon.mapreduce.partition import PARTITIONERS
 from geryon.cli.common import (cluster_secret, fail, local_option, ndb_option, registry_option, secret_option,
@@ -171,15 +172,15 @@ def mapreduce(map_step: str, reduce_step: str, disks: tuple[str, ...], partition
                 raise
             except GeryonError as exc:
                 if record is not None:
-                    record.finish("failed", {"error": str(exc)})
+                    record.finish(JobState.FAILED, {"error": str(exc)})
                 raise
             except KeyboardInterrupt:
                 if record is not None:
-                    record.finish("killed", {"error": "interrupted"})
+                    record.finish(JobState.KILLED, {"error": "interrupted"})
                 raise
         report = result.report
         if record is not None:
-            record.finish("succeeded", {"parts": report.parts, "seconds": report.seconds, "output": report.out_dir,
+            record.finish(JobState.SUCCEEDED, {"parts": report.parts, "seconds": report.seconds, "output": report.out_dir,
                                         "urls": report.urls,
                                         "counters": report.counters, "shuffled": report.shuffled})
     finally:
@@ -287,7 +288,7 @@ def _expand_outputs(disks: tuple[str, ...], jobs_dir_opt: str | None, force_loca
 
         if removed(store.root, record["id"]):
             raise UnknownDisk(f"{disk}: the output of job {record['id']} was removed (geryon rm)")
-        if record.get("state") != "succeeded":
+        if record.get("state") != JobState.SUCCEEDED:
             raise UnknownDisk(f"{disk}: job {record['id']} has no output (it {record.get('state')})")
         where, urls = summary.get("output") or "", [str(p) for p in summary.get("urls") or []]
         if urls and not (force_local and where and os.path.isdir(where)):

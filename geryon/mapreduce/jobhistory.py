@@ -23,9 +23,11 @@ import logging
 import os
 import re
 import socket
+from enum import StrEnum
 from typing import Any
 
 from geryon.errors import GeryonError
+from geryon.mapreduce.attempt import AttemptId, AttemptState
 
 log = logging.getLogger("geryon.mapreduce.jobstore")  # the store's logger: its warnings keep one name
 
@@ -33,7 +35,20 @@ RECORD_NAME = "job.json"
 SUMMARY_NAME = "summary.json"
 EVENTS_NAME = "events.log"
 LOGS_DIR = "logs"
-_LOG_NAME = re.compile(r"^(?P<task>[A-Za-z0-9_.+-]+)\.a(?P<attempt>\d+)\.stderr$")
+
+
+class JobState(StrEnum):
+    """A job record's state: running until the driver finishes it; lost is read, never written."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    KILLED = "killed"
+    LOST = "lost"                # still running on record, but its driver is gone
+
+
+LOG_SUFFIX = "stderr"
+"""An attempt's stderr log is `logs/<AttemptId>.stderr`."""
 _TASK = re.compile(r"^(?P<kind>\D*)(?P<index>\d+)$")
 _PHASES = {"m": "map", "r": "reduce"}
 _LogPaths = list[tuple[str, int, str]]  # aliases: JobHistory.list shadows the builtin in the class body
@@ -104,9 +119,13 @@ class JobHistory:
             raise GeryonError(f"cannot list {logs}: {exc}") from exc
         found = []
         for name in names:
-            m = _LOG_NAME.match(name)
-            if m and (task is None or m["task"] == task):
-                found.append((m["task"], int(m["attempt"]), os.path.join(logs, name)))
+            stem, dot, ext = name.rpartition(".")
+            try:
+                aid = AttemptId.parse(stem) if dot and ext == LOG_SUFFIX else None
+            except ValueError:
+                aid = None
+            if aid and (task is None or aid.task == task):
+                found.append((aid.task, aid.attempt, os.path.join(logs, name)))
         found.sort(key=lambda t: (task_order(t[0]), t[1]))
         return found
 
@@ -155,7 +174,7 @@ def summarize(record: dict[str, Any]) -> dict[str, Any]:
         "tasks_done": sum(p["done"] for p in phases.values()),
         "tasks_total": sum(p["total"] for p in phases.values()),
         "attempts": len(attempts),
-        "failed_attempts": sum(1 for a in attempts if a.get("state") in ("failed", "lost")),
+        "failed_attempts": sum(1 for a in attempts if a.get("state") in (AttemptState.FAILED, AttemptState.LOST)),
         "phases": phases,
     }
 
@@ -171,11 +190,11 @@ def phase_counts(record: dict[str, Any]) -> dict[str, dict[str, int]]:
         tries = sorted(by_task[task], key=lambda a: a["attempt"])
         counts = phases.setdefault(phase_of(task), {"total": 0, "done": 0, "running": 0, "failed": 0})
         counts["total"] += 1
-        if any(a.get("state") == "done" for a in tries):
+        if any(a.get("state") == AttemptState.DONE for a in tries):
             counts["done"] += 1
-        elif any(a.get("state") == "running" for a in tries):
+        elif any(a.get("state") == AttemptState.RUNNING for a in tries):
             counts["running"] += 1
-        elif tries[-1].get("state") in ("failed", "lost", "killed"):
+        elif tries[-1].get("state") in (AttemptState.FAILED, AttemptState.LOST, AttemptState.KILLED):
             counts["failed"] += 1
     for phase, n in declared.items():
         if isinstance(n, int) and not isinstance(n, bool) and n > 0:
@@ -231,9 +250,9 @@ def _process_start(pid: int) -> tuple[float | None, bool]:
 
 def _with_liveness(record: dict[str, Any]) -> dict[str, Any]:
     """A running record whose driver is gone reads as "lost"."""
-    if record.get("state") == "running" and driver_alive(record.get("host", ""), record.get("pid"),
+    if record.get("state") == JobState.RUNNING and driver_alive(record.get("host", ""), record.get("pid"),
                                                          record.get("begun")) is False:
-        return dict(record, state="lost")
+        return dict(record, state=JobState.LOST.value)
     return record
 
 

@@ -47,14 +47,14 @@ from typing import Any
 
 from geryon.mapreduce.attempt import AttemptId, AttemptState
 from geryon.errors import GeryonError
-from geryon.mapreduce.jobhistory import (EVENTS_NAME, LOGS_DIR, RECORD_NAME, SUMMARY_NAME, JobHistory, _load, _number,
+from geryon.mapreduce.jobhistory import (EVENTS_NAME, LOGS_DIR, RECORD_NAME, SUMMARY_NAME, JobHistory, JobState, _load, _number,
                                _with_liveness, driver_alive, phase_counts, phase_of, summarize, task_order)
 
 __all__ = [
     "ATTEMPT_STATES", "DEFAULT_FLUSH_EVERY", "DEFAULT_KEEP", "DEFAULT_LOG_CAP", "JOB_STATES", "RECORD_VERSION",
     "JobRecord", "JobStore",
     # re-exported from geryon.mapreduce.jobhistory
-    "EVENTS_NAME", "LOGS_DIR", "RECORD_NAME", "SUMMARY_NAME", "JobHistory", "driver_alive", "phase_counts",
+    "EVENTS_NAME", "LOGS_DIR", "RECORD_NAME", "SUMMARY_NAME", "JobHistory", "JobState", "driver_alive", "phase_counts",
     "phase_of", "summarize", "task_order",
 ]
 
@@ -72,7 +72,7 @@ DEFAULT_LOG_CAP = 1 << 20
 RECORD_VERSION = 1
 """The format version of job.json."""
 
-JOB_STATES = ("succeeded", "failed", "killed")
+JOB_STATES = (JobState.SUCCEEDED.value, JobState.FAILED.value, JobState.KILLED.value)
 """States `JobRecord.finish` accepts; a record is "running" before and may read as "lost"."""
 
 ATTEMPT_STATES = tuple(s.value for s in AttemptState if s not in (AttemptState.RUNNING, AttemptState.KILLED))
@@ -114,7 +114,7 @@ class JobStore(JobHistory):
         record: dict[str, Any] = {k: v for k, v in info.items() if k not in _OWNED}
         record.setdefault("started", now)
         # begun is real wall time whatever the clock: it is compared with the driver's process start
-        record.update(id=job_id, version=RECORD_VERSION, state="running", host=socket.gethostname(),
+        record.update(id=job_id, version=RECORD_VERSION, state=JobState.RUNNING.value, host=socket.gethostname(),
                       pid=os.getpid(), begun=time.time(), ended=None, seconds=None, summary={}, attempts=[])
         try:
             os.makedirs(self.root, exist_ok=True)
@@ -164,7 +164,7 @@ class JobStore(JobHistory):
             ranked.append((started, entry.name, summary))
         ranked.sort(key=lambda r: (r[0], r[1]), reverse=True)
         for _, name, summary in ranked[keep:]:
-            if _with_liveness(summary).get("state") == "running" and summary.get("host") == socket.gethostname():
+            if _with_liveness(summary).get("state") == JobState.RUNNING and summary.get("host") == socket.gethostname():
                 continue  # its driver is still writing to it
             log.debug("pruning job %s", name)
             shutil.rmtree(os.path.join(self.root, name), ignore_errors=True)
@@ -276,7 +276,7 @@ class JobRecord:
         with self._cond:
             self._finished = True
             started = _number(self._record.get("started"), now)
-            self._record.update(state=state, ended=now, seconds=max(0.0, now - started), summary=dict(summary))
+            self._record.update(state=str(state), ended=now, seconds=max(0.0, now - started), summary=dict(summary))
             for entry in self._attempts.values():
                 if entry["state"] == AttemptState.RUNNING:
                     entry.update(state=AttemptState.KILLED.value, ended=now, seconds=max(0.0, now - _number(entry["started"], now)))
@@ -291,7 +291,7 @@ class JobRecord:
             self._closing = True
             finished = self._finished
         if not finished:
-            self.finish("failed", {"error": "the driver stopped without finishing the job"})
+            self.finish(JobState.FAILED, {"error": "the driver stopped without finishing the job"})
         with self._cond:
             self._closed = True
             self._cond.notify_all()

@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from enum import StrEnum
 from typing import Any
 
 import aiohttp
@@ -49,6 +50,14 @@ DEFAULT_FORGET_DEAD = 3600.0
 """Seconds a dead node stays listed."""
 
 
+class NodeState(StrEnum):
+    """A node as the dashboard saw it."""
+
+    LIVE = "live"                    # registered
+    UNREACHABLE = "unreachable"      # the registry did not answer: as last seen
+    DEAD = "dead"                    # gone from the registry
+
+
 @dataclass(frozen=True)
 class NodeRow:
     """One node: what the registry says, overlaid with what the node reports itself."""
@@ -65,7 +74,7 @@ class NodeRow:
     running: int = 0                 # commands (rcpu, dsh) the node runs now
     sessions: int = 0                # taskfs sessions
     reserved: int = 0                # taskfs slots reserved
-    state: str = "live"              # live | unreachable | dead
+    state: str = "live"              # a NodeState: live | unreachable | dead
     since: float | None = None       # when it became unreachable or dead (wall clock)
     chunks: tuple[str, ...] = ()
 
@@ -300,19 +309,19 @@ class ClusterWatch:
             node = replace(node, chunks=tuple(sorted(chunks.get(node.name, ()))))
             before = self._nodes.get(node.name)
             if load is None:
-                since = before.since if before is not None and before.state != "live" and before.since else now
-                node = replace(node, state="unreachable", since=since)
+                since = before.since if before is not None and before.state != NodeState.LIVE and before.since else now
+                node = replace(node, state=NodeState.UNREACHABLE.value, since=since)
             else:
                 node = with_report(node, load, sessions)
             current[node.name] = node
         for name, before in self._nodes.items():
             if name in current:
                 continue
-            if before.state == "dead":
+            if before.state == NodeState.DEAD:
                 if now - (before.since or now) < self.forget_dead:
                     current[name] = before
             else:
-                current[name] = replace(before, state="dead", since=now if before.state == "live" else before.since)
+                current[name] = replace(before, state=NodeState.DEAD.value, since=now if before.state == NodeState.LIVE else before.since)
         self._nodes = current
         return tuple(sorted(current.values(), key=lambda n: n.name))
 

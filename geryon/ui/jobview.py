@@ -14,8 +14,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from geryon.mapreduce.attempt import AttemptState
-from geryon.mapreduce.jobhistory import phase_counts, phase_of, task_order
+from geryon.mapreduce.attempt import AttemptId, AttemptState
+from geryon.mapreduce.jobhistory import JobState, phase_counts, phase_of, task_order
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class Bar:
 
     @property
     def label(self) -> str:
-        return f"{self.task}.a{self.attempt}"
+        return str(AttemptId(self.task, self.attempt))
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ def timeline(record: dict[str, Any], now: float) -> Timeline:
             start = _num(a["started"]) or t0
             end = _num(a.get("ended"))
             if end is None:
-                end = max(now, start) if a.get("state") == "running" else start
+                end = max(now, start) if a.get("state") == AttemptState.RUNNING else start
             lane = next((i for i, free_at in enumerate(lanes) if free_at <= start), None)
             if lane is None:
                 lane = len(lanes)
@@ -84,7 +84,7 @@ def timeline(record: dict[str, Any], now: float) -> Timeline:
             lanes[lane] = end
             t1 = max(t1, end)
             bars.append(Bar(str(a.get("task", "?")), int(a.get("attempt") or 0), cpu, first + lane, start, end,
-                            str(a.get("state") or "running"), str(a.get("error") or "")))
+                            str(a.get("state") or AttemptState.RUNNING), str(a.get("error") or "")))
     return Timeline(tuple(rows), tuple(bars), t0, max(t1, t0 + 1e-3))
 
 
@@ -97,7 +97,7 @@ def input_bytes(record: dict[str, Any]) -> int:
     """Bytes the job's maps read (each map task counted once, by its done attempt)."""
     seen: dict[str, int] = {}
     for a in record.get("attempts") or []:
-        if phase_of(str(a.get("task", ""))) == "map" and a.get("state") == "done":
+        if phase_of(str(a.get("task", ""))) == "map" and a.get("state") == AttemptState.DONE:
             seen[a["task"]] = int(_num(a.get("bytes_in")) or 0)
     return sum(seen.values())
 
@@ -122,12 +122,12 @@ def duration(record: dict[str, Any], now: float) -> float | None:
     if seconds is not None:
         return seconds
     started = _num(record.get("started"))
-    return None if started is None or record.get("state") != "running" else max(0.0, now - started)
+    return None if started is None or record.get("state") != JobState.RUNNING else max(0.0, now - started)
 
 
 def slowest(record: dict[str, Any], n: int = DEFAULT_SLOWEST) -> list[dict[str, Any]]:
     """The `n` longest done attempts, longest first."""
-    done = [a for a in record.get("attempts") or [] if a.get("state") == "done" and _num(a.get("seconds")) is not None]
+    done = [a for a in record.get("attempts") or [] if a.get("state") == AttemptState.DONE and _num(a.get("seconds")) is not None]
     return sorted(done, key=lambda a: -(_num(a["seconds"]) or 0.0))[:n]
 
 
@@ -135,18 +135,18 @@ def shuffled(record: dict[str, Any]) -> list[tuple[str, int]]:
     """(reduce task, bytes it fetched) for every reducer with a done attempt, in task order."""
     out: dict[str, int] = {}
     for a in record.get("attempts") or []:
-        if phase_of(str(a.get("task", ""))) == "reduce" and a.get("state") == "done":
+        if phase_of(str(a.get("task", ""))) == "reduce" and a.get("state") == AttemptState.DONE:
             out[a["task"]] = int(_num(a.get("bytes_in")) or 0)
     return sorted(out.items(), key=lambda kv: task_order(kv[0]))
 
 
 def running_on(record: dict[str, Any]) -> dict[str, int]:
     """Attempts running now per cpu (none once the job has ended)."""
-    if record.get("state") != "running":
+    if record.get("state") != JobState.RUNNING:
         return {}
     out: dict[str, int] = {}
     for a in record.get("attempts") or []:
-        if a.get("state") == "running":
+        if a.get("state") == AttemptState.RUNNING:
             cpu = str(a.get("cpu") or "?")
             out[cpu] = out.get(cpu, 0) + 1
     return out

@@ -16,16 +16,19 @@ from html import escape
 from typing import Any
 from urllib.parse import quote
 
+from geryon.mapreduce.attempt import AttemptId, AttemptState
+from geryon.mapreduce.jobhistory import JobState
 from geryon.ui import jobview, svg
-from geryon.ui.cluster import ClusterSnapshot, NodeRow
+from geryon.ui.cluster import ClusterSnapshot, NodeRow, NodeState
 
 log = logging.getLogger(__name__)
 
 STDERR_TAIL = 2000
 """Bytes of a failed attempt's stderr shown on the job page."""
 
-STATE_CLASSES = ("succeeded", "running", "failed", "lost", "killed", "done", "ignored", "live", "dead",
-                 "unreachable")
+STATE_CLASSES = tuple(dict.fromkeys([*(s.value for s in JobState), *(s.value for s in AttemptState),
+                                     *(s.value for s in NodeState)]))
+"""The states that have a CSS class of their own (jobs, attempts, nodes); any other shows as "other"."""
 
 
 def _e(value: Any) -> str:
@@ -96,8 +99,8 @@ PART_NODES, PART_DISKS, PART_SERVICES, PART_REGISTRY = "nodes", "disks", "servic
 
 
 def _node_row(n: NodeRow, now: float, tasks: int) -> str:
-    if n.state == "live":
-        state = _state("live")
+    if n.state == NodeState.LIVE:
+        state = _state(NodeState.LIVE)
     else:
         ago = f" since {clock_text(n.since, now)} ({seconds_text(now - n.since)} ago)" if n.since else ""
         state = _state(n.state, ago)
@@ -148,7 +151,7 @@ def registry_part(snap: ClusterSnapshot) -> str:
     where = f"registry {_e(snap.registry)}" if snap.registry else "registry"
     if snap.error:
         return f'<p class="error">{where}: {_e(snap.error)}</p>'
-    live = sum(1 for n in snap.nodes if n.state == "live")
+    live = sum(1 for n in snap.nodes if n.state == NodeState.LIVE)
     return f'<p>{where}: {live} of {len(snap.nodes)} nodes live, {len(snap.disks)} disks, {len(snap.services)} services</p>'
 
 
@@ -209,7 +212,7 @@ PART_COUNTERS, PART_SKEW, PART_FAILURES, PART_EVENTS = "counters", "skew", "fail
 
 
 def _log_href(job_id: str, task: str, attempt: Any) -> str:
-    return f"/jobs/{quote(job_id, safe='')}/logs/{quote(str(task), safe='')}.a{int(attempt or 0)}"
+    return f"/jobs/{quote(job_id, safe='')}/logs/{quote(str(AttemptId(str(task), int(attempt or 0))), safe='')}"
 
 
 def _summary(record: Mapping[str, Any], now: float) -> str:
@@ -239,7 +242,7 @@ def _timeline(record: Mapping[str, Any], now: float) -> str:
 
 
 def _slowest(record: Mapping[str, Any], job_id: str) -> str:
-    rows = [f'<tr><td>{_e(a["task"])}.a{_e(a.get("attempt", 0))}</td><td>{_e(a.get("cpu", ""))}</td>'
+    rows = [f'<tr><td>{_e(AttemptId(str(a["task"]), int(a.get("attempt") or 0)))}</td><td>{_e(a.get("cpu", ""))}</td>'
             f'<td class="num">{seconds_text(a.get("seconds"))}</td><td class="num">{a.get("records_in", 0)}</td>'
             f'<td class="num">{svg.human(a.get("bytes_in") or 0)}</td><td class="line">{_e(a.get("input", ""))}</td></tr>'
             for a in jobview.slowest(dict(record))]
@@ -264,7 +267,7 @@ def _failures(record: Mapping[str, Any], job_id: str, tails: Mapping[tuple[str, 
         tail = tails.get(key, "")
         log_link = (f' <a href="{_log_href(job_id, key[0], key[1])}">whole stderr</a>' if key in tails else "")
         out.append(f'<div class="failure" data-task="{_e(key[0])}" data-attempt="{key[1]}">'
-                   f'<h3>{_e(key[0])}.a{key[1]} on {_e(a.get("cpu", ""))}: {_state(str(a.get("state")))}{log_link}</h3>'
+                   f'<h3>{_e(AttemptId(*key))} on {_e(a.get("cpu", ""))}: {_state(str(a.get("state")))}{log_link}</h3>'
                    f'<pre class="error">{_e(a.get("error", ""))}</pre>'
                    + (f'<pre class="stderr">{_e(tail)}</pre>' if tail else "") + "</div>")
     return "".join(out) or '<p class="empty">none</p>'

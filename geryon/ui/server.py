@@ -35,10 +35,11 @@ from urllib.parse import quote
 from aiohttp import web
 
 from geryon.errors import GeryonError
-from geryon.mapreduce.jobhistory import RECORD_NAME, SUMMARY_NAME, EVENTS_NAME, JobHistory
+from geryon.mapreduce.attempt import AttemptId
+from geryon.mapreduce.jobhistory import RECORD_NAME, SUMMARY_NAME, EVENTS_NAME, JobHistory, JobState
 from geryon.ui import DEFAULT_PORT, jobview, pages
 from geryon.ui.access import Access, AccessRefused
-from geryon.ui.cluster import DEFAULT_REFRESH, ClusterSnapshot, ClusterWatch
+from geryon.ui.cluster import DEFAULT_REFRESH, ClusterSnapshot, ClusterWatch, NodeState
 from registry.signer import url_host
 
 log = logging.getLogger(__name__)
@@ -223,12 +224,15 @@ class Dashboard:
 
     async def _log(self, request: web.Request) -> web.StreamResponse:
         job, name = request.match_info["job"], request.match_info["name"]
-        task, _, attempt = name.rpartition(".a")
         try:
-            paths = await _blocking(self.history.log_paths, job, task) if task and attempt.isdigit() else []
+            aid: AttemptId | None = AttemptId.parse(name)
+        except ValueError:
+            aid = None
+        try:
+            paths = await _blocking(self.history.log_paths, job, aid.task) if aid else []
         except GeryonError as exc:
             return _refuse(404, str(exc), logged_in=True)
-        path = next((p for t, a, p in paths if a == int(attempt)), None)
+        path = next((p for t, a, p in paths if aid and a == aid.attempt), None)
         if path is None:
             return _refuse(404, f"job {job} has no stderr for {name}", logged_in=True)
         data = await _blocking(_read_tail, path, DEFAULT_MAX_LOG)
@@ -284,7 +288,7 @@ class Dashboard:
             return self._tasks_read[1]
         counts: dict[str, int] = {}
         for row in self.job_rows():
-            if row.get("state") == "running":
+            if row.get("state") == JobState.RUNNING:
                 for cpu, n in (row.get("running_on") or {}).items():
                     counts[cpu] = counts.get(cpu, 0) + n
         self._tasks_read = (now, counts)
@@ -363,7 +367,7 @@ class Dashboard:
             tasks = await _blocking(self.running_tasks)
             now = time.time()
             # dead and unreachable nodes say how long ago: a new text every second
-            ticking = any(n.state != "live" for n in snap.nodes)
+            ticking = any(n.state != NodeState.LIVE for n in snap.nodes)
             return (snap.version, int(now) if ticking else 0, sorted(tasks.items())), \
                 pages.cluster_parts(snap, now, tasks)
         return await self._stream(request, produce)
@@ -372,7 +376,7 @@ class Dashboard:
         async def produce() -> tuple[Any, dict[str, str] | None]:
             stamp = await _blocking(self._jobs_stamp)
             rows = await _blocking(self.job_rows)
-            running = any(r.get("state") == "running" for r in rows)
+            running = any(r.get("state") == JobState.RUNNING for r in rows)
             return (stamp, int(time.time()) if running else 0), {pages.PART_JOBS: pages.jobs_part(rows, time.time())}
         return await self._stream(request, produce)
 
@@ -385,7 +389,7 @@ class Dashboard:
                 record, tails = await _blocking(self._job_record, job)
             except GeryonError:
                 return None, None
-            ticking = int(time.time()) if record.get("state") == "running" else 0
+            ticking = int(time.time()) if record.get("state") == JobState.RUNNING else 0
             return (stamp, ticking), pages.job_parts(record, time.time(), tails)
         return await self._stream(request, produce)
 

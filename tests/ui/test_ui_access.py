@@ -32,6 +32,7 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory, secret_file: Path) -> It
     jobs.mkdir()
     ui = UiProc(tmp_path, ["ui", "--local", "--listen", ":0", "--secret-file", str(secret_file),
                            "--jobs-dir", str(jobs)], secret_file=secret_file)
+    ui.jobs = jobs  # type: ignore[attr-defined]
     try:
         yield ui
     finally:
@@ -162,3 +163,24 @@ def test_ui_cli_bad_input_is_one_line_and_non_zero(tmp_path: Path, secret_file: 
     missing = subprocess.run([*GERYON, "ui", "--secret-file", str(tmp_path / "none"), "--local"],
                              capture_output=True, text=True, timeout=60)
     assert missing.returncode == 1 and len(missing.stderr.strip().splitlines()) == 1, missing.stderr
+
+
+def test_an_attempts_stderr_is_served_by_its_attempt_id(dashboard: UiProc) -> None:
+    """/jobs/JOB/logs/m0.a1 serves that attempt's stderr; a name that is no attempt id, or an attempt
+    without a log, is a 404 naming it (the id is read by `AttemptId.parse`, as it was written)."""
+    from geryon.mapreduce.jobstore import JobStore
+
+    store = JobStore(str(dashboard.jobs))  # type: ignore[attr-defined]
+    record = store.begin("logs-job", {"name": "logs-job", "mode": "local"})
+    record.attempt_started("m0", 1, "local!0")
+    record.stderr("m0", 1, b"the second attempt's stderr\n")
+    record.attempt_ended("m0", 1, "failed", error="boom")
+    record.stderr("r0", 0, b"a reducer's\n")
+    record.close()
+    session = dashboard.login()
+    status, _, body = dashboard.request("/jobs/logs-job/logs/m0.a1", cookie=session)
+    assert (status, body) == (200, b"the second attempt's stderr\n")
+    assert dashboard.request("/jobs/logs-job/logs/r0.a0", cookie=session)[:3:2] == (200, b"a reducer's\n")
+    for name in ("m0.a0", "m0.a", "m0", "x0.a1", "m0.a1.stderr"):
+        status, _, body = dashboard.request(f"/jobs/logs-job/logs/{name}", cookie=session)
+        assert status == 404 and b"has no stderr" in body, (name, status, body)
