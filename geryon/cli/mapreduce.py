@@ -44,6 +44,9 @@ from geryon.cli.common import (cluster_secret, fail, local_option, ndb_option, r
                    ".gz/.bz2/.xz/.zst files are read decompressed.")
 @click.option("--skip-bad", "skip_bad", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
               help="Skip up to N malformed input records per map task (counted as geryon/skipped_records).")
+@click.option("--total-order", "total_order", is_flag=True,
+              help="Parts read in order are sorted: R-1 split points from a sample of the map output "
+                   "(Hadoop's TotalOrderPartitioner).")
 @click.option("--partitioner", type=click.Choice(PARTITIONERS), default="crc32", show_default=True,
               help="crc32 (fast), or geryon: Inferno Geryon's exact hash.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
@@ -87,7 +90,7 @@ def mapreduce(map_step: str, reduce_step: str, disks: tuple[str, ...], partition
               secret_file: str | None = None, lease: float = 5.0, jobs_dir_opt: str | None = None,
               pick: str = "rr", defines: tuple[str, ...] = (), cmdenv: tuple[str, ...] = (),
               py_files: tuple[str, ...] = (), files: tuple[str, ...] = (),
-              dask_scheduler: str | None = None, dask_shuffle: str = "auto") -> None:
+              dask_scheduler: str | None = None, dask_shuffle: str = "auto", total_order: bool = False) -> None:
     """Run MAP on every DISK, partition into R, sort and REDUCE each partition.
 
     MAP and REDUCE are Python scripts defining map(key, value) and reduce(key, values)
@@ -114,6 +117,10 @@ def mapreduce(map_step: str, reduce_step: str, disks: tuple[str, ...], partition
         elif partitions == 0:
             fail(f"-R 0 is a map-only job, but REDUCE is {reduce_step}: give NONE as REDUCE", 2)
         partitions = DEFAULT_PARTITIONS if partitions is None else partitions
+        if total_order and partitions == 0:
+            fail("--total-order sorts the reduce output: a map-only job (-R 0, REDUCE NONE) has none", 2)
+        if total_order and partitioner != "crc32":
+            fail(f"--total-order partitions by sampled key ranges: drop --partitioner {partitioner}", 2)
         map_s = step_from_arg(map_step, "map", streaming)
         reduce_s = None if partitions == 0 else step_from_arg(reduce_step, "reduce", streaming)
         combine_s = None if streaming or partitions == 0 else (
@@ -121,6 +128,9 @@ def mapreduce(map_step: str, reduce_step: str, disks: tuple[str, ...], partition
         hooks: dict = {} if streaming else hooks_from_script(map_step, "map")
         if reduce_s is not None and not streaming:   # the map side runs it: the map script's first
             part_s = partition_from_script(map_step) or partition_from_script(reduce_step)
+            if part_s is not None and total_order:
+                fail(f"--total-order partitions by sampled key ranges, but {os.path.basename(part_s.source or '')} "
+                     f"defines partition(key, n): drop one", 2)
             if part_s is not None:
                 hooks["partition"] = part_s
             if sort_values_of(reduce_step):
@@ -130,7 +140,8 @@ def mapreduce(map_step: str, reduce_step: str, disks: tuple[str, ...], partition
         job = Job(map=map_s, reduce=reduce_s, combine=combine_s, partitions=partitions, name=name or "",
                   reader=reader or READER_OF_DISKS, partitioner=partitioner, format=fmt, sort_budget=sort_budget,
                   split_size=split_size, env=(("GERYON_PARTITIONS", str(partitions)),), skip_bad=skip_bad,
-                  params=params, cmdenv=task_vars, py_files=py_files, files=files, **hooks)
+                  params=params, cmdenv=task_vars, py_files=py_files, files=files, total_order=total_order,
+                  **hooks)
         disks = _expand_outputs(disks, jobs_dir_opt, force_local)
         dask = None if force_local else dask_scheduler
         if dask and registry_url:
@@ -182,7 +193,8 @@ def mapreduce(map_step: str, reduce_step: str, disks: tuple[str, ...], partition
         if record is not None:
             record.finish(JobState.SUCCEEDED, {"parts": report.parts, "seconds": report.seconds, "output": report.out_dir,
                                         "urls": report.urls,
-                                        "counters": report.counters, "shuffled": report.shuffled})
+                                        "counters": report.counters, "shuffled": report.shuffled,
+                                        **({"part_bytes": report.part_bytes} if report.part_bytes else {})})
     finally:
         if record is not None:
             record.close()

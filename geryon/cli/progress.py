@@ -109,6 +109,8 @@ def summary_lines(report: JobReport) -> list[str]:
         f"{human_bytes(r.bytes_out)} written, {r.seconds:.2f}s",
     ]
     lines.append(f"  shuffle: {human_bytes(report.shuffled)}, {report.failed_attempts} failed attempt(s)")
+    if report.balance:
+        lines.append("  " + balance_line(report))
     if report.slowest:
         lines.append("  slowest: " + ", ".join(f"{t} on {c} {s:.2f}s" for t, c, s in report.slowest))
     for group, values in sorted(report.counters.items()):
@@ -117,8 +119,17 @@ def summary_lines(report: JobReport) -> list[str]:
     return lines
 
 
+def balance_line(report: JobReport) -> str:
+    """A total-order job's parts: the largest over the mean, in shuffled bytes."""
+    sizes = report.part_bytes
+    return (f"total order: largest part {human_bytes(max(sizes))}, {report.balance:.2f}x the mean "
+            f"({human_bytes(sum(sizes) // len(sizes))}) of {len(sizes)} parts")
+
+
 def summary_table(report: JobReport) -> Table:
     caption = f"shuffled {human_bytes(report.shuffled)}, {report.failed_attempts} failed attempt(s)"
+    if report.balance:
+        caption += "; " + balance_line(report)
     if report.slowest:
         caption += "; slowest: " + ", ".join(f"{t} on {c} {s:.2f}s" for t, c, s in report.slowest[:3])
     table = Table(title=f"job {report.job_id} ({report.seconds:.2f}s)", show_edge=False, caption=caption)

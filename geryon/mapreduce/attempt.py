@@ -38,7 +38,8 @@ class AttemptState(StrEnum):
 
 @dataclass(frozen=True, order=True)
 class AttemptId:
-    """One attempt of one task: `task` is `m<index>` or `r<index>`, printed `m3.a1`."""
+    """One attempt of one task: `task` is `m<index>`, `r<index>` (or `s<index>`, a total-order
+    job's sampling map), printed `m3.a1`."""
 
     task: str
     attempt: int
@@ -61,14 +62,17 @@ class AttemptId:
 
     @classmethod
     def of_json(cls, task: dict[str, Any]) -> "AttemptId":
-        """The id of a task as it travels (`MapTask.to_json`, `ReduceTask.to_json`)."""
+        """The id of a task as it travels (`MapTask.to_json`, `ReduceTask.to_json`); a sampling
+        map (total order) is `s<index>`."""
+        if task.get("kind") == "map" and task.get("sample"):
+            return cls(f"s{int(task.get('index', 0))}", int(task.get("attempt", 0)))
         return cls.of(str(task.get("kind", "")), int(task.get("index", 0)), int(task.get("attempt", 0)))
 
     @classmethod
     def parse(cls, text: str) -> "AttemptId":
         """`m3.a1` -> AttemptId("m3", 1). Raises ValueError."""
         task, sep, attempt = text.partition(".a")
-        if not sep or task[:1] not in ("m", "r") or not task[1:].isdigit() or not attempt.isdigit():
+        if not sep or task[:1] not in ("m", "r", "s") or not task[1:].isdigit() or not attempt.isdigit():
             raise ValueError(f"not an attempt id: {text!r} (expected m<N>.a<N> or r<N>.a<N>)")
         return cls(task, int(attempt))
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from geryon.mapreduce import counters as counters_mod
-from geryon.mapreduce import memory
+from geryon.mapreduce import memory, totalorder
 from geryon.mapreduce.attempt import AttemptId, AttemptState, FailureKind, classify
 from geryon.mapreduce.cpu import Cpu
 from geryon.errors import GeryonError, JobFailed
@@ -127,6 +127,7 @@ class Driver:
         self.policy = policy if policy is not None else LocalPolicy(workdir)
         self.maps: list[MapTask] = []
         self.input_bytes = 0
+        self.dead: set[Cpu] = set()   # cpus declared dead (the policy asks, sampling included)
 
     # -- the job ------------------------------------------------------------------------------
     def run(self, disks: Sequence[Any], out_dir: str | None = None) -> JobReport:
@@ -140,6 +141,9 @@ class Driver:
         try:
             report = JobReport(self.job_id, job.name, self.policy.begin(self, out_dir), [], fmt)
             self._prepare(disks)
+            if job.total_order:   # split points from a sample of the map output, before the maps
+                bounds = totalorder.sample(self)
+                self.maps = [replace(m, bounds=bounds) for m in self.maps]
             self._schedule(report)
             report.parts = self._finish(report)
         finally:
@@ -474,6 +478,9 @@ class Driver:
             stats.bytes_in = sum(r.bytes_in for r, _ in done.values())
             stats.bytes_out = sum(r.bytes_out for r, _ in done.values())
         report.shuffled = self._shuffle_bytes()
+        if self.job.total_order:   # how even the sampled ranges came out
+            report.part_bytes = [sum(res.segments[r].length for res, _ in self.map_done.values())
+                                 for r in range(self.partitions)]
         report.slowest = [(t, c, s) for s, t, c in sorted(self.slowest, reverse=True)[:SLOWEST]]
         report.failed_attempts = sum(t.failures + t.fetch_rounds for t in self.tasks.values())
         return parts

@@ -128,6 +128,9 @@ class Job:
     partition: Step | None = None
     # mrjob's SORT_VALUES: each key's values reach reduce sorted (a group is then held in memory)
     sort_values: bool = False
+    # Hadoop's TotalOrderPartitioner: keys sampled before the maps run pick R - 1 split points,
+    # so the parts read in order are sorted (`geryon.mapreduce.totalorder`)
+    total_order: bool = False
 
     def __post_init__(self) -> None:
         for attr in ("map", "reduce", "combine", "partition", *HOOKS):
@@ -162,6 +165,15 @@ class Job:
             raise JobDefinitionError("partition is for a Python map (streaming jobs: --partitioner-cmd)")
         if not isinstance(self.sort_values, bool):
             raise JobDefinitionError(f"sort_values must be True or False, not {self.sort_values!r}")
+        if not isinstance(self.total_order, bool):
+            raise JobDefinitionError(f"total_order must be True or False, not {self.total_order!r}")
+        if self.total_order and self.map_only:
+            raise JobDefinitionError("a total-order job sorts its reduce output: a map-only job (-R 0) has none")
+        if self.total_order and self.partition is not None:
+            raise JobDefinitionError("a total-order job partitions by sampled key ranges: drop its partition function")
+        if self.total_order and self.partitioner != "crc32":
+            raise JobDefinitionError(f"a total-order job partitions by sampled key ranges, not by the "
+                                     f"{self.partitioner} hash: drop --partitioner")
         if self.map_only and self.sort_values:
             raise JobDefinitionError("a map-only job (-R 0) has no reduce to sort values for")
         if self.map_only and self.partition is not None:

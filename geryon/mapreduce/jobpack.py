@@ -43,7 +43,8 @@ STAGING_MARK = ".tmp-"
 STEP_KINDS = ("map", "reduce", "combine", "partition", *HOOKS)
 """The steps a manifest names (None, a command, or a script and function)."""
 
-_SETTINGS = ("partitions", "name", "reader", "partitioner", "format", "sort_budget", "split_size", "skip_bad", "sort_values")
+_SETTINGS = ("partitions", "name", "reader", "partitioner", "format", "sort_budget", "split_size", "skip_bad", "sort_values",
+             "total_order")
 
 
 class JobPackError(GeryonError):

@@ -26,7 +26,7 @@ from geryon.errors import DiskFull, GeryonError
 from geryon.mapreduce.job import Job, hook_pairs, is_sum
 from geryon.mapreduce.jobparams import task_env
 from geryon.mapreduce.maponly import MapOnlyWriter
-from geryon.mapreduce.partition import checked, partitioner
+from geryon.mapreduce.partition import RangePartition, checked, partitioner
 from geryon.records.badrecords import SKIPPED_GROUP, SKIPPED_NAME, SkipBudget
 from geryon.mapreduce.inputview import InputView, build_view, remove_view
 from geryon.records.readers import InputError, raw_chunks, read_records
@@ -34,6 +34,7 @@ from geryon.mapreduce.segments import write_index
 from geryon.mapreduce.sortbuffer import SortBuffer
 from geryon.mapreduce.streaming import CommandFailed, StreamingProcess, split_line
 from geryon.mapreduce.task import MapTask, TaskResult, describe_key, traceback_tail
+from geryon.mapreduce.totalorder import KeySample
 
 log = logging.getLogger(__name__)
 
@@ -137,11 +138,14 @@ def run_map_task(job: Job, task: MapTask, open_input: Callable[[str], tuple[FS, 
         os.makedirs(spill_dir, exist_ok=True)
         disk_fs, local_root = open_input(task.root)
         buf: Any
-        if job.map_only:   # in input order, in the output format: no sort, no partitions
+        if task.sample:    # a total-order job's sampling task: keys kept, nothing written
+            buf = KeySample(task.sample, task.index)
+        elif job.map_only:   # in input order, in the output format: no sort, no partitions
             out_file = open(out_path, "wb")
             buf = MapOnlyWriter(out_file, job.format)
         else:
-            part = checked(job.partition.func) if job.partition is not None else partitioner(job.partitioner)
+            part = (RangePartition(task.bounds) if task.bounds is not None else
+                    checked(job.partition.func) if job.partition is not None else partitioner(job.partitioner))
             buf = SortBuffer(job.partitions, part,
                              job.combine.func if job.combine else None,
                              is_sum(job.combine), job.sort_budget, spill_dir,
@@ -182,6 +186,11 @@ def run_map_task(job: Job, task: MapTask, open_input: Callable[[str], tuple[FS, 
             current = None
             if job.map_final is not None:  # ... and mapper_final, after the last
                 buf.add(hook_pairs(job.map_final.func(), "map_final"))  # type: ignore[misc]
+        if task.sample:
+            result.sample = buf.keys()
+            result.records_out = buf.pairs_in
+            result.ok = True
+            return result
         if out_file is not None:
             segments = buf.finish()
             out_file.close()

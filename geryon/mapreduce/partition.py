@@ -7,6 +7,7 @@ as the original's `intermediate` did.
 """
 from __future__ import annotations
 
+import bisect
 import json
 import zlib
 from collections.abc import Callable
@@ -77,6 +78,8 @@ def split_by_partition(keys: list, n: int, part: Callable[[Any, int], int]) -> l
     """
     if n == 1:
         return [list(keys)]
+    if isinstance(part, RangePartition):
+        return part.split(keys, n)
     buckets: list[list] = [[] for _ in range(n)]
     appends = [b.append for b in buckets]
     if part is crc32_partition:
@@ -127,3 +130,44 @@ def checked(func: Callable[[Any, int], Any]) -> Callable[[Any, int], int]:
             raise PartitionError(f"partition({key!r}, {n}) returned {r}, outside 0..{n - 1}")
         return r
     return part
+
+
+_NUMBERS = frozenset({int, float, bool})
+
+
+class RangePartition:
+    """Total-order partitioning (Hadoop's TotalOrderPartitioner): key k goes to the number of
+    `bounds` that are <= k in the engine's key order (`geryon.mapreduce.order`), so part r
+    holds keys in [bounds[r-1], bounds[r]) and the parts read in order are sorted.
+
+    `bounds` are sorted and distinct; fewer than n - 1 of them leave the last parts empty.
+    """
+
+    def __init__(self, bounds: Any) -> None:
+        from geryon.mapreduce.order import total_key
+
+        self.bounds = list(bounds)
+        self._total = [total_key(b) for b in self.bounds]
+        self._key = total_key
+        kinds = set(map(type, self.bounds))
+        # keys of the bounds' one plain kind compare as they are (the C comparison)
+        self._plain = (_NUMBERS if kinds and kinds <= _NUMBERS else
+                       frozenset(kinds) if len(kinds) == 1 and kinds <= {str, bytes} else frozenset())
+
+    def __call__(self, key: Any, n: int) -> int:
+        if type(key) in self._plain:
+            return bisect.bisect_right(self.bounds, key)
+        return bisect.bisect_right(self._total, self._key(key))
+
+    def split(self, keys: list, n: int) -> list[list]:
+        """`split_by_partition` for this partitioner: keys into n lists, order kept."""
+        buckets: list[list] = [[] for _ in range(n)]
+        appends = [b.append for b in buckets]
+        bounds, plain, right = self.bounds, self._plain, bisect.bisect_right
+        if plain and all(type(k) in plain for k in keys):   # one C pass per key
+            for k in keys:
+                appends[right(bounds, k)](k)
+            return buckets
+        for k in keys:
+            appends[self(k, n)](k)
+        return buckets

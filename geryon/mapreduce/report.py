@@ -64,3 +64,10 @@ class JobReport:
     slowest: list[tuple[str, str, float]] = field(default_factory=list)  # (attempt, cpu, seconds)
     failed_attempts: int = 0
     urls: list[str] = field(default_factory=list)  # cluster: where the parts are on the nodes
+    part_bytes: list[int] = field(default_factory=list)  # total order: the shuffled bytes each part read
+
+    @property
+    def balance(self) -> float:
+        """A total-order job's largest part over the mean part, in shuffled bytes (0.0: not reported)."""
+        total = sum(self.part_bytes)
+        return max(self.part_bytes) * len(self.part_bytes) / total if total else 0.0
