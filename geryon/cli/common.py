@@ -1,5 +1,7 @@
-"""Pieces shared by the CLI verbs: failing with one line, sizes, the ndb, registry and --local
-options, where a command runs (`where`, the rule of `geryon.cluster.where`), the secret.
+"""Pieces shared by the CLI verbs: failing with one line, sizes, the options every verb that
+talks to a cluster takes (--registry with --mdns-interface, --secret-file, --ndb, --local: each
+defined once here, as a `SharedOption`), where a command runs (`where`, the rule of
+`geryon.cluster.where`), the secret, the registry client.
 
 Not here: any verb's own logic; the local-or-cluster rule itself (`geryon.cluster.where`); the secret
 file's format and rules (`registry.secretfile`).
@@ -51,9 +53,18 @@ def default_secret_path() -> Path:
     return rule(os.environ)
 
 
+class SharedOption(click.Option):
+    """An option defined once in this module for every verb (`shared` names which)."""
+
+    def __init__(self, *args: Any, shared: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.shared = shared
+
+
 def secret_option(f: Any) -> Any:
     """--secret-file FILE (or $GERYON_SECRET_FILE)."""
-    return click.option("--secret-file", envvar=ENV_SECRET_FILE, metavar="FILE", help=SECRET_HELP)(f)
+    return click.option("--secret-file", envvar=ENV_SECRET_FILE, metavar="FILE", help=SECRET_HELP,
+                        cls=SharedOption, shared="secret")(f)
 
 
 def cluster_secret(secret_file: str | None, *, serving: str | None = None) -> bytes:
@@ -100,20 +111,51 @@ def existing_secret(secret_file: str | None) -> bytes | None:
 REGISTRY_HELP = "The cluster's registry: http://host:port or tcp!host!port [$GERYON_REGISTRY; else found over zeroconf]."
 
 
+MDNS_HELP = "Use zeroconf only on these interface addresses (repeatable) [$GERYON_MDNS_INTERFACES; else every one]."
+_MDNS_KEY = "geryon.mdns_interfaces"
+
+
+def _keep_interfaces(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> None:
+    ctx.meta[_MDNS_KEY] = interfaces_from(" ".join(value or ()))
+
+
+def mdns_option(f: Any) -> Any:
+    """--mdns-interface ADDR (or $GERYON_MDNS_INTERFACES), read by `mdns_interfaces()`, not passed to the verb."""
+    return click.option("--mdns-interface", "mdns_interfaces", multiple=True, metavar="ADDR",
+                        envvar=ENV_MDNS_INTERFACES, expose_value=False, callback=_keep_interfaces,
+                        help=MDNS_HELP, cls=SharedOption, shared="mdns")(f)
+
+
 def registry_option(f: Any) -> Any:
-    """--registry URL (or $GERYON_REGISTRY): the one definition every verb uses."""
-    return click.option("--registry", "registry_url", envvar=ENV_REGISTRY, metavar="URL", help=REGISTRY_HELP)(f)
+    """--registry URL (or $GERYON_REGISTRY) and the zeroconf interfaces to look for one on:
+    the one definition every verb uses."""
+    f = mdns_option(f)
+    return click.option("--registry", "registry_url", envvar=ENV_REGISTRY, metavar="URL", help=REGISTRY_HELP,
+                        cls=SharedOption, shared="registry")(f)
 
 
 def local_option(f: Any) -> Any:
     """--local: run on this machine whatever registry is configured or answers."""
-    return click.option("--local", "force_local", is_flag=True,
+    return click.option("--local", "force_local", is_flag=True, cls=SharedOption, shared="local",
                         help="Run on this machine, even with --registry, $GERYON_REGISTRY or a registry on the network.")(f)
 
 
 def mdns_interfaces() -> tuple[str, ...] | None:
-    """$GERYON_MDNS_INTERFACES: where zeroconf looks (None: every interface)."""
+    """Where zeroconf looks (None: every interface): --mdns-interface of the running verb, else
+    $GERYON_MDNS_INTERFACES (comma or space separated)."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and _MDNS_KEY in ctx.meta:     # meta is shared by a command's nested contexts
+        return ctx.meta[_MDNS_KEY]
     return interfaces_from(os.environ.get(ENV_MDNS_INTERFACES, ""))
+
+
+def registry_client(registry_url: str | None, secret: bytes | None, owner: str | None = None) -> Any:
+    """The one way a verb makes its registry client: the user as owner unless told, the verb's
+    zeroconf interfaces."""
+    from registry.client import RegistryClient
+
+    return RegistryClient(registry_url, secret=secret, owner=owner or default_owner(),
+                          mdns_interfaces=mdns_interfaces())
 
 
 def where(registry_url: str | None, secret_file: str | None, *, local: bool = False, names_data: bool = False,
@@ -241,9 +283,15 @@ def default_ndb() -> str | None:
     return os.environ.get("GERYON_NDB") or None
 
 
-def ndb_option(f: Any) -> Any:
-    return click.option("--ndb", "ndb_file", type=click.Path(dir_okay=False), default=default_ndb,
-                        help="ndb file naming disks [$GERYON_NDB, else ./ndb/cluster; `load --cluster`: the registry's].")(f)
+def ndb_option_for(what: str) -> Callable[[Any], Any]:
+    """--ndb FILE (or $GERYON_NDB): `what` the verb reads in it goes in the help."""
+    def option(f: Any) -> Any:
+        return click.option("--ndb", "ndb_file", type=click.Path(dir_okay=False), default=default_ndb,
+                            help=f"ndb file {what}.", cls=SharedOption, shared="ndb")(f)
+    return option
+
+
+ndb_option = ndb_option_for("naming disks [$GERYON_NDB, else ./ndb/cluster; `load --cluster`: the registry's]")
 
 
 @contextmanager

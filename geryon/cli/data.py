@@ -6,7 +6,6 @@ $GERYON_SECRET_FILE, else the default secret file).
 """
 from __future__ import annotations
 
-import getpass
 import logging
 import os
 import sys
@@ -19,8 +18,8 @@ import click
 
 from geryon.disks.checksum import check_disk
 from geryon.disks.chunk import DEFAULT_CAPACITY
-from geryon.cli.common import (cluster_secret, fail, local_option, ndb_option, registry_option, secret_option, showing,
-                               size_type)
+from geryon.cli.common import (cluster_secret, fail, local_option, ndb_option, registry_client, registry_option,
+                               secret_option, showing, size_type)
 from geryon.disks.resolve import DEFAULT_NDB
 from geryon.errors import GeryonError
 from geryon.ingest.load import DEFAULT_DISK_DIR, load as load_sources
@@ -44,12 +43,11 @@ def cluster(registry_url: str | None, secret_file: str | None) -> Iterator[tuple
     """A registry client and the secret; cluster errors become one line and exit 1."""
     from fs import errors as fserrors
 
-    from registry.client import RegistryClient
     from registry.errors import RegistryError
 
     try:
         secret = read_secret(secret_file)
-        with RegistryClient(registry_url, secret=secret, owner=getpass.getuser()) as client:
+        with registry_client(registry_url, secret) as client:
             yield client, secret
     except (GeryonError, RegistryError, fserrors.FSError, OSError) as exc:
         fail(str(exc) or type(exc).__name__)

@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from geryon.mapreduce.attempt import AttemptId, AttemptState
-from geryon.cli.common import default_secret_path, fail
+from geryon.cli.common import existing_secret, fail, secret_option
 from geryon.errors import GeryonError
 from geryon.mapreduce.joboutput import removed
 from geryon.mapreduce.joboutput import where as output_of
@@ -110,27 +110,24 @@ def logs(job: str, task: str | None, jobs_dir_opt: str | None) -> None:
 
 @click.command("rm")
 @click.argument("job_ids", nargs=-1, required=True, metavar="JOB...")
-@click.option("--secret-file", envvar="GERYON_SECRET_FILE", metavar="FILE", help="Cluster secret [~/.config/geryon/secret].")
+@secret_option
 @_jobs_dir_option
 def rm(job_ids: tuple[str, ...], secret_file: str | None, jobs_dir_opt: str | None) -> None:
     """Remove the output of each JOB everywhere: its local output directory's parts and
     _SUCCESS, and its parts on the nodes. The job's record stays."""
-    from pathlib import Path
-
     from geryon.mapreduce.joboutput import remove
-    from registry.auth import load_secret
+    from registry.errors import RegistryError
 
     store = JobStore(jobs_dir(jobs_dir_opt))
-    path = Path(secret_file) if secret_file else default_secret_path()
     try:
-        secret = load_secret(path) if secret_file or path.exists() else None
+        secret = existing_secret(secret_file)
         for job in job_ids:
             record = store.read(job)
             if record.get("state") == JobState.RUNNING:
                 raise GeryonError(f"job {record['id']} is still running")
             gone = remove(record, store.root, secret)
             click.echo(f"{record['id']}: removed {len(gone)} item(s)")
-    except (GeryonError, OSError) as exc:
+    except (GeryonError, RegistryError, OSError) as exc:
         fail(str(exc))
 
 

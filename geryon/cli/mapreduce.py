@@ -22,7 +22,7 @@ from geryon.mapreduce.jobparams import task_env
 from geryon.mapreduce.jobhistory import JobState
 from geryon.mapreduce.codec import FORMATS
 from geryon.mapreduce.partition import PARTITIONERS
-from geryon.cli.common import (cluster_secret, fail, local_option, ndb_option, registry_option, secret_option,
+from geryon.cli.common import (cluster_secret, fail, local_option, ndb_option, registry_client, registry_option, secret_option,
                                showing, size_type, where)
 
 
@@ -338,13 +338,12 @@ def _run_on_cluster(job: Job, disks: tuple[str, ...], registry_url: str | None, 
                     out: str | None, progress: Any, record: Any, lease: float, problem: str | None,
                     pick: str) -> Any:
     from geryon.mapreduce.api import run_cluster_job
-    from registry.client import RegistryClient
     from registry.errors import RegistryError
 
     echo = progress.message if progress is not None else (lambda line: click.echo(line, err=True))
     try:
         secret = cluster_secret(secret_file)
-        with RegistryClient(registry_url, secret=secret, owner="mapreduce") as registry:
+        with registry_client(registry_url, secret, owner="mapreduce") as registry:
             return run_cluster_job(job, list(disks), registry, secret, out=out, progress=progress, record=record,
                                    lease=lease, echo=echo, job_id=record.job_id if record is not None else None,
                                    pick=pick)

@@ -6,7 +6,6 @@ objects, call them, and turn GeryonError/RegistryError into one line and exit st
 """
 from __future__ import annotations
 
-import getpass
 import json
 import logging
 import os
@@ -18,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from fs import errors as fserrors
 
-from geryon.cli.common import (cluster_secret, fail, local_option, registry_option, secret_option,
+from geryon.cli.common import (cluster_secret, fail, local_option, ndb_option_for, registry_client, registry_option, secret_option,
                                serve_until_signalled, size_type, tls_files, tls_options, where)
 from geryon.errors import GeryonError
 from geryon.node.defaults import DEFAULT_NODE_PORT, DEFAULT_REFRESH
@@ -31,16 +30,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ENV_NDB = "GERYON_NDB"
-
 
 def _secret(path: str | None) -> bytes:
     return cluster_secret(path)
 
 
 def _client(registry_url: str | None, secret: bytes | None) -> Any:
-    from registry.client import RegistryClient
-    return RegistryClient(registry_url, secret=secret, owner=getpass.getuser())
+    return registry_client(registry_url, secret)
 
 
 def _failing(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -180,9 +176,7 @@ def _weights(ndb_file: str | None) -> dict[str, Any]:
         raise GeryonError(str(exc)) from exc
 
 
-def _ndb_option(fn: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--ndb", "ndb_file", envvar=ENV_NDB, type=click.Path(dir_okay=False),
-                        help="ndb file (dsh weights: node=HOST load=W mem=W) [$GERYON_NDB].")(fn)
+_ndb_option = ndb_option_for("(dsh weights: node=HOST load=W mem=W) [$GERYON_NDB]")
 
 
 @click.command("rcpu", context_settings={"ignore_unknown_options": True})

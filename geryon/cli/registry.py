@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 # aiohttp and zeroconf (registry.client, .server, .auth) load only when a registry verb
 # runs, so that every other `geryon` command starts quickly.
 from geryon.cli.common import (ENV_OWNER, ENV_SECRET_FILE, cluster_secret, default_owner,  # noqa: F401 - re-exported
-                               default_secret_path, registry_option, secret_option, serve_until_signalled, tls_files, tls_options)
+                               default_secret_path, mdns_interfaces, mdns_option, registry_client, registry_option,
+                               secret_option, serve_until_signalled, tls_files, tls_options)
 from geryon.ui import DEFAULT_PORT as UI_PORT
 from geryon.cluster.where import ENV_MDNS_INTERFACES, ENV_REGISTRY  # noqa: F401 - re-exported
 from registry.defaults import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_PORT
@@ -37,11 +38,6 @@ from registry.text import pairs_of
 log = logging.getLogger(__name__)
 
 _UI_LISTEN = f"127.0.0.1:{UI_PORT}"
-
-def _interfaces(values: tuple[str, ...]) -> tuple[str, ...] | None:
-    out = tuple(i for v in values for i in v.replace(",", " ").split())
-    return out or None
-
 
 def _translating(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
@@ -54,24 +50,18 @@ def _translating(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 _secret_option = secret_option
-_mdns_option = click.option("--mdns-interface", "mdns_interfaces", multiple=True, metavar="ADDR",
-                            envvar=ENV_MDNS_INTERFACES,
-                            help="Use zeroconf only on these interface addresses.")
 
 
 def _client_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     fn = registry_option(fn)
     fn = click.option("--owner", envvar=ENV_OWNER, default=default_owner, show_default="user name",
                       help="Owner of registered services.")(fn)
-    return _mdns_option(_secret_option(fn))
+    return _secret_option(fn)
 
 
-def _client(registry_url: str | None, secret_file: str | None, owner: str,
-            mdns_interfaces: tuple[str, ...]) -> RegistryClient:
-    from registry.client import RegistryClient
-
-    return RegistryClient(registry_url, secret=cluster_secret(secret_file), owner=owner,
-                          mdns_interfaces=_interfaces(mdns_interfaces))
+def _client(registry_url: str | None, secret_file: str | None, owner: str) -> RegistryClient:
+    client: RegistryClient = registry_client(registry_url, cluster_secret(secret_file), owner)
+    return client
 
 
 def _wait_for_signal() -> int:
@@ -119,13 +109,12 @@ def registry_group() -> None:
               help="Where --ui serves the dashboard.")
 @_secret_option
 @tls_options
-@_mdns_option
+@mdns_option
 @_translating
 def serve_command(listen: str | None, state: str | None, ndb_path: str | None, no_mdns: bool,
                   heartbeat: float, dead_after: float, max_connections: int, idle_timeout: float,
                   with_ui: bool, ui_listen: str,
-                  secret_file: str | None, tls_cert: str | None, tls_key: str | None, tls_ca: str | None,
-                  mdns_interfaces: tuple[str, ...]) -> None:
+                  secret_file: str | None, tls_cert: str | None, tls_key: str | None, tls_ca: str | None) -> None:
     """Run the registry."""
     secret = cluster_secret(secret_file, serving="registry")
     tls = tls_files(tls_cert, tls_key, tls_ca, serving="registry")
@@ -142,7 +131,7 @@ def serve_command(listen: str | None, state: str | None, ndb_path: str | None, n
     config = ServerConfig(host=host, port=int(port), secret=secret,
                           state_path=Path(state) if state else None,
                           ndb_path=Path(os.path.abspath(ndb_path)), mdns=not no_mdns,
-                          mdns_interfaces=_interfaces(mdns_interfaces),
+                          mdns_interfaces=mdns_interfaces(),
                           heartbeat=heartbeat, dead_after=dead_after,
                           max_connections=max_connections, idle_timeout=idle_timeout, tls=tls)
 

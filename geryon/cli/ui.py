@@ -15,7 +15,8 @@ from typing import Any
 
 import click
 
-from geryon.cli.common import cluster_secret, default_owner, fail, registry_option, secret_option, serve_until_signalled, where
+from geryon.cli.common import (cluster_secret, fail, registry_client, registry_option, secret_option, serve_until_signalled,
+                               where)
 from geryon.cli.jobs import _jobs_dir_option, jobs_dir
 from geryon.errors import GeryonError
 from geryon.ui import DEFAULT_PORT
@@ -91,10 +92,8 @@ def ui(listen: str, login_for: str | None, force_local: bool, registry_url: str 
         fail(str(exc))
     client = None
     if place.registry is not None:
-        from registry.client import RegistryClient
-
         try:
-            client = RegistryClient(place.registry, secret=secret, owner=default_owner())
+            client = registry_client(place.registry, secret)
         except RegistryError as exc:
             fail(str(exc))
     else:
@@ -117,7 +116,6 @@ def ui(listen: str, login_for: str | None, force_local: bool, registry_url: str 
 async def serve_registry_with_ui(registry_config: Any, dashboard_config: Any, stop: asyncio.Event) -> None:
     """`registry serve --ui`: the registry and, in the same process, a dashboard reading it."""
     from geryon.ui.server import serve
-    from registry.client import RegistryClient
     from registry.server import RegistryServer
 
     async with RegistryServer(registry_config) as server:
@@ -125,7 +123,7 @@ async def serve_registry_with_ui(registry_config: Any, dashboard_config: Any, st
         url = server.url.replace("//0.0.0.0:", "//127.0.0.1:").replace("//[::]:", "//[::1]:")
         loop = asyncio.get_running_loop()
         client = await loop.run_in_executor(
-            None, lambda: RegistryClient(url, secret=registry_config.secret, owner=default_owner()))
+            None, lambda: registry_client(url, registry_config.secret))
         try:
             await serve(dashboard_config, client, stop, announce)
         finally:
