@@ -6,12 +6,12 @@ from typing import Any
 from geryon.mapreduce.api import JobResult, run_job
 from geryon.mapreduce.counters import increment_counter, set_status
 from geryon.errors import DiskFull, GeryonError, JobDefinitionError, JobFailed, UnknownDisk
-from geryon.mapreduce.job import Job
+from geryon.mapreduce.job import Job, MRStep, Steps
 from geryon.mapreduce.jobparams import param, params
 from geryon.taskfs.client import session
 
 __all__ = [
-    "DiskFull", "GeryonError", "Job", "JobDefinitionError", "JobFailed", "JobResult", "UnknownDisk",
+    "DiskFull", "GeryonError", "Job", "JobDefinitionError", "JobFailed", "JobResult", "MRStep", "Steps", "UnknownDisk",
     "disk", "increment_counter", "param", "params", "rcpu", "run_job", "session", "set_status",
 ]
 

@@ -206,6 +206,8 @@ def _details(r: dict[str, Any], root: str) -> None:
     for key in ("map", "reduce"):
         if r.get(key):
             say(f"{key:<12}{r[key]}")
+    for i, step in enumerate(r.get("steps") or [], 1):   # a multi-step job
+        say(f"{f'step {i}':<12}{step}")
     say(f"started     {_when(r.get('started'))}   ended {_when(r.get('ended'))}   "
         f"duration {_duration(r.get('seconds'))}")
     say(f"driver      pid {r.get('pid')} on {r.get('host')}")

@@ -1,4 +1,5 @@
-"""CLI verb: geryon mapreduce MAP REDUCE DISK... (local mode or across a cluster).
+"""CLI verb: geryon mapreduce MAP REDUCE DISK..., or JOB.py DISK... for a script listing steps
+(local mode or across a cluster).
 
 Which mode: the rule every verb follows (`geryon.cluster.where`): `--local` forces local mode;
 `--registry URL` or GERYON_REGISTRY chooses the cluster; otherwise, when every DISK is on
@@ -17,7 +18,7 @@ import click
 from geryon.errors import GeryonError, UnknownDisk
 from geryon.mapreduce.job import (DEFAULT_PARTITIONS, READER_OF_DISKS, READERS, Job, add_import_path, combine_from_script,
                                   hooks_from_script, parse_assignment, partition_from_script, sort_values_of,
-                                  step_from_arg)
+                                  step_from_arg, steps_from_script)
 from geryon.mapreduce.jobparams import task_env
 from geryon.mapreduce.jobhistory import JobState
 from geryon.mapreduce.codec import FORMATS
@@ -29,7 +30,7 @@ from geryon.cli.common import (cluster_secret, fail, local_option, ndb_option, r
 @click.command("mapreduce")
 @click.argument("map_step", metavar="MAP")
 @click.argument("reduce_step", metavar="REDUCE")
-@click.argument("disks", nargs=-1, required=True, metavar="DISK...")
+@click.argument("disks", nargs=-1, required=False, metavar="DISK...")
 @click.option("-R", "partitions", type=click.IntRange(min=0), default=None,
               show_default=f"{DEFAULT_PARTITIONS}; 0 when REDUCE is NONE",
               help="Number of reduce partitions; 0: a map-only job, one part per map task in input order.")
@@ -99,6 +100,10 @@ def mapreduce(map_step: str, reduce_step: str, disks: tuple[str, ...], partition
     REDUCE NONE (or -R 0) makes a map-only job: one part per map task, in input order.
     A DISK is a directory or a disk name from the ndb file; on a cluster, a disk named in
     the cluster's ndb file or a geryon:// URL.
+
+    geryon mapreduce JOB.py DISK... runs a multi-step job: JOB.py defines steps() returning
+    (or STEPS, a list of) geryon.MRStep(mapper=..., combiner=..., reducer=..., partitions=R)
+    (mapper_cmd=/reducer_cmd= for streaming steps); each step's output is the next one's input.
     """
     from geryon.mapreduce.api import run_job
     from geryon.cli.progress import LineProgress, RichProgress, summary_lines, summary_table
@@ -110,40 +115,40 @@ def mapreduce(map_step: str, reduce_step: str, disks: tuple[str, ...], partition
             add_import_path(os.path.dirname(os.path.abspath(path)))
         # the scripts load in this process: what they read at import time is what their tasks see
         os.environ.update(task_env(Job(map="true", params=params, cmdenv=task_vars)))
-        if reduce_step == NO_REDUCE:   # Hadoop Streaming's `-reducer NONE`
+        steps = None if streaming else steps_from_script(map_step)
+    except GeryonError as exc:
+        fail(str(exc))
+    if steps is not None:   # JOB.py DISK...: REDUCE is the first disk
+        disks = (reduce_step, *disks)
+        if partitions is not None:
+            raise click.UsageError(f"{map_step} lists steps, each with its own R (MRStep(partitions=N)): drop -R")
+        if total_order:
+            raise click.UsageError(f"{map_step} lists steps: ask for total order in a step "
+                                   f"(MRStep(total_order=True)), not with --total-order")
+    elif not disks:
+        raise click.UsageError("Missing argument 'DISK...'.")
+    try:
+        if steps is not None:
+            job = Job(steps=steps, name=name or _script_name(map_step), reader=reader or READER_OF_DISKS,
+                      format=fmt, sort_budget=sort_budget, split_size=split_size, skip_bad=skip_bad,
+                      params=params, cmdenv=task_vars, py_files=py_files, files=files)
+            partitions = 0
+        elif reduce_step == NO_REDUCE:   # Hadoop Streaming's `-reducer NONE`
             if partitions:
                 fail(f"REDUCE is NONE, a map-only job: -R {partitions} has no reduce to run (drop -R)", 2)
             partitions = 0
         elif partitions == 0:
             fail(f"-R 0 is a map-only job, but REDUCE is {reduce_step}: give NONE as REDUCE", 2)
-        partitions = DEFAULT_PARTITIONS if partitions is None else partitions
-        if total_order and partitions == 0:
-            fail("--total-order sorts the reduce output: a map-only job (-R 0, REDUCE NONE) has none", 2)
-        if total_order and partitioner != "crc32":
-            fail(f"--total-order partitions by sampled key ranges: drop --partitioner {partitioner}", 2)
-        map_s = step_from_arg(map_step, "map", streaming)
-        reduce_s = None if partitions == 0 else step_from_arg(reduce_step, "reduce", streaming)
-        combine_s = None if streaming or partitions == 0 else (
-            combine_from_script(reduce_step) or combine_from_script(map_step))
-        hooks: dict = {} if streaming else hooks_from_script(map_step, "map")
-        if reduce_s is not None and not streaming:   # the map side runs it: the map script's first
-            part_s = partition_from_script(map_step) or partition_from_script(reduce_step)
-            if part_s is not None and total_order:
-                fail(f"--total-order partitions by sampled key ranges, but {os.path.basename(part_s.source or '')} "
-                     f"defines partition(key, n): drop one", 2)
-            if part_s is not None:
-                hooks["partition"] = part_s
-            if sort_values_of(reduce_step):
-                hooks["sort_values"] = True
-        if reduce_s is not None and not streaming:
-            hooks.update(hooks_from_script(reduce_step, "reduce"))
-        job = Job(map=map_s, reduce=reduce_s, combine=combine_s, partitions=partitions, name=name or "",
-                  reader=reader or READER_OF_DISKS, partitioner=partitioner, format=fmt, sort_budget=sort_budget,
-                  split_size=split_size, env=(("GERYON_PARTITIONS", str(partitions)),), skip_bad=skip_bad,
-                  params=params, cmdenv=task_vars, py_files=py_files, files=files, total_order=total_order,
-                  **hooks)
+        if steps is None:
+            job = _single_job(map_step, reduce_step, partitions, streaming, name, reader, partitioner, fmt,
+                              sort_budget, split_size, skip_bad, params, task_vars, py_files, files, total_order)
+            partitions = job.partitions
         disks = _expand_outputs(disks, jobs_dir_opt, force_local)
         dask = None if force_local else dask_scheduler
+        if dask:
+            from geryon.mapreduce.steps import refuse_on_dask
+
+            refuse_on_dask(job)
         if dask and registry_url:
             raise GeryonError("--dask and --registry name two clusters: choose one")
         if registry_url and not force_local:
@@ -210,6 +215,47 @@ def mapreduce(map_step: str, reduce_step: str, disks: tuple[str, ...], partition
         else:
             for line in summary_lines(report):
                 click.echo(line, err=True)
+
+
+def _single_job(map_step: str, reduce_step: str, partitions: int, streaming: bool, name: str | None,
+                reader: str | None, partitioner: str, fmt: str, sort_budget: int, split_size: int | None,
+                skip_bad: int, params: dict[str, str], task_vars: dict[str, str], py_files: tuple[str, ...],
+                files: tuple[str, ...], total_order: bool = False) -> Job:
+    """The job of `geryon mapreduce MAP REDUCE`: its steps and hooks from the scripts."""
+    partitions = DEFAULT_PARTITIONS if partitions is None else partitions
+    if total_order and partitions == 0:
+        fail("--total-order sorts the reduce output: a map-only job (-R 0, REDUCE NONE) has none", 2)
+    if total_order and partitioner != "crc32":
+        fail(f"--total-order partitions by sampled key ranges: drop --partitioner {partitioner}", 2)
+    map_s = step_from_arg(map_step, "map", streaming)
+    reduce_s = None if partitions == 0 else step_from_arg(reduce_step, "reduce", streaming)
+    combine_s = None if streaming or partitions == 0 else (
+        combine_from_script(reduce_step) or combine_from_script(map_step))
+    hooks: dict = {} if streaming else hooks_from_script(map_step, "map")
+    if reduce_s is not None and not streaming:   # the map side runs it: the map script's first
+        part_s = partition_from_script(map_step) or partition_from_script(reduce_step)
+        if part_s is not None and total_order:
+            fail(f"--total-order partitions by sampled key ranges, but {os.path.basename(part_s.source or '')} "
+                 f"defines partition(key, n): drop one", 2)
+        if part_s is not None:
+            hooks["partition"] = part_s
+        if sort_values_of(reduce_step):
+            hooks["sort_values"] = True
+    if reduce_s is not None and not streaming:
+        hooks.update(hooks_from_script(reduce_step, "reduce"))
+    return Job(map=map_s, reduce=reduce_s, combine=combine_s, partitions=partitions, name=name or "",
+               reader=reader or READER_OF_DISKS, partitioner=partitioner, format=fmt, sort_budget=sort_budget,
+               split_size=split_size, env=(("GERYON_PARTITIONS", str(partitions)),), skip_bad=skip_bad,
+               params=params, cmdenv=task_vars, py_files=py_files, files=files, total_order=total_order,
+               **hooks)
+
+
+def _script_name(path: str) -> str:
+    """A multi-step job's default name: its script's stem."""
+    from geryon.mapreduce.job import default_name
+    from geryon.mapreduce.job import Step
+
+    return default_name(Step(command="x", source=os.path.abspath(path)))
 
 
 def _refuse_local_paths(disks: tuple[str, ...]) -> None:
@@ -324,11 +370,15 @@ def _record(jobs_dir_opt: str | None, job: Job, disks: tuple[str, ...], partitio
         from geryon.mapreduce.jobstore import JobStore
 
         store = JobStore(jobs_dir(jobs_dir_opt))
-        return store.begin(new_job_id(job.name), {
-            "name": job.name, "mode": mode, "argv": sys.argv, "map": job.map.describe(),
-            "reduce": job.reduce.describe() if job.reduce else "", "disks": list(disks),
-            "partitions": partitions, "cpus": [], "started": time.time(),
-            "params": dict(job.params), "cmdenv": dict(job.cmdenv)})
+        info: dict[str, Any] = {"name": job.name, "mode": mode, "argv": sys.argv, "disks": list(disks),
+                                "partitions": partitions, "cpus": [], "started": time.time(),
+                                "params": dict(job.params), "cmdenv": dict(job.cmdenv)}
+        if job.multi_step:
+            info["steps"] = job.describe_steps()
+        else:
+            info.update({"map": job.map.describe() if job.map else "",
+                         "reduce": job.reduce.describe() if job.reduce else ""})
+        return store.begin(new_job_id(job.name), info)
     except (ImportError, OSError, GeryonError) as exc:
         click.echo(f"geryon: warning: job not recorded: {exc}", err=True)
         return None

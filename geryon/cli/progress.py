@@ -108,6 +108,14 @@ def summary_lines(report: JobReport) -> list[str]:
         f"  reduce: {r.tasks} tasks, {r.records_in:,} keys in, {r.records_out:,} records out, "
         f"{human_bytes(r.bytes_out)} written, {r.seconds:.2f}s",
     ]
+    if report.steps:   # a multi-step job: each step's phases instead
+        lines[1:] = []
+        for i, step in enumerate(report.steps, 1):
+            m, r = step.map, step.reduce
+            lines.append(f"  step {i}/{len(report.steps)} map:    {m.tasks} tasks, {m.records_in:,} records in, "
+                         f"{m.records_out:,} pairs out, {human_bytes(m.bytes_in)} read, {m.seconds:.2f}s")
+            lines.append(f"  step {i}/{len(report.steps)} reduce: {r.tasks} tasks, {r.records_in:,} keys in, "
+                         f"{r.records_out:,} records out, {human_bytes(r.bytes_out)} written, {r.seconds:.2f}s")
     lines.append(f"  shuffle: {human_bytes(report.shuffled)}, {report.failed_attempts} failed attempt(s)")
     if report.balance:
         lines.append("  " + balance_line(report))
@@ -135,7 +143,11 @@ def summary_table(report: JobReport) -> Table:
     table = Table(title=f"job {report.job_id} ({report.seconds:.2f}s)", show_edge=False, caption=caption)
     for col in ("phase", "tasks", "records in", "records out", "bytes in", "bytes out", "time"):
         table.add_column(col, justify="right" if col != "phase" else "left")
-    for name, s in (("map", report.map), ("reduce", report.reduce)):
+    phases = [("map", report.map), ("reduce", report.reduce)]
+    if report.steps:   # a multi-step job: each step's phases
+        phases = [(f"step {i} {name}", s) for i, step in enumerate(report.steps, 1)
+                  for name, s in (("map", step.map), ("reduce", step.reduce))]
+    for name, s in phases:
         table.add_row(name, str(s.tasks), f"{s.records_in:,}", f"{s.records_out:,}", human_bytes(s.bytes_in),
                       human_bytes(s.bytes_out), f"{s.seconds:.2f}s")
     for group, values in sorted(report.counters.items()):

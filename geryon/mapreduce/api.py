@@ -41,6 +41,11 @@ def run_job(job: Job, disks: Sequence[str | Disk], out: str | None = None, worke
     Raises:
         UnknownDisk, JobFailed, GeryonError.
     """
+    if job.multi_step:
+        from geryon.mapreduce.steps import run_local_steps
+
+        return run_local_steps(job, disks, run_job, out=out, workers=workers, ndb=ndb, progress=progress, workdir=workdir,
+                               record=record, job_id=job_id, echo=echo if echo is not None else _to_stderr)
     resolved = [d for arg in disks for d in ([arg] if isinstance(arg, Disk) else resolve_inputs([str(arg)], ndb))]
     job = _with_reader(job, [(d.name, d.format) for d in resolved])
     out_dir = os.path.abspath(out or os.path.join(os.getcwd(), f"{job.name}.out"))
@@ -69,7 +74,9 @@ def run_by_rule(job: Job, disks: Sequence[Any], *, out: str | None = None, worke
 
     if dask is not None and not local:
         from geryon.mapreduce.daskcpu import run_dask_job
+        from geryon.mapreduce.steps import refuse_on_dask
 
+        refuse_on_dask(job)
         return run_dask_job(job, disks, dask, out=out, ndb=ndb, progress=progress)
     if not local and registry is None:
         from geryon.cluster.where import api_where
@@ -122,6 +129,12 @@ def run_cluster_job(job: Job, disks: Sequence[str], registry: Any, secret: bytes
     """
     from geryon.mapreduce.clusterdriver import DEFAULT_LEASE, ClusterDriver
     from geryon.cluster.members import find_cluster, find_disk, find_output_disks
+
+    if job.multi_step:
+        from geryon.mapreduce.steps import run_cluster_steps
+
+        return run_cluster_steps(job, disks, registry, secret, run_cluster_job, out=out, progress=progress, record=record,
+                                 lease=lease, echo=echo, job_id=job_id, pick=pick)
 
     found, cpus = find_cluster([str(d) for d in disks], registry)
     job = _with_reader(job, [(d.name, d.format) for d in found])

@@ -70,9 +70,15 @@ class AttemptId:
 
     @classmethod
     def parse(cls, text: str) -> "AttemptId":
-        """`m3.a1` -> AttemptId("m3", 1). Raises ValueError."""
-        task, sep, attempt = text.partition(".a")
-        if not sep or task[:1] not in ("m", "r", "s") or not task[1:].isdigit() or not attempt.isdigit():
+        """`m3.a1` -> AttemptId("m3", 1); a step's task of a multi-step job too: `s2.r0.a1` ->
+        AttemptId("s2.r0", 1). Raises ValueError."""
+        task, sep, attempt = text.rpartition(".a")
+        step, dot, bare = task.partition(".")
+        if not dot:
+            bare = task
+        elif step[:1] != "s" or not step[1:].isdigit():
+            bare = ""
+        if not sep or bare[:1] not in ("m", "r", "s") or not bare[1:].isdigit() or not attempt.isdigit():
             raise ValueError(f"not an attempt id: {text!r} (expected m<N>.a<N> or r<N>.a<N>)")
         return cls(task, int(attempt))
 

@@ -22,6 +22,11 @@ log = logging.getLogger(__name__)
 FORMATS = ("text", "json")
 """Output formats a job can write."""
 
+PAIRS = "pairs"
+"""The format between two steps of a multi-step job (`geryon.mapreduce.steps`): the parts hold the
+records as the engine's own msgpack blocks (`pack_block`), read back exactly by the `pairs`
+reader; never a user's choice of output."""
+
 
 class RecordError(GeryonError):
     """A key or value is of a type Geryon cannot carry between map and reduce."""
@@ -178,6 +183,20 @@ def _plain_str_or_int(items: list) -> bool:
     if types <= {int}:
         return True
     return types <= {str} and _plain_str(items)
+
+
+def encode_records(keys: list, values: list, fmt: str) -> bytes:
+    """Records as a part file's bytes: `format_lines` in UTF-8, or one msgpack block for `PAIRS`.
+
+    Raises:
+        RecordError: `PAIRS`, and a key or value msgpack cannot carry (named).
+    """
+    if fmt == PAIRS:
+        try:
+            return pack_block(True, keys, values)
+        except RecordError as exc:
+            raise RecordError(str(exc).replace("between map and reduce", "to the next step", 1)) from exc
+    return format_lines(keys, values, fmt).encode("utf-8", "surrogateescape")
 
 
 def parse_line(line: str, fmt: str) -> tuple[Any, Any]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-from geryon.mapreduce.codec import FORMATS
+from geryon.mapreduce.codec import FORMATS, PAIRS
 from geryon.errors import JobDefinitionError
 from geryon.mapreduce.partition import PARTITIONERS
 
@@ -39,6 +39,10 @@ DEFAULT_SPLIT_SIZE = 64 << 20
 READERS = ("file", "lines", "bytes", "mbox", "tar", "warc", "auto")
 """Record readers (see `geryon.records.readers`): whole file as text (default), one record per line,
 whole file as bytes, mail message, tar member, WARC record, or chosen per file by extension."""
+
+STEP_READERS = ("pairs", "keyvalue")
+"""Readers of the parts one step of a multi-step job writes for the next (`geryon.mapreduce.steps`):
+never a `--reader` choice."""
 
 READER_OF_DISKS = ""
 """`Job.reader` meaning: the record format the input disks recorded when loaded (ndb `format=`),
@@ -100,9 +104,13 @@ class Job:
 
     `map`, `reduce` and `combine` may be functions, commands (str or argv tuple) or Steps.
     Example: `Job(map=wordmap, reduce=total, combine=total, partitions=3).run(["d0.mbox"])`.
+
+    A multi-step job (mrjob's `steps()`) is `Job(steps=[...])` (or `Steps(...)`): each step a Job
+    (or `MRStep(...)`) giving its map, combine, reduce, R, partitioner, hooks and sort_values; the
+    rest (name, reader, output format, budgets, parameters, files) is the multi-step job's.
     """
 
-    map: Step
+    map: Step | None = None
     reduce: Step | None = None
     combine: Step | None = None
     partitions: int = DEFAULT_PARTITIONS  # R; 0: a map-only job (one part per map task, in input order)
@@ -131,8 +139,13 @@ class Job:
     # Hadoop's TotalOrderPartitioner: keys sampled before the maps run pick R - 1 split points,
     # so the parts read in order are sorted (`geryon.mapreduce.totalorder`)
     total_order: bool = False
+    # a multi-step job: its steps, run one after the other, each one's output the next one's input
+    steps: Any = None
 
     def __post_init__(self) -> None:
+        if self.steps is not None:
+            self._check_steps()
+            return
         for attr in ("map", "reduce", "combine", "partition", *HOOKS):
             object.__setattr__(self, attr, as_step(getattr(self, attr), attr))
         if self.map is None:
@@ -180,11 +193,11 @@ class Job:
             raise JobDefinitionError("a map-only job (-R 0) has no partitions to choose: drop partition")
         if self.map_only and (self.reduce_init or self.reduce_final):
             raise JobDefinitionError("a map-only job (-R 0) runs no reduce_init or reduce_final")
-        if self.reader not in READERS and self.reader != READER_OF_DISKS:
+        if self.reader not in READERS and self.reader not in STEP_READERS and self.reader != READER_OF_DISKS:
             raise JobDefinitionError(f"unknown reader {self.reader!r} (choose from {', '.join(READERS)})")
         if self.partitioner not in PARTITIONERS:
             raise JobDefinitionError(f"unknown partitioner {self.partitioner!r} (choose from {', '.join(PARTITIONERS)})")
-        if self.format not in FORMATS:
+        if self.format not in FORMATS and self.format != PAIRS:
             raise JobDefinitionError(f"unknown output format {self.format!r} (choose from {', '.join(FORMATS)})")
         if self.sort_budget < 1 << 20:
             raise JobDefinitionError("the sort budget must be at least 1 MiB")
@@ -194,6 +207,60 @@ class Job:
             raise JobDefinitionError(f"skip_bad must not be negative, not {self.skip_bad}")
         if self.combine is not None and self.combine.streaming:
             raise JobDefinitionError("a combiner must be a Python function")
+
+    def _check_steps(self) -> None:
+        """A multi-step job: a non-empty list of single-step Jobs, and nothing of its own to run."""
+        if isinstance(self.steps, (str, bytes)) or not hasattr(self.steps, "__iter__"):
+            raise JobDefinitionError(f"steps must be a list of steps (MRStep or Job), not {self.steps!r}")
+        steps = tuple(self.steps)
+        if not steps:
+            raise JobDefinitionError("a multi-step job needs at least one step (its steps list is empty)")
+        for i, step in enumerate(steps, 1):
+            if not isinstance(step, Job):
+                raise JobDefinitionError(f"step {i} is not a step (MRStep or Job): {step!r}")
+            if step.steps is not None:
+                raise JobDefinitionError(f"step {i} is itself a multi-step job: list its steps instead")
+        object.__setattr__(self, "steps", steps)
+        own = [a for a in ("map", "reduce", "combine", "partition", *HOOKS) if getattr(self, a) is not None]
+        if self.total_order:
+            own.append("total_order")
+        if own:
+            raise JobDefinitionError(f"a multi-step job runs its steps: give {own[0]} in a step, not beside steps")
+        for attr in ("params", "cmdenv"):
+            object.__setattr__(self, attr, _pairs(getattr(self, attr), attr))
+        for attr in ("files", "py_files"):
+            value = getattr(self, attr)
+            object.__setattr__(self, attr, (value,) if isinstance(value, str) else tuple(str(v) for v in value))
+        if not self.name:
+            object.__setattr__(self, "name", steps[0].name)
+        if self.reader not in READERS and self.reader != READER_OF_DISKS:
+            raise JobDefinitionError(f"unknown reader {self.reader!r} (choose from {', '.join(READERS)})")
+        if self.format not in FORMATS:
+            raise JobDefinitionError(f"unknown output format {self.format!r} (choose from {', '.join(FORMATS)})")
+        if self.sort_budget < 1 << 20:
+            raise JobDefinitionError("the sort budget must be at least 1 MiB")
+        if self.split_size is not None and self.split_size < 1:
+            raise JobDefinitionError("the split size must be positive")
+
+    @property
+    def multi_step(self) -> bool:
+        """A job of several steps (`steps`), run by `geryon.mapreduce.steps`."""
+        return self.steps is not None
+
+    def describe_steps(self) -> list[str]:
+        """One line per step: its map, combine and reduce, and R."""
+        lines = []
+        for step in self.steps or (self,):
+            what = [f"map {step.map.describe()}" if step.map is not None else "map (identity)"]
+            if step.combine is not None:
+                what.append(f"combine {step.combine.describe()}")
+            if step.map_only:
+                what.append("no reduce")
+            else:
+                what.append(f"reduce {step.reduce.describe() if step.reduce else '(identity)'}")
+                what.append(f"R={step.partitions}")
+            lines.append(", ".join(what))
+        return lines
 
     @property
     def map_only(self) -> bool:
@@ -244,6 +311,77 @@ class Job:
 
 HOOKS = ("map_init", "map_final", "reduce_init", "reduce_final")
 """A job's per-task hooks (mrjob's mapper_init ... reducer_final)."""
+
+
+def identity_map(key: Any, value: Any) -> Iterator[tuple[Any, Any]]:
+    """The map of a step that names none (mrjob's reducer-only step): each record as it is."""
+    yield key, value
+
+
+def MRStep(mapper: Any = None, reducer: Any = None, combiner: Any = None, *, mapper_init: Any = None,
+           mapper_final: Any = None, reducer_init: Any = None, reducer_final: Any = None,
+           mapper_cmd: str | None = None, reducer_cmd: str | None = None, combiner_cmd: str | None = None,
+           partitions: int | None = None, partition: Any = None, partitioner: str = "crc32",
+           sort_values: bool = False, total_order: bool = False) -> Job:
+    """One step of a multi-step job, by mrjob's names (`mrjob.step.MRStep`): a Job.
+
+    No mapper: each record goes to the reducer as it is. No reducer: a map-only step (one part
+    per map task, in input order), unless `partitions` asks for an identity reduce.
+    `partitions` is the step's R (default: 5 with a reducer).
+
+    Raises:
+        JobDefinitionError: a function and a command given for one role, or a bad setting.
+    """
+    for func, cmd, role in ((mapper, mapper_cmd, "mapper"), (reducer, reducer_cmd, "reducer"),
+                            (combiner, combiner_cmd, "combiner")):
+        if func is not None and cmd is not None:
+            raise JobDefinitionError(f"a step has {role} and {role}_cmd: give one")
+    map_ = mapper if mapper is not None else mapper_cmd
+    reduce_ = reducer if reducer is not None else reducer_cmd
+    if partitions is None:
+        partitions = DEFAULT_PARTITIONS if reduce_ is not None else 0
+    return Job(map=map_ if map_ is not None else identity_map, reduce=reduce_,
+               combine=combiner if combiner is not None else combiner_cmd, partitions=partitions,
+               partition=partition, partitioner=partitioner, sort_values=sort_values, total_order=total_order,
+               map_init=mapper_init,
+               map_final=mapper_final, reduce_init=reducer_init, reduce_final=reducer_final)
+
+
+def Steps(*steps: Any, **settings: Any) -> Job:
+    """A multi-step job: `Steps(MRStep(...), MRStep(...), name="top", format="json").run(disks)`,
+    which is `Job(steps=[...], ...)`."""
+    if len(steps) == 1 and not isinstance(steps[0], Job) and hasattr(steps[0], "__iter__"):
+        steps = tuple(steps[0])
+    return Job(steps=steps, **settings)
+
+
+def steps_from_script(path: str) -> tuple[Job, ...] | None:
+    """The steps a Python job script lists: `steps()` returning them, or a `STEPS` list (None: it
+    lists none, it is a map or reduce script).
+
+    Raises:
+        JobDefinitionError: one line naming the script: `steps()` raised, or what it lists is
+            empty or not steps.
+    """
+    if not path.endswith(".py") or not os.path.isfile(path):
+        return None
+    module = load_script(path)
+    name = os.path.basename(path)
+    found = getattr(module, "steps", None)
+    if callable(found):
+        try:
+            listed = found()
+        except Exception as exc:
+            raise JobDefinitionError(f"{name}: steps() raised {type(exc).__name__}: {exc}") from exc
+        what = "steps()"
+    elif hasattr(module, "STEPS"):
+        listed, what = module.STEPS, "STEPS"
+    else:
+        return None
+    try:
+        return Job(steps=listed, name="x").steps  # type: ignore[no-any-return]
+    except JobDefinitionError as exc:
+        raise JobDefinitionError(f"{name}: {what}: {exc}") from None
 
 
 def hooks_from_script(path: str, side: str) -> dict[str, Step]:

@@ -49,7 +49,7 @@ class JobState(StrEnum):
 
 LOG_SUFFIX = "stderr"
 """An attempt's stderr log is `logs/<AttemptId>.stderr`."""
-_TASK = re.compile(r"^(?P<kind>\D*)(?P<index>\d+)$")
+_TASK = re.compile(r"^(?:s(?P<step>\d+)\.)?(?P<kind>\D*)(?P<index>\d+)$")  # a step's tasks: s2.m0
 _PHASES = {"m": "map", "r": "reduce"}
 _LogPaths = list[tuple[str, int, str]]  # aliases: JobHistory.list shadows the builtin in the class body
 _Names = list[str]
@@ -204,16 +204,18 @@ def phase_counts(record: dict[str, Any]) -> dict[str, dict[str, int]]:
 
 
 def phase_of(task: str) -> str:
-    """"map" for m<i>, "reduce" for r<i>, else the task's letters (or the task itself)."""
+    """"map" for m<i>, "reduce" for r<i>, else the task's letters (or the task itself); a step's
+    tasks (`s2.m0`, multi-step jobs) are in "step 2 map"."""
     m = _TASK.match(task)
     kind = m["kind"] if m else task
-    return _PHASES.get(kind, kind or task)
+    phase = _PHASES.get(kind, kind or task)
+    return f"step {int(m['step'])} {phase}" if m and m["step"] else phase
 
 
-def task_order(task: str) -> tuple[str, int, str]:
-    """Sort key: maps before reduces, then by index (m2 before m10)."""
+def task_order(task: str) -> tuple[int, str, int, str]:
+    """Sort key: by step (multi-step jobs), maps before reduces, then by index (m2 before m10)."""
     m = _TASK.match(task)
-    return (m["kind"], int(m["index"]), "") if m else (task, -1, task)
+    return (int(m["step"] or 0), m["kind"], int(m["index"]), "") if m else (0, task, -1, task)
 
 
 def driver_alive(host: str, pid: Any, begun: Any) -> bool | None:

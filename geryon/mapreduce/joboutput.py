@@ -40,25 +40,16 @@ def removed(store_root: str, job_id: str) -> bool:
     return os.path.exists(os.path.join(store_root, job_id, REMOVED_NAME))
 
 
-def remove(record: dict[str, Any], store_root: str, secret: bytes | None) -> list[str]:
-    """Remove a job's output everywhere; returns what was removed (paths and node URLs).
+def remove_on_nodes(job_id: str, urls: list[str], secret: bytes | None) -> tuple[list[str], list[str]]:
+    """Ask every node holding one of `urls` (a job's parts) to delete the job's output directory.
 
-    Raises:
-        GeryonError: a node holding parts did not answer or refused (what could be removed is).
+    Returns:
+        (what was removed, one line per node that did not answer or refused).
     """
     from geryon.net.connection import NodeConnection
     from geryon.disks.remote import NodeUnavailable
 
-    job_id = str(record["id"])
-    out, urls = where(record)
     gone: list[str] = []
-    if out and os.path.isdir(out):
-        for name in sorted(os.listdir(out)):
-            if name == SUCCESS_NAME or part_index(name) is not None:
-                os.unlink(os.path.join(out, name))
-                gone.append(os.path.join(out, name))
-        if not os.listdir(out):
-            os.rmdir(out)
     failures = []
     nodes = sorted({u[len("geryon://"):].split("/", 1)[0] for u in urls})
     for authority in nodes:
@@ -72,6 +63,27 @@ def remove(record: dict[str, Any], store_root: str, secret: bytes | None) -> lis
             failures.append(f"{authority}: HTTP {status}: {body[:200].decode(errors='replace')}")
         else:
             gone.append(f"geryon://{authority}/.../{job_id}")
+    return gone, failures
+
+
+def remove(record: dict[str, Any], store_root: str, secret: bytes | None) -> list[str]:
+    """Remove a job's output everywhere; returns what was removed (paths and node URLs).
+
+    Raises:
+        GeryonError: a node holding parts did not answer or refused (what could be removed is).
+    """
+    job_id = str(record["id"])
+    out, urls = where(record)
+    gone: list[str] = []
+    if out and os.path.isdir(out):
+        for name in sorted(os.listdir(out)):
+            if name == SUCCESS_NAME or part_index(name) is not None:
+                os.unlink(os.path.join(out, name))
+                gone.append(os.path.join(out, name))
+        if not os.listdir(out):
+            os.rmdir(out)
+    removed_there, failures = remove_on_nodes(job_id, urls, secret)
+    gone.extend(removed_there)
     if failures:
         raise GeryonError(f"output of {job_id} not removed on {len(failures)} node(s): {'; '.join(failures)}")
     with open(os.path.join(store_root, job_id, REMOVED_NAME), "w") as f:

@@ -25,7 +25,7 @@ from typing import Any
 
 from geryon.mapreduce.attempt import FailureKind
 from geryon.errors import GeryonError
-from geryon.mapreduce.job import HOOKS, Job, Step, add_import_path, load_script
+from geryon.mapreduce.job import HOOKS, Job, Step, add_import_path, identity_map, load_script
 from geryon.mapreduce.jobfiles import DEFAULT_MAX_FOUND, JobFilesError, gather
 from geryon.records.untar import UnpackLimits, UnpackRefused, extract, remove_tree
 
@@ -95,6 +95,8 @@ def build(job: Job, base: str | None = None, max_found: int = DEFAULT_MAX_FOUND)
         step = getattr(job, kind)
         if step is None:
             steps[kind] = None
+        elif step.func is identity_map:   # a step that names no map: nothing of ours to ship
+            steps[kind] = {"builtin": "identity"}
         elif step.streaming:
             cmd = step.command
             steps[kind] = {"command": cmd if isinstance(cmd, str) else list(cmd)}
@@ -191,6 +193,8 @@ def load(directory: str) -> Job:
         for kind, spec in manifest["steps"].items():
             if spec is None:
                 steps[kind] = None
+            elif spec.get("builtin") == "identity":
+                steps[kind] = Step(func=identity_map)
             elif "command" in spec:
                 cmd = spec["command"]
                 if isinstance(cmd, list):

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, BinaryIO
 
 from geryon.errors import GeryonError
-from geryon.mapreduce.codec import format_lines
+from geryon.mapreduce.codec import encode_records
 from geryon.mapreduce.segments import Segment
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,8 @@ class MapOnlyWriter:
     """Writes one map task's output, in order, to `f` (open for writing in binary).
 
     Args:
-        fmt: the job's output format ("text" or "json") for a Python mapper's pairs.
+        fmt: the job's output format ("text" or "json", or `codec.PAIRS` for the next step of a
+            multi-step job) for a Python mapper's pairs.
     """
 
     def __init__(self, f: BinaryIO, fmt: str) -> None:
@@ -63,7 +64,7 @@ class MapOnlyWriter:
 
     def _flush(self) -> None:
         if self._keys:
-            self._f.write(format_lines(self._keys, self._values, self._fmt).encode("utf-8", "surrogateescape"))
+            self._f.write(encode_records(self._keys, self._values, self._fmt))
             self.pairs_in += len(self._keys)
             self._keys, self._values = [], []
 

@@ -23,7 +23,7 @@ from geryon.mapreduce import counters, memory, order
 from geryon.mapreduce.attempt import FailureKind, classify
 from geryon.disks.chunk import ChunkFS
 from geryon.mapreduce.aggregate import sum_blocks
-from geryon.mapreduce.codec import format_bytes_lines, format_lines, raw_block_stream, text_field
+from geryon.mapreduce.codec import encode_records, format_bytes_lines, raw_block_stream, text_field
 from geryon.errors import DiskFull, GeryonError
 from geryon.mapreduce.job import Job, hook_pairs
 from geryon.mapreduce.jobparams import task_env
@@ -179,8 +179,9 @@ class _Reducing:
         if job.reduce is not None and job.sum_reduce:
             yield from self._sum_lines()
             return
-        for text in self._reduced_lines():
-            yield text.encode("utf-8", "surrogateescape")
+        fmt = job.format
+        for keys, values in self._reduced_batches():
+            yield encode_records(keys, values, fmt)
 
     def _sum_lines(self) -> Iterator[bytes]:
         job = self.job
@@ -198,12 +199,12 @@ class _Reducing:
             if data is None:
                 if raw:
                     keys = [k.decode("utf-8", "surrogateescape") for k in keys]
-                data = format_lines(keys, sums, job.format).encode("utf-8", "surrogateescape")
+                data = encode_records(keys, sums, job.format)
             yield data
 
-    def _reduced_lines(self) -> Iterator[str]:
+    def _reduced_batches(self) -> Iterator[tuple[list, list]]:
+        """The reduce's output, (keys, values) a batch at a time."""
         job = self.job
-        fmt = job.format
         reducer = job.reduce.func if job.reduce is not None else None
         out_k: list = []
         out_v: list = []
@@ -234,7 +235,7 @@ class _Reducing:
                     out_v.append(res)
             if len(out_k) >= WRITE_BATCH:
                 self.records_out += len(out_k)
-                yield format_lines(out_k, out_v, fmt)
+                yield out_k, out_v
                 out_k, out_v = [], []
         self.current = None
         if job.reduce_final is not None:  # ... and reducer_final, after the last
@@ -243,11 +244,11 @@ class _Reducing:
                 out_v.append(v2)
                 if len(out_k) >= WRITE_BATCH:
                     self.records_out += len(out_k)
-                    yield format_lines(out_k, out_v, fmt)
+                    yield out_k, out_v
                     out_k, out_v = [], []
         if out_k:
             self.records_out += len(out_k)
-            yield format_lines(out_k, out_v, fmt)
+            yield out_k, out_v
 
     def input_lines(self) -> Iterator[bytes]:
         """The sorted `key<TAB>value` lines a streaming reducer reads."""

@@ -71,3 +71,4 @@ class JobReport:
         """A total-order job's largest part over the mean part, in shuffled bytes (0.0: not reported)."""
         total = sum(self.part_bytes)
         return max(self.part_bytes) * len(self.part_bytes) / total if total else 0.0
+    steps: list["JobReport"] = field(default_factory=list)  # a multi-step job: each step's own report

@@ -12,6 +12,11 @@ its extension (`reader_for`):
 | `tar` | regular member | `DISK/ARCHIVE/MEMBER` | its text, or bytes when not UTF-8 |
 | `warc` | WARC record | its WARC-Record-ID | its payload (bytes) |
 
+Two more read the parts one step of a multi-step job wrote for the next (`geryon.mapreduce.steps`;
+never a user's `--reader`): `pairs`, the engine's msgpack blocks (each record as the step's
+reduce yielded it: tuples come back as lists, keys as tuples), and `keyvalue` (Hadoop's
+KeyValueTextInputFormat), a streaming step's `key<TAB>value` lines split at the first tab.
+
 Every reader reads `.gz`, `.bz2`, `.xz` and `.zst` files decompressed (`compression`);
 such files, and every file of a reader other than `lines`, are read whole from their first
 byte, so the planner never cuts them (`may_cut`). Files a chunk's checksum manifest names
@@ -292,9 +297,49 @@ def _read_warc(f: BinaryIO, rng: FileRange, src: _Source, compressed: bool, limi
         yield rec.record_id, rec.payload
 
 
+def _read_pairs(f: BinaryIO, rng: FileRange, src: _Source, compressed: bool, limit: int) -> Iterator[Item]:
+    import msgpack
+
+    unpacker = msgpack.Unpacker(use_list=True, raw=False, max_buffer_size=max(limit, READ_BLOCK) * 2,
+                                strict_map_key=False, unicode_errors="surrogateescape")
+    try:
+        while True:
+            block = f.read(READ_BLOCK)
+            if not block:
+                break
+            unpacker.feed(block)
+            for item in unpacker:
+                single, keys, values = item
+                if not single:
+                    values = [v for vs in values for v in vs]
+                for key, value in zip(keys, values):
+                    yield _frozen(key), value
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        yield BadRecord(f"{src.label}: not a step's records ({exc})", recoverable=False)
+
+
+def _frozen(obj: object) -> object:
+    if type(obj) is list:
+        return tuple(_frozen(x) for x in obj)
+    return obj
+
+
+def _read_keyvalue(f: BinaryIO, rng: FileRange, src: _Source, compressed: bool, limit: int) -> Iterator[Item]:
+    for item in _read_lines(f, rng, src, compressed, limit):
+        if isinstance(item, BadRecord):
+            yield item
+            continue
+        key, _, value = str(item[1]).partition("\t")
+        yield key, value
+
+
+STEP_READERS = ("pairs", "keyvalue")
+"""Readers of a step's parts, for the next step (not a `--reader` choice)."""
+
 _READ: dict[str, Callable[[BinaryIO, FileRange, _Source, bool, int], Iterator[Item]]] = {
     "file": _read_file, "bytes": _read_bytes, "lines": _read_lines,
     "mbox": _read_mbox, "tar": _read_tar, "warc": _read_warc,
+    "pairs": _read_pairs, "keyvalue": _read_keyvalue,
 }
 
 

@@ -1,0 +1,382 @@
+"""Multi-step jobs in local mode (mrjob's steps()/MRStep): each step's output the next one's input,
+against sequential references; streaming steps; the records' types kept between Python steps; a
+failed step commits nothing; bad input; records and logs naming the steps. (The same on a cluster:
+tests/faults/test_faults_steps.py.)"""
+from __future__ import annotations
+
+import collections
+import json
+import os
+import pathlib
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from geryon import MRStep, Steps
+from geryon.errors import JobDefinitionError, JobFailed
+from geryon.mapreduce.job import Job
+from geryon.mapreduce.jobhistory import phase_of, task_order
+
+
+# -- step functions (module level: local workers fork) ------------------------------------------
+
+def words_by_folder(key, text):
+    folder = key.rsplit("/", 1)[0]
+    for word in text.split():
+        yield (folder, word), 1
+
+
+def total(key, counts):
+    return sum(counts)
+
+
+def total_by_hand(key, counts):   # not the sum fast path: the generic reduce writes the records
+    n = 0
+    for c in counts:
+        n += c
+    yield key, n
+
+
+def by_count(key, count):
+    # the engine's own records: the key is still a (folder, word) tuple, the count an int
+    if type(key) is not tuple or type(count) is not int:
+        raise TypeError(f"step 2 got {key!r}: {count!r}, not a tuple and an int")
+    yield count, key
+
+
+def listed(count, keys):
+    yield count, sorted(list(k) for k in keys)
+
+
+def with_bytes(key, text):   # a map-only first step: values of several types
+    for word in text.split():
+        yield word, [word.encode(), len(word), None]
+
+
+def check_bytes(key, value):
+    data, n, nothing = value
+    if type(data) is not bytes or len(data) != n or nothing is not None:
+        raise TypeError(f"step 2 got {value!r}")
+    yield data, n
+
+
+def _nothing_in(out: pathlib.Path) -> bool:
+    """A failed job's output directory: absent, or as the last step's start left it, empty."""
+    return not out.exists() or list(out.iterdir()) == []
+
+
+def _tree(root: pathlib.Path, files: dict[str, str]) -> pathlib.Path:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+def _reference_by_count(root: pathlib.Path, disk: str) -> list[tuple[int, list[list[str]]]]:
+    """Step 1 then step 2, sequentially: count (folder, word), then the keys of each count."""
+    counts: collections.Counter = collections.Counter()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        folder = f"{disk}/{path.relative_to(root)}".rsplit("/", 1)[0]   # the file reader's key: DISK/PATH
+        for word in path.read_text().split():
+            counts[(folder, word)] += 1
+    by: dict[int, list[list[str]]] = {}
+    for (folder, word), n in counts.items():
+        by.setdefault(n, []).append([folder, word])
+    return sorted((n, sorted(keys)) for n, keys in by.items())
+
+
+WORD = st.text(alphabet="abcxyz\u00e9\u4e2d", min_size=1, max_size=4)
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(files=st.dictionaries(st.sampled_from(["a/f1", "a/f2", "b b/f3", "f4", "c/d/f5"]),
+                             st.lists(WORD, max_size=25).map(" ".join), min_size=1),
+       r1=st.integers(1, 5), r2=st.integers(1, 4), split=st.integers(8, 200), fast=st.booleans())
+def test_two_python_steps_equal_the_sequential_reference(tmp_path_factory, files, r1, r2, split, fast) -> None:
+    root = tmp_path_factory.mktemp("steps")
+    disk = _tree(root / "in", files)
+    reduce1 = total if fast else total_by_hand
+    job = Steps(MRStep(mapper=words_by_folder, combiner=total, reducer=reduce1, partitions=r1),
+                MRStep(mapper=by_count, reducer=listed, partitions=r2), format="json", split_size=split)
+    result = job.run([str(disk)], out=str(root / "out"), workers=2, local=True)
+    assert sorted(result) == [(n, keys) for n, keys in _reference_by_count(disk, "in")]
+    assert len(result.parts) == r2
+    assert [s.reduce.tasks for s in result.report.steps] == [r1, r2]
+    assert not list(root.glob("**/*steps*"))
+
+
+def test_a_map_only_step_then_a_reduce_keep_bytes_ints_and_none(tmp_path: pathlib.Path) -> None:
+    disk = _tree(tmp_path / "in", {"x": "one two three\ntwo", "y": "three three"})
+    job = Job(steps=[MRStep(mapper=with_bytes), MRStep(mapper=check_bytes, reducer=total, partitions=2)],
+              format="json")
+    result = job.run([str(disk)], out=str(tmp_path / "out"), local=True)
+    assert sorted(result) == [(b"one", 3), (b"three", 15), (b"two", 6)]
+    assert result.report.steps[0].reduce.tasks == result.report.steps[0].map.tasks   # one part per map
+
+
+def count_first(word, n):
+    yield n, word
+
+
+def test_a_total_order_last_step_reads_the_step_before(tmp_path: pathlib.Path) -> None:
+    """Total order in the last step: its sampler runs the step's map over the pairs step 1 wrote."""
+    import random
+
+    rng = random.Random(5)
+    words = [f"w{rng.randrange(300)}" for _ in range(3000)]
+    disk = _tree(tmp_path / "in", {f"f{i}": " ".join(words[i::4]) for i in range(4)})
+    job = Steps(MRStep(mapper=words_by_folder, combiner=total, reducer=total, partitions=3),
+                MRStep(mapper=by_count, reducer=listed, partitions=3, total_order=True), format="json")
+    result = job.run([str(disk)], out=str(tmp_path / "out"), local=True, workers=2)
+    got = list(result)   # parts in order
+    assert [n for n, _ in got] == sorted(n for n, _ in got)
+    assert sorted(got) == _reference_by_count(disk, "in")
+    assert len(result.parts) == 3 and all(p.stat().st_size for p in (tmp_path / "out").glob("part-*"))
+    with pytest.raises(JobDefinitionError, match="give total_order in a step"):
+        Job(steps=[MRStep(mapper=by_count)], total_order=True)
+
+
+TOPWORDS_FILES = {
+    "pets/cats.txt": "the cat sat on the mat the cat",
+    "pets/more/dogs.txt": "a dog is a dog",
+    "fruit/a.txt": "Apple pear apple, plum. pear apple",
+    "top level.txt": "x y x",
+}
+
+
+def _topwords_reference(root: pathlib.Path, disk: str, n: int) -> dict[str, list[list]]:
+    import itertools
+    import re
+
+    counts: dict[str, collections.Counter] = {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        key = f"{disk}/{path.relative_to(root)}"
+        counts.setdefault(key.rsplit("/", 1)[0], collections.Counter()).update(
+            re.findall(r"[a-z']+", path.read_text().lower()))
+    return {folder: [[w, c] for w, c in itertools.islice(sorted(cs.items(), key=lambda wc: (-wc[1], wc[0])), n)]
+            for folder, cs in counts.items()}
+
+
+def test_topwords_example_two_steps_cli(tmp_path: pathlib.Path, geryon_proc, examples) -> None:
+    disk = _tree(tmp_path / "my corpus", TOPWORDS_FILES)
+    before = sorted(str(p) for p in disk.rglob("*"))
+    work = tmp_path / "work"
+    work.mkdir()
+    cwd = tmp_path / "elsewhere"
+    cwd.mkdir()
+    jobs = tmp_path / "jobs"
+    proc = geryon_proc("mapreduce", "--local", "-D", "top=2", "--workdir", work, "--jobs-dir", jobs,
+                       "--out", tmp_path / "out", examples / "topwords" / "topwords.py", disk, cwd=str(cwd))
+    assert proc.returncode == 0, proc.stderr
+    got = {}
+    for part in sorted((tmp_path / "out").glob("part-*")):
+        for line in part.read_text().splitlines():
+            folder, _, value = line.partition("\t")
+            got[folder] = json.loads(value)
+    assert got == _topwords_reference(disk, "my corpus", 2)
+    assert len(list((tmp_path / "out").glob("part-*"))) == 2          # step 2's R
+    assert (tmp_path / "out" / "_SUCCESS").exists()
+    # progress and summary name the steps; nothing of the steps is left, nothing was written into the input
+    assert "step 1/2 map" in proc.stderr and "step 2/2 reduce" in proc.stderr
+    assert "step 1/2 reduce: 4 tasks" in proc.stderr
+    assert os.listdir(work) == []
+    assert sorted(str(p) for p in disk.rglob("*")) == before
+    # the record shows the steps, the logs their tasks
+    listing = geryon_proc("jobs", "--jobs-dir", jobs, "--json")
+    job_id = json.loads(listing.stdout)[0]["id"]
+    shown = geryon_proc("jobs", "--jobs-dir", jobs, job_id)
+    assert "step 1      map count_words, combine total, reduce total, R=4" in shown.stdout, shown.stdout
+    assert "step 2      map to_folder, reduce top, R=2" in shown.stdout
+    assert "step 1 map" in shown.stdout and "step 2 reduce 2/2 done" in shown.stdout
+
+
+def test_the_example_runs_from_its_python_api(tmp_path: pathlib.Path, examples, monkeypatch) -> None:
+    from geryon.mapreduce.job import load_script, steps_from_script
+
+    disk = _tree(tmp_path / "d", TOPWORDS_FILES)
+    script = str(examples / "topwords" / "topwords.py")
+    load_script(script)
+    job = Job(steps=steps_from_script(script), format="json")
+    result = job.run([str(disk)], out=str(tmp_path / "out"), local=True)
+    assert dict(result) == _topwords_reference(disk, "d", 3)
+
+
+STREAMING_STEPS = r'''
+from geryon import MRStep
+
+
+def count(key, value):           # after a streaming step: key<TAB>value text, split at the tab
+    yield value, key
+
+
+def steps():
+    return [
+        MRStep(mapper_cmd="tr -s ' ' '\\n' | sed -e '/^$/d' -e 's/$/\t1/'",
+               reducer_cmd="awk -F'\t' '{n[$1]+=$2} END {for (w in n) print w \"\t\" n[w]}'", partitions=3),
+        MRStep(mapper=count, partitions=2, reducer=None),
+        MRStep(mapper_cmd="cat", reducer_cmd="sort", partitions=1),
+    ]
+'''
+
+
+def test_streaming_steps_and_python_between_them(tmp_path: pathlib.Path, geryon_proc) -> None:
+    disk = _tree(tmp_path / "in", {"a": "x y  z x\n", "b": "y x\n\nq\n"})
+    (tmp_path / "st.py").write_text(STREAMING_STEPS)
+    proc = geryon_proc("mapreduce", "-q", "--local", "--reader", "lines", "--out", tmp_path / "out", "st.py", disk,
+                       cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    lines = (tmp_path / "out" / "part-00000").read_text().splitlines()
+    # step 1 counts words (streaming), step 2 swaps them (Python, from text), step 3 sorts (streaming)
+    assert lines == sorted(["3\tx", "2\ty", "1\tz", "1\tq"])
+
+
+FAILING = '''
+from geryon import MRStep
+
+
+def words(key, value):
+    for w in value.split():
+        yield w, 1
+
+
+def total(key, values):
+    return sum(values)
+
+
+def {name}(key, values):
+{body}
+
+
+def steps():
+    return [MRStep(mapper=words, reducer=total, partitions=2), MRStep(reducer={name}, partitions=2)]
+'''
+
+
+@pytest.mark.parametrize("name, body, message", [
+    ("not_pairs", "    yield 5", "geryon: step 2 of 2 (reduce not_pairs): reduce task r"),
+    ("three", "    yield key, 1, 2", "reduce must yield (key, value) pairs, got ("),
+    ("raises", "    raise ValueError('no ' + key)", "geryon: step 2 of 2 (reduce raises): reduce task r"),
+])
+def test_a_failed_step_commits_nothing(tmp_path: pathlib.Path, geryon_proc, name, body, message) -> None:
+    disk = _tree(tmp_path / "in", {"a": "x y z x", "b": "y"})
+    (tmp_path / "bad.py").write_text(FAILING.format(name=name, body=body))
+    work = tmp_path / "work"
+    work.mkdir()
+    proc = geryon_proc("mapreduce", "-q", "--local", "--workdir", work, "--out", tmp_path / "out", "bad.py", disk,
+                       cwd=str(tmp_path))
+    assert proc.returncode == 1
+    assert message in proc.stderr.splitlines()[0] or message in proc.stderr
+    assert proc.stderr.startswith("geryon: step 2 of 2 ")
+    if name != "raises":
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr.splitlines()[0]
+    assert _nothing_in(tmp_path / "out")           # no part, no _SUCCESS
+    assert os.listdir(work) == []                  # step 1's output removed
+
+
+@pytest.mark.parametrize("text, message", [
+    ("STEPS = []", "geryon: s.py: STEPS: a multi-step job needs at least one step (its steps list is empty)"),
+    ("def steps():\n    return []", "geryon: s.py: steps(): a multi-step job needs at least one step"),
+    ("def steps():\n    return [print]", "geryon: s.py: steps(): step 1 is not a step (MRStep or Job)"),
+    ("STEPS = 'map.py'", "geryon: s.py: STEPS: steps must be a list of steps"),
+    ("def steps():\n    raise KeyError('x')", "geryon: s.py: steps() raised KeyError: 'x'"),
+])
+def test_bad_steps_scripts_fail_in_one_line_and_write_nothing(tmp_path: pathlib.Path, geryon_proc, text,
+                                                               message) -> None:
+    disk = _tree(tmp_path / "in", {"a": "x"})
+    (tmp_path / "s.py").write_text(text + "\n")
+    proc = geryon_proc("mapreduce", "-q", "--local", "--out", tmp_path / "out", "s.py", disk, cwd=str(tmp_path))
+    assert proc.returncode == 1
+    assert proc.stderr.strip().startswith(message), proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_minus_r_with_a_steps_script_is_a_usage_error(tmp_path: pathlib.Path, geryon_proc, examples) -> None:
+    disk = _tree(tmp_path / "in", {"a": "x"})
+    proc = geryon_proc("mapreduce", "-q", "--local", "-R", "3", "--out", tmp_path / "out",
+                       examples / "topwords" / "topwords.py", disk, cwd=str(tmp_path))
+    assert proc.returncode == 2
+    assert "lists steps, each with its own R" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_step_definitions_refused() -> None:
+    with pytest.raises(JobDefinitionError, match="at least one step"):
+        Job(steps=[])
+    with pytest.raises(JobDefinitionError, match="at least one step"):
+        Steps()
+    with pytest.raises(JobDefinitionError, match="give map in a step, not beside steps"):
+        Job(map=words_by_folder, steps=[MRStep(mapper=words_by_folder)])
+    with pytest.raises(JobDefinitionError, match="step 2 is not a step"):
+        Job(steps=[MRStep(mapper=words_by_folder), words_by_folder])
+    with pytest.raises(JobDefinitionError, match="itself a multi-step job"):
+        Job(steps=[Steps(MRStep(mapper=words_by_folder))])
+    with pytest.raises(JobDefinitionError, match="mapper and mapper_cmd"):
+        MRStep(mapper=words_by_folder, mapper_cmd="cat")
+    assert MRStep(mapper=words_by_folder).map_only
+    assert MRStep(reducer=total).partitions == 5
+    assert MRStep(mapper=words_by_folder, partitions=2).reduce is None   # an identity reduce, R=2
+
+
+def test_a_failed_step_from_the_api_names_the_step_and_leaves_nothing(tmp_path: pathlib.Path) -> None:
+    disk = _tree(tmp_path / "in", {"a": "x y"})
+    job = Steps(MRStep(mapper=words_by_folder, reducer=total, partitions=2),
+                MRStep(mapper=check_bytes, reducer=total, partitions=1))
+    work = tmp_path / "work"
+    work.mkdir()
+    with pytest.raises(JobFailed, match=r"^step 2 of 2 \(map check_bytes, reduce total\): map task m0 .*TypeError"):
+        job.run([str(disk)], out=str(tmp_path / "out"), workdir=str(work), local=True)
+    assert _nothing_in(tmp_path / "out")
+    assert os.listdir(work) == []
+
+
+PRINTING = '''
+import sys
+from geryon import MRStep
+
+
+def words(key, value):
+    for w in value.split():
+        yield w, 1
+
+
+def loud(key, values):
+    print("step two saw", key, file=sys.stderr)
+    return sum(values)
+
+
+STEPS = [MRStep(mapper=words, reducer=loud, partitions=1), MRStep(reducer=loud, partitions=1)]
+'''
+
+
+def test_logs_name_each_steps_tasks(tmp_path: pathlib.Path, geryon_proc) -> None:
+    disk = _tree(tmp_path / "in", {"a": "x y x"})
+    (tmp_path / "p.py").write_text(PRINTING)
+    jobs = tmp_path / "jobs"
+    proc = geryon_proc("mapreduce", "-q", "--local", "--jobs-dir", jobs, "--out", tmp_path / "out", "p.py", disk,
+                       cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert "s2.r0.a0: step two saw x" in proc.stderr    # echoed as it runs, named with its step
+    job_id = json.loads(geryon_proc("jobs", "--jobs-dir", jobs, "--json").stdout)[0]["id"]
+    logs = geryon_proc("logs", "--jobs-dir", jobs, job_id, "s2.r0")
+    assert logs.returncode == 0, logs.stderr
+    assert sorted(logs.stdout.splitlines()) == ["s2.r0.a0: step two saw x", "s2.r0.a0: step two saw y"]
+    every = geryon_proc("logs", "--jobs-dir", jobs, job_id).stdout.splitlines()
+    assert [ln.split(":")[0] for ln in every] == ["s1.r0.a0"] * 2 + ["s2.r0.a0"] * 2
+    assert (tmp_path / "out" / "part-00000").read_text() == "x\t2\ny\t1\n"
+
+
+def test_step_tasks_have_their_own_phases_and_order() -> None:
+    assert phase_of("s2.m0") == "step 2 map" and phase_of("s10.r3") == "step 10 reduce"
+    assert phase_of("m1") == "map" and phase_of("r0") == "reduce"
+    tasks = ["s2.m0", "s1.r1", "s1.m10", "s10.m0", "s1.m2", "s2.r0"]
+    assert sorted(tasks, key=task_order) == ["s1.m2", "s1.m10", "s1.r1", "s2.m0", "s2.r0", "s10.m0"]
+    from geryon.mapreduce.attempt import AttemptId
+
+    assert AttemptId.parse("s2.r0.a1") == AttemptId("s2.r0", 1) and str(AttemptId("s2.r0", 1)) == "s2.r0.a1"
+    for bad in ("x2.r0.a1", "s.r0.a1", "s2.q0.a1", "s2.r0"):
+        with pytest.raises(ValueError):
+            AttemptId.parse(bad)

@@ -1,0 +1,133 @@
+"""Multi-step jobs on a real cluster (registry and three node daemons as processes), from the CLI and
+the Python API: the output equals local mode's and the sequential reference; the steps' outputs stay
+on the nodes' output disks between steps and are gone after the job; a failed step commits nothing.
+(Local-mode detail and bad input: tests/engine/test_engine_steps.py.)"""
+from __future__ import annotations
+
+import collections
+import itertools
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+from tests.faults.fault_helpers import GERYON, FaultCluster, job_record
+
+EXAMPLES = Path(__file__).resolve().parent.parent.parent / "examples"
+
+
+def _parts(out: Path) -> list[bytes]:
+    return [p.read_bytes() for p in sorted(out.iterdir()) if p.name.startswith("part-")]
+
+
+def _run(c: FaultCluster, job_dir: Path, name: str, mode: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = c.job_env()
+    extra: list[str] = []
+    if mode == "local":
+        env.pop("GERYON_REGISTRY")
+        extra = ["--local", "--ndb", str(c.tmp / "local-disks" / "ndb")]
+    return subprocess.run([*GERYON, "mapreduce", "-q", "--name", name, *extra, "--out", str(c.tmp / f"{name}-{mode}"),
+                           *args, *sorted(c.corpus)], capture_output=True, text=True, env=env, cwd=job_dir,
+                          timeout=180)
+
+
+def _step_outputs_left(c: FaultCluster) -> list[str]:
+    """Directories of intermediate step outputs (`JOB-s<i>`) on any node's output disk."""
+    return sorted(str(p) for node in c.nodes.values() for p in Path(node.chunks["c0"]).iterdir()
+                  if re.search(r"-s\d+$", p.name))
+
+
+def _reference(c: FaultCluster, n: int) -> dict[str, list[list]]:
+    """examples/topwords, sequentially: the top n words of each directory (here each disk)."""
+    counts: dict[str, collections.Counter] = {}
+    for disk, files in c.corpus.items():
+        for rel, data in files.items():
+            folder = f"{disk}/{rel}".rsplit("/", 1)[0]
+            counts.setdefault(folder, collections.Counter()).update(re.findall(r"[a-z']+", data.decode().lower()))
+    return {folder: [[w, k] for w, k in itertools.islice(sorted(cs.items(), key=lambda wc: (-wc[1], wc[0])), n)]
+            for folder, cs in counts.items()}
+
+
+def test_topwords_steps_on_the_cluster_cli_and_api(fault_cluster: FaultCluster) -> None:
+    from geryon.mapreduce.job import Job, load_script, steps_from_script
+    from registry.auth import load_secret
+    from registry.client import RegistryClient
+
+    c = fault_cluster
+    c.reference()   # the local copies of the disks and their ndb file
+    job_dir = c.tmp / "top words"
+    job_dir.mkdir()
+    shutil.copy(EXAMPLES / "topwords" / "topwords.py", job_dir / "topwords.py")
+    runs = {}
+    for mode in ("cluster", "local"):
+        proc = _run(c, job_dir, "top", mode, "-D", "top=4", "--split-size", "32K", "topwords.py")
+        assert proc.returncode == 0, proc.stderr
+        runs[mode] = _parts(c.tmp / f"top-{mode}")
+        if mode == "cluster":
+            record = job_record(c.jobs_dir)
+            assert _step_outputs_left(c) == []
+    assert runs["cluster"] == runs["local"] and len(runs["cluster"]) == 2
+    got = {}
+    for part in runs["cluster"]:
+        for line in part.decode().splitlines():
+            folder, _, value = line.partition("\t")
+            got[folder] = json.loads(value)
+    assert got == _reference(c, 4)
+    assert record["mode"] == "cluster" and len(record["steps"]) == 2
+    tasks = {a["task"] for a in record["attempts"]}
+    assert {"s1.r0", "s1.r3", "s2.r0", "s2.r1"} <= tasks and any(t.startswith("s2.m") for t in tasks)
+    # the Python API, the same steps from the script
+    script = str(job_dir / "topwords.py")
+    load_script(script)
+    job = Job(steps=steps_from_script(script), name="api", format="json", split_size=32 << 10, params={"top": "2"})
+    secret = load_secret(c.secret_file)
+    with RegistryClient(c.registry_url, secret=secret, owner="test") as registry:
+        result = job.run(sorted(c.corpus), registry=registry, secret=secret)
+        pairs = dict(result)
+    assert pairs == _reference(c, 2)
+    assert [s.reduce.tasks for s in result.report.steps] == [4, 2]
+    assert all(u.startswith("geryon://") for u in result.report.urls)
+    assert _step_outputs_left(c) == []
+
+
+FAILING = '''
+from geryon import MRStep
+
+
+def words(key, value):
+    for w in value.split():
+        yield w, 1
+
+
+def total(key, values):
+    return sum(values)
+
+
+def broken(key, values):
+    yield 5
+
+
+def steps():
+    return [MRStep(mapper=words, combiner=total, reducer=total, partitions=3),
+            MRStep(reducer=broken, partitions=2)]
+'''
+
+
+def test_a_failed_step_on_the_cluster_commits_nothing(fault_cluster: FaultCluster) -> None:
+    c = fault_cluster
+    job_dir = c.tmp / "bad job"
+    job_dir.mkdir()
+    (job_dir / "bad.py").write_text(FAILING)
+    proc = _run(c, job_dir, "bad", "cluster", "bad.py")
+    assert proc.returncode == 1
+    first = proc.stderr.splitlines()[0]
+    assert first.startswith("geryon: step 2 of 2 (reduce broken): reduce task r"), proc.stderr
+    assert "reduce must yield (key, value) pairs, got 5" in first
+    out = c.tmp / "bad-cluster"
+    assert not out.exists() or list(out.iterdir()) == []
+    assert _step_outputs_left(c) == []                       # step 1's parts removed from the nodes
+    record = job_record(c.jobs_dir)
+    assert record["state"] == "failed"
+    job_dirs = [p for node in c.nodes.values() for p in Path(node.chunks["c0"]).iterdir() if p.name == record["id"]]
+    assert all(not list(d.glob("part-*")) for d in job_dirs)   # step 2 committed no part anywhere
