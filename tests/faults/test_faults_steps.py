@@ -49,6 +49,24 @@ def _reference(c: FaultCluster, n: int) -> dict[str, list[list]]:
             for folder, cs in counts.items()}
 
 
+STREAMING_STEPS = r'''
+from geryon import MRStep
+
+
+def swap(key, value):            # after a streaming step: key<TAB>value text, split at the tab
+    yield int(value), key
+
+
+def steps():
+    return [
+        MRStep(mapper_cmd="tr -s ' ' '\\n' | sed -e '/^$/d' -e 's/$/\t1/'",
+               reducer_cmd="awk -F'\t' '{n[$1]+=$2} END {for (w in n) print w \"\t\" n[w]}'", partitions=3),
+        MRStep(mapper=swap, partitions=2, reducer=None),
+        MRStep(mapper_cmd="cat", reducer_cmd="LC_ALL=C sort -k1,1n -k2", partitions=1),
+    ]
+'''
+
+
 def test_topwords_steps_on_the_cluster_cli_and_api(fault_cluster: FaultCluster) -> None:
     from geryon.mapreduce.job import Job, load_script, steps_from_script
     from registry.auth import load_secret
@@ -88,6 +106,20 @@ def test_topwords_steps_on_the_cluster_cli_and_api(fault_cluster: FaultCluster) 
     assert pairs == _reference(c, 2)
     assert [s.reduce.tasks for s in result.report.steps] == [4, 2]
     assert all(u.startswith("geryon://") for u in result.report.urls)
+    assert _step_outputs_left(c) == []
+    # streaming steps with a Python step between them, on the cluster and here
+    (job_dir / "st.py").write_text(STREAMING_STEPS)
+    runs = {}
+    for mode in ("cluster", "local"):
+        proc = _run(c, job_dir, "st", mode, "--reader", "lines", "st.py")
+        assert proc.returncode == 0, proc.stderr
+        runs[mode] = _parts(c.tmp / f"st-{mode}")
+    assert runs["cluster"] == runs["local"] and len(runs["cluster"]) == 1
+    counts = collections.Counter(w for files in c.corpus.values() for data in files.values()
+                                 for w in data.decode().split())
+    want = sorted((n, w) for w, n in counts.items())
+    got = [ln.split("\t") for ln in runs["cluster"][0].decode().splitlines()]
+    assert [(int(n), w) for n, w in got] == want
     assert _step_outputs_left(c) == []
 
 
