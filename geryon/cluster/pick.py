@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from geryon.errors import GeryonError
+
 log = logging.getLogger(__name__)
 
 DEFAULT_PICK_PENALTY = 1.0
@@ -23,8 +25,8 @@ DEFAULT_PENALTY_SECONDS = 5.0
 """Seconds over which that virtual load decays to nothing."""
 
 
-class NoCpu(Exception):
-    """There is no cpu to pick from (translated to `GeryonError` by callers)."""
+class NoCpu(GeryonError):
+    """There is no cpu to pick from."""
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 
 from registry import jsondoc
 
+from geryon.errors import GeryonError
+
 log = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_BATCH_BODY", "DEFAULT_BATCH_BYTES", "DEFAULT_BATCH_FILE", "MAX_BATCH_FILES", "BatchError",
@@ -32,7 +34,7 @@ DEFAULT_BATCH_BODY = DEFAULT_BATCH_BYTES + DEFAULT_BATCH_FILE + (4 << 20)
 """Largest batch body a node reads (the files, one more file, and the index line)."""
 
 
-class BatchError(ValueError):
+class BatchError(GeryonError, ValueError):
     """A batch body that is not one: the message says what is wrong, in one line."""
 
 

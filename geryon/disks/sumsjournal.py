@@ -23,13 +23,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from geryon.disks.chunk import SUMS_JOURNAL
+from geryon.errors import GeryonError
 
 log = logging.getLogger(__name__)
 
 __all__ = ["JournalRefused", "JournalState", "append_change", "read_changes", "journal_path"]
 
 
-class JournalRefused(Exception):
+class JournalRefused(GeryonError):
     """The journal is not a regular file of the chunk (a symbolic link): it is never read."""
 
 

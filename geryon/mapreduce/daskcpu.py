@@ -46,7 +46,7 @@ MAX_CPU_FAILURES = 3
 """Failed attempts after which a worker is excluded from the job."""
 
 
-class WorkerLost(Exception):
+class WorkerLost(GeryonError):
     """An attempt's Dask worker left the cluster (killed, lost), or its task was lost with it."""
 
     failure_kind = FailureKind.LOST

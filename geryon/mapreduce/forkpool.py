@@ -21,11 +21,12 @@ from typing import Any
 
 from geryon.mapreduce import memory
 from geryon.mapreduce.attempt import FailureKind
+from geryon.errors import GeryonError
 
 log = logging.getLogger(__name__)
 
 
-class WorkerDied(Exception):
+class WorkerDied(GeryonError):
     """A worker process ended without a result: killed by a signal, or exited."""
 
     def __init__(self, exitcode: int | None, for_memory: bool) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 
 from geryon.mapreduce.attempt import FailureKind
+from geryon.errors import GeryonError
 from geryon.mapreduce.jobpack import JobPack
 from geryon.cluster.members import ClusterCpu
 from geryon.cluster.rcpu import next_after
@@ -63,7 +64,7 @@ class _Loop:
             self.loop.close()
 
 
-class NodeError(Exception):
+class NodeError(GeryonError):
     """A node refused a request or could not be reached."""
 
     failure_kind = FailureKind.LOST   # an attempt's connection: its node died or missed its lease

@@ -78,7 +78,7 @@ def _chosen_files(disk: Disk) -> list[tuple[str, int]]:
     return out
 
 
-class CpuLost(Exception):
+class CpuLost(GeryonError):
     """Raised by a policy's `commit` when a cpu holding staged parts is gone: the driver
     declares it dead (its tasks run again elsewhere) and commits again."""
 

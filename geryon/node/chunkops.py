@@ -71,7 +71,7 @@ PULL_DIR = f"/{TEMP_MARK}pull"
 """Hidden directory of a chunk where pulled files are written before they are checked."""
 
 
-class PathEscapes(Exception):
+class PathEscapes(GeryonError):
     """A request's path leaves its chunk."""
 
 

@@ -39,6 +39,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from geryon.errors import GeryonError
 from geryon.node.bodies import read_bounded
 from geryon.node.chunkservice import ServedChunk
 from geryon.cluster.hostfacts import LoadSource, host_source
@@ -88,7 +89,7 @@ _SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:@+-]{0,127}\Z")
 _HASH = re.compile(r"[0-9a-f]{64}\Z")
 
 
-class RunRefused(Exception):
+class RunRefused(GeryonError):
     """A run request cannot be served (bad disk name, unknown export, ...)."""
 
 

@@ -294,6 +294,8 @@ class SessionService:
             else:
                 raise ProtocolError(f"unknown op {str(op)[:40]!r}")
             reply = {"re": rid, "ok": True, **result}
+        except ProtocolError:
+            raise                                       # the session ends (below GeryonError, not a refusal)
         except GeryonError as exc:
             reply = {"re": rid, "ok": False, "error": str(exc)}
         await sink.send(reply)

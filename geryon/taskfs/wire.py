@@ -80,7 +80,7 @@ class NoResources(SessionError):
     """A reservation cannot be met in full (everything taken for it was given back)."""
 
 
-class ProtocolError(Exception):
+class ProtocolError(GeryonError):
     """A peer sent something the session protocol does not allow (the session ends)."""
 
 
