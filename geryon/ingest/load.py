@@ -13,7 +13,8 @@ load sweeps it.
 `load_cluster` packs the same way into a local staging directory, then places each chunk's
 K copies on the cluster (`allocate`: nodes' free chunks and pools, most room first, copies
 on distinct hosts) when its first file is packed, uploads the master copy while the chunk
-is being packed (`upload.ChunkUpload`: batches of small files; its node records each file's
+is being packed (`upload.ChunkUpload`: batches of small files, sent from memory, never
+staged on this machine; its node records each file's
 checksums as it is written, and the result is compared with the staged manifest), fills the
 replicas from the master node to node (`replicate.sync_chunk`), and names every copy in the
 cluster's ndb file — the registry's, sent over the wire, or a local file it is given —
@@ -269,7 +270,8 @@ def load_cluster(sources: Sequence[str], app: str, *, registry: Any, secret: byt
     from geryon.disks.allocate import Allocator, ChunkRef
     from geryon.disks.checksum import read_manifest
     from geryon.disks.diskdb import NdbFile
-    from geryon.ingest.upload import ChunkUpload
+    from geryon.disks.filebatch import DEFAULT_BATCH_FILE
+    from geryon.ingest.upload import ChunkUpload, Held
 
     started = time.monotonic()
     _check_args(sources, app, chunk_size, replicas)
@@ -292,21 +294,25 @@ def load_cluster(sources: Sequence[str], app: str, *, registry: Any, secret: byt
     owned = OwnedDir.make(parent, f"{STAGING_PREFIX}{app}-")
     staging = owned.path
     uploads: dict[str, tuple[ChunkUpload, ChunkRef, list[ChunkRef]]] = {}
+    held = Held()                             # small files in memory, not sent yet: bounded
 
     def start(name: str) -> tuple[ChunkUpload, ChunkRef, list[ChunkRef]]:
         # A chunk's first file claims its copies; from then on its node writes the
         # chunk's files while the next ones are packed.
         if name not in uploads:
+            for upload, _, _ in uploads.values():
+                upload.end()                  # packed whole: its last batch goes now
             slots = alloc.choose(chunk_size, replicas)
             master = alloc.claim(slots[0], chunk_size)
             copies = [alloc.claim(slot, chunk_size, replica=True) for slot in slots[1:]]
-            uploads[name] = (ChunkUpload(master.open(secret), f"{name} ({master.where})"), master, copies)
+            uploads[name] = (ChunkUpload(master.open(secret), f"{name} ({master.where})", held=held),
+                             master, copies)
         return uploads[name]
 
-    def on_file(root: str, key: str, written: Any) -> None:
-        start(os.path.basename(root))[0].add(key, os.path.join(root, key.lstrip("/")), written)
+    def on_file(root: str, key: str, written: Any, data: bytes | None) -> None:
+        start(os.path.basename(root))[0].add(key, os.path.join(root, key.lstrip("/")), written, data)
 
-    packer = ChunkPacker(staging, app, chunk_size, on_file=on_file)
+    packer = ChunkPacker(staging, app, chunk_size, on_file=on_file, keep_small=DEFAULT_BATCH_FILE)
     try:
         alloc.choose(chunk_size, replicas)    # no room at all: say so before packing anything
         chunks = _pack(packer, sources, chunk_size, fmt, progress, tick, book.exclude)

@@ -5,8 +5,11 @@ starts the next chunk, except that a run of lines is cut after its last newline 
 fits. A record larger than an empty chunk is an error naming it. Every file's checksums
 are computed as it is written and recorded in the chunk's manifest when the chunk is
 closed. Files are written by a few threads, because creating a file is slow on some
-filesystems (~0.3 ms here) and creations overlap well. Not here: cutting sources into
-pieces (`pieces`), naming and replicating chunks (`load`).
+filesystems (~0.3 ms here) and creations overlap well. A packer given `keep_small` (`load
+--cluster`) never writes a file of at most that many bytes: it hands its bytes to `on_file`
+instead (they go to the node from memory; staging them cost a file creation and a removal
+each, more than the upload itself). Not here: cutting sources into pieces (`pieces`),
+naming and replicating chunks (`load`).
 """
 from __future__ import annotations
 
@@ -61,6 +64,13 @@ def _write_file(path: str, parts: list[memoryview], append: bool, after: Future[
             f.write(part)
 
 
+def _joined(parts: list[memoryview]) -> bytes:
+    """The bytes of `parts`, without a copy when they are one whole bytes object."""
+    if len(parts) == 1 and isinstance(parts[0].obj, bytes) and len(parts[0]) == len(parts[0].obj):
+        return parts[0].obj
+    return b"".join(parts)
+
+
 class _Writers:
     """A few threads writing files, with a bound on the bytes waiting to be written."""
 
@@ -97,14 +107,18 @@ class _Writers:
 class ChunkPacker:
     """Writes pieces, in order, into chunks of at most `chunk_size` data bytes.
 
-    `on_file(chunk_root, key, written)` is called as each file is closed, `written` being
-    the future of its last write (done: the file is whole on disk); `load --cluster`
-    starts sending it then.
+    `on_file(chunk_root, key, written, data)` is called as each file is closed: `data` is
+    None and `written` the future of its last write (done: the file is whole on disk), or,
+    for a file of at most `keep_small` bytes, `data` is its bytes and it is not written
+    (its manifest entry has mtime_ns 0); `load --cluster` starts sending it then.
     """
 
     def __init__(self, staging: str, app: str, chunk_size: int,
-                 on_file: Callable[[str, str, Future[None] | None], None] | None = None) -> None:
+                 on_file: Callable[[str, str, Future[None] | None, bytes | None], None] | None = None,
+                 keep_small: int = 0) -> None:
         self.on_file = on_file
+        self.keep_small = keep_small if on_file is not None else 0
+        self._kept: set[str] = set()
         self.staging = staging
         self.app = app
         self.chunk_size = chunk_size
@@ -182,11 +196,17 @@ class ChunkPacker:
     def _close_file(self) -> None:
         if self._dest is None or self._summer is None:
             return
-        self._flush()
         key = manifest_key(self._dest)
+        data: bytes | None = None
+        if not self._started and self._buf_bytes <= self.keep_small:
+            data = _joined(self._buf)          # never written: sent from memory
+            self._buf, self._buf_bytes = [], 0
+            self._kept.add(key)
+        else:
+            self._flush()
         self._sums[key] = self._summer.result()
         if self.on_file is not None and self._root is not None:
-            self.on_file(self._root, key, self._last)
+            self.on_file(self._root, key, self._last, data)
         self._dest, self._summer, self._last = None, None, None
 
     def _close_chunk(self) -> None:
@@ -195,9 +215,11 @@ class ChunkPacker:
         self._close_file()
         self._writers.drain()
         for key, s in self._sums.items():  # mtimes once the files are written
-            mtime = os.stat(os.path.join(self._root, key.lstrip("/"))).st_mtime_ns
-            self._sums[key] = FileSum(s.size, s.sha256, s.crc32, mtime)
+            if key not in self._kept:
+                mtime = os.stat(os.path.join(self._root, key.lstrip("/"))).st_mtime_ns
+                self._sums[key] = FileSum(s.size, s.sha256, s.crc32, mtime)
         write_manifest(self._root, self._sums)
+        self._kept = set()
         self.chunks.append(LoadedDisk(os.path.basename(self._root), self._root, self._used, len(self._sums)))
         self._root = None
 

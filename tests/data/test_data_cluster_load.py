@@ -135,3 +135,100 @@ def test_a_node_killed_mid_batch_leaves_a_consistent_chunk_and_the_load_runs_aga
     assert {k: v.sha256 for k, v in recorded.items()} == want
     report = check_disk(str(chunk))
     assert report.verified == 8000 and not report.damaged and not report.unrecorded
+
+
+class _StagingWatch:
+    """A load's progress that looks, each time a source file is read, at what is staged on this machine."""
+
+    def __init__(self, staging: pathlib.Path) -> None:
+        self.staging = staging
+        self.seen: dict[str, int] = {}        # staged data file -> its largest size seen
+        self.looks = 0
+
+    def start(self, total: int) -> None:
+        pass
+
+    def advance(self, nbytes: int) -> None:
+        self.looks += 1
+        for p in self.staging.rglob("*"):
+            parts = p.relative_to(self.staging).parts           # the load's own dir, its chunk, the file
+            if p.is_file() and len(parts) > 2 and not any(is_internal(part) for part in parts[2:]):
+                try:
+                    self.seen[p.name] = max(self.seen.get(p.name, 0), p.stat().st_size)
+                except FileNotFoundError:
+                    pass
+
+    def chunk_done(self, name: str, nbytes: int, files: int) -> None:
+        pass
+
+
+def test_a_cluster_load_sends_small_files_from_memory_and_stages_only_large_ones(cluster: Cluster,
+                                                                               secret: bytes) -> None:
+    from geryon.disks.diskdb import NdbFile
+    from geryon.disks.filebatch import DEFAULT_BATCH_FILE
+    from geryon.ingest.load import load_cluster
+
+    cluster.start_registry()
+    _pooled(cluster, "n1")
+    with cluster.client() as reg:
+        wait_until(lambda: reg.find({"svc": "rstyx", "pool": "*"}), 20)
+    src = cluster.tmp / "my mail"
+    want = _source(src, 400, 3000, 150)
+    big = (b"attachment bytes\n" * (DEFAULT_BATCH_FILE // 17 + 2000))
+    (src / "box 0" / "a big one.bin").write_bytes(big)          # over the batch limit: staged, streamed
+    want["/box 0/a big one.bin"] = hashlib.sha256(big).hexdigest()
+    (src / "box 1" / "empty file").write_bytes(b"")
+    want["/box 1/empty file"] = hashlib.sha256(b"").hexdigest()
+    staging = cluster.tmp / "staging here"
+    staging.mkdir()
+    watch = _StagingWatch(staging)
+
+    with cluster.client() as reg:
+        report = load_cluster([str(src)], "mem", registry=reg, secret=secret, progress=watch,
+                              staging_dir=str(staging), names=NdbFile(str(cluster.ndb)))
+    assert [d.name for d in report.disks] == ["d0.mem"]
+    assert watch.looks == len(want)
+    small = {name: size for name, size in watch.seen.items() if name != "a big one.bin"}
+    assert not small, f"small files were staged on the client: {sorted(small)[:3]}"
+    assert not list(staging.iterdir())                          # the staging directory is gone
+    d = {d.name: d for d in read_disks(str(cluster.ndb))}["d0.mem"]
+    chunk = _pool_chunk(cluster, d.host, d.chunk or "")
+    recorded = read_manifest(str(chunk)) or {}
+    assert {k: v.sha256 for k, v in recorded.items()} == want
+    check = check_disk(str(chunk))
+    assert check.verified == len(want) and not check.damaged and not check.unrecorded
+
+
+def test_bytes_held_for_a_stopped_node_are_bounded_and_all_arrive_after(cluster: Cluster, secret: bytes) -> None:
+    import signal
+    import threading
+
+    from geryon.disks.checksum import sum_bytes
+    from geryon.ingest.upload import ChunkUpload, Held
+
+    node = cluster.start_node("n0", ["c0"], register=False)
+    files = [(f"/in box/m {i:03d}", (f"message {i} ".encode() * 2000)[:20_000 - i]) for i in range(100)]
+    held = Held(100_000)
+    upload = ChunkUpload(RemoteFS(node.url, "c0", secret), "c0", held=held)
+    added: list[str] = []
+
+    def add_all() -> None:
+        for key, data in files:
+            upload.add(key, "", None, data)
+            added.append(key)
+
+    os.kill(node.proc.popen.pid, signal.SIGSTOP)
+    adder = threading.Thread(target=add_all)
+    try:
+        adder.start()
+        wait_until(lambda: held.waiting == 1, 30)                # the packer waits for room
+        assert len(added) < len(files)
+        assert held.bytes < held.limit + 20_000                 # at most one file over the bound
+    finally:
+        os.kill(node.proc.popen.pid, signal.SIGCONT)
+    adder.join(120)
+    assert added == [k for k, _ in files]
+    upload.finish({k: sum_bytes(b) for k, b in files})          # the node recorded every file exactly
+    assert held.bytes == 0 and upload.sent == len(files)
+    disk = node.chunks["c0"]
+    assert all((disk / k.lstrip("/")).read_bytes() == b for k, b in files)
