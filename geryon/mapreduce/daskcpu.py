@@ -71,6 +71,17 @@ def connect(dask: Any, timeout: float = DEFAULT_CONNECT_TIMEOUT) -> tuple[Any, b
         raise GeryonError(f"Dask scheduler {address}: cannot connect: {exc}") from exc
 
 
+def workers_of(client: Any) -> dict[str, Any]:
+    """The scheduler's workers now (address -> their description), asked of the scheduler itself.
+
+    Not `Client.scheduler_info()`: it returns the client's cached identity, which the client's own
+    periodic refresh (asking for no workers) may overwrite between the fetch and the read; a
+    watcher reading it then saw every worker gone (the job failed, 1 run in 4 here).
+    """
+    identity = client.sync(client.scheduler.identity, n_workers=-1)
+    return dict(identity.get("workers") or {})
+
+
 class DaskWorkers:
     """The Dask cluster as the driver sees it: its client, the job's pack, and which workers live."""
 
@@ -78,7 +89,7 @@ class DaskWorkers:
         if shuffle not in daskworker.SHUFFLES:
             raise GeryonError(f"bad shuffle {shuffle!r}: one of {', '.join(daskworker.SHUFFLES)}")
         self.client, self.job_id, self.pack, self.shuffle = client, job_id, pack, shuffle
-        info = client.scheduler_info(n_workers=-1)["workers"]
+        info = workers_of(client)
         if not info:
             raise GeryonError(f"the Dask cluster at {client.scheduler.address} has no workers")
         client.run(daskworker.install_handler, workers=sorted(info))
@@ -86,6 +97,9 @@ class DaskWorkers:
         self.dirs: dict[str, list[str]] = {}     # worker address -> [host, the job's directory]
         self._lock = threading.Lock()
         self._attempts: dict[str, tuple[str, Any, cf.Future[TaskResult]]] = {}   # key -> (worker, dask future, ours)
+        self._streams: dict[str, list[Any]] = {}    # attempt id -> [on_log, bytes passed on]
+        self.topic = daskworker.log_topic(job_id)
+        client.subscribe_topic(self.topic, self._printed)   # before any attempt is submitted
         self.pack_data = client.scatter(pack.data, hash=False, broadcast=False)
         self.cpus = [DaskCpu(self, addr, int(w.get("nthreads") or 1)) for addr, w in sorted(info.items())]
         self._stop = threading.Event()
@@ -98,7 +112,7 @@ class DaskWorkers:
     def _watch(self) -> None:
         while not self._stop.wait(WATCH_INTERVAL):
             try:
-                now = set(self.client.scheduler_info(n_workers=-1)["workers"])
+                now = set(workers_of(self.client))
             except Exception:   # the scheduler is gone: every attempt is lost
                 now = set()
             gone = self.live - now
@@ -113,7 +127,24 @@ class DaskWorkers:
             _settle(fut, exc=WorkerLost(f"Dask worker {addr} left the cluster"))
             dfut.cancel()
 
-    def submit(self, cpu: "DaskCpu", task: MapTask | ReduceTask) -> cf.Future[TaskResult]:
+    def _printed(self, event: tuple[float, Any]) -> None:
+        """An attempt's printed output, streamed while it runs (`daskworker.pump`): passed on in
+        order, once (a piece that comes after its attempt's end is dropped: the result had it)."""
+        msg = event[1]
+        if not isinstance(msg, dict):
+            return
+        with self._lock:
+            stream = self._streams.get(str(msg.get("attempt")))
+            offset, data = msg.get("offset"), msg.get("data")
+            if stream is None or not isinstance(offset, int) or not isinstance(data, bytes):
+                return
+            new = data[max(0, stream[1] - offset):]
+            stream[1] = max(stream[1], offset + len(data))
+        if new:
+            _call_quietly(stream[0], new)
+
+    def submit(self, cpu: "DaskCpu", task: MapTask | ReduceTask,
+               on_log: OnLog | None = None) -> cf.Future[TaskResult]:
         ours: cf.Future[TaskResult] = cf.Future()
         # Running from the start: a driver ending the job waits for it (`cancel` cannot drop it
         # while its Dask task may still write), and `cf.wait` sees it end.
@@ -128,12 +159,14 @@ class DaskWorkers:
                                   allow_other_workers=False, pure=False, retries=0)
         with self._lock:
             self._attempts[key] = (cpu.address, dfut, ours)
-        dfut.add_done_callback(lambda f: self._ended(key, f))
+            self._streams[str(task.attempt_id)] = [on_log, 0]
+        dfut.add_done_callback(lambda f: self._ended(key, str(task.attempt_id), f))
         return ours
 
-    def _ended(self, key: str, dfut: Any) -> None:
+    def _ended(self, key: str, aid: str, dfut: Any) -> None:
         with self._lock:
             _, _, ours = self._attempts.pop(key, (None, None, None))
+            on_log, delivered = self._streams.pop(aid, (None, 0))
         if ours is None or ours.done():
             return
         try:
@@ -142,7 +175,12 @@ class DaskWorkers:
             _settle(ours, exc=WorkerLost(f"{type(exc).__name__}: {exc}"))
             return
         result = TaskResult.from_json(out)
-        result.log = str(out.get("log") or "")
+        rest = daskworker.stream_rest(delivered, int(out.get("log_start") or 0), str(out.get("log") or ""),
+                                      int(out.get("log_size") or 0))
+        if rest and on_log is not None:   # what was not streamed, before the attempt ends
+            _call_quietly(on_log, rest)
+        elif rest:
+            result.log = rest.decode("utf-8", errors="replace")
         self.dirs.setdefault(str(out.get("address")), [str(out.get("host")), str(out.get("dir"))])
         _settle(ours, result)
 
@@ -187,6 +225,10 @@ class DaskWorkers:
         self._watcher.join(5)
         self.abort()
         try:
+            self.client.unsubscribe_topic(self.topic)
+        except Exception:
+            pass
+        try:
             self.client.run(daskworker.forget, self.job_id, workers=sorted(self.live))
         except Exception as exc:   # a worker gone meanwhile keeps nothing that matters
             log.debug("forgetting %s on the workers: %s", self.job_id, exc)
@@ -194,6 +236,13 @@ class DaskWorkers:
             self.client.cancel([self.pack_data])
         except Exception:
             pass
+
+
+def _call_quietly(on_log: OnLog, data: bytes) -> None:
+    try:
+        on_log(data)
+    except Exception:   # the driver's echo or record failing must not lose the attempt's result
+        log.exception("passing on an attempt's output")
 
 
 def _settle(fut: cf.Future[TaskResult], result: TaskResult | None = None, exc: BaseException | None = None) -> None:
@@ -218,7 +267,7 @@ class DaskCpu:
         return f"DaskCpu({self.address!r}, slots={self.slots})"
 
     def submit(self, job_id: str, task: MapTask | ReduceTask, on_log: OnLog | None = None) -> cf.Future[TaskResult]:
-        return self.workers.submit(self, task)
+        return self.workers.submit(self, task, on_log)
 
     def close(self) -> None:
         pass

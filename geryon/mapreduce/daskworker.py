@@ -7,6 +7,9 @@ no user function is ever pickled. The attempt itself runs in a child process
 (`python -m geryon.mapreduce.daskworker`, spec on stdin), as on a Geryon node: the user's code
 gets its own environment, file descriptors and memory, and a crash takes only the attempt.
 Map outputs and staged parts stay on the worker's local disk (`<local_directory>/geryon/jobs/JOB`).
+What the attempt prints streams to the driver while it runs, as Dask events on the job's topic
+(`log_topic`, `Worker.log_event`, relayed by the scheduler: `pump`, the first STREAM_CAP bytes);
+the result carries the output's tail, and the driver passes on what it has not had (`stream_rest`).
 
 The shuffle: a reducer reads segment r of each map output either straight from the file
 (the worker that wrote it is on this host: "disk") or from the worker that holds it, over
@@ -26,7 +29,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from geryon.mapreduce.attempt import AttemptId, FailureKind, classify
@@ -37,7 +40,14 @@ READ_PIECE = 4 << 20
 """Bytes of a map output (or part) one `geryon_read` request returns at most."""
 
 LOG_CAP = 1 << 20
-"""Bytes of an attempt's printed output sent back with its result (head and tail kept)."""
+"""Bytes of an attempt's printed output sent back with its result (its tail)."""
+
+STREAM_CAP = 1 << 20
+"""Bytes of an attempt's printed output streamed to the driver while it runs (the scheduler
+relays them as events and keeps the last ones: bounded)."""
+
+FLUSH_AFTER = 0.5
+"""Seconds a partial line (no newline yet) waits before it is streamed anyway."""
 
 SHUFFLES = ("auto", "disk", "transfer")
 """How reducers read map outputs: from the file when its worker is on this host, else over
@@ -138,16 +148,27 @@ def run_attempt(job_id: str, digest: str, pack: bytes, task_json: dict[str, Any]
     spec = {"job": job_id, "pack": pack_dir, "task": task_json, "work": work, "result": result_path,
             "address": worker.address, "shuffle": shuffle, "dirs": dirs or {}, "parent": os.getpid()}
     log_path = os.path.join(work, "attempts", f"{aid}.log")
+    topic, name = log_topic(job_id), str(aid)
+
+    def stream(offset: int, data: bytes) -> None:
+        worker.log_event(topic, {"attempt": name, "offset": offset, "data": data})
     with open(log_path, "w+b") as logf:
-        proc = subprocess.Popen([sys.executable, "-m", "geryon.mapreduce.daskworker", job_id, str(aid)],
-                                stdin=subprocess.PIPE, stdout=logf, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([sys.executable, "-m", "geryon.mapreduce.daskworker", job_id, name],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         try:
-            proc.communicate(json.dumps(spec).encode())
+            assert proc.stdin is not None and proc.stdout is not None
+            try:
+                proc.stdin.write(json.dumps(spec).encode())
+                proc.stdin.close()
+            except BrokenPipeError:   # it died at once: its status says how
+                pass
+            size = pump(proc.stdout, logf, stream)
+            proc.wait()
         except BaseException:
             proc.kill()
             proc.wait()
             raise
-        printed = _read_capped(logf)
+        tail_start, printed = _tail(logf, size)
     try:
         with open(result_path) as f:
             out = json.load(f)
@@ -165,19 +186,70 @@ def run_attempt(job_id: str, digest: str, pack: bytes, task_json: dict[str, Any]
             except FileNotFoundError:
                 pass
     out["seconds"] = time.monotonic() - started
+    return {**out, **base, "log": printed, "log_start": tail_start, "log_size": size}
+
+
+def log_topic(job_id: str) -> str:
+    """The Dask event topic an attempt's printed output streams on (`Worker.log_event`)."""
+    return f"geryon-log-{job_id}"
+
+
+def pump(src: Any, keep: Any, stream: Callable[[int, bytes], None], cap: int = STREAM_CAP) -> int:
+    """Copy what an attempt prints (`src`, its stdout and stderr) to `keep` until it closes, and
+    pass it on as it comes: `stream(offset, data)` with whole lines (a partial line once it is
+    FLUSH_AFTER seconds old or at the end), the first `cap` bytes only (the rest is in `keep`,
+    whose tail the result carries). Returns the bytes read."""
+    import selectors
+
+    fd = src.fileno()
+    size = sent = 0
+    pending = b""
+    since = 0.0
+    with selectors.DefaultSelector() as sel:
+        sel.register(fd, selectors.EVENT_READ)
+        while True:
+            ready = sel.select(FLUSH_AFTER / 2)
+            data = os.read(fd, 1 << 16) if ready else None
+            if data == b"":
+                break
+            if data:
+                keep.write(data)
+                size += len(data)
+                if sent < cap:
+                    pending += data
+                    since = since or time.monotonic()
+            if pending:
+                cut = pending.rfind(b"\n") + 1
+                if not cut and (time.monotonic() - since >= FLUSH_AFTER or len(pending) >= 1 << 16):
+                    cut = len(pending)
+                if cut:
+                    piece, pending = pending[:cut], pending[cut:]
+                    since = time.monotonic() if pending else 0.0
+                    stream(sent, piece)
+                    sent += len(piece)
+    if pending and sent < cap:
+        stream(sent, pending)
+    return size
+
+
+def _tail(f: Any, size: int) -> tuple[int, str]:
+    """The last LOG_CAP bytes of `f` (what the attempt printed), and where they start."""
+    start = max(0, size - LOG_CAP)
+    f.seek(start)
+    return start, f.read().decode("utf-8", errors="replace")
+
+
+def stream_rest(delivered: int, tail_start: int, tail: str, size: int) -> bytes:
+    """What the driver has not yet passed on of an attempt's output when its result comes: it
+    has the first `delivered` bytes (streamed); the result has bytes [tail_start, size)."""
+    if delivered >= size:
+        return b""
+    data = tail.encode("utf-8", errors="replace")
+    if tail_start > delivered:
+        return f"[geryon: {tail_start - delivered} bytes dropped]\n".encode() + data
+    return data[delivered - tail_start:]
+    out["seconds"] = time.monotonic() - started
     return {**out, **base, "log": printed}
-
-
-def _read_capped(f: Any) -> str:
-    size = f.seek(0, os.SEEK_END)
-    f.seek(0)
-    if size <= LOG_CAP:
-        return f.read().decode("utf-8", errors="replace")
-    head = f.read(LOG_CAP // 4)
-    f.seek(size - LOG_CAP // 2)
-    tail = f.read()
-    return (head.decode("utf-8", errors="replace") + f"\n[geryon: {size - len(head) - len(tail)} bytes dropped]\n"
-            + tail.decode("utf-8", errors="replace"))
 
 
 def forget(job_id: str, dask_worker: Any = None) -> None:

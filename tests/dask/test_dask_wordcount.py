@@ -78,3 +78,18 @@ def test_an_unreachable_scheduler_is_one_line(geryon_cli, text_disks, tmp_path) 
     assert lines[-1].startswith(f"geryon: Dask scheduler tcp://127.0.0.1:{port}: cannot connect"), done.stderr
     assert "Traceback" not in done.stderr
     assert not out.exists() or not list(out.iterdir())
+
+
+def test_the_driver_sees_every_worker_while_the_client_refreshes_its_cache(dask_cluster) -> None:
+    """The driver's list of live workers is asked of the scheduler: the client's cached identity,
+    which its periodic refresh overwrites with one listing no workers, missed 11 in 500 looks here
+    (every worker then taken for dead: the job failed)."""
+    import dask
+    from distributed import Client
+
+    from geryon.mapreduce.daskcpu import workers_of
+
+    with dask.config.set({"distributed.client.scheduler-info-interval": "2ms"}):
+        with Client(dask_cluster.address, timeout=30) as client:
+            seen = [len(workers_of(client)) for _ in range(500)]
+    assert seen == [2] * 500
