@@ -112,7 +112,7 @@ set_runner(run_by_rule)
 def run_cluster_job(job: Job, disks: Sequence[str], registry: Any, secret: bytes | None, *,
                     out: str | None = None, progress: Progress | None = None, record: Any = None,
                     lease: float | None = None, echo: Any = None, job_id: str | None = None,
-                    pick: str = "rr") -> JobResult:
+                    pick: str = "rr", pack: Any = None, step: int = 0) -> JobResult:
     """Run `job` on the cpus of a cluster.
 
     Args:
@@ -124,6 +124,8 @@ def run_cluster_job(job: Job, disks: Sequence[str], registry: Any, secret: bytes
         lease: seconds a silent node keeps its attempts.
         echo: called with each line of task stderr (prefixed with the attempt's id).
         pick: "rr" (round robin) or "load" (least busy cpu first), after locality.
+        pack, step: a multi-step job's one pack (`jobpack.build` of its steps), and which step
+            (from 0) `job` is (`geryon.mapreduce.steps`); default: a pack of `job`.
     Raises:
         UnknownDisk, JobFailed, GeryonError.
     """
@@ -139,7 +141,7 @@ def run_cluster_job(job: Job, disks: Sequence[str], registry: Any, secret: bytes
     found, cpus = find_cluster([str(d) for d in disks], registry)
     job = _with_reader(job, [(d.name, d.format) for d in found])
     driver = ClusterDriver(job, cpus, job_id or new_job_id(job.name), secret, progress=progress, record=record,
-                           lease=lease or DEFAULT_LEASE, echo=echo, pick=pick,
+                           lease=lease or DEFAULT_LEASE, echo=echo, pick=pick, pack=pack, step=step,
                            out_disks=find_output_disks(registry),
                            refind=lambda name: find_disk(name, registry))
     result = JobResult(driver.run(found, out))

@@ -365,6 +365,8 @@ class ClusterDriver(Driver):
         out_disks: each host's output chunks (`members.find_output_disks`); a host without
             any writes into its node's work directory.
         refind, refind_wait, pick, locality_wait: as `ClusterPolicy`.
+        pack, step: the pack to send (default: built from `job`); for a multi-step job's pack
+            (`jobpack.build` of its steps), the step (from 0) this job is.
     """
 
     def __init__(self, job: Job, cpus: Sequence[ClusterCpu], job_id: str, secret: bytes | None, *,
@@ -372,13 +374,14 @@ class ClusterDriver(Driver):
                  max_attempts: int = DEFAULT_MAX_ATTEMPTS, lease: float = DEFAULT_LEASE,
                  echo: Callable[[str], None] | None = None, pick: str = "rr",
                  locality_wait: float = LOCALITY_WAIT, out_disks: dict[str, tuple[str, ...]] | None = None,
-                 refind: Callable[[str], ClusterDisk] | None = None, refind_wait: float = REFIND_WAIT) -> None:
+                 refind: Callable[[str], ClusterDisk] | None = None, refind_wait: float = REFIND_WAIT,
+                 step: int = 0) -> None:
         if not cpus:
             raise GeryonError("no cpus in the registry (start `geryon node` on the machines)")
         pack = pack if pack is not None else build(job)
         nodes = Nodes(secret, lease)
         out_disks = dict(out_disks or {})
-        remote = [RemoteCpu(c, nodes, pack, out_disks.get(c.name, ())) for c in cpus]
+        remote = [RemoteCpu(c, nodes, pack, out_disks.get(c.name, ()), step=step) for c in cpus]
         policy = ClusterPolicy(nodes, secret, pack=pack, pick=pick, locality_wait=locality_wait, refind=refind,
                                refind_wait=refind_wait)
         super().__init__(job, remote, job_id, progress=progress, max_attempts=max_attempts, record=record,

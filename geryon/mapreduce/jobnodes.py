@@ -232,9 +232,11 @@ class RemoteCpu:
         pack: the job's pack.
         out_chunks: the host's output chunks (`members.find_output_disks`), used round robin
             (rcpu's rule); none: the node's work directory.
+        step: a multi-step job's step (from 0) its tasks run, of the pack's steps.
     """
 
-    def __init__(self, info: ClusterCpu, nodes: Nodes, pack: JobPack, out_chunks: Sequence[str] = ()) -> None:
+    def __init__(self, info: ClusterCpu, nodes: Nodes, pack: JobPack, out_chunks: Sequence[str] = (),
+                 step: int = 0) -> None:
         self.info = info
         self.name = info.name
         self.slots = info.slots
@@ -244,6 +246,7 @@ class RemoteCpu:
         self.nodes = nodes
         self.pack = pack
         self.out_chunks = tuple(sorted(out_chunks))
+        self.step = step
         self._last_chunk: str | None = None
 
     def __repr__(self) -> str:
@@ -251,7 +254,10 @@ class RemoteCpu:
 
     def submit(self, job_id: str, task: MapTask | ReduceTask,
                on_log: Callable[[bytes], None] | None = None) -> cf.Future[TaskResult]:
-        return self.nodes.io.spawn(self.nodes.attempt(self.info, job_id, self.pack, task.to_json(),
+        spec = task.to_json()
+        if self.step:
+            spec["step"] = self.step
+        return self.nodes.io.spawn(self.nodes.attempt(self.info, job_id, self.pack, spec,
                                                       on_log or (lambda data: None), lambda: None,
                                                       out_chunk=self._out_chunk()))
 

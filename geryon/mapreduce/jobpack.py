@@ -20,6 +20,7 @@ import logging
 import os
 import secrets
 import tarfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,15 +81,41 @@ def _script_of(step: Step) -> tuple[str, str | None]:
     return os.path.abspath(path), getattr(func, "__name__", None)
 
 
-def build(job: Job, base: str | None = None, max_found: int = DEFAULT_MAX_FOUND) -> JobPack:
+def build(job: Job | Sequence[Job], base: str | None = None, max_found: int = DEFAULT_MAX_FOUND) -> JobPack:
     """Pack `job`: its scripts, the modules they import from their directory, its named files
     (`job.py_files`, `job.files`) and its settings, with `base` (default: the first script's
     directory) as the pack's top.
+
+    Given the steps of a multi-step job (a list of Jobs, `steps.step_jobs`), one pack carries them
+    all: its manifest lists each step's (`multi`), and a task names the step it runs (`load`).
 
     Raises:
         JobPackError: a step is a function with no file (a lambda, a closure), a script
             lies outside the packed directory, or the job's files cannot be gathered.
     """
+    jobs = [job] if isinstance(job, Job) else list(job)
+    if not jobs:
+        raise JobPackError("nothing to pack: no steps")
+    specs = [_step_specs(j) for j in jobs]
+    scripts = [path for _, paths in specs for path in paths]
+    root = os.path.abspath(base) if base else (os.path.dirname(scripts[0]) if scripts else os.getcwd())
+    manifests = []
+    for j, (steps, _) in zip(jobs, specs):
+        _relative(steps, root)
+        manifests.append({"steps": steps, "settings": {k: getattr(j, k) for k in _SETTINGS},
+                          "env": [list(p) for p in j.env], "params": [list(p) for p in j.params],
+                          "cmdenv": [list(p) for p in j.cmdenv]})
+    manifest = manifests[0] if len(jobs) == 1 else {**manifests[0], "multi": manifests}
+    first = jobs[0]
+    try:
+        members = gather(sorted(set(scripts)), root, py_files=first.py_files, files=first.files, max_found=max_found)
+    except JobFilesError as exc:
+        raise JobPackError(str(exc)) from exc
+    return JobPack.of(_tar(members, json.dumps(manifest, sort_keys=True).encode()))
+
+
+def _step_specs(job: Job) -> tuple[dict[str, Any], list[str]]:
+    """What a manifest says of each of a job's steps (absolute script paths), and the scripts."""
     steps: dict[str, Any] = {}
     scripts: list[str] = []
     for kind in STEP_KINDS:
@@ -106,7 +133,11 @@ def build(job: Job, base: str | None = None, max_found: int = DEFAULT_MAX_FOUND)
             path, func = _script_of(step)
             scripts.append(path)
             steps[kind] = {"script": path, "function": func}
-    root = os.path.abspath(base) if base else (os.path.dirname(scripts[0]) if scripts else os.getcwd())
+    return steps, scripts
+
+
+def _relative(steps: dict[str, Any], root: str) -> None:
+    """Make a manifest's script paths (and an executable's) relative to the pack's top."""
     for kind, spec in steps.items():
         if spec and "script" in spec:
             rel = os.path.relpath(spec["script"], root)
@@ -118,14 +149,6 @@ def build(job: Job, base: str | None = None, max_found: int = DEFAULT_MAX_FOUND)
             if os.path.isabs(first) and not os.path.relpath(first, root).startswith(".."):
                 spec["command"][0] = os.path.relpath(first, root)
                 spec["relative"] = True
-    manifest = {"steps": steps, "settings": {k: getattr(job, k) for k in _SETTINGS},
-                "env": [list(p) for p in job.env], "params": [list(p) for p in job.params],
-                "cmdenv": [list(p) for p in job.cmdenv]}
-    try:
-        members = gather(sorted(set(scripts)), root, py_files=job.py_files, files=job.files, max_found=max_found)
-    except JobFilesError as exc:
-        raise JobPackError(str(exc)) from exc
-    return JobPack.of(_tar(members, json.dumps(manifest, sort_keys=True).encode()))
 
 
 def _tar(members: dict[str, str], manifest: bytes) -> bytes:
@@ -184,10 +207,15 @@ def unpack(data: bytes, cache: str, digest: str | None = None, limits: UnpackLim
     return target
 
 
-def load(directory: str) -> Job:
-    """The Job described by an unpacked pack, its scripts loaded from `directory`."""
+def load(directory: str, step: int = 0) -> Job:
+    """The Job described by an unpacked pack, its scripts loaded from `directory`: for a pack of a
+    multi-step job, its step `step` (from 0).
+
+    Raises:
+        JobPackError: the manifest is unreadable, a function is missing, or there is no such step.
+    """
     try:
-        manifest = _manifest(directory)
+        manifest = _manifest(directory, step)
         add_import_path(directory)   # modules shipped at the pack's top (--py-files) import as here
         steps: dict[str, Step | None] = {}
         for kind, spec in manifest["steps"].items():
@@ -220,22 +248,37 @@ def load(directory: str) -> Job:
         raise JobPackError(f"job pack manifest unreadable: {exc}") from exc
 
 
-def _manifest(directory: str) -> dict[str, Any]:
+def _manifest(directory: str, step: int = 0) -> dict[str, Any]:
+    """The manifest of the pack in `directory`, or of its step `step` (a multi-step job's pack).
+
+    Raises:
+        JobPackError: the pack has no such step (a task naming a step it does not carry).
+        ValueError: the manifest is not an object.
+    """
     with open(os.path.join(directory, MANIFEST)) as f:
         manifest = json.load(f)
     if not isinstance(manifest, dict):
         raise ValueError("not an object")
+    multi = manifest.get("multi")
+    count = len(multi) if isinstance(multi, list) else 1
+    if type(step) is not int or not 0 <= step < count:
+        raise JobPackError(f"job pack refused: the task names step {step!r}, the pack has "
+                           f"{count} step{'s' if count != 1 else ''}")
+    if isinstance(multi, list):
+        manifest = multi[step]
+        if not isinstance(manifest, dict):
+            raise ValueError(f"step {step} is not an object")
     return manifest
 
 
-def environment(directory: str) -> dict[str, str]:
-    """The environment a task of the unpacked job gets (set before its scripts load)."""
+def environment(directory: str, step: int = 0) -> dict[str, str]:
+    """The environment a task of the unpacked job (its step `step`) gets (set before its scripts load)."""
     from types import SimpleNamespace
 
     from geryon.mapreduce.jobparams import task_env
 
     try:
-        manifest = _manifest(directory)
+        manifest = _manifest(directory, step)
         pairs = {k: tuple(tuple(p) for p in manifest.get(k, ())) for k in ("env", "params", "cmdenv")}
     except (OSError, KeyError, TypeError, ValueError) as exc:
         raise JobPackError(f"job pack manifest unreadable: {exc}") from exc

@@ -139,7 +139,7 @@ echo) -> its result."""
 def run_steps(job: Job, disks: Sequence[Any], run_step: RunStep, *, out: str | None, job_id: str,
               progress: Any = None, record: Any = None, echo: Any = None,
               next_inputs: Callable[[JobResult], list[Any]], intermediate_out: Callable[[int], "str | None"],
-              remove: Callable[[str, JobResult], None]) -> JobResult:
+              remove: Callable[[str, JobResult], None], steps: Sequence[Job] | None = None) -> JobResult:
     """Run every step of `job` in order; the result is the last step's, its report listing every step's.
 
     Args:
@@ -147,10 +147,11 @@ def run_steps(job: Job, disks: Sequence[Any], run_step: RunStep, *, out: str | N
         next_inputs: what the next step reads of a step's result (its part files or URLs).
         intermediate_out: where step i (not the last) writes its output (None: its nodes).
         remove: removes the output a step (not the last) wrote, given its id and result.
+        steps: `step_jobs(job)`, if the caller has them already.
     Raises:
         JobFailed, GeryonError: the first line names the failed step; UnknownDisk (step 1's input).
     """
-    steps = step_jobs(job)
+    steps = list(steps) if steps is not None else step_jobs(job)
     count = len(steps)
     inputs: list[Any] = list(disks)
     reports: list[JobReport] = []
@@ -236,16 +237,26 @@ def run_cluster_steps(job: Job, disks: Sequence[str], registry: Any, secret: byt
                       pick: str) -> JobResult:
     """A multi-step job on a cluster: each step's output stays on its nodes (`JOB-s<i>/`), read by
     the next step by URL, and is removed from them at the end (each step run by `run_cluster_job`,
-    `api.run_cluster_job`)."""
+    `api.run_cluster_job`). One job pack carries every step (`jobpack.build` of the steps); each
+    step's tasks name their step in it."""
+    from geryon.cluster.members import find_cluster
     from geryon.mapreduce.engine import new_job_id
+    from geryon.mapreduce.jobpack import build
     from geryon.mapreduce.joboutput import remove_on_nodes
+    from geryon.mapreduce.runs import _with_reader
 
     job_id = job_id or new_job_id(job.name)
+    found, _ = find_cluster([str(d) for d in disks], registry)   # the reader the first step's disks recorded
+    job = _with_reader(job, [(d.name, d.format) for d in found])
+    steps = step_jobs(job)
+    pack = build(steps)
+    index = {id(s): i for i, s in enumerate(steps)}
 
     def run_step(step: Job, inputs: Sequence[Any], step_out: str | None, prog: Any, rec: Any, sid: str,
                  step_echo: Any) -> JobResult:
         return run_cluster_job(step, [str(d) for d in inputs], registry, secret, out=step_out, progress=prog,
-                               record=rec, lease=lease, echo=step_echo, job_id=sid, pick=pick)
+                               record=rec, lease=lease, echo=step_echo, job_id=sid, pick=pick, pack=pack,
+                               step=index[id(step)])
 
     def next_inputs(result: JobResult) -> list[Any]:
         return list(result.report.urls)
@@ -256,7 +267,7 @@ def run_cluster_steps(job: Job, disks: Sequence[str], registry: Any, secret: byt
             raise GeryonError("; ".join(failures))
 
     return run_steps(job, disks, run_step, out=out, job_id=job_id, progress=progress, record=record, echo=echo,
-                     next_inputs=next_inputs, intermediate_out=lambda i: None, remove=remove)
+                     next_inputs=next_inputs, intermediate_out=lambda i: None, remove=remove, steps=steps)
 
 
 def refuse_on_dask(job: Job) -> None:

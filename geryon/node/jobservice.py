@@ -68,7 +68,8 @@ DEFAULT_MAX_PACK = 1 << 30
 
 # A run request's task: the fields this module reads (the worker checks the rest).
 _TASK = {"kind": jsondoc.optional(jsondoc.STR), "index": jsondoc.optional(jsondoc.INT),
-         "attempt": jsondoc.optional(jsondoc.INT), "sample": jsondoc.optional(jsondoc.INT)}
+         "attempt": jsondoc.optional(jsondoc.INT), "sample": jsondoc.optional(jsondoc.INT),
+         "step": jsondoc.optional(jsondoc.INT)}   # a multi-step job's step, in its pack
 
 DEFAULT_DRIVER_HEARTBEAT = 2.0
 """Seconds between pings to a driver; one missed pong (half this) ends its attempts."""

@@ -149,8 +149,9 @@ def run(spec: dict[str, Any]) -> TaskResult:
     task_json = spec["task"]
     aid = AttemptId.of_json(task_json)
     os.environ["GERYON_TASK"] = str(aid)
-    os.environ.update(jobpack.environment(spec["pack"]))   # before the scripts load: they may read it
-    job = jobpack.load(spec["pack"])
+    step = task_json.get("step", 0)   # a multi-step job: which of its pack's steps (checked by the pack)
+    os.environ.update(jobpack.environment(spec["pack"], step))   # before the scripts load: they may read it
+    job = jobpack.load(spec["pack"], step)
     problem = memory.budget_problem(job.sort_budget)
     if problem is not None:  # this node has not the memory: another may (retried elsewhere)
         return TaskResult(task=aid.task, attempt=aid.attempt, ok=False, error=f"task {aid}: {problem}",

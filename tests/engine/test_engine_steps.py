@@ -369,6 +369,39 @@ def test_logs_name_each_steps_tasks(tmp_path: pathlib.Path, geryon_proc) -> None
     assert (tmp_path / "out" / "part-00000").read_text() == "x\t2\ny\t1\n"
 
 
+def test_one_pack_carries_every_step_and_a_task_names_its_step(tmp_path: pathlib.Path, examples) -> None:
+    from geryon.mapreduce import jobpack
+    from geryon.mapreduce.job import load_script, steps_from_script
+    from geryon.mapreduce.steps import step_jobs
+
+    script = str(examples / "topwords" / "topwords.py")
+    load_script(script)
+    job = Job(steps=steps_from_script(script), params={"top": "1"}, format="json")
+    steps = step_jobs(job)
+    pack = jobpack.build(steps)
+    where = jobpack.unpack(pack.data, str(tmp_path / "cache"), pack.digest)
+    for i, step in enumerate(steps):
+        loaded = jobpack.load(where, i)
+        assert loaded.map.func.__name__ == step.map.func.__name__
+        assert loaded.reduce.func.__name__ == step.reduce.func.__name__
+        assert (loaded.partitions, loaded.format, loaded.reader, loaded.sort_values) == \
+            (step.partitions, step.format, step.reader, step.sort_values)
+        env = jobpack.environment(where, i)
+        assert env["GERYON_PARTITIONS"] == str(step.partitions) and '"top": "1"' in env["GERYON_PARAMS"]
+    assert [s.format for s in steps] == ["pairs", "json"] and steps[1].reader == "pairs"
+    # a task naming a step the pack does not carry (a hostile or confused driver): refused in one line
+    for bad in (2, -1, "1", True, None):
+        with pytest.raises(jobpack.JobPackError, match=r"^job pack refused: the task names step .*, the pack has 2 steps$"):
+            jobpack.load(where, bad)
+        with pytest.raises(jobpack.JobPackError, match="the pack has 2 steps"):
+            jobpack.environment(where, bad)
+    single = jobpack.build(steps[0])
+    one = jobpack.unpack(single.data, str(tmp_path / "cache"), single.digest)
+    assert jobpack.load(one).map.func.__name__ == "count_words"
+    with pytest.raises(jobpack.JobPackError, match="the pack has 1 step$"):
+        jobpack.load(one, 1)
+
+
 def test_step_tasks_have_their_own_phases_and_order() -> None:
     assert phase_of("s2.m0") == "step 2 map" and phase_of("s10.r3") == "step 10 reduce"
     assert phase_of("m1") == "map" and phase_of("r0") == "reduce"

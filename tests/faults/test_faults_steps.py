@@ -32,6 +32,12 @@ def _run(c: FaultCluster, job_dir: Path, name: str, mode: str, *args: str) -> su
                           timeout=180)
 
 
+def _packs(c: FaultCluster) -> set[str]:
+    """The job packs the nodes hold (their pack caches, `work-<node>/packs/<sha256>`)."""
+    return {p.name for name in c.nodes for p in (c.tmp / f"work-{name}" / "packs").glob("*")
+            if re.fullmatch(r"[0-9a-f]{64}", p.name)}
+
+
 def _step_outputs_left(c: FaultCluster) -> list[str]:
     """Directories of intermediate step outputs (`JOB-s<i>`) on any node's output disk."""
     return sorted(str(p) for node in c.nodes.values() for p in Path(node.chunks["c0"]).iterdir()
@@ -78,6 +84,7 @@ def test_topwords_steps_on_the_cluster_cli_and_api(fault_cluster: FaultCluster) 
     job_dir.mkdir()
     shutil.copy(EXAMPLES / "topwords" / "topwords.py", job_dir / "topwords.py")
     runs = {}
+    packs_before = _packs(c)
     for mode in ("cluster", "local"):
         proc = _run(c, job_dir, "top", mode, "-D", "top=4", "--split-size", "32K", "topwords.py")
         assert proc.returncode == 0, proc.stderr
@@ -85,6 +92,7 @@ def test_topwords_steps_on_the_cluster_cli_and_api(fault_cluster: FaultCluster) 
         if mode == "cluster":
             record = job_record(c.jobs_dir)
             assert _step_outputs_left(c) == []
+            assert _packs(c) - packs_before == {record["pack"]}   # one pack carries both steps
     assert runs["cluster"] == runs["local"] and len(runs["cluster"]) == 2
     got = {}
     for part in runs["cluster"]:
