@@ -50,6 +50,18 @@ from geryon.cli.common import (cluster_secret, fail, local_option, ndb_option, r
                    "(Hadoop's TotalOrderPartitioner).")
 @click.option("--partitioner", type=click.Choice(PARTITIONERS), default="crc32", show_default=True,
               help="crc32 (fast), or geryon: Inferno Geryon's exact hash.")
+@click.option("--combiner", "combiner", metavar="CMD",
+              help="Streaming: a command run on each map task's sorted key<TAB>value lines, printing such "
+                   "lines (Hadoop Streaming's -combiner; it may run any number of times).")
+@click.option("--key-fields", "key_fields", type=int, default=1, show_default=True, metavar="N",
+              help="Streaming: the first N tab-separated fields of a map's line are its key "
+                   "(Hadoop's stream.num.map.output.key.fields).")
+@click.option("--partition-fields", "partition_fields", type=int, default=None, metavar="M",
+              help="Streaming: the first M (<= N) key fields choose the partition, the rest sort within it "
+                   "(Hadoop's KeyFieldBasedPartitioner) [all N].")
+@click.option("--partitioner-cmd", "partitioner_cmd", metavar="CMD",
+              help="Streaming: a command given R as its argument, reading keys one per line and printing "
+                   "each one's partition number 0..R-1, one per line (madoop's partitioner).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
               help="Part files as key<TAB>value text, or JSON fields (exact types).")
 @click.option("--sort-budget", type=size_type, default="256M", show_default=True,
@@ -91,7 +103,9 @@ def mapreduce(map_step: str, reduce_step: str, disks: tuple[str, ...], partition
               secret_file: str | None = None, lease: float = 5.0, jobs_dir_opt: str | None = None,
               pick: str = "rr", defines: tuple[str, ...] = (), cmdenv: tuple[str, ...] = (),
               py_files: tuple[str, ...] = (), files: tuple[str, ...] = (),
-              dask_scheduler: str | None = None, dask_shuffle: str = "auto", total_order: bool = False) -> None:
+              dask_scheduler: str | None = None, dask_shuffle: str = "auto", total_order: bool = False,
+              combiner: str | None = None, key_fields: int = 1, partition_fields: int | None = None,
+              partitioner_cmd: str | None = None) -> None:
     """Run MAP on every DISK, partition into R, sort and REDUCE each partition.
 
     MAP and REDUCE are Python scripts defining map(key, value) and reduce(key, values)
@@ -125,6 +139,11 @@ def mapreduce(map_step: str, reduce_step: str, disks: tuple[str, ...], partition
         if total_order:
             raise click.UsageError(f"{map_step} lists steps: ask for total order in a step "
                                    f"(MRStep(total_order=True)), not with --total-order")
+        given = [o for o, v in (("--combiner", combiner), ("--partitioner-cmd", partitioner_cmd),
+                                ("--partition-fields", partition_fields)) if v is not None]
+        if given or key_fields != 1:
+            raise click.UsageError(f"{map_step} lists steps: {given[0] if given else '--key-fields'} is for "
+                                   f"a single MAP REDUCE job")
     elif not disks:
         raise click.UsageError("Missing argument 'DISK...'.")
     try:
@@ -140,8 +159,11 @@ def mapreduce(map_step: str, reduce_step: str, disks: tuple[str, ...], partition
         elif partitions == 0:
             fail(f"-R 0 is a map-only job, but REDUCE is {reduce_step}: give NONE as REDUCE", 2)
         if steps is None:
+            _check_key_fields(key_fields, partition_fields)
             job = _single_job(map_step, reduce_step, partitions, streaming, name, reader, partitioner, fmt,
-                              sort_budget, split_size, skip_bad, params, task_vars, py_files, files, total_order)
+                              sort_budget, split_size, skip_bad, params, task_vars, py_files, files, total_order,
+                              {"combiner": combiner, "key_fields": key_fields, "partition_fields": partition_fields,
+                               "partitioner_cmd": partitioner_cmd})
             partitions = job.partitions
         disks = _expand_outputs(disks, jobs_dir_opt, force_local)
         dask = None if force_local else dask_scheduler
@@ -220,8 +242,10 @@ def mapreduce(map_step: str, reduce_step: str, disks: tuple[str, ...], partition
 def _single_job(map_step: str, reduce_step: str, partitions: int, streaming: bool, name: str | None,
                 reader: str | None, partitioner: str, fmt: str, sort_budget: int, split_size: int | None,
                 skip_bad: int, params: dict[str, str], task_vars: dict[str, str], py_files: tuple[str, ...],
-                files: tuple[str, ...], total_order: bool = False) -> Job:
-    """The job of `geryon mapreduce MAP REDUCE`: its steps and hooks from the scripts."""
+                files: tuple[str, ...], total_order: bool = False, stream: dict[str, Any] | None = None) -> Job:
+    """The job of `geryon mapreduce MAP REDUCE`: its steps and hooks from the scripts, and `stream`'s
+    Hadoop Streaming options (--combiner, --key-fields, --partition-fields, --partitioner-cmd)."""
+    stream = stream or {}
     partitions = DEFAULT_PARTITIONS if partitions is None else partitions
     if total_order and partitions == 0:
         fail("--total-order sorts the reduce output: a map-only job (-R 0, REDUCE NONE) has none", 2)
@@ -229,9 +253,14 @@ def _single_job(map_step: str, reduce_step: str, partitions: int, streaming: boo
         fail(f"--total-order partitions by sampled key ranges: drop --partitioner {partitioner}", 2)
     map_s = step_from_arg(map_step, "map", streaming)
     reduce_s = None if partitions == 0 else step_from_arg(reduce_step, "reduce", streaming)
-    combine_s = None if streaming or partitions == 0 else (
-        combine_from_script(reduce_step) or combine_from_script(map_step))
+    if stream.get("combiner") is not None:   # Hadoop Streaming's -combiner: a command, whatever it is named
+        combine_s = step_from_arg(stream["combiner"], "combiner", streaming=True)
+    else:
+        combine_s = None if streaming or partitions == 0 else (
+            combine_from_script(reduce_step) or combine_from_script(map_step))
     hooks: dict = {} if streaming else hooks_from_script(map_step, "map")
+    if stream.get("partitioner_cmd") is not None:
+        hooks["partition_cmd"] = step_from_arg(stream["partitioner_cmd"], "partitioner", streaming=True)
     if reduce_s is not None and not streaming:   # the map side runs it: the map script's first
         part_s = partition_from_script(map_step) or partition_from_script(reduce_step)
         if part_s is not None and total_order:
@@ -247,7 +276,16 @@ def _single_job(map_step: str, reduce_step: str, partitions: int, streaming: boo
                reader=reader or READER_OF_DISKS, partitioner=partitioner, format=fmt, sort_budget=sort_budget,
                split_size=split_size, env=(("GERYON_PARTITIONS", str(partitions)),), skip_bad=skip_bad,
                params=params, cmdenv=task_vars, py_files=py_files, files=files, total_order=total_order,
-               **hooks)
+               key_fields=stream.get("key_fields", 1), partition_fields=stream.get("partition_fields"), **hooks)
+
+
+def _check_key_fields(key_fields: int, partition_fields: int | None) -> None:
+    """--key-fields N >= 1 and --partition-fields M in 1..N, else a usage error (exit 2)."""
+    if key_fields < 1:
+        fail(f"--key-fields must be 1 or more (the key is the first N fields), not {key_fields}", 2)
+    if partition_fields is not None and not 1 <= partition_fields <= key_fields:
+        fail(f"--partition-fields must be 1..{key_fields} (at most --key-fields {key_fields}), "
+             f"not {partition_fields}", 2)
 
 
 def _script_name(path: str) -> str:

@@ -141,12 +141,20 @@ class Job:
     total_order: bool = False
     # a multi-step job: its steps, run one after the other, each one's output the next one's input
     steps: Any = None
+    # Hadoop Streaming's key fields: the first `key_fields` tab-separated fields of a streaming map's
+    # line are its key (stream.num.map.output.key.fields), the first `partition_fields` of those
+    # choose its partition (KeyFieldBasedPartitioner; None: all of them)
+    key_fields: int = 1
+    partition_fields: int | None = None
+    # a command choosing each key's partition (madoop's partitioner): keys in, one per line;
+    # one partition number per key out
+    partition_cmd: Step | None = None
 
     def __post_init__(self) -> None:
         if self.steps is not None:
             self._check_steps()
             return
-        for attr in ("map", "reduce", "combine", "partition", *HOOKS):
+        for attr in ("map", "reduce", "combine", "partition", "partition_cmd", *HOOKS):
             object.__setattr__(self, attr, as_step(getattr(self, attr), attr))
         if self.map is None:
             raise JobDefinitionError("a job needs a map step")
@@ -205,8 +213,41 @@ class Job:
             raise JobDefinitionError("the split size must be positive")
         if self.skip_bad < 0:
             raise JobDefinitionError(f"skip_bad must not be negative, not {self.skip_bad}")
-        if self.combine is not None and self.combine.streaming:
-            raise JobDefinitionError("a combiner must be a Python function")
+        if self.combine is not None and self.combine.streaming and not self.map.streaming:
+            raise JobDefinitionError(f"the combiner {self.combine.describe()} is a command, which reads and writes "
+                                     f"text lines: it needs a streaming map (a Python map: combine(key, values))")
+        self._check_key_fields()
+
+    def _check_key_fields(self) -> None:
+        """Key fields and a partitioner command are for a streaming map's lines (Hadoop Streaming's)."""
+        n, m = self.key_fields, self.partition_fields
+        if type(n) is not int or n < 1:
+            raise JobDefinitionError(f"key_fields must be 1 or more, not {n!r}")
+        if m is not None and (type(m) is not int or not 1 <= m <= n):
+            raise JobDefinitionError(f"partition_fields must be 1..{n} (the key's fields), not {m!r}")
+        cmd = self.partition_cmd
+        if cmd is not None and not cmd.streaming:
+            raise JobDefinitionError("partition_cmd must be a command (a Python map: partition(key, n))")
+        if not self.map.streaming and (n != 1 or m is not None or cmd is not None):
+            what = "partition_cmd" if cmd is not None else "key_fields" if n != 1 else "partition_fields"
+            raise JobDefinitionError(f"{what} is for a streaming map's lines: a Python map yields its keys "
+                                     f"(and may define partition(key, n))")
+        if self.map_only and (n != 1 or m is not None or cmd is not None):
+            raise JobDefinitionError("a map-only job (-R 0) has no keys to sort or partition: drop "
+                                     + ("the partitioner command" if cmd is not None else "the key fields"))
+        if cmd is not None and m is not None:
+            raise JobDefinitionError("the partitioner command chooses the partition: drop partition_fields")
+        if self.total_order and (cmd is not None or m is not None):
+            raise JobDefinitionError("a total-order job partitions by sampled key ranges: drop "
+                                     + ("the partitioner command" if cmd is not None else "partition_fields"))
+        if cmd is not None and self.partitioner != "crc32":
+            raise JobDefinitionError(f"the partitioner command chooses the partition: drop --partitioner "
+                                     f"{self.partitioner}")
+
+    @property
+    def partition_key_fields(self) -> int:
+        """How many of the key's fields choose its partition (`partition_fields`, else all)."""
+        return self.key_fields if self.partition_fields is None else self.partition_fields
 
     def _check_steps(self) -> None:
         """A multi-step job: a non-empty list of single-step Jobs, and nothing of its own to run."""
@@ -221,7 +262,7 @@ class Job:
             if step.steps is not None:
                 raise JobDefinitionError(f"step {i} is itself a multi-step job: list its steps instead")
         object.__setattr__(self, "steps", steps)
-        own = [a for a in ("map", "reduce", "combine", "partition", *HOOKS) if getattr(self, a) is not None]
+        own = [a for a in ("map", "reduce", "combine", "partition", "partition_cmd", *HOOKS) if getattr(self, a) is not None]
         if self.total_order:
             own.append("total_order")
         if own:
@@ -306,6 +347,9 @@ class Job:
             else:
                 h.update(step.describe().encode())
         h.update(repr((self.partitions, self.reader, self.partitioner, self.format)).encode())
+        if self.key_fields != 1 or self.partition_fields is not None or self.partition_cmd is not None:
+            cmd = self.partition_cmd.describe() if self.partition_cmd is not None else None
+            h.update(repr((self.key_fields, self.partition_fields, cmd)).encode())
         return h.hexdigest()[:12]
 
 

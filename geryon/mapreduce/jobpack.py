@@ -41,11 +41,11 @@ MAX_PACK = 256 << 20
 STAGING_MARK = ".tmp-"
 """Infix of a pack being unpacked in a node's cache (`<digest>.tmp-<random>`)."""
 
-STEP_KINDS = ("map", "reduce", "combine", "partition", *HOOKS)
+STEP_KINDS = ("map", "reduce", "combine", "partition", "partition_cmd", *HOOKS)
 """The steps a manifest names (None, a command, or a script and function)."""
 
 _SETTINGS = ("partitions", "name", "reader", "partitioner", "format", "sort_budget", "split_size", "skip_bad", "sort_values",
-             "total_order")
+             "total_order", "key_fields", "partition_fields")
 
 
 class JobPackError(GeryonError):
@@ -240,7 +240,8 @@ def load(directory: str, step: int = 0) -> Job:
         settings = dict(manifest["settings"])
         env = tuple(tuple(p) for p in manifest.get("env", ()))
         return Job(map=steps["map"], reduce=steps.get("reduce"), combine=steps.get("combine"),
-                   partition=steps.get("partition"), **{h: steps.get(h) for h in HOOKS},
+                   partition=steps.get("partition"), partition_cmd=steps.get("partition_cmd"),
+                   **{h: steps.get(h) for h in HOOKS},
                    env=env, params=tuple(tuple(p) for p in manifest.get("params", ())),
                    cmdenv=tuple(tuple(p) for p in manifest.get("cmdenv", ())),
                    **settings)  # type: ignore[arg-type]

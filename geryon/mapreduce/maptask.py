@@ -14,6 +14,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from fs import errors as fserrors
@@ -26,13 +27,14 @@ from geryon.errors import DiskFull, GeryonError
 from geryon.mapreduce.job import Job, hook_pairs, is_sum
 from geryon.mapreduce.jobparams import task_env
 from geryon.mapreduce.maponly import MapOnlyWriter
-from geryon.mapreduce.partition import RangePartition, checked, partitioner
+from geryon.mapreduce.partition import RangePartition, checked, fields_partitioner, partitioner
 from geryon.records.badrecords import SKIPPED_GROUP, SKIPPED_NAME, SkipBudget
 from geryon.mapreduce.inputview import InputView, build_view, remove_view
 from geryon.records.readers import InputError, raw_chunks, read_records
 from geryon.mapreduce.segments import write_index
 from geryon.mapreduce.sortbuffer import SortBuffer
-from geryon.mapreduce.streaming import CommandFailed, StreamingProcess, split_line
+from geryon.mapreduce.streaming import (CommandFailed, CommandPartitioner, StreamingCombiner, StreamingProcess,
+                                        split_fields, split_line)
 from geryon.mapreduce.task import MapTask, TaskResult, describe_key, traceback_tail
 from geryon.mapreduce.totalorder import KeySample
 
@@ -59,8 +61,9 @@ def open_local(root: str) -> tuple[FS, str | None]:
 def _failure(job: Job, task: MapTask, where: str, current: Any, exc: Exception) -> tuple[str, str]:
     """The message and detail of a failed map attempt (its kind is `classify(exc)`)."""
     at = f" at record {describe_key(current)}" if current is not None else ""
-    if isinstance(exc, CommandFailed):
-        return f"map task {task.id} ({where}) failed: {job.map.describe()}: {exc}", "\n".join(exc.stderr_tail)
+    if isinstance(exc, CommandFailed):   # the map's command, or the job's combiner or partitioner
+        what = "" if exc.step else f"{job.map.describe()}: "
+        return f"map task {task.id} ({where}) failed: {what}{exc}", "\n".join(exc.stderr_tail)
     if isinstance(exc, DiskFull):
         return f"map task {task.id} ({where}) failed: {exc}", ""
     if isinstance(exc, InputError):
@@ -75,6 +78,27 @@ def _failure(job: Job, task: MapTask, where: str, current: Any, exc: Exception) 
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
         return f"map task {task.id} ({where}) failed: no space left for map output in {task.workdir}", ""
     return f"map task {task.id} ({where}){at} failed: {type(exc).__name__}: {exc}", traceback_tail(exc)
+
+
+def _sort_buffer(job: Job, task: MapTask, spill_dir: str, cwd: str, env: dict[str, str]) -> SortBuffer:
+    """A map task's sort buffer, with the job's partitioner (a total-order job's: the task's key
+    ranges) and combiner (a streaming one's commands run in `cwd`, with `env`)."""
+    part: Callable[[Any, int], int]
+    if task.bounds is not None:
+        part = RangePartition(task.bounds)
+    elif job.partition is not None:
+        part = checked(job.partition.func)  # type: ignore[arg-type]
+    elif job.partition_cmd is not None:
+        part = CommandPartitioner(job.partition_cmd, cwd, env)
+    else:
+        part = partitioner(job.partitioner)
+        if job.partition_key_fields < job.key_fields:   # KeyFieldBasedPartitioner
+            part = fields_partitioner(part, job.partition_key_fields)
+    combine = job.combine
+    lines = StreamingCombiner(combine, job.key_fields, cwd, env) if combine is not None and combine.streaming else None
+    return SortBuffer(job.partitions, part, combine.func if combine is not None else None, is_sum(combine),
+                      job.sort_budget, spill_dir, ordered=not (is_sum(combine) and job.sum_reduce),
+                      combine_lines=lines)
 
 
 def run_with_replicas(job: Job, task: MapTask,
@@ -137,6 +161,11 @@ def run_map_task(job: Job, task: MapTask, open_input: Callable[[str], tuple[FS, 
     try:
         os.makedirs(spill_dir, exist_ok=True)
         disk_fs, local_root = open_input(task.root)
+        env: dict[str, str] = {}
+        if job.map.streaming:
+            view = build_view(disk_fs, task.split, view_dir or task.workdir, str(task.attempt_id),
+                              local_root)
+            env = {**view.env(), "GERYON_TASK": task.id, **task_env(job, streaming=True)}
         buf: Any
         if task.sample:    # a total-order job's sampling task: keys kept, nothing written
             buf = KeySample(task.sample, task.index)
@@ -144,17 +173,10 @@ def run_map_task(job: Job, task: MapTask, open_input: Callable[[str], tuple[FS, 
             out_file = open(out_path, "wb")
             buf = MapOnlyWriter(out_file, job.format)
         else:
-            part = (RangePartition(task.bounds) if task.bounds is not None else
-                    checked(job.partition.func) if job.partition is not None else partitioner(job.partitioner))
-            buf = SortBuffer(job.partitions, part,
-                             job.combine.func if job.combine else None,
-                             is_sum(job.combine), job.sort_budget, spill_dir,
-                             ordered=not (is_sum(job.combine) and job.sum_reduce))
+            buf = _sort_buffer(job, task, spill_dir, view.disk_dir if view is not None else task.workdir, env)
         if job.map.streaming:
-            view = build_view(disk_fs, task.split, view_dir or task.workdir, str(task.attempt_id),
-                              local_root)
-            env = {**view.env(), "GERYON_TASK": task.id, **task_env(job, streaming=True)}
-            assert job.map.command is not None
+            assert job.map.command is not None and view is not None
+            split = split_line if job.key_fields == 1 else partial(split_fields, fields=job.key_fields)
             # Linked files were not read: the feed reads them all, through the manifest.
             with StreamingProcess(job.map.command, raw_chunks(disk_fs, task.split, local_root),
                                   cwd=view.disk_dir, env=env, drain=view.linked > 0) as proc:
@@ -168,7 +190,7 @@ def run_map_task(job: Job, task: MapTask, open_input: Callable[[str], tuple[FS, 
                     if out_file is not None:
                         buf.add_lines(batch)
                     else:
-                        buf.add(map(split_line, batch))
+                        buf.add(map(split, batch))
                 proc.wait()
             result.records_in = n
         else:

@@ -82,6 +82,11 @@ def split_by_partition(keys: list, n: int, part: Callable[[Any, int], int]) -> l
         return part.split(keys, n)
     buckets: list[list] = [[] for _ in range(n)]
     appends = [b.append for b in buckets]
+    parts_of = getattr(part, "parts_of", None)
+    if parts_of is not None:   # a partitioner command: asked once for all the keys
+        for k, r in zip(keys, parts_of(keys, n)):
+            appends[r](k)
+        return buckets
     if part is crc32_partition:
         crc = zlib.crc32
         try:
@@ -171,3 +176,21 @@ class RangePartition:
         for k in keys:
             appends[self(k, n)](k)
         return buckets
+
+
+def key_prefix(key: str, fields: int) -> str:
+    """The first `fields` tab-separated fields of a streaming key (all of it when it has fewer)."""
+    i = -1
+    for _ in range(fields):
+        i = key.find("\t", i + 1)
+        if i < 0:
+            return key
+    return key[:i]
+
+
+def fields_partitioner(part: Callable[[Any, int], int], fields: int) -> Callable[[Any, int], int]:
+    """`part` over the first `fields` fields of each key (Hadoop's KeyFieldBasedPartitioner), so keys
+    that agree on those fields meet in one partition whatever their other fields."""
+    def by_fields(key: Any, n: int) -> int:
+        return part(key_prefix(key, fields) if type(key) is str else key, n)
+    return by_fields

@@ -251,8 +251,12 @@ class _Reducing:
             yield out_k, out_v
 
     def input_lines(self) -> Iterator[bytes]:
-        """The sorted `key<TAB>value` lines a streaming reducer reads."""
-        tf = text_field
+        """The sorted `key<TAB>value` lines a streaming reducer reads.
+
+        After a streaming map, its keys and values as they were in its lines (Hadoop Streaming's:
+        tabs in the key with --key-fields, and in the value, unescaped); else as text output
+        writes them (`codec.text_field`: tabs and newlines escaped)."""
+        tf = line_field if self.job.map.streaming else text_field
         batch: list[str] = []
         for key, values in self.grouped():
             k = tf(key)
@@ -262,6 +266,14 @@ class _Reducing:
                 batch = []
         if batch:
             yield "".join(batch).encode("utf-8", "surrogateescape")
+
+
+def line_field(obj: Any) -> str:
+    """A streaming map's key or value, for a streaming reducer's line: a str as it came (from a
+    line: no newline in it), anything else (what a Python combine made) as `codec.text_field`."""
+    if type(obj) is str and "\n" not in obj:
+        return obj
+    return text_field(obj)
 
 
 _STR_KIND = "1"  # order.key_kind of str keys

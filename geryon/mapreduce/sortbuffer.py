@@ -73,11 +73,16 @@ class SortBuffer:
         sum_combine: the combiner is a plain sum: keep running sums instead of lists.
         budget: bytes of memory before spilling a run.
         spill_dir: where run files go (removed when the task finishes).
+        combine_lines: a streaming combiner (`streaming.StreamingCombiner`): each time the buffer
+            is written, it gets the buffer and its keys by partition, sorted, and returns the
+            buffer that replaces it.
     """
 
     def __init__(self, partitions: int, part: Callable[[Any, int], int], combine: Callable | None,
-                 sum_combine: bool, budget: int, spill_dir: str, ordered: bool = True) -> None:
+                 sum_combine: bool, budget: int, spill_dir: str, ordered: bool = True,
+                 combine_lines: Callable[[dict, list[list]], dict] | None = None) -> None:
         self.partitions = partitions
+        self._combine_lines = combine_lines
         self._ordered = ordered or not sum_combine
         self._part = part
         self._combine = combine
@@ -273,6 +278,8 @@ class SortBuffer:
         if self._ordered:
             for keys in buckets:
                 order.sort_keys(keys)
+        if self._combine_lines is not None and store:
+            store, buckets = self._combined_lines(buckets)
         kind = order.key_kind(store.keys())  # one kind for all: per bucket only if mixed
         for keys in buckets:
             w = SegmentWriter(f)
@@ -289,6 +296,23 @@ class SortBuffer:
                     w.add_list(k, vals)
             segments.append(w.finish(order.key_kind(keys) if kind == "mixed" else kind, self._ordered))
         return segments
+
+    def _combined_lines(self, buckets: list[list]) -> tuple[dict, list[list]]:
+        """The buffer after the streaming combiner, and its keys by partition, sorted (a key the
+        combiner made up is partitioned as any other; the others keep theirs)."""
+        assert self._combine_lines is not None
+        part_of = {k: r for r, keys in enumerate(buckets) for k in keys}
+        store = self._store = self._combine_lines(self._store, buckets)
+        new = [k for k in store if k not in part_of]
+        if new:
+            for r, keys in enumerate(split_by_partition(new, self.partitions, self._part)):
+                part_of.update(dict.fromkeys(keys, r))
+        buckets = [[] for _ in range(self.partitions)]
+        for k in store:
+            buckets[part_of[k]].append(k)
+        for keys in buckets:
+            order.sort_keys(keys)
+        return store, buckets
 
     def _write_hash_run(self, f: Any) -> list[Segment]:
         """Sums in hash order: partition keys and values in one pass (measured 2x faster

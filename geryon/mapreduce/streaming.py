@@ -13,14 +13,16 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import re
 import subprocess
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from geryon.mapreduce import counters
 from geryon.errors import GeryonError
-from geryon.mapreduce.job import command_argv
+from geryon.mapreduce.job import Step, command_argv
+from geryon.mapreduce.partition import PartitionError
 
 log = logging.getLogger(__name__)
 
@@ -29,12 +31,16 @@ STDERR_TAIL = 20
 
 
 class CommandFailed(GeryonError):
-    """A streaming command exited with a non-zero status."""
+    """A streaming command exited with a non-zero status.
 
-    def __init__(self, message: str, status: int, stderr_tail: list[str]) -> None:
+    `step` names the command when it is not the task's own map or reduce (a combiner, a
+    partitioner): failure messages name it instead."""
+
+    def __init__(self, message: str, status: int, stderr_tail: list[str], step: str = "") -> None:
         super().__init__(message)
         self.status = status
         self.stderr_tail = stderr_tail
+        self.step = step
 
 
 class StreamingProcess:
@@ -98,8 +104,9 @@ class StreamingProcess:
         for raw in self._proc.stdout:
             yield raw[:-1] if raw.endswith(b"\n") else raw
 
-    def wait(self) -> None:
-        """Wait for the command; raise CommandFailed on a non-zero exit, or the input error."""
+    def wait(self, step: str = "") -> None:
+        """Wait for the command; raise CommandFailed on a non-zero exit (naming `step`, when given), or
+        the input error."""
         status = self._proc.wait()
         self._feeder.join()
         self._reader.join()
@@ -107,7 +114,8 @@ class StreamingProcess:
             raise self._feed_error
         if status != 0:
             what = f"killed by signal {-status}" if status < 0 else f"exit status {status}"
-            raise CommandFailed(f"command {what}", status, list(self.stderr_tail))
+            raise CommandFailed(f"{step}: command {what}" if step else f"command {what}", status,
+                                list(self.stderr_tail), step)
 
     def kill(self) -> None:
         self._stopped = True
@@ -132,3 +140,124 @@ def split_line(raw: bytes) -> tuple[str, str]:
     line = raw.decode("utf-8", "surrogateescape")
     key, _, value = line.partition("\t")
     return key, value
+
+
+def split_fields(raw: bytes, fields: int) -> tuple[str, str]:
+    """A streaming output line as (key, value), the key its first `fields` tab-separated fields
+    (Hadoop's stream.num.map.output.key.fields): a line with fewer tabs is all key, its value empty."""
+    line = raw.decode("utf-8", "surrogateescape")
+    i = -1
+    for _ in range(fields):
+        i = line.find("\t", i + 1)
+        if i < 0:
+            return line, ""
+    return line[:i], line[i + 1:]
+
+
+_NUMBER = re.compile(rb"-?[0-9]+")
+
+FEED_LINES = 8192
+"""Lines written to a combiner or partitioner command at a time."""
+
+
+def _encoded(lines: Iterable[str]) -> Iterator[bytes]:
+    batch: list[str] = []
+    for line in lines:
+        batch.append(line)
+        if len(batch) >= FEED_LINES:
+            yield "".join(batch).encode("utf-8", "surrogateescape")
+            batch = []
+    if batch:
+        yield "".join(batch).encode("utf-8", "surrogateescape")
+
+
+class StreamingCombiner:
+    """Hadoop Streaming's `-combiner CMD` over a map task's buffer, each time it is written (a spill,
+    the end): one run of the command reads the buffer's `key<TAB>value` lines, sorted by key within
+    each partition, and prints such lines, which replace them. It may run any number of times
+    (none, when the buffer is merged from spills), so a job's output must not depend on it."""
+
+    def __init__(self, step: Step, key_fields: int, cwd: str | None, env: Mapping[str, str]) -> None:
+        assert step.command is not None
+        self._step, self._fields, self._cwd, self._env = step, key_fields, cwd, dict(env)
+
+    def __call__(self, store: dict, buckets: Sequence[Sequence[str]]) -> dict:
+        """The buffer `store` (key -> values; keys in `buckets`, sorted) after the command."""
+        what = f"combiner {self._step.describe()}"
+        lines = (f"{k}\t{v}\n" for keys in buckets for k in keys for v in store[k])
+        out: dict = {}
+        n = 0
+        fields = self._fields
+        with StreamingProcess(self._step.command, _encoded(lines), cwd=self._cwd, env=self._env) as proc:  # type: ignore[arg-type]
+            for raw in proc.lines():
+                k, v = split_fields(raw, fields)
+                g = out.get(k)
+                if g is None:
+                    out[k] = [v]
+                else:
+                    g.append(v)
+                n += 1
+            proc.wait(what)
+        counters.increment_counter("geryon", "combine_input_records", sum(map(len, store.values())))
+        counters.increment_counter("geryon", "combine_output_records", n)
+        return out
+
+
+class CommandPartitioner:
+    """A partitioner command (madoop's convention): run with R as its first argument (and in
+    $GERYON_PARTITIONS), it reads keys, one per line, and prints each key's partition number, one
+    per line, in order. Asked once per buffer written (`parts_of`), never once per key; every
+    answer is checked."""
+
+    def __init__(self, step: Step, cwd: str | None, env: Mapping[str, str]) -> None:
+        assert step.command is not None
+        self._step, self._cwd, self._env = step, cwd, dict(env)
+
+    def __call__(self, key: str, n: int) -> int:
+        return self.parts_of([key], n)[0]
+
+    def parts_of(self, keys: Sequence[str], n: int) -> list[int]:
+        """The partition of each of `keys` among `n`, as the command answers.
+
+        Raises:
+            CommandFailed: the command failed (naming it).
+            PartitionError: an answer is not a number in 0..n-1, or there are fewer or more
+                answers than keys (naming the command and the key).
+        """
+        cmd = self._step.command
+        argv = (*command_argv(cmd), "geryon-partitioner", str(n)) if isinstance(cmd, str) else (*cmd, str(n))  # type: ignore[misc]
+        what = f"partitioner {self._step.describe()}"
+        answers: list[bytes] = []
+        extra = 0
+        env = {**self._env, "GERYON_PARTITIONS": str(n)}
+        with StreamingProcess(argv, _encoded(f"{k}\n" for k in keys), cwd=self._cwd, env=env) as proc:
+            for raw in proc.lines():
+                if len(answers) < len(keys):
+                    answers.append(raw)
+                else:
+                    extra += 1
+            proc.wait(what)
+        if extra:
+            raise PartitionError(f"{what} answered {_lines(len(keys) + extra)} for {_keys(len(keys))}")
+        if len(answers) < len(keys):
+            raise PartitionError(f"{what} answered {_lines(len(answers))} for {_keys(len(keys))}: "
+                                 f"none for key {keys[len(answers)]!r}")
+        parts = []
+        for key, raw in zip(keys, answers):
+            text = raw.strip()
+            if _NUMBER.fullmatch(text) is None:
+                shown = raw.decode("utf-8", "replace")
+                raise PartitionError(f"{what} answered {shown!r} for key {key!r}, not a partition number 0..{n - 1}")
+            r = int(text)
+            if not 0 <= r < n:
+                raise PartitionError(f"{what} answered {r} for key {key!r}, outside 0..{n - 1}")
+            parts.append(r)
+        return parts
+
+
+def _lines(n: int) -> str:
+    return f"{n} line" if n == 1 else f"{n} lines"
+
+
+def _keys(n: int) -> str:
+    return "1 key" if n == 1 else f"{n} keys"
