@@ -160,6 +160,7 @@ def mapreduce(map_step: str, reduce_step: str, disks: tuple[str, ...], partition
             fail(f"-R 0 is a map-only job, but REDUCE is {reduce_step}: give NONE as REDUCE", 2)
         if steps is None:
             _check_key_fields(key_fields, partition_fields)
+            _check_partition_options(partitioner_cmd, partition_fields, partitioner, total_order)
             job = _single_job(map_step, reduce_step, partitions, streaming, name, reader, partitioner, fmt,
                               sort_budget, split_size, skip_bad, params, task_vars, py_files, files, total_order,
                               {"combiner": combiner, "key_fields": key_fields, "partition_fields": partition_fields,
@@ -277,6 +278,19 @@ def _single_job(map_step: str, reduce_step: str, partitions: int, streaming: boo
                split_size=split_size, env=(("GERYON_PARTITIONS", str(partitions)),), skip_bad=skip_bad,
                params=params, cmdenv=task_vars, py_files=py_files, files=files, total_order=total_order,
                key_fields=stream.get("key_fields", 1), partition_fields=stream.get("partition_fields"), **hooks)
+
+
+def _check_partition_options(partitioner_cmd: str | None, partition_fields: int | None, partitioner: str,
+                             total_order: bool) -> None:
+    """One way to choose partitions: --partitioner-cmd, --partition-fields and --total-order exclude each
+    other (and --partitioner-cmd a --partitioner hash), else a usage error (exit 2)."""
+    if total_order and (partitioner_cmd is not None or partition_fields is not None):
+        fail("--total-order partitions by sampled key ranges: drop "
+             + ("--partitioner-cmd" if partitioner_cmd is not None else "--partition-fields"), 2)
+    if partitioner_cmd is not None and partition_fields is not None:
+        fail("--partitioner-cmd chooses the partition: drop --partition-fields", 2)
+    if partitioner_cmd is not None and partitioner != "crc32":
+        fail(f"--partitioner-cmd chooses the partition: drop --partitioner {partitioner}", 2)
 
 
 def _check_key_fields(key_fields: int, partition_fields: int | None) -> None:

@@ -404,3 +404,72 @@ def test_streaming_example_click_paths_via_key_fields(tmp_path: pathlib.Path, ge
     assert proc.returncode == 0, proc.stderr
     rows = dict(ln.split("\t") for p in _parts(tmp_path / "control") for ln in p.splitlines())
     assert rows != want and rows["alice"] == "/home > /cart > /thanks > /search > /checkout"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--combiner", "  "], "empty combiner command"),
+    (["--combiner", "plain.txt"], "plain.txt: not executable (chmod +x, or give a .py script)"),
+    (["--partitioner-cmd", "{ }"], "empty partitioner command"),
+])
+def test_bad_streaming_options_fail_in_one_line_and_write_nothing(tmp_path: pathlib.Path, geryon_proc, args,
+                                                                  message) -> None:
+    disk = tmp_path / "in"
+    disk.mkdir()
+    (disk / "f").write_text("a\tb\n")
+    (tmp_path / "plain.txt").write_text("not a program\n")
+    proc = geryon_proc("mapreduce", "-q", "--local", "--out", tmp_path / "out", *args, "cat", "cat", disk,
+                       cwd=str(tmp_path))
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.splitlines() == [f"geryon: {message}"]
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--partitioner-cmd", "cat", "--key-fields", "2", "--partition-fields", "1"],
+     "--partitioner-cmd chooses the partition: drop --partition-fields"),
+    (["--partitioner-cmd", "cat", "--partitioner", "geryon"], "--partitioner-cmd chooses the partition: drop --partitioner geryon"),
+    (["--partitioner-cmd", "cat", "--total-order"], "--total-order partitions by sampled key ranges: drop --partitioner-cmd"),
+    (["--key-fields", "2", "--partition-fields", "1", "--total-order"],
+     "--total-order partitions by sampled key ranges: drop --partition-fields"),
+])
+def test_conflicting_partition_options_are_usage_errors(tmp_path: pathlib.Path, geryon_proc, args, message) -> None:
+    disk = tmp_path / "in"
+    disk.mkdir()
+    (disk / "f").write_text("a\tb\n")
+    proc = geryon_proc("mapreduce", "-q", "--local", "--out", tmp_path / "out", *args, "cat", "cat", disk,
+                       cwd=str(tmp_path))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines() == [f"geryon: {message}"]
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(JobDefinitionError):   # the same job from Python
+        kw = {"total_order": "--total-order" in args, "partitioner": "geryon" if "geryon" in args else "crc32",
+              "key_fields": 2 if "--key-fields" in args else 1,
+              "partition_fields": 1 if "--partition-fields" in args else None,
+              "partition_cmd": "cat" if "--partitioner-cmd" in args else None}
+        Job(map="cat", reduce="cat", **kw)
+
+
+@pytest.mark.parametrize("option", [["--combiner", "cat"], ["--partitioner-cmd", "cat"], ["--key-fields", "2"]])
+def test_streaming_options_with_a_python_map_fail_in_one_line(tmp_path: pathlib.Path, geryon_proc, option) -> None:
+    disk = tmp_path / "in"
+    disk.mkdir()
+    (disk / "f").write_text("a b\n")
+    (tmp_path / "wc.py").write_text("def map(k, v):\n    yield v, 1\n\ndef reduce(k, vs):\n    return sum(vs)\n")
+    proc = geryon_proc("mapreduce", "-q", "--local", "--out", tmp_path / "out", *option, "wc.py", "wc.py", disk,
+                       cwd=str(tmp_path))
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and "streaming map" in lines[0], proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_streaming_options_are_refused_beside_a_steps_script(tmp_path: pathlib.Path, geryon_proc, examples) -> None:
+    disk = tmp_path / "in"
+    disk.mkdir()
+    (disk / "f").write_text("a b\n")
+    for option in (["--combiner", "cat"], ["--key-fields", "2"]):
+        proc = geryon_proc("mapreduce", "-q", "--local", "--out", tmp_path / "out", *option,
+                           examples / "topwords" / "topwords.py", disk, cwd=str(tmp_path))
+        assert proc.returncode == 2, proc.stderr
+        assert f"lists steps: {option[0]} is for a single MAP REDUCE job" in proc.stderr
+        assert not (tmp_path / "out").exists()
