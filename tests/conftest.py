@@ -28,7 +28,7 @@ UNIT_FILES = frozenset("""
     registry/test_registry_text.py
     security/test_security_leftovers.py security/test_security_ndb.py
     shell/test_block.py shell/test_cli.py shell/test_filters.py shell/test_imports.py shell/test_partition.py
-    taskfs/test_taskfs_plan.py ui/test_ui_pages.py test_cli_options.py test_entry_points.py test_errors_tree.py test_layering.py
+    taskfs/test_taskfs_plan.py ui/test_ui_pages.py test_cli_options.py test_defaults_module.py test_entry_points.py test_errors_tree.py test_layering.py
     test_vocabulary.py
 """.split())
 """Test files that start no server, node or worker process (measured: the whole set runs in about a

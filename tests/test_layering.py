@@ -74,7 +74,7 @@ def test_only_cli_modules_import_click(package):
 # -- circles and upward imports inside geryon/ (issue 13 item 4) ---------------------------------
 
 LAYERS = (
-    ("geryon.errors", "geryon.net"),                         # the wire
+    ("geryon.errors", "geryon.defaults", "geryon.net"),      # the wire
     ("geryon.disks", "geryon.records"),                      # data
     ("geryon.cluster",),                                     # who is there, rcpu, dsh
     ("geryon.mapreduce", "geryon.ingest", "geryon.taskfs"),  # jobs

@@ -17,12 +17,11 @@ from typing import Any
 import click
 
 from geryon.disks.checksum import check_disk
-from geryon.disks.chunk import DEFAULT_CAPACITY
+from geryon.defaults import DEFAULT_CAPACITY, DEFAULT_DISK_DIR, DEFAULT_NDB
 from geryon.cli.common import (cluster_secret, fail, local_option, ndb_option, registry_client, registry_option,
                                secret_option, showing, size_type)
-from geryon.disks.resolve import DEFAULT_NDB
 from geryon.errors import GeryonError
-from geryon.ingest.load import DEFAULT_DISK_DIR, load as load_sources
+from geryon.ingest.load import load as load_sources
 from geryon.ingest.pieces import FORMATS
 
 log = logging.getLogger(__name__)

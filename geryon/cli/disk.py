@@ -11,7 +11,8 @@ import sys
 
 import click
 
-from geryon.disks.chunk import DEFAULT_CAPACITY, ChunkFS, create_chunk
+from geryon.defaults import DEFAULT_CAPACITY
+from geryon.disks.chunk import ChunkFS, create_chunk
 from geryon.cli.common import fail, ndb_option, size_type
 from geryon.cli.data import check as _check
 from geryon.cli.data import cluster, cluster_ndb, cluster_options

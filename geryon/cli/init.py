@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from geryon.defaults import DEFAULT_ROTATE_GRACE
 from geryon.cli.common import default_secret_path, default_tls_dir, fail, secret_option
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ class DurationType(click.ParamType):
               "and connections opened with it are closed).")
 @click.option("--rotate", is_flag=True, help="Replace the secret; the old one, kept as SECRET.old, is still "
               "accepted for --grace.")
-@click.option("--grace", type=DurationType(), default="24h", show_default=True,
+@click.option("--grace", type=DurationType(), default=f"{DEFAULT_ROTATE_GRACE / 3600:g}h", show_default=True,
               help="How long servers still accept the old secret after --rotate.")
 @click.option("--tls", is_flag=True, help="Also make the cluster CA (unless present) and this host's TLS certificate.")
 @click.option("--tls-dir", type=click.Path(file_okay=False), default=None,

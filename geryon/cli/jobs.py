@@ -22,9 +22,7 @@ from geryon.errors import GeryonError
 from geryon.mapreduce.joboutput import removed
 from geryon.mapreduce.joboutput import where as output_of
 from geryon.mapreduce.jobstore import JobState, JobStore, phase_counts, task_order
-
-DEFAULT_LIST = 20
-"""Jobs `geryon jobs` shows without -n."""
+from geryon.defaults import DEFAULT_JOBS_LISTED as DEFAULT_LIST
 
 SLOWEST = 5
 """Tasks listed under "slowest tasks" in a job's details."""

@@ -16,7 +16,8 @@ from typing import Any
 import click
 
 from geryon.errors import GeryonError, UnknownDisk
-from geryon.mapreduce.job import (DEFAULT_PARTITIONS, READER_OF_DISKS, READERS, Job, add_import_path, combine_from_script,
+from geryon.defaults import DEFAULT_LEASE, DEFAULT_NDB, DEFAULT_PARTITIONS, DEFAULT_SORT_BUDGET
+from geryon.mapreduce.job import (READER_OF_DISKS, READERS, Job, add_import_path, combine_from_script,
                                   hooks_from_script, parse_assignment, partition_from_script, sort_values_of,
                                   step_from_arg, steps_from_script)
 from geryon.mapreduce.jobparams import task_env
@@ -64,7 +65,7 @@ from geryon.cli.common import (cluster_secret, fail, local_option, ndb_option, r
                    "each one's partition number 0..R-1, one per line (madoop's partitioner).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
               help="Part files as key<TAB>value text, or JSON fields (exact types).")
-@click.option("--sort-budget", type=size_type, default="256M", show_default=True,
+@click.option("--sort-budget", type=size_type, default=f"{DEFAULT_SORT_BUDGET >> 20}M", show_default=True,
               help="Memory per task for sorting before spilling to disk; a task's peak stays within it "
                    "plus 64M (what the map builds from one record on top).")
 @click.option("--split-size", type=size_type, default=None,
@@ -84,7 +85,7 @@ from geryon.cli.common import (cluster_secret, fail, local_option, ndb_option, r
 @local_option
 @registry_option
 @secret_option
-@click.option("--lease", type=click.FloatRange(min=0.5), default=5.0, show_default=True,
+@click.option("--lease", type=click.FloatRange(min=0.5), default=DEFAULT_LEASE, show_default=True,
               help="Cluster: seconds a silent node keeps its tasks before they run elsewhere.")
 @click.option("--pick", "pick", type=click.Choice(["rr", "load"]), default="rr", show_default=True,
               help="Cluster: after locality, offer tasks round robin or to the least busy cpu first.")
@@ -334,7 +335,6 @@ def _check_local_ndb(ndb_file: str | None) -> None:
         GeryonError: the file does not parse.
     """
     import ndb
-    from geryon.disks.resolve import DEFAULT_NDB
 
     path = ndb_file or (DEFAULT_NDB if os.path.exists(DEFAULT_NDB) else None)
     if path is None or not os.path.exists(path):

@@ -11,11 +11,9 @@ import sys
 import click
 
 import ndb
+from geryon.defaults import DEFAULT_NDB
 
 log = logging.getLogger(__name__)
-
-DEFAULT_NDB = "ndb/cluster"
-"""The database read when neither -f nor $GERYON_NDB names one (Inferno: /lib/ndb/local)."""
 
 NO_MATCH_STATUS = 1
 """Exit status when nothing matches. Inferno's query prints nothing and exits 0; Geryon

@@ -20,7 +20,7 @@ from fs import errors as fserrors
 from geryon.cli.common import (cluster_secret, fail, local_option, ndb_option_for, registry_client, registry_option, secret_option,
                                serve_until_signalled, size_type, tls_files, tls_options, where)
 from geryon.errors import GeryonError
-from geryon.node.defaults import DEFAULT_NODE_PORT, DEFAULT_REFRESH
+from geryon.defaults import DEFAULT_NODE_PORT, DEFAULT_NODE_REFRESH as DEFAULT_REFRESH
 from geryon.cluster.hostfacts import host_source
 from geryon.cluster.pick import PICKS
 from registry.errors import RegistryError
@@ -135,7 +135,8 @@ def node(name: str, disks: tuple[str, ...], replicas: tuple[str, ...],
 
 
 def _unpack_limits(max_bytes: int | None, max_members: int | None) -> Any:
-    from geryon.records.untar import DEFAULT_MAX_BYTES, DEFAULT_MAX_MEMBERS, UnpackLimits
+    from geryon.defaults import DEFAULT_UNPACK_MAX_BYTES as DEFAULT_MAX_BYTES, DEFAULT_UNPACK_MAX_MEMBERS as DEFAULT_MAX_MEMBERS
+    from geryon.records.untar import UnpackLimits
 
     return UnpackLimits(max_bytes or DEFAULT_MAX_BYTES, max_members or DEFAULT_MAX_MEMBERS)
 

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 from geryon.cli.common import (ENV_OWNER, ENV_SECRET_FILE, cluster_secret, default_owner,  # noqa: F401 - re-exported
                                default_secret_path, mdns_interfaces, mdns_option, registry_client, registry_option,
                                secret_option, serve_until_signalled, tls_files, tls_options)
-from geryon.ui import DEFAULT_PORT as UI_PORT
+from geryon.defaults import DEFAULT_UI_LISTEN as _UI_LISTEN
 from geryon.cluster.where import ENV_MDNS_INTERFACES, ENV_REGISTRY  # noqa: F401 - re-exported
 from registry.defaults import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_PORT
 from registry.errors import RegistryError
@@ -36,8 +36,6 @@ from registry.store import DEFAULT_DEAD_AFTER, DEFAULT_HEARTBEAT
 from registry.text import pairs_of
 
 log = logging.getLogger(__name__)
-
-_UI_LISTEN = f"127.0.0.1:{UI_PORT}"
 
 def _translating(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)

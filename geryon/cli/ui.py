@@ -19,13 +19,10 @@ from geryon.cli.common import (cluster_secret, fail, registry_client, registry_o
                                where)
 from geryon.cli.jobs import _jobs_dir_option, jobs_dir
 from geryon.errors import GeryonError
-from geryon.ui import DEFAULT_PORT
 from registry.errors import RegistryError
+from geryon.defaults import DEFAULT_UI_LISTEN as DEFAULT_LISTEN
 
 log = logging.getLogger(__name__)
-
-DEFAULT_LISTEN = f"127.0.0.1:{DEFAULT_PORT}"
-"""Where the dashboard listens unless told: loopback only."""
 
 
 def parse_listen(listen: str, option: str = "--listen") -> tuple[str, int]:

@@ -33,6 +33,7 @@ from registry.signer import Signer
 from registry.errors import RegistryError
 from registry.store import EventKind, Service
 from registry import tls
+from geryon.defaults import DEFAULT_RCPU_CONNECT_TIMEOUT as DEFAULT_CONNECT_TIMEOUT
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +45,6 @@ DISK_QUERY = (("chunk", "*"),)
 
 CPU_DISK_SUFFIX = ".cpu"
 """Named disks ending in this are cpus' output disks (the seed's `d<n>.cpu`)."""
-
-DEFAULT_CONNECT_TIMEOUT = 5.0
-"""Seconds to reach a cpu before trying the next one."""
 
 
 class CommandRefused(GeryonError):

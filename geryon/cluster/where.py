@@ -23,11 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from geryon.errors import GeryonError, UnknownDisk
+from geryon.defaults import DEFAULT_FIND_WAIT
 
 log = logging.getLogger(__name__)
-
-DEFAULT_FIND_WAIT = 2.0
-"""Seconds a command waits for a registry to answer over zeroconf (DESIGN: found within 2 s)."""
 
 ENV_REGISTRY = "GERYON_REGISTRY"
 """The registry to use, as `--registry` (read only at the edges: the CLI, `session_where`)."""

@@ -26,11 +26,9 @@ from fs.mode import Mode
 from fs.osfs import OSFS
 
 from geryon.errors import DiskFull, GeryonError
+from geryon.defaults import DEFAULT_CAPACITY
 
 log = logging.getLogger(__name__)
-
-DEFAULT_CAPACITY = 64 << 20
-"""A chunk's capacity when none is given: 64 MiB, the seed's chunk size."""
 
 META_NAME = ".geryon-disk"
 """The chunk's metadata file (JSON: capacity), at its root and hidden from listings."""

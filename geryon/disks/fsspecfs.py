@@ -45,14 +45,12 @@ from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
 from geryon.errors import DiskFull, GeryonError, UnknownDisk
 from geryon.net.connection import DEFAULT_TIMEOUT, NodeUnavailable
 from registry import tls
+from geryon.defaults import DEFAULT_SPOOL
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BLOCK_SIZE = 4 << 20
 """Bytes fetched per read request of a file opened for reading (fsspec's block size)."""
-
-DEFAULT_SPOOL = 8 << 20
-"""Bytes of a file being written kept in memory before spilling to a temporary file."""
 
 PROTOCOL = "geryon"
 """The URL scheme (and fsspec protocol name)."""

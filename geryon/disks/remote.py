@@ -34,11 +34,9 @@ from geryon.net.connection import (DEFAULT_TIMEOUT, NodeConnection, NodeUnavaila
 from registry import tls
 from registry.errors import RegistryError
 from registry.secretfile import configured_secret, watch_secret
+from geryon.defaults import DEFAULT_SPOOL
 
 log = logging.getLogger(__name__)
-
-DEFAULT_SPOOL = 8 << 20
-"""Bytes of a file being written kept in memory before spilling to a temporary file."""
 
 DEFAULT_READ_BLOCK = 1 << 20
 """Bytes read from the socket at a time when copying a remote file."""

@@ -25,11 +25,9 @@ from fs.base import FS
 import ndb
 from geryon.disks.chunk import ChunkFS
 from geryon.errors import GeryonError, UnknownDisk
+from geryon.defaults import DEFAULT_NDB
 
 log = logging.getLogger(__name__)
-
-DEFAULT_NDB = os.path.join("ndb", "cluster")
-"""The local ndb file used when none is named, relative to the current directory."""
 
 
 @dataclass(frozen=True)

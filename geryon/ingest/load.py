@@ -35,7 +35,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from geryon.disks.chunk import DEFAULT_CAPACITY, TEMP_MARK
+from geryon.disks.chunk import TEMP_MARK
 from geryon.disks.diskdb import DiskEntry, app_disk_pattern, replace_disks
 from geryon.disks.resolve import DEFAULT_NDB
 from geryon.errors import GeryonError
@@ -43,17 +43,12 @@ from geryon.ingest.packer import ChunkPacker, LoadedDisk, RecordTooLarge
 from geryon.ingest.pieces import iter_pieces, records_of
 from geryon.disks.placement import ChunkSlot, place
 from geryon.ingest.staging import OwnedDir, sweep
+from geryon.defaults import DEFAULT_CHUNK_SIZE, DEFAULT_DISK_DIR
 
 log = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_CHUNK_SIZE", "DEFAULT_DISK_DIR", "LoadProgress", "LoadReport", "LoadedDisk", "RecordTooLarge",
            "load", "load_cluster"]
-
-DEFAULT_CHUNK_SIZE = DEFAULT_CAPACITY
-"""Data bytes per chunk disk when none is given: 64 MiB, the seed's chunk."""
-
-DEFAULT_DISK_DIR = "disks"
-"""Where chunk disks are made when no `--to` is given, relative to the current directory."""
 
 REPLICA_DIR = "replicas"
 """Subdirectory of the disk directory holding replica chunks (local mode)."""

@@ -54,11 +54,9 @@ from geryon.cluster.members import ClusterCpu, ClusterDisk, authority_of
 from geryon.disks.outputs import OUTPUT_CHUNK, part_name, success_manifest
 from geryon.mapreduce.task import MapTask, ReduceTask, TaskResult, data_prefix
 from registry.errors import RegistryError
+from geryon.defaults import DEFAULT_LEASE
 
 log = logging.getLogger(__name__)
-
-DEFAULT_LEASE = 5.0
-"""Seconds a node may stay silent before its attempts are given up (DESIGN: dead after 5 s)."""
 
 PICKS = ("rr", "load")
 """How a free slot is offered work when no map's input is on its node: round robin over the

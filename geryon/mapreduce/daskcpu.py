@@ -33,11 +33,9 @@ from geryon.mapreduce.jobpack import JobPack
 from geryon.mapreduce.policy import CpuLost, LocalPolicy
 from geryon.mapreduce.report import JobReport
 from geryon.mapreduce.task import MapTask, ReduceTask, TaskResult
+from geryon.defaults import DEFAULT_DASK_CONNECT_TIMEOUT as DEFAULT_CONNECT_TIMEOUT
 
 log = logging.getLogger(__name__)
-
-DEFAULT_CONNECT_TIMEOUT = 10.0
-"""Seconds to reach the Dask scheduler before the job fails."""
 
 WATCH_INTERVAL = 0.5
 """Seconds between two looks at the scheduler's list of workers (a worker gone is a dead cpu)."""

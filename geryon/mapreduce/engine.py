@@ -37,14 +37,12 @@ from geryon.mapreduce.job import Job
 from geryon.mapreduce.policy import CpuLost, LocalPolicy, Policy, plan
 from geryon.mapreduce.report import JobReport, PhaseStats, Progress, Silent
 from geryon.mapreduce.task import MapTask, ReduceTask, TaskResult
+from geryon.defaults import DEFAULT_MAX_ATTEMPTS
 
 __all__ = ["DEFAULT_MAX_ATTEMPTS", "CpuLost", "Driver", "JobReport", "LocalPolicy", "PhaseStats", "Policy", "Progress",
            "check_job_name", "failure_message", "new_job_id", "plan"]
 
 log = logging.getLogger(__name__)
-
-DEFAULT_MAX_ATTEMPTS = 4
-"""Attempts per task before the job fails (Hadoop's default)."""
 
 EXTRA_FETCH_ROUNDS = 8
 """Attempts a task may spend beyond `max_attempts` on inputs lost with their node or silent."""

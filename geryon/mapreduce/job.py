@@ -24,17 +24,9 @@ from typing import Any
 from geryon.mapreduce.codec import FORMATS, PAIRS
 from geryon.errors import JobDefinitionError
 from geryon.mapreduce.partition import PARTITIONERS
+from geryon.defaults import DEFAULT_PARTITIONS, DEFAULT_SORT_BUDGET, DEFAULT_SPLIT_SIZE
 
 log = logging.getLogger(__name__)
-
-DEFAULT_PARTITIONS = 5
-"""R, the number of reduce partitions: the seed's value."""
-
-DEFAULT_SORT_BUDGET = 256 << 20
-"""Memory a map or reduce task may use for sorting before it spills to disk (bytes)."""
-
-DEFAULT_SPLIT_SIZE = 64 << 20
-"""The smallest split the planner picks on its own for large inputs (the chunk size)."""
 
 READERS = ("file", "lines", "bytes", "mbox", "tar", "warc", "auto")
 """Record readers (see `geryon.records.readers`): whole file as text (default), one record per line,

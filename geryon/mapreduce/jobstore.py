@@ -49,6 +49,7 @@ from geryon.mapreduce.attempt import AttemptId, AttemptState
 from geryon.errors import GeryonError
 from geryon.mapreduce.jobhistory import (EVENTS_NAME, LOGS_DIR, RECORD_NAME, SUMMARY_NAME, JobHistory, JobState, _load, _number,
                                _with_liveness, driver_alive, phase_counts, phase_of, summarize, task_order)
+from geryon.defaults import DEFAULT_KEEP
 
 __all__ = [
     "ATTEMPT_STATES", "DEFAULT_FLUSH_EVERY", "DEFAULT_KEEP", "DEFAULT_LOG_CAP", "JOB_STATES", "RECORD_VERSION",
@@ -59,9 +60,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-DEFAULT_KEEP = 100
-"""Jobs kept in a store; `begin` removes older ones."""
 
 DEFAULT_FLUSH_EVERY = 0.5
 """Seconds between rewrites of a running job's job.json."""

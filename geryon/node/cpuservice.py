@@ -52,6 +52,7 @@ from registry.channel import Channel, ChannelRefused, accept
 from registry.signer import Signer
 from registry import tls
 from shell.block import command_argv
+from geryon.defaults import DEFAULT_MAX_EXPORT, DEFAULT_KILL_GRACE
 
 log = logging.getLogger(__name__)
 
@@ -60,17 +61,8 @@ _RUN_REQUEST = {"cmd": jsondoc.ANY, "env": jsondoc.optional(jsondoc.OBJECT),
                 "disks": jsondoc.optional(jsondoc.OBJECTS), "cpudisk": jsondoc.optional(jsondoc.OBJECT),
                 "export": jsondoc.optional(jsondoc.STR)}
 
-DEFAULT_MAX_EXPORT = 1 << 30
-"""Largest export accepted, in bytes (held in memory while it is unpacked)."""
-
-DEFAULT_KILL_GRACE = 2.0
-"""Seconds between SIGTERM and SIGKILL when a command is stopped."""
-
 STDOUT, STDERR = 1, 2
 """First byte of a binary output frame."""
-
-DEFAULT_MAX_EXPORT = 1 << 30
-"""Largest export body (bytes) when the node sets no unpacked-bytes limit."""
 
 DEFAULT_CLAIM_BODY = 1 << 10
 """Largest body of `POST /v1/cpu/claim`, in bytes."""

@@ -1,8 +1,5 @@
-"""The node daemon's default numbers, importable without aiohttp (the CLI shows them)."""
+"""The node daemon's default numbers, importable without aiohttp (the CLI shows them): defined in
+`geryon.defaults`, named here as the node always named them."""
 from __future__ import annotations
 
-DEFAULT_NODE_PORT = 6676
-"""The node daemon's TCP port (one above the registry's 6675)."""
-
-DEFAULT_REFRESH = 1.0
-"""Seconds between refreshes of the load, memory and free-space attributes."""
+from geryon.defaults import DEFAULT_NODE_PORT, DEFAULT_NODE_REFRESH as DEFAULT_REFRESH  # noqa: F401 - re-exported

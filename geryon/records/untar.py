@@ -26,14 +26,9 @@ from dataclasses import dataclass
 from typing import IO
 
 from geryon.errors import GeryonError
+from geryon.defaults import (DEFAULT_UNPACK_MAX_BYTES as DEFAULT_MAX_BYTES, DEFAULT_UNPACK_MAX_MEMBERS as DEFAULT_MAX_MEMBERS)
 
 log = logging.getLogger(__name__)
-
-DEFAULT_MAX_BYTES = 256 << 20
-"""Unpacked bytes one archive may hold (a job pack's or an export's files), at most."""
-
-DEFAULT_MAX_MEMBERS = 10_000
-"""Members (files, directories, links) one archive may hold, at most."""
 
 COPY_BLOCK = 1 << 20
 """Bytes copied per read while extracting a member."""

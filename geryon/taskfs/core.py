@@ -37,11 +37,9 @@ from geryon.taskfs.tree import PICKS, Candidate, Child, Count, matches, plan
 from geryon.taskfs.wire import (ALL, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HEARTBEAT, STDERR, STDOUT, NoResources,
                                 Offset, RemoteSession, SessionError, Sink, State, display, group_state)
 from shell.block import command_argv
+from geryon.defaults import DEFAULT_KILL_GRACE
 
 log = logging.getLogger(__name__)
-
-DEFAULT_KILL_GRACE = 2.0
-"""Seconds between SIGTERM and SIGKILL when instances are killed."""
 
 
 def exit_status(returncode: int) -> int:

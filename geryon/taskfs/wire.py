@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from geryon.errors import GeryonError
 from registry import tls
+from geryon.defaults import DEFAULT_SESSION_CONNECT_TIMEOUT as DEFAULT_CONNECT_TIMEOUT
 
 if TYPE_CHECKING:
     import aiohttp
@@ -37,9 +38,6 @@ DEFAULT_HEARTBEAT = 1.0
 
 DEFAULT_DEAD_AFTER = 5.0
 """Seconds of silence after which the other end is taken for dead (DESIGN: 5 s)."""
-
-DEFAULT_CONNECT_TIMEOUT = 5.0
-"""Seconds to open a session on a node before giving up on it."""
 
 DEFAULT_RELEASE_TIMEOUT = 30.0
 """Seconds to wait for a node to confirm a release before just closing the socket."""

@@ -10,5 +10,4 @@ history (the dashboard only reads).
 """
 from __future__ import annotations
 
-DEFAULT_PORT = 7075
-"""Where the dashboard listens unless told (on loopback: `geryon ui`, `registry serve --ui`)."""
+from geryon.defaults import DEFAULT_UI_PORT as DEFAULT_PORT  # noqa: F401 - geryon.ui.DEFAULT_PORT

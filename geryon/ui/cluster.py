@@ -31,11 +31,9 @@ from registry.disks import disk_names
 from registry.errors import RegistryError, ServiceNotFound
 from registry.signer import Signer
 from registry.store import Service
+from geryon.defaults import DEFAULT_UI_REFRESH as DEFAULT_REFRESH
 
 log = logging.getLogger(__name__)
-
-DEFAULT_REFRESH = 1.0
-"""Seconds between readings of the registry and the nodes."""
 
 DEFAULT_NODE_TIMEOUT = 3.0
 """Seconds a node may take to report before it is shown unreachable."""
