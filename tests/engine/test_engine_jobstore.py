@@ -69,7 +69,7 @@ def test_writes_are_throttled_but_flushed_on_finish(tmp_path: pathlib.Path) -> N
     rec = store.begin("slow", INFO)
     rec.attempt_started("m0", 0, "local:0")
     rec.attempt_ended("m0", 0, "done")
-    time.sleep(0.1)
+    time.sleep(0.1)     # time for the writer to write too early, if it would: the behaviour under test
     assert on_disk(store, "slow")["attempts"] == []  # not rewritten yet: the interval has not passed
     rec.finish("failed", {"error": "reduce r1 failed"})
     assert [a["task"] for a in on_disk(store, "slow")["attempts"]] == ["m0"]

@@ -59,7 +59,7 @@ def test_kill_reducer_mid_write_leaves_no_partial_part(fault_cluster: FaultClust
     out = c.tmp / "out"
     job = c.start_job(out, reduce_delay=0.004)
     pids = wait_until(lambda: [p for n in c.nodes.values() for p in workers_running(n.proc.popen.pid, "r")], 30)
-    time.sleep(0.5)
+    time.sleep(0.5)     # the fault's timing, not a wait: half a second into a reducer writing a key per 4 ms
     kill(pids[:1])
     # while the job goes on, no node ever shows a part under its final name before the commit
     for node in c.nodes.values():
@@ -102,7 +102,7 @@ def test_registry_killed_and_restarted_mid_job(fault_cluster: FaultCluster) -> N
     port = int(c.registry_url.rsplit(":", 1)[1])
     registry.expected_exit = True
     registry.stop(signal.SIGKILL)
-    time.sleep(1)
+    time.sleep(1)       # the fault: the registry stays down a second while the job runs on
     c.start_registry(port=port)
     code, _, err = wait_job(job)
     assert code == 0, err

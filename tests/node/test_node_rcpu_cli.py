@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -81,4 +80,3 @@ def test_output_streams_and_ctrl_c_kills_the_remote_command(two: Cluster) -> Non
         proc.wait()
         proc.stdout.close() if proc.stdout else None
         proc.stderr.close() if proc.stderr else None
-    time.sleep(0)

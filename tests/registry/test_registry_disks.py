@@ -1,9 +1,10 @@
 """Named disks follow the ndb file and the chunk services, with nobody running refresh."""
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 import ndb
 
@@ -40,7 +41,7 @@ def test_plan_carries_host_addr_replica() -> None:
 
 
 def test_server_follows_ndb_file_and_chunk_services(serve_thread: Callable[..., object], secret: bytes,
-                                                    tmp_path: Path) -> None:
+                                                    tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     db = tmp_path / "cluster"
     db.write_text(NDB)
     server = serve_thread(secret=secret, ndb_path=db, ndb_poll=0.05)
@@ -60,11 +61,10 @@ def test_server_follows_ndb_file_and_chunk_services(serve_thread: Callable[..., 
         node0.unregister("tcp!host0!7001")                                         # ... and goes
         wait_until(lambda: disk("d0.mbox").get("addr") is None, 2)                  # type: ignore[union-attr]
 
-        time.sleep(0.02)
         db.write_text(NDB.replace("host0!chunk0", "host2!chunk5") + "name=d1.mbox kfs master=host0!chunk1\n")
         wait_until(lambda: disk("d1.mbox") is not None and disk("d0.mbox").get("host") == "host2", 3)  # type: ignore[union-attr]
         db.write_text("name=d1.mbox kfs master=host0!chunk1\n")
         wait_until(lambda: disk("d0.mbox") is None and disk("d0.replica") is None, 3)
         db.write_text("name=d1.mbox kfs master=host0!chunk1\n  broken='unterminated\n")
-        time.sleep(0.3)
+        wait_until(lambda: any("keeping 1 named disks" in r.getMessage() for r in caplog.records), 10)  # it read it
         assert disk("d1.mbox") is not None                         # a bad edit keeps the last good reading

@@ -95,5 +95,5 @@ def test_registry_restart_brings_back_everything_alive(
     took = time.monotonic() - t0                        # from the restart command, startup included
     record_property("reannounce_s", took)
     print(f"MEASURED re-announce after restart: {took:.3f}s")
-    time.sleep(0.5)
+    time.sleep(0.5)     # a while for `doomed` to come back if it wrongly would: nothing to wait on
     assert names(viewer) == want                        # and `doomed` stays gone
