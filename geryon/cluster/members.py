@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from geryon.disks.copies import copies_of, named_disks
 from geryon.errors import UnknownDisk
 
 DEFAULT_SETTLE = 4.0
@@ -78,20 +79,15 @@ def find_disk(name: str, registry: Any) -> ClusterDisk:
         authority, _, path = name[len("geryon://"):].partition("/")
         chunk, _, rest = path.strip("/").partition("/")
         return ClusterDisk(name, (f"geryon://{authority}/{chunk}",), "/" + rest if rest else "")
-    named = {s.name: s for s in registry.find({"chunk": "*"})}
+    named = named_disks(registry)
     if name not in named:
         raise UnknownDisk(f"{name}: unknown disk (not named in the cluster's ndb file)")
     chunks = {s.name: s for s in registry.find({"resource": "kfs"})}
     locations: list[str] = []
-    seen: set[str] = set()
-    current: str | None = name
-    while current and current not in seen and current in named:
-        seen.add(current)
-        entry = named[current]
+    for entry in copies_of(name, named):
         svc = chunks.get(entry.get("addr") or "")
         if svc is not None and svc.get("url"):
             locations.append(svc.get("url") or "")
-        current = entry.get("replica")
     if not locations:
         entry = named[name]
         raise DiskNotLive(f"{name}: chunk {entry.get('host')}!{entry.get('chunk')} is not live "

@@ -34,6 +34,7 @@ from fs.mode import Mode
 
 from geryon.disks.checksum import ChecksumMismatch, FileSum, open_verified, open_verified_stream, read_manifest
 from geryon.disks.chunk import ChunkFS
+from geryon.disks.copies import copies_of, named_disks
 from geryon.disks.resolve import Disk
 from geryon.errors import UnknownDisk
 
@@ -417,13 +418,8 @@ def find_copies(name: str, registry: Any = None, secret: bytes | None = None,
         return out
     if registry is None:
         raise UnknownDisk(f"{name}: unknown disk (no registry, and not named in {ndb_file or 'an ndb file'})")
-    named = {s.name: s for s in registry.find({"chunk": "*"})}
-    out = []
-    follow: str | None = name
-    while follow is not None and follow in named and all(c.name != follow for c in out):
-        svc = named[follow]
-        out.append(_remote(follow, svc.get("host") or "?", svc.get("chunk") or "?", registry, secret))
-        follow = svc.get("replica")
+    out = [_remote(svc.name, svc.get("host") or "?", svc.get("chunk") or "?", registry, secret)
+           for svc in copies_of(name, named_disks(registry))]
     if not out:
         raise UnknownDisk(f"{name}: unknown disk (the registry names no such disk)")
     return out

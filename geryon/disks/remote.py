@@ -28,6 +28,7 @@ from fs.mode import Mode
 from fs.opener import Opener
 
 from geryon.errors import GeryonError, UnknownDisk
+from geryon.disks.copies import copies_of, named_disks
 from geryon.disks.filebatch import encode_batch
 from geryon.net.connection import (DEFAULT_TIMEOUT, NodeConnection, NodeUnavailable, parse_node_url,
                                     raise_for)
@@ -479,23 +480,19 @@ class GeryonOpener(Opener):
         return remote
 
 
-def disk_url(name: str, registry: Any, seen: frozenset[str] = frozenset()) -> str | None:
-    """The `geryon://` URL of the live chunk holding disk `name`, per the registry; None if unnamed.
+def disk_url(name: str, registry: Any) -> str | None:
+    """The `geryon://` URL of the live chunk holding disk `name` (its master, else the first
+    live replica), per the registry; None if unnamed.
 
     Raises:
         UnknownDisk: the disk is named but neither its master nor a replica is live.
     """
-    entries = [s for s in registry.find({"chunk": "*"}) if s.name == name]
-    if not entries:
+    copies = copies_of(name, named_disks(registry))
+    if not copies:
         return None
-    entry = entries[0]
-    addr = entry.get("addr")
+    addr = next((c.get("addr") for c in copies if c.get("addr")), None)
     if addr:
         return addr
-    replica = entry.get("replica")
-    if replica and replica not in seen:
-        url = disk_url(replica, registry, seen | {name})
-        if url:
-            return url
+    entry = copies[0]
     raise UnknownDisk(f"{name}: chunk {entry.get('host')}!{entry.get('chunk')} is not live "
                       f"(no node serves it now)")
