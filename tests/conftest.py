@@ -26,7 +26,7 @@ UNIT_FILES = frozenset("""
     node/test_node_packcache.py node/test_node_pick.py
     registry/test_registry_index.py registry/test_registry_state.py registry/test_registry_store.py
     registry/test_registry_text.py
-    security/test_security_leftovers.py security/test_security_ndb.py
+    security/test_security_leftovers.py
     shell/test_block.py shell/test_cli.py shell/test_filters.py shell/test_imports.py shell/test_partition.py
     taskfs/test_taskfs_plan.py ui/test_ui_pages.py test_cli_options.py test_defaults_module.py test_entry_points.py test_errors_tree.py test_layering.py
     test_vocabulary.py

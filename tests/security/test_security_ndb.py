@@ -17,7 +17,9 @@ def test_dev_zero_and_a_1_mib_word_in_ndb_keep_the_registry_answering(cluster: C
     good = "name=d0.mbox kfs master=n0!c0\n"
     cluster.name_disks(good)
     with cluster.client() as client:
-        wait_until(lambda: any(s.name == "d0.mbox" and s.get("addr") for s in client.index()), 15)
+        # the disk live, and the node's cpu registered too (it may come after its chunk)
+        wait_until(lambda: any(s.name == "d0.mbox" and s.get("addr") for s in client.index())
+                   and len(client.index()) == 3, 15)
         before = _names(client.index())
         assert "d0.mbox" in before and len(before) == 3          # cpu, chunk and named disk
 
