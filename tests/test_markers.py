@@ -32,3 +32,15 @@ def test_minus_m_unit_collects_the_unit_files_only():
     unit = _collected("unit")
     assert unit == {f"tests/{rel}" for rel in UNIT_FILES}
     assert not unit & _collected("integration or faults or netns or fuse")
+
+
+STARTS_PROCESSES = ("start_registry(", "start_node(", "fault_cluster", "start_job(")
+"""What a test file writes when it starts a registry or node daemon (tests/node/node_helpers.Cluster,
+the fault cluster): such a file is not `unit`."""
+
+
+def test_no_unit_file_starts_a_registry_or_a_node():
+    starting = sorted(rel for rel in UNIT_FILES
+                      if any(s in (REPO / "tests" / rel).read_text() for s in STARTS_PROCESSES))
+    assert starting == []
+    assert any(s in (REPO / "tests/data/test_data_plain_disks.py").read_text() for s in STARTS_PROCESSES)
