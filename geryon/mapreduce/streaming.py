@@ -228,17 +228,13 @@ class CommandPartitioner:
         argv = (*command_argv(cmd), "geryon-partitioner", str(n)) if isinstance(cmd, str) else (*cmd, str(n))  # type: ignore[misc]
         what = f"partitioner {self._step.describe()}"
         answers: list[bytes] = []
-        extra = 0
         env = {**self._env, "GERYON_PARTITIONS": str(n)}
         with StreamingProcess(argv, _encoded(f"{k}\n" for k in keys), cwd=self._cwd, env=env) as proc:
             for raw in proc.lines():
-                if len(answers) < len(keys):
-                    answers.append(raw)
-                else:
-                    extra += 1
+                if len(answers) == len(keys):   # one line too many (`yes 0` would never end): stop it
+                    raise PartitionError(f"{what} answered more than {_lines(len(keys))} for {_keys(len(keys))}")
+                answers.append(raw)
             proc.wait(what)
-        if extra:
-            raise PartitionError(f"{what} answered {_lines(len(keys) + extra)} for {_keys(len(keys))}")
         if len(answers) < len(keys):
             raise PartitionError(f"{what} answered {_lines(len(answers))} for {_keys(len(keys))}: "
                                  f"none for key {keys[len(answers)]!r}")

@@ -316,7 +316,8 @@ def test_partitioner_command_places_every_key_as_the_reference(tmp_path_factory,
     ("{ head -n 1 >/dev/null; echo 0 }", "partitioner head -n 1 >/dev/null; echo 0 answered 1 line for 2 keys: "
                                          "none for key 'b'"),
     ("{ cat >/dev/null; echo 0; echo 0; echo 0 }", "partitioner cat >/dev/null; echo 0; echo 0; echo 0 answered "
-                                                  "3 lines for 2 keys"),
+                                                  "more than 2 lines for 2 keys"),
+    ("{ yes 0 }", "partitioner yes 0 answered more than 2 lines for 2 keys"),   # stopped, not read forever
     ("{ echo broken >&2; exit 4 }", "partitioner echo broken >&2; exit 4: command exit status 4"),
 ])
 def test_a_bad_partitioner_command_fails_in_one_line_and_writes_nothing(tmp_path: pathlib.Path, geryon_proc,
