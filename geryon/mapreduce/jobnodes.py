@@ -53,9 +53,20 @@ class _Loop:
     def spawn(self, coro: Any) -> cf.Future[Any]:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
+    async def _drain(self) -> None:
+        """Cancel what still runs on the loop (job holds, a WebSocket's heartbeat ping) and let it
+        end, then close the session: a task left pending when the loop closes is destroyed mid-
+        coroutine ("Task was destroyed but it is pending", seen when one process runs several
+        cluster jobs in turn, as a multi-step job does)."""
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.http.close()
+
     def close(self) -> None:
         try:
-            self.call(self.http.close(), timeout=5)
+            self.call(self._drain(), timeout=5)
         except Exception:  # closing is best effort
             pass
         self.loop.call_soon_threadsafe(self.loop.stop)

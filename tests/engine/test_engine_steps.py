@@ -413,3 +413,35 @@ def test_step_tasks_have_their_own_phases_and_order() -> None:
     for bad in ("x2.r0.a1", "s.r0.a1", "s2.q0.a1", "s2.r0"):
         with pytest.raises(ValueError):
             AttemptId.parse(bad)
+
+
+def test_closing_the_drivers_loop_ends_what_still_runs_on_it(caplog) -> None:
+    """A multi-step job runs one cluster driver after another in one process: each driver's loop,
+    closed, must leave no task pending (one was destroyed mid-send, a heartbeat ping, and the API
+    test on the cluster failed on the warning)."""
+    import asyncio
+    import gc
+    import logging
+
+    from geryon.mapreduce.jobnodes import _Loop
+
+    loop = _Loop()
+    fut = loop.spawn(asyncio.sleep(3600))   # a job hold, a heartbeat ping: still running at the end
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        loop.close()
+        del fut
+        gc.collect()
+    assert not [r for r in caplog.records if "destroyed but it is pending" in r.getMessage()]
+    assert loop.loop.is_closed()
+
+
+def test_a_multi_step_job_is_refused_on_dask_in_one_line(tmp_path: pathlib.Path, geryon_proc, examples) -> None:
+    disk = _tree(tmp_path / "in", {"a": "x"})
+    proc = geryon_proc("mapreduce", "-q", "--dask", "tcp://127.0.0.1:9", "--out", tmp_path / "out",
+                       examples / "topwords" / "topwords.py", disk, cwd=str(tmp_path))
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == ("geryon: a multi-step job runs locally or on a Geryon cluster, "
+                                   "not on Dask (yet)"), proc.stderr
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(JobDefinitionError, match="not on Dask"):
+        Steps(MRStep(mapper=words_by_folder)).run([str(disk)], out=str(tmp_path / "out"), dask="tcp://127.0.0.1:9")

@@ -12,6 +12,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from tests.faults.fault_helpers import GERYON, FaultCluster, job_record
 
 EXAMPLES = Path(__file__).resolve().parent.parent.parent / "examples"
@@ -171,3 +174,90 @@ def test_a_failed_step_on_the_cluster_commits_nothing(fault_cluster: FaultCluste
     assert record["state"] == "failed"
     job_dirs = [p for node in c.nodes.values() for p in Path(node.chunks["c0"]).iterdir() if p.name == record["id"]]
     assert all(not list(d.glob("part-*")) for d in job_dirs)   # step 2 committed no part anywhere
+
+
+KEYS_STEPS_PY = '''
+import random
+import zlib
+
+import geryon
+from geryon import MRStep
+
+
+def keys_of(line, seed):
+    """Pairs drawn from a line by `seed`: ((prefix, bucket), weight)."""
+    out = []
+    for word in line.split():
+        r = random.Random(zlib.crc32(f"{seed}:{word}".encode()))
+        out.append(((word[:r.randrange(1, 4)], r.randrange(4)), r.randrange(1, 5)))
+    return out
+
+
+def drawn(key, line):
+    return keys_of(line, int(geryon.param("seed")))
+
+
+def total(key, values):
+    return sum(values)
+
+
+def by_hand(key, values):
+    yield key, sum(values)
+
+
+def to_bucket(key, weight):
+    prefix, bucket = key
+    yield bucket, [prefix, weight]
+
+
+def listed(bucket, items):
+    yield bucket, sorted(items)
+
+
+def steps():
+    r1, r2 = int(geryon.param("r1")), int(geryon.param("r2"))
+    reduce = total if geryon.param("fast") == "1" else by_hand
+    return [MRStep(mapper=drawn, combiner=total, reducer=reduce, partitions=r1),
+            MRStep(mapper=to_bucket, reducer=listed, partitions=r2)]
+'''
+
+
+@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 1000), r1=st.integers(1, 5), r2=st.integers(1, 3), fast=st.booleans())
+def test_steps_api_on_the_cluster_equal_the_sequential_reference(fault_cluster: FaultCluster, seed: int, r1: int,
+                                                                 r2: int, fast: bool) -> None:
+    import os
+
+    from geryon.mapreduce.job import Job, load_script, steps_from_script
+    from registry.auth import load_secret
+    from registry.client import RegistryClient
+
+    c = fault_cluster
+    job_dir = c.tmp / "keys steps"
+    job_dir.mkdir(exist_ok=True)
+    script = str(job_dir / f"keys{seed}_{r1}{r2}{int(fast)}.py")
+    Path(script).write_text(KEYS_STEPS_PY)
+    params = {"seed": str(seed), "r1": str(r1), "r2": str(r2), "fast": "1" if fast else "0"}
+    os.environ["GERYON_PARAMS"] = json.dumps(params)   # steps() reads them as it loads, as the CLI arranges
+    try:
+        module = load_script(script)
+        steps = steps_from_script(script)
+    finally:
+        del os.environ["GERYON_PARAMS"]
+    sums: collections.Counter = collections.Counter()
+    for disk in sorted(c.corpus):
+        for data in c.corpus[disk].values():
+            for line in data.decode().splitlines():
+                for key, weight in module.keys_of(line, seed):
+                    sums[key] += weight
+    want: dict[int, list] = {}
+    for (prefix, bucket), weight in sums.items():
+        want.setdefault(bucket, []).append([prefix, weight])
+    job = Job(steps=steps, name=f"keys{seed}", format="json", reader="lines", split_size=96 << 10, params=params)
+    secret = load_secret(c.secret_file)
+    with RegistryClient(c.registry_url, secret=secret, owner="test") as registry:
+        result = job.run(sorted(c.corpus), registry=registry, secret=secret)
+        got = dict(result)
+    assert got == {b: sorted(items) for b, items in want.items()}
+    assert [s.reduce.tasks for s in result.report.steps] == [r1, r2]
+    assert _step_outputs_left(c) == []
