@@ -33,6 +33,7 @@ from geryon.mapreduce.runs import JobResult
 log = logging.getLogger(__name__)
 
 _STEP_FIELDS = ("map", "reduce", "combine", "partitions", "partitioner", "partition", "sort_values", "total_order",
+                "key_fields", "partition_fields", "partition_cmd",
                 "map_init", "map_final", "reduce_init", "reduce_final")
 """What a step of a multi-step job gives itself; the rest is the multi-step job's."""
 

@@ -214,6 +214,7 @@ def count(key, value):           # after a streaming step: key<TAB>value text, s
 def steps():
     return [
         MRStep(mapper_cmd="tr -s ' ' '\\n' | sed -e '/^$/d' -e 's/$/\t1/'",
+               combiner_cmd="awk -F'\t' '{n[$1]+=$2} END {for (w in n) print w \"\t\" n[w]}'",
                reducer_cmd="awk -F'\t' '{n[$1]+=$2} END {for (w in n) print w \"\t\" n[w]}'", partitions=3),
         MRStep(mapper=count, partitions=2, reducer=None),
         MRStep(mapper_cmd="cat", reducer_cmd="sort", partitions=1),
@@ -228,8 +229,14 @@ def test_streaming_steps_and_python_between_them(tmp_path: pathlib.Path, geryon_
                        cwd=str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     lines = (tmp_path / "out" / "part-00000").read_text().splitlines()
-    # step 1 counts words (streaming), step 2 swaps them (Python, from text), step 3 sorts (streaming)
+    # step 1 counts words (streaming, with a streaming combiner), step 2 swaps them (Python, from
+    # text), step 3 sorts (streaming)
     assert lines == sorted(["3\tx", "2\ty", "1\tz", "1\tq"])
+    jobs = tmp_path / "jobs"
+    again = geryon_proc("mapreduce", "--local", "--reader", "lines", "--jobs-dir", jobs, "--out", tmp_path / "again",
+                        "st.py", disk, cwd=str(tmp_path))
+    assert again.returncode == 0, again.stderr
+    assert "counter geryon/combine_input_records: 7" in again.stderr   # the combiner ran on step 1's 7 words
 
 
 FAILING = '''
