@@ -95,7 +95,8 @@ def _sort_buffer(job: Job, task: MapTask, spill_dir: str, cwd: str, env: dict[st
         if job.partition_key_fields < job.key_fields:   # KeyFieldBasedPartitioner
             part = fields_partitioner(part, job.partition_key_fields)
     combine = job.combine
-    lines = StreamingCombiner(combine, job.key_fields, cwd, env) if combine is not None and combine.streaming else None
+    lines = (StreamingCombiner(combine, job.key_fields, cwd, env, job.sort_budget)
+             if combine is not None and combine.streaming else None)
     return SortBuffer(job.partitions, part, combine.func if combine is not None else None, is_sum(combine),
                       job.sort_budget, spill_dir, ordered=not (is_sum(combine) and job.sum_reduce),
                       combine_lines=lines)

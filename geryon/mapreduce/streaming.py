@@ -177,9 +177,11 @@ class StreamingCombiner:
     each partition, and prints such lines, which replace them. It may run any number of times
     (none, when the buffer is merged from spills), so a job's output must not depend on it."""
 
-    def __init__(self, step: Step, key_fields: int, cwd: str | None, env: Mapping[str, str]) -> None:
+    def __init__(self, step: Step, key_fields: int, cwd: str | None, env: Mapping[str, str],
+                 budget: int | None = None) -> None:
         assert step.command is not None
         self._step, self._fields, self._cwd, self._env = step, key_fields, cwd, dict(env)
+        self._budget = budget   # bytes of output held at most: the task's sort budget
 
     def __call__(self, store: dict, buckets: Sequence[Sequence[str]]) -> dict:
         """The buffer `store` (key -> values; keys in `buckets`, sorted) after the command."""
@@ -189,7 +191,13 @@ class StreamingCombiner:
         n = 0
         fields = self._fields
         with StreamingProcess(self._step.command, _encoded(lines), cwd=self._cwd, env=self._env) as proc:  # type: ignore[arg-type]
+            held, budget = 0, self._budget
             for raw in proc.lines():
+                held += len(raw) + 1
+                if budget is not None and held > budget:   # `yes` would fill the memory: stop it
+                    raise GeryonError(f"{what} printed more than --sort-budget {_size(budget)} for one buffer "
+                                      f"of {sum(map(len, store.values()))} lines: a combiner's output must fit "
+                                      f"where its input did")
                 k, v = split_fields(raw, fields)
                 g = out.get(k)
                 if g is None:
@@ -257,3 +265,9 @@ def _lines(n: int) -> str:
 
 def _keys(n: int) -> str:
     return "1 key" if n == 1 else f"{n} keys"
+
+
+def _size(n: int) -> str:
+    from geryon.disks.chunk import describe_size
+
+    return describe_size(n)

@@ -148,6 +148,20 @@ def test_a_failing_combiner_fails_the_job_in_one_line_and_writes_nothing(tmp_pat
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").glob("part-*"))
 
 
+def test_a_combiner_printing_without_end_is_stopped_at_the_sort_budget(tmp_path: pathlib.Path,
+                                                                       geryon_proc) -> None:
+    disk = tmp_path / "in"
+    disk.mkdir()
+    (disk / "f.txt").write_text("a b\n")
+    proc = geryon_proc("mapreduce", "-q", "--local", "--sort-budget", "1M", "--out", tmp_path / "out", "--combiner",
+                       "{ yes 'k\t1' }", WC_MAP, WC_SUM, disk, cwd=str(tmp_path))
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines()[0].endswith(
+        "failed: combiner yes 'k\t1' printed more than --sort-budget 1.0 MiB for one buffer of 2 lines: "
+        "a combiner's output must fit where its input did"), proc.stderr
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").glob("part-*"))
+
+
 def test_a_combiner_command_needs_a_streaming_map(tmp_path: pathlib.Path, geryon_proc) -> None:
     disk = tmp_path / "in"
     disk.mkdir()
