@@ -9,6 +9,7 @@ one module; three more names reused with other meanings), and `geryon mapreduce 
 from __future__ import annotations
 
 import ast
+import functools
 from collections import defaultdict
 from pathlib import Path
 
@@ -52,6 +53,7 @@ INTERNAL = {
 """Internal tuning constants left beside the code they tune (no CLI option shows them)."""
 
 
+@functools.cache
 def _trees() -> dict[str, ast.Module]:
     return {p.relative_to(REPO).as_posix(): ast.parse(p.read_text()) for p in sorted((REPO / "geryon").rglob("*.py"))}
 
