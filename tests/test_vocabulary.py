@@ -6,6 +6,7 @@ The checks walk geryon/'s syntax trees (no import), so they see every function b
 from __future__ import annotations
 
 import ast
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,9 +27,14 @@ OTHER_WORDS = {("geryon/mapreduce/memory.py", "memory")}
 """(file, word) where the word means something else: cgroup v2's controller named `memory`."""
 
 
+@functools.cache
+def _parsed(root: Path) -> tuple[tuple[str, ast.AST], ...]:
+    return tuple((path.relative_to(root.parent).as_posix(), ast.parse(path.read_text(), str(path)))
+                 for path in sorted(root.rglob("*.py")))
+
+
 def _trees(root: Path = GERYON) -> Iterator[tuple[str, ast.AST]]:
-    for path in sorted(root.rglob("*.py")):
-        yield path.relative_to(root.parent).as_posix(), ast.parse(path.read_text(), str(path))
+    yield from _parsed(root)
 
 
 def _literals(node: ast.AST) -> Iterator[str]:
