@@ -198,7 +198,7 @@ class ChunkPacker:
             return
         key = manifest_key(self._dest)
         data: bytes | None = None
-        if not self._started and self._buf_bytes <= self.keep_small:
+        if self.keep_small > 0 and not self._started and self._buf_bytes <= self.keep_small:
             data = _joined(self._buf)          # never written: sent from memory
             self._buf, self._buf_bytes = [], 0
             self._kept.add(key)

@@ -181,3 +181,19 @@ def test_loading_a_directory_that_holds_the_disks_and_chunk_metadata(corpus, tmp
     copy = load([again.disks[0].path], "copy", chunk_size=CHUNK)
     assert [p.name for p in data_files(pathlib.Path(copy.disks[0].path))] == ["a.txt"]
     assert check_disk(copy.disks[0].path).ok
+
+
+def test_a_local_load_writes_empty_and_small_files_and_its_manifest_holds_what_is_on_disk(tmp_path):
+    src = tmp_path / "my files"
+    (src / "sub dir").mkdir(parents=True)
+    (src / "sub dir" / "empty one").write_bytes(b"")
+    (src / "small.txt").write_bytes(b"a line\n")
+    (src / "sub dir" / "other.txt").write_bytes(b"x" * 5000)
+    report = load([str(src)], "e", chunk_size=CHUNK, to=str(tmp_path / "out disks"),
+                  ndb_file=str(tmp_path / "ndb" / "cluster"))
+    chunk = pathlib.Path(report.disks[0].path)
+    assert (chunk / "sub dir" / "empty one").read_bytes() == b""
+    assert (chunk / "small.txt").read_bytes() == b"a line\n"
+    assert (chunk / "sub dir" / "other.txt").read_bytes() == b"x" * 5000
+    checked = check_disk(str(chunk))
+    assert checked.verified == 3 and not checked.damaged and not checked.unrecorded, checked
