@@ -2,13 +2,17 @@
 
     PATH=.venv/bin:$PATH python bench/memory/run.py [--sizes 128,512] [--budgets 64M,128M,256M,512M,1G]
         [--corpus DIR] [-j 2] [--reader file] [--value-bytes 5120 [--late-after 10000]]
+        [--key-bytes 1024 --late-after 200000]
 
 For each input size (MiB of `corpus.py` text, made once under --corpus) and budget, runs
 `geryon mapreduce examples/wordcount/map.py examples/wordcount/reduce.py` and reads every
 attempt's peak RSS from the job record (`peak_rss`, the attempt's VmHWM). With --value-bytes N
 the map is instead one pair per line, (its first word, an N-byte value), and the reduce counts them:
 few keys with long lists of big values; with --late-after L as well, the first L lines of each
-file give 12-byte values (values that grow late). Prints one
+file give 12-byte values (values that grow late). With --key-bytes N --late-after L the map
+is word count's shape (a Counter a file, summed) over one key a line: the line's last two words
+(about 10 bytes, never repeated) for the first L lines a map task sees, then the line repeated
+to N bytes (keys that grow late). Prints one
 markdown row per run: the largest map and reduce peak, the peak over the budget, and time.
 Not a test: nothing is asserted (tests/faults/test_faults_memory.py checks the bound).
 """
@@ -40,6 +44,28 @@ BIG_MAP = """def map(key, value):
         if line:
             n = 12 if j < {late} else {n}
             yield line.split(" ", 1)[0], (line * (n // len(line) + 1))[:n]
+"""
+
+KEY_MAP = """from collections import Counter
+
+_lines = 0  # lines this task's map has seen (a task is one process)
+
+
+def map(key, value):
+    global _lines
+    c = Counter()
+    for line in value.splitlines():
+        if line:
+            _lines += 1
+            c[" ".join(line.rsplit(" ", 2)[1:]) if _lines <= {late} else (line * ({n} // len(line) + 1))[:{n}]] += 1
+    return c
+"""
+
+WORDCOUNT_REDUCE = """def reduce(key, values):
+    return sum(values)
+
+
+combine = reduce
 """
 
 COUNT_REDUCE = """def reduce(key, values):
@@ -81,21 +107,24 @@ def main() -> None:
     ap.add_argument("-j", type=int, default=2)
     ap.add_argument("--reader", default="file")
     ap.add_argument("--value-bytes", type=int, default=0, help="a map emitting values of this size")
-    ap.add_argument("--late-after", type=int, default=0, help="... after this many 12-byte values a file")
+    ap.add_argument("--key-bytes", type=int, default=0, help="a map emitting keys of this size ...")
+    ap.add_argument("--late-after", type=int, default=0,
+                    help="... after this many 12-byte values a file (--value-bytes) or short keys a task (--key-bytes)")
     ap.add_argument("extra", nargs="*", help="more geryon mapreduce options")
     args = ap.parse_args()
     program = run_one.__defaults__[0]
-    if args.value_bytes:
+    if args.value_bytes or args.key_bytes:
         prog_dir = tempfile.mkdtemp(prefix="geryon-bench-prog-")
         program = (os.path.join(prog_dir, "map.py"), os.path.join(prog_dir, "reduce.py"))
         with open(program[0], "w") as f:
-            f.write(BIG_MAP.format(n=args.value_bytes, late=args.late_after))
+            f.write(BIG_MAP.format(n=args.value_bytes, late=args.late_after) if args.value_bytes else
+                    KEY_MAP.format(n=args.key_bytes, late=args.late_after))
         with open(program[1], "w") as f:
-            f.write(COUNT_REDUCE)
+            f.write(COUNT_REDUCE if args.value_bytes else WORDCOUNT_REDUCE)
     try:
         run_all(args, program)
     finally:
-        if args.value_bytes:
+        if args.value_bytes or args.key_bytes:
             shutil.rmtree(os.path.dirname(program[0]), ignore_errors=True)
 
 

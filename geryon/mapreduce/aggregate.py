@@ -15,15 +15,18 @@ import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from functools import partial
-from itertools import repeat
+from itertools import islice, repeat
 from operator import add
 
 from geryon.mapreduce import order
 from geryon.mapreduce.codec import freeze
-from geryon.mapreduce.footprint import DictFootprint
-from geryon.mapreduce.segments import BLOCK_RECORDS, SegmentWriter, file_chunks, iter_records, merge_fan_in, narrow
+from geryon.mapreduce.footprint import DictFootprint, measured_bytes
+from geryon.mapreduce.segments import BLOCK_BYTES, BLOCK_RECORDS, SegmentWriter, file_chunks, iter_records, merge_fan_in, narrow
 
 log = logging.getLogger(__name__)
+
+MEASURE_KEYS = 1024
+"""A merge's output chunk measures its keys this many at a time, and is cut at `BLOCK_BYTES`."""
 
 SORT_COPIES = 2
 """Extra pointers per key when a full dictionary is sorted at the end (its key list, and the
@@ -99,6 +102,7 @@ def sum_blocks(blocks: Iterable[tuple[bool, list, list]], budget: int, mixed: bo
     """
     footprint = DictFootprint()
     acc: dict = {}
+    key_bytes = measured = 0  # the new keys of each block are measured (keys that grow late count)
     spill_dir: str | None = None
     runs: list[tuple[str, object]] = []
     try:
@@ -107,11 +111,15 @@ def sum_blocks(blocks: Iterable[tuple[bool, list, list]], budget: int, mixed: bo
                 _add_lists(acc, keys, values)
             else:
                 _add(acc, keys, values)
-            if footprint.estimate(acc) + 8 * SORT_COPIES * len(acc) > budget:
+            if len(acc) > measured:  # a dict keeps insertion order: the new keys are its last ones
+                key_bytes += measured_bytes(list(islice(reversed(acc), len(acc) - measured)))
+                measured = len(acc)
+            if footprint.estimate(acc, key_total=key_bytes) + 8 * SORT_COPIES * len(acc) > budget:
                 spill_dir = spill_dir or tempfile.mkdtemp(prefix="geryon-agg-")
                 runs.append(_spill(acc, spill_dir, len(runs), mixed))
                 acc = {}
                 footprint.reset()
+                key_bytes = measured = 0
         if not runs:
             keys = list(acc) if already_sorted else _sorted_keys(acc, mixed)
             for i in range(0, len(keys), BLOCK_RECORDS):
@@ -153,6 +161,7 @@ def _merge_sums(runs: list[tuple[str, object]], mixed: bool, fan: int, spill_dir
     out_v: list = []
     cur = _NONE = object()
     total = 0
+    out_bytes = 0
     for k, vals in order.merge(streams, mixed=mixed):
         if k == cur:
             total += sum(vals)
@@ -160,9 +169,11 @@ def _merge_sums(runs: list[tuple[str, object]], mixed: bool, fan: int, spill_dir
         if cur is not _NONE:
             out_k.append(cur)
             out_v.append(total)
-            if len(out_k) >= BLOCK_RECORDS:
+            if not len(out_k) % MEASURE_KEYS:  # long keys cut a chunk sooner (16,384 of 1 KB: 16 MB)
+                out_bytes += measured_bytes(out_k[-MEASURE_KEYS:])
+            if len(out_k) >= BLOCK_RECORDS or out_bytes >= BLOCK_BYTES:
                 yield out_k, out_v
-                out_k, out_v = [], []
+                out_k, out_v, out_bytes = [], [], 0
         cur, total = k, sum(vals)
     if cur is not _NONE:
         out_k.append(cur)

@@ -9,7 +9,9 @@ estimate counts the table three times, so that the peak of the next doubling is 
 budget before it happens, and samples the average key and value sizes at the first key and
 each time the number of keys (or, for lists, of values) doubles (a strided sample: the same
 input gives the same estimate, so spill points, and with them the output bytes, never
-depend on timing or on the machine's state).
+depend on timing or on the machine's state). Callers that measure what arrives
+(`measured_bytes`: the sort buffer's values and new keys, the aggregation's new keys) pass
+the totals, so keys or values that grow after a sample are counted at their own size.
 
 Not here: when to spill (the buffers decide), the process's own memory (`memory`).
 """
@@ -31,6 +33,9 @@ TABLE_COPIES = 3
 ALLOC_ALIGN = 16
 """The allocator's granularity: an object of n bytes takes n rounded up to this."""
 
+STR_OBJECT = 56
+"""What a str or bytes object takes beyond its length (CPython: 49 and 33 bytes, aligned)."""
+
 _SMALL_INTS = range(-5, 257)  # CPython shares these: a count of 1 costs no object
 
 
@@ -42,6 +47,19 @@ def object_bytes(obj: Any) -> int:
     if type(obj) in (list, tuple):
         n += sum(object_bytes(x) for x in obj)
     return -(-n // ALLOC_ALIGN) * ALLOC_ALIGN
+
+
+def measured_bytes(objs: list, sample: int = 8) -> int:
+    """What the objects of a non-empty list take: their lengths when all are str or bytes (exact
+    for ASCII), else `sample` evenly spaced ones and the last, scaled up (the larger of the two)."""
+    n = len(objs)
+    some = objs[::max(1, n // sample)]
+    some.append(objs[-1])
+    total = sum(map(object_bytes, some)) * n // len(some)
+    try:
+        return max(total, sum(map(len, objs)) + n * STR_OBJECT)
+    except TypeError:
+        return total  # numbers, or a mixture: the sample
 
 
 class DictFootprint:
@@ -64,20 +82,22 @@ class DictFootprint:
         self._sampled_at = 0
         self._sampled_values = 0
 
-    def estimate(self, d: dict, nvalues: int = 0, lists: bool = False, value_total: int | None = None) -> int:
+    def estimate(self, d: dict, nvalues: int = 0, lists: bool = False, value_total: int | None = None,
+                 key_total: int | None = None) -> int:
         """Bytes `d` takes; `nvalues` the values held in its lists (`lists`) if it maps keys to lists,
-        and `value_total` their bytes when the caller measured them as they came (else sampled)."""
+        and `value_total` their bytes when the caller measured them as they came (else sampled);
+        `key_total` likewise for its keys (the larger of it and the sampled size is taken)."""
         n = len(d)
         if n and (not self._sampled_at or n >= 2 * self._sampled_at and n >= 16
                   or lists and nvalues >= 2 * self._sampled_values and nvalues >= 16):
             self._sample(d, lists)
             self._sampled_at, self._sampled_values = n, nvalues
+        keys = n * self.key_bytes if key_total is None else max(key_total, n * self.key_bytes)
         if lists:
             # A list object per key (56 bytes, overallocated) and a slot plus the value per element.
-            per_key = self.key_bytes + 64
             values = nvalues * self.value_bytes if value_total is None else value_total
-            return n * per_key + nvalues * 8 + values + TABLE_COPIES * sys.getsizeof(d)
-        return n * (self.key_bytes + self.value_bytes) + TABLE_COPIES * sys.getsizeof(d)
+            return keys + n * 64 + nvalues * 8 + values + TABLE_COPIES * sys.getsizeof(d)
+        return keys + n * self.value_bytes + TABLE_COPIES * sys.getsizeof(d)
 
     def _sample(self, d: dict, lists: bool) -> None:
         n = len(d)

@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 
 from geryon.mapreduce import order
 from geryon.mapreduce.codec import block_stream, pack_block
-from geryon.mapreduce.footprint import object_bytes
+from geryon.mapreduce.footprint import measured_bytes, object_bytes
 
 log = logging.getLogger(__name__)
 
@@ -93,13 +93,23 @@ class SegmentWriter:
         self._switch(True)
         if not keys:
             return
-        each = max(1, mean_bytes(keys) + mean_bytes(values))
-        step = max(1, min(BLOCK_RECORDS, BLOCK_BYTES // each))
-        for i in range(0, len(keys), step):
+        value_each = mean_bytes(values)
+        each = max(1, mean_bytes(keys) + value_each)
+        i, n = 0, len(keys)
+        while i < n:
+            # Each chunk's keys are measured (their lengths, or a sample) and the next chunk is cut
+            # at their size: keys that grow late (short ones sampled, 1 KB ones after them in a
+            # spill's insertion order) would otherwise make blocks of 16,384 long keys.
+            step = max(1, min(BLOCK_RECORDS, BLOCK_BYTES // each))
             chunk = keys[i:i + step]
+            got = measured_bytes(chunk, SIZE_SAMPLE) + len(chunk) * value_each
+            each = max(1, got // len(chunk))
+            if got > 2 * BLOCK_BYTES and len(chunk) > 1:
+                continue  # longer than the sample said: cut again at the size measured
             self._keys.extend(chunk)
-            self._values.extend(values[i:i + step])
-            self._bytes += len(chunk) * each
+            self._values.extend(values[i:i + len(chunk)])
+            self._bytes += got
+            i += len(chunk)
             if len(self._keys) >= BLOCK_RECORDS or self._bytes >= BLOCK_BYTES:
                 self._flush()
 
@@ -108,12 +118,13 @@ class SegmentWriter:
         self._switch(False)
         each = max(1, mean_bytes(values)) if values else 1
         step = max(1, min(BLOCK_VALUES, BLOCK_BYTES // each))
+        key_bytes = object_bytes(key)  # long keys fill a block too (16,384 keys of 1 KB: 16 MB)
         for i in range(0, len(values), step):
             part = values[i:i + step] if len(values) > step else values
             self._keys.append(key)
             self._values.append(part)
             self._nvalues += len(part)
-            self._bytes += len(part) * each
+            self._bytes += key_bytes + len(part) * each
             if len(self._keys) >= BLOCK_RECORDS or self._nvalues >= BLOCK_VALUES or self._bytes >= BLOCK_BYTES:
                 self._flush()
 

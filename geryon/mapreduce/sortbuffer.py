@@ -8,10 +8,11 @@ passes when more runs than the budget can hold open were spilled. Record
 order is deterministic: it depends on the input and the budget, never on timing. The
 buffer's size is estimated as the objects and hash table it really holds (`footprint`),
 not as payload bytes, so that a task stays within its budget plus `memory.TASK_OVERHEAD`.
-Values are measured as they arrive, `CHECK_PAIRS` at a time (their lengths, and a sample of
-their objects), so values that grow late (small ones first, then big ones) are counted at
-their own size, not at the size of the first ones; a single value larger than the budget is
-refused with one line, since sorting and merging hold it whole several times over.
+Values and new keys are measured as they arrive, `CHECK_PAIRS` pairs at a time (their lengths,
+and a sample of their objects), so values or keys that grow late (small ones first, then big
+ones) are counted at their own size, not at the size of the first ones; a single value larger
+than the budget is refused with one line, since sorting and merging hold it whole several
+times over.
 
 Hash aggregation: when both combine and reduce are a plain sum, the reducer aggregates in
 a dictionary and sorts each partition once, so sorting here too would only double the
@@ -33,7 +34,7 @@ from geryon.mapreduce import order
 from geryon.mapreduce.codec import freeze
 from geryon.errors import GeryonError
 from geryon.mapreduce import memory
-from geryon.mapreduce.footprint import DictFootprint, object_bytes
+from geryon.mapreduce.footprint import STR_OBJECT, DictFootprint, measured_bytes, object_bytes
 from geryon.mapreduce.partition import crc32_partition, split_by_partition
 from geryon.mapreduce.segments import (BLOCK_BYTES, BLOCK_VALUES, MERGE_STREAM_BYTES, Segment, SegmentWriter,  # noqa: F401
                                        file_chunks, iter_records, merge_fan_in, remove_quietly)
@@ -45,14 +46,13 @@ SMALL_MAPPING = 32
 in one C-level pass (the loop wins below about 30 keys, measured on CPython 3.11)."""
 
 CHECK_PAIRS = 1024
-"""Pairs added between two measurements of the values' sizes (list buffers): at most this many
-values can arrive bigger than the buffer knows before it looks."""
+"""Pairs added between two measurements of the values' and new keys' sizes: at most this many
+values or keys can arrive bigger than the buffer knows before it looks (a map call's mapping
+is measured whole, after it is added)."""
 
 VALUE_SAMPLE = 8
 """Values of each `CHECK_PAIRS` whose objects are measured (evenly spaced, and the last)."""
 
-STR_OBJECT = 56
-"""What a str or bytes object takes beyond its length (CPython: 49 and 33 bytes, aligned)."""
 
 
 class ValueTooBig(GeryonError):
@@ -100,6 +100,9 @@ class SortBuffer:
         self._check_at = 0  # pairs_in at which to estimate the buffer's size again
         self._value_bytes = 0  # list buffers: bytes of the values held, as measured on arrival
         self._value_each = 0   # the largest mean bytes a value has had in a measured batch
+        self._key_bytes = 0    # bytes of the keys held, as measured on arrival ...
+        self._keys_measured = 0  # ... which are the store's first this many (dicts keep order)
+        self._look_at = 0      # pairs_in at which to measure the new keys again
         self._since_bytes = 0  # value bytes added since the last estimate ...
         self._room_bytes = 0   # ... and how many may come before the next one
 
@@ -118,26 +121,24 @@ class SortBuffer:
     def _add_pairs(self, pairs: Iterable) -> None:
         # In batches up to the next size check: one map call may yield more than the budget
         # (a generator over a whole file's record), and is spilled part way, not held whole.
-        # List buffers take `CHECK_PAIRS` at a time and measure their values, so that values that
-        # grow late bring the next estimate forward instead of waiting for a count set by small ones.
+        # At most `CHECK_PAIRS` at a time: list buffers measure each batch's values, and every
+        # buffer its new keys (`_look`), so that values or keys that grow late bring the next
+        # estimate forward instead of waiting for a count set by small ones.
         it = iter(pairs)
         while True:
-            room = max(1, self._check_at - self.pairs_in)
+            room = min(CHECK_PAIRS, max(1, self._check_at - self.pairs_in))
             if self._sum:
                 n = self._add_batch(islice(it, room))
             else:
-                batch = list(islice(it, min(room, CHECK_PAIRS)))
+                batch = list(islice(it, room))
                 grown = self._measure(batch)
                 n = self._add_batch(batch)
                 self._value_bytes += grown
                 self._since_bytes += grown
-                if self._since_bytes >= self._room_bytes:
-                    self._check_at = self.pairs_in + n  # look now
-                room = min(room, CHECK_PAIRS)
             self.pairs_in += n
             self._nvalues += n
             if n:
-                self._check()
+                self._look()
             if n < room:
                 return
 
@@ -224,8 +225,8 @@ class SortBuffer:
         n = len(counts)
         self.pairs_in += n
         self._nvalues += n
-        if self.pairs_in >= self._check_at:
-            self._check()
+        if self.pairs_in >= self._look_at:
+            self._look()
 
     def _add_one_slow(self, pair: Any) -> None:
         """Add one pair that the fast path refused, or explain why it cannot be added."""
@@ -247,10 +248,32 @@ class SortBuffer:
         else:
             store.setdefault(k, []).append(v)
 
+    def _measure_keys(self) -> None:
+        """Count the keys added since the last look: the store's last ones, since a dict keeps
+        insertion order and keys leave it only all at once (a spill)."""
+        store = self._store
+        new = len(store) - self._keys_measured
+        if new > 0:
+            grown = measured_bytes(list(islice(reversed(store), new)), VALUE_SAMPLE)
+            self._key_bytes += grown
+            self._since_bytes += grown
+            self._keys_measured = len(store)
+
+    def _look(self) -> None:
+        """After a batch: measure its new keys; estimate the buffer (and spill it if it is over the
+        budget) when the count set by the last estimate is reached, or when the bytes measured since
+        have used a quarter of the room it left."""
+        self._measure_keys()
+        if self.pairs_in >= self._check_at or self._since_bytes >= self._room_bytes:
+            self._check_at = self.pairs_in
+            self._check()
+        self._look_at = min(self._check_at, self.pairs_in + CHECK_PAIRS)
+
     def _estimate(self) -> int:
         if self._sum:
-            return self._footprint.estimate(self._store, self._nvalues)
-        return self._footprint.estimate(self._store, self._nvalues, lists=True, value_total=self._value_bytes)
+            return self._footprint.estimate(self._store, self._nvalues, key_total=self._key_bytes)
+        return self._footprint.estimate(self._store, self._nvalues, lists=True, value_total=self._value_bytes,
+                                        key_total=self._key_bytes)
 
     def _check(self) -> None:
         if self.pairs_in < self._check_at:
@@ -262,7 +285,8 @@ class SortBuffer:
         # The next look after enough pairs to use a quarter of the room left, at twice the
         # bytes a pair has cost so far: rare when far from the budget, every pair near it.
         each = self._footprint.value_bytes if self._sum else self._value_each
-        per_pair = 2 * (self._footprint.key_bytes + each + 208)  # 208: list, table share
+        key_each = max(self._footprint.key_bytes, self._key_bytes // max(1, len(self._store)))
+        per_pair = 2 * (key_each + each + 208)  # 208: list, table share
         self._check_at = self.pairs_in + max(1, (self._budget - est) // (4 * per_pair))
         self._room_bytes = max(1, (self._budget - est) // 4)
         self._since_bytes = 0
@@ -368,6 +392,8 @@ class SortBuffer:
         self._store = {}
         self._nvalues = 0
         self._value_bytes = 0
+        self._key_bytes = 0
+        self._keys_measured = 0
         self._footprint.reset()  # the next fill is sampled afresh (its keys and values may differ)
 
     def finish(self, out_path: str) -> list[Segment]:

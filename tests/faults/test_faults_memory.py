@@ -330,3 +330,57 @@ def test_big_values_in_a_1g_cgroup_keep_their_budget(memcg, big_values, tmp_path
     print({t: p // MIB for t, p in peaks.items()})
     # Both budgets were reached (about 300 MB of values a map task): the budget bounded the buffer.
     assert _counters(jobs).get("geryon", {}).get("map_spills", 0) > 0, _counters(jobs)
+
+
+LATE_SHORT = 250_000
+"""Short keys (about 10 bytes) a map task emits before its keys grow to `LATE_KEY` bytes."""
+
+LATE_LONG = 100_000
+LATE_KEY = 1024
+
+
+@pytest.fixture(scope="module")
+def late_keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """One map task (5 files, 350,000 distinct lines, one split) whose keys are its lines for
+    the first `LATE_SHORT` lines it sees, then the line repeated to 1 KB; a summing reduce."""
+    d = tmp_path_factory.mktemp("latekeys")
+    disk = d / "late disk"
+    disk.mkdir()
+    per = (LATE_SHORT + LATE_LONG) // 5
+    for n in range(5):
+        (disk / f"part {n}.txt").write_text("".join(f"l{n}x{j:06d}\n" for j in range(per)))
+    (d / "map.py").write_text(
+        "_lines = 0  # lines this task has seen\n\n\n"
+        "def map(key, value):\n"
+        "    global _lines\n"
+        "    for line in value.splitlines():\n"
+        "        _lines += 1\n"
+        f"        yield (line if _lines <= {LATE_SHORT} else (line * ({LATE_KEY} // len(line) + 1))[:{LATE_KEY}]), 1\n")
+    (d / "reduce.py").write_text("def reduce(key, values):\n    return sum(values)\n\n\ncombine = reduce\n")
+    return disk, d / "map.py", d / "reduce.py"
+
+
+def test_keys_that_grow_late_in_a_1g_cgroup_keep_their_budget(memcg, late_keys, tmp_path: Path) -> None:
+    # The buffer priced keys at the size sampled when their count last doubled: 250,000 short
+    # keys, then 1 KB ones, were counted as short until the count doubled again (in one
+    # process: 137 MiB of objects at 64M; now 64).
+    disk, map_py, reduce_py = late_keys
+    cg = memcg(LIMIT)
+    jobs = tmp_path / "jobs"
+    env = {**os.environ, "GERYON_JOBS_DIR": str(jobs)}
+    proc = cg.run("mapreduce", "-q", str(map_py), str(reduce_py), str(disk), "--sort-budget", "64M",
+                  "-j", "1", "--split-size", "64M", "--out", str(tmp_path / "out"), env=env)
+    assert proc.returncode == 0, proc.stderr
+    counts = Counter(line.rpartition("\t")[2] for p in (tmp_path / "out").glob("part-*")
+                     for line in p.read_text().splitlines())
+    assert counts == {"1": LATE_SHORT + LATE_LONG}, counts
+    assert cg.oom_kills() == 0
+    limit = 64 * MIB + memory.TASK_OVERHEAD
+    attempts = _attempts(jobs)
+    peaks = {f"{a['task']}.a{a['attempt']}": a.get("peak_rss", 0) for a in attempts}
+    assert [a["task"] for a in attempts if a["task"].startswith("m")] == ["m0"], peaks   # one map task saw it all
+    assert all(p > 0 for p in peaks.values()), peaks
+    over = {t: p // MIB for t, p in peaks.items() if p > limit}
+    assert not over, f"attempts above --sort-budget 64M + {memory.TASK_OVERHEAD // MIB} MiB: {over} MiB"
+    print({t: p // MIB for t, p in peaks.items()})
+    assert _counters(jobs).get("geryon", {}).get("map_spills", 0) > 0, _counters(jobs)
