@@ -110,12 +110,12 @@ class Cluster:
         return p
 
     def start_registry(self, host: str = "127.0.0.1", prefix: Sequence[str] = (), port: int = 0,
-                       mdns_interface: str | None = None) -> Proc:
+                       mdns_interface: str | None = None, extra: Sequence[str] = ()) -> Proc:
         """The registry; silent on zeroconf unless `mdns_interface` names where to advertise."""
         mdns = ["--mdns-interface", mdns_interface] if mdns_interface else ["--no-mdns"]
         p = self._proc([*GERYON, "registry", "serve", "--listen", f"{host}:{port}", *mdns,
                         "--secret-file", str(self.secret_file), "--ndb", str(self.ndb),
-                        "--heartbeat", "0.2", "--dead-after", "1"], "registry", prefix)
+                        "--heartbeat", "0.2", "--dead-after", "1", *extra], "registry", prefix)
         line = p.readline()
         assert "listening on" in line, line + p.stderr()
         self.registry_url = line.split("listening on", 1)[1].split()[0]

@@ -12,7 +12,7 @@ import resource
 import socket
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -174,6 +174,68 @@ def test_half_open_connections_do_not_starve_the_registry(cluster: Cluster, secr
     growth = len(reg.stderr()) - before
     assert growth < LOG_BUDGET, reg.stderr()[-3000:]
     assert "Traceback" not in reg.stderr()
+
+
+LIMITS = ConnectionLimits().within(1024)
+"""The caps of a server under PRLIMIT: 384 connections, 256 of them for one client address."""
+
+
+def _is_closed(s: socket.socket) -> bool:
+    return _closed_by_server([s]) == 1
+
+
+def _one_address_is_held_to_its_cap(url: str, log: Callable[[], str], secret: bytes,
+                                    target: str, answer: bytes) -> None:
+    """One address floods the server past its whole cap with half-open requests; another's
+    slow request (half sent before the flood) and normal clients must still be served."""
+    port = _port(url)
+    per_client = LIMITS.per_client
+    assert per_client < LIMITS.max_connections
+    before = len(log())
+    request = _signed_request(Signer(secret), url, "GET", target, b"")
+    slow = socket.socket()                                     # the other address's slow client
+    slow.bind(("127.0.0.3", 0))
+    slow.settimeout(30)
+    slow.connect(("127.0.0.1", port))
+    slow.sendall(request[:20])
+    flood = _half_open(port, LIMITS.max_connections + 16, ["127.0.0.2"])
+    try:
+        # The flooding address keeps its newest `per_client`: its oldest were closed at once (its
+        # own, not the other address's older, unfinished request, as the server cap alone would).
+        wait_until(lambda: _closed_by_server(flood) >= len(flood) - per_client, 60, interval=0.2)
+        held = [i for i, s in enumerate(flood) if not _is_closed(s)]
+        assert held == list(range(len(flood) - per_client, len(flood))), (len(held), held[:3])
+        slow.sendall(request[20:])
+        got = slow.recv(65536)
+        assert got.startswith(b"HTTP/1.1 200 ") and answer in got, got[:300]
+        more = _half_open(port, 50, ["127.0.0.2"])                # the flood goes on: still its cap
+        flood += more
+        wait_until(lambda: _closed_by_server(flood) >= len(flood) - per_client, 60, interval=0.2)
+    finally:
+        slow.close()
+        for s in flood:
+            s.close()
+    grown = log()[before:]
+    lines = [line for line in grown.splitlines() if f"{per_client} connections from 127.0.0.2" in line]
+    assert 1 <= len(lines) <= 2, grown[-3000:]                 # once per interval (60 s)
+    assert len(grown) < LOG_BUDGET and "Traceback" not in grown, grown[-3000:]
+
+
+def test_one_address_is_held_to_its_cap_on_a_node(cluster: Cluster, secret: bytes) -> None:
+    node = cluster.start_node("n0", register=False, prefix=PRLIMIT)
+    _one_address_is_held_to_its_cap(node.url, node.proc.stderr, secret, "/v1/node", b'"name": "n0"')
+    with NodeConnection(node.url, secret) as conn:                # a normal client, from 127.0.0.1
+        assert conn.request("GET", "/v1/node")[0] == 200
+
+
+def test_one_address_is_held_to_its_cap_on_the_registry(cluster: Cluster, secret: bytes) -> None:
+    # --idle-timeout 60: the flood is cut by the caps, not by its half-open requests' timeout.
+    reg = cluster.start_registry(prefix=PRLIMIT, extra=["--idle-timeout", "60"])
+    with cluster.client() as client:
+        client.register("tcp!legit!1", {"svc": "legit"})
+        _one_address_is_held_to_its_cap(cluster.registry_url, reg.stderr, secret, "/v1/index", b"tcp!legit!1")
+        with cluster.client() as finder:                          # a normal client, from 127.0.0.1
+            assert [s.name for s in finder.find({"svc": "legit"})] == ["tcp!legit!1"]
 
 
 def _signed_request(signer: Signer, url: str, method: str, target: str, body: bytes) -> bytes:
