@@ -94,10 +94,11 @@ def progress(record: dict[str, Any]) -> dict[str, dict[str, int]]:
 
 
 def input_bytes(record: dict[str, Any]) -> int:
-    """Bytes the job's maps read (each map task counted once, by its done attempt)."""
+    """Bytes the job's maps read (each map task counted once, by its done attempt); of a
+    multi-step job, its first step's maps (the later ones read the steps' outputs)."""
     seen: dict[str, int] = {}
     for a in record.get("attempts") or []:
-        if phase_of(str(a.get("task", ""))) == "map" and a.get("state") == AttemptState.DONE:
+        if phase_of(str(a.get("task", ""))) in ("map", "step 1 map") and a.get("state") == AttemptState.DONE:
             seen[a["task"]] = int(_num(a.get("bytes_in")) or 0)
     return sum(seen.values())
 
@@ -132,10 +133,13 @@ def slowest(record: dict[str, Any], n: int = DEFAULT_SLOWEST) -> list[dict[str, 
 
 
 def shuffled(record: dict[str, Any]) -> list[tuple[str, int]]:
-    """(reduce task, bytes it fetched) for every reducer with a done attempt, in task order."""
+    """(reduce task, bytes it fetched) for every reducer with a done attempt, in task order (of a
+    multi-step job, every step's: `s1.r0`, ..., `s2.r0`, ...)."""
     out: dict[str, int] = {}
     for a in record.get("attempts") or []:
-        if phase_of(str(a.get("task", ""))) == "reduce" and a.get("state") == AttemptState.DONE:
+        phase = phase_of(str(a.get("task", "")))
+        if (phase == "reduce" or phase.startswith("step ") and phase.endswith(" reduce")) and \
+                a.get("state") == AttemptState.DONE:
             out[a["task"]] = int(_num(a.get("bytes_in")) or 0)
     return sorted(out.items(), key=lambda kv: task_order(kv[0]))
 

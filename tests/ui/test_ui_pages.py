@@ -45,6 +45,25 @@ def test_progress_skew_and_failures() -> None:
     assert '<progress max="3" value="2">' in html
 
 
+def test_a_multi_step_jobs_input_skew_and_phases() -> None:
+    record = {"id": "top-1", "name": "top", "state": "succeeded", "started": 100.0, "partitions": 0,
+              "steps": ["map f, reduce g, R=2", "map h, reduce k, R=1"],
+              "attempts": [attempt("s1.m0", 0, "n0", 100, 101, bytes_in=30), attempt("s1.m1", 0, "n1", 100, 101,
+                                                                                      bytes_in=12),
+                           attempt("s1.r1", 0, "n0", 101, 102, bytes_in=7), attempt("s1.r0", 0, "n1", 101, 102,
+                                                                                    bytes_in=9),
+                           attempt("s2.m0", 0, "n0", 102, 103, bytes_in=16),
+                           attempt("s2.r0", 0, "n1", 103, 104, "failed", error="boom"),
+                           attempt("s2.r0", 1, "n0", 104, 105, bytes_in=5)]}
+    assert jobview.input_bytes(record) == 42             # the job's input: step 1's maps only
+    assert jobview.shuffled(record) == [("s1.r0", 9), ("s1.r1", 7), ("s2.r0", 5)]
+    phases = jobview.progress(record)
+    assert list(phases) == ["step 1 map", "step 1 reduce", "step 2 map", "step 2 reduce"]
+    assert phases["step 1 reduce"] == {"total": 2, "done": 2, "running": 0, "failed": 0}
+    html = pages.job_page(record, 110.0, {("s2.r0", 0): "Traceback: boom"})
+    assert 'href="/jobs/top-1/logs/s2.r0.a0"' in html and "Traceback: boom" in html
+
+
 def test_what_records_and_the_registry_say_is_escaped() -> None:
     evil = "<script>alert(1)</script>"
     record = dict(RECORD, name=evil, id="x", events=[{"time": "t", "text": evil}],
