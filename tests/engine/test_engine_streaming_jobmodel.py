@@ -488,3 +488,22 @@ def test_streaming_options_are_refused_beside_a_steps_script(tmp_path: pathlib.P
         assert proc.returncode == 2, proc.stderr
         assert f"lists steps: {option[0]} is for a single MAP REDUCE job" in proc.stderr
         assert not (tmp_path / "out").exists()
+
+
+def test_key_fields_with_total_order_sort_all_parts_by_the_whole_key(tmp_path: pathlib.Path, geryon_proc) -> None:
+    """--key-fields 2 with --total-order: the parts read in order are sorted by both fields (the
+    sampler samples the two-field keys), every line once."""
+    import random
+
+    rng = random.Random(5)
+    disk = tmp_path / "in"
+    disk.mkdir()
+    lines = [f"{rng.choice('abcdefgh')}{rng.randrange(30)}\t{rng.randrange(1000):03d}\tv{i}" for i in range(3000)]
+    (disk / "rows.tsv").write_text("".join(ln + "\n" for ln in lines))
+    proc = geryon_proc("mapreduce", "-q", "--local", "--total-order", "-R", "3", "--reader", "lines", "--key-fields",
+                       "2", "--out", tmp_path / "out", "cat", "cat", disk, cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    parts = [p.splitlines() for p in _parts(tmp_path / "out")]
+    assert len(parts) == 3 and all(parts)
+    got = [ln for p in parts for ln in p]
+    assert got == sorted(lines, key=lambda ln: _key_of(ln, 2))
