@@ -12,7 +12,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.faults.fault_helpers import GERYON, FaultCluster, job_record
@@ -218,14 +218,16 @@ def steps():
     r1, r2 = int(geryon.param("r1")), int(geryon.param("r2"))
     reduce = total if geryon.param("fast") == "1" else by_hand
     return [MRStep(mapper=drawn, combiner=total, reducer=reduce, partitions=r1),
-            MRStep(mapper=to_bucket, reducer=listed, partitions=r2)]
+            MRStep(mapper=to_bucket, reducer=listed, partitions=r2, total_order=geryon.param("order") == "1")]
 '''
 
 
 @settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(seed=st.integers(0, 1000), r1=st.integers(1, 5), r2=st.integers(1, 3), fast=st.booleans())
+@given(seed=st.integers(0, 1000), r1=st.integers(1, 5), r2=st.integers(1, 3), fast=st.booleans(),
+       order=st.booleans())
+@example(seed=7, r1=3, r2=3, fast=False, order=True)
 def test_steps_api_on_the_cluster_equal_the_sequential_reference(fault_cluster: FaultCluster, seed: int, r1: int,
-                                                                 r2: int, fast: bool) -> None:
+                                                                 r2: int, fast: bool, order: bool) -> None:
     import os
 
     from geryon.mapreduce.job import Job, load_script, steps_from_script
@@ -235,9 +237,10 @@ def test_steps_api_on_the_cluster_equal_the_sequential_reference(fault_cluster: 
     c = fault_cluster
     job_dir = c.tmp / "keys steps"
     job_dir.mkdir(exist_ok=True)
-    script = str(job_dir / f"keys{seed}_{r1}{r2}{int(fast)}.py")
+    script = str(job_dir / f"keys{seed}_{r1}{r2}{int(fast)}{int(order)}.py")
     Path(script).write_text(KEYS_STEPS_PY)
-    params = {"seed": str(seed), "r1": str(r1), "r2": str(r2), "fast": "1" if fast else "0"}
+    params = {"seed": str(seed), "r1": str(r1), "r2": str(r2), "fast": "1" if fast else "0",
+              "order": "1" if order else "0"}
     os.environ["GERYON_PARAMS"] = json.dumps(params)   # steps() reads them as it loads, as the CLI arranges
     try:
         module = load_script(script)
@@ -257,7 +260,10 @@ def test_steps_api_on_the_cluster_equal_the_sequential_reference(fault_cluster: 
     secret = load_secret(c.secret_file)
     with RegistryClient(c.registry_url, secret=secret, owner="test") as registry:
         result = job.run(sorted(c.corpus), registry=registry, secret=secret)
-        got = dict(result)
+        pairs = list(result)   # parts in order
+    got = dict(pairs)
     assert got == {b: sorted(items) for b, items in want.items()}
+    if order:   # a total-order last step: its sampling tasks ran the step's own map on the nodes
+        assert [b for b, _ in pairs] == sorted(want)
     assert [s.reduce.tasks for s in result.report.steps] == [r1, r2]
     assert _step_outputs_left(c) == []
