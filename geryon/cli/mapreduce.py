@@ -173,8 +173,11 @@ def mapreduce(map_step: str, reduce_step: str, disks: tuple[str, ...], partition
             from geryon.mapreduce.steps import refuse_on_dask
 
             refuse_on_dask(job)
-        if dask and registry_url:
-            raise GeryonError("--dask and --registry name two clusters: choose one")
+            if secret_file:   # geryon:// inputs are listed here with it (the workers find theirs)
+                from geryon.disks.remote import set_default_secret
+
+                set_default_secret(cluster_secret(secret_file))
+        dask_registry = registry_url if dask else None   # in Dask mode: the registry naming geryon:// disks
         if registry_url and not force_local:
             _check_local_ndb(ndb_file)
         problem = None if force_local or registry_url or dask else _local_problem(disks, ndb_file)
@@ -196,7 +199,7 @@ def mapreduce(map_step: str, reduce_step: str, disks: tuple[str, ...], partition
                     from geryon.mapreduce.daskcpu import run_dask_job
 
                     result = run_dask_job(job, list(disks), dask, out=out, ndb=ndb_file, progress=progress,
-                                          record=record, echo=echo, shuffle=dask_shuffle,
+                                          record=record, echo=echo, shuffle=dask_shuffle, registry=dask_registry,
                                           job_id=record.job_id if record is not None else None)
                 elif cluster:
                     result = _run_on_cluster(job, disks, registry_url, secret_file, out, progress, record, lease,

@@ -10,8 +10,10 @@ outputs recomputed, its staged parts reduced again); parts are staged on the red
 workers and, once every reduce succeeded, copied to the driver's output directory and
 committed there as in local mode (`part-0000r`, `_SUCCESS`).
 
-Inputs are read by the workers: local paths (visible to them, as on a shared filesystem)
-and `geryon://` disks (the workers find the cluster secret as the CLI does). The workers are
+Inputs are read by the workers: local paths (visible to them, as on a shared filesystem),
+`geryon://` chunks and ndb-named disks (the workers find the cluster secret as the CLI does),
+and fsspec URLs (`geryon.disks.urlfs`); the driver lists them to plan (`resolve_dask_inputs`).
+What attempts print streams back as Dask events (`daskworker.pump`). The workers are
 the ones the scheduler knows when the job starts. Not here: the driver (`geryon.mapreduce.engine`),
 the worker's side (`geryon.mapreduce.daskworker`).
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import logging
 import os
+import re
 import shutil
 import threading
 from collections.abc import Sequence
@@ -282,9 +285,10 @@ class DaskPolicy(LocalPolicy):
     names_cpus = True
     max_cpu_failures = MAX_CPU_FAILURES
 
-    def __init__(self, workers: DaskWorkers) -> None:
+    def __init__(self, workers: DaskWorkers, locations: dict[str, tuple[str, tuple[str, ...]]] | None = None) -> None:
         super().__init__()
         self.workers = workers
+        self.locations = dict(locations or {})   # disk name -> (URL a worker opens, its replicas' URLs)
 
     def begin(self, driver: Any, out_dir: str | None) -> str:
         if not out_dir:
@@ -301,13 +305,19 @@ class DaskPolicy(LocalPolicy):
         return {"dask": self.workers.client.scheduler.address, "shuffle": self.workers.shuffle}
 
     def plan(self, driver: Any, disks: Sequence[Any]) -> list[MapTask]:
+        """Splits planned here from each input as the workers will read it: a local path (which
+        they must see), a `geryon://` disk (its copies' URLs: master, then replicas), an fsspec URL."""
         from geryon.mapreduce.policy import plan
 
-        missing = [d.name for d in disks if not d.path]
-        if missing:
-            raise GeryonError(f"{missing[0]}: Dask mode reads local paths the workers see")
         planned = plan(driver.job, disks, sum(c.slots for c in driver.cpus))
-        return [MapTask(i, 0, s, d.path or "", "", d.replicas) for i, (s, d) in enumerate(planned)]
+        tasks = []
+        for i, (s, d) in enumerate(planned):
+            location, alternates = self.locations.get(d.name, (d.path or "", d.replicas))
+            if not location:
+                raise GeryonError(f"{d.name}: Dask mode reads local paths the workers see, geryon:// disks "
+                                  f"and fsspec URLs")
+            tasks.append(MapTask(i, 0, s, location, "", tuple(alternates)))
+        return tasks
 
     def map_output(self, result: TaskResult, cpu: Cpu) -> str:
         return daskworker.location_of(getattr(cpu, "address", cpu.name), self.job_id, result.output)
@@ -347,24 +357,35 @@ class DaskPolicy(LocalPolicy):
 
 def run_dask_job(job: Any, disks: Sequence[Any], dask: Any, *, out: str | None = None, ndb: str | None = None,
                  progress: Any = None, record: Any = None, echo: Any = None, job_id: str | None = None,
-                 shuffle: str = "auto") -> Any:
+                 shuffle: str = "auto", registry: Any = None) -> Any:
     """Run `job` on a Dask cluster (`dask`: a `distributed.Client` or a scheduler address).
 
     Args:
         disks: directories the workers see, disk names from the ndb file, or Disk values.
         out: the local directory for the part files (default `./<job name>.out`).
         shuffle: how reducers read map outputs (`geryon.mapreduce.daskworker.SHUFFLES`).
+        registry: the registry naming `geryon://NAME` disks (a URL or a client; default: the
+            Python API's rule, `resolve_dask_inputs`).
     Returns:
         A `geryon.mapreduce.api.JobResult`.
     Raises:
         UnknownDisk, JobFailed, GeryonError (the scheduler unreachable included).
     """
-    from geryon.disks.resolve import Disk, resolve_inputs
+    resolved, locations = resolve_dask_inputs(disks, ndb, registry)
+    try:
+        return _run(job, resolved, locations, dask, out, progress, record, echo, job_id, shuffle)
+    finally:
+        for d in resolved:     # the driver's connections to geryon:// and fsspec inputs
+            if d.name in locations:
+                d.fs.close()
+
+
+def _run(job: Any, resolved: list[Any], locations: dict[str, tuple[str, tuple[str, ...]]], dask: Any,
+         out: str | None, progress: Any, record: Any, echo: Any, job_id: str | None, shuffle: str) -> Any:
     from geryon.mapreduce.runs import JobResult, _to_stderr, _with_reader, check_outside_inputs
     from geryon.mapreduce.engine import Driver, new_job_id
     from geryon.mapreduce.jobpack import build
 
-    resolved = [d for arg in disks for d in ([arg] if isinstance(arg, Disk) else resolve_inputs([str(arg)], ndb))]
     job = _with_reader(job, [(d.name, d.format) for d in resolved])
     out_dir = os.path.abspath(out or os.path.join(os.getcwd(), f"{job.name}.out"))
     check_outside_inputs(resolved, out_dir)
@@ -376,10 +397,109 @@ def run_dask_job(job: Any, disks: Sequence[Any], dask: Any, *, out: str | None =
         try:
             report = Driver(job, workers.cpus, job_id, progress=progress, record=record,
                             echo=echo if echo is not None else _to_stderr,
-                            policy=DaskPolicy(workers)).run(resolved, out_dir)
+                            policy=DaskPolicy(workers, locations)).run(resolved, out_dir)
         finally:
             workers.close()
     finally:
         if ours:
             client.close()
     return JobResult(report)
+
+
+def resolve_dask_inputs(args: Sequence[Any], ndb: str | None = None,
+                        registry: Any = None) -> tuple[list[Any], dict[str, tuple[str, tuple[str, ...]]]]:
+    """A Dask job's inputs as the driver plans them (`Disk`s) and, for those that are not local
+    paths, the URL each worker opens and its replicas' (by disk name).
+
+    `geryon://HOST:PORT/CHUNK[/PATH]` is a node's chunk; `geryon://NAME[/PATH]` a disk the cluster's
+    ndb names, found in the registry (`registry`, else $GERYON_REGISTRY, else zeroconf), master
+    first; `SCHEME://...` any fsspec URL (`geryon.disks.urlfs`); anything else a local path, a
+    glob or an ndb name (`geryon.disks.resolve.resolve_inputs`).
+
+    Raises:
+        UnknownDisk: an input that is not there, or cannot be listed (a bad secret, a dead node).
+    """
+    from geryon.disks.resolve import Disk, resolve_inputs
+    from geryon.disks.urlfs import is_url, open_url
+
+    resolved: list[Any] = []
+    locations: dict[str, tuple[str, tuple[str, ...]]] = {}
+    owned = None
+    try:
+        for arg in args:
+            text = str(arg)
+            if isinstance(arg, Disk):
+                resolved.append(arg)
+            elif text.startswith("geryon://"):
+                if (registry is None or isinstance(registry, str)) and not _names_a_node(text):
+                    registry = owned = _registry_for(text, registry)
+                disk, urls = _geryon_disk(text, registry)
+                resolved.append(disk)
+                locations[disk.name] = (urls[0], urls[1:])
+            elif is_url(text):
+                ufs = open_url(text)
+                ufs.files()     # there, and listable (one line if not)
+                resolved.append(Disk(text, ufs))
+                locations[text] = (ufs.base_url(), ())
+            else:
+                resolved.extend(resolve_inputs([text], ndb))
+    finally:
+        if owned is not None:
+            owned.close()
+    return resolved, locations
+
+
+_NODE = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[^\s/:\[\]]+):\d+")
+"""HOST:PORT, a `geryon://` URL's first part when it names a node (else it names a disk)."""
+
+
+def _names_a_node(url: str) -> bool:
+    return bool(_NODE.fullmatch(url[len("geryon://"):].partition("/")[0]))
+
+
+def _registry_for(url: str, registry_url: str | None = None) -> Any:
+    """A registry client for a `geryon://NAME` input: `registry_url`, else the Python API's rule."""
+    from geryon.cluster.where import api_where
+    from geryon.disks.remote import library_secret
+    from registry.client import RegistryClient
+
+    secret = library_secret()
+    if not registry_url:
+        where, _ = api_where(False, secret, os.environ, names_data=True,
+                             elsewhere=f"{url} names a disk (set GERYON_REGISTRY to the registry naming it)")
+        registry_url = where.registry
+    return RegistryClient(registry_url, secret=secret, owner="mapreduce")
+
+
+def _geryon_disk(url: str, registry: Any) -> tuple[Any, tuple[str, ...]]:
+    """A `geryon://` input: a `Disk` on its first copy that lists, and every live copy's URL."""
+    from geryon.cluster.members import ClusterDisk, find_disk
+    from geryon.disks.remote import RemoteFS, library_secret
+    from geryon.disks.resolve import Disk
+    from geryon.errors import UnknownDisk
+    from geryon.net.connection import parse_node_url
+
+    if _names_a_node(url):
+        found = find_disk(url, None)
+    else:
+        name, _, rest = url[len("geryon://"):].partition("/")
+        named = find_disk(name, registry)
+        found = ClusterDisk(url, named.locations, "/" + rest.strip("/") if rest.strip("/") else "", named.format)
+    secret = library_secret()
+    last: Exception | None = None
+    for i, loc in enumerate(found.locations):
+        node, chunk = parse_node_url(loc)
+        fs = RemoteFS(node, chunk, secret)
+        try:
+            if found.only and not fs.exists(found.only):
+                raise UnknownDisk(f"{url}: no such file or directory")
+            fs.listdir("/")
+        except UnknownDisk:
+            fs.close()
+            raise
+        except Exception as exc:   # a dead or refusing copy: the next one
+            fs.close()
+            last = exc
+            continue
+        return Disk(found.name, fs, only=found.only, format=found.format), tuple(found.locations[i:])
+    raise UnknownDisk(f"{url}: cannot be read: {last}")

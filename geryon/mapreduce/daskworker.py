@@ -338,7 +338,7 @@ def run(spec: dict[str, Any]) -> TaskResult:
     work = spec["work"]
     if task_json["kind"] == "map":
         task = MapTask.from_json({**task_json, "workdir": work})
-        result = run_with_replicas(job, task, Inputs("", {}, _secret()).open,
+        result = run_with_replicas(job, task, _opener(Inputs("", {}, _secret()).open),
                                    os.path.join(work, "attempts"))
         if result.ok:
             result.output = os.path.basename(result.output)
@@ -349,6 +349,18 @@ def run(spec: dict[str, Any]) -> TaskResult:
         return run_reduce_task(job, rtask, fetch)
     finally:
         fetch.close()
+
+
+def _opener(inputs: Callable[[str], Any]) -> Callable[[str], Any]:
+    """Opens a map's input location: an fsspec URL (`geryon.disks.urlfs`), else a local path or a
+    `geryon://` chunk (`geryon.disks.opendisk.Inputs`)."""
+    def open_input(location: str) -> Any:
+        from geryon.disks.urlfs import is_url, open_url
+
+        if is_url(location):
+            return open_url(location), None
+        return inputs(location)
+    return open_input
 
 
 def _secret() -> bytes | None:

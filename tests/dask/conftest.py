@@ -55,11 +55,12 @@ def _wait_for(what: str, check: Callable[[], bool], deadline: float = START_DEAD
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def start_cluster(root: pathlib.Path, workers: int = 2) -> DaskCluster:
-    """A scheduler and `workers` single-threaded workers (no nanny: a killed worker stays dead)."""
+def start_cluster(root: pathlib.Path, workers: int = 2, env: dict[str, str] | None = None) -> DaskCluster:
+    """A scheduler and `workers` single-threaded workers (no nanny: a killed worker stays dead),
+    with `env` added to their environment."""
     home = root / "home"
     home.mkdir(parents=True)
-    env = {**os.environ, "HOME": str(home), "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
+    env = {**os.environ, "HOME": str(home), "DASK_DISTRIBUTED__WORKER__DAEMON": "False", **(env or {})}
     env.pop("GERYON_DASK_SCHEDULER", None)
     sfile = root / "scheduler.json"
     with open(root / "scheduler.log", "wb") as log:   # the child keeps its own copy
@@ -113,6 +114,21 @@ def own_cluster(tmp_path: pathlib.Path) -> Iterator[DaskCluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture
+def cluster_with(tmp_path: pathlib.Path) -> Iterator[Callable[[dict[str, str]], DaskCluster]]:
+    """Start a cluster of this test's own whose processes get the environment given."""
+    started: list[DaskCluster] = []
+
+    def start(env: dict[str, str]) -> DaskCluster:
+        started.append(start_cluster(tmp_path / f"dask cluster {len(started)}", env=env))
+        return started[-1]
+    try:
+        yield start
+    finally:
+        for c in started:
+            c.stop()
 
 
 @pytest.fixture
