@@ -122,8 +122,7 @@ def sum_blocks(blocks: Iterable[tuple[bool, list, list]], budget: int, mixed: bo
                 key_bytes = measured = 0
         if not runs:
             keys = list(acc) if already_sorted else _sorted_keys(acc, mixed)
-            for i in range(0, len(keys), BLOCK_RECORDS):
-                chunk = keys[i:i + BLOCK_RECORDS]
+            for chunk in _chunks(keys):
                 yield chunk, list(map(acc.__getitem__, chunk))
             return
         if acc:
@@ -135,6 +134,21 @@ def sum_blocks(blocks: Iterable[tuple[bool, list, list]], budget: int, mixed: bo
     finally:
         if spill_dir:
             shutil.rmtree(spill_dir, ignore_errors=True)
+
+
+def _chunks(keys: list) -> Iterator[list]:
+    """`keys` in chunks of at most BLOCK_RECORDS keys and about BLOCK_BYTES (each chunk measured,
+    cut again when over twice that): the caller formats a chunk's lines at once, and 16,384
+    keys of 1 KB would be 16 MB of lines, twice."""
+    i, n, step = 0, len(keys), BLOCK_RECORDS
+    while i < n:
+        chunk = keys[i:i + step]
+        got = max(1, measured_bytes(chunk))
+        step = max(1, min(BLOCK_RECORDS, len(chunk) * BLOCK_BYTES // got))
+        if got > 2 * BLOCK_BYTES and len(chunk) > 1:
+            continue
+        yield chunk
+        i += len(chunk)
 
 
 def _hashable(keys: list) -> bool:
