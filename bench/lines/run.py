@@ -10,7 +10,10 @@ Each round runs, in turn: `counter_lines` (`for line in f: c.update(line.split()
 one-process program a `--reader lines` job stands for), `counter_chunks`
 (bench/peers/wc_counter.py: `bytes.split` over 16 MiB blocks, the fastest one-process
 count), and `geryon mapreduce --reader lines` with the README's map.py/reduce.py
-(`Counter(value.split())` per line, sum combiner) run by this checkout's `geryon`, and by
+(`Counter(value.split())` per line, sum combiner) run by this checkout's `geryon`; `geryon_inmapper`,
+the same job written with per-task hooks as examples/wordcount/inmapper.py is (map adds each line's
+words into one Counter, map_final returns it: in-mapper combining, as a Hadoop or mrjob user writes a
+word count for speed); and by
 CHECKOUT's code too with `--other` (its directory put first on PYTHONPATH: an A/B on the same
 file and machine). Prints each run's wall and CPU seconds (user+sys of the process and its
 children, the figure a shared machine distorts least), the 1-minute load average before it,
@@ -43,6 +46,8 @@ with open(sys.argv[2], "w", encoding="utf-8") as out:
 '''
 MAP = "from collections import Counter\ndef map(key, value):\n    return Counter(value.split())\n"
 REDUCE = "def reduce(key, values):\n    return sum(values)\ncombine = reduce\n"
+INMAPPER = ("from collections import Counter\ncounts = Counter()\ndef map_init():\n    counts.clear()\n"
+            "def map(key, value):\n    counts.update(value.split())\ndef map_final():\n    return counts\n")
 
 
 def parse_size(text: str) -> int:
@@ -100,7 +105,7 @@ def main() -> None:
     ap.add_argument("--make", metavar="SIZE", help="make --file of this size first (e.g. 1G)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--other", type=Path, help="another checkout of Geryon, run the same way")
-    ap.add_argument("--only", nargs="*", help="systems to run (counter_lines counter_chunks geryon other)")
+    ap.add_argument("--only", nargs="*", help="systems to run (counter_lines counter_chunks geryon geryon_inmapper other)")
     args = ap.parse_args()
     if args.make:
         make_file(args.file, parse_size(args.make))
@@ -109,6 +114,7 @@ def main() -> None:
     work.mkdir(parents=True)
     (work / "map.py").write_text(MAP)
     (work / "reduce.py").write_text(REDUCE)
+    (work / "inmapper.py").write_text(INMAPPER)
     (work / "counter_lines.py").write_text(COUNTER_LINES)
     env = {k: v for k, v in os.environ.items() if not k.startswith("GERYON_")}
     env.update({"GERYON_JOBS_DIR": str(work / "jobs"), "XDG_CONFIG_HOME": str(work / "config")})
@@ -121,6 +127,8 @@ def main() -> None:
                             "OUT/out.txt"], env),
         "geryon": ([geryon, "mapreduce", "-q", "--reader", "lines", "map.py", "reduce.py", str(args.file),
                     "--out", "OUT"], env),
+        "geryon_inmapper": ([geryon, "mapreduce", "-q", "--reader", "lines", "inmapper.py", "reduce.py",
+                             str(args.file), "--out", "OUT"], env),
     }
     if args.other:
         systems["other"] = (systems["geryon"][0], {**env, "PYTHONPATH": str(args.other.resolve())})

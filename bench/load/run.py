@@ -3,11 +3,14 @@
 
     PATH=.venv/bin:$PATH python bench/load/run.py            # 1,000 and 2,000 files of 3 KB, 17,738 of 7.2 KB (128 MB)
     PATH=.venv/bin:$PATH python bench/load/run.py --sets 4000:3000 --runs 5
+    PATH=.venv/bin:$PATH python bench/load/run.py --sets 17738:7200 --other ../before   # A/B: another checkout's cluster load too
 
 Makes a directory of N small text files (500 per folder), then loads it (`--app b`, 64 MiB chunks) with
 `geryon load --to DIR` and with `geryon load --cluster` into a real registry and one node
 daemon on loopback offering a chunk pool, alternating (local first in odd runs, cluster first in
-even ones), and prints a markdown table: wall seconds (median), the median of each run's
+even ones; from the second run on each load replaces the one before it, locally and on the cluster,
+so both remove the old disks' files; `sync` before each timed load), and prints a markdown table:
+wall seconds (median), the median of each run's
 cluster/local ratio (paired: both loads of a run see about the same machine), CPU seconds (the
 `geryon load` process; for the cluster load also what the node and registry daemons spent
 meanwhile) and the 1-minute load average before the runs. Needs the `geryon` command of this
@@ -71,6 +74,7 @@ def proc_cpu(pid: int) -> float:
 
 def timed(argv: list[str], env: dict[str, str], daemons: tuple[int, ...] = ()) -> tuple[float, float]:
     """Wall and CPU seconds of one command (and of `daemons` meanwhile)."""
+    os.sync()          # the other load's writes on the disk first: neither pays for the other's writeback
     c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     d0 = sum(proc_cpu(p) for p in daemons)
     t = time.monotonic()
@@ -81,7 +85,8 @@ def timed(argv: list[str], env: dict[str, str], daemons: tuple[int, ...] = ()) -
     return wall, cpu
 
 
-def bench(work: Path, n: int, size: int, runs: int) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+def bench(work: Path, n: int, size: int, runs: int,
+          other: Path | None = None) -> dict[str, list[tuple[float, float]]]:
     src = work / f"src{n}"
     make_files(src, n, size)
     secret = work / "secret"
@@ -101,29 +106,28 @@ def bench(work: Path, n: int, size: int, runs: int) -> tuple[list[tuple[float, f
                   work / "node.err", env)
     node.address()
     time.sleep(1.5)      # the node's pool reaches the registry
-    local_t: list[tuple[float, float]] = []
-    cluster_t: list[tuple[float, float]] = []
     daemons = (node.proc.pid, reg.proc.pid)
+    out = work / "local"      # kept: from run 2 on, each load replaces the one before, as on the cluster
+    local = ["geryon", "load", "-q", "--app", "b", "--to", str(out), "--ndb", str(work / "local.ndb"), str(src)]
+    cluster = ["geryon", "load", "-q", "--app", "b", "--cluster", "--registry", url, "--ndb", str(ndb), str(src)]
+    systems: list[tuple[str, list[str], dict[str, str], tuple[int, ...]]] = [
+        ("local", local, env, ()), ("cluster", cluster, env, daemons)]
+    if other is not None:      # the same cluster load by another checkout's code (an A/B on one cluster)
+        systems.append(("other", cluster, {**env, "PYTHONPATH": str(other.resolve())}, daemons))
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name, _, _, _ in systems}
     try:
         for run in range(runs):
-            out = work / "local"
-            shutil.rmtree(out, ignore_errors=True)
-            local = ["geryon", "load", "-q", "--app", "b", "--to", str(out), "--ndb", str(work / "local.ndb"), str(src)]
-            cluster = ["geryon", "load", "-q", "--app", "b", "--cluster", "--registry", url, "--ndb", str(ndb), str(src)]
-            if run % 2 == 0:
-                local_t.append(timed(local, env))
-                cluster_t.append(timed(cluster, env, daemons))
-            else:
-                cluster_t.append(timed(cluster, env, daemons))
-                local_t.append(timed(local, env))
-            print(f"  {n:,} files, run {run + 1}: local {local_t[-1][0]:.2f} s ({local_t[-1][1]:.2f} CPU), "
-                  f"cluster {cluster_t[-1][0]:.2f} s ({cluster_t[-1][1]:.2f} CPU), load {os.getloadavg()[0]:.1f}",
-                  flush=True)
+            k = run % len(systems)          # who goes first turns each run
+            for name, argv, e, ds in systems[k:] + systems[:k]:
+                times[name].append(timed(argv, e, ds))
+            print(f"  {n:,} files, run {run + 1}: " + ", ".join(
+                f"{name} {times[name][-1][0]:.2f} s ({times[name][-1][1]:.2f} CPU)" for name, _, _, _ in systems)
+                + f", load {os.getloadavg()[0]:.1f}", flush=True)
     finally:
         node.stop()
         reg.stop()
     shutil.rmtree(src, ignore_errors=True)
-    return local_t, cluster_t
+    return times
 
 
 def main() -> None:
@@ -131,21 +135,31 @@ def main() -> None:
     ap.add_argument("--sets", nargs="*", default=["1000:3000", "2000:3000", "17738:7200"],
                     help="FILES:BYTES_PER_FILE, one per set")
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--other", type=Path, help="another checkout: its cluster load too, on the same cluster")
     args = ap.parse_args()
+    extra = " other cluster load s (CPU s) | other / cluster, paired median |" if args.other else ""
     print("| files | MB | local load s (CPU s) | cluster load s (CPU s, with the daemons') | cluster / local, "
-          "paired median (runs) | load (1 min) |")
-    print("|---|---|---|---|---|---|")
+          f"paired median (runs) |{extra} load (1 min) |")
+    print("|---|---|---|---|---|---|" + ("---|---|" if args.other else ""))
     for spec in args.sets:
         n, size = (int(x) for x in spec.split(":"))
         load = os.getloadavg()[0]
         with tempfile.TemporaryDirectory(prefix="geryon-bench-load-") as tmp:
-            local_t, cluster_t = bench(Path(tmp), n, size, args.runs)
+            times = bench(Path(tmp), n, size, args.runs, args.other)
         load = f"{load:.1f}-{os.getloadavg()[0]:.1f}"
-        lm, cm = statistics.median(w for w, _ in local_t), statistics.median(w for w, _ in cluster_t)
-        lc, cc = statistics.median(c for _, c in local_t), statistics.median(c for _, c in cluster_t)
-        ratios = [c[0] / l[0] for l, c in zip(local_t, cluster_t)]
-        print(f"| {n:,} | {n * size / 1e6:.1f} | {lm:.2f} ({lc:.2f}) | {cm:.2f} ({cc:.2f}) | "
-              f"{statistics.median(ratios):.2f} ({' '.join(f'{r:.2f}' for r in ratios)}) | {load} |", flush=True)
+
+        def cell(name: str) -> str:
+            return (f"{statistics.median(w for w, _ in times[name]):.2f} "
+                    f"({statistics.median(c for _, c in times[name]):.2f})")
+
+        def paired(a: str, b: str) -> str:
+            ratios = [x[0] / y[0] for x, y in zip(times[a], times[b])]
+            return f"{statistics.median(ratios):.2f} ({' '.join(f'{r:.2f}' for r in ratios)})"
+
+        more = f" {cell('other')} | {paired('other', 'cluster')} |" if args.other else ""
+        print(f"| {n:,} | {n * size / 1e6:.1f} | {cell('local')} | {cell('cluster')} | "
+              f"{paired('cluster', 'local')} |{more} {load} |", flush=True)
+
 
 if __name__ == "__main__":
     main()
