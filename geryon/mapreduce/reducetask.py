@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import operator
 import os
 import shutil
 import time
@@ -23,7 +24,7 @@ from geryon.mapreduce import counters, memory, order
 from geryon.mapreduce.attempt import FailureKind, classify
 from geryon.disks.chunk import ChunkFS
 from geryon.mapreduce.aggregate import sum_blocks
-from geryon.mapreduce.codec import encode_records, format_bytes_lines, raw_block_stream, text_field
+from geryon.mapreduce.codec import encode_records, format_bytes_lines, format_lines, raw_block_stream, text_field
 from geryon.errors import DiskFull, GeryonError
 from geryon.mapreduce.job import Job, hook_pairs
 from geryon.mapreduce.jobparams import task_env
@@ -140,6 +141,37 @@ class _Reducing:
             yield key, values
             i = j
 
+    def flat(self) -> bool:
+        """Whether the records may go out ungrouped (`flat_batches`): they fit in memory, and no
+        step needs them a key at a time (an identity or streaming reduce, no sorted values, no hooks)."""
+        job = self.job
+        return (not job.sort_values and job.reduce_init is None and job.reduce_final is None
+                and (job.reduce is None or job.reduce.streaming) and self.in_memory())
+
+    def flat_batches(self) -> Iterator[tuple[list, list]]:
+        """Every (key, value) pair in key order, values of a key in input order, as (keys, values)
+        batches of WRITE_BATCH: what `groups_in_memory` gives, without a Python step per key."""
+        keys: list = []
+        vals: list = []
+        for loc, seg in self.inputs:
+            for single, ks, vs in iter_blocks(self.fetch(loc, seg)):
+                if single:
+                    keys.extend(ks)
+                    vals.extend(vs)
+                else:
+                    for k, vl in zip(ks, vs):
+                        keys.extend(itertools.repeat(k, len(vl)))
+                        vals.extend(vl)
+        if len(self.inputs) > 1:
+            idx = (sorted(range(len(keys)), key=lambda i: order.total_key(keys[i])) if self.mixed
+                   else order.argsort(keys))
+            keys = list(map(keys.__getitem__, idx))
+            vals = list(map(vals.__getitem__, idx))
+        if keys:
+            self.groups = 1 + sum(map(operator.ne, keys, itertools.islice(keys, 1, None)))
+        for i in range(0, len(keys), WRITE_BATCH):
+            yield keys[i:i + WRITE_BATCH], vals[i:i + WRITE_BATCH]
+
     def merge_dir(self) -> str:
         """Where this attempt's merge passes write (next to its part file; removed after)."""
         return os.path.join(self.task.out_root, staged_name(self.job, self.task) + ".merge")
@@ -180,6 +212,11 @@ class _Reducing:
             yield from self._sum_lines()
             return
         fmt = job.format
+        if self.flat():   # the identity reduce
+            for keys, vals in self.flat_batches():
+                self.records_out += len(keys)
+                yield encode_records(keys, vals, fmt)
+            return
         for keys, values in self._reduced_batches():
             yield encode_records(keys, values, fmt)
 
@@ -220,7 +257,10 @@ class _Reducing:
                     out_v.append(v)
             else:
                 res = reducer(key, values)
-                if res is None:
+                if type(res) in _PLAIN:   # a value (the common case: two failed hasattr cost more)
+                    out_k.append(key)
+                    out_v.append(res)
+                elif res is None:
                     pass
                 elif hasattr(res, "__next__") and hasattr(res, "send"):
                     for pair in res:
@@ -257,6 +297,10 @@ class _Reducing:
         tabs in the key with --key-fields, and in the value, unescaped); else as text output
         writes them (`codec.text_field`: tabs and newlines escaped)."""
         tf = line_field if self.job.map.streaming else text_field
+        if self.flat():
+            for keys, vals in self.flat_batches():
+                yield _input_text(keys, vals, tf).encode("utf-8", "surrogateescape")
+            return
         batch: list[str] = []
         for key, values in self.grouped():
             k = tf(key)
@@ -275,6 +319,23 @@ def line_field(obj: Any) -> str:
         return obj
     return text_field(obj)
 
+
+def _input_text(keys: list, vals: list, tf: Callable[[Any], str]) -> str:
+    """A streaming reducer's input lines for a batch of pairs, as `input_lines` writes each."""
+    if tf is line_field and _plain_lines(keys) and _plain_lines(vals):   # str from lines: as they came
+        return "".join(map("{}\t{}\n".format, keys, vals))
+    if tf is text_field:
+        return format_lines(keys, vals, "text")
+    return "".join([f"{tf(k)}\t{tf(v)}\n" for k, v in zip(keys, vals)])
+
+
+def _plain_lines(items: list) -> bool:
+    """All str, none holding a newline (checked in C, on one joined string)."""
+    return not (set(map(type, items)) - {str}) and "\n" not in "\x00".join(items)
+
+
+_PLAIN = frozenset({str, int, float, bytes, bool, list, dict})
+"""Types a reduce returns as its one value (never a generator of pairs)."""
 
 _STR_KIND = "1"  # order.key_kind of str keys
 _BYTES_KIND = "2"  # ... and of bytes keys
@@ -305,9 +366,9 @@ def run_reduce_task(job: Job, task: ReduceTask, fetch: Fetch = local_fetch) -> T
                 assert job.reduce.command is not None
                 with StreamingProcess(job.reduce.command, state.input_lines(), cwd=task.out_root, env=env) as proc:
                     n = 0
-                    for raw in proc.lines():
-                        out.write(raw + b"\n")
-                        n += 1
+                    for block in proc.blocks():   # whole lines, copied as they come
+                        out.write(block)
+                        n += block.count(b"\n")
                     proc.wait()
                 state.records_out = n
             else:

@@ -116,6 +116,14 @@ class SegmentWriter:
     def add_list(self, key: Any, values: list) -> None:
         """Add one record whose value is a list of values (cut if it is long or big)."""
         self._switch(False)
+        if len(values) == 1:   # the common case of distinct keys: no sampling for one value
+            self._keys.append(key)
+            self._values.append(values)
+            self._nvalues += 1
+            self._bytes += max(1, object_bytes(values[0]))
+            if len(self._keys) >= BLOCK_RECORDS or self._nvalues >= BLOCK_VALUES or self._bytes >= BLOCK_BYTES:
+                self._flush()
+            return
         each = max(1, mean_bytes(values)) if values else 1
         step = max(1, min(BLOCK_VALUES, BLOCK_BYTES // each))
         key_bytes = object_bytes(key)  # long keys fill a block too (16,384 keys of 1 KB: 16 MB)

@@ -310,8 +310,12 @@ class SortBuffer:
             if self._sum:
                 w.add_singles(keys, list(map(store.__getitem__, keys)))
             elif combine is None:
-                for k in keys:
-                    w.add_list(k, store[k])
+                vals = list(map(store.__getitem__, keys))
+                if vals and max(map(len, vals)) == 1:   # distinct keys (a sort): flat blocks, in bulk
+                    w.add_singles(keys, list(map(_first, vals)))
+                else:
+                    for k, v in zip(keys, vals):
+                        w.add_list(k, v)
             else:
                 for k in keys:
                     vals = store[k]
@@ -496,6 +500,7 @@ class SortBuffer:
 
 _NOTHING = object()
 _general = object()
+_first = itemgetter(0)
 _second = itemgetter(1)
 
 
