@@ -82,3 +82,24 @@ def test_ungrouped_reduce_gives_what_the_grouped_merge_gives(tmp_path: pathlib.P
         job.run([str(disk)], out=str(out), workers=2)
         parts.append([p.read_bytes() for p in sorted(out.iterdir()) if p.name.startswith("part-")])
     assert parts[0] == parts[1] and all(parts[0])
+
+
+def test_ungrouped_streaming_reduce_after_a_streaming_map(tmp_path: pathlib.Path) -> None:
+    """After a streaming map, the reducer's lines hold keys and values as they came (tabs in
+    the value too), on the flat path as on the grouped one."""
+    from geryon.mapreduce.job import Job
+
+    rng = random.Random(9)
+    disk = tmp_path / "in"
+    disk.mkdir()
+    for f in range(3):
+        (disk / f"f{f}.txt").write_text("".join(f"{rng.choice('abcde')}{rng.randrange(30)}\tv\t{i}\n"
+                                                for i in range(3000)))
+    parts = []
+    for budget in (256 << 20, 1 << 20):
+        out = tmp_path / f"out{budget}"
+        Job(map="cat", reduce="cat", partitions=2, reader="lines", split_size=20_000,
+            sort_budget=budget).run([str(disk)], out=str(out), workers=2)
+        parts.append([p.read_bytes() for p in sorted(out.iterdir()) if p.name.startswith("part-")])
+    assert parts[0] == parts[1] and all(parts[0])
+    assert b"\tv\t" in parts[0][0]   # the value's tab as it came
