@@ -4,7 +4,7 @@
     PATH=.venv/bin:$PATH python bench/jobmodel/run.py sort  --peers PEERS --input FILE [--rounds 1]
     PATH=.venv/bin:$PATH python bench/jobmodel/run.py index --peers PEERS --input DIR  [--rounds 1]
 
-PEERS is the directory holding the peer programs (gensort.py, sort_gnu.sh, sort_python.py,
+PEERS (default bench/peers) is the directory holding the peer programs (gensort.py, sort_gnu.sh, sort_python.py,
 sort_dask.py, sort_spark.py, sort_verify.py; ii_ref.py, ii_dask.py, ii_spark.py, ii_norm.py);
 FILE is 10 M gensort records (`PEERS/gensort.py 10000000 FILE`), DIR a docs corpus (docs100).
 `sort` runs `geryon mapreduce --total-order -R 4 -j 2 --reader lines` with examples/sort's
@@ -84,7 +84,8 @@ def check(kind: str, peers: Path, inp: Path, out: Path, ref: str | None) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("kind", choices=["sort", "index"])
-    ap.add_argument("--peers", type=Path, required=True)
+    ap.add_argument("--peers", type=Path, default=Path(__file__).resolve().parents[1] / "peers",
+                    help="the peer programs (default: bench/peers)")
     ap.add_argument("--input", type=Path, required=True)
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--systems", nargs="*")
