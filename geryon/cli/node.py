@@ -23,6 +23,7 @@ from geryon.errors import GeryonError
 from geryon.defaults import DEFAULT_NODE_PORT, DEFAULT_NODE_REFRESH as DEFAULT_REFRESH
 from geryon.cluster.hostfacts import host_source
 from geryon.cluster.pick import PICKS
+from registry.defaults import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS
 from registry.errors import RegistryError
 
 if TYPE_CHECKING:
@@ -97,6 +98,11 @@ def _disk_spec(values: tuple[str, ...], replica: bool) -> list[NodeDisk]:
               help="Most members one job pack or rcpu export may hold (default 10000).")
 @click.option("--virtual-seconds", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
               help="Seconds over which each accepted dispatch's virtual load (1.0) decays (default 5).")
+@click.option("--max-connections", type=click.IntRange(1), default=DEFAULT_MAX_CONNECTIONS, show_default=True,
+              help="Most open connections (at most half the open-file limit is used).")
+@click.option("--idle-timeout", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_IDLE_TIMEOUT,
+              show_default=True, metavar="SECONDS",
+              help="Seconds a connection may take to send a request's headers, or stay idle.")
 @click.option("--claim-lease", type=click.FloatRange(min=0.1), default=None, metavar="SECONDS",
               help="Seconds a load's claim on a chunk lasts unrenewed; then the chunk is reclaimed (default 60).")
 @_registry_option
@@ -107,7 +113,8 @@ def node(name: str, disks: tuple[str, ...], replicas: tuple[str, ...],
          cpus: int | None, listen: str | None, advertise: str | None, work_dir: str | None,
          refresh: float, standalone: bool, fake_load: float | None, pool: str | None,
          pool_size: int | None, parent: str | None, unpack_limit: int | None, unpack_files: int | None,
-         virtual_seconds: float | None, claim_lease: float | None, registry_url: str | None, secret_file: str | None, tls_cert: str | None, tls_key: str | None,
+         virtual_seconds: float | None, max_connections: int, idle_timeout: float,
+         claim_lease: float | None, registry_url: str | None, secret_file: str | None, tls_cert: str | None, tls_key: str | None,
          tls_ca: str | None) -> None:
     """Serve this machine's chunk disks and cpu to the cluster (until SIGTERM)."""
     secret = cluster_secret(secret_file, serving=f"node {name}")
@@ -117,6 +124,7 @@ def node(name: str, disks: tuple[str, ...], replicas: tuple[str, ...],
         raise click.BadParameter(f"{listen!r} is not HOST:PORT", param_hint="--listen")
     registry = None if standalone else _client(registry_url, secret)
     from geryon.node.daemon import NodeConfig, serve
+    from registry.guard import ConnectionLimits
 
     config = NodeConfig(name=name, disks=tuple(_disk_spec(disks, False) + _disk_spec(replicas, True)),
                         cpus=cpus, host=host.strip("[]") or "0.0.0.0", port=int(port),
@@ -124,6 +132,7 @@ def node(name: str, disks: tuple[str, ...], replicas: tuple[str, ...],
                         refresh=refresh, load_source=host_source(cpus, fake_load), parent=parent,
                         pool=os.path.abspath(pool) if pool else None, pool_size=pool_size,
                         unpack=_unpack_limits(unpack_limit, unpack_files), tls=tls,
+                        limits=ConnectionLimits(max_connections=max_connections, idle_timeout=idle_timeout),
                         **({"claim_lease": claim_lease} if claim_lease else {}),
                         **({"virtual_seconds": virtual_seconds} if virtual_seconds is not None else {}))
 

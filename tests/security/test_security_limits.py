@@ -222,10 +222,42 @@ def _one_address_is_held_to_its_cap(url: str, log: Callable[[], str], secret: by
 
 
 def test_one_address_is_held_to_its_cap_on_a_node(cluster: Cluster, secret: bytes) -> None:
-    node = cluster.start_node("n0", register=False, prefix=PRLIMIT)
+    # --idle-timeout 60: the flood is cut by the caps, not by its half-open requests' timeout.
+    node = cluster.start_node("n0", register=False, prefix=PRLIMIT, extra=["--idle-timeout", "60"])
     _one_address_is_held_to_its_cap(node.url, node.proc.stderr, secret, "/v1/node", b'"name": "n0"')
     with NodeConnection(node.url, secret) as conn:                # a normal client, from 127.0.0.1
         assert conn.request("GET", "/v1/node")[0] == 200
+
+
+def test_a_nodes_idle_timeout_is_its_own(cluster: Cluster) -> None:
+    """`geryon node --idle-timeout`: a half-open request is cut after the node's own timeout, and
+    a node told to wait longer than the default (10 s) still answers the request when it ends."""
+    short = cluster.start_node("n-short", register=False, extra=["--idle-timeout", "1"])
+    long = cluster.start_node("n-long", register=False, extra=["--idle-timeout", "3600"])
+    opened = time.monotonic()
+    [cut] = _half_open(_port(short.url), 1, ["127.0.0.1"])
+    [kept] = _half_open(_port(long.url), 1, ["127.0.0.1"])
+    try:
+        cut.settimeout(60)
+        try:
+            assert cut.recv(4096) == b""                           # closed by the node, nothing sent
+        except ConnectionResetError:
+            pass
+        # A window for what must not happen: the default timeout (10 s) would have cut `kept` by now.
+        time.sleep(max(0.0, opened + 12 - time.monotonic()))
+        kept.sendall(b"\r\n\r\n")
+        assert kept.recv(4096).startswith(b"HTTP/1.1 401"), "the long-timeout node cut the request"
+    finally:
+        cut.close()
+        kept.close()
+
+
+def test_a_bad_idle_timeout_or_connection_cap_is_one_line(tmp_path: Path) -> None:
+    for option, value in (("--idle-timeout", "0"), ("--idle-timeout", "-1"), ("--max-connections", "0")):
+        done = subprocess.run([*GERYON, "node", "--standalone", option, value], capture_output=True, text=True,
+                              timeout=120, cwd=tmp_path, env={**os.environ, "HOME": str(tmp_path)})
+        assert done.returncode == 2, done.stderr
+        assert f"Invalid value for '{option}'" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_one_address_is_held_to_its_cap_on_the_registry(cluster: Cluster, secret: bytes) -> None:
