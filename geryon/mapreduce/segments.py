@@ -120,7 +120,7 @@ class SegmentWriter:
             self._keys.append(key)
             self._values.append(values)
             self._nvalues += 1
-            self._bytes += max(1, object_bytes(values[0]))
+            self._bytes += object_bytes(key) + max(1, object_bytes(values[0]))  # long keys fill a block too
             if len(self._keys) >= BLOCK_RECORDS or self._nvalues >= BLOCK_VALUES or self._bytes >= BLOCK_BYTES:
                 self._flush()
             return
