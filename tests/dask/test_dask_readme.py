@@ -64,7 +64,10 @@ def test_the_readme_dask_section_runs_as_written(tmp_path: pathlib.Path) -> None
     home = tmp_path / "fresh home"
     home.mkdir()
     env = {**os.environ, "HOME": str(home)}
-    for name in ("GERYON_DASK_SCHEDULER", "GERYON_REGISTRY", "GERYON_NDB"):
+    # A fresh user: nothing the test session set for its other tests (a shared job-record
+    # directory, a config home) and no cluster settings of this machine.
+    for name in ("GERYON_DASK_SCHEDULER", "GERYON_REGISTRY", "GERYON_NDB", "GERYON_JOBS_DIR", "GERYON_SECRET_FILE",
+                 "XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME"):
         env.pop(name, None)
     procs: list[subprocess.Popen] = []
     logs = []
