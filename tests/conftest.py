@@ -17,7 +17,7 @@ EXAMPLES = REPO / "examples"
 UNIT_FILES = frozenset("""
     data/test_data_checksum.py data/test_data_copies.py data/test_data_fs_contract.py data/test_data_local_failover.py
     data/test_data_readers.py data/test_data_sumsjournal.py data/test_data_warc.py
-    engine/test_engine_attempt.py engine/test_engine_chunk.py engine/test_engine_inputs.py
+    engine/test_engine_attempt.py engine/test_engine_driver_loop.py engine/test_engine_chunk.py engine/test_engine_inputs.py
     engine/test_engine_jobfiles.py engine/test_engine_jobpack.py engine/test_engine_jobstore.py
     engine/test_engine_outputs.py engine/test_engine_progress.py engine/test_engine_sortbuffer_batches.py
     engine/test_engine_units.py

@@ -53,25 +53,47 @@ class _Loop:
     def spawn(self, coro: Any) -> cf.Future[Any]:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
+    @staticmethod
+    async def _cancel_the_rest(rounds: int = 5) -> None:
+        """Cancel every other task on this loop and wait for them, again while cancelling starts
+        more (a WebSocket's heartbeat timer can fire mid-close and make a ping task): a task left
+        pending when the loop closes is destroyed mid-coroutine ("Task was destroyed but it is
+        pending", "coroutine ... was never awaited")."""
+        for _ in range(rounds):
+            rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            if not rest:
+                return
+            for task in rest:
+                task.cancel()
+            await asyncio.gather(*rest, return_exceptions=True)
+
     async def _drain(self) -> None:
-        """Cancel what still runs on the loop (job holds, a WebSocket's heartbeat ping) and let it
-        end, then close the session: a task left pending when the loop closes is destroyed mid-
-        coroutine ("Task was destroyed but it is pending", seen when one process runs several
-        cluster jobs in turn, as a multi-step job does)."""
-        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        """Cancel what still runs on the loop (job holds, a WebSocket's heartbeat ping), close the
+        session, then cancel what closing started (seen when one process runs several cluster
+        jobs in turn, as a multi-step job does)."""
+        await self._cancel_the_rest()
         await self.http.close()
+        await self._cancel_the_rest()
+
+    drain_timeout = 5.0
+    """Seconds `close` waits for the loop's tasks to end on the loop's thread; what is left after
+    is finished on the caller's thread."""
 
     def close(self) -> None:
         try:
-            self.call(self._drain(), timeout=5)
+            self.call(self._drain(), timeout=self.drain_timeout)
         except Exception:  # closing is best effort
             pass
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(5)
-        if not self.loop.is_running():
+        if self.loop.is_running():
+            return  # the thread is stuck in a callback; it is a daemon, and the loop stays open
+        # A drain that timed out, or a timer that fired between the drain and the stop, can leave
+        # tasks that never ran: finish them here, on this thread, before closing.
+        try:
+            self.loop.run_until_complete(self._drain())
+            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+        finally:
             self.loop.close()
 
 
