@@ -1,7 +1,7 @@
 """The network client: a `Registry` over HTTP, with registrations that live in a session.
 
-`RegistryClient` runs its own asyncio loop in one thread, so it serves synchronous
-callers (the CLI, worker code) and never blocks theirs. Registrations ride one WebSocket
+`RegistryClient` runs its own asyncio loop in one thread (`registry.loopthread.LoopThread`,
+the class every client of ours uses), so it serves synchronous callers (the CLI, worker code) and never blocks theirs. Registrations ride one WebSocket
 session with heartbeats; when it drops, the client reconnects with jittered backoff and
 re-registers everything it owns, rediscovering the registry over zeroconf if it was
 found that way. This module does not read the environment or the secret file (the CLI
@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import secrets
-import threading
 from collections.abc import Coroutine, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -27,6 +26,7 @@ from registry.backoff import DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_CAP, Backoff
 from registry.discovery import DEFAULT_DISCOVERY_TIMEOUT, discover, parse_registry_url
 from registry.errors import (AuthenticationFailed, RegistryError, RegistryUnavailable,
                              error_from_wire)
+from registry.loopthread import LoopThread
 from registry.server import DEFAULT_MAX_BODY, HEADER_CLIENT, HEADER_OWNER
 from registry.signer import Signer
 from registry.store import DEFAULT_DEAD_AFTER, DEFAULT_HEARTBEAT, AttrsLike, Service, as_pairs, merged
@@ -89,10 +89,9 @@ class RegistryClient:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._warned: set[str] = set()
         self._closed = False
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._run_loop, name="geryon-registry-client",
-                                        daemon=True)
-        self._thread.start()
+        self._io = LoopThread("geryon-registry-client", on_closed=lambda: RegistryError("client is closed"),
+                              finish=self._close_http)
+        self._loop = self._io.loop
         self._call(self._setup())
 
     # -- the Registry protocol -------------------------------------------------------
@@ -171,12 +170,7 @@ class RegistryClient:
         if self._closed:
             return
         self._closed = True
-        try:
-            self._call(self._shutdown())
-        finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join()
-            self._loop.close()
+        self._io.close()   # cancels the session (its non-persist services go), then closes _http
 
     def __enter__(self) -> RegistryClient:
         return self
@@ -186,19 +180,8 @@ class RegistryClient:
         self.close()
 
     # -- the loop thread -------------------------------------------------------------
-    def _run_loop(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._loop.run_forever()
-        self._loop.run_until_complete(self._loop.shutdown_default_executor())
-
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
-        if self._closed and self._loop.is_closed():
-            coro.close()
-            raise RegistryError("client is closed")
-        if threading.current_thread() is self._thread:
-            coro.close()
-            raise RuntimeError("RegistryClient called from its own loop")
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+        return self._io.call(coro)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = self._loop.create_task(coro)
@@ -213,11 +196,9 @@ class RegistryClient:
         self._op_lock = asyncio.Lock()
         self._locate_lock = asyncio.Lock()
 
-    async def _shutdown(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._http.close()
+    async def _close_http(self) -> None:
+        if getattr(self, "_http", None) is not None:
+            await self._http.close()
 
     def _warn_once(self, key: str, msg: str, *args: Any) -> None:
         if key in self._warned:

@@ -1,7 +1,7 @@
 """Signed requests from a job driver to node job services: packs, attempts, commits, copies.
 
-An asyncio loop on a thread with one aiohttp session, for the driver's synchronous code
-(started when first used). `RemoteCpu` is a node's job service as a `geryon.mapreduce.cpu.Cpu`.
+One loop thread (`geryon.net.loop.LoopThread`) with one aiohttp session, for the driver's
+synchronous code (started when first used; closed with nothing left pending). `RemoteCpu` is a node's job service as a `geryon.mapreduce.cpu.Cpu`.
 Not here: deciding anything (`geryon.mapreduce.clusterdriver`, `geryon.mapreduce.engine`), or the node side
 (`geryon.node.jobservice`).
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures as cf
 import json
-import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -21,6 +20,7 @@ from geryon.errors import GeryonError
 from geryon.mapreduce.jobpack import JobPack
 from geryon.cluster.members import ClusterCpu
 from geryon.cluster.rcpu import next_after
+from geryon.net.loop import LoopThread
 from geryon.mapreduce.task import MapTask, ReduceTask, TaskResult
 from registry.errors import RegistryError
 from registry.signer import Signer
@@ -31,70 +31,6 @@ ALIVE_TIMEOUT = 2.0
 
 HOLD_RETRY = 1.0
 """Seconds before a driver reopens a job hold a node closed (or could not open)."""
-
-
-class _Loop:
-    """An asyncio loop on a thread, with one HTTP session, for the driver's synchronous code."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="geryon-cluster", daemon=True)
-        self._thread.start()
-        self.http: aiohttp.ClientSession = self.call(self._session())
-
-    @staticmethod
-    async def _session() -> aiohttp.ClientSession:
-        return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
-                                     connector=tls.connector())
-
-    def call(self, coro: Any, timeout: float | None = None) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def spawn(self, coro: Any) -> cf.Future[Any]:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop)
-
-    @staticmethod
-    async def _cancel_the_rest(rounds: int = 5) -> None:
-        """Cancel every other task on this loop and wait for them, again while cancelling starts
-        more (a WebSocket's heartbeat timer can fire mid-close and make a ping task): a task left
-        pending when the loop closes is destroyed mid-coroutine ("Task was destroyed but it is
-        pending", "coroutine ... was never awaited")."""
-        for _ in range(rounds):
-            rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            if not rest:
-                return
-            for task in rest:
-                task.cancel()
-            await asyncio.gather(*rest, return_exceptions=True)
-
-    async def _drain(self) -> None:
-        """Cancel what still runs on the loop (job holds, a WebSocket's heartbeat ping), close the
-        session, then cancel what closing started (seen when one process runs several cluster
-        jobs in turn, as a multi-step job does)."""
-        await self._cancel_the_rest()
-        await self.http.close()
-        await self._cancel_the_rest()
-
-    drain_timeout = 5.0
-    """Seconds `close` waits for the loop's tasks to end on the loop's thread; what is left after
-    is finished on the caller's thread."""
-
-    def close(self) -> None:
-        try:
-            self.call(self._drain(), timeout=self.drain_timeout)
-        except Exception:  # closing is best effort
-            pass
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(5)
-        if self.loop.is_running():
-            return  # the thread is stuck in a callback; it is a daemon, and the loop stays open
-        # A drain that timed out, or a timer that fired between the drain and the stop, can leave
-        # tasks that never ran: finish them here, on this thread, before closing.
-        try:
-            self.loop.run_until_complete(self._drain())
-            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
-        finally:
-            self.loop.close()
 
 
 class NodeError(GeryonError):
@@ -110,16 +46,37 @@ class Nodes:
         self.secret = secret
         self.signer = Signer(secret)
         self.lease = lease
-        self._io: _Loop | None = None
+        self._io: LoopThread | None = None
+        self._http: aiohttp.ClientSession | None = None
         self._packs: dict[str, asyncio.Lock] = {}
         self._has_pack: set[tuple[str, str]] = set()
         self._holds: list[cf.Future[Any]] = []
 
     @property
-    def io(self) -> _Loop:
+    def io(self) -> LoopThread:
+        """The driver's loop thread, with `http` on it (started when first used)."""
         if self._io is None:
-            self._io = _Loop()
+            io = LoopThread("geryon-cluster", finish=self._close_http)
+            self._http = io.call(self._session())
+            self._io = io
         return self._io
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        """The driver's one HTTP session (on `io`)."""
+        if self._http is None:
+            self.io   # starts the loop and the session
+        assert self._http is not None
+        return self._http
+
+    @staticmethod
+    async def _session() -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
+                                     connector=tls.connector())
+
+    async def _close_http(self) -> None:
+        if self._http is not None:
+            await self._http.close()
 
     def close(self) -> None:
         for fut in self._holds:
@@ -137,7 +94,7 @@ class Nodes:
         async def one(cpu: ClusterCpu) -> None:
             while True:
                 try:
-                    async with await self.signer.connect(self.io.http, cpu.url, path,
+                    async with await self.signer.connect(self.http, cpu.url, path,
                                                          what=f"job hold on {cpu.name}") as ws:
                         async for _ in ws:
                             pass
@@ -149,7 +106,7 @@ class Nodes:
     async def request(self, method: str, url: str, path: str, body: bytes = b"",
                       timeout: float = 30.0) -> tuple[int, bytes]:
         try:
-            async with await self.signer.send(self.io.http, method, url, path, body,
+            async with await self.signer.send(self.http, method, url, path, body,
                                               timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
                 return resp.status, await resp.read()
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError, RegistryError) as exc:
@@ -188,7 +145,7 @@ class Nodes:
         await self.ensure_pack(cpu, pack)
         path = "/v1/jobs/run"
         try:
-            async with await self.signer.connect(self.io.http, cpu.url, path, what=f"job attempt on {cpu.name}",
+            async with await self.signer.connect(self.http, cpu.url, path, what=f"job attempt on {cpu.name}",
                                                  heartbeat=self.lease / 1.5, max_msg_size=64 << 20) as ws:
                 await ws.send_json({"job": job_id, "pack": pack.digest, "task": task, "out_chunk": out_chunk})
                 async for msg in ws:
@@ -225,7 +182,7 @@ class Nodes:
         async def go() -> int:
             n = 0
             try:
-                async with await self.signer.send(self.io.http, "GET", cpu.url, path,
+                async with await self.signer.send(self.http, "GET", cpu.url, path,
                                                   timeout=aiohttp.ClientTimeout(total=timeout,
                                                                                 sock_read=self.lease * 2)) as resp:
                     if resp.status != 200:

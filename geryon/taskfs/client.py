@@ -41,11 +41,12 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from geryon.errors import GeryonError
+from geryon.net import loop as net_loop
 from geryon.taskfs.wire import (ALL, CHUNK, DEFAULT_CONNECT_TIMEOUT, DEFAULT_DEAD_AFTER, DEFAULT_HEARTBEAT,
                                 DEFAULT_RELEASE_TIMEOUT, LOST_STATUS, MAX_FRAME, STDERR, STDIN, STDOUT,
                                 NoResources, Offset, ProtocolError, RemoteSession, SessionError, Sink, State,
@@ -64,9 +65,6 @@ __all__ = [
     "ProtocolError", "RemoteSession", "SessionError", "Sink", "State", "display", "group_state", "pack_frame",
     "unpack_frame",
 ]
-
-T = TypeVar("T")
-
 
 # -- the synchronous API ---------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -218,33 +216,12 @@ class _Merge:
         self.stderr.end()
 
 
-class LoopThread:
-    """An asyncio loop in a thread of its own, serving synchronous callers; `close()` joins it."""
+class LoopThread(net_loop.LoopThread):
+    """The loop thread (`geryon.net.loop.LoopThread`) a session runs on; a call once it is closed
+    raises SessionError."""
 
     def __init__(self, name: str = "geryon-session") -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
-        self.closed = False
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_forever()
-        self.loop.run_until_complete(self.loop.shutdown_default_executor())
-
-    def call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        if self.closed:
-            coro.close()
-            raise SessionError("session is closed")
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join()
-        self.loop.close()
+        super().__init__(name, on_closed=lambda: SessionError("session is closed"))
 
 
 class InputStream:

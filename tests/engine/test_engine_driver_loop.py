@@ -1,4 +1,5 @@
-"""The driver's loop thread (`geryon.mapreduce.jobnodes._Loop`) closes with no task left pending.
+"""The driver's loop thread (`geryon.mapreduce.jobnodes.Nodes.io`, a `geryon.net.loop.LoopThread`)
+closes with no task left pending, and its HTTP session closed.
 
 A task still pending when its loop closes is destroyed mid-coroutine ("Task was destroyed but it
 is pending", "coroutine ... was never awaited"); under pytest's `filterwarnings = error` that fails
@@ -8,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 
-from geryon.mapreduce.jobnodes import _Loop
+from geryon.mapreduce.jobnodes import Nodes
 
 
 def test_a_task_still_ending_when_the_drain_times_out_is_finished_before_the_loop_closes():
-    io = _Loop()
+    nodes = Nodes(None, lease=1.0)
+    io = nodes.io
+    http = nodes.http
     io.drain_timeout = 0.05
     ended: list[str] = []
 
@@ -29,14 +32,15 @@ def test_a_task_still_ending_when_the_drain_times_out_is_finished_before_the_loo
 
     task = io.spawn(hold())
     io.call(asyncio.sleep(0))
-    io.close()
-    assert io.loop.is_closed()
+    nodes.close()
+    assert io.loop.is_closed() and http.closed
     assert ended == ["hold"]
     assert task.cancelled()
 
 
 def test_a_task_made_while_the_loop_drains_is_run_before_it_closes():
-    io = _Loop()
+    nodes = Nodes(None, lease=1.0)
+    io = nodes.io
     made: list[asyncio.Task[None]] = []
     ran: list[str] = []
 
@@ -53,6 +57,7 @@ def test_a_task_made_while_the_loop_drains_is_run_before_it_closes():
 
     io.spawn(hold())
     io.call(asyncio.sleep(0))
-    io.close()
+    nodes.close()
+    assert io.loop.is_closed()
     assert made and all(t.done() for t in made)
     assert ran == ["ping"] or all(t.cancelled() for t in made)

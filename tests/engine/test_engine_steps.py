@@ -430,12 +430,13 @@ def test_closing_the_drivers_loop_ends_what_still_runs_on_it(caplog) -> None:
     import gc
     import logging
 
-    from geryon.mapreduce.jobnodes import _Loop
+    from geryon.mapreduce.jobnodes import Nodes
 
-    loop = _Loop()
+    nodes = Nodes(None, lease=1.0)
+    loop = nodes.io
     fut = loop.spawn(asyncio.sleep(3600))   # a job hold, a heartbeat ping: still running at the end
     with caplog.at_level(logging.ERROR, logger="asyncio"):
-        loop.close()
+        nodes.close()
         del fut
         gc.collect()
     assert not [r for r in caplog.records if "destroyed but it is pending" in r.getMessage()]
