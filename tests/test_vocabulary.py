@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -82,8 +83,8 @@ def class_name_tests(root: Path = GERYON) -> list[str]:
 
 
 ATTEMPT_ID_HOME = "geryon/mapreduce/attempt.py"
-NOT_ATTEMPT_IDS = {"geryon/mapreduce/reducetask.py"}
-"""Files whose `.a{n}` is another name: a reduce's staging part (`job.part3.a1`)."""
+NOT_ATTEMPT_IDS: set[str] = set()
+"""Files whose `.a{n}` is another name (none: a reduce's staged part is `attempt.staged_part_name`)."""
 
 
 def attempt_id_spellings(root: Path = GERYON) -> list[str]:
@@ -104,6 +105,54 @@ def attempt_id_spellings(root: Path = GERYON) -> list[str]:
             if hit:
                 found.append(f"{rel}:{node.lineno}: {ast.unparse(node)[:100]}")
     return found
+
+
+_AFTER_TEXT = re.compile(r"(?:^|[^A-Za-z0-9_])(?:[mrs]|part)$")
+_AFTER_VALUE = re.compile(r"[^A-Za-z0-9_](?:[mrs]|part)$")
+"""The end of an f-string's text before a value that makes a task or job-part name: `m{i}`,
+`running r{i}`, `s{i}.`, `{job}-s{i}`, `{job}.part{r}`; after another value the letter needs a
+separator before it (`{minutes}m{secs}` is a duration)."""
+
+NOT_TASK_NAMES = {"geryon/disks/replicate.py", "geryon/ingest/load.py"}
+"""Files whose `.r{k}` is another name: a replica chunk's (`c0.r1`)."""
+
+
+def _letters(node: ast.AST) -> set[str]:
+    """The string constants a formatted value can be: `{'s' if sample else 'm'}`."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return {node.value}
+    if isinstance(node, ast.IfExp):
+        return _letters(node.body) | _letters(node.orelse)
+    return set()
+
+
+def task_name_spellings(root: Path = GERYON) -> list[str]:
+    """f-strings writing a task's name (`m3`, `r0`, `s2`), a step's (`s2.`, `JOB-s2`) or a staged
+    part's (`wc.part0.a1`) outside `geryon.mapreduce.attempt`."""
+    found = []
+    for rel, tree in _trees(root):
+        if rel == ATTEMPT_ID_HOME or rel in NOT_TASK_NAMES:
+            continue
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.JoinedStr):
+                continue
+            parts = node.values
+            hit = False
+            for i, (a, b) in enumerate(zip(parts, parts[1:])):
+                if not isinstance(b, ast.FormattedValue):
+                    continue
+                if isinstance(a, ast.Constant):
+                    hit |= bool((_AFTER_TEXT if i == 0 else _AFTER_VALUE).search(str(a.value)))
+                elif isinstance(a, ast.FormattedValue):
+                    letters = _letters(a.value)
+                    hit |= bool(letters) and letters <= {"m", "r", "s"}
+            if hit:
+                found.append(f"{rel}:{node.lineno}: {ast.unparse(node)[:100]}")
+    return found
+
+
+def test_task_and_step_names_are_written_in_attempt_only() -> None:
+    assert task_name_spellings() == []
 
 
 def test_no_state_or_failure_kind_is_written_as_a_string_outside_its_enum() -> None:
@@ -129,7 +178,12 @@ def test_the_checks_find_what_they_look_for(tmp_path: Path) -> None:
         "    rec.update(state='killed')\n"
         "    if type(exc).__name__ == 'ClientConnectorError':\n"
         "        return f'{t}.a{n}'\n"
-        "    return 'x'.rpartition('.a')\n")
+        "    return 'x'.rpartition('.a')\n"
+        "def g(i, job, sample, minutes, secs, disk, k):\n"
+        "    names = [f'm{i}', f'running r{i} again', f'{job}-s{i}', f's{i}.', f'{job}.part{i}']\n"
+        "    names.append(f\"{'s' if sample else 'm'}{i}\")\n"
+        "    return names + [f'{minutes}m{secs:02d}s', f'{disk}x{k}', f'{i}ms', f'terms{k}']\n")
     assert sorted(line.split(":")[1] for line in state_literals(pkg, set())) == ["2", "2", "3", "4"]
     assert [line.split(":")[1] for line in class_name_tests(pkg)] == ["5"]
     assert sorted(line.split(":")[1] for line in attempt_id_spellings(pkg)) == ["6", "7"]
+    assert [line.split(":")[1] for line in task_name_spellings(pkg)] == ["9"] * 5 + ["10"]

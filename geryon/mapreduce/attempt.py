@@ -1,7 +1,8 @@
 """The words of a task attempt: its id, how it ended, and why it failed.
 
 `AttemptId` is the one place an attempt's name (`m3.a1`: map 3, attempt 1) is written or
-read. `AttemptState` is how an attempt ended in a job record; `FailureKind` (defined in
+read, and the functions below the one place a task's name (`m3`, `r0`, `s2`), a step's
+(`s2.r0`, job id `JOB-s2`) and a reduce attempt's staged part (`wc.part0.a1`) are written. `AttemptState` is how an attempt ended in a job record; `FailureKind` (defined in
 `geryon.errors`, beside the errors that carry one) why it failed (its values are the strings
 job records and the node wire always carried, so old records still read). `classify(exc)` is the one rule from an exception to a `FailureKind`: our own
 errors carry theirs as a `failure_kind` attribute, the rest is decided here. Not here:
@@ -22,7 +23,50 @@ from geryon.errors import FailureKind
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AttemptId", "AttemptState", "FailureKind", "classify"]
+__all__ = ["AttemptId", "AttemptState", "FailureKind", "classify", "is_map_task", "staged_part_name",
+           "step_job_id", "step_prefix", "step_task_name", "task_index", "task_name"]
+
+_LETTER = {"map": "m", "m": "m", "reduce": "r", "r": "r", "sample": "s", "s": "s"}
+
+
+def task_name(kind: str, index: int) -> str:
+    """Task `index` of `kind` ("map"/"m", "reduce"/"r", "sample"/"s": a total-order job's
+    sampling map): `m3`, `r0`, `s2`."""
+    letter = _LETTER.get(kind)
+    if letter is None:
+        raise ValueError(f"not a task kind: {kind!r} (map, reduce or sample)")
+    return f"{letter}{int(index)}"
+
+
+def is_map_task(name: str) -> bool:
+    """Whether a task's name (`task_name`) is a map's."""
+    return name.startswith("m")
+
+
+def task_index(name: str) -> int:
+    """The index in a task's name: `r3` -> 3."""
+    return int(name[1:])
+
+
+def step_prefix(step: int) -> str:
+    """What a multi-step job's step (from 1) puts before its tasks' names and events: `s2.`."""
+    return f"s{int(step)}."
+
+
+def step_task_name(step: int, name: str) -> str:
+    """A task of step `step` as the job's record names it: `s2.r0` (`geryon logs JOB s2.r0`)."""
+    return step_prefix(step) + name
+
+
+def step_job_id(job_id: str, step: int) -> str:
+    """The id a multi-step job's step (not its last) runs under: `JOB-s2`."""
+    return f"{job_id}-s{int(step)}"
+
+
+def staged_part_name(job_name: str, index: int, attempt: int) -> str:
+    """A reduce attempt's part before the job commits it: `wc.part0.a1` (the node's
+    `geryon.node.jobservice` accepts only this shape)."""
+    return f"{job_name}.part{int(index)}.a{int(attempt)}"
 
 
 class AttemptState(StrEnum):
@@ -49,23 +93,23 @@ class AttemptId:
 
     @property
     def is_map(self) -> bool:
-        return self.task.startswith("m")
+        return is_map_task(self.task)
 
     @property
     def index(self) -> int:
-        return int(self.task[1:])
+        return task_index(self.task)
 
     @classmethod
     def of(cls, kind: str, index: int, attempt: int) -> "AttemptId":
         """`kind` is "map"/"m" or "reduce"/"r"."""
-        return cls(f"{'m' if kind in ('map', 'm') else 'r'}{index}", int(attempt))
+        return cls(task_name("map" if kind in ("map", "m") else "reduce", index), int(attempt))
 
     @classmethod
     def of_json(cls, task: dict[str, Any]) -> "AttemptId":
         """The id of a task as it travels (`MapTask.to_json`, `ReduceTask.to_json`); a sampling
         map (total order) is `s<index>`."""
         if task.get("kind") == "map" and task.get("sample"):
-            return cls(f"s{int(task.get('index', 0))}", int(task.get("attempt", 0)))
+            return cls(task_name("sample", int(task.get("index", 0))), int(task.get("attempt", 0)))
         return cls.of(str(task.get("kind", "")), int(task.get("index", 0)), int(task.get("attempt", 0)))
 
     @classmethod

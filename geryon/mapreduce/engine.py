@@ -30,7 +30,8 @@ from typing import Any
 
 from geryon.mapreduce import counters as counters_mod
 from geryon.mapreduce import memory, totalorder
-from geryon.mapreduce.attempt import AttemptId, AttemptState, FailureKind, classify
+from geryon.mapreduce.attempt import (AttemptId, AttemptState, FailureKind, classify, is_map_task, task_index,
+                                      task_name)
 from geryon.mapreduce.cpu import Cpu
 from geryon.errors import GeryonError, JobFailed
 from geryon.mapreduce.job import Job
@@ -82,11 +83,11 @@ class _Task:
 
     @property
     def is_map(self) -> bool:
-        return self.id.startswith("m")
+        return is_map_task(self.id)
 
     @property
     def index(self) -> int:
-        return int(self.id[1:])
+        return task_index(self.id)
 
 
 @dataclass
@@ -165,8 +166,8 @@ class Driver:
     def _schedule(self, report: JobReport) -> None:
         M, R = len(self.maps), self.partitions
         now = time.monotonic()
-        self.tasks = {f"m{i}": _Task(f"m{i}", queued=now) for i in range(M)}
-        self.tasks.update({f"r{r}": _Task(f"r{r}", queued=now) for r in range(R)})
+        names = [task_name("map", i) for i in range(M)] + [task_name("reduce", r) for r in range(R)]
+        self.tasks = {name: _Task(name, queued=now) for name in names}
         self.pending: list[str] = list(self.tasks)
         self.map_done: dict[int, tuple[TaskResult, Cpu]] = {}
         self.reduce_done: dict[int, tuple[TaskResult, Cpu]] = {}
@@ -438,8 +439,8 @@ class Driver:
         for i, (res, cpu) in list(self.map_done.items()):
             if cpu is owner and location.endswith("/" + res.output):
                 del self.map_done[i]
-                self._event(f"map output {location} unreadable: running m{i} again")
-                self._requeue_if_needed(self.tasks[f"m{i}"])
+                self._event(f"map output {location} unreadable: running {task_name('map', i)} again")
+                self._requeue_if_needed(self.tasks[task_name("map", i)])
 
     def _declare_dead(self, cpu: Cpu) -> None:
         """`cpu` is gone: its attempts are lost, and so is every output it held."""
@@ -448,10 +449,10 @@ class Driver:
         lost_reduces = [r for r, (_, c) in self.reduce_done.items() if c is cpu]
         for i in lost_maps:
             del self.map_done[i]
-            self._requeue_if_needed(self.tasks[f"m{i}"])
+            self._requeue_if_needed(self.tasks[task_name("map", i)])
         for r in lost_reduces:
             del self.reduce_done[r]
-            self._requeue_if_needed(self.tasks[f"r{r}"])
+            self._requeue_if_needed(self.tasks[task_name("reduce", r)])
         self._event(f"{cpu.name} declared dead: {len(lost_maps)} map output(s) and "
                     f"{len(lost_reduces)} staged part(s) lost, their tasks run again")
         self.progress.message(f"{cpu.name} is dead: running {len(lost_maps)} map(s) and "

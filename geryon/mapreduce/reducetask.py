@@ -21,7 +21,7 @@ from functools import partial
 from typing import Any
 
 from geryon.mapreduce import counters, memory, order
-from geryon.mapreduce.attempt import FailureKind, classify
+from geryon.mapreduce.attempt import FailureKind, classify, staged_part_name
 from geryon.disks.chunk import ChunkFS
 from geryon.mapreduce.aggregate import sum_blocks
 from geryon.mapreduce.codec import encode_records, format_bytes_lines, format_lines, raw_block_stream, text_field
@@ -90,7 +90,7 @@ def local_fetch(location: str, seg: Segment) -> Iterable[bytes]:
 
 
 def staged_name(job: Job, task: ReduceTask) -> str:
-    return f"{task.staging}/{job.name}.part{task.index}.a{task.attempt}"
+    return f"{task.staging}/{staged_part_name(job.name, task.index, task.attempt)}"
 
 
 class _Reducing:

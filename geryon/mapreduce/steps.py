@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from geryon.errors import GeryonError, JobDefinitionError, JobFailed, UnknownDisk
+from geryon.mapreduce.attempt import step_job_id, step_prefix, step_task_name
 from geryon.mapreduce.codec import PAIRS
 from geryon.mapreduce.counters import merge
 from geryon.mapreduce.job import Job, identity_map
@@ -70,7 +71,7 @@ def step_jobs(job: Job) -> list[Job]:
 def step_id(job_id: str, index: int, count: int) -> str:
     """The id step `index` (from 1) runs under: the job's own for the last (its output is the
     job's), `JOB-s<index>` for the others."""
-    return job_id if index == count else f"{job_id}-s{index}"
+    return job_id if index == count else step_job_id(job_id, index)
 
 
 class StepProgress:
@@ -100,17 +101,17 @@ class StepRecord:
 
     def __init__(self, inner: Any, index: int) -> None:
         self.inner, self.index = inner, index
-        self.prefix = f"s{index}."
+        self.prefix = step_prefix(index)
         self.job_id = inner.job_id
 
     def attempt_started(self, task: str, attempt: int, cpu: str, input: str = "") -> None:
-        self.inner.attempt_started(self.prefix + task, attempt, cpu, input)
+        self.inner.attempt_started(step_task_name(self.index, task), attempt, cpu, input)
 
     def attempt_ended(self, task: str, attempt: int, state: str, **kw: Any) -> None:
-        self.inner.attempt_ended(self.prefix + task, attempt, state, **kw)
+        self.inner.attempt_ended(step_task_name(self.index, task), attempt, state, **kw)
 
     def stderr(self, task: str, attempt: int, data: bytes) -> None:
-        self.inner.stderr(self.prefix + task, attempt, data)
+        self.inner.stderr(step_task_name(self.index, task), attempt, data)
 
     def event(self, text: str) -> None:
         self.inner.event(f"step {self.index}: {text}")
@@ -161,7 +162,7 @@ def run_steps(job: Job, disks: Sequence[Any], run_step: RunStep, *, out: str | N
         for i, step in enumerate(steps, 1):
             last = i == count
             sid = step_id(job_id, i, count)
-            step_echo = None if echo is None else (lambda line, p=f"s{i}.": echo(p + line))
+            step_echo = None if echo is None else (lambda line, p=step_prefix(i): echo(p + line))
             try:
                 result = run_step(step, inputs, out if last else intermediate_out(i),
                                   StepProgress(progress, i, count) if progress is not None else None,
@@ -188,7 +189,7 @@ def run_steps(job: Job, disks: Sequence[Any], run_step: RunStep, *, out: str | N
     report = JobReport(job_id, job.name, final.out_dir, final.parts, final.format, map=reports[0].map,
                        reduce=final.reduce, seconds=sum(r.seconds for r in reports),
                        shuffled=sum(r.shuffled for r in reports),
-                       slowest=sorted(((f"s{i}.{a}", c, t) for i, r in enumerate(reports, 1) for a, c, t in r.slowest),
+                       slowest=sorted(((step_task_name(i, a), c, t) for i, r in enumerate(reports, 1) for a, c, t in r.slowest),
                                       key=lambda x: -x[2])[:len(final.slowest) or 5],
                        failed_attempts=sum(r.failed_attempts for r in reports), urls=final.urls,
                        part_bytes=final.part_bytes)

@@ -11,7 +11,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
-from geryon.mapreduce.attempt import AttemptId
+from geryon.mapreduce.attempt import AttemptId, task_name
 from geryon.mapreduce.codec import pack_block, unpack_blocks
 from geryon.mapreduce.segments import Segment
 from geryon.records.split import FileRange, Split
@@ -41,7 +41,7 @@ class MapTask:
 
     @property
     def id(self) -> str:
-        return f"{'s' if self.sample else 'm'}{self.index}"
+        return task_name("sample" if self.sample else "map", self.index)
 
     @property
     def attempt_id(self) -> AttemptId:
@@ -76,7 +76,7 @@ class ReduceTask:
 
     @property
     def id(self) -> str:
-        return f"r{self.index}"
+        return task_name("reduce", self.index)
 
     @property
     def attempt_id(self) -> AttemptId:

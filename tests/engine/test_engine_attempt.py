@@ -8,7 +8,8 @@ import json
 import pytest
 from fs import errors as fserrors
 
-from geryon.mapreduce.attempt import AttemptId, AttemptState, FailureKind, classify
+from geryon.mapreduce.attempt import (AttemptId, AttemptState, FailureKind, classify, staged_part_name, step_job_id,
+                                      step_prefix, step_task_name, task_index, task_name)
 from geryon.records.badrecords import BadRecord, InputError, TooManyBadRecords
 from geryon.disks.checksum import ChecksumMismatch
 from geryon.errors import DiskFull, GeryonError, JobDefinitionError
@@ -45,6 +46,24 @@ def test_an_attempt_id_is_written_and_read_in_one_way() -> None:
     for bad in ("m3", "x3.a1", "m.a1", "m3.a", "m3.ax"):
         with pytest.raises(ValueError, match="not an attempt id"):
             AttemptId.parse(bad)
+
+
+def test_task_step_and_staged_part_names_are_written_in_one_way() -> None:
+    from geryon.mapreduce.reducetask import staged_name
+    from geryon.mapreduce.job import Job
+    from geryon.node.jobservice import _STAGED
+
+    assert [task_name(k, 3) for k in ("map", "m", "reduce", "r", "sample", "s")] == ["m3", "m3", "r3", "r3", "s3", "s3"]
+    assert MapTask(2, 0, Split("d", ()), "/in", "/w", sample=10).id == "s2" == task_name("sample", 2)
+    assert task_index("r12") == 12
+    with pytest.raises(ValueError, match="not a task kind"):
+        task_name("shuffle", 0)
+    assert step_prefix(2) == "s2." and step_task_name(2, "r0") == "s2.r0" and step_job_id("wc-1", 2) == "wc-1-s2"
+    assert AttemptId.parse(str(AttemptId(step_task_name(2, task_name("reduce", 0)), 1))) == AttemptId("s2.r0", 1)
+    assert staged_part_name("my job", 3, 1) == "my job.part3.a1"
+    assert _STAGED.match(staged_part_name("wc", 3, 1))   # the node accepts the shape we write
+    job = Job(name="wc", map=lambda k, v: [])
+    assert staged_name(job, ReduceTask(3, 1, (), "/out", ".stage")) == ".stage/wc.part3.a1"
 
 
 @pytest.mark.parametrize("exc, kind", [
