@@ -6,17 +6,46 @@ same files (same bytes, every word counted once) and the job record for what hap
 """
 from __future__ import annotations
 
+import re
 import shutil
 import signal
 import time
+from pathlib import Path
 
 from tests.faults.fault_helpers import (FaultCluster, assert_same_output, attempts, job_events, job_logs, kill,
                                         wait_job, workers_running)
+from geryon.disks.chunk import TEMP_MARK
+from geryon.mapreduce.attempt import AttemptId
 from tests.node.node_helpers import wait_until
+
+_STAGED_OPEN = re.compile(rf"\.wc\.part(\d+)\.a(\d+){re.escape(TEMP_MARK)}")
+"""A reduce attempt's part while it is written: its temporary name in the job's staging directory."""
 
 
 def _done(jobs_dir, kind: str) -> set[str]:
     return {a["task"] for a in attempts(jobs_dir) if a["task"].startswith(kind) and a["state"] == "done"}
+
+
+def _attempt_of(pid: int) -> str:
+    """The attempt a node's worker process runs (its argv: ... geryon.node.worker JOB ATTEMPT)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return ""
+    return argv[4].decode() if len(argv) > 4 else ""
+
+
+def _reducer_writing(c: FaultCluster) -> list[int]:
+    """The worker pid of a reduce attempt whose part is open for writing on its node (it has
+    fetched its input and reduces), or []."""
+    for node in c.nodes.values():
+        running = {_attempt_of(pid): pid for pid in workers_running(node.proc.popen.pid, "r")}
+        for staged in node.chunks["c0"].glob(f"{TEMP_MARK}*/.wc.part*"):
+            m = _STAGED_OPEN.match(staged.name)
+            pid = m and running.get(str(AttemptId.of("reduce", int(m[1]), int(m[2]))))
+            if pid:
+                return [pid]
+    return []
 
 
 def test_kill_node_mid_map(fault_cluster: FaultCluster) -> None:
@@ -58,9 +87,9 @@ def test_kill_reducer_mid_write_leaves_no_partial_part(fault_cluster: FaultClust
     c = fault_cluster
     out = c.tmp / "out"
     job = c.start_job(out, reduce_delay=0.004)
-    pids = wait_until(lambda: [p for n in c.nodes.values() for p in workers_running(n.proc.popen.pid, "r")], 30)
-    time.sleep(0.5)     # the fault's timing, not a wait: half a second into a reducer writing a key per 4 ms
-    kill(pids[:1])
+    # a reducer writing its part (a key per 4 ms), not one still starting or fetching
+    pids = wait_until(lambda: _reducer_writing(c), 60)
+    kill(pids)
     # while the job goes on, no node ever shows a part under its final name before the commit
     for node in c.nodes.values():
         assert not [p for p in node.chunks["c0"].iterdir() if not p.name.startswith(".")]
