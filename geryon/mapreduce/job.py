@@ -158,11 +158,7 @@ class Job:
             if hook is not None and owner is not None and owner.streaming:
                 raise JobDefinitionError(f"{attr} is for a Python {attr.split('_')[0]}: a streaming command "
                                          f"does its own set-up and tear-down")
-        for attr in ("params", "cmdenv"):
-            object.__setattr__(self, attr, _pairs(getattr(self, attr), attr))
-        for attr in ("files", "py_files"):
-            value = getattr(self, attr)
-            object.__setattr__(self, attr, (value,) if isinstance(value, str) else tuple(str(v) for v in value))
+        self._normalise_shared()
         if not self.name:
             object.__setattr__(self, "name", default_name(self.map))
         if self.partitions < 0:
@@ -236,6 +232,15 @@ class Job:
             raise JobDefinitionError(f"the partitioner command chooses the partition: drop --partitioner "
                                      f"{self.partitioner}")
 
+    def _normalise_shared(self) -> None:
+        """What a job and a multi-step job alike carry to every task: parameters and task
+        environment as sorted (name, value) pairs, extra files as a tuple of paths."""
+        for attr in ("params", "cmdenv"):
+            object.__setattr__(self, attr, _pairs(getattr(self, attr), attr))
+        for attr in ("files", "py_files"):
+            value = getattr(self, attr)
+            object.__setattr__(self, attr, (value,) if isinstance(value, str) else tuple(str(v) for v in value))
+
     @property
     def partition_key_fields(self) -> int:
         """How many of the key's fields choose its partition (`partition_fields`, else all)."""
@@ -259,11 +264,7 @@ class Job:
             own.append("total_order")
         if own:
             raise JobDefinitionError(f"a multi-step job runs its steps: give {own[0]} in a step, not beside steps")
-        for attr in ("params", "cmdenv"):
-            object.__setattr__(self, attr, _pairs(getattr(self, attr), attr))
-        for attr in ("files", "py_files"):
-            value = getattr(self, attr)
-            object.__setattr__(self, attr, (value,) if isinstance(value, str) else tuple(str(v) for v in value))
+        self._normalise_shared()
         if not self.name:
             object.__setattr__(self, "name", steps[0].name)
         if self.reader not in READERS and self.reader != READER_OF_DISKS:
@@ -358,12 +359,17 @@ def MRStep(mapper: Any = None, reducer: Any = None, combiner: Any = None, *, map
            mapper_final: Any = None, reducer_init: Any = None, reducer_final: Any = None,
            mapper_cmd: str | None = None, reducer_cmd: str | None = None, combiner_cmd: str | None = None,
            partitions: int | None = None, partition: Any = None, partitioner: str = "crc32",
-           sort_values: bool = False, total_order: bool = False) -> Job:
+           sort_values: bool = False, total_order: bool = False, key_fields: int = 1,
+           partition_fields: int | None = None, partitioner_cmd: Any = None) -> Job:
     """One step of a multi-step job, by mrjob's names (`mrjob.step.MRStep`): a Job.
 
     No mapper: each record goes to the reducer as it is. No reducer: a map-only step (one part
     per map task, in input order), unless `partitions` asks for an identity reduce.
-    `partitions` is the step's R (default: 5 with a reducer).
+    `partitions` is the step's R (default: 5 with a reducer). The step's own partitioning and
+    order, as a `Job` has them: `partition(key, n)` (a Python map), `sort_values`,
+    `total_order`, `partitioner` (a hash name); for a streaming mapper_cmd, Hadoop's
+    `key_fields` and `partition_fields` (--key-fields, --partition-fields) and
+    `partitioner_cmd` (--partitioner-cmd, Job's `partition_cmd`).
 
     Raises:
         JobDefinitionError: a function and a command given for one role, or a bad setting.
@@ -379,6 +385,7 @@ def MRStep(mapper: Any = None, reducer: Any = None, combiner: Any = None, *, map
     return Job(map=map_ if map_ is not None else identity_map, reduce=reduce_,
                combine=combiner if combiner is not None else combiner_cmd, partitions=partitions,
                partition=partition, partitioner=partitioner, sort_values=sort_values, total_order=total_order,
+               key_fields=key_fields, partition_fields=partition_fields, partition_cmd=partitioner_cmd,
                map_init=mapper_init,
                map_final=mapper_final, reduce_init=reducer_init, reduce_final=reducer_final)
 

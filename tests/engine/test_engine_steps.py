@@ -453,3 +453,57 @@ def test_a_multi_step_job_is_refused_on_dask_in_one_line(tmp_path: pathlib.Path,
     assert not (tmp_path / "out").exists()
     with pytest.raises(JobDefinitionError, match="not on Dask"):
         Steps(MRStep(mapper=words_by_folder)).run([str(disk)], out=str(tmp_path / "out"), dask="tcp://127.0.0.1:9")
+
+
+# -- a step's own partitioning and order (MRStep's key_fields, partition_fields, partition, sort_values)
+
+STEP_OPTIONS = pathlib.Path(__file__).with_name("step_options_job.py")
+
+
+def _step_options_parts(out: pathlib.Path) -> dict[int, list]:
+    parts: dict[int, list] = {}
+    for r, part in enumerate(sorted(p for p in out.iterdir() if p.name.startswith("part-"))):
+        lines = [line.split("\t", 1) for line in part.read_text().splitlines()]
+        parts[r] = [(json.loads(k), json.loads(v)) for k, v in lines]
+    return parts
+
+
+def test_a_steps_key_fields_partition_and_sorted_values_equal_the_reference(tmp_path: pathlib.Path,
+                                                                           geryon_proc) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("step_options_job", STEP_OPTIONS)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    texts = {"a b": "pear plum apple Peach\nplum avocado pear\n", "c": "apricot banana blueberry\n\nbean pea\n",
+             "d/e f": "cherry cranberry apple plum kiwi\nAvocado\n"}
+    disk = _tree(tmp_path / "in put", texts)
+    job_dir = tmp_path / "job dir"
+    job_dir.mkdir()
+    (job_dir / "opts.py").write_bytes(STEP_OPTIONS.read_bytes())
+    proc = geryon_proc("mapreduce", "-q", "--local", "--reader", "lines", "--split-size", "16", "-j", "3",
+                       "--out", tmp_path / "out", "opts.py", disk, cwd=str(job_dir))
+    assert proc.returncode == 0, proc.stderr
+    got = _step_options_parts(tmp_path / "out")
+    want = module.reference(texts.values())
+    assert got == want and want[0] and want[1]
+    # the steps as the script gives them: MRStep kept every option
+    first, second = module.STEPS
+    assert (first.key_fields, first.partition_fields, first.partitions) == (2, 1, 3)
+    assert second.sort_values and second.partition is not None and second.partition.func is module.length_mod
+
+
+def test_a_steps_partitioner_command_chooses_its_parts(tmp_path: pathlib.Path) -> None:
+    disk = _tree(tmp_path / "in", {"a": "aa b ccc dddd b\n", "b": "ee fff\n"})
+    words = "tr -s ' ' '\\n' | sed -e '/^$/d' -e 's/$/\t1/'"
+    job = Steps(MRStep(mapper_cmd=words, reducer_cmd="uniq", partitions=2,
+                       partitioner_cmd="awk '{print length($0) % 2}'"), reader="lines")
+    assert job.steps[0].partition_cmd is not None and job.steps[0].partition_cmd.streaming
+    job.run([str(disk)], out=str(tmp_path / "out"), workers=2)
+    parts = [sorted(line.split("\t")[0] for line in p.read_text().splitlines())
+             for p in sorted((tmp_path / "out").glob("part-*"))]
+    assert parts == [["aa", "dddd", "ee"], ["b", "ccc", "fff"]]
+    with pytest.raises(JobDefinitionError, match="partition_fields must be 1..2"):
+        MRStep(mapper_cmd=words, reducer_cmd="cat", key_fields=2, partition_fields=3)
+    with pytest.raises(JobDefinitionError, match="key_fields is for a streaming map"):
+        MRStep(mapper=words_by_folder, reducer=total, key_fields=2)

@@ -267,3 +267,29 @@ def test_steps_api_on_the_cluster_equal_the_sequential_reference(fault_cluster: 
         assert [b for b, _ in pairs] == sorted(want)
     assert [s.reduce.tasks for s in result.report.steps] == [r1, r2]
     assert _step_outputs_left(c) == []
+
+
+def test_a_steps_own_key_fields_partition_and_sorted_values_on_the_cluster(fault_cluster: FaultCluster) -> None:
+    """MRStep's key_fields/partition_fields (streaming step) and partition/sort_values (Python step):
+    the cluster's parts equal local mode's bytes and the sequential reference."""
+    import importlib.util
+
+    script = Path(__file__).resolve().parent.parent / "engine" / "step_options_job.py"
+    spec = importlib.util.spec_from_file_location("step_options_job", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    c = fault_cluster
+    c.reference()
+    job_dir = c.tmp / "options job"
+    job_dir.mkdir()
+    shutil.copy(script, job_dir / "options.py")
+    runs = {}
+    for mode in ("cluster", "local"):
+        proc = _run(c, job_dir, "opts", mode, "--reader", "lines", "--split-size", "8K", "options.py")
+        assert proc.returncode == 0, proc.stderr
+        runs[mode] = _parts(c.tmp / f"opts-{mode}")
+    assert runs["cluster"] == runs["local"] and len(runs["cluster"]) == 2
+    got = {r: [(json.loads(k), json.loads(v)) for k, v in (ln.split("\t", 1) for ln in part.decode().splitlines())]
+           for r, part in enumerate(runs["cluster"])}
+    assert got == module.reference(data.decode() for files in c.corpus.values() for data in files.values())
+    assert _step_outputs_left(c) == []
