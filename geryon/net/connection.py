@@ -103,11 +103,15 @@ class NodeConnection:
 
     def open(self, method: str, target: str, body: bytes | BinaryIO = b"",
              headers: dict[str, str] | None = None, *, digest: str | None = None,
-             length: int | None = None) -> tuple[http.client.HTTPResponse, http.client.HTTPConnection]:
+             length: int | None = None,
+             retry: bool = True) -> tuple[http.client.HTTPResponse, http.client.HTTPConnection]:
         """Send a request; return the response, unread, and its connection (see `release`).
 
         `body` is bytes, or a binary file streamed from where it stands: then `length`
-        bytes of it are sent and `digest` is their SHA-256 (for the signature).
+        bytes of it are sent and `digest` is their SHA-256 (for the signature). With `retry`
+        a kept-alive connection the node closed is replaced once, and a node that restarted
+        (it refuses a signature for its earlier run) is asked again once; without, the first
+        answer or error is the caller's (a shuffle fetch: its failure is the driver's to retry).
         """
         stream = not isinstance(body, bytes | bytearray)
         start = body.tell() if stream else 0  # type: ignore[union-attr]
@@ -125,14 +129,15 @@ class NodeConnection:
                 resp = conn.getresponse()
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
                 conn.close()      # a kept-alive connection the node closed: try a fresh one once
-                if fresh:
+                if fresh or not retry:
                     raise NodeUnavailable(f"node {self.url}: {exc}") from exc
                 fresh = True
                 continue
             except (OSError, http.client.HTTPException) as exc:
                 conn.close()
                 raise NodeUnavailable(f"node {self.url}: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}") from exc
-            if not restarted and self.signer.secret is not None and is_instance_refusal(resp.status, resp.headers):
+            if retry and not restarted and self.signer.secret is not None \
+                    and is_instance_refusal(resp.status, resp.headers):
                 conn.close()      # the node restarted since we learnt who it is: ask again, once
                 self.signer.forget(self.url)
                 restarted = True

@@ -53,30 +53,23 @@ def run_map(job: Any, task: MapTask, inputs: Inputs, view_dir: str | None = None
 
 
 def http_range(location: str, seg: Segment, secret: bytes | None, timeout: float = FETCH_TIMEOUT) -> Iterator[bytes]:
-    """The bytes of one segment of a map output on another node (one Range request)."""
+    """The bytes of one segment of a map output on another node (one signed Range request, through
+    `geryon.net.connection.NodeConnection`, without its retries: a failure is a FetchFailed)."""
     from geryon.mapreduce.reducetask import FetchFailed
-    from registry.errors import RegistryError
-    from registry.signer import Signer, is_instance_refusal
-    from registry.tls import http_connection
+    from geryon.net.connection import NodeConnection, NodeUnavailable
+    from registry.signer import base_of, is_instance_refusal
 
-    parts = urlsplit(location)
-    path = parts.path
     end = seg.offset + seg.length - 1
+    node = NodeConnection(base_of(location), secret, timeout)
     try:
-        headers = Signer(secret).headers_sync(location, "GET", path, headers={"Range": f"bytes={seg.offset}-{end}"},
-                                              timeout=timeout)
-    except (OSError, http.client.HTTPException, RegistryError) as exc:
-        raise FetchFailed(location, f"node unreachable: {exc}") from exc
-    conn = http_connection(location, parts.hostname or "", parts.port, timeout=timeout)
+        resp, conn = node.open("GET", urlsplit(location).path, headers={"Range": f"bytes={seg.offset}-{end}"},
+                               retry=False)
+    except NodeUnavailable as exc:
+        raise FetchFailed(location, f"node unreachable: {exc.__cause__ or exc}") from exc
     try:
-        try:
-            conn.request("GET", path, headers=headers)
-            resp = conn.getresponse()
-        except (OSError, http.client.HTTPException) as exc:
-            raise FetchFailed(location, f"node unreachable: {exc}") from exc
         if resp.status not in (200, 206):
             if is_instance_refusal(resp.status, resp.headers):
-                Signer(secret).forget(location)     # the node restarted: the next try asks again
+                node.signer.forget(location)     # the node restarted: the next try asks again
             raise FetchFailed(location, f"HTTP {resp.status}: {resp.read(200).decode(errors='replace')}")
         left = seg.length
         if resp.status == 200:  # the whole file: skip to the segment
