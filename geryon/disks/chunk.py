@@ -43,6 +43,10 @@ SUMS_JOURNAL = ".geryon-sums.log"
 """Entries added to the manifest since it was last written whole (one JSON line per change)."""
 
 
+TRASH_NAME = f"{TEMP_MARK}trash"
+"""A chunk's hidden trash: what emptying the chunk moved away, being deleted by its node
+(`geryon.node.trash`). Not data: walks, listings and sums skip it."""
+
 CLAIM_NAME = ".geryon-claim"
 """A chunk claimed by a load still under way (JSON: `until`, wall-clock seconds); at its
 root, hidden from listings. Its node reclaims the chunk once `until` has passed."""
@@ -131,9 +135,11 @@ def _write_meta(meta: str, data: dict) -> None:
 
 
 def walk_size(root: str) -> int:
-    """Bytes in the files below `root`, but for the chunk's own metadata file."""
+    """Bytes in the files below `root`, but for the chunk's own metadata file and its trash."""
     total = 0
-    for dirpath, _dirs, files in os.walk(root):
+    for dirpath, dirs, files in os.walk(root):
+        if TRASH_NAME in dirs:
+            dirs.remove(TRASH_NAME)
         for name in files:
             if name in (META_NAME, SUMS_NAME, SUMS_JOURNAL, CLAIM_NAME):  # bookkeeping, not data
                 continue

@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import secrets
-import shutil
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -33,9 +32,10 @@ from fs.path import normpath
 from geryon.disks.checksum import (ChecksumMismatch, FileState, Summer, check_disk, current_sums, manifest_from_json,
                              manifest_key, manifest_to_json, read_manifest, sum_bytes, update_manifest,
                              write_manifest)
-from geryon.disks.chunk import CLAIM_NAME, META_NAME, TEMP_MARK, ChunkFS, is_internal
+from geryon.disks.chunk import CLAIM_NAME, TEMP_MARK, TRASH_NAME, ChunkFS, is_internal
 from geryon.errors import GeryonError
 from geryon.net.connection import NodeConnection, raise_for
+from geryon.node.trash import Trash
 
 if TYPE_CHECKING:
     from geryon.disks.allocate import ChunkPool
@@ -111,9 +111,12 @@ def safe_path(path: Any) -> str:
     if not isinstance(path, str) or "\0" in path:
         raise PathEscapes(f"bad path {path!r}")
     try:
-        return normpath("/" + path.lstrip("/")) if path else "/"
+        clean = normpath("/" + path.lstrip("/")) if path else "/"
     except fserrors.IllegalBackReference as exc:
         raise PathEscapes(f"{path}: path escapes the chunk") from exc
+    if TRASH_NAME in clean.split("/"):       # what emptying moved away is no one's to read or write
+        raise fserrors.ResourceNotFound(clean)
+    return clean
 
 
 def _inside(chunk: ServedChunk, path: str) -> str:
@@ -280,8 +283,9 @@ def _pull(chunk: ServedChunk, args: dict[str, Any], secret: bytes | None) -> dic
 
 
 def _sync_op(chunk: ServedChunk, op: str, args: dict[str, Any], secret: bytes | None,
-             pool: ChunkPool | None) -> Any:
-    """One replication op (`SYNC_OPS`); replicas accept these."""
+             pool: ChunkPool | None, trash: Trash | None = None) -> Any:
+    """One replication op (`SYNC_OPS`); replicas accept these. `clear` moves the chunk's
+    files to its trash and returns, `trash` deletes them (None: before returning)."""
     root = chunk.fs.root_path
     if op == "pull":
         return _pull(chunk, args, secret)
@@ -300,16 +304,14 @@ def _sync_op(chunk: ServedChunk, op: str, args: dict[str, Any], secret: bytes | 
         with chunk.lock:
             write_manifest(root, manifest_from_json(args.get("files") or {}, f"chunk {chunk.name}"))
         return None
-    if op == "clear":
-        with chunk.lock:
-            for name in os.listdir(root):
-                full = os.path.join(root, name)
-                if name in (META_NAME, CLAIM_NAME):     # a claim outlives emptying
-                    continue
-                if os.path.isdir(full) and not os.path.islink(full):
-                    shutil.rmtree(full)
-                else:
-                    os.unlink(full)
+    if op == "clear":                   # into the trash at once, deleted in the background
+        if trash is None:
+            trash = Trash()
+            trash.empty(chunk)
+            trash.wait()
+        else:
+            trash.empty(chunk)
+        chunk.walked = None             # its next refresh says it is free (all of it) at once
         return None
     if op == "role":
         chunk.replica = bool(args.get("replica"))

@@ -43,6 +43,7 @@ from geryon.node.chunkops import (CLAIM_OPS, DEFAULT_CLAIM_LEASE, DEFAULT_PULL_T
                                   safe_path, write_claim)
 from geryon.disks.filebatch import DEFAULT_BATCH_BODY, BatchError, parse_batch
 from geryon.node.batchwrite import write_batch
+from geryon.node.trash import Trash
 from registry.auth import AuthenticationFailed, BodyDigest, body_limit, refusal, streamed
 from registry import jsondoc
 
@@ -120,6 +121,12 @@ class ChunkService:
         self.claim_lease = claim_lease
         self.named = named
         self.clock = clock
+        self.trash = Trash()                     # emptied chunks' files, deleted in the background
+        self.trash.sweep(list(chunks.values()))  # what a previous life of this node was deleting
+
+    def close(self) -> None:
+        """Stop deleting trash (what is left is swept at the next start)."""
+        self.trash.close()
 
     async def reclaim(self) -> list[str]:
         """Take back the chunks whose load died (its claim ran out): a pool chunk is
@@ -142,7 +149,7 @@ class ChunkService:
                 self.chunks.pop(name, None)
                 await self._blocking(self.pool.delete, name)
             else:
-                await self._blocking(_sync_op, chunk, "clear", {}, self.secret, self.pool)
+                await self._blocking(_sync_op, chunk, "clear", {}, self.secret, self.pool, self.trash)
                 await self._blocking(_sync_op, chunk, "role", {"replica": False}, self.secret, self.pool)
                 await self._blocking(drop_claim, chunk)
             gone.append(name)
@@ -234,7 +241,7 @@ class ChunkService:
             return _fs_error(fserrors.ResourceReadOnly(str(args.get("path", args.get("dst", "/")))))
         try:
             if op in SYNC_OPS:
-                result = await self._blocking(_sync_op, chunk, op, args, self.secret, self.pool)
+                result = await self._blocking(_sync_op, chunk, op, args, self.secret, self.pool, self.trash)
             else:
                 result = await self._blocking(_run_op, chunk, op, args)
                 if op in WRITE_OPS and op not in ("checkwrite", "makedir", "setinfo"):

@@ -147,6 +147,7 @@ class NodeDaemon:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self.cpu: CpuService | None = None
         self.jobs: JobService | None = None
+        self._chunk_service: ChunkService | None = None
         self.sessions: SessionService | None = None
         self._failing = False
         self._sync_lock = asyncio.Lock()
@@ -253,6 +254,7 @@ class NodeDaemon:
         if cfg.registry is not None:
             self._tasks.append(asyncio.create_task(self._refresh_loop()))
         self._tasks.append(asyncio.create_task(self._reclaim_loop(chunk_service)))
+        self._chunk_service = chunk_service
         log.info("node %s listening on %s", cfg.name, self.url)
 
     async def _reclaim_loop(self, chunk_service: ChunkService) -> None:
@@ -348,6 +350,8 @@ class NodeDaemon:
             await self.cpu.close()
         if self.jobs is not None:
             await self.jobs.close()
+        if self._chunk_service is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._chunk_service.close)
         if self.sessions is not None:
             await self.sessions.close()
         if self._listener is not None:

@@ -48,7 +48,7 @@ import aiohttp
 from aiohttp import web
 
 from geryon.mapreduce.attempt import AttemptId, FailureKind
-from geryon.disks.chunk import TEMP_MARK, ChunkFS
+from geryon.disks.chunk import TEMP_MARK, TRASH_NAME, ChunkFS
 from geryon.mapreduce import memory
 from geryon.errors import GeryonError
 from geryon.node.chunkservice import ServedChunk
@@ -160,7 +160,8 @@ class JobService:
         for root in self._roots():
             for name in os.listdir(root):
                 path = os.path.join(root, name)
-                if name.startswith(TEMP_MARK) and os.path.isdir(path) and not os.path.islink(path):
+                if (name.startswith(TEMP_MARK) and name != TRASH_NAME and os.path.isdir(path)
+                        and not os.path.islink(path)):         # the trash: the chunk service's sweep
                     log.info("removing %s, left by a job this node was running when it stopped", path)
                     shutil.rmtree(path, ignore_errors=True)
         shutil.rmtree(self.results, ignore_errors=True)
