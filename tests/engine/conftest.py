@@ -79,6 +79,23 @@ def geryon_proc() -> Callable[..., subprocess.CompletedProcess]:
     return run
 
 
+def write_disks(root: pathlib.Path, layout: dict[str, dict[str, str]]) -> list[pathlib.Path]:
+    """Directory disks under `root`, in the order given (not alphabetical), holding the files given."""
+    out = []
+    for disk, files in layout.items():
+        d = root / disk
+        d.mkdir(parents=True)
+        for name, text in files.items():
+            (d / name).write_text(text)
+        out.append(d)
+    return out
+
+
+@pytest.fixture
+def dir_disks() -> Callable[[pathlib.Path, dict[str, dict[str, str]]], list[pathlib.Path]]:
+    return write_disks
+
+
 def part_bytes(out: pathlib.Path) -> dict[str, bytes]:
     """Every committed part file in `out`, by name."""
     return {p.name: p.read_bytes() for p in sorted(out.iterdir()) if p.name.startswith("part-") and p.is_file()}

@@ -24,18 +24,6 @@ def upper_map(key, value):
     yield value.upper(), len(value)
 
 
-def _disks(root: pathlib.Path, layout: dict[str, dict[str, str]]) -> list[pathlib.Path]:
-    """Directory disks, in the order given (not alphabetical), with the files given."""
-    out = []
-    for disk, files in layout.items():
-        d = root / disk
-        d.mkdir(parents=True)
-        for name, text in files.items():
-            (d / name).write_text(text)
-        out.append(d)
-    return out
-
-
 LAYOUT = {
     "zeta disk": {"b file.txt": "one\ntwo\tTAB\nthree\n", "a.txt": "alpha\nbeta\n"},
     "alpha": {"x.txt": "".join(f"line {i}\n" for i in range(40)), "y y.txt": "last\n"},
@@ -52,9 +40,10 @@ def _part_lines(out: pathlib.Path) -> list[list[str]]:
     return [p.read_text().splitlines() for p in parts]
 
 
-def test_map_only_api_writes_one_part_per_map_task_in_input_order(tmp_path: pathlib.Path, monkeypatch) -> None:
+def test_map_only_api_writes_one_part_per_map_task_in_input_order(dir_disks, tmp_path: pathlib.Path,
+                                                                  monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    disks = _disks(tmp_path / "in", LAYOUT)
+    disks = dir_disks(tmp_path / "in", LAYOUT)
     (tmp_path / "job").mkdir()
     (tmp_path / "job" / "lines.py").write_text(LINE_MAP)
     from geryon.mapreduce.job import load_script
@@ -69,8 +58,9 @@ def test_map_only_api_writes_one_part_per_map_task_in_input_order(tmp_path: path
     assert [json.loads(ln.split("\t")[0]) for p in _part_lines(tmp_path / "out") for ln in p] == [k for k, _ in want]
 
 
-def test_map_only_streaming_cli_keeps_the_mappers_lines_unchanged(tmp_path: pathlib.Path, geryon_proc) -> None:
-    disks = _disks(tmp_path / "in", LAYOUT)
+def test_map_only_streaming_cli_keeps_the_mappers_lines_unchanged(dir_disks, tmp_path: pathlib.Path,
+                                                                  geryon_proc) -> None:
+    disks = dir_disks(tmp_path / "in", LAYOUT)
     for args in (("-R", "0"), ()):
         out = tmp_path / f"out{len(args)}"
         proc = geryon_proc("mapreduce", "-q", *args, "--local", "--reader", "lines", "--split-size", "30",
@@ -82,8 +72,8 @@ def test_map_only_streaming_cli_keeps_the_mappers_lines_unchanged(tmp_path: path
         assert (out / "_SUCCESS").exists()
 
 
-def test_map_only_python_cli_text(tmp_path: pathlib.Path, geryon_proc) -> None:
-    disks = _disks(tmp_path / "in", LAYOUT)
+def test_map_only_python_cli_text(dir_disks, tmp_path: pathlib.Path, geryon_proc) -> None:
+    disks = dir_disks(tmp_path / "in", LAYOUT)
     (tmp_path / "lines.py").write_text(LINE_MAP)
     proc = geryon_proc("mapreduce", "-q", "--local", "--out", tmp_path / "out", "lines.py", "NONE", *disks,
                        cwd=str(tmp_path))
@@ -117,9 +107,9 @@ def test_map_only_equals_the_sequential_map(tmp_path_factory, files, split) -> N
     (("-R", "3", "m.py", "NONE"), "REDUCE is NONE, a map-only job: -R 3 has no reduce to run (drop -R)"),
     (("-R", "-1", "m.py", "NONE"), "-1 is not in the range x>=0"),
 ])
-def test_map_only_bad_arguments_fail_in_one_line_and_write_nothing(tmp_path: pathlib.Path, geryon_proc, args,
+def test_map_only_bad_arguments_fail_in_one_line_and_write_nothing(dir_disks, tmp_path: pathlib.Path, geryon_proc, args,
                                                                     message) -> None:
-    disks = _disks(tmp_path / "in", LAYOUT)
+    disks = dir_disks(tmp_path / "in", LAYOUT)
     (tmp_path / "m.py").write_text(LINE_MAP + "\ndef reduce(key, values):\n    return sum(values)\n")
     proc = geryon_proc("mapreduce", "-q", "--local", "--out", tmp_path / "out", *args, *disks, cwd=str(tmp_path))
     assert proc.returncode == 2   # usage errors
@@ -213,8 +203,8 @@ def _records(parts: list[list[str]]) -> list[list[tuple[str, int]]]:
     return [[(ln.rsplit("\t", 1)[0], int(ln.rsplit("\t", 1)[1])) for ln in p] for p in parts]
 
 
-def test_hooks_run_once_per_task_and_final_may_yield(tmp_path: pathlib.Path, geryon_proc) -> None:
-    disks = _disks(tmp_path / "in", LAYOUT)
+def test_hooks_run_once_per_task_and_final_may_yield(dir_disks, tmp_path: pathlib.Path, geryon_proc) -> None:
+    disks = dir_disks(tmp_path / "in", LAYOUT)
     (tmp_path / "hooks.py").write_text(HOOKS_PY)
     proc = geryon_proc("mapreduce", "--local", "-j", "2", "-R", "3", "--split-size", "40",
                        "--out", tmp_path / "out", "hooks.py", "hooks.py", *disks, cwd=str(tmp_path))
@@ -229,8 +219,8 @@ def test_hooks_run_once_per_task_and_final_may_yield(tmp_path: pathlib.Path, ger
     assert middle == _word_counts(disks)
 
 
-def test_hooks_mrjob_names_and_the_api(tmp_path: pathlib.Path, geryon_proc) -> None:
-    disks = _disks(tmp_path / "in", LAYOUT)
+def test_hooks_mrjob_names_and_the_api(dir_disks, tmp_path: pathlib.Path, geryon_proc) -> None:
+    disks = dir_disks(tmp_path / "in", LAYOUT)
     (tmp_path / "mr.py").write_text(MRJOB_NAMES_PY)
     proc = geryon_proc("mapreduce", "-q", "--local", "-R", "1", "--reader", "lines", "--out", tmp_path / "out",
                        "mr.py", "mr.py", *disks, cwd=str(tmp_path))
@@ -255,9 +245,9 @@ def test_hooks_mrjob_names_and_the_api(tmp_path: pathlib.Path, geryon_proc) -> N
     ("reduce_final", "yield 'not a pair'", "reduce_final must yield (key, value) pairs, got 'not a pair'"),
     ("reduce_init", "raise KeyError('init')", "KeyError: 'init'"),
 ])
-def test_a_failing_hook_fails_the_job_in_one_line_and_commits_nothing(tmp_path: pathlib.Path, geryon_proc,
+def test_a_failing_hook_fails_the_job_in_one_line_and_commits_nothing(dir_disks, tmp_path: pathlib.Path, geryon_proc,
                                                                      hook, body, message) -> None:
-    disks = _disks(tmp_path / "in", LAYOUT)
+    disks = dir_disks(tmp_path / "in", LAYOUT)
     (tmp_path / "bad.py").write_text(LINE_MAP + "\ndef reduce(key, values):\n    return sum(values)\n"
                                      f"\ndef {hook}():\n    {body}\n")
     proc = geryon_proc("mapreduce", "-q", "--local", "-R", "2", "--out", tmp_path / "out", "bad.py", "bad.py",

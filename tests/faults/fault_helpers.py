@@ -297,3 +297,43 @@ def attempts(jobs_dir: Path) -> list[dict[str, Any]]:
         return []
     return list(rec.get("attempts", []))
 
+
+
+def parts(out: Path) -> list[bytes]:
+    """The part files of a job's output directory, in part order."""
+    return [p.read_bytes() for p in sorted(out.iterdir()) if p.name.startswith("part-")]
+
+
+def input_lines(c: FaultCluster) -> list[str]:
+    """Every line of the cluster's corpus, disk order then file order: a map-only job's output, in order."""
+    return [ln for disk in sorted(c.corpus) for f in sorted(c.corpus[disk])
+            for ln in c.corpus[disk][f].decode().splitlines()]
+
+
+def mapreduce(c: FaultCluster, job_dir: Path, name: str, mode: str, *args: str, quiet: bool = True,
+              timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    """`geryon mapreduce --name NAME ARGS <the corpus disks>` run in JOB_DIR, its output in c.tmp/NAME-MODE:
+    on the cluster (mode "cluster"), or with --local on the copies of its disks (mode "local": call
+    c.reference() first, it makes them)."""
+    env = c.job_env()
+    extra: list[str] = []
+    if mode == "local":
+        env.pop("GERYON_REGISTRY")
+        extra = ["--local", "--ndb", str(c.tmp / "local-disks" / "ndb")]
+    return subprocess.run([*GERYON, "mapreduce", *(["-q"] if quiet else []), "--name", name, *extra,
+                           "--out", str(c.tmp / f"{name}-{mode}"), *args, *sorted(c.corpus)],
+                          capture_output=True, text=True, env=env, cwd=job_dir, timeout=timeout)
+
+
+def both_modes(c: FaultCluster, job_dir: Path, name: str, *args: str, stderr_has: str = "", quiet: bool = True,
+               timeout: float = 180) -> tuple[list[bytes], list[bytes]]:
+    """`geryon mapreduce ARGS` on the cluster and with --local on copies of its disks: both succeed (and
+    say STDERR_HAS), and their parts are returned, cluster's first."""
+    c.reference()   # the local copies of the disks and their ndb file
+    runs = []
+    for mode in ("cluster", "local"):
+        proc = mapreduce(c, job_dir, name, mode, *args, quiet=quiet, timeout=timeout)
+        assert proc.returncode == 0, proc.stderr
+        assert stderr_has in proc.stderr, proc.stderr
+        runs.append(parts(c.tmp / f"{name}-{mode}"))
+    return runs[0], runs[1]

@@ -4,10 +4,7 @@ the same job's in local mode, and the sequential reference. (Local-mode detail a
 tests/engine/test_engine_jobmodel.py.)"""
 from __future__ import annotations
 
-import subprocess
-from pathlib import Path
-
-from tests.faults.fault_helpers import GERYON, FaultCluster
+from tests.faults.fault_helpers import FaultCluster, both_modes, input_lines
 
 LINES_PY = '''
 import geryon
@@ -16,33 +13,6 @@ def map(key, value):
     for line in value.splitlines():
         yield line[::-1] + geryon.params().get("mark", ""), len(line)
 '''
-
-
-def _parts(out: Path) -> list[bytes]:
-    return [p.read_bytes() for p in sorted(out.iterdir()) if p.name.startswith("part-")]
-
-
-def _both(c: FaultCluster, job_dir: Path, name: str, *args: str) -> tuple[list[bytes], list[bytes]]:
-    """`geryon mapreduce ARGS` on the cluster and with --local on copies of its disks: both parts."""
-    c.reference()   # the local copies of the disks and their ndb file
-    runs = []
-    for mode in ("cluster", "local"):
-        env = c.job_env()
-        extra: list[str] = []
-        if mode == "local":
-            env.pop("GERYON_REGISTRY")
-            extra = ["--local", "--ndb", str(c.tmp / "local-disks" / "ndb")]
-        out = c.tmp / f"{name}-{mode}"
-        proc = subprocess.run([*GERYON, "mapreduce", "-q", "--name", name, *extra, "--out", str(out), *args,
-                               *sorted(c.corpus)], capture_output=True, text=True, env=env, cwd=job_dir, timeout=120)
-        assert proc.returncode == 0, proc.stderr
-        runs.append(_parts(out))
-    return runs[0], runs[1]
-
-
-def _input_lines(c: FaultCluster) -> list[str]:
-    return [ln for disk in sorted(c.corpus) for f in sorted(c.corpus[disk])
-            for ln in c.corpus[disk][f].decode().splitlines()]
 
 
 def test_map_only_on_the_cluster_cli_and_api(fault_cluster: FaultCluster) -> None:
@@ -54,14 +24,14 @@ def test_map_only_on_the_cluster_cli_and_api(fault_cluster: FaultCluster) -> Non
     job_dir = c.tmp / "job dir"
     job_dir.mkdir()
     (job_dir / "lines.py").write_text(LINES_PY)
-    lines = _input_lines(c)
+    lines = input_lines(c)
     # Python, from the CLI, with a parameter
-    cluster, local = _both(c, job_dir, "lines", "--split-size", "32K", "-D", "mark=!", "lines.py", "NONE")
+    cluster, local = both_modes(c, job_dir, "lines", "--split-size", "32K", "-D", "mark=!", "lines.py", "NONE")
     assert cluster == local and len(cluster) > len(c.corpus)
     got = [ln for part in cluster for ln in part.decode().splitlines()]
     assert got == [f"{ln[::-1]}!\t{len(ln)}" for ln in lines]
     # streaming, -R 0
-    cluster, local = _both(c, job_dir, "upper", "--split-size", "32K", "--reader", "lines", "-R", "0",
+    cluster, local = both_modes(c, job_dir, "upper", "--split-size", "32K", "--reader", "lines", "-R", "0",
                            "{ tr a-z A-Z }", "NONE")
     assert cluster == local
     assert [ln for part in cluster for ln in part.decode().splitlines()] == [ln.upper() for ln in lines]
@@ -113,7 +83,7 @@ def test_hooks_on_the_cluster_cli_and_api(fault_cluster: FaultCluster) -> None:
     job_dir = c.tmp / "hooks"
     job_dir.mkdir()
     (job_dir / "hooks.py").write_text(HOOKS_PY)
-    cluster, local = _both(c, job_dir, "hooks", "-R", "3", "--split-size", "32K", "hooks.py", "hooks.py")
+    cluster, local = both_modes(c, job_dir, "hooks", "-R", "3", "--split-size", "32K", "hooks.py", "hooks.py")
     assert cluster == local and len(cluster) == 3
     counts: dict[str, int] = {}
     for part in cluster:
@@ -161,7 +131,7 @@ def test_partition_function_on_the_cluster_cli_and_api(fault_cluster: FaultClust
     job_dir = c.tmp / "part"
     job_dir.mkdir()
     (job_dir / "part.py").write_text(PARTITION_PY)
-    cluster, local = _both(c, job_dir, "part", "-R", "3", "part.py", "part.py")
+    cluster, local = both_modes(c, job_dir, "part", "-R", "3", "part.py", "part.py")
     assert cluster == local and len(cluster) == 3
     counts: dict[str, int] = {}
     for r, data in enumerate(cluster):
@@ -211,7 +181,7 @@ def test_sort_values_on_the_cluster_cli_and_api(fault_cluster: FaultCluster) -> 
                 for w in line.split():
                     groups.setdefault(w[:1], []).append([w, n])
     want = {k: [len(v), min(v), max(v), 0] for k, v in groups.items()}
-    cluster, local = _both(c, job_dir, "sorted", "-R", "3", "--format", "json", "sorted.py", "sorted.py")
+    cluster, local = both_modes(c, job_dir, "sorted", "-R", "3", "--format", "json", "sorted.py", "sorted.py")
     assert cluster == local
     got = {json.loads(k): json.loads(v) for part in cluster for k, v in
            (ln.split("\t") for ln in part.decode().splitlines())}

@@ -9,30 +9,14 @@ import itertools
 import json
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from tests.faults.fault_helpers import GERYON, FaultCluster, job_record
+from tests.faults.fault_helpers import FaultCluster, job_record, mapreduce, parts
 
 EXAMPLES = Path(__file__).resolve().parent.parent.parent / "examples"
-
-
-def _parts(out: Path) -> list[bytes]:
-    return [p.read_bytes() for p in sorted(out.iterdir()) if p.name.startswith("part-")]
-
-
-def _run(c: FaultCluster, job_dir: Path, name: str, mode: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = c.job_env()
-    extra: list[str] = []
-    if mode == "local":
-        env.pop("GERYON_REGISTRY")
-        extra = ["--local", "--ndb", str(c.tmp / "local-disks" / "ndb")]
-    return subprocess.run([*GERYON, "mapreduce", "-q", "--name", name, *extra, "--out", str(c.tmp / f"{name}-{mode}"),
-                           *args, *sorted(c.corpus)], capture_output=True, text=True, env=env, cwd=job_dir,
-                          timeout=180)
 
 
 def _packs(c: FaultCluster) -> set[str]:
@@ -89,9 +73,9 @@ def test_topwords_steps_on_the_cluster_cli_and_api(fault_cluster: FaultCluster) 
     runs = {}
     packs_before = _packs(c)
     for mode in ("cluster", "local"):
-        proc = _run(c, job_dir, "top", mode, "-D", "top=4", "--split-size", "32K", "topwords.py")
+        proc = mapreduce(c, job_dir, "top", mode, "-D", "top=4", "--split-size", "32K", "topwords.py")
         assert proc.returncode == 0, proc.stderr
-        runs[mode] = _parts(c.tmp / f"top-{mode}")
+        runs[mode] = parts(c.tmp / f"top-{mode}")
         if mode == "cluster":
             record = job_record(c.jobs_dir)
             assert _step_outputs_left(c) == []
@@ -122,9 +106,9 @@ def test_topwords_steps_on_the_cluster_cli_and_api(fault_cluster: FaultCluster) 
     (job_dir / "st.py").write_text(STREAMING_STEPS)
     runs = {}
     for mode in ("cluster", "local"):
-        proc = _run(c, job_dir, "st", mode, "--reader", "lines", "st.py")
+        proc = mapreduce(c, job_dir, "st", mode, "--reader", "lines", "st.py")
         assert proc.returncode == 0, proc.stderr
-        runs[mode] = _parts(c.tmp / f"st-{mode}")
+        runs[mode] = parts(c.tmp / f"st-{mode}")
     assert runs["cluster"] == runs["local"] and len(runs["cluster"]) == 1
     counts = collections.Counter(w for files in c.corpus.values() for data in files.values()
                                  for w in data.decode().split())
@@ -162,7 +146,7 @@ def test_a_failed_step_on_the_cluster_commits_nothing(fault_cluster: FaultCluste
     job_dir = c.tmp / "bad job"
     job_dir.mkdir()
     (job_dir / "bad.py").write_text(FAILING)
-    proc = _run(c, job_dir, "bad", "cluster", "bad.py")
+    proc = mapreduce(c, job_dir, "bad", "cluster", "bad.py")
     assert proc.returncode == 1
     first = proc.stderr.splitlines()[0]
     assert first.startswith("geryon: step 2 of 2 (reduce broken): reduce task r"), proc.stderr
@@ -285,9 +269,9 @@ def test_a_steps_own_key_fields_partition_and_sorted_values_on_the_cluster(fault
     shutil.copy(script, job_dir / "options.py")
     runs = {}
     for mode in ("cluster", "local"):
-        proc = _run(c, job_dir, "opts", mode, "--reader", "lines", "--split-size", "8K", "options.py")
+        proc = mapreduce(c, job_dir, "opts", mode, "--reader", "lines", "--split-size", "8K", "options.py")
         assert proc.returncode == 0, proc.stderr
-        runs[mode] = _parts(c.tmp / f"opts-{mode}")
+        runs[mode] = parts(c.tmp / f"opts-{mode}")
     assert runs["cluster"] == runs["local"] and len(runs["cluster"]) == 2
     got = {r: [(json.loads(k), json.loads(v)) for k, v in (ln.split("\t", 1) for ln in part.decode().splitlines())]
            for r, part in enumerate(runs["cluster"])}

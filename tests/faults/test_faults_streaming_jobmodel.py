@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import zlib
 from pathlib import Path
 
-from tests.faults.fault_helpers import GERYON, FaultCluster, word_counts
+from tests.faults.fault_helpers import FaultCluster, both_modes, input_lines, mapreduce, word_counts
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -22,32 +21,6 @@ exec awk -v n="$1" '{ print length($0) % n }'
 
 # the key is a line's first two words, its partition the first word alone; the value the whole line
 PAIR_MAP = "{ awk 'NF >= 2 { print $1 \"\\t\" $2 \"\\t\" $0 }' }"
-
-
-def _parts(out: Path) -> list[bytes]:
-    return [p.read_bytes() for p in sorted(out.iterdir()) if p.name.startswith("part-")]
-
-
-def _run(c: FaultCluster, job_dir: Path, name: str, mode: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = c.job_env()
-    extra: list[str] = []
-    if mode == "local":
-        env.pop("GERYON_REGISTRY")
-        extra = ["--local", "--ndb", str(c.tmp / "local-disks" / "ndb")]
-    return subprocess.run([*GERYON, "mapreduce", "-q", "--name", name, *extra, "--out", str(c.tmp / f"{name}-{mode}"),
-                           *args, *sorted(c.corpus)], capture_output=True, text=True, env=env, cwd=job_dir,
-                          timeout=180)
-
-
-def _both(c: FaultCluster, job_dir: Path, name: str, *args: str) -> tuple[list[bytes], list[bytes]]:
-    """`geryon mapreduce ARGS` on the cluster and with --local on copies of its disks: both parts."""
-    c.reference()   # the local copies of the disks and their ndb file
-    runs = []
-    for mode in ("cluster", "local"):
-        proc = _run(c, job_dir, name, mode, *args)
-        assert proc.returncode == 0, proc.stderr
-        runs.append(_parts(c.tmp / f"{name}-{mode}"))
-    return runs[0], runs[1]
 
 
 def _counts(parts: list[bytes]) -> dict[str, int]:
@@ -75,12 +48,12 @@ def test_streaming_combiner_and_partitioner_command_on_the_cluster_cli_and_api(f
     job_dir = _job_dir(c)
     want = dict(word_counts(c.corpus))
     # the combiner: the same bytes as without it, here and on the cluster
-    plain, _ = _both(c, job_dir, "plain", "-R", "3", "--split-size", "32K", "./map.sh", "./reduce.sh")
-    cluster, local = _both(c, job_dir, "comb", "-R", "3", "--split-size", "32K", "--combiner", "./reduce.sh",
+    plain, _ = both_modes(c, job_dir, "plain", "-R", "3", "--split-size", "32K", "./map.sh", "./reduce.sh")
+    cluster, local = both_modes(c, job_dir, "comb", "-R", "3", "--split-size", "32K", "--combiner", "./reduce.sh",
                            "./map.sh", "./reduce.sh")
     assert cluster == local == plain and _counts(cluster) == want
     # the partitioner command: part r holds the words of length r mod 3
-    cluster, local = _both(c, job_dir, "bylen", "-R", "3", "--partitioner-cmd", "./by length.sh",
+    cluster, local = both_modes(c, job_dir, "bylen", "-R", "3", "--partitioner-cmd", "./by length.sh",
                            "--combiner", "./reduce.sh", "./map.sh", "./reduce.sh")
     assert cluster == local
     for r, part in enumerate(cluster):
@@ -98,7 +71,7 @@ def test_streaming_combiner_and_partitioner_command_on_the_cluster_cli_and_api(f
         assert result.report.counters["geryon"]["combine_input_records"] > result.report.counters["geryon"][
             "combine_output_records"] > 0
     # a bad answer fails the cluster job in one line naming the command and the key; nothing written
-    proc = _run(c, job_dir, "bad", "cluster", "-R", "3", "--partitioner-cmd", "{ sed 's/.*/-1/' }",
+    proc = mapreduce(c, job_dir, "bad", "cluster", "-R", "3", "--partitioner-cmd", "{ sed 's/.*/-1/' }",
                 "./map.sh", "./reduce.sh")
     assert proc.returncode == 1
     first = proc.stderr.splitlines()[0]
@@ -114,13 +87,12 @@ def test_key_fields_secondary_sort_on_the_cluster_cli_and_api(fault_cluster: Fau
 
     c = fault_cluster
     job_dir = _job_dir(c)
-    cluster, local = _both(c, job_dir, "pairs", "-R", "3", "--split-size", "32K", "--key-fields", "2",
+    cluster, local = both_modes(c, job_dir, "pairs", "-R", "3", "--split-size", "32K", "--key-fields", "2",
                            "--partition-fields", "1", PAIR_MAP, "cat")
     assert cluster == local
     # the sequential reference: every line of two words or more, in input order; part r holds those
     # whose first word hashes to r, sorted by the first two words (input order among equal keys)
-    lines = [ln for disk in sorted(c.corpus) for f in sorted(c.corpus[disk])
-             for ln in c.corpus[disk][f].decode().splitlines() if len(ln.split()) >= 2]
+    lines = [ln for ln in input_lines(c) if len(ln.split()) >= 2]
     rows = [f"{ln.split()[0]}\t{ln.split()[1]}\t{ln}" for ln in lines]
 
     def key(row: str) -> str:

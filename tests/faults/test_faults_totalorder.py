@@ -6,7 +6,6 @@ reads pieces of the files, not all of them. (Local mode and bad input:
 tests/engine/test_engine_totalorder.py.)"""
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from geryon.mapreduce.order import total_key
-from tests.faults.fault_helpers import GERYON, FaultCluster, write_corpus
+from tests.faults.fault_helpers import FaultCluster, both_modes, input_lines, write_corpus
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -53,38 +52,16 @@ def corpus() -> dict[str, dict[str, bytes]]:
     return write_corpus(Path("."), disks=3, files=4, lines=3000)
 
 
-def _parts(out: Path) -> list[bytes]:
-    return [p.read_bytes() for p in sorted(out.iterdir()) if p.name.startswith("part-")]
-
-
-def _input_lines(c: FaultCluster) -> list[str]:
-    return [ln for disk in sorted(c.corpus) for f in sorted(c.corpus[disk])
-            for ln in c.corpus[disk][f].decode().splitlines()]
-
-
 def test_total_order_sort_example_on_the_cluster_equals_local_mode(fault_cluster: FaultCluster) -> None:
     c = fault_cluster
-    c.reference()   # the local copies of the disks and their ndb file
     work = c.tmp / "some dir"
     work.mkdir()
-    runs = []
-    for mode in ("cluster", "local"):
-        env = c.job_env()
-        extra: list[str] = []
-        if mode == "local":
-            env.pop("GERYON_REGISTRY")
-            extra = ["--local", "--ndb", str(c.tmp / "local-disks" / "ndb")]
-        out = c.tmp / f"sorted-{mode}"
-        proc = subprocess.run([*GERYON, "mapreduce", "--total-order", "-R", "4", "--reader", "lines",
-                               "--split-size", "256K", *extra, "--out", str(out),
-                               str(EXAMPLES / "sort" / "map.sh"), str(EXAMPLES / "sort" / "reduce.sh"),
-                               *sorted(c.corpus)], capture_output=True, text=True, env=env, cwd=work, timeout=300)
-        assert proc.returncode == 0, proc.stderr
-        assert "total order: largest part" in proc.stderr
-        runs.append(_parts(out))
-    cluster, local = runs
+    sort = EXAMPLES / "sort"
+    cluster, local = both_modes(c, work, "sorted", "--total-order", "-R", "4", "--reader", "lines", "--split-size",
+                                "256K", str(sort / "map.sh"), str(sort / "reduce.sh"),
+                                stderr_has="total order: largest part", quiet=False, timeout=300)
     assert cluster == local and len(cluster) == 4 and all(cluster)
-    want = sorted(_input_lines(c), key=lambda ln: ln[:10])   # stable: input order within a key
+    want = sorted(input_lines(c), key=lambda ln: ln[:10])   # stable: input order within a key
     assert b"".join(cluster).decode().splitlines() == want
 
 
@@ -101,7 +78,7 @@ def test_total_order_api_on_the_cluster_equals_sorted(fault_cluster: FaultCluste
     job_dir.mkdir(exist_ok=True)
     (job_dir / "keys.py").write_text(KEYS_PY)
     script = load_script(str(job_dir / "keys.py"))
-    pairs = [p for ln in _input_lines(c) for p in script.keys_of(ln, seed, hot)]
+    pairs = [p for ln in input_lines(c) for p in script.keys_of(ln, seed, hot)]
     want = sorted(pairs, key=lambda kv: total_key(kv[0]))
     job = Job(map=script.map, reduce=script.reduce, partitions=r, name=f"keys{seed}", format="json",
               reader="lines", split_size=256 << 10, params={"seed": seed, "hot": hot}, total_order=True)
