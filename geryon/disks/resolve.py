@@ -24,6 +24,7 @@ from fs.base import FS
 
 import ndb
 from geryon.disks.chunk import ChunkFS
+from geryon.disks.copies import copies_of, ndb_disks, ndb_replicas
 from geryon.errors import GeryonError, UnknownDisk
 from geryon.defaults import DEFAULT_NDB
 
@@ -84,7 +85,7 @@ def resolve(arg: str, ndb_file: str | None = None) -> Disk:
         raise UnknownDisk(f"{arg}: {db_path} names the disk but gives no local path= for it")
     base = os.path.dirname(os.path.abspath(db_path))
     full = local if os.path.isabs(local) else os.path.join(base, local)
-    replicas = tuple(_replica_paths(db, entry, base))
+    replicas = tuple(_replica_paths(copies_of(arg, ndb_disks(db), ndb_replicas)[1:], base))
     if not os.path.isdir(full):
         if not replicas:
             raise UnknownDisk(f"{arg}: {full} (from {db_path}) is not a directory")
@@ -147,14 +148,14 @@ def resolve_inputs(args: list[str], ndb_file: str | None = None) -> list[Disk]:
     return out
 
 
-def _replica_paths(db: ndb.Database, entry: ndb.Entry, base: str) -> list[str]:
-    """The local directories of a disk's replicas that exist (`replica=NAME` entries with `path=`)."""
+def _replica_paths(copies: list[ndb.Entry], base: str) -> list[str]:
+    """The local directories of a disk's replicas (their entries, in `copies_of` order) that
+    exist (`path=`, relative to `base`, the ndb file's directory)."""
     out = []
-    for name in entry.getall("replica"):
-        for rep in db.find("name", name)[:1]:
-            path = rep.get("path")
-            if path:
-                full = path if os.path.isabs(path) else os.path.join(base, path)
-                if os.path.isdir(full):
-                    out.append(full)
+    for rep in copies:
+        path = rep.get("path")
+        if path:
+            full = path if os.path.isabs(path) else os.path.join(base, path)
+            if os.path.isdir(full):
+                out.append(full)
     return out

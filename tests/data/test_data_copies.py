@@ -1,10 +1,14 @@
-"""One walk of a named disk's replica chain (issue 13 item 3: `copies_of`), and its three readers
-(a job's input locations, a disk's URL, a failover disk's copies) on an in-memory registry store.
+"""One walk of a named disk's replica chain (issue 13 item 3: `copies_of`), and its readers: a job's
+input locations, a disk's URL, a failover disk's copies (on an in-memory registry store), and a local
+ndb file's replica directories (`geryon.disks.resolve`, on real directories).
 
-Before, each of the three walked the chain itself (a loop in `geryon.cluster.members.find_disk`,
-a recursion in `geryon.disks.remote.disk_url`, another loop in `geryon.disks.failover.find_copies`).
+Before, each walked the chain itself (a loop in `geryon.cluster.members.find_disk`, a recursion in
+`geryon.disks.remote.disk_url`, another loop in `geryon.disks.failover.find_copies`, and
+`geryon.disks.resolve._replica_paths`, which read only the master entry's own `replica=` names).
 """
 from __future__ import annotations
+
+import pathlib
 
 import pytest
 
@@ -74,3 +78,50 @@ def test_a_failover_disks_copies_follow_the_chain() -> None:
     assert all(c.fs is None for c in copies)                 # none is live: no node serves these chunks
     with pytest.raises(UnknownDisk, match="the registry names no such disk"):
         find_copies("nobody", _store(CHAIN))
+
+
+# -- a local ndb file's replicas (geryon.disks.resolve), through the same walk --------------------
+
+def _ndb_disks(tmp_path, entries: dict[str, tuple[str, list[str]]], missing: set[str] = frozenset()) -> str:
+    """An ndb file in a folder of its own naming disks `name: (path, [replica names])`, their directories
+    made (but for those in `missing`), each holding a file that says which copy it is."""
+    db_dir = tmp_path / "the db"
+    db_dir.mkdir(exist_ok=True)
+    text = []
+    for name, (path, replicas) in entries.items():
+        if name not in missing:
+            (db_dir / path).mkdir(parents=True)
+            (db_dir / path / "which.txt").write_text(name)
+        text.append(f"name='{name}' kfs\n\tmaster='local!{path}'\n\tpath='{path}'\n"
+                    + "".join(f"\treplica='{r}'\n" for r in replicas))
+    (db_dir / "ndb").write_text("".join(text))
+    return str(db_dir / "ndb")
+
+
+def _which(disk) -> str:
+    return disk.fs.readtext("which.txt")
+
+
+def test_a_local_disks_replicas_follow_a_chain_as_the_registrys_do(tmp_path) -> None:
+    """d0 names d0.r1, whose entry names d0.r2 (the registry's shape): with d0 and d0.r1 gone, d0.r2 is
+    read (before, only the replicas the master's own entry named were tried: unknown disk)."""
+    from geryon.disks.resolve import resolve
+
+    db = _ndb_disks(tmp_path, {"web logs": ("disks/web logs", ["web logs.r1"]),
+                               "web logs.r1": ("disks/r1", ["web logs.r2"]), "web logs.r2": ("other/r2", [])},
+                    missing={"web logs", "web logs.r1"})
+    disk = resolve("web logs", db)
+    assert disk.name == "web logs" and _which(disk) == "web logs.r2" and disk.replicas == ()
+
+
+def test_a_local_disks_replicas_are_in_walk_order_without_loops(tmp_path) -> None:
+    """Several `replica=` on the master, one replica naming its own and one naming the master back:
+    each copy once, depth first in file order, the master never among its own replicas."""
+    from geryon.disks.resolve import resolve
+
+    db = _ndb_disks(tmp_path, {"d0": ("m", ["d0.b", "d0.a"]), "d0.a": ("a", ["d0"]), "d0.b": ("b", ["d0.c"]),
+                               "d0.c": ("c", ["d0.b", "nobody"])})
+    disk = resolve("d0", db)
+    base = pathlib.Path(db).parent
+    assert _which(disk) == "d0" and disk.replicas == tuple(str(base / p) for p in ("b", "c", "a"))
+    assert resolve("d0.a", db).replicas == tuple(str(base / p) for p in ("m", "b", "c"))
