@@ -32,10 +32,11 @@ from fs.base import FS
 from fs.info import Info
 from fs.mode import Mode
 
-from geryon.disks.checksum import ChecksumMismatch, FileSum, open_verified, open_verified_stream, read_manifest
+from geryon.disks.checksum import ChecksumMismatch, FileSum, read_manifest
 from geryon.disks.chunk import ChunkFS
 from geryon.disks.copies import copies_of, named_disks
 from geryon.disks.resolve import Disk
+from geryon.disks.verified import open_verified, open_verified_stream
 from geryon.errors import UnknownDisk
 
 log = logging.getLogger(__name__)

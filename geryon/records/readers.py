@@ -40,7 +40,8 @@ from typing import BinaryIO, Union
 from fs.base import FS
 
 from geryon.records.badrecords import BadRecord, InputError
-from geryon.disks.checksum import FileSum, open_verified, open_verified_stream, read_manifest
+from geryon.disks.checksum import FileSum, read_manifest
+from geryon.disks.verified import open_verified, open_verified_stream
 from geryon.records.compression import codec_of, open_decompressed, strip_codec
 from geryon.errors import GeryonError
 from geryon.disks.chunk import describe_size

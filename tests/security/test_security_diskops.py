@@ -21,7 +21,8 @@ import pytest
 from fs import errors as fserrors
 
 from geryon.records.badrecords import InputError
-from geryon.disks.checksum import check_disk, current_sums, open_verified, read_manifest, record_files
+from geryon.disks.checksum import check_disk, current_sums, read_manifest, record_files
+from geryon.disks.verified import open_verified
 from geryon.disks.chunk import ChunkFS, OutsideDisk
 from geryon.net.connection import NodeConnection
 from geryon.disks.remote import RemoteFS
