@@ -106,6 +106,8 @@ class LoopThread:
         Calls from other threads raise `on_closed()` from the start of the close."""
         if self.closed:
             return
+        if threading.current_thread() is self._thread:
+            raise RuntimeError(f"{self._thread.name}: closed from its own loop")   # it would wait on itself
         self.closed = True
         try:
             asyncio.run_coroutine_threadsafe(self._drain(), self.loop).result(self.drain_timeout)

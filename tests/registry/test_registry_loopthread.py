@@ -61,6 +61,15 @@ def test_a_call_from_the_loops_own_thread_is_refused_not_a_deadlock():
             return "no error"
         assert "called from its own loop" in io.call(inner(), timeout=30)
 
+        async def close_inside() -> str:
+            try:
+                io.close()
+            except RuntimeError as exc:
+                return str(exc)
+            return "no error"
+        assert "closed from its own loop" in io.call(close_inside(), timeout=30)
+        assert not io.closed
+
 
 def test_close_cancels_what_runs_then_awaits_finish_then_what_finish_started():
     order: list[str] = []
