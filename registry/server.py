@@ -11,8 +11,9 @@ Routes (JSON bodies; every one signed with the cluster secret, see `registry.aut
                        (or {"text", "base"}: the file's whole new text)
   GET  /v1/session     WebSocket: register/update/unregister/ping; entries live with it
   GET  /v1/watch       WebSocket: a snapshot, then every event
-Liveness, persistence, ndb-named disks and zeroconf live here; the rules are the
-store's. This module does not parse command lines or read the environment.
+Liveness, persistence and zeroconf live here; the rules are the store's, and the ndb
+file's named disks are kept by `registry.namedisks`. This module does not parse command
+lines or read the environment.
 """
 from __future__ import annotations
 
@@ -30,13 +31,13 @@ from aiohttp import WSMsgType, web
 from registry.auth import DEFAULT_WINDOW, MIN_SECRET_BYTES, ServerIdentity, auth_middleware, cluster_id
 from registry.channel import Channel, ChannelRefused, accept
 from registry.discovery import DEFAULT_PORT, PROTOCOL_VERSION, Advertiser, advertised_addresses, listen_interfaces
-from registry.disks import DISK_OWNER, DiskNames, edit_file, plan, read_text, text_digest
 from registry.defaults import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PER_CLIENT
-from registry.errors import BadRequest, RegistryError, ServiceNotFound
+from registry.errors import BadRequest, RegistryError
 from registry.secretfile import signing_secret
 from registry.signer import url_host
 from registry.guard import ConnectionGuard, ConnectionLimits, open_file_limit
 from registry.listen import Listener, listen
+from registry.namedisks import NamedDisks
 from registry import jsondoc
 from registry.jsondoc import PAIRS, STR, STRS, optional
 from registry.state import StateLock, load_state, save_state
@@ -133,12 +134,9 @@ class RegistryServer:
         self._published = 0
         self._saved: list[tuple[Service, str]] = []
         self._session_ws: dict[str, Channel] = {}
-        self._disks = DiskNames(config.ndb_path) if config.ndb_path else None
-        self._disk_dirty = asyncio.Event()
-        self._ndb_lock = asyncio.Lock()           # one edit of the ndb file at a time
+        self.disks = NamedDisks(config.ndb_path, self.store, self._changed)
         self._tasks: list[asyncio.Task[None]] = []
         self._closing: set[asyncio.Task[bool]] = set()   # ws.close() calls in flight
-        self._disk_warned: set[str] = set()
         self._runner: web.AppRunner | None = None
         self._listener: Listener | None = None
         self._advertiser: Advertiser | None = None
@@ -192,8 +190,8 @@ class RegistryServer:
         assert self._listener.server is not None
         self.port = self._listener.server.sockets[0].getsockname()[1]
         self._tasks.append(asyncio.create_task(self._expire_loop()))
-        if self._disks is not None:
-            self._tasks.append(asyncio.create_task(self._disk_loop()))
+        if self.disks.kept:
+            self._tasks.append(asyncio.create_task(self.disks.follow(cfg.ndb_poll)))
         if cfg.mdns:
             await self._advertise()
             self._tasks.append(asyncio.create_task(self._cluster_loop()))
@@ -257,7 +255,7 @@ class RegistryServer:
             return
         self.watchers.publish(events)
         if any(e.service.get("id") is not None for e in events):
-            self._disk_dirty.set()
+            self.disks.dirty.set()
         if self.config.state_path is not None:
             now = self.store.persistent()
             if now != self._saved:
@@ -322,42 +320,6 @@ class RegistryServer:
             if dead:
                 self._changed()
 
-    async def _disk_loop(self) -> None:
-        assert self._disks is not None
-        current: list[Any] = []
-        while True:
-            # In a thread: a big or hostile ndb file must not stop the loop answering
-            # (and every client declaring the registry silent); DiskNames keeps the last
-            # good reading when a new one fails, and logs why.
-            disks = await asyncio.to_thread(self._disks.read)
-            if disks != current or self._disk_dirty.is_set():
-                self._disk_dirty.clear()
-                current = disks
-                self._reconcile_disks(disks)
-            try:
-                await asyncio.wait_for(self._disk_dirty.wait(), self.config.ndb_poll)
-            except asyncio.TimeoutError:
-                pass
-
-    def _reconcile_disks(self, disks: list[Any]) -> None:
-        want = plan(disks, self.store.index())
-        for service in self.store.index():
-            if self.store.owner_of(service.name) == DISK_OWNER and service.name not in want:
-                self.store.unregister(service.name, owner=DISK_OWNER)
-        for name, attrs in want.items():
-            have = self.store.get(name)
-            try:
-                if have is None:
-                    self.store.register(name, attrs, owner=DISK_OWNER)
-                elif have.attrs != attrs:
-                    self.store.replace(name, attrs, owner=DISK_OWNER)   # `addr` may go
-            except RegistryError as exc:
-                key = f"{name}: {exc}"
-                if key not in self._disk_warned:
-                    self._disk_warned.add(key)
-                    log.warning("named disk %s", key)
-        self._changed()
-
     # -- HTTP ------------------------------------------------------------------------
     async def _info(self, request: web.Request) -> web.Response:
         return web.json_response({"version": PROTOCOL_VERSION, "cluster": self.cluster,
@@ -391,26 +353,17 @@ class RegistryServer:
         self._changed()
         return web.json_response({"ok": True})
 
-    def _ndb_path(self) -> Path:
-        if self.config.ndb_path is None:
-            raise ServiceNotFound("this registry keeps no ndb file (start it with `geryon registry serve --ndb FILE`)")
-        return self.config.ndb_path
-
     async def _ndb(self, request: web.Request) -> web.Response:
-        path = self._ndb_path()
-        text = await asyncio.to_thread(read_text, path)
-        return web.json_response({"path": str(path), "text": text, "version": text_digest(text)})
+        return web.json_response(await self.disks.read())
 
     async def _ndb_edit(self, request: web.Request) -> web.Response:
         """Name disks: drop entries by name, append others; answered once the registry holds them."""
-        path = self._ndb_path()
+        self.disks.ndb_file()                       # no ndb file kept: refused before the body is read
         doc = await self._json(request, _NDB_EDIT)
-        drop, add, base, text = doc.get("drop") or [], doc.get("add") or "", doc.get("base"), doc.get("text")
-        async with self._ndb_lock:
-            version = await asyncio.to_thread(edit_file, path, drop, add, base, text)
-            if self._disks is not None:            # the new names are served before we answer
-                self._reconcile_disks(await asyncio.to_thread(self._disks.read))
-        log.info("ndb %s: %d entries dropped, %d bytes added by %s", path, len(drop), len(add), _owner_of(request))
+        drop, add = doc.get("drop") or [], doc.get("add") or ""
+        version = await self.disks.edit(drop, add, doc.get("base"), doc.get("text"))
+        log.info("ndb %s: %d entries dropped, %d bytes added by %s", self.disks.path, len(drop), len(add),
+                 _owner_of(request))
         return web.json_response({"ok": True, "version": version})
 
     # -- WebSockets ------------------------------------------------------------------
