@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from registry.auth import DEFAULT_WINDOW, MIN_SECRET_BYTES, ServerIdentity, auth_middleware, cluster_id
-from registry.channel import Channel, ChannelRefused, accept
+from registry.channel import ChannelRefused, accept
 from registry.discovery import DEFAULT_PORT, PROTOCOL_VERSION, Advertiser, advertised_addresses, listen_interfaces
 from registry.defaults import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PER_CLIENT
 from registry.errors import BadRequest, RegistryError
@@ -38,6 +38,7 @@ from registry.signer import url_host
 from registry.guard import ConnectionGuard, ConnectionLimits, open_file_limit
 from registry.listen import Listener, listen
 from registry.namedisks import NamedDisks
+from registry.sessions import UPDATE, Sessions
 from registry import jsondoc
 from registry.jsondoc import PAIRS, STR, STRS, optional
 from registry.state import StateLock, load_state, save_state
@@ -95,9 +96,7 @@ class ServerConfig:
 
 # The shapes of the JSON bodies and session messages (registry.jsondoc checks them).
 _FIND = {"query": optional(PAIRS)}
-_UPDATE = {"name": STR, "attrs": optional(PAIRS)}
 _UNREGISTER = {"name": STR}
-_MESSAGE = {"op": STR}
 _NDB_EDIT = {"drop": optional(STRS), "add": optional(STR), "base": optional(STR), "text": optional(STR)}
 
 _STATUS = {"permission": 403, "notfound": 404, "duplicate": 409, "conflict": 409, "full": 503, "auth": 401}
@@ -133,10 +132,9 @@ class RegistryServer:
         self.watchers = Watchers()
         self._published = 0
         self._saved: list[tuple[Service, str]] = []
-        self._session_ws: dict[str, Channel] = {}
         self.disks = NamedDisks(config.ndb_path, self.store, self._changed)
+        self.sessions = Sessions(config, self.store, self.identity, clock, self._changed)
         self._tasks: list[asyncio.Task[None]] = []
-        self._closing: set[asyncio.Task[bool]] = set()   # ws.close() calls in flight
         self._runner: web.AppRunner | None = None
         self._listener: Listener | None = None
         self._advertiser: Advertiser | None = None
@@ -210,8 +208,7 @@ class RegistryServer:
         if self._listener is not None:
             await self._listener.close()
         self.watchers.close_all()
-        for ws in list(self._session_ws.values()):
-            await ws.close()
+        await self.sessions.close()
         if self._runner is not None:
             await self._runner.cleanup()
         if self.guard is not None:
@@ -265,18 +262,6 @@ class RegistryServer:
                 except RegistryError as exc:
                     log.warning("saving state: %s", exc)
 
-    def _close_later(self, ws: Channel, why: bytes) -> None:
-        """Close `ws` without waiting for its peer (which may be stopped)."""
-        task = asyncio.create_task(ws.close(message=why))
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
-
-    def _drop_session(self, session: str) -> None:
-        removed = self.store.close_session(session)
-        if removed:
-            log.info("session %s ended: removed %s", session, " ".join(s.name for s in removed))
-        self._changed()
-
     async def _advertise(self) -> None:
         """Announce this registry over zeroconf with the cluster id of the secret it signs with."""
         cfg = self.config
@@ -312,11 +297,7 @@ class RegistryServer:
         while True:
             await asyncio.sleep(self.config.expire_interval)
             dead = self.store.expire(self.clock())
-            for session in dead:
-                log.info("session %s silent for %.1fs: dead", session, self.config.dead_after)
-                ws = self._session_ws.pop(session, None)
-                if ws is not None:
-                    self._close_later(ws, b"dead")
+            self.sessions.ended(dead)
             if dead:
                 self._changed()
 
@@ -341,7 +322,7 @@ class RegistryServer:
         return self._services(request, self.store.find(as_pairs(doc.get("query") or [])))
 
     async def _update(self, request: web.Request) -> web.Response:
-        doc = await self._json(request, _UPDATE)
+        doc = await self._json(request, UPDATE)
         service = self.store.update(doc["name"], as_pairs(doc.get("attrs") or []),
                                     owner=_owner_of(request))
         self._changed()
@@ -372,65 +353,7 @@ class RegistryServer:
         session = request.headers.get(HEADER_CLIENT, "")
         if not _SESSION_ID.match(session):
             raise BadRequest("bad client id")
-        raw = web.WebSocketResponse(max_msg_size=self.config.max_body, timeout=1.0, autoping=True)
-        try:
-            ws = await accept(request, raw, self.config.secret, self.identity,
-                              what=f"session {session} from {request.remote}")
-        except ChannelRefused:
-            return raw
-        old = self._session_ws.get(session)
-        self._session_ws[session] = ws
-        if old is not None:                       # the same client reconnected: keep its entries
-            self._close_later(old, b"replaced")
-        self.store.open_session(session, owner, self.clock())
-        log.debug("session %s (%s) from %s", session, owner, request.remote)
-        try:
-            await ws.send_json({"op": "hello", "heartbeat": self.config.heartbeat,
-                                "dead_after": self.config.dead_after})
-            async for msg in ws:
-                if self._session_ws.get(session) is not ws:
-                    break
-                self.store.touch(session, self.clock())
-                if msg.type != WSMsgType.TEXT:
-                    await ws.send_json({"error": "bad message", "kind": "bad"})
-                    continue
-                reply = self._session_op(session, owner, msg.data)
-                if reply is not None:
-                    await ws.send_json(reply)
-        except ConnectionError as exc:               # gone mid-reply: same as closed
-            log.debug("session %s: %s", session, exc)
-        finally:
-            if self._session_ws.get(session) is ws:
-                del self._session_ws[session]
-                self._drop_session(session)
-        return raw
-
-    def _session_op(self, session: str, owner: str, data: str) -> dict[str, Any] | None:
-        try:
-            msg = jsondoc.load_object(data, _MESSAGE, what="message", max_bytes=self.config.max_body)
-        except BadRequest as exc:
-            return {"error": str(exc), "kind": "bad"}
-        op, rid = msg.get("op"), msg.get("id")
-        try:
-            if op == "ping":
-                return {"op": "pong", "id": rid}
-            msg = jsondoc.check(msg, _UPDATE, what=f"{op} message")
-            name = msg["name"]
-            if op == "register":
-                service = self.store.register(name, as_pairs(msg.get("attrs") or []), owner=owner,
-                                              session=session)
-            elif op == "update":
-                service = self.store.update(name, as_pairs(msg.get("attrs") or []), owner=owner)
-            elif op == "unregister":
-                self.store.unregister(name, owner=owner)
-                service = None
-            else:
-                raise BadRequest(f"unknown op {str(op)[:32]!r}")
-        except RegistryError as exc:
-            return {"id": rid, "error": str(exc), "kind": exc.kind}
-        finally:
-            self._changed()
-        return {"id": rid, "ok": True, "service": service.to_wire() if service else None}
+        return await self.sessions.serve(request, session, owner)
 
     async def _watch(self, request: web.Request) -> web.StreamResponse:
         raw = web.WebSocketResponse(max_msg_size=4096, timeout=1.0, autoping=True,
