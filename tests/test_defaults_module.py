@@ -26,7 +26,7 @@ INTERNAL = {
     "geryon/disks/checksum.py": {"DEFAULT_COMPACT_BYTES"},
     "geryon/disks/diskdb.py": {"DEFAULT_EDIT_TRIES"},
     "geryon/disks/filebatch.py": {"DEFAULT_BATCH_BODY", "DEFAULT_BATCH_BYTES", "DEFAULT_BATCH_FILE"},
-    "geryon/disks/fsspecfs.py": {"DEFAULT_BLOCK_SIZE"},
+    "geryon/disks/fsspecfile.py": {"DEFAULT_BLOCK_SIZE"},
     "geryon/disks/remotefile.py": {"DEFAULT_READ_BLOCK"},
     "geryon/disks/replicate.py": {"DEFAULT_PROBE_TIMEOUT", "DEFAULT_SYNC_TIMEOUT", "DEFAULT_SYNC_WORKERS"},
     "geryon/ingest/upload.py": {"DEFAULT_BATCH_MIN", "DEFAULT_HELD_BYTES", "DEFAULT_STOP_WAIT"},

@@ -17,7 +17,8 @@ over zeroconf (`geryon.cluster.where.api_where`, the Python API's rule).
 
 Reads are ranged: a file opened for reading fetches blocks (`DEFAULT_BLOCK_SIZE`) with one
 `Range` request each on a kept-alive connection, so an open file holds no connection; writes are spooled here and committed whole by the node when the file closes
-(so a full disk leaves no partial file). Errors: a missing file or disk is
+(so a full disk leaves no partial file): the file and its reads and writes are
+`geryon.disks.fsspecfile`'s. Errors: a missing file or disk is
 `FileNotFoundError`, an existing one `FileExistsError`; an unreachable node or a refused
 secret is `NodeUnavailable` naming the URL. Not here: the `fs` (pyfilesystem2) opener
 (`geryon.disks.remote.GeryonOpener`) and serving disks.
@@ -26,12 +27,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import io
 import logging
 import os
-import posixpath
 import re
-import shutil
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -40,17 +38,15 @@ from typing import Any
 
 from fs import errors as fserrors
 from fs.base import FS
-from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
+from fsspec.spec import AbstractFileSystem
 
+from geryon.disks.fsspecfile import (DEFAULT_BLOCK_SIZE, GeryonFile, bytes_source, master_of, read_range, with_parents,
+                                     write_whole)
 from geryon.errors import DiskFull, GeryonError, UnknownDisk
 from geryon.net.connection import DEFAULT_TIMEOUT, NodeUnavailable
 from registry import tls
-from geryon.defaults import DEFAULT_SPOOL
 
 log = logging.getLogger(__name__)
-
-DEFAULT_BLOCK_SIZE = 4 << 20
-"""Bytes fetched per read request of a file opened for reading (fsspec's block size)."""
 
 PROTOCOL = "geryon"
 """The URL scheme (and fsspec protocol name)."""
@@ -284,11 +280,11 @@ class GeryonFileSystem(AbstractFileSystem):
                 with disk.openbin(inner) as raw:
                     raw.seek(start or 0)
                     return raw.read()
-            return _read_range(disk, inner, start or 0, end)
+            return read_range(disk, inner, start or 0, end)
 
     def pipe_file(self, path: str, value: bytes, mode: str = "overwrite", **kwargs: Any) -> None:
         with self._on(path) as (_, disk, inner):
-            _write(disk, inner, _bytes_source(bytes(value)), exclusive=mode == "create")
+            write_whole(disk, inner, bytes_source(bytes(value)), exclusive=mode == "create")
 
     def put_file(self, lpath: str, rpath: str, callback: Any = None, mode: str = "overwrite",
                  **kwargs: Any) -> None:
@@ -296,7 +292,7 @@ class GeryonFileSystem(AbstractFileSystem):
             self.makedirs(rpath, exist_ok=True)
             return
         with open(lpath, "rb") as f, self._on(rpath) as (_, disk, inner):
-            _write(disk, inner, f, exclusive=mode == "create")
+            write_whole(disk, inner, f, exclusive=mode == "create")
 
     def cp_file(self, path1: str, path2: str, **kwargs: Any) -> None:
         src, dst = self._strip_protocol(path1), self._strip_protocol(path2)
@@ -306,7 +302,7 @@ class GeryonFileSystem(AbstractFileSystem):
                 if disk.isdir(inner1):
                     disk.makedirs(inner2, recreate=True)
                 else:
-                    _with_parents(_master(disk), inner2, lambda: disk.copy(inner1, inner2, overwrite=True))
+                    with_parents(master_of(disk), inner2, lambda: disk.copy(inner1, inner2, overwrite=True))
             return
         with self._on(src) as (_, sdisk, sinner):
             if sdisk.isdir(sinner):
@@ -316,7 +312,7 @@ class GeryonFileSystem(AbstractFileSystem):
                 sdisk.download(sinner, spool)
                 spool.seek(0)
                 with self._on(dst) as (_, ddisk, dinner):
-                    _write(ddisk, dinner, spool, exclusive=False)
+                    write_whole(ddisk, dinner, spool, exclusive=False)
 
     def mv(self, path1: Any, path2: Any, recursive: bool = False, maxdepth: Any = None, **kwargs: Any) -> None:
         if isinstance(path1, str) and isinstance(path2, str):
@@ -326,7 +322,7 @@ class GeryonFileSystem(AbstractFileSystem):
             if split_path(src)[0] == split_path(dst)[0] and self.isfile(src) and not self.isdir(dst):
                 with self._on(src) as (_, disk, inner):
                     inner2 = split_path(dst)[1]
-                    _with_parents(_master(disk), inner2, lambda: disk.move(inner, inner2, overwrite=True))
+                    with_parents(master_of(disk), inner2, lambda: disk.move(inner, inner2, overwrite=True))
                 return
         super().mv(path1, path2, recursive=recursive, maxdepth=maxdepth, **kwargs)
 
@@ -371,123 +367,3 @@ class GeryonFileSystem(AbstractFileSystem):
                     return
         for p in reversed(self.expand_path(path, recursive=recursive, maxdepth=maxdepth)):
             self._rm(p)
-
-
-def _read_range(disk: FS, inner: str, start: int, end: int) -> bytes:
-    """Bytes `start`..`end` of a file: one ranged request on a node's chunk; on a disk name,
-    a verified read of that range from whichever copy works (`FailoverFS`)."""
-    read_range = getattr(disk, "read_range", None)
-    if callable(read_range):
-        return read_range(inner, start, end)
-    with disk.openbin(inner) as raw:
-        raw.seek(start)
-        want, parts = max(0, end - start), []
-        while want > 0 and (block := raw.read(want)):
-            parts.append(block)
-            want -= len(block)
-        return b"".join(parts)
-
-
-def _bytes_source(data: bytes) -> Any:
-    return io.BytesIO(data)
-
-
-def _master(disk: FS) -> FS:
-    """Where writes to `disk` go: a `FailoverFS`'s master (replicas are read-only)."""
-    from geryon.disks.failover import FailoverFS
-
-    if isinstance(disk, FailoverFS):
-        master = disk.copies[0]
-        if master.fs is None:
-            raise NodeUnavailable(f"{disk.disk}: master {master.where} is not live "
-                                  f"({master.why or 'no node serves it'}); replicas are read-only")
-        return master.fs
-    return disk
-
-
-def _with_parents(disk: FS, inner: str, write: Any) -> None:
-    """`write()`, making `inner`'s missing parent directories first if it fails for want of
-    them (as object stores and fsspec's local `auto_mkdir` behave)."""
-    try:
-        write()
-    except fserrors.ResourceNotFound:
-        parent = posixpath.dirname(inner.rstrip("/"))
-        if parent in ("", "/") or disk.isdir(parent):
-            raise
-        disk.makedirs(parent, recreate=True)
-        write()
-
-
-def _write(disk: FS, inner: str, source: Any, *, exclusive: bool) -> None:
-    """Write `source` (a seekable binary file, from where it stands) to `inner`, whole or not at all."""
-    target = _master(disk)
-    start = source.tell()
-    put_file = getattr(target, "put_file", None)
-
-    def write() -> None:
-        source.seek(start)
-        if callable(put_file):                # a RemoteFS: one streamed PUT, exclusive on the node
-            put_file(target.validatepath(inner), source, exclusive=exclusive)
-            return
-        with target.openbin(inner, "xb" if exclusive else "wb") as f:
-            shutil.copyfileobj(source, f, 1 << 20)
-
-    _with_parents(target, inner, write)
-
-
-class GeryonFile(AbstractBufferedFile):
-    """A file of a Geryon disk: ranged reads from the node; writes spooled, sent whole on close."""
-
-    DEFAULT_BLOCK_SIZE = DEFAULT_BLOCK_SIZE
-
-    def __init__(self, fs: GeryonFileSystem, path: str, mode: str = "rb", **kwargs: Any) -> None:
-        self._spool: Any = None
-        super().__init__(fs, path, mode, **kwargs)
-
-    # -- reading: one request per block, read whole (no connection is held between reads) ----
-    def _fetch_range(self, start: int, end: int) -> bytes:
-        with self.fs._on(self.path) as (_, disk, inner):
-            return _read_range(disk, inner, start, end)
-
-    # -- writing: spooled here, committed whole by the node -----------------------------------
-    def _initiate_upload(self) -> None:
-        self._spool = tempfile.SpooledTemporaryFile(max_size=DEFAULT_SPOOL)
-        if self.mode == "ab" and self.fs.exists(self.path):
-            with self.fs._on(self.path) as (_, disk, inner):
-                disk.download(inner, self._spool)
-
-    def _upload_chunk(self, final: bool = False) -> bool:
-        self.buffer.seek(0)
-        shutil.copyfileobj(self.buffer, self._spool)
-        if final:
-            self._spool.seek(0)
-            try:
-                with self.fs._on(self.path) as (_, disk, inner):
-                    _write(disk, inner, self._spool, exclusive=self.mode == "xb")
-            finally:
-                self._spool.close()
-                self._spool = None
-        return True
-
-    def discard(self) -> None:
-        """Throw away what was written: nothing reaches the node."""
-        if self._spool is not None:
-            self._spool.close()
-            self._spool = None
-        self.buffer = io.BytesIO()
-        self.closed = True
-
-    def close(self) -> None:
-        try:
-            super().close()
-        finally:
-            if self._spool is not None:
-                self._spool.close()
-                self._spool = None
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        # A `with` block that failed commits nothing (fsspec's default would write the part done).
-        if exc_type is not None and self.mode != "rb" and not self.closed:
-            self.discard()
-            return
-        self.close()
