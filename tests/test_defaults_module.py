@@ -46,8 +46,8 @@ INTERNAL = {
     "geryon/ui/access.py": {"DEFAULT_LOGIN_TTL", "DEFAULT_MAX_SESSIONS", "DEFAULT_SESSION_TTL"},
     "geryon/ui/cluster.py": {"DEFAULT_CHECK_EVERY", "DEFAULT_CHECK_TIMEOUT", "DEFAULT_FORGET_DEAD", "DEFAULT_NODE_TIMEOUT"},
     "geryon/ui/jobview.py": {"DEFAULT_SLOWEST"},
-    "geryon/ui/server.py": {"DEFAULT_JOBS_SHOWN", "DEFAULT_KEEPALIVE", "DEFAULT_LIVE_INTERVAL", "DEFAULT_MAX_LIVE",
-                            "DEFAULT_MAX_LOG"},
+    "geryon/ui/jobrecords.py": {"DEFAULT_JOBS_SHOWN"},
+    "geryon/ui/server.py": {"DEFAULT_KEEPALIVE", "DEFAULT_LIVE_INTERVAL", "DEFAULT_MAX_LIVE", "DEFAULT_MAX_LOG"},
     "geryon/ui/svg.py": {"DEFAULT_WIDTH"},
 }
 """Internal tuning constants left beside the code they tune (no CLI option shows them)."""

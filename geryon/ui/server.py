@@ -17,14 +17,14 @@ cross-site request (`Sec-Fetch-Site` other than same-origin or none, or a foreig
 `Origin`) is refused (403); then the session cookie is required (401). Every answer
 forbids framing, sniffing, caching and scripts or styles from anywhere but here (CSP).
 
-Not here: the click verb and where the secret comes from (`geryon.cli.ui`).
+Not here: the click verb and where the secret comes from (`geryon.cli.ui`); reading the job
+records a page shows (`geryon.ui.jobrecords`).
 """
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -36,10 +36,11 @@ from aiohttp import web
 
 from geryon.errors import GeryonError
 from geryon.mapreduce.attempt import AttemptId
-from geryon.mapreduce.jobhistory import RECORD_NAME, SUMMARY_NAME, EVENTS_NAME, JobHistory, JobState
-from geryon.ui import DEFAULT_PORT, jobview, pages
+from geryon.mapreduce.jobhistory import JobHistory, JobState
+from geryon.ui import DEFAULT_PORT, pages
 from geryon.ui.access import Access, AccessRefused
 from geryon.ui.cluster import DEFAULT_REFRESH, ClusterSnapshot, ClusterWatch, NodeState
+from geryon.ui.jobrecords import JobRecords, read_tail
 from registry.signer import url_host
 
 log = logging.getLogger(__name__)
@@ -55,9 +56,6 @@ DEFAULT_MAX_LIVE = 64
 
 DEFAULT_MAX_LOG = 4 << 20
 """Bytes of one stderr log served (the store caps logs at 1 MiB)."""
-
-DEFAULT_JOBS_SHOWN = 100
-"""Jobs on the jobs page (the store keeps 100 by default)."""
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -105,8 +103,7 @@ class Dashboard:
         self._runner: web.AppRunner | None = None
         self._closing = asyncio.Event()
         self._live = 0
-        self._rows: dict[str, tuple[tuple[int, int], dict[str, Any]]] = {}   # job id -> (stamp, derived)
-        self._tasks_read: tuple[float, dict[str, int]] | None = None
+        self.records = JobRecords(self.history)
 
     # -- life cycle -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -208,16 +205,16 @@ class Dashboard:
         return self.watch.snapshot
 
     async def _cluster(self, request: web.Request) -> web.StreamResponse:
-        tasks = await _blocking(self.running_tasks)
+        tasks = await _blocking(self.records.running_tasks)
         return _html(pages.cluster_page(self._snapshot(), time.time(), tasks))
 
     async def _jobs(self, request: web.Request) -> web.StreamResponse:
-        rows = await _blocking(self.job_rows)
+        rows = await _blocking(self.records.rows)
         return _html(pages.jobs_page(rows, time.time(), self.history.root))
 
     async def _job(self, request: web.Request) -> web.StreamResponse:
         try:
-            record, tails = await _blocking(self._job_record, request.match_info["job"])
+            record, tails = await _blocking(self.records.record, request.match_info["job"])
         except GeryonError as exc:
             return _refuse(404, str(exc), logged_in=True)
         return _html(pages.job_page(record, time.time(), tails))
@@ -235,7 +232,7 @@ class Dashboard:
         path = next((p for t, a, p in paths if aid and a == aid.attempt), None)
         if path is None:
             return _refuse(404, f"job {job} has no stderr for {name}", logged_in=True)
-        data = await _blocking(_read_tail, path, DEFAULT_MAX_LOG)
+        data = await _blocking(read_tail, path, DEFAULT_MAX_LOG)
         return web.Response(body=data, content_type="text/plain", charset="utf-8")
 
     async def _static(self, request: web.Request) -> web.StreamResponse:
@@ -243,91 +240,6 @@ class Dashboard:
         if name not in _STATIC:
             return _refuse(404, "no such file", logged_in=True)
         return web.Response(body=_asset(name), content_type=_STATIC[name], charset="utf-8")
-
-    # -- reading the records --------------------------------------------------------------------
-    def job_rows(self) -> list[dict[str, Any]]:
-        """The jobs page's rows, newest first: each summary with input bytes, output and duration."""
-        now = time.time()
-        rows = []
-        summaries = self.history.list()[:DEFAULT_JOBS_SHOWN]
-        for s in summaries:
-            derived = self._derived(s["id"])
-            row = dict(s, **derived)
-            row["duration"] = jobview.duration(s, now)
-            rows.append(row)
-        live = {s["id"] for s in summaries}
-        for gone in [j for j in self._rows if j not in live]:
-            del self._rows[gone]
-        return rows
-
-    def _derived(self, job_id: str) -> dict[str, Any]:
-        """Input bytes and output of a job, read from its job.json once per change of it."""
-        path = os.path.join(self.history.root, job_id, RECORD_NAME)
-        try:
-            st = os.stat(path)
-        except OSError:
-            return {"input_bytes": 0, "output": "", "running_on": {}}
-        stamp = (st.st_mtime_ns, st.st_size)
-        cached = self._rows.get(job_id)
-        if cached is not None and cached[0] == stamp:
-            return cached[1]
-        try:
-            with open(path, "rb") as f:
-                record = json.loads(f.read())
-            derived = {"input_bytes": jobview.input_bytes(record), "output": jobview.output_of(record),
-                       "running_on": jobview.running_on(record)}
-        except (OSError, ValueError, TypeError, AttributeError):
-            derived = {"input_bytes": 0, "output": "", "running_on": {}}
-        self._rows[job_id] = (stamp, derived)
-        return derived
-
-    def running_tasks(self) -> dict[str, int]:
-        """Job attempts running now per cpu (node), over the running jobs; read at most once a second."""
-        now = time.monotonic()
-        if self._tasks_read is not None and now - self._tasks_read[0] < 1.0:
-            return self._tasks_read[1]
-        counts: dict[str, int] = {}
-        for row in self.job_rows():
-            if row.get("state") == JobState.RUNNING:
-                for cpu, n in (row.get("running_on") or {}).items():
-                    counts[cpu] = counts.get(cpu, 0) + n
-        self._tasks_read = (now, counts)
-        return counts
-
-    def _job_record(self, job_id: str) -> tuple[dict[str, Any], dict[tuple[str, int], str]]:
-        record = self.history.read(job_id)
-        tails: dict[tuple[str, int], str] = {}
-        failed = {(str(a["task"]), int(a.get("attempt") or 0)) for a in jobview.failures(record)}
-        if failed:
-            for task, attempt, path in self.history.log_paths(record["id"]):
-                if (task, attempt) in failed:
-                    tails[(task, attempt)] = _read_tail(path, pages.STDERR_TAIL).decode("utf-8", "replace")
-        return record, tails
-
-    def _job_stamp(self, job_id: str) -> tuple[Any, ...]:
-        folder = os.path.join(self.history.root, self.history.resolve(job_id))
-        out: list[Any] = []
-        for name in (RECORD_NAME, EVENTS_NAME):
-            try:
-                st = os.stat(os.path.join(folder, name))
-                out.append((st.st_mtime_ns, st.st_size))
-            except OSError:
-                out.append(None)
-        return tuple(out)
-
-    def _jobs_stamp(self) -> tuple[Any, ...]:
-        out = []
-        try:
-            entries = sorted(os.scandir(self.history.root), key=lambda e: e.name)
-        except OSError:
-            return ()
-        for e in entries:
-            try:
-                st = os.stat(os.path.join(e.path, SUMMARY_NAME))
-                out.append((e.name, st.st_mtime_ns))
-            except OSError:
-                continue
-        return tuple(out)
 
     # -- live updates ---------------------------------------------------------------------------
     async def _stream(self, request: web.Request,
@@ -364,7 +276,7 @@ class Dashboard:
     async def _cluster_events(self, request: web.Request) -> web.StreamResponse:
         async def produce() -> tuple[Any, dict[str, str] | None]:
             snap = self._snapshot()
-            tasks = await _blocking(self.running_tasks)
+            tasks = await _blocking(self.records.running_tasks)
             now = time.time()
             # dead and unreachable nodes say how long ago: a new text every second
             ticking = any(n.state != NodeState.LIVE for n in snap.nodes)
@@ -374,8 +286,8 @@ class Dashboard:
 
     async def _jobs_events(self, request: web.Request) -> web.StreamResponse:
         async def produce() -> tuple[Any, dict[str, str] | None]:
-            stamp = await _blocking(self._jobs_stamp)
-            rows = await _blocking(self.job_rows)
+            stamp = await _blocking(self.records.jobs_stamp)
+            rows = await _blocking(self.records.rows)
             running = any(r.get("state") == JobState.RUNNING for r in rows)
             return (stamp, int(time.time()) if running else 0), {pages.PART_JOBS: pages.jobs_part(rows, time.time())}
         return await self._stream(request, produce)
@@ -385,8 +297,8 @@ class Dashboard:
 
         async def produce() -> tuple[Any, dict[str, str] | None]:
             try:
-                stamp = await _blocking(self._job_stamp, job)
-                record, tails = await _blocking(self._job_record, job)
+                stamp = await _blocking(self.records.job_stamp, job)
+                record, tails = await _blocking(self.records.record, job)
             except GeryonError:
                 return None, None
             ticking = int(time.time()) if record.get("state") == JobState.RUNNING else 0
@@ -431,17 +343,6 @@ def _html(text: str) -> web.Response:
 
 async def _blocking(fn: Callable[..., Any], *args: Any) -> Any:
     return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
-
-
-def _read_tail(path: str, limit: int) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - limit))
-            return f.read()
-    except OSError as exc:
-        return f"[cannot read {path}: {exc}]".encode()
 
 
 _ASSETS: dict[str, bytes] = {}
