@@ -14,17 +14,15 @@ copy and why; damaged bytes are never returned. A missing file is not a reason t
 (replicas hold the same files). Writes go to the master only, never to a replica.
 
 This is for library and command-line reads; the cluster job driver retries map tasks on
-the next location itself. Not here: making or syncing replicas (`replicate`).
+the next location itself. Not here: making or syncing replicas (`replicate`); the file read
+across copies and `Copy` (`geryon.disks.failoverfile`, `Copy` importable from here as before).
 """
 from __future__ import annotations
 
-import http.client
-import io
 import logging
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any, BinaryIO, TypeVar
 
 from fs import errors as fserrors
@@ -35,6 +33,7 @@ from fs.mode import Mode
 from geryon.disks.checksum import ChecksumMismatch, FileSum, read_manifest
 from geryon.disks.chunk import ChunkFS
 from geryon.disks.copies import copies_of, named_disks
+from geryon.disks.failoverfile import Copy, FailoverFile, failover_worthy
 from geryon.disks.resolve import Disk
 from geryon.disks.verified import open_verified, open_verified_stream
 from geryon.errors import UnknownDisk
@@ -42,31 +41,6 @@ from geryon.errors import UnknownDisk
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Copy:
-    """One copy of a disk: its ndb name, where it lives, and its fs (None: not live now)."""
-
-    name: str
-    where: str                   # NODE!CHUNK, or the local directory
-    fs: FS | None
-    root: str | None = None      # the local directory, for a local copy
-    why: str = ""                # why `fs` is None
-
-    def role(self, disk: str) -> str:
-        return "master" if self.name == disk else f"replica {self.name}"
-
-
-def _failover_worthy(exc: BaseException) -> bool:
-    """Whether an error says this copy is dead or damaged (rather than the request wrong)."""
-    if isinstance(exc, (ChecksumMismatch, fserrors.RemoteConnectionError, http.client.HTTPException)):
-        return True
-    if isinstance(exc, fserrors.ResourceNotFound):
-        return str(exc).startswith("no chunk ")       # the node no longer serves the chunk
-    if isinstance(exc, fserrors.ResourceError):
-        return False
-    return isinstance(exc, (fserrors.OperationFailed, OSError))
 
 
 class FailoverFS(FS):
@@ -152,7 +126,7 @@ class FailoverFS(FS):
             try:
                 return fn(i, copy)
             except Exception as exc:
-                if not _failover_worthy(exc):
+                if not failover_worthy(exc):
                     raise
                 failures.append((copy, exc))
                 last = exc
@@ -240,7 +214,7 @@ class FailoverFS(FS):
         _mode.validate_bin()
         if _mode.writing:
             return self._master().openbin(path, mode, buffering, **options)
-        return _FailoverFile(self, self.validatepath(path))  # type: ignore[return-value]
+        return FailoverFile(self, self.validatepath(path))  # type: ignore[return-value]
 
     def readbytes(self, path: str) -> bytes:
         with self.openbin(path) as f:
@@ -284,102 +258,6 @@ class FailoverFS(FS):
 
     def upload(self, path: str, file: Any, chunk_size: int | None = None, **options: Any) -> None:
         self._master().upload(path, file, chunk_size, **options)
-
-
-class _FailoverFile(io.RawIOBase):
-    """A file read from one copy, moving to the next at the same offset if that copy fails."""
-
-    def __init__(self, fs: FailoverFS, path: str) -> None:
-        super().__init__()
-        self._fs, self.name, self.mode = fs, path, "rb"
-        self._pos = 0
-        self._failures: dict[int, BaseException] = {}
-        self._rechecked: set[int] = set()
-        self._index, self._f, self._size = self._open()
-
-    def _open_at(self, i: int, copy: Copy) -> tuple[int, BinaryIO, int | None]:
-        f, size = self._fs._open_copy(i, copy, self.name)
-        try:
-            if self._pos:
-                f.seek(self._pos)
-        except BaseException:
-            f.close()
-            raise
-        return i, f, size
-
-    def _open(self) -> tuple[int, BinaryIO, int | None]:
-        return self._fs._try(self._open_at, self._failures)
-
-    def _failed(self, exc: BaseException) -> None:
-        """The copy in use failed mid-file: check once against a fresh manifest (the file may
-        have been rewritten), else carry on from the same offset on the next copy."""
-        try:
-            self._f.close()
-        except Exception:                           # the copy is already broken
-            pass
-        i = self._index
-        if isinstance(exc, ChecksumMismatch) and i not in self._rechecked:
-            self._rechecked.add(i)
-            self._fs.forget_manifest(i)
-            try:
-                self._index, self._f, self._size = self._open_at(i, self._fs.copies[i])
-                return
-            except Exception as again:
-                if not _failover_worthy(again):
-                    raise
-                exc = again
-        self._failures[i] = exc
-        self._fs._switch(i, exc)
-        self._index, self._f, self._size = self._open()
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def write(self, b: Any) -> int:
-        # io.RawIOBase's default raises NotImplementedError; a file's contract is an OSError.
-        raise io.UnsupportedOperation(f"{self.name}: opened for reading")
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        while True:
-            try:
-                self._pos = self._f.seek(offset, whence)
-                return self._pos
-            except Exception as exc:
-                if not _failover_worthy(exc):
-                    raise
-                self._failed(exc)
-
-    def readinto(self, b: Any) -> int:
-        from geryon.net.connection import NodeUnavailable
-
-        while True:
-            try:
-                n = self._f.readinto(b)  # type: ignore[attr-defined]
-                if not n and len(b) and self._size is not None and self._pos < self._size:
-                    raise NodeUnavailable(f"connection lost after {self._pos} of {self._size} bytes")
-                self._pos += n or 0
-                return n or 0
-            except Exception as exc:
-                if not _failover_worthy(exc):
-                    raise
-                self._failed(exc)
-
-    def readall(self) -> bytes:
-        parts = []
-        while block := self.read(1 << 20):
-            parts.append(block)
-        return b"".join(parts)
-
-    def close(self) -> None:
-        if not self.closed:
-            self._f.close()
-        super().close()
 
 
 # -- finding the copies ---------------------------------------------------------------------
