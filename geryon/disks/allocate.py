@@ -1,9 +1,8 @@
 """Chunk allocation: where new chunks come from, on a node and across the cluster.
 
-On a node, a `ChunkPool` is a directory from which the chunk service makes chunks on
-request (`geryon node --chunk-pool DIR --pool-size 4G`): each is `DIR/chunkN`, served and
-registered at once, and still served after a restart. A node with a pool adds `pool
-ROOM` (bytes it can still hand out) to its cpu service's registry entry.
+On a node, a `ChunkPool` (`geryon.disks.chunkpool`, importable from here as before) is a
+directory from which the chunk service makes chunks on request. A node with a pool adds
+`pool ROOM` (bytes it can still hand out) to its cpu service's registry entry.
 
 Across the cluster (the seed's lab-40 chunk queue), `Storage.read(registry, named)`
 collects what the registry says: every node's *free chunks* (registered chunks that no
@@ -18,136 +17,23 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import re
-import shutil
-import sys
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from geryon.disks.chunk import META_NAME, create_chunk, read_capacity
+from geryon.disks.chunkpool import ChunkPool
 from geryon.errors import DiskFull, GeryonError, UnknownDisk
 from geryon.disks.placement import ChunkSlot, NoRoom, place
 
 log = logging.getLogger(__name__)
 
-POOL_STATE = ".geryon-pool"
-"""The pool's own file (JSON): which of its chunks are replicas (read-only)."""
+__all__ = ["Allocator", "ChunkPool", "ChunkRef", "HostStorage", "POOL_SLOT", "Storage", "give_back", "locate",
+           "new_chunk"]
 
 POOL_SLOT = ""
 """`ChunkSlot.path` of a slot that stands for a node's pool (a chunk to be made)."""
 
-_CHUNK_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,63}$")
-
-
-# -- the node's side ------------------------------------------------------------------------
-
-class ChunkPool:
-    """A directory chunks are made in on request, holding at most `size` bytes of capacity.
-
-    Args:
-        root: the pool directory (made if missing).
-        size: total capacity it may hand out (None: whatever the filesystem has free).
-    """
-
-    def __init__(self, root: str, size: int | None = None) -> None:
-        if size is not None and size <= 0:
-            raise GeryonError(f"chunk pool {root}: size must be positive")
-        self.root = os.path.abspath(root)
-        self.size = size
-        self._lock = threading.Lock()
-        try:
-            os.makedirs(self.root, exist_ok=True)
-        except OSError as exc:
-            raise GeryonError(f"chunk pool {root}: {exc.strerror or exc}") from exc
-
-    def _chunk_dirs(self) -> list[str]:
-        return sorted(n for n in os.listdir(self.root)
-                      if os.path.isfile(os.path.join(self.root, n, META_NAME)))
-
-    def _roles(self) -> dict[str, bool]:
-        try:
-            with open(os.path.join(self.root, POOL_STATE)) as f:
-                data = json.load(f)
-            return {str(k): bool(v) for k, v in dict(data.get("replica", {})).items()}
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError, TypeError, AttributeError) as exc:
-            log.warning("chunk pool %s: unreadable %s (%s): serving every chunk writable", self.root, POOL_STATE, exc)
-            return {}
-
-    def _save_roles(self, roles: dict[str, bool]) -> None:
-        path = os.path.join(self.root, POOL_STATE)
-        tmp = f"{path}.tmp-{os.getpid()}-{threading.get_ident()}"
-        with open(tmp, "w") as f:
-            json.dump({"replica": {k: v for k, v in sorted(roles.items()) if v}}, f)
-        os.replace(tmp, path)
-
-    def scan(self) -> list[tuple[str, str, bool]]:
-        """The chunks the pool holds: (name, path, replica)."""
-        roles = self._roles()
-        return [(n, os.path.join(self.root, n), roles.get(n, False)) for n in self._chunk_dirs()]
-
-    def allocated(self) -> int:
-        """Capacity handed out so far, in bytes."""
-        total = 0
-        for name in self._chunk_dirs():
-            try:
-                total += read_capacity(os.path.join(self.root, name)) or 0
-            except GeryonError:
-                continue
-        return total
-
-    def room(self) -> int:
-        """Bytes of capacity the pool can still hand out."""
-        left = sys.maxsize if self.size is None else self.size - self.allocated()
-        return max(0, min(left, shutil.disk_usage(self.root).free))
-
-    def create(self, capacity: int, name: str | None = None, replica: bool = False,
-               taken: Iterable[str] = ()) -> tuple[str, str]:
-        """Make a chunk of `capacity` bytes; returns (name, path).
-
-        Raises:
-            DiskFull: the pool has no room for it.
-            GeryonError: a bad or taken name, or a bad capacity.
-        """
-        if capacity <= 0:
-            raise GeryonError(f"bad capacity {capacity}: must be positive")
-        taken = set(taken)
-        with self._lock:
-            room = self.room()
-            if capacity > room:
-                raise DiskFull(f"chunk pool {self.root}: no room for a {capacity}-byte chunk ({room} bytes left)")
-            if name is None:
-                n = 0
-                while f"chunk{n}" in taken or os.path.exists(os.path.join(self.root, f"chunk{n}")):
-                    n += 1
-                name = f"chunk{n}"
-            elif not _CHUNK_NAME.match(name) or name in taken or os.path.exists(os.path.join(self.root, name)):
-                raise GeryonError(f"chunk name {name!r} is taken or not allowed")
-            path = os.path.join(self.root, name)
-            create_chunk(path, capacity)
-            if replica:
-                self._save_roles({**self._roles(), name: True})
-        return name, path
-
-    def delete(self, name: str) -> None:
-        """Remove a chunk of the pool and everything in it."""
-        with self._lock:
-            shutil.rmtree(os.path.join(self.root, name), ignore_errors=True)
-            roles = self._roles()
-            if roles.pop(name, None) is not None:
-                self._save_roles(roles)
-
-    def set_role(self, name: str, replica: bool) -> None:
-        """Remember whether a chunk is a (read-only) replica across restarts."""
-        with self._lock:
-            self._save_roles({**self._roles(), name: replica})
-
-
-# -- the cluster's side ---------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class ChunkRef:
