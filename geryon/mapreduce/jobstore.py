@@ -18,9 +18,7 @@ Decisions:
   job directories, except running jobs whose driver is alive. Only directories holding a
   job.json or summary.json are ever removed, so a mistaken root loses nothing else.
 - Stderr cap: each attempt's log holds at most `log_cap` (1 MiB) bytes: past it, the log
-  is rewritten as its head (the first quarter), a line
-  `[geryon: N bytes of stderr dropped]`, and its tail (up to half the cap) — the start
-  says what the task was doing, the end holds the traceback. Cuts fall on newlines.
+  is rewritten as its head, a note and its tail (`geryon.mapreduce.stderrcap`).
 - `close()` without `finish()` ends the job as "failed" (the driver stopped without a
   result); attempts still running when a job finishes are marked "killed".
 - Writes after `begin` never raise (history must not fail a job): an OSError warns once
@@ -50,6 +48,7 @@ from geryon.errors import GeryonError
 from geryon.mapreduce.jobhistory import (EVENTS_NAME, LOGS_DIR, RECORD_NAME, SUMMARY_NAME, JobHistory, JobState, _load, _number,
                                _with_liveness, driver_alive, phase_counts, phase_of, summarize, task_order)
 from geryon.defaults import DEFAULT_KEEP
+from geryon.mapreduce.stderrcap import LogState, cut_log
 
 __all__ = [
     "ATTEMPT_STATES", "DEFAULT_FLUSH_EVERY", "DEFAULT_KEEP", "DEFAULT_LOG_CAP", "JOB_STATES", "RECORD_VERSION",
@@ -183,7 +182,7 @@ class JobRecord:
         self._cond = threading.Condition()  # guards the record, _dirty and _closed
         self._write_lock = threading.Lock()  # orders whole writes; taken before _cond, never after
         self._log_lock = threading.Lock()
-        self._logs: dict[tuple[str, int], _LogState] = {}
+        self._logs: dict[tuple[str, int], LogState] = {}
         self._dirty = False
         self._closed = False
         self._closing = False
@@ -237,7 +236,7 @@ class JobRecord:
             return
         path = os.path.join(self.dir, LOGS_DIR, f"{AttemptId(task, attempt)}.stderr")
         with self._log_lock:
-            state = self._logs.setdefault((task, attempt), _LogState())
+            state = self._logs.setdefault((task, attempt), LogState())
             try:
                 if state.size == 0:
                     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -350,43 +349,16 @@ class JobRecord:
             log.warning("%s (job history is incomplete)", message)
 
 
-class _LogState:
-    """What the store knows of one stderr log without reading it back."""
-
-    __slots__ = ("size", "head", "marker", "dropped")
-
-    def __init__(self) -> None:
-        self.size = 0  # bytes in the file
-        self.head = 0  # bytes of the kept head, once the log has been cut
-        self.marker = 0  # bytes of the note after the head
-        self.dropped = 0
-
-
-def _cut_log(path: str, state: _LogState, data: bytes, cap: int) -> None:
-    """Rewrite a log that `data` would take past `cap` as head + note + tail."""
+def _cut_log(path: str, state: LogState, data: bytes, cap: int) -> None:
+    """Rewrite a log that `data` would take past `cap` as head + note + tail (`geryon.mapreduce.stderrcap`)."""
     try:
         with open(path, "rb") as f:
             old = f.read()
     except FileNotFoundError:
         old = b""
-    if state.marker:
-        head, rest = old[:state.head], old[state.head + state.marker:] + data
-    else:
-        whole = old + data
-        head = whole[:cap // 4]
-        newline = head.rfind(b"\n")
-        if newline >= 0:
-            head = head[:newline + 1]  # end the head on a whole line
-        rest = whole[len(head):]
-    tail = rest[-(cap // 2):]
-    newline = tail.find(b"\n")
-    if 0 <= newline < len(tail) - 1 and len(tail) < len(rest):
-        tail = tail[newline + 1:]  # start the tail on a whole line
-    state.dropped += len(rest) - len(tail)
-    marker = f"\n[geryon: {state.dropped} bytes of stderr dropped]\n".encode()
-    body = head + marker + tail
+    body, head, marker, state.dropped = cut_log(old, state, data, cap)
     _write_atomic(path, body)
-    state.size, state.head, state.marker = len(body), len(head), len(marker)
+    state.size, state.head, state.marker = len(body), head, marker
 
 
 # -- small pieces --------------------------------------------------------------------------
