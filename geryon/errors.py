@@ -84,7 +84,7 @@ ELSEWHERE: dict[str, tuple[str, ...]] = {
     "geryon.mapreduce.streaming": ("CommandFailed",),
     "geryon.taskfs.wire": ("SessionError", "NoResources", "ProtocolError"),
     "geryon.node.chunkops": ("PathEscapes", "PullMismatch"),
-    "geryon.node.cpuservice": ("RunRefused",),
+    "geryon.node.runmounts": ("RunRefused",),
     "geryon.ui.access": ("AccessRefused",),
 }
 """Module -> the errors defined there, by layer (wire, data, cluster, jobs, servers, dashboard)."""

@@ -11,10 +11,8 @@ Routes (signed with the cluster secret):
 Every run is counted in the virtual load the moment it is accepted (once: a run carrying
 the token of its claim was counted by the claim).
 
-"Mounting" without FUSE: each run gets a directory `$n` holding one entry per disk; a
-chunk of this node is a symlink to the chunk itself, a chunk of another node is a
-read-only copy fetched whole (one tar stream) before the command starts; `$n/client` is
-the cached export. The command runs in its own process group, killed when the client
+"Mounting" without FUSE: each run gets a directory `$n` holding one entry per disk
+(`geryon.node.runmounts`); `$n/client` is the cached export. The command runs in its own process group, killed when the client
 asks or goes away. Frames: binary `\\x01`+bytes (stdout), `\\x02`+bytes (stderr); text
 JSON `{"op": "started"|"exit"|"error", ...}`. Not here: choosing cpus (the client does).
 """
@@ -28,9 +26,7 @@ import logging
 import os
 import re
 import secrets
-import shutil
 import signal
-import stat
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -39,18 +35,16 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from geryon.errors import GeryonError
 from geryon.node.bodies import read_bounded
 from geryon.node.chunkservice import ServedChunk
 from geryon.cluster.hostfacts import LoadSource, host_source
-from geryon.disks.outputs import OUTPUT_CHUNK
 from geryon.records.untar import UnpackLimits, UnpackRefused, extract, remove_tree, sweep_staging
+from geryon.node.runmounts import RunMounts, RunRefused, remove_run_dir
 from geryon.node.virtualload import VirtualLoad
 from registry import jsondoc
 from registry.auth import ServerIdentity, body_limit
 from registry.channel import Channel, ChannelRefused, accept
 from registry.signer import Signer
-from registry import tls
 from shell.block import command_argv
 from geryon.defaults import DEFAULT_MAX_EXPORT, DEFAULT_KILL_GRACE
 
@@ -77,38 +71,12 @@ tells all that came meanwhile)."""
 DEFAULT_MAX_PENDING_CLAIMS = 10_000
 """Most claims remembered between `POST /v1/cpu/claim` and the run that uses it."""
 
-_SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:@+-]{0,127}\Z")
 _HASH = re.compile(r"[0-9a-f]{64}\Z")
-
-
-class RunRefused(GeryonError):
-    """A run request cannot be served (bad disk name, unknown export, ...)."""
 
 
 def exit_status(returncode: int) -> int:
     """A shell-style exit status: 128+N for a command killed by signal N."""
     return 128 - returncode if returncode < 0 else returncode
-
-
-def _read_only(root: str) -> None:
-    for dirpath, dirs, files in os.walk(root):
-        for name in files + dirs:
-            path = os.path.join(dirpath, name)
-            if not os.path.islink(path):
-                mode = os.stat(path).st_mode
-                os.chmod(path, mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
-    os.chmod(root, os.stat(root).st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
-
-
-def _writable_again(root: str) -> None:
-    """Undo `_read_only` so the run directory can be removed."""
-    for dirpath, dirs, _files in os.walk(root):
-        os.chmod(dirpath, os.stat(dirpath).st_mode | stat.S_IWUSR)
-
-
-def _extract_file(path: str, dest: str) -> None:
-    """A copied chunk (from another node of the cluster): safe members, no size limit."""
-    extract(path, dest, UnpackLimits(max_bytes=None, max_members=None, symlinks=True))
 
 
 class CpuService:
@@ -152,7 +120,7 @@ class CpuService:
         os.makedirs(self.exports, exist_ok=True)
         sweep_staging(self.exports)
         os.makedirs(os.path.join(work_dir, "run"), exist_ok=True)
-        self._http: aiohttp.ClientSession | None = None
+        self.mounts = RunMounts(node, chunks, self_url, self.signer, work_dir, self._export_dir)
 
     def routes(self) -> list[web.RouteDef]:
         return [web.get("/v1/cpu/run", self._run),
@@ -167,9 +135,7 @@ class CpuService:
         await asyncio.gather(*self._notes, return_exceptions=True)
         for proc in list(self.running.values()):
             await self._kill(proc)
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
+        await self.mounts.close()
 
     # -- exports ------------------------------------------------------------------------
     def _export_dir(self, digest: str) -> str:
@@ -274,81 +240,6 @@ class CpuService:
         self._notify()
         return web.json_response({"claimed": True, "claim": token, **self.load_doc(now)})
 
-    # -- mounting -----------------------------------------------------------------------
-    def _local_chunk(self, url: str) -> ServedChunk | None:
-        from geryon.disks.remote import parse_node_url
-        node, chunk = parse_node_url(url)
-        if node == self.self_url:
-            return self.chunks.get(chunk)
-        return None
-
-    async def _fetch(self, url: str, dest: str) -> None:
-        """Copy a chunk of another node into `dest` (one tar stream), read-only."""
-        from geryon.disks.remote import parse_node_url
-        node, chunk = parse_node_url(url)
-        path = f"/v1/chunks/{chunk}/archive"
-        if self._http is None:
-            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600),
-                                               connector=tls.connector())
-        spool = dest + ".tar"
-        try:
-            async with await self.signer.send(self._http, "GET", node, path) as resp:
-                if resp.status != 200:
-                    raise RunRefused(f"{url}: {(await resp.read())[:200].decode(errors='replace')}")
-                with open(spool, "wb") as f:            # spooled to disk: a chunk may be large
-                    async for block in resp.content.iter_chunked(1 << 20):
-                        f.write(block)
-        except (aiohttp.ClientError, OSError) as exc:
-            raise RunRefused(f"{url}: node unreachable: {exc}") from exc
-        loop = asyncio.get_running_loop()
-        try:
-            await loop.run_in_executor(None, _extract_file, spool, dest)
-        finally:
-            os.unlink(spool)
-        await loop.run_in_executor(None, _read_only, dest)
-
-    async def _mount(self, spec: dict[str, Any], ns: str) -> dict[str, str]:
-        env = {"n": ns, "GERYON_NODE": self.node}
-        disks = list(spec.get("disks") or [])
-        cpudisk = spec.get("cpudisk")
-        for disk in disks + ([cpudisk] if cpudisk else []):
-            name, url = str(disk.get("name", "")), str(disk.get("url", ""))
-            if not _SAFE_NAME.match(name) or name == "client":
-                raise RunRefused(f"bad disk name {name[:80]!r}")
-            where = os.path.join(ns, name)
-            if os.path.lexists(where):
-                continue
-            local = self._local_chunk(url)
-            if local is not None:
-                os.symlink(local.fs.root_path, where)
-            elif disk is cpudisk:
-                raise RunRefused(f"output disk {name} is not on {self.node}")
-            else:
-                await self._fetch(url, where)
-        if cpudisk:
-            env["cpudisk"] = str(cpudisk["name"])
-        else:
-            # No `*.cpu` disk on this host: a directory of its own under the work directory
-            # (never the root filesystem: `> $cpudisk/out.txt` must not write `/out.txt`),
-            # kept after the run and readable as geryon://NODE/_output/rcpu-.../
-            out = os.path.join(self.work_dir, "output", f"rcpu-{time.strftime('%Y%m%d-%H%M%S')}-"
-                                                        f"{secrets.token_hex(3)}")
-            os.makedirs(out)
-            os.symlink(out, os.path.join(ns, OUTPUT_CHUNK))
-            env["cpudisk"] = OUTPUT_CHUNK
-            env["GERYON_CPUDISK_DIR"] = out
-        # `$n/$cpudisk/f` and `$cpudisk/f` (from the run's directory) name the same place
-        beside = os.path.join(os.path.dirname(ns), env["cpudisk"])
-        if not os.path.lexists(beside):
-            os.symlink(os.path.join(ns, env["cpudisk"]), beside)
-        if spec.get("export"):
-            src = self._export_dir(str(spec["export"]))
-            if not os.path.isdir(src):
-                raise RunRefused("export not on this node (upload it first)")
-            os.symlink(src, os.path.join(ns, "client"))
-            env["client"] = os.path.join(ns, "client")
-        return env
-
     # -- running ------------------------------------------------------------------------
     async def _kill(self, proc: asyncio.subprocess.Process) -> None:
         if proc.returncode is not None:
@@ -377,7 +268,7 @@ class CpuService:
             self._count(self.clock(), spec.get("claim"))     # counted the moment it is accepted
             ns = os.path.join(run_dir, "n")
             os.makedirs(ns)
-            env = await self._mount(spec, ns)
+            env = await self.mounts.mount(spec, ns)
             env.update({str(k): str(v) for k, v in (spec.get("env") or {}).items()})
             await self._execute(ws, spec["cmd"], run_dir, env)
         except (RunRefused, UnpackRefused, ValueError, asyncio.TimeoutError, OSError) as exc:
@@ -385,7 +276,7 @@ class CpuService:
             with contextlib.suppress(ConnectionError, RuntimeError):
                 await ws.send_json({"op": "error", "error": str(exc) or type(exc).__name__})
         finally:
-            await asyncio.get_running_loop().run_in_executor(None, _remove_run_dir, run_dir)
+            await asyncio.get_running_loop().run_in_executor(None, remove_run_dir, run_dir)
             await ws.close()
         return raw
 
@@ -429,9 +320,3 @@ class CpuService:
         finally:
             await self._kill(proc)
             self.running.pop(proc.pid, None)
-
-
-def _remove_run_dir(run_dir: str) -> None:
-    if os.path.isdir(run_dir):
-        _writable_again(run_dir)
-        shutil.rmtree(run_dir, ignore_errors=True)
