@@ -15,6 +15,8 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from functools import partial
+from itertools import accumulate, compress
+from operator import not_
 from typing import Any, BinaryIO
 
 from geryon.mapreduce import order
@@ -33,6 +35,10 @@ BLOCK_BYTES = 1 << 20
 """About the most bytes of keys and values a block holds (estimated from a sample): a block is
 packed whole in memory, and decoded whole by its reader, so 65,536 values of 5 KB would be
 320 MB twice over on top of the sort budget."""
+
+SHORT_LIST = 64
+"""`SegmentWriter.add_lists` copies records whose lists are at most this long in bulk; a longer one
+(a hot key's) is measured and cut on its own."""
 
 SIZE_SAMPLE = 4
 """Records sampled (evenly spaced) to estimate the bytes of a batch of keys or values."""
@@ -133,6 +139,56 @@ class SegmentWriter:
             self._values.append(part)
             self._nvalues += len(part)
             self._bytes += key_bytes + len(part) * each
+            if len(self._keys) >= BLOCK_RECORDS or self._nvalues >= BLOCK_VALUES or self._bytes >= BLOCK_BYTES:
+                self._flush()
+
+    def add_lists(self, keys: list, lists: list) -> None:
+        """Add records whose values are lists, as `add_list` for each key in turn would (keys already
+        sorted), in bulk: runs of short lists are measured and copied a block's worth at a time, cut at
+        the same limits (records, values, bytes), not a Python step per key; a long list (a hot key's,
+        which `add_list` cuts) or an empty one (dropped) goes through `add_list` alone."""
+        self._switch(False)
+        n = len(keys)
+        if not n:
+            return
+        lens = list(map(len, lists))
+        acc = list(accumulate(lens, initial=0))
+        alone = sorted({*compress(range(n), map(SHORT_LIST.__lt__, lens)), *compress(range(n), map(not_, lens))})
+        start = 0
+        for stop in (*alone, n):
+            self._add_short(keys, lists, acc, start, stop)
+            if stop < n:
+                self.add_list(keys[stop], lists[stop])
+            start = stop + 1
+
+    def _add_short(self, keys: list, lists: list, acc: list[int], i: int, stop: int) -> None:
+        """`add_lists` of keys[i:stop], whose lists are all short (`acc`: the running count of values)."""
+        while i < stop:
+            room = min(stop - i, max(1, BLOCK_RECORDS - len(self._keys)))
+            some = lists[i:i + room:max(1, room // SIZE_SAMPLE)]
+            value_each = max(1, sum(object_bytes(v[0]) for v in some) // len(some))
+            while True:
+                nv = acc[i + room] - acc[i]
+                got = measured_bytes(keys[i:i + room], SIZE_SAMPLE) + nv * value_each
+                # cut where the values or the bytes would pass a block's (estimated evenly over the run)
+                fit = room
+                if self._nvalues + nv > BLOCK_VALUES:
+                    fit = room * (BLOCK_VALUES - self._nvalues) // nv
+                if self._bytes + got > BLOCK_BYTES:
+                    fit = min(fit, room * max(0, BLOCK_BYTES - self._bytes) // got)
+                if fit >= room or room == 1:
+                    break
+                if fit < 1 and self._keys:
+                    break   # this block is full: flush it and start the next
+                room = max(1, fit)
+            if fit < 1 and self._keys and room > 1:
+                self._flush()
+                continue
+            self._keys.extend(keys[i:i + room])
+            self._values.extend(lists[i:i + room])
+            self._nvalues += nv
+            self._bytes += got
+            i += room
             if len(self._keys) >= BLOCK_RECORDS or self._nvalues >= BLOCK_VALUES or self._bytes >= BLOCK_BYTES:
                 self._flush()
 

@@ -314,8 +314,7 @@ class SortBuffer:
                 if vals and max(map(len, vals)) == 1:   # distinct keys (a sort): flat blocks, in bulk
                     w.add_singles(keys, list(map(_first, vals)))
                 else:
-                    for k, v in zip(keys, vals):
-                        w.add_list(k, v)
+                    w.add_lists(keys, vals)   # in bulk too (add_list per key was most of the write)
             else:
                 for k in keys:
                     vals = store[k]
