@@ -28,6 +28,8 @@ from geryon.mapreduce.job import Job, hook_pairs, is_sum
 from geryon.mapreduce.jobparams import task_env
 from geryon.mapreduce.maponly import MapOnlyWriter
 from geryon.mapreduce.partition import RangePartition, checked, fields_partitioner, partitioner
+from geryon.mapreduce.rawlines import LineBuffer
+from geryon.mapreduce.rawlines import applies as applies_to_lines
 from geryon.records.badrecords import SKIPPED_GROUP, SKIPPED_NAME, SkipBudget
 from geryon.mapreduce.inputview import InputView, build_view, remove_view
 from geryon.records.readers import InputError, raw_chunks, read_records
@@ -80,9 +82,9 @@ def _failure(job: Job, task: MapTask, where: str, current: Any, exc: Exception) 
     return f"map task {task.id} ({where}){at} failed: {type(exc).__name__}: {exc}", traceback_tail(exc)
 
 
-def _sort_buffer(job: Job, task: MapTask, spill_dir: str, cwd: str, env: dict[str, str]) -> SortBuffer:
-    """A map task's sort buffer, with the job's partitioner (a total-order job's: the task's key
-    ranges) and combiner (a streaming one's commands run in `cwd`, with `env`)."""
+def _partitioner(job: Job, task: MapTask, cwd: str, env: dict[str, str]) -> Callable[[Any, int], int]:
+    """A map task's partition function: the task's key ranges (a total-order job), the job's own, its
+    command (run in `cwd`, with `env`), or the named hash (over the partition fields)."""
     part: Callable[[Any, int], int]
     if task.bounds is not None:
         part = RangePartition(task.bounds)
@@ -94,6 +96,13 @@ def _sort_buffer(job: Job, task: MapTask, spill_dir: str, cwd: str, env: dict[st
         part = partitioner(job.partitioner)
         if job.partition_key_fields < job.key_fields:   # KeyFieldBasedPartitioner
             part = fields_partitioner(part, job.partition_key_fields)
+    return part
+
+
+def _sort_buffer(job: Job, task: MapTask, spill_dir: str, cwd: str, env: dict[str, str]) -> SortBuffer:
+    """A map task's sort buffer, with the job's partitioner (`_partitioner`) and combiner (a
+    streaming one's commands run in `cwd`, with `env`)."""
+    part = _partitioner(job, task, cwd, env)
     combine = job.combine
     lines = (StreamingCombiner(combine, job.key_fields, cwd, env, job.sort_budget)
              if combine is not None and combine.streaming else None)
@@ -174,7 +183,12 @@ def run_map_task(job: Job, task: MapTask, open_input: Callable[[str], tuple[FS, 
             out_file = open(out_path, "wb")
             buf = MapOnlyWriter(out_file, job.format)
         else:
-            buf = _sort_buffer(job, task, spill_dir, view.disk_dir if view is not None else task.workdir, env)
+            cwd = view.disk_dir if view is not None else task.workdir
+            part = _partitioner(job, task, cwd, env)
+            if applies_to_lines(job, part):   # a streaming map feeding a streaming reduce: kept as bytes
+                buf = LineBuffer(job.partitions, part, job.sort_budget, spill_dir)
+            else:
+                buf = _sort_buffer(job, task, spill_dir, cwd, env)
         if job.map.streaming:
             assert job.map.command is not None and view is not None
             split = split_line if job.key_fields == 1 else partial(split_fields, fields=job.key_fields)
@@ -185,6 +199,15 @@ def run_map_task(job: Job, task: MapTask, open_input: Callable[[str], tuple[FS, 
                 if out_file is None and job.key_fields == 1:
                     # a block of lines split at once (a Python step per line cost 40 % more)
                     for block in proc.blocks():
+                        if type(buf) is LineBuffer:
+                            before = buf.pairs_in
+                            if buf.add_block(block):
+                                n += buf.pairs_in - before
+                                continue
+                            # not UTF-8: its keys would sort as surrogate-escaped str; the generic buffer
+                            generic = _sort_buffer(job, task, spill_dir, view.disk_dir, env)
+                            buf.hand_over(generic)
+                            buf = generic
                         pairs = split_block(block)
                         n += len(pairs)
                         buf.add(pairs)

@@ -61,6 +61,7 @@ class Segment:
     records: int
     kind: str  # the kind of its keys (`order.key_kind`), "" when empty
     ordered: bool = True  # False: records in hash order (sum aggregation; see sortbuffer)
+    lines: bool = False   # True: the records are `key<TAB>value` lines, not msgpack blocks (`rawlines`)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -68,7 +69,7 @@ class Segment:
     @classmethod
     def from_json(cls, data: dict) -> "Segment":
         return cls(int(data["offset"]), int(data["length"]), int(data["records"]), str(data["kind"]),
-                   bool(data.get("ordered", True)))
+                   bool(data.get("ordered", True)), bool(data.get("lines", False)))
 
 
 def write_index(path: str, segments: list[Segment]) -> None:
