@@ -11,7 +11,7 @@ FILE is 10 M gensort records (`PEERS/gensort.py 10000000 FILE`), DIR a docs corp
 map.sh and reduce.sh, GNU sort, Python sorted(), Dask and PySpark (a peer whose Python module
 is missing is skipped and said so); `index` runs examples/index/map.py and reduce.py with
 `-j 2`, ii_ref.py, Dask and PySpark. `--systems` picks some; `--geryon CMD` runs another
-checkout's geryon (A/B). Each round runs every system once, in an order rotated per round; for
+checkout's geryon, `--other CMD` runs one besides as system `geryon_other` (A/B in each round). Each round runs every system once, in an order rotated per round; for
 each run: wall seconds, CPU seconds (user+sys of the process tree, the figure a shared machine
 distorts least) and the 1-minute load average before it; every output is checked (sort_verify.py;
 ii_norm.py against the reference's), not timed. Prints a markdown table of medians.
@@ -90,6 +90,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--systems", nargs="*")
     ap.add_argument("--geryon", default="geryon", help="the geryon command (another checkout's, for an A/B)")
+    ap.add_argument("--other", default="", help="another checkout's geryon command: run as system geryon_other")
     ap.add_argument("--geryon-args", default="", help="extra mapreduce arguments, e.g. '--sort-budget 512M'")
     ap.add_argument("--workdir", type=Path, default=None)
     args = ap.parse_args()
@@ -99,6 +100,8 @@ def main() -> int:
     checks: dict[str, str] = {}
     try:
         names = list(systems(args.kind, args.peers, args.input, work, [], []))
+        if args.other:
+            names.insert(1, "geryon_other")
         chosen = [n for n in names if not args.systems or n in args.systems]
         for name in list(chosen):
             mod = MODULES.get(name)
@@ -111,7 +114,12 @@ def main() -> int:
                 out = work / f"out-{name}"
                 shutil.rmtree(out, ignore_errors=True)
                 out.unlink(missing_ok=True) if out.is_file() else None
-                cmd = systems(args.kind, args.peers, args.input, out, args.geryon.split(), args.geryon_args.split())[name]
+                if name == "geryon_other":   # the same job, another checkout's geryon (A/B in one round)
+                    cmd = systems(args.kind, args.peers, args.input, out, args.other.split(),
+                                  args.geryon_args.split())["geryon"]
+                else:
+                    cmd = systems(args.kind, args.peers, args.input, out, args.geryon.split(),
+                                  args.geryon_args.split())[name]
                 wall, cpu, load = run_one(cmd, env)
                 results.setdefault(name, []).append((wall, cpu, load))
                 checks[name] = check(args.kind, args.peers, args.input, out, None)
