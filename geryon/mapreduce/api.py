@@ -19,6 +19,7 @@ from geryon.mapreduce.cpu import LocalCpu
 from geryon.disks.resolve import Disk, resolve_inputs
 from geryon.mapreduce.engine import Driver, Progress, new_job_id
 from geryon.mapreduce.job import Job, set_runner
+from geryon.mapreduce.scratch import sweep
 from geryon.mapreduce.runs import JobResult, _to_stderr, _with_reader, check_outside_inputs
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ def run_job(job: Job, disks: Sequence[str | Disk], out: str | None = None, worke
     Raises:
         UnknownDisk, JobFailed, GeryonError.
     """
+    sweep(workdir)   # what local drivers that died left in the work directory
     if job.multi_step:
         from geryon.mapreduce.steps import run_local_steps
 

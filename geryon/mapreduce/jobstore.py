@@ -265,6 +265,10 @@ class JobRecord:
             self._record.update({k: v for k, v in info.items() if k not in _OWNED})
             self._changed()
 
+    def flush(self) -> None:
+        """Write what changed now, not when the writer is next due (what a killed driver must leave)."""
+        self._flush()
+
     def finish(self, state: str, summary: dict[str, Any]) -> None:
         """The job ended: "succeeded", "failed" or "killed"; `summary` holds counters, parts, seconds, error."""
         if state not in JOB_STATES:

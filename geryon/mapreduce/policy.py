@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +25,7 @@ from geryon.errors import GeryonError, UnknownDisk
 from geryon.mapreduce.job import DEFAULT_SPLIT_SIZE, Job
 from geryon.records.readers import check_record_sizes, may_cut_files
 from geryon.mapreduce.report import JobReport
+from geryon.mapreduce.scratch import Scratch
 from geryon.records.split import Split, list_files, list_local_files, only_under, plan_balanced, plan_splits, split_count_for
 from geryon.mapreduce.task import MapTask, ReduceTask, TaskResult
 
@@ -163,6 +163,7 @@ class LocalPolicy(Policy):
 
     def __init__(self, workdir: str | None = None) -> None:
         self.workdir_parent = workdir
+        self._scratch: Scratch | None = None
         self.work = ""
         self.out_dir = ""
         self.staging = ""
@@ -179,7 +180,8 @@ class LocalPolicy(Policy):
         self.out_dir = os.path.abspath(out_dir)
         self.job_id, self.job_name = driver.job_id, driver.job.name
         self.staging = f"{TEMP_MARK}{driver.job_id}"  # hidden in listings, removed on failure
-        self.work = tempfile.mkdtemp(prefix=f"geryon-{driver.job_id}-", dir=self.workdir_parent)
+        self._scratch = Scratch(f"geryon-{driver.job_id}-", self.workdir_parent)   # swept if we die
+        self.work = self._scratch.path
         return self.out_dir
 
     def plan(self, driver: Driver, disks: Sequence[Disk]) -> list[MapTask]:
@@ -200,7 +202,7 @@ class LocalPolicy(Policy):
                              self.job_id, self.job_name)
 
     def end(self) -> None:
-        if self.work:
-            shutil.rmtree(self.work, ignore_errors=True)
+        if self._scratch is not None:
+            self._scratch.close()
         if self.out_dir:
             shutil.rmtree(os.path.join(self.out_dir, self.staging), ignore_errors=True)

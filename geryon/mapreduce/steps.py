@@ -10,7 +10,11 @@ trip through text. A streaming step writes text lines; a Python step after it re
 
 Where the steps' outputs live: locally in a temporary directory (under `--workdir`), on a cluster
 on the nodes' output disks as `JOB-s<i>/part-0000r` (the next step reads them by URL); never on an
-input disk, and removed when the job ends, whether it succeeded or not. Only the last step writes
+input disk, and removed when the job ends, whether it succeeded or not. A driver killed between
+steps leaves none for long: each is listed in the job's record before its step runs (`geryon rm
+JOB` removes what is listed), the local directory is a `scratch.Scratch` the next local run
+sweeps, and on a cluster each node removes a step output its driver no longer holds
+(`outputholds`, `geryon.node.heldoutputs`). Only the last step writes
 the job's output, so a failed step commits nothing. Progress, records (`s2.m0` attempts, step
 events) and the summary name the step. Not here: running a step (the driver, `api`).
 """
@@ -19,7 +23,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -30,6 +33,7 @@ from geryon.mapreduce.counters import merge
 from geryon.mapreduce.job import Job, identity_map
 from geryon.mapreduce.report import JobReport
 from geryon.mapreduce.runs import JobResult
+from geryon.mapreduce.scratch import Scratch
 
 log = logging.getLogger(__name__)
 
@@ -138,17 +142,35 @@ RunStep = Callable[[Job, Sequence[Any], "str | None", Any, Any, str, Any], JobRe
 echo) -> its result."""
 
 
+INTERMEDIATE = "intermediate"
+"""The key of a multi-step job's record listing its intermediate step outputs not removed yet,
+each `{"step": i, "id": "JOB-s<i>", "dir": local directory}` or `{..., "nodes": [host:port, ...]}`
+(written before the step runs, so a driver killed at any time leaves them findable: `geryon rm`)."""
+
+
+def _note(record: Any, left: list[dict[str, Any]]) -> None:
+    """Write the outputs still left in the record, at once."""
+    if record is not None:
+        record.update_info({INTERMEDIATE: [dict(e) for e in left]})
+        flush = getattr(record, "flush", None)
+        if flush is not None:
+            flush()
+
+
 def run_steps(job: Job, disks: Sequence[Any], run_step: RunStep, *, out: str | None, job_id: str,
               progress: Any = None, record: Any = None, echo: Any = None,
-              next_inputs: Callable[[JobResult], list[Any]], intermediate_out: Callable[[int], "str | None"],
-              remove: Callable[[str, JobResult], None], steps: Sequence[Job] | None = None) -> JobResult:
+              next_inputs: Callable[[JobResult], list[Any]],
+              intermediate_out: Callable[[int, str], "tuple[str | None, dict[str, Any]]"],
+              remove: Callable[[dict[str, Any]], None], steps: Sequence[Job] | None = None) -> JobResult:
     """Run every step of `job` in order; the result is the last step's, its report listing every step's.
 
     Args:
         run_step: runs one step where the job runs (locally, on a cluster).
         next_inputs: what the next step reads of a step's result (its part files or URLs).
-        intermediate_out: where step i (not the last) writes its output (None: its nodes).
-        remove: removes the output a step (not the last) wrote, given its id and result.
+        intermediate_out: readies the output of step i (not the last; its id given): returns
+            where the step writes it (None: its nodes) and where it will be, for the record
+            (`{"dir": ...}` or `{"nodes": [...]}`).
+        remove: removes a step's output (not the last), given its record entry.
         steps: `step_jobs(job)`, if the caller has them already.
     Raises:
         JobFailed, GeryonError: the first line names the failed step; UnknownDisk (step 1's input).
@@ -157,14 +179,19 @@ def run_steps(job: Job, disks: Sequence[Any], run_step: RunStep, *, out: str | N
     count = len(steps)
     inputs: list[Any] = list(disks)
     reports: list[JobReport] = []
-    made: list[tuple[str, JobResult]] = []
+    left: list[dict[str, Any]] = []   # the intermediate outputs made (or being made), not removed yet
     try:
         for i, step in enumerate(steps, 1):
             last = i == count
             sid = step_id(job_id, i, count)
             step_echo = None if echo is None else (lambda line, p=step_prefix(i): echo(p + line))
+            step_out = out
+            if not last:
+                step_out, where = intermediate_out(i, sid)
+                left.append({"step": i, "id": sid, **where})
+                _note(record, left)
             try:
-                result = run_step(step, inputs, out if last else intermediate_out(i),
+                result = run_step(step, inputs, step_out,
                                   StepProgress(progress, i, count) if progress is not None else None,
                                   StepRecord(record, i) if record is not None else None, sid, step_echo)
             except GeryonError as exc:
@@ -175,16 +202,23 @@ def run_steps(job: Job, disks: Sequence[Any], run_step: RunStep, *, out: str | N
             if record is not None:
                 record.event(f"step {i} of {count} done: {len(result.report.parts)} part(s)")
             if not last:
-                made.append((sid, result))
+                nodes = {u[len("geryon://"):].split("/", 1)[0] for u in result.report.urls}
+                if nodes - set(left[-1].get("nodes", ())):   # a node that joined the cluster meanwhile
+                    left[-1]["nodes"] = sorted(nodes | set(left[-1].get("nodes", ())))
+                    _note(record, left)
                 inputs = next_inputs(result)
     finally:
-        for sid, result in made:
+        kept = []
+        for entry in left:
             try:
-                remove(sid, result)
+                remove(entry)
             except Exception as exc:   # the job's outcome stands; say what is left behind
-                log.warning("step output %s not removed: %s", sid, exc)
+                log.warning("step output %s not removed: %s", entry["id"], exc)
+                kept.append(entry)
                 if record is not None:
-                    record.event(f"step output {sid} not removed: {exc}")
+                    record.event(f"step output {entry['id']} not removed: {exc}")
+        if left:
+            _note(record, kept)
     final = reports[-1]
     report = JobReport(job_id, job.name, final.out_dir, final.parts, final.format, map=reports[0].map,
                        reduce=final.reduce, seconds=sum(r.seconds for r in reports),
@@ -213,7 +247,8 @@ def run_local_steps(job: Job, disks: Sequence[Any], run_job: Callable[..., JobRe
     out_dir = os.path.abspath(out or os.path.join(os.getcwd(), f"{job.name}.out"))
     check_outside_inputs(resolved, out_dir, workdir)
     job_id = job_id or new_job_id(job.name)
-    tmp = tempfile.mkdtemp(prefix=f"geryon-{job_id}-steps-", dir=workdir)
+    scratch = Scratch(f"geryon-{job_id}-steps-", workdir)   # a later run sweeps it if we die
+    tmp = scratch.path
     try:
         check_outside_inputs(resolved, tmp)
 
@@ -227,10 +262,11 @@ def run_local_steps(job: Job, disks: Sequence[Any], run_job: Callable[..., JobRe
 
         return run_steps(job, resolved, run_step, out=out_dir, job_id=job_id, progress=progress, record=record,
                          echo=echo, next_inputs=next_inputs,
-                         intermediate_out=lambda i: os.path.join(tmp, f"step{i}"),
-                         remove=lambda sid, result: shutil.rmtree(result.report.out_dir, ignore_errors=True))
+                         intermediate_out=lambda i, sid: (os.path.join(tmp, f"step{i}"),
+                                                          {"dir": os.path.join(tmp, f"step{i}")}),
+                         remove=lambda entry: shutil.rmtree(entry["dir"], ignore_errors=True))
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        scratch.close()
 
 
 def run_cluster_steps(job: Job, disks: Sequence[str], registry: Any, secret: bytes | None,
@@ -245,10 +281,12 @@ def run_cluster_steps(job: Job, disks: Sequence[str], registry: Any, secret: byt
     from geryon.mapreduce.engine import new_job_id
     from geryon.mapreduce.jobpack import build
     from geryon.mapreduce.joboutput import remove_on_nodes
+    from geryon.mapreduce.outputholds import OutputHolds
     from geryon.mapreduce.runs import _with_reader
+    from geryon.defaults import DEFAULT_LEASE
 
     job_id = job_id or new_job_id(job.name)
-    found, _ = find_cluster([str(d) for d in disks], registry)   # the reader the first step's disks recorded
+    found, cpus = find_cluster([str(d) for d in disks], registry)   # the reader the first step's disks recorded
     job = _with_reader(job, [(d.name, d.format) for d in found])
     steps = step_jobs(job)
     pack = build(steps)
@@ -263,13 +301,24 @@ def run_cluster_steps(job: Job, disks: Sequence[str], registry: Any, secret: byt
     def next_inputs(result: JobResult) -> list[Any]:
         return list(result.report.urls)
 
-    def remove(sid: str, result: JobResult) -> None:
-        _, failures = remove_on_nodes(sid, result.report.urls, secret)
+    holds = OutputHolds(secret, lease or DEFAULT_LEASE)
+
+    def intermediate_out(i: int, sid: str) -> tuple[None, dict[str, Any]]:
+        """Step i's output: held on every node before the step runs (the nodes remove it if we die)."""
+        holds.hold(cpus, sid)
+        return None, {"nodes": sorted({str(c.authority) for c in cpus})}
+
+    def remove(entry: dict[str, Any]) -> None:
+        _, failures = remove_on_nodes(entry["id"], [f"geryon://{a}/" for a in entry["nodes"]], secret)
+        holds.release(entry["id"])
         if failures:
             raise GeryonError("; ".join(failures))
 
-    return run_steps(job, disks, run_step, out=out, job_id=job_id, progress=progress, record=record, echo=echo,
-                     next_inputs=next_inputs, intermediate_out=lambda i: None, remove=remove, steps=steps)
+    try:
+        return run_steps(job, disks, run_step, out=out, job_id=job_id, progress=progress, record=record, echo=echo,
+                         next_inputs=next_inputs, intermediate_out=intermediate_out, remove=remove, steps=steps)
+    finally:
+        holds.close()
 
 
 def refuse_on_dask(job: Job) -> None:

@@ -33,6 +33,7 @@ from geryon.node.chunkservice import DEFAULT_CLAIM_LEASE, ChunkService, ServedCh
 from geryon.node.address import choose_address
 from geryon.node.cpuservice import CpuService
 from geryon.node.jobservice import JobService
+from geryon.node.heldoutputs import DEFAULT_STEP_OUTPUT_GRACE
 from geryon.records.untar import UnpackLimits
 from geryon.node.sessionservice import SessionService
 from geryon.cluster.hostfacts import HostFacts, LoadSource, host_source
@@ -89,6 +90,7 @@ class NodeConfig:
     claim_lease: float = DEFAULT_CLAIM_LEASE  # --claim-lease: a load's claim on a chunk, unrenewed
     tls: TlsFiles = TlsFiles()                # a certificate: serve https only (see registry.tls)
     limits: ConnectionLimits = ConnectionLimits()   # connections held at once, idle timeout (registry.guard)
+    step_output_grace: float = DEFAULT_STEP_OUTPUT_GRACE  # --step-output-grace (geryon.node.heldoutputs)
 
 
 def registry_host(registry: Any) -> str | None:
@@ -228,7 +230,7 @@ class NodeDaemon:
                               middlewares=[self._guarded,
                                            auth_middleware(cfg.secret, ident, max_body=DEFAULT_CONTROL_BODY)])
         self.jobs = JobService(cfg.name, self.chunks, self.url, cfg.secret, work_dir, unpack=cfg.unpack,
-                               identity=ident)
+                               identity=ident, step_output_grace=cfg.step_output_grace)
         self.sessions = SessionService(cfg.name, self.source, cfg.secret, work_dir, parent=cfg.parent,
                                        advertise=self.address, registry=cfg.registry,
                                        identity=ident)

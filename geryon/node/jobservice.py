@@ -7,6 +7,9 @@ Routes (signed with the cluster secret):
   GET  /v1/jobs/run                  WebSocket: the attempt's request, then stderr frames and the result
   GET  /v1/jobs/{job}/hold           WebSocket held by the job's driver: when it closes, the job's
                                      intermediate data here is removed (the driver died or is done)
+  GET  /v1/jobs/{job}/hold-output    WebSocket held by a multi-step job's driver on an intermediate
+                                     step's id: when the last closes, that committed output goes too
+                                     (after a grace: `geryon.node.heldoutputs`)
   GET  /v1/jobs/{job}/data/{name}    a map output or index (Range requests: the shuffle)
   POST /v1/jobs/{job}/commit         rename a reduce attempt's staged part to `JOB/part-0000r`
   POST /v1/jobs/{job}/success        write the job's `_SUCCESS` marker beside its parts here
@@ -60,6 +63,7 @@ from registry.auth import ServerIdentity, body_limit, signing_secret
 from registry.channel import Channel, ChannelRefused, accept
 from registry import tls
 from geryon.node.packcache import DEFAULT_PACK_CACHE, PackCache
+from geryon.node.heldoutputs import DEFAULT_STEP_OUTPUT_GRACE, HeldOutputs
 
 log = logging.getLogger(__name__)
 
@@ -111,12 +115,13 @@ class JobService:
         secret: the cluster secret, handed to workers (on stdin) to sign their fetches.
         work_dir: the node's work directory (pack cache, results, outputs without a `*.cpu` disk).
         unpack: limits on what one job pack may unpack to.
+        step_output_grace: seconds a multi-step job's intermediate output outlives its driver's hold.
     """
 
     def __init__(self, node: str, chunks: dict[str, ServedChunk], self_url: str, secret: bytes | None,
                  work_dir: str, *, driver_heartbeat: float = DEFAULT_DRIVER_HEARTBEAT,
                  unpack: UnpackLimits | None = None, identity: ServerIdentity | None = None,
-                 pack_cache: int = DEFAULT_PACK_CACHE) -> None:
+                 pack_cache: int = DEFAULT_PACK_CACHE, step_output_grace: float = DEFAULT_STEP_OUTPUT_GRACE) -> None:
         self.node, self.chunks, self.self_url, self.secret = node, chunks, self_url, secret
         self.unpack = unpack or UnpackLimits()
         self.identity = identity or ServerIdentity.new(f"node:{node}", secret)
@@ -134,6 +139,10 @@ class JobService:
         self.running: dict[int, tuple[str, asyncio.subprocess.Process]] = {}
         self.holds: dict[str, int] = {}
         self._sweep()
+        self.held = HeldOutputs(os.path.join(work_dir, "held-outputs"), self._remove_committed, step_output_grace)
+        with contextlib.suppress(RuntimeError):   # no loop yet: started by the first hold
+            asyncio.get_running_loop()
+            self.held.start()
 
     def _roots(self) -> list[str]:
         """Every directory a job may have written here: the writable chunks, then the work output."""
@@ -174,6 +183,7 @@ class JobService:
                 web.get("/v1/jobs/run", self._run),
                 web.get("/v1/jobs/outputs/{job}/{name}", self._output),
                 web.get("/v1/jobs/{job}/hold", self._hold),
+                web.get("/v1/jobs/{job}/hold-output", self._hold_output),
                 web.get("/v1/jobs/{job}/data/{name}", self._data),
                 web.post("/v1/jobs/{job}/commit", self._commit),
                 web.post("/v1/jobs/{job}/success", self._success),
@@ -182,6 +192,7 @@ class JobService:
 
     async def close(self) -> None:
         """Kill every running attempt."""
+        self.held.close()
         for _, proc in list(self.running.values()):
             await _kill(proc)
 
@@ -288,6 +299,12 @@ class JobService:
 
     async def _remove_output(self, request: web.Request) -> web.Response:
         job = self._job(request)
+        removed = await self._remove_committed(job)
+        self.held.forget(job)
+        return web.json_response({"ok": True, "removed": removed})
+
+    async def _remove_committed(self, job: str) -> int:
+        """Remove `job`'s committed output directories here (and its intermediate data); how many."""
         removed = 0
         loop = asyncio.get_running_loop()
         for root in self._roots():
@@ -297,7 +314,7 @@ class JobService:
                 await loop.run_in_executor(None, shutil.rmtree, out, True)
                 removed += 1
         await self._clean(job)
-        return web.json_response({"ok": True, "removed": removed})
+        return removed
 
     async def _clean(self, job: str) -> None:
         """Stop `job`'s attempts here and remove its intermediate data (never its committed parts)."""
@@ -331,6 +348,22 @@ class JobService:
                 del self.holds[job]
                 log.info("driver of %s gone: removing its intermediate data", job)
                 await self._clean(job)
+        return raw
+
+    async def _hold_output(self, request: web.Request) -> web.StreamResponse:
+        """A multi-step job's driver holds an intermediate step's committed output here."""
+        job = self._job(request)
+        raw = web.WebSocketResponse(heartbeat=self.driver_heartbeat)
+        try:
+            ws = await accept(request, raw, self.secret, self.identity, what=f"output hold from {request.remote}")
+        except ChannelRefused:
+            return raw
+        self.held.opened(job)
+        try:
+            async for _ in ws:           # ends when the driver goes away (or closes it when done)
+                pass
+        finally:
+            self.held.closed(job)
         return raw
 
     # -- attempts -------------------------------------------------------------------------

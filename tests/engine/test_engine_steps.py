@@ -507,3 +507,121 @@ def test_a_steps_partitioner_command_chooses_its_parts(tmp_path: pathlib.Path) -
         MRStep(mapper_cmd=words, reducer_cmd="cat", key_fields=2, partition_fields=3)
     with pytest.raises(JobDefinitionError, match="key_fields is for a streaming map"):
         MRStep(mapper=words_by_folder, reducer=total, key_fields=2)
+
+
+# -- a driver killed between steps leaves nothing for long -----------------------------------------
+
+HELD_STEPS = '''
+import os
+import time
+
+import geryon
+from geryon import MRStep
+
+
+def words(key, line):
+    for w in line.split():
+        yield w, 1
+
+
+def total(key, values):
+    return sum(values)
+
+
+def held(key, value):            # step 2 waits for the test's word (its driver is killed meanwhile)
+    deadline = time.monotonic() + 300
+    while not os.path.exists(geryon.param("release")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield value, key
+
+
+def listed(count, keys):
+    yield count, sorted(keys)
+
+
+STEPS = [MRStep(mapper=words, reducer=total, partitions=2), MRStep(mapper=held, reducer=listed, partitions=1)]
+'''
+
+
+def _geryon_argv(*args: object) -> list[str]:
+    import sys
+
+    return [sys.executable, "-c", "from geryon.cli import main; main()", *map(str, args)]
+
+
+def _wait_for(condition, what: str, timeout: float = 120.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.05)
+
+
+def _kill_between_steps(tmp: pathlib.Path, job_dir: pathlib.Path, disk: pathlib.Path, workdir: pathlib.Path,
+                        env: dict[str, str], name: str) -> dict:
+    """Start the held job, wait until step 1 committed, kill -9 its driver (and its workers): its record."""
+    import signal
+    import subprocess
+
+    proc = subprocess.Popen(_geryon_argv("mapreduce", "-q", "--local", "--name", name, "--reader", "lines",
+                                         "--workdir", workdir, "-D", f"release={tmp / 'never'}",
+                                         "--out", tmp / f"{name}.out", "held.py", disk),
+                            cwd=str(job_dir), env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _wait_for(lambda: list(workdir.glob(f"geryon-{name}-*-steps-*/step1/_SUCCESS")) or proc.poll() is not None,
+                  "step 1 to commit")
+        assert proc.poll() is None, proc.stderr.read().decode()
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        proc.stderr.close()
+    records = [json.loads(p.read_text()) for p in (tmp / "jobs").glob("*/job.json")]
+    return next(r for r in records if r.get("name") == name)
+
+
+def test_a_driver_killed_between_steps_leaves_nothing_after_the_next_run_or_rm(tmp_path: pathlib.Path,
+                                                                               geryon_proc) -> None:
+    disk = _tree(tmp_path / "in put", {"a": "x y z x\n", "b": "y x\nq\n"})
+    job_dir = tmp_path / "job dir"
+    job_dir.mkdir()
+    (job_dir / "held.py").write_text(HELD_STEPS)
+    (tmp_path / "home").mkdir()
+    workdir = tmp_path / "work dir"
+    workdir.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GERYON_")}
+    env.update(HOME=str(tmp_path / "home"), GERYON_JOBS_DIR=str(tmp_path / "jobs"))
+    # an earlier good job, with the same work directory
+    (tmp_path / "go").write_text("")
+    good = geryon_proc("mapreduce", "-q", "--local", "--name", "good", "--reader", "lines", "--workdir", workdir,
+                       "-D", f"release={tmp_path / 'go'}", "--out", tmp_path / "good.out", "held.py", disk,
+                       cwd=str(job_dir), env=env)
+    assert good.returncode == 0, good.stderr
+    good_parts = {p.name: p.read_bytes() for p in (tmp_path / "good.out").iterdir()}
+    assert "part-00000" in good_parts and list(workdir.iterdir()) == []
+    # killed between steps, then `geryon rm JOB`
+    record = _kill_between_steps(tmp_path, job_dir, disk, workdir, env, "first")
+    left = sorted(p.name for p in workdir.iterdir())
+    assert any("-steps-" in n for n in left), left          # step 1's output, left by the kill
+    assert [e["id"] for e in record["intermediate"]] == [f"{record['id']}-s1"]
+    assert record["intermediate"][0]["dir"].startswith(str(workdir))
+    rm = geryon_proc("rm", record["id"], env=env)
+    assert rm.returncode == 0, rm.stderr
+    assert list(workdir.iterdir()) == [], sorted(p.name for p in workdir.iterdir())
+    # killed again, then any later local run in the work directory sweeps it
+    _kill_between_steps(tmp_path, job_dir, disk, workdir, env, "second")
+    assert any("-steps-" in p.name for p in workdir.iterdir())
+    later = geryon_proc("mapreduce", "-q", "--local", "--workdir", workdir, "--out", tmp_path / "later.out",
+                        "cat", "wc -l", disk, env=env)
+    assert later.returncode == 0, later.stderr
+    assert list(workdir.iterdir()) == [], sorted(p.name for p in workdir.iterdir())
+    # the earlier job's output is untouched
+    assert {p.name: p.read_bytes() for p in (tmp_path / "good.out").iterdir()} == good_parts

@@ -95,7 +95,7 @@ class FaultCluster(Cluster):
         return super().start_registry(host, prefix, port, mdns_interface or ("127.0.0.1" if self.mdns else None))
 
     def start(self, nodes: int = 3, cpus: int = 2, out_chunk: dict[str, Path] | None = None,
-              out_capacity: int = 64 << 20) -> None:
+              out_capacity: int = 64 << 20, node_extra: tuple[str, ...] = ()) -> None:
         self.start_registry()
         disks = sorted(self.corpus)
         chunks_of: dict[str, list[str]] = {f"n{i}": ["c0"] for i in range(nodes)}
@@ -109,7 +109,7 @@ class FaultCluster(Cluster):
         ndb_lines += [f"name=d{i}.cpu kfs master=n{i}!c0\n" for i in range(nodes)]
         for i in range(nodes):
             name = f"n{i}"
-            self.start_cluster_node(name, chunks_of[name], cpus, (out_chunk or {}).get(name), out_capacity)
+            self.start_cluster_node(name, chunks_of[name], cpus, (out_chunk or {}).get(name), out_capacity, node_extra)
         for k, disk in enumerate(disks):
             fill_chunk(self.nodes[f"n{k % nodes}"].chunks[f"in{k}"], self.corpus[disk])
             fill_chunk(self.nodes[f"n{(k + 1) % nodes}"].chunks[f"rep{k}"], self.corpus[disk])
@@ -123,8 +123,8 @@ class FaultCluster(Cluster):
             client.close()
 
     def start_cluster_node(self, name: str, chunks: list[str], cpus: int, out_chunk: Path | None = None,
-                           out_capacity: int = 64 << 20) -> Node:
-        extra = ["--cpus", str(cpus)]
+                           out_capacity: int = 64 << 20, node_extra: tuple[str, ...] = ()) -> Node:
+        extra = ["--cpus", str(cpus), *node_extra]
         if out_chunk is not None:
             # the output chunk lives elsewhere (a tiny tmpfs): pass it as c0 ourselves
             from geryon.disks.chunk import create_chunk

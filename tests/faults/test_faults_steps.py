@@ -9,12 +9,13 @@ import itertools
 import json
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from tests.faults.fault_helpers import FaultCluster, job_record, mapreduce, parts
+from tests.faults.fault_helpers import GERYON, FaultCluster, job_record, mapreduce, parts
 
 EXAMPLES = Path(__file__).resolve().parent.parent.parent / "examples"
 
@@ -277,3 +278,149 @@ def test_a_steps_own_key_fields_partition_and_sorted_values_on_the_cluster(fault
            for r, part in enumerate(runs["cluster"])}
     assert got == module.reference(data.decode() for files in c.corpus.values() for data in files.values())
     assert _step_outputs_left(c) == []
+
+
+# -- a driver killed between steps: the nodes remove what it held, `geryon rm` too -----------------
+
+HELD_STEPS = '''
+import os
+import time
+
+import geryon
+from geryon import MRStep
+
+
+def words(key, line):
+    for w in line.split():
+        yield w, 1
+
+
+def total(key, values):
+    return sum(values)
+
+
+def held(key, value):            # step 2 waits for the test's word (its driver is killed meanwhile)
+    deadline = time.monotonic() + 300
+    while not os.path.exists(geryon.param("release")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield value, key
+
+
+def listed(count, keys):
+    yield count, sorted(keys)
+
+
+STEPS = [MRStep(mapper=words, combiner=total, reducer=total, partitions=3),
+         MRStep(mapper=held, reducer=listed, partitions=2)]
+'''
+
+
+def _left_of(c: FaultCluster, job_id: str) -> list[str]:
+    """Everything of `job_id` (and its steps, `JOB-s<i>`) on any node: output disks, work directories."""
+    out = []
+    for name, node in c.nodes.items():
+        work = c.tmp / f"work-{name}"
+        places = [Path(node.chunks["c0"]), work / "output", work / "attempts", work / "held-outputs"]
+        out += [str(p) for d in places if d.is_dir() for p in d.iterdir() if job_id in p.name]
+    return sorted(out)
+
+
+def _node_tree(c: FaultCluster, job_id: str) -> dict[str, bytes]:
+    """The committed output of `job_id` on the nodes, file by file."""
+    return {f"{n}/{p.name}": p.read_bytes() for n, node in c.nodes.items()
+            for p in sorted((Path(node.chunks["c0"]) / job_id).glob("*"))}
+
+
+def _start_held(c: FaultCluster, job_dir: Path, name: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([*GERYON, "mapreduce", "-q", "--name", name, "--reader", "lines", "--lease", "2",
+                             "-D", f"release={c.tmp / 'never'}", "--out", str(c.tmp / f"{name}.out"), "held.py",
+                             *sorted(c.corpus)], cwd=job_dir, env=c.job_env(), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _step1_committed(c: FaultCluster) -> list[Path]:
+    return [p.parent for node in c.nodes.values() for p in Path(node.chunks["c0"]).glob("*-s1/_SUCCESS")]
+
+
+def _kill_driver(proc: subprocess.Popen[bytes]) -> None:
+    import os
+    import signal
+
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _held_cluster(tmp_path: Path, secret_file: Path, corpus: dict, grace: str) -> FaultCluster:
+    c = FaultCluster(tmp_path, secret_file, corpus)
+    c.start(node_extra=("--step-output-grace", grace))
+    job_dir = c.tmp / "held job"
+    job_dir.mkdir()
+    (job_dir / "held.py").write_text(HELD_STEPS)
+    shutil.copy(EXAMPLES / "topwords" / "topwords.py", job_dir / "topwords.py")
+    return c
+
+
+def test_a_driver_killed_between_steps_leaves_nothing_on_the_nodes(tmp_path: Path, secret_file: Path,
+                                                                   corpus: dict) -> None:
+    from tests.faults.fault_helpers import kill, wait_until
+
+    c = _held_cluster(tmp_path, secret_file, corpus, "1")
+    try:
+        job_dir = c.tmp / "held job"
+        # an earlier good job, its output kept on the nodes and copied here
+        good = mapreduce(c, job_dir, "good", "cluster", "-D", "top=3", "topwords.py")
+        assert good.returncode == 0, good.stderr
+        good_id = job_record(c.jobs_dir)["id"]
+        good_nodes, good_out = _node_tree(c, good_id), parts(c.tmp / "good-cluster")
+        assert good_nodes and good_out
+        # killed between steps: every node (the ones the driver held) removes step 1's parts
+        proc = _start_held(c, job_dir, "held")
+        wait_until(lambda: _step1_committed(c) or proc.poll() is not None, 120)
+        assert proc.poll() is None, "the held job ended by itself"
+        (s1,) = {p.name for p in _step1_committed(c)}
+        job_id = s1[:-len("-s1")]
+        assert [e["id"] for e in job_record(c.jobs_dir)["intermediate"]] == [s1]
+        _kill_driver(proc)
+        wait_until(lambda: not _left_of(c, job_id), 60)
+        # killed again, and a node killed with it: restarted, that node removes them too
+        proc = _start_held(c, job_dir, "held2")
+        wait_until(lambda: [p for p in _step1_committed(c) if job_id not in p.name] or proc.poll() is not None, 120)
+        assert proc.poll() is None, "the held job ended by itself"
+        where = sorted(p for p in _step1_committed(c) if job_id not in p.name)[0]
+        job2 = where.name[:-len("-s1")]
+        holder = next(n for n, node in c.nodes.items() if Path(node.chunks["c0"]) == where.parent)
+        kill(c.node_pids(holder))
+        c.nodes[holder].proc.expected_exit = True
+        _kill_driver(proc)
+        assert (where / "_SUCCESS").exists()     # the node died holding it
+        c.restart_node(holder)
+        wait_until(lambda: not _left_of(c, job2), 60)
+        # the earlier job's output is untouched, on the nodes and here
+        assert _node_tree(c, good_id) == good_nodes and parts(c.tmp / "good-cluster") == good_out
+    finally:
+        c.stop()
+
+
+def test_geryon_rm_removes_the_step_outputs_a_killed_driver_left(tmp_path: Path, secret_file: Path,
+                                                                corpus: dict) -> None:
+    from tests.faults.fault_helpers import wait_until
+
+    c = _held_cluster(tmp_path, secret_file, corpus, "3600")   # the nodes would wait an hour
+    try:
+        job_dir = c.tmp / "held job"
+        proc = _start_held(c, job_dir, "held")
+        wait_until(lambda: _step1_committed(c) or proc.poll() is not None, 120)
+        assert proc.poll() is None, "the held job ended by itself"
+        (s1,) = {p.name for p in _step1_committed(c)}
+        job_id = s1[:-len("-s1")]
+        _kill_driver(proc)
+        record = job_record(c.jobs_dir)
+        assert record["id"] == job_id and record["state"] == "lost"
+        assert sorted(record["intermediate"][0]["nodes"]) == sorted(n.url.split("://", 1)[1] for n in c.nodes.values())
+        wait_until(lambda: not [p for p in _left_of(c, job_id) if "attempts" in p or ".geryon-tmp-" in p], 60)
+        assert _step1_committed(c)                # still there: the nodes' grace has not run out
+        rm = subprocess.run([*GERYON, "rm", job_id], capture_output=True, text=True, env=c.job_env(), timeout=60)
+        assert rm.returncode == 0, rm.stderr
+        assert _left_of(c, job_id) == []
+    finally:
+        c.stop()
