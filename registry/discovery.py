@@ -14,13 +14,15 @@ import time
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
-from zeroconf import (DNSQuestionType, IPVersion, InterfaceChoice, ServiceBrowser, ServiceInfo, ServiceStateChange,
-                      Zeroconf)
-from zeroconf.asyncio import AsyncZeroconf
+from typing import TYPE_CHECKING
 
 from registry import tls
 from registry.defaults import DEFAULT_PORT
 from registry.errors import BadRequest
+
+if TYPE_CHECKING:                   # zeroconf is imported where it is used: a client given a URL never needs it
+    from zeroconf import InterfaceChoice, ServiceStateChange, Zeroconf
+    from zeroconf.asyncio import AsyncZeroconf
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,8 @@ def parse_registry_url(text: str) -> str:
 
 
 def _interfaces(interfaces: Sequence[str] | None) -> InterfaceChoice | list[str]:
+    from zeroconf import InterfaceChoice
+
     return list(interfaces) if interfaces else InterfaceChoice.All
 
 
@@ -120,6 +124,8 @@ class Advertiser:
 
     def __init__(self, port: int, addresses: Sequence[str], cluster: str, *,
                  interfaces: Sequence[str] | None = None, scheme: str = "http") -> None:
+        from zeroconf import ServiceInfo
+
         self.info = ServiceInfo(
             SERVICE_TYPE, f"geryon-{cluster}-{port}.{SERVICE_TYPE}",
             parsed_addresses=list(addresses), port=port,
@@ -130,6 +136,9 @@ class Advertiser:
 
     async def start(self) -> None:
         """Start answering; probing and announcing go on in the background."""
+        from zeroconf import IPVersion
+        from zeroconf.asyncio import AsyncZeroconf
+
         self._zc = AsyncZeroconf(interfaces=_interfaces(self._interfaces), ip_version=IPVersion.V4Only)
         await self._zc.async_register_service(self.info, allow_name_change=True)
         log.info("advertising %s over zeroconf", self.info.name)
@@ -160,6 +169,8 @@ def discover(timeout: float = DEFAULT_DISCOVERY_TIMEOUT, *, cluster: str | None 
         cluster: accept only this cluster id (None: any).
         interfaces: interfaces to browse on (None: all).
     """
+    from zeroconf import DNSQuestionType, IPVersion, ServiceBrowser, ServiceInfo, ServiceStateChange, Zeroconf
+
     deadline = time.monotonic() + timeout
     names: queue.Queue[str] = queue.Queue()
 

@@ -21,8 +21,11 @@ OWN_MEANING = {("geryon registry serve", "--ndb"): "where the registry keeps the
 
 
 def _verbs(cmd: click.Command = main, path: str = "geryon") -> Iterator[tuple[str, click.Command]]:
-    if isinstance(cmd, click.Group):
-        for name, sub in sorted(cmd.commands.items()):
+    if isinstance(cmd, click.Group):                 # click's API: `geryon`'s group loads verbs lazily
+        ctx = click.Context(cmd)
+        for name in cmd.list_commands(ctx):
+            sub = cmd.get_command(ctx, name)
+            assert sub is not None, f"{path} {name}"
             yield from _verbs(sub, f"{path} {name}")
     else:
         yield path, cmd
