@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterator
+from itertools import repeat
 from dataclasses import dataclass
 from typing import BinaryIO, Union
 
@@ -204,10 +205,10 @@ def _range_blocks(f: BinaryIO, rng: FileRange) -> Iterator[tuple[int, bytes]]:
         yield base, rest
 
 
-def _read_lines(f: BinaryIO, rng: FileRange, src: _Source, compressed: bool, limit: int) -> Iterator[Item]:
+def _line_blocks(f: BinaryIO, rng: FileRange, compressed: bool) -> Iterator[tuple[int, bytes]]:
+    """Blocks of whole lines of a range (a compressed file: all of it), with the offset each starts at."""
     if not compressed:  # in blocks: a split is never held whole, decoded, and as lines at once
-        for base, data in _range_blocks(f, rng):
-            yield from _decoded_lines(data, base, src)
+        yield from _range_blocks(f, rng)
         return
     base = 0
     rest = b""
@@ -218,10 +219,32 @@ def _read_lines(f: BinaryIO, rng: FileRange, src: _Source, compressed: bool, lim
         block = rest + block
         cut = block.rfind(b"\n") + 1
         rest = block[cut:]
-        yield from _decoded_lines(block[:cut], base, src)
+        yield base, block[:cut]
         base += cut
     if rest:
-        yield from _decoded_lines(rest, base, src)
+        yield base, rest
+
+
+def _read_lines(f: BinaryIO, rng: FileRange, src: _Source, compressed: bool, limit: int) -> Iterator[Item]:
+    for base, data in _line_blocks(f, rng, compressed):
+        yield from _decoded_lines(data, base, src)
+
+
+def _line_parts(f: BinaryIO, rng: FileRange, src: _Source, compressed: bool) -> Iterator[Iterator[Item] | BadRecord]:
+    """`_read_lines` for `read_records`, a block at a time: a block that decodes comes as one
+    iterator of (key, line) pairs made in C (`zip`), with no per-line Python step; one that does
+    not, line by line (each good line an iterator of one pair, each bad one a BadRecord)."""
+    key = src.key
+    for base, data in _line_blocks(f, rng, compressed):
+        try:
+            lines = data.decode("utf-8").split("\n")
+        except UnicodeDecodeError:
+            for item in _lines_one_by_one(data, base, src):
+                yield item if isinstance(item, BadRecord) else iter((item,))
+            continue
+        if lines[-1] == "":
+            lines.pop()
+        yield zip(repeat(key), lines)
 
 
 def _whole(f: BinaryIO, src: _Source, limit: int) -> bytes:
@@ -374,6 +397,15 @@ def read_records(disk_fs: FS, split: Split, reader: str, root: str | None = None
         try:
             if compressed:
                 f = open_decompressed(f, rng.path, src.label)
+            if kind == "lines":      # the per-line path: whole blocks of pairs from the reader
+                for part in _line_parts(f, rng, src, compressed):
+                    if isinstance(part, BadRecord):
+                        if on_bad is None:
+                            raise part
+                        on_bad(part)
+                        continue
+                    yield from part
+                continue
             for item in _READ[kind](f, rng, src, compressed, max_record):
                 if isinstance(item, BadRecord):
                     if on_bad is None:

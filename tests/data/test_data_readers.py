@@ -228,3 +228,41 @@ def test_lines_reader_reads_ranges_in_blocks_with_the_same_records(tmp_path, mon
         assert got == text.split("\n"), (block, cut)
         raw = b"".join(b for r in ranges for b in raw_chunks(ChunkFS(str(d)), Split("d", (r,)), str(d)))
         assert raw == text.encode() + b"\n", (block, cut)
+
+
+@pytest.mark.parametrize("block", [7, 64, 4 << 20])
+@pytest.mark.parametrize("ext", ["txt", "txt.gz"])
+def test_lines_reader_skips_bad_lines_in_place_in_every_block(tmp_path, monkeypatch, block, ext):
+    """Good lines keep their order around bad ones (reported with their file offsets), whatever
+    block a bad line falls in, and with no `on_bad` the first bad line stops the read."""
+    from geryon.records import readers
+
+    d = tmp_path / "d"
+    d.mkdir()
+    raw = [f"line {i} é".encode() if i % 13 else b"bad \xff line %d" % i for i in range(120)]
+    data = b"\n".join(raw) + b"\n"
+    (d / f"t {ext}").write_bytes(compress_bytes(data, "gzip") if ext.endswith(".gz") else data)
+    size = (d / f"t {ext}").stat().st_size
+    monkeypatch.setattr(readers, "READ_BLOCK", block)
+    want, offsets, pos = [], [], 0
+    for line in raw:
+        try:
+            want.append(line.decode("utf-8"))
+        except UnicodeDecodeError:
+            want.append(None)
+            offsets.append(pos + line.index(b"\xff"))
+        pos += len(line) + 1
+    got, bad = [], []
+
+    def on_bad(record: BadRecord) -> None:
+        got.append(None)
+        bad.append(str(record))
+
+    split = Split("d", (FileRange(f"/t {ext}", 0, size),))
+    for key, value in read_records(ChunkFS(str(d)), split, "lines", str(d), on_bad=on_bad):
+        assert key == f"d/t {ext}"
+        got.append(value)
+    assert got == want
+    assert bad == [f"d:t {ext}: not UTF-8 text (byte {o}); use --reader bytes for binary input" for o in offsets]
+    with pytest.raises(BadRecord, match=r"\(byte 4\)"):
+        list(read_records(ChunkFS(str(d)), split, "lines", str(d)))
