@@ -62,8 +62,8 @@ def disks_reader(reader: str, formats: Sequence[tuple[str, str]]) -> str:
 
 
 _runner: list[Callable[..., Any]] = []
-"""What `Job.run` calls: `geryon.mapreduce.api.run_by_rule`, installed by that module (imported
-by the first `Job.run` if nothing did before), so that the value type does not import the engine."""
+"""What `Job.run` calls: `geryon.mapreduce.api.run_by_rule`, installed by that module (which
+`geryon.mapreduce`'s `__init__` imports), so that the value type does not import the engine that runs it."""
 
 
 def set_runner(run: Callable[..., Any]) -> None:
@@ -325,8 +325,6 @@ class Job:
 
         Returns a JobResult: iterate it for (key, value) pairs in partition then key order.
         """
-        if not _runner:
-            import geryon.mapreduce.api  # noqa: F401  (installs the runner)
         return _runner[0](self, disks, out=out, workers=workers, ndb=ndb, progress=progress, workdir=workdir,
                            registry=registry, secret=secret, local=local, dask=dask)
 
