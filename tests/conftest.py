@@ -29,7 +29,7 @@ UNIT_FILES = frozenset("""
     security/test_security_leftovers.py
     shell/test_block.py shell/test_cli.py shell/test_filters.py shell/test_imports.py shell/test_partition.py
     taskfs/test_taskfs_plan.py ui/test_ui_pages.py test_cli_options.py test_defaults_module.py test_entry_points.py test_errors_tree.py test_layering.py
-    test_vocabulary.py
+    test_vocabulary.py test_net_wire.py
 """.split())
 """Test files that start no server, node or worker process (measured: the whole set runs in about a
 minute on a loaded 2-core machine); every other file is `integration` unless named below."""

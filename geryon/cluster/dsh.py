@@ -25,8 +25,7 @@ from geryon.errors import GeryonError
 from geryon.cluster.pick import CpuInfo, LeastLoaded, NoCpu, Weight
 from geryon.cluster.rcpu import CpuPool, Rcpu, RunResult
 from geryon.disks.remote import NodeUnavailable
-from registry import tls
-from registry.errors import RegistryError
+from geryon.net.aio import UNREACHABLE, node_http
 from registry.signer import Signer
 
 log = logging.getLogger(__name__)
@@ -153,7 +152,7 @@ class Dsh:
         try:
             async with await self.signer.send(http, method, cpu.url, path, body, headers=headers) as resp:
                 status, raw = resp.status, await resp.read()
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, RegistryError) as exc:
+        except UNREACHABLE as exc:
             log.info("cpu %s: %s %s: %s", cpu.name, method, path, exc or type(exc).__name__)
             return None
         if status == 401:
@@ -185,8 +184,7 @@ class Dsh:
         return answer[0] == 200, fresh, token if isinstance(token, str) else None
 
     def _session(self) -> aiohttp.ClientSession:
-        return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout),
-                                     connector=tls.connector())
+        return node_http(total=self.timeout)
 
     async def _current(self, http: aiohttp.ClientSession, exclude: set[str]) -> list[CpuInfo]:
         cpus = [c for c in self.pool.live() if c.name not in exclude and c.url]

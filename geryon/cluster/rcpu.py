@@ -32,7 +32,7 @@ from registry.errors import RegistryError
 from registry.signer import Signer
 from registry.errors import RegistryError
 from registry.store import EventKind, Service
-from registry import tls
+from geryon.net.aio import node_http
 from geryon.defaults import DEFAULT_RCPU_CONNECT_TIMEOUT as DEFAULT_CONNECT_TIMEOUT
 
 log = logging.getLogger(__name__)
@@ -300,8 +300,7 @@ class Rcpu:
 
     async def _run(self, cpu: CpuInfo, request: dict[str, Any], packed: tuple[str, bytes] | None,
                    out: BinaryIO, err: BinaryIO) -> int:
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout)
-        async with aiohttp.ClientSession(timeout=timeout, connector=tls.connector()) as http:
+        async with node_http(sock_connect=self.connect_timeout) as http:
             try:
                 if packed is not None:
                     await self._export(http, cpu, *packed)

@@ -20,11 +20,10 @@ from geryon.errors import GeryonError
 from geryon.mapreduce.jobpack import JobPack
 from geryon.cluster.members import ClusterCpu
 from geryon.cluster.rcpu import next_after
+from geryon.net.aio import UNREACHABLE, node_http
 from geryon.net.loop import LoopThread
 from geryon.mapreduce.task import MapTask, ReduceTask, TaskResult
-from registry.errors import RegistryError
 from registry.signer import Signer
-from registry import tls
 
 ALIVE_TIMEOUT = 2.0
 """Seconds a node has to answer `GET /v1/node` when the driver checks it."""
@@ -71,8 +70,7 @@ class Nodes:
 
     @staticmethod
     async def _session() -> aiohttp.ClientSession:
-        return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
-                                     connector=tls.connector())
+        return node_http(sock_connect=5)
 
     async def _close_http(self) -> None:
         if self._http is not None:
@@ -98,7 +96,7 @@ class Nodes:
                                                          what=f"job hold on {cpu.name}") as ws:
                         async for _ in ws:
                             pass
-                except (aiohttp.ClientError, asyncio.TimeoutError, OSError, RegistryError):
+                except UNREACHABLE:
                     pass
                 await asyncio.sleep(HOLD_RETRY)
         self._holds.extend(self.io.spawn(one(c)) for c in cpus)
@@ -109,7 +107,7 @@ class Nodes:
             async with await self.signer.send(self.http, method, url, path, body,
                                               timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
                 return resp.status, await resp.read()
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, RegistryError) as exc:
+        except UNREACHABLE as exc:
             raise NodeError(f"{url}: {type(exc).__name__}: {exc}") from exc
 
     def alive(self, cpu: ClusterCpu) -> bool:
@@ -161,7 +159,7 @@ class Nodes:
                             raise NodeError(f"{cpu.name} refused the task: {data.get('error')}")
                     else:
                         break
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError, RegistryError) as exc:
+        except (*UNREACHABLE, ValueError) as exc:
             raise NodeError(f"{cpu.name}: {type(exc).__name__}: {exc}") from exc
         raise NodeError(f"{cpu.name}: connection lost (node died or missed its lease)")
 
@@ -191,7 +189,7 @@ class Nodes:
                         async for block in resp.content.iter_chunked(1 << 20):
                             f.write(block)
                             n += len(block)
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError, RegistryError) as exc:
+            except UNREACHABLE as exc:
                 raise NodeError(f"{cpu.name}: {type(exc).__name__}: {exc}") from exc
             return n
         return self.io.call(go())  # type: ignore[no-any-return]

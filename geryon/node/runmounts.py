@@ -27,7 +27,7 @@ from geryon.disks.outputs import OUTPUT_CHUNK
 from geryon.errors import GeryonError
 from geryon.node.chunkservice import ServedChunk
 from geryon.records.untar import UnpackLimits, extract
-from registry import tls
+from geryon.net.aio import node_http
 from registry.signer import Signer
 
 log = logging.getLogger(__name__)
@@ -98,8 +98,7 @@ class RunMounts:
         node, chunk = parse_node_url(url)
         path = f"/v1/chunks/{chunk}/archive"
         if self._http is None:
-            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600),
-                                               connector=tls.connector())
+            self._http = node_http(total=600)
         spool = dest + ".tar"
         try:
             async with await self.signer.send(self._http, "GET", node, path) as resp:

@@ -31,6 +31,7 @@ from typing import Any
 import aiohttp
 
 from geryon.errors import GeryonError
+from geryon.net.aio import node_http
 from geryon.taskfs.plan import (PICKS, WILDCARDS, Candidate, Count, add_counts, format_counts, free_matching,
                                 least_loaded, matches, plan, spread)
 from geryon.taskfs.wire import DEFAULT_DEAD_AFTER, DEFAULT_HEARTBEAT
@@ -186,8 +187,7 @@ class ParentLink:
 
     async def run(self) -> None:
         backoff = Backoff()
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.dead_after)
-        async with aiohttp.ClientSession(timeout=timeout, connector=tls.connector()) as http:
+        async with node_http(sock_connect=self.dead_after) as http:
             while True:
                 try:
                     url = await self.url()

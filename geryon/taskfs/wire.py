@@ -24,7 +24,6 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from geryon.errors import GeryonError
-from registry import tls
 from geryon.defaults import DEFAULT_SESSION_CONNECT_TIMEOUT as DEFAULT_CONNECT_TIMEOUT
 
 if TYPE_CHECKING:
@@ -161,10 +160,10 @@ class RemoteSession:
         """Open the session; raises SessionError if unreachable or refused (wrong secret)."""
         import aiohttp
 
+        from geryon.net.aio import node_http
         from registry.errors import RegistryError
         from registry.signer import Signer
-        self._http = aiohttp.ClientSession(connector=tls.connector(), timeout=aiohttp.ClientTimeout(total=None,
-                                                                         sock_connect=self.connect_timeout))
+        self._http = node_http(sock_connect=self.connect_timeout)
         try:
             self._ws = await asyncio.wait_for(Signer(self.secret).connect(
                 self._http, self.url, "/v1/session", what=f"taskfs session on {self.node}",

@@ -26,7 +26,7 @@ from typing import Any
 import aiohttp
 
 import ndb
-from registry import tls
+from geryon.net.aio import UNREACHABLE, node_http
 from registry.disks import disk_names
 from registry.errors import RegistryError, ServiceNotFound
 from registry.signer import Signer
@@ -233,8 +233,7 @@ class ClusterWatch:
         self._version = 0
 
     async def start(self) -> None:
-        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.node_timeout),
-                                           connector=tls.connector())
+        self._http = node_http(total=self.node_timeout)
         await self.read_once()
         self._task = asyncio.create_task(self._loop())
 
@@ -335,7 +334,7 @@ class ClusterWatch:
                 if resp.status != 200:
                     return None
                 return json.loads(await resp.read())
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, RegistryError, ValueError) as exc:
+        except (*UNREACHABLE, ValueError) as exc:
             log.debug("%s%s: %s", base, path, exc or type(exc).__name__)
             return None
 
