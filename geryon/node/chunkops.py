@@ -7,8 +7,9 @@ write leaves nothing, and keep a chunk's checksum manifest current when it has o
 file changed through Geryon is never mistaken for damage). Beyond the `fs` primitives, ops
 for checksums (`manifest`, `sums`, `check`) and, through `_sync_op`, for replication
 (`SYNC_OPS`: `pull` copies a file from another node, verified; `syncremove`, `putsums`,
-`clear`, `role`), which replicas accept. Everything here blocks: the service runs it in
-a worker thread.
+`clear`, `role`), which replicas accept; `clear` empties through `geryon.node.trash`. A
+load's claims are `geryon.node.claims`. Everything here blocks: the service runs it in a
+worker thread.
 
 Not here: routes, HTTP statuses and refusing writes to replicas (`geryon.node.chunkservice`),
 deciding what to copy (`geryon.disks.replicate`), the pool's bookkeeping
@@ -16,7 +17,6 @@ deciding what to copy (`geryon.disks.replicate`), the pool's bookkeeping
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import secrets
@@ -32,9 +32,10 @@ from fs.path import normpath
 from geryon.disks.checksum import (ChecksumMismatch, FileState, Summer, check_disk, current_sums, manifest_from_json,
                              manifest_key, manifest_to_json, read_manifest, sum_bytes, update_manifest,
                              write_manifest)
-from geryon.disks.chunk import CLAIM_NAME, TEMP_MARK, TRASH_NAME, ChunkFS, is_internal
+from geryon.disks.chunk import TEMP_MARK, TRASH_NAME, ChunkFS, is_internal
 from geryon.errors import GeryonError
 from geryon.net.connection import NodeConnection, raise_for
+from geryon.node.claims import claim_expired, drop_claim, write_claim  # noqa: F401  (re-exported)
 from geryon.node.trash import Trash
 
 if TYPE_CHECKING:
@@ -389,35 +390,3 @@ class StreamedWrite:
             self._out.close()
             mtime = os.stat(self.chunk.fs.getsyspath(self.path)).st_mtime_ns
             update_manifest(self.chunk.fs.root_path, {self.path: self._sums.result(mtime)})
-
-
-# -- claims: chunks a load is filling -----------------------------------------------------
-
-def write_claim(chunk: ServedChunk, lease: float, now: float) -> dict[str, Any]:
-    """Claim (or renew the claim on) a chunk until `now + lease` (wall-clock seconds)."""
-    path = os.path.join(chunk.fs.root_path, CLAIM_NAME)
-    tmp = f"{path}{TEMP_MARK}{secrets.token_hex(4)}"
-    with open(tmp, "w") as f:
-        json.dump({"until": now + lease}, f)
-    os.replace(tmp, path)
-    return {"lease": lease}
-
-
-def drop_claim(chunk: ServedChunk) -> None:
-    """The load is done with the chunk: it is no longer reclaimed."""
-    try:
-        os.unlink(os.path.join(chunk.fs.root_path, CLAIM_NAME))
-    except FileNotFoundError:
-        pass
-
-
-def claim_expired(chunk: ServedChunk, now: float) -> bool:
-    """Whether the chunk is claimed and its lease ran out (an unreadable claim has)."""
-    try:
-        with open(os.path.join(chunk.fs.root_path, CLAIM_NAME)) as f:
-            until = json.load(f)["until"]
-        return float(until) < now
-    except FileNotFoundError:
-        return False
-    except (OSError, ValueError, KeyError, TypeError):
-        return True
