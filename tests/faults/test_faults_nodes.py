@@ -36,8 +36,8 @@ def _attempt_of(pid: int) -> str:
 
 
 def _reducer_writing(c: FaultCluster) -> list[int]:
-    """The worker pid of a reduce attempt whose part is open for writing on its node (it has
-    fetched its input and reduces), or []."""
+    """The worker pid of a reduce attempt whose part is open for writing on its node (under its
+    temporary name; the reducer reads its input and reduces into it from then on), or []."""
     for node in c.nodes.values():
         running = {_attempt_of(pid): pid for pid in workers_running(node.proc.popen.pid, "r")}
         for staged in node.chunks["c0"].glob(f"{TEMP_MARK}*/.wc.part*"):
@@ -87,7 +87,7 @@ def test_kill_reducer_mid_write_leaves_no_partial_part(fault_cluster: FaultClust
     c = fault_cluster
     out = c.tmp / "out"
     job = c.start_job(out, reduce_delay=0.004)
-    # a reducer writing its part (a key per 4 ms), not one still starting or fetching
+    # a reducer with its part open (a key per 4 ms, some 500 keys each), not one still starting
     pids = wait_until(lambda: _reducer_writing(c), 60)
     kill(pids)
     # while the job goes on, no node ever shows a part under its final name before the commit
