@@ -88,7 +88,6 @@ class RegistryClient:
         self._session_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._warned: set[str] = set()
-        self._closed = False
         self._io = LoopThread("geryon-registry-client", on_closed=lambda: RegistryError("client is closed"),
                               finish=self._close_http)
         self._loop = self._io.loop
@@ -167,9 +166,6 @@ class RegistryClient:
 
     def close(self) -> None:
         """End the session (its non-persist services go), stop the thread; idempotent."""
-        if self._closed:
-            return
-        self._closed = True
         self._io.close()   # cancels the session (its non-persist services go), then closes _http
 
     def __enter__(self) -> RegistryClient:
