@@ -44,6 +44,11 @@ DEFAULT_MAX_ATTEMPTS = 4
 DEFAULT_LEASE = 5.0
 """Seconds a node may stay silent before its attempts are given up (DESIGN: dead after 5 s)."""
 
+DEFAULT_STEP_OUTPUT_GRACE = 30.0
+"""Seconds a node keeps a multi-step job's intermediate step output after its driver's last hold
+on it closed (a driver reconnecting after a network hiccup or a node restart takes it back well
+within it): `geryon node --step-output-grace`."""
+
 DEFAULT_DASK_CONNECT_TIMEOUT = 10.0
 """Seconds to reach the Dask scheduler before the job fails."""
 

@@ -20,7 +20,7 @@ from fs import errors as fserrors
 from geryon.cli.common import (cluster_secret, fail, local_option, ndb_option_for, registry_client, registry_option, secret_option,
                                serve_until_signalled, size_type, tls_files, tls_options, where)
 from geryon.errors import GeryonError
-from geryon.defaults import DEFAULT_NODE_PORT, DEFAULT_NODE_REFRESH as DEFAULT_REFRESH
+from geryon.defaults import DEFAULT_NODE_PORT, DEFAULT_NODE_REFRESH as DEFAULT_REFRESH, DEFAULT_STEP_OUTPUT_GRACE
 from geryon.cluster.hostfacts import host_source
 from geryon.cluster.pick import PICKS
 from registry.defaults import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS
@@ -103,8 +103,9 @@ def _disk_spec(values: tuple[str, ...], replica: bool) -> list[NodeDisk]:
 @click.option("--idle-timeout", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_IDLE_TIMEOUT,
               show_default=True, metavar="SECONDS",
               help="Seconds a connection may take to send a request's headers, or stay idle.")
-@click.option("--step-output-grace", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
-              help="Seconds a multi-step job's intermediate step output outlives its driver (default 30).")
+@click.option("--step-output-grace", type=click.FloatRange(min=0), default=DEFAULT_STEP_OUTPUT_GRACE,
+              show_default=True, metavar="SECONDS",
+              help="Seconds a multi-step job's intermediate step output outlives its driver.")
 @click.option("--claim-lease", type=click.FloatRange(min=0.1), default=None, metavar="SECONDS",
               help="Seconds a load's claim on a chunk lasts unrenewed; then the chunk is reclaimed (default 60).")
 @_registry_option
@@ -116,7 +117,7 @@ def node(name: str, disks: tuple[str, ...], replicas: tuple[str, ...],
          refresh: float, standalone: bool, fake_load: float | None, pool: str | None,
          pool_size: int | None, parent: str | None, unpack_limit: int | None, unpack_files: int | None,
          virtual_seconds: float | None, max_connections: int, idle_timeout: float,
-         claim_lease: float | None, step_output_grace: float | None, registry_url: str | None, secret_file: str | None, tls_cert: str | None, tls_key: str | None,
+         claim_lease: float | None, step_output_grace: float, registry_url: str | None, secret_file: str | None, tls_cert: str | None, tls_key: str | None,
          tls_ca: str | None) -> None:
     """Serve this machine's chunk disks and cpu to the cluster (until SIGTERM)."""
     secret = cluster_secret(secret_file, serving=f"node {name}")
@@ -136,7 +137,7 @@ def node(name: str, disks: tuple[str, ...], replicas: tuple[str, ...],
                         unpack=_unpack_limits(unpack_limit, unpack_files), tls=tls,
                         limits=ConnectionLimits(max_connections=max_connections, idle_timeout=idle_timeout),
                         **({"claim_lease": claim_lease} if claim_lease else {}),
-                        **({"step_output_grace": step_output_grace} if step_output_grace is not None else {}),
+                        step_output_grace=step_output_grace,
                         **({"virtual_seconds": virtual_seconds} if virtual_seconds is not None else {}))
 
     try:

@@ -33,7 +33,7 @@ from geryon.node.chunkservice import DEFAULT_CLAIM_LEASE, ChunkService, ServedCh
 from geryon.node.address import choose_address
 from geryon.node.cpuservice import CpuService
 from geryon.node.jobservice import JobService
-from geryon.node.heldoutputs import DEFAULT_STEP_OUTPUT_GRACE
+from geryon.defaults import DEFAULT_STEP_OUTPUT_GRACE
 from geryon.records.untar import UnpackLimits
 from geryon.node.sessionservice import SessionService
 from geryon.cluster.hostfacts import HostFacts, LoadSource, host_source

@@ -18,11 +18,9 @@ import os
 import re
 from collections.abc import Awaitable, Callable
 
-log = logging.getLogger(__name__)
+from geryon.defaults import DEFAULT_STEP_OUTPUT_GRACE
 
-DEFAULT_STEP_OUTPUT_GRACE = 30.0
-"""Seconds a held output outlives its last hold (a driver reconnecting after a network hiccup or a
-node restart takes its hold back well within it)."""
+log = logging.getLogger(__name__)
 
 _SAFE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,200}\Z")
 

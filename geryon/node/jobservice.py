@@ -63,7 +63,8 @@ from registry.auth import ServerIdentity, body_limit, signing_secret
 from registry.channel import Channel, ChannelRefused, accept
 from registry import tls
 from geryon.node.packcache import DEFAULT_PACK_CACHE, PackCache
-from geryon.node.heldoutputs import DEFAULT_STEP_OUTPUT_GRACE, HeldOutputs
+from geryon.node.heldoutputs import HeldOutputs
+from geryon.defaults import DEFAULT_STEP_OUTPUT_GRACE
 
 log = logging.getLogger(__name__)
 
