@@ -15,10 +15,8 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-import aiohttp
-
 from geryon.mapreduce.jobnodes import HOLD_RETRY, Nodes
-from registry.errors import RegistryError
+from geryon.net.aio import UNREACHABLE
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +58,7 @@ class OutputHolds:
                         ready.set_result(True)
                     async for _ in ws:
                         pass
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError, RegistryError):
+            except UNREACHABLE:
                 pass
             await asyncio.sleep(HOLD_RETRY)
 
