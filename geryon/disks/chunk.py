@@ -4,13 +4,12 @@ Geryon's storage unit (the seed's 64 MB chunk). Writes that would take the chunk
 capacity fail with `DiskFull` and leave nothing behind: files opened for writing are written
 under a temporary name and renamed into place when closed. The capacity lives in a small
 metadata file at the chunk's root, hidden from listings. Not here: naming disks (see
-`geryon.disks.resolve`), serving chunks over the network (the node daemon).
+`geryon.disks.resolve`), serving chunks over the network (the node daemon), the file being
+written (`geryon.disks.chunkwriter`).
 """
 from __future__ import annotations
 
-import errno
 import fcntl
-import io
 import json
 import logging
 import os
@@ -25,6 +24,7 @@ from fs.base import FS
 from fs.mode import Mode
 from fs.osfs import OSFS
 
+from geryon.disks.chunkwriter import ChunkWriter
 from geryon.errors import DiskFull, GeryonError
 from geryon.defaults import DEFAULT_CAPACITY
 
@@ -338,8 +338,10 @@ class ChunkFS(OSFS):
         if _mode.exclusive and os.path.exists(sys_path):
             raise fserrors.FileExists(path)
         if _mode.truncate or _mode.exclusive or not os.path.exists(sys_path):
-            return _ChunkWriter(self, _path, sys_path, _mode, replace=True)
-        return _ChunkWriter(self, _path, sys_path, _mode, replace=False)
+            base = os.path.basename(sys_path)
+            temp = os.path.join(os.path.dirname(sys_path), f".{base}{TEMP_MARK}{secrets.token_hex(4)}")
+            return ChunkWriter(self, _path, sys_path, _mode, temp)  # type: ignore[return-value]
+        return ChunkWriter(self, _path, sys_path, _mode, None)  # type: ignore[return-value]
 
     def open(self, path: str, mode: str = "r", buffering: int = -1, encoding: str | None = None,
              errors: str | None = None, newline: str = "", **options: Any) -> Any:
@@ -358,114 +360,3 @@ class ChunkFS(OSFS):
         except fserrors.FSError:
             size = 0
         self._release(size, lambda: super(ChunkFS, self).remove(path))
-
-
-class _ChunkWriter(io.RawIOBase):
-    """A file being written to a chunk: counts bytes, commits by rename on close."""
-
-    def __init__(self, chunk: ChunkFS, path: str, sys_path: str, mode: Mode, replace: bool) -> None:
-        super().__init__()
-        self._chunk, self._path, self._final = chunk, path, sys_path
-        self._replace = replace
-        self.name = path
-        self.mode = mode.to_platform_bin()
-        self._failed = False
-        if replace:
-            base = os.path.basename(sys_path)
-            self._target = os.path.join(os.path.dirname(sys_path), f".{base}{TEMP_MARK}{secrets.token_hex(4)}")
-            self._f = open(self._target, "w+b" if mode.reading else "wb", buffering=0)
-            self._old_size = os.path.getsize(sys_path) if os.path.exists(sys_path) else 0
-        else:
-            self._target = sys_path
-            self._f = open(sys_path, mode.to_platform_bin(), buffering=0)
-            self._old_size = 0
-        self._size = 0 if replace else os.path.getsize(sys_path)
-        if mode.appending:
-            self._f.seek(0, os.SEEK_END)
-
-    def readable(self) -> bool:
-        return "r" in self.mode or "+" in self.mode
-
-    def writable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        return self._f.seek(offset, whence)
-
-    def tell(self) -> int:
-        return self._f.tell()
-
-    def readinto(self, b: Any) -> int:
-        return self._f.readinto(b)
-
-    def fileno(self) -> int:
-        return self._f.fileno()
-
-    def truncate(self, size: int | None = None) -> int:
-        target = self._f.tell() if size is None else size
-        if target > self._size:
-            self._checked(target - self._size, lambda: self._f.truncate(target))
-        else:
-            self._f.truncate(target)
-            self._chunk._release(self._size - target)
-        self._size = target
-        return target
-
-    def _checked(self, nbytes: int, write: Callable[[], None]) -> None:
-        try:
-            self._chunk._reserve_and_write(nbytes, self._path, write)
-        except DiskFull:
-            self._fail()
-            raise
-        except OSError as exc:
-            self._fail()
-            if exc.errno == errno.ENOSPC:
-                raise DiskFull(f"{self._chunk.root_path}: no space left writing {self._path}") from exc
-            raise
-
-    def write(self, b: Any) -> int:
-        data = memoryview(b).cast("B")
-        end = self._f.tell() + len(data)
-        grow = max(0, end - self._size)
-
-        def put() -> None:
-            done = 0
-            while done < len(data):  # a raw file may take fewer bytes than offered
-                done += self._f.write(data[done:]) or 0
-
-        self._checked(grow, put)
-        self._size = max(self._size, end)
-        return len(data)
-
-    def abort(self) -> None:
-        """Close, dropping everything written (a refused upload): the file in place is untouched."""
-        self._fail()
-        self.close()
-
-    def _fail(self) -> None:
-        """Drop everything this writer wrote; the file under its final name is untouched."""
-        if self._failed:
-            return
-        self._failed = True
-        self._f.close()
-        if self._replace:
-            def unlink() -> None:
-                try:
-                    os.unlink(self._target)
-                except FileNotFoundError:
-                    pass
-            self._chunk._release(self._size, unlink)
-
-    def close(self) -> None:
-        if self.closed:
-            return
-        try:
-            if not self._failed:
-                self._f.close()
-                if self._replace:
-                    self._chunk._release(self._old_size, lambda: os.replace(self._target, self._final))
-        finally:
-            super().close()
