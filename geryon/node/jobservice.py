@@ -25,11 +25,8 @@ into a chunk that holds a dataset; it refuses an `out_chunk` it serves as a repl
 job's map outputs and staged parts live in the hidden `.geryon-tmp-<job>` directory of
 that disk, committed parts in `<job>/part-0000r` (Hadoop's layout), job ids being unique
 per run. Each attempt
-is a `python -m geryon.node.worker` process in its own session; its stdout and stderr travel
-to the driver as binary frames (`\\x02` + bytes), then one text frame
-`{"op": "result", "result": {...}}`. When the driver's socket closes (the driver died, or
-it gave the attempt up because this node missed its lease) the attempt is killed: a
-paused node that wakes up cannot deliver a result anyone will use. Not here: deciding
+is a `python -m geryon.node.worker` process in its own session (`geryon.node.attemptrun`),
+killed when the driver's socket closes. Not here: deciding
 what runs where, or which attempt counts (the driver decides; `geryon.mapreduce.engine`).
 """
 from __future__ import annotations
@@ -42,17 +39,13 @@ import os
 import re
 import secrets
 import shutil
-import signal
-import sys
-from collections import deque
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
-from geryon.mapreduce.attempt import AttemptId, FailureKind
+from geryon.mapreduce.attempt import AttemptId
 from geryon.disks.chunk import TEMP_MARK, TRASH_NAME, ChunkFS
-from geryon.mapreduce import memory
 from geryon.errors import GeryonError
 from geryon.node.chunkservice import ServedChunk
 from geryon.node.bodies import read_bounded
@@ -61,7 +54,7 @@ from geryon.disks.outputs import OUTPUT_CHUNK, SUCCESS_NAME, part_name
 from registry import jsondoc
 from registry.auth import ServerIdentity, body_limit, signing_secret
 from registry.channel import Channel, ChannelRefused, accept
-from registry import tls
+from geryon.node.attemptrun import kill_worker, run_attempt, tls_ca
 from geryon.node.packcache import DEFAULT_PACK_CACHE, PackCache
 from geryon.node.heldoutputs import HeldOutputs
 from geryon.defaults import DEFAULT_STEP_OUTPUT_GRACE
@@ -79,22 +72,10 @@ _TASK = {"kind": jsondoc.optional(jsondoc.STR), "index": jsondoc.optional(jsondo
 DEFAULT_DRIVER_HEARTBEAT = 2.0
 """Seconds between pings to a driver; one missed pong (half this) ends its attempts."""
 
-STDERR_TAIL = 30
-"""Lines of an attempt's stderr kept for its failure message."""
-
 _SAFE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,200}\Z")
 _HASH = re.compile(r"[0-9a-f]{64}\Z")
 _STAGED = re.compile(r"[A-Za-z0-9_.+-]+\.part[0-9]+\.a[0-9]+\Z")
 _OUTPUT_FILE = re.compile(r"(part-[0-9]{5,}|_SUCCESS)\Z")
-
-
-def _tls_ca() -> str | None:
-    """What workers need to speak to the cluster as this node does: None (plain HTTP), else
-    the cluster CA's path ("" for the system's CAs)."""
-    if tls.cluster_ssl() is None:
-        return None
-    ca = tls.cluster_ca()
-    return str(ca) if ca is not None else ""
 
 
 def _bad(message: str, status: int = 400) -> web.Response:
@@ -195,7 +176,7 @@ class JobService:
         """Kill every running attempt."""
         self.held.close()
         for _, proc in list(self.running.values()):
-            await _kill(proc)
+            await kill_worker(proc)
 
     def info(self) -> dict[str, Any]:
         """Where this node puts job outputs without a `*.cpu` disk."""
@@ -321,7 +302,7 @@ class JobService:
         """Stop `job`'s attempts here and remove its intermediate data (never its committed parts)."""
         for pid, (owner, proc) in list(self.running.items()):
             if owner == job:
-                await _kill(proc)
+                await kill_worker(proc)
         loop = asyncio.get_running_loop()
         for root in self._roots():
             await loop.run_in_executor(None, shutil.rmtree, os.path.join(root, staging_name(job)), True)
@@ -409,93 +390,5 @@ class JobService:
                 "job_dirs": [os.path.join(r, staging_name(job)) for r in self._roots()],
                 "chunks": {n: c.fs.root_path for n, c in self.chunks.items()},
                 "secret": signing_secret(self.secret).hex() if self.secret is not None else None,
-                "tls_ca": _tls_ca(), "result": result_path}
-        oom_before = memory.oom_kills()
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "geryon.node.worker", job, tid, cwd=results, stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True)
-        self.running[proc.pid] = (job, proc)
-        tail: deque[str] = deque(maxlen=STDERR_TAIL)
-        lock = asyncio.Lock()
-        try:
-            assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
-            proc.stdin.write(json.dumps(spec).encode())
-            await proc.stdin.drain()
-            proc.stdin.close()
-            await ws.send_json({"op": "started", "pid": proc.pid, "node": self.node})
-
-            async def pump(stream: asyncio.StreamReader) -> None:
-                while line := await stream.readline():
-                    tail.append(line.decode(errors="replace").rstrip("\n"))
-                    async with lock:
-                        with contextlib.suppress(ConnectionError, RuntimeError):
-                            await ws.send_bytes(b"\x02" + line)
-
-            async def watch() -> None:
-                async for _ in ws:           # ends when the driver goes away
-                    pass
-
-            pumps = asyncio.gather(pump(proc.stdout), pump(proc.stderr))
-            watcher = asyncio.create_task(watch())
-            done, _ = await asyncio.wait({asyncio.ensure_future(pumps), watcher},
-                                         return_when=asyncio.FIRST_COMPLETED)
-            if watcher in done:               # the driver is gone: nobody wants this attempt
-                log.info("driver left: killing %s of %s", tid, job)
-                await _kill(proc)
-                pumps.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await pumps
-                return
-            status = await proc.wait()
-            result = _read_result(result_path)
-            if result is None:
-                sig = f"killed by signal {-status}" if status < 0 else f"exit status {status}"
-                result = {"task": aid.task, "attempt": aid.attempt, "ok": False,
-                          "error": f"task {tid} on {self.node}: worker {sig}", "error_kind": FailureKind.SYSTEM,
-                          "detail": "\n".join(tail)}
-                if status == -signal.SIGKILL and memory.oom_kills() > oom_before:
-                    result.update(error_kind=FailureKind.MEMORY, error=memory.killed_message(
-                        f"{tid} on {self.node}", int(spec_job_budget(spec)), memory.memory_limit()))
-            await ws.send_json({"op": "result", "result": result})
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
-        finally:
-            await _kill(proc)
-            self.running.pop(proc.pid, None)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(result_path)
-
-
-def spec_job_budget(spec: dict[str, Any]) -> int:
-    """The sort budget of the job an attempt's spec belongs to (for the out-of-memory line)."""
-    from geryon.mapreduce.job import DEFAULT_SORT_BUDGET
-    from geryon.mapreduce.jobpack import MANIFEST
-
-    try:
-        with open(os.path.join(spec["pack"], MANIFEST)) as f:
-            return int(json.load(f).get("settings", {}).get("sort_budget", DEFAULT_SORT_BUDGET))
-    except (OSError, ValueError, TypeError, AttributeError):
-        return DEFAULT_SORT_BUDGET
-
-
-def _read_result(path: str) -> dict[str, Any] | None:
-    try:
-        with open(path) as f:
-            data = json.load(f)
-        return data if isinstance(data, dict) else None
-    except (OSError, ValueError):
-        return None
-
-
-async def _kill(proc: asyncio.subprocess.Process) -> None:
-    if proc.returncode is not None:
-        return
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        try:
-            await asyncio.wait_for(proc.wait(), 2.0)
-            return
-        except asyncio.TimeoutError:
-            continue
+                "tls_ca": tls_ca(), "result": result_path}
+        await run_attempt(ws, spec, aid, self.node, results, self.running)
