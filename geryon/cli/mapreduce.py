@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from geryon.errors import GeryonError, UnknownDisk
-from geryon.defaults import DEFAULT_LEASE, DEFAULT_NDB, DEFAULT_PARTITIONS, DEFAULT_SORT_BUDGET
+from geryon.defaults import DEFAULT_LEASE, DEFAULT_PARTITIONS, DEFAULT_SORT_BUDGET
 from geryon.mapreduce.job import (READER_OF_DISKS, READERS, Job, add_import_path, combine_from_script,
                                   hooks_from_script, parse_assignment, partition_from_script, sort_values_of,
                                   step_from_arg, steps_from_script)
@@ -24,6 +24,7 @@ from geryon.mapreduce.jobparams import task_env
 from geryon.mapreduce.jobhistory import JobState
 from geryon.mapreduce.codec import FORMATS
 from geryon.mapreduce.partition import PARTITIONERS
+from geryon.cli.jobinputs import check_local_ndb, local_problem, refuse_local_paths
 from geryon.cli.common import (cluster_secret, fail, local_option, ndb_option, registry_client, registry_option, secret_option,
                                showing, size_type, where)
 
@@ -179,12 +180,12 @@ def mapreduce(map_step: str, reduce_step: str, disks: tuple[str, ...], partition
                 set_default_secret(cluster_secret(secret_file))
         dask_registry = registry_url if dask else None   # in Dask mode: the registry naming geryon:// disks
         if registry_url and not force_local:
-            _check_local_ndb(ndb_file)
-        problem = None if force_local or registry_url or dask else _local_problem(disks, ndb_file)
+            check_local_ndb(ndb_file)
+        problem = None if force_local or registry_url or dask else local_problem(disks, ndb_file)
         registry_url = None if dask else where(registry_url, secret_file, local=force_local, names_data=True,
                                                elsewhere=problem).registry
         if registry_url is not None:
-            _refuse_local_paths(disks)
+            refuse_local_paths(disks)
     except GeryonError as exc:
         fail(str(exc))
     cluster = registry_url is not None
@@ -312,66 +313,6 @@ def _script_name(path: str) -> str:
     from geryon.mapreduce.job import Step
 
     return default_name(Step(command="x", source=os.path.abspath(path)))
-
-
-def _refuse_local_paths(disks: tuple[str, ...]) -> None:
-    """A cluster job reads what its nodes serve: a file, directory or glob of this machine is
-    refused in one line that says how to put it there (the nodes never read the driver's files).
-
-    Raises:
-        UnknownDisk: naming the first such argument.
-    """
-    from geryon.disks.resolve import is_glob, local_path
-
-    for disk in disks:
-        if (os.sep in disk or os.path.isfile(disk) or is_glob(disk)) and local_path(disk):
-            raise UnknownDisk(f"{disk} is a path on this machine, and the job runs on a cluster, whose nodes "
-                              f"read only the disks they serve: put it there with `geryon load --cluster {disk} "
-                              f"--app NAME`, or run the job here with --local")
-
-
-def _check_local_ndb(ndb_file: str | None) -> None:
-    """Read the local ndb file in effect, if any, even for a job bound for a cluster: a syntax
-    error in it is one line (FILE:LINE: ...) rather than a disk name silently looked up elsewhere.
-
-    Raises:
-        GeryonError: the file does not parse.
-    """
-    import ndb
-
-    path = ndb_file or (DEFAULT_NDB if os.path.exists(DEFAULT_NDB) else None)
-    if path is None or not os.path.exists(path):
-        return
-    try:
-        ndb.open(path)
-    except ndb.NdbError as exc:
-        raise GeryonError(str(exc)) from exc
-
-
-def _local_problem(disks: tuple[str, ...], ndb_file: str | None) -> str | None:
-    """Why some DISK cannot be read on this machine (None: all are directories or ndb `path=` disks).
-
-    Raises:
-        UnknownDisk: some DISKs are local and another is not: no mode can read them all (a
-            mistyped name beside local disks fails at once, not after looking for a cluster).
-    """
-    from geryon.disks.resolve import resolve_inputs
-
-    problems, local = [], []
-    for disk in disks:
-        if disk.startswith("geryon://"):
-            problems.append(f"{disk} is on a cluster node")
-            continue
-        try:
-            for d in resolve_inputs([disk], ndb_file):
-                d.fs.close()
-            local.append(disk)
-        except UnknownDisk as exc:
-            problems.append(str(exc))
-    if problems and local:
-        raise UnknownDisk(problems[0] if not problems[0].endswith("is on a cluster node") else
-                          f"{problems[0]}, but {local[0]} is on this machine: a job reads its disks in one place")
-    return problems[0] if problems else None
 
 
 def _expand_outputs(disks: tuple[str, ...], jobs_dir_opt: str | None, force_local: bool) -> tuple[str, ...]:
