@@ -37,6 +37,7 @@ from geryon.mapreduce.segments import write_index
 from geryon.mapreduce.sortbuffer import SortBuffer
 from geryon.mapreduce.streaming import (CommandFailed, CommandPartitioner, StreamingCombiner, StreamingProcess,
                                         split_block, split_fields, split_line)
+from geryon.mapreduce.taskgc import collecting_rarely
 from geryon.mapreduce.task import MapTask, TaskResult, describe_key, traceback_tail
 from geryon.mapreduce.totalorder import KeySample
 
@@ -149,6 +150,7 @@ def run_with_replicas(job: Job, task: MapTask,
     return result
 
 
+@collecting_rarely   # a task builds millions of small containers: see taskgc
 def run_map_task(job: Job, task: MapTask, open_input: Callable[[str], tuple[FS, str | None]] = open_local,
                  view_dir: str | None = None) -> TaskResult:
     """Run `task` of `job` to completion and report.

@@ -31,6 +31,7 @@ from geryon.mapreduce.jobparams import task_env
 from geryon.mapreduce.maponly import copy_segment
 from geryon.mapreduce.segments import Segment, file_chunks, iter_blocks, iter_records, merge_fan_in, narrow
 from geryon.mapreduce.streaming import CommandFailed, StreamingProcess
+from geryon.mapreduce.taskgc import collecting_rarely
 from geryon.mapreduce.task import ReduceTask, TaskResult, describe_key, traceback_tail
 
 log = logging.getLogger(__name__)
@@ -387,6 +388,7 @@ def _first(pair: tuple) -> Any:
     return pair[0]
 
 
+@collecting_rarely   # a task builds millions of small containers: see taskgc
 def run_reduce_task(job: Job, task: ReduceTask, fetch: Fetch = local_fetch) -> TaskResult:
     """Run `task` of `job` to completion and report."""
     started = time.monotonic()
