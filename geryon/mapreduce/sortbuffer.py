@@ -17,13 +17,12 @@ times over.
 Hash aggregation: when both combine and reduce are a plain sum, the reducer aggregates in
 a dictionary and sorts each partition once, so sorting here too would only double the
 heaviest step (Spark's reduceByKey makes the same choice). Segments are then written in
-hash order (`Segment.ordered` is False) and spilled runs are simply concatenated.
+hash order (`Segment.ordered` is False) and spilled runs are simply concatenated (`sortruns`).
 """
 from __future__ import annotations
 
 import logging
 import os
-import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from itertools import islice, repeat
@@ -35,9 +34,10 @@ from geryon.mapreduce.codec import freeze
 from geryon.errors import GeryonError
 from geryon.mapreduce import memory
 from geryon.mapreduce.footprint import STR_OBJECT, DictFootprint, measured_bytes, object_bytes
-from geryon.mapreduce.partition import crc32_partition, split_by_partition
+from geryon.mapreduce.partition import split_by_partition
 from geryon.mapreduce.segments import (BLOCK_BYTES, BLOCK_VALUES, MERGE_STREAM_BYTES, Segment, SegmentWriter,  # noqa: F401
                                        file_chunks, iter_records, merge_fan_in, remove_quietly)
+from geryon.mapreduce.sortruns import RunWriting
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,6 @@ VALUE_SAMPLE = 8
 """Values of each `CHECK_PAIRS` whose objects are measured (evenly spaced, and the last)."""
 
 
-
 class ValueTooBig(GeryonError):
     """One value is larger than the sort budget: no buffer within the budget can hold it."""
 
@@ -63,7 +62,7 @@ class CombineError(GeryonError):
     """A combine function returned something the engine cannot use."""
 
 
-class SortBuffer:
+class SortBuffer(RunWriting):
     """Collects a map task's output and writes it as one partitioned, sorted file.
 
     Args:
@@ -341,47 +340,6 @@ class SortBuffer:
             order.sort_keys(keys)
         return store, buckets
 
-    def _write_hash_run(self, f: Any) -> list[Segment]:
-        """Sums in hash order: partition keys and values in one pass (measured 2x faster
-        than partitioning keys and then looking their values up)."""
-        store = self._store
-        n = self.partitions
-        kb: list[list] = [[] for _ in range(n)]
-        vb: list[list] = [[] for _ in range(n)]
-        if n == 1:
-            kb[0], vb[0] = list(store), list(store.values())
-        elif store:
-            kadd = [b.append for b in kb]
-            vadd = [b.append for b in vb]
-            part = self._part
-            if part is crc32_partition:
-                crc = zlib.crc32
-                try:
-                    if type(next(iter(store))) is bytes:
-                        for k, v in store.items():  # crc32_partition of bytes keys, inlined
-                            r = crc(k) % n
-                            kadd[r](k)
-                            vadd[r](v)
-                    else:
-                        for k, v in store.items():  # ... and of str keys
-                            r = crc(k.encode()) % n
-                            kadd[r](k)
-                            vadd[r](v)
-                except (AttributeError, TypeError, UnicodeEncodeError):
-                    part = _general  # keys of other types: start again, generally
-                    kb, vb = [[] for _ in range(n)], [[] for _ in range(n)]
-            if part is not crc32_partition:
-                buckets = split_by_partition(list(store), n, self._part)
-                kb = buckets
-                vb = [list(map(store.__getitem__, b)) for b in buckets]
-        kind = order.key_kind(store.keys())
-        segments = []
-        for keys, values in zip(kb, vb):
-            w = SegmentWriter(f)
-            w.add_singles(keys, values)
-            segments.append(w.finish(order.key_kind(keys) if kind == "mixed" else kind, False))
-        return segments
-
     def spill(self) -> None:
         """Write the buffer as a sorted run file and empty it."""
         if not self._store:
@@ -422,72 +380,6 @@ class SortBuffer:
         self._run_files += 1
         return os.path.join(self._spill_dir, f"run{self._run_files - 1}")
 
-    def _narrow_runs(self) -> None:
-        """Merge the first runs into one until no more than the fan-in allowed remain, so that
-        the final merge's open runs stay within the budget (order kept: the merged run is first)."""
-        fan = merge_fan_in(self._budget)  # runs open at once: budget / MERGE_STREAM_BYTES
-        while len(self._runs) > fan:
-            batch = self._runs[:fan]
-            path = self._new_run_path()
-            try:
-                with open(path, "wb") as f:
-                    segs = self._merge_runs(f, batch)
-            except BaseException:
-                remove_quietly(path)
-                raise
-            remove_quietly(*(p for p, _ in batch))
-            self._runs = [(path, segs)] + self._runs[fan:]
-            self.merge_passes += 1
-            log.debug("merged %d runs into one: %d left", fan, len(self._runs))
-
-    def _merge_runs(self, f: Any, runs: list[tuple[str, list[Segment]]]) -> list[Segment]:
-        segments = []
-        combine = self._combine
-        # A hot key's values are written out as they come, a block's worth at a time (by count,
-        # and by bytes: 65,536 values of 5 KB held here would be 320 MB beyond the budget).
-        each = self._footprint.value_bytes if self._sum else self._value_each
-        hot = max(1, min(BLOCK_VALUES, BLOCK_BYTES // max(1, each)))
-        for r in range(self.partitions):
-            parts = [(p, segs[r]) for p, segs in runs if segs[r].records]
-            kinds = {s.kind for _, s in parts}
-            w = SegmentWriter(f)
-            streams = [iter_records(file_chunks(p, s.offset, s.length)) for p, s in parts]
-            cur_key: Any = _NOTHING
-            cur_vals: list = []
-            for k, vals in order.merge(streams, mixed=len(kinds) > 1 or "mixed" in kinds):
-                if cur_key is not _NOTHING and k == cur_key:
-                    cur_vals.extend(vals)
-                    if not self._sum and combine is None and len(cur_vals) >= hot:
-                        w.add_list(cur_key, cur_vals)  # bounded memory for a hot key
-                        cur_vals = []
-                    continue
-                if cur_key is not _NOTHING:
-                    self._emit(w, cur_key, cur_vals)
-                cur_key, cur_vals = k, list(vals)
-            if cur_key is not _NOTHING:
-                self._emit(w, cur_key, cur_vals)
-            kind = kinds.pop() if len(kinds) == 1 else ("mixed" if kinds else "")
-            segments.append(w.finish(kind))
-        return segments
-
-    def _concatenate_runs(self, f: Any) -> list[Segment]:
-        """Hash-order runs need no merge: segment r is every run's segment r, end to end."""
-        segments = []
-        for r in range(self.partitions):
-            start = f.tell()
-            records = 0
-            kinds = set()
-            for path, segs in self._runs:
-                seg = segs[r]
-                for chunk in file_chunks(path, seg.offset, seg.length):
-                    f.write(chunk)
-                records += seg.records
-                if seg.records:
-                    kinds.add(seg.kind)
-            kind = kinds.pop() if len(kinds) == 1 else ("mixed" if kinds else "")
-            segments.append(Segment(start, f.tell() - start, records, kind, False))
-        return segments
-
     def _emit(self, w: SegmentWriter, key: Any, vals: list) -> None:
         if self._sum:
             w.add_singles([key], [sum(vals)])
@@ -497,8 +389,6 @@ class SortBuffer:
             w.add_list(key, vals)
 
 
-_NOTHING = object()
-_general = object()
 _first = itemgetter(0)
 _second = itemgetter(1)
 
