@@ -1,24 +1,18 @@
 """The streaming shuffle kept as bytes: a map's output lines sorted and merged as lines, never as objects.
 
-When a streaming map feeds a streaming reduce (one key field, no combiner, the default crc32 or a
-total-order partitioner, no sorted values), what the reducer reads is each map line as it came,
-`key<TAB>value` (a line without a tab gets one at its end). The generic path decodes every line
-into a (str, str) pair, groups the pairs in a dict, packs them with msgpack, unpacks them in the
-reduce and formats them back into the same lines; here the lines stay bytes: a map task splits its
-command's output blocks into lines, takes each line's key (the bytes before the first tab) in one
-C pass, sorts the lines by key with one stable `list.sort` per run, cuts the sorted run into
-partitions (bisect over the split points of a total order, or crc32 of the key) and writes each
-partition as the lines themselves (a segment with `lines` set). The reduce merges its segments a
-batch at a time (`merge_lines`): per batch one stable sort of what every stream holds below the
-smallest of their last keys, which timsort merges in C.
+When a streaming map feeds a streaming reduce (one key field, no combiner, the crc32 or a total-order
+partitioner, no sorted values), the reducer reads each map line as it came, `key<TAB>value` (a line
+without a tab gets one at its end). Instead of decoding every line into a (str, str) pair, grouping
+pairs in a dict and packing them with msgpack, a map task keeps the lines: keys (the bytes before the
+first tab) taken in one C pass, one stable sort per run, the run cut into partitions (bisect over the
+split points, or crc32), each partition written as the lines themselves (`Segment.lines`). The reduce
+merges its segments a batch at a time (`merge_lines`: one stable sort per batch, which timsort merges).
 
-The order is the generic path's: keys of valid UTF-8 compare as bytes exactly as their str do as
-code points, equal keys keep the order of their map task, then of their input (both sorts are
-stable; runs and streams are taken in order). A block that is not valid UTF-8 (whose str keys,
-surrogate-escaped, would sort otherwise) sends the task back to the generic buffer (`hand_over`),
-with what it held; a reduce that finds such a map output reads the lines segments as msgpack
-blocks (`as_msgpack`). The buffer keeps the sort budget: it is spilled as a sorted run when its
-lines, keys and their objects reach it, and runs are merged at most `segments.merge_fan_in` at once.
+The order is the generic path's: UTF-8 bytes compare as their str's code points, and equal keys keep
+the order of their map task, then of their input. A block that is not valid UTF-8 sends the task back
+to the generic buffer (`hand_over`); a reduce that finds such a map output reads the lines segments as
+msgpack (`as_msgpack`). The sort budget holds: the buffer spills a sorted run when its lines, keys and
+their objects reach it, and runs are merged at most `segments.merge_fan_in` at once.
 """
 from __future__ import annotations
 
@@ -27,6 +21,7 @@ import itertools
 import logging
 import operator
 import os
+import shutil
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
@@ -34,6 +29,7 @@ from itertools import repeat
 from operator import itemgetter
 from typing import Any, BinaryIO
 
+from geryon.mapreduce import counters
 from geryon.mapreduce.codec import pack_block
 from geryon.mapreduce.partition import RangePartition, crc32_partition
 from geryon.mapreduce.segments import READ_CHUNK, Segment, file_chunks, merge_fan_in, remove_quietly
@@ -357,6 +353,49 @@ def narrow_lines(sources: list[Callable[[], Iterable[bytes]]], fan: int,
         front = path
         sources = [partial(file_chunks, path, seg.offset, seg.length), *sources[group:]]
     return sources, merges
+
+
+class LinesMerge:
+    """A reduce's input when every map output it reads holds lines: their lines merged (`merge_lines`),
+    first in passes through files under `merge_dir` when there are more than `fan` (`narrow_lines`;
+    the directory is removed after); `groups` counts the distinct keys, `merges` the passes' merges."""
+
+    def __init__(self, sources: list[Callable[[], Iterable[bytes]]], fan: int, merge_dir: str) -> None:
+        self._sources, self._fan, self._dir = sources, fan, merge_dir
+        self.groups = 0
+        self.merges = 0
+
+    def lines(self) -> Iterator[bytes]:
+        """The merged lines' bytes, a batch at a time."""
+        sources = self._sources
+        made = False
+        try:
+            if len(sources) > self._fan:
+                os.makedirs(self._dir, exist_ok=True)
+                made = True
+                sources, self.merges = narrow_lines(sources, self._fan, self._dir)
+                counters.increment_counter("geryon", "reduce_merges", self.merges)
+            yield from joined(self._counted(merge_lines([line_blocks(open_()) for open_ in sources])))
+        finally:
+            if made:
+                shutil.rmtree(self._dir, ignore_errors=True)
+
+    def _counted(self, batches: Iterable[tuple[list, list]]) -> Iterator[tuple[list, list]]:
+        last: Any = None
+        for lines, keys in batches:
+            if keys:
+                self.groups += 1 + sum(map(operator.ne, keys, itertools.islice(keys, 1, None)))
+                if last is not None and keys[0] == last:
+                    self.groups -= 1
+                last = keys[-1]
+            yield lines, keys
+
+
+def generic_fetch(fetch: Callable[[str, Segment], Iterable[bytes]], location: str, seg: Segment) -> Iterable[bytes]:
+    """`fetch`, with a lines segment read as the generic path's msgpack blocks (`as_msgpack`)."""
+    if seg.lines:
+        return as_msgpack(fetch(location, seg))
+    return fetch(location, seg)
 
 
 def as_msgpack(chunks: Iterable[bytes]) -> Iterator[bytes]:

@@ -29,6 +29,7 @@ from geryon.errors import DiskFull, GeryonError
 from geryon.mapreduce.job import Job, hook_pairs
 from geryon.mapreduce.jobparams import task_env
 from geryon.mapreduce.maponly import copy_segment
+from geryon.mapreduce.rawlines import LinesMerge, generic_fetch
 from geryon.mapreduce.segments import Segment, file_chunks, iter_blocks, iter_records, merge_fan_in, narrow
 from geryon.mapreduce.streaming import CommandFailed, StreamingProcess
 from geryon.mapreduce.taskgc import collecting_rarely
@@ -108,7 +109,7 @@ class _Reducing:
         # map outputs kept as lines (`rawlines`): merged as lines when all are; else read as msgpack
         self.lines = bool(inputs) and all(s.lines for _, s in inputs)
         if not self.lines and any(s.lines for _, s in inputs):
-            self.fetch = partial(_generic_fetch, fetch)
+            self.fetch = partial(generic_fetch, fetch)
         kinds = {s.kind for _, s in inputs}
         self.mixed = len(kinds) > 1 or "mixed" in kinds
         self.nbytes = sum(s.length for _, s in inputs)
@@ -298,8 +299,13 @@ class _Reducing:
         tabs in the key with --key-fields, and in the value, unescaped); else as text output
         writes them (`codec.text_field`: tabs and newlines escaped)."""
         tf = line_field if self.job.map.streaming else text_field
-        if self.lines:
-            yield from self._merged_lines()
+        if self.lines:   # merged as they are (`rawlines`), in passes past the budget's fan-in
+            merge = LinesMerge([partial(self.fetch, loc, seg) for loc, seg in self.inputs],
+                               merge_fan_in(self.job.sort_budget), self.merge_dir())
+            try:
+                yield from merge.lines()
+            finally:
+                self.groups, self.merges = merge.groups, merge.merges
             return
         if self.flat():
             for keys, vals in self.flat_batches():
@@ -314,45 +320,6 @@ class _Reducing:
                 batch = []
         if batch:
             yield "".join(batch).encode("utf-8", "surrogateescape")
-
-    def _merged_lines(self) -> Iterator[bytes]:
-        """`input_lines` when every map output holds lines: they are merged as they are (`rawlines`),
-        first in passes through files when there are more than the budget reads at once."""
-        from geryon.mapreduce.rawlines import joined, line_blocks, merge_lines, narrow_lines
-
-        sources = [partial(self.fetch, loc, seg) for loc, seg in self.inputs]
-        fan = merge_fan_in(self.job.sort_budget)
-        spill_dir = None
-        try:
-            if len(sources) > fan:
-                spill_dir = self.merge_dir()
-                os.makedirs(spill_dir, exist_ok=True)
-                sources, self.merges = narrow_lines(sources, fan, spill_dir)
-                counters.increment_counter("geryon", "reduce_merges", self.merges)
-            yield from joined(self._counted(merge_lines([line_blocks(open_()) for open_ in sources])))
-        finally:
-            if spill_dir is not None:
-                shutil.rmtree(spill_dir, ignore_errors=True)
-
-    def _counted(self, batches: Iterable[tuple[list, list]]) -> Iterator[tuple[list, list]]:
-        """The batches of a lines merge, their distinct keys counted in `groups`."""
-        last: Any = None
-        for lines, keys in batches:
-            if keys:
-                self.groups += 1 + sum(map(operator.ne, keys, itertools.islice(keys, 1, None)))
-                if last is not None and keys[0] == last:
-                    self.groups -= 1
-                last = keys[-1]
-            yield lines, keys
-
-
-def _generic_fetch(fetch: Fetch, location: str, seg: Segment) -> Iterable[bytes]:
-    """`fetch`, with a lines segment read as the msgpack blocks of the generic path."""
-    if seg.lines:
-        from geryon.mapreduce.rawlines import as_msgpack
-
-        return as_msgpack(fetch(location, seg))
-    return fetch(location, seg)
 
 
 def line_field(obj: Any) -> str:
