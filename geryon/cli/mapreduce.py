@@ -171,9 +171,6 @@ def mapreduce(map_step: str, reduce_step: str, disks: tuple[str, ...], partition
         disks = _expand_outputs(disks, jobs_dir_opt, force_local)
         dask = None if force_local else dask_scheduler
         if dask:
-            from geryon.mapreduce.steps import refuse_on_dask
-
-            refuse_on_dask(job)
             if secret_file:   # geryon:// inputs are listed here with it (the workers find theirs)
                 from geryon.disks.remote import set_default_secret
 

@@ -76,9 +76,7 @@ def run_by_rule(job: Job, disks: Sequence[Any], *, out: str | None = None, worke
 
     if dask is not None and not local:
         from geryon.mapreduce.daskcpu import run_dask_job
-        from geryon.mapreduce.steps import refuse_on_dask
 
-        refuse_on_dask(job)
         return run_dask_job(job, disks, dask, out=out, ndb=ndb, progress=progress)
     if not local and registry is None:
         from geryon.cluster.where import api_where

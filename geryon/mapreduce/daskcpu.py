@@ -86,10 +86,14 @@ def workers_of(client: Any) -> dict[str, Any]:
 class DaskWorkers:
     """The Dask cluster as the driver sees it: its client, the job's pack, and which workers live."""
 
-    def __init__(self, client: Any, job_id: str, pack: JobPack, shuffle: str = "auto") -> None:
+    def __init__(self, client: Any, job_id: str, pack: JobPack, shuffle: str = "auto", *, step: int = 0,
+                 input_dirs: dict[str, list[str]] | None = None) -> None:
+        """`step`: which step of the pack this job is (a multi-step job's, `geryon.mapreduce.dasksteps`);
+        `input_dirs`: the step before's job directories (worker address -> [host, directory])."""
         if shuffle not in daskworker.SHUFFLES:
             raise GeryonError(f"bad shuffle {shuffle!r}: one of {', '.join(daskworker.SHUFFLES)}")
         self.client, self.job_id, self.pack, self.shuffle = client, job_id, pack, shuffle
+        self.step, self.input_dirs = step, dict(input_dirs or {})
         info = workers_of(client)
         if not info:
             raise GeryonError(f"the Dask cluster at {client.scheduler.address} has no workers")
@@ -154,9 +158,9 @@ class DaskWorkers:
             ours.set_exception(WorkerLost(f"Dask worker {cpu.address} left the cluster"))
             return ours
         key = f"geryon-{self.job_id}-{task.attempt_id}"
-        dirs = dict(self.dirs) if isinstance(task, ReduceTask) else None
+        dirs = dict(self.dirs) if isinstance(task, ReduceTask) else self.input_dirs
         dfut = self.client.submit(daskworker.run_attempt, self.job_id, self.pack.digest, self.pack_data,
-                                  task.to_json(), self.shuffle, dirs, key=key, workers=[cpu.address],
+                                  task.to_json(), self.shuffle, dirs, self.step, key=key, workers=[cpu.address],
                                   allow_other_workers=False, pure=False, retries=0)
         with self._lock:
             self._attempts[key] = (cpu.address, dfut, ours)
@@ -214,14 +218,22 @@ class DaskWorkers:
         return await self.client.rpc(address).geryon_read(job=self.job_id, name=name, offset=offset,  # type: ignore[no-any-return]
                                                           length=daskworker.READ_PIECE)
 
+    def forget(self) -> None:
+        """Remove the job's directory on every live worker (best effort)."""
+        try:
+            self.client.run(daskworker.forget, self.job_id, workers=sorted(self.live))
+        except Exception as exc:   # a worker gone meanwhile keeps nothing that matters
+            log.debug("forgetting %s on the workers: %s", self.job_id, exc)
+
     def abort(self) -> None:
         with self._lock:
             running = list(self._attempts.values())
         for _, dfut, _ in running:
             dfut.cancel()
 
-    def close(self) -> None:
-        """Stop watching; remove the job's files on every worker (best effort)."""
+    def close(self, keep: bool = False) -> None:
+        """Stop watching; remove the job's files on every worker (best effort), unless `keep`
+        (a multi-step job's step whose parts the next step reads: `forget` them after)."""
         self._stop.set()
         self._watcher.join(5)
         self.abort()
@@ -229,10 +241,8 @@ class DaskWorkers:
             self.client.unsubscribe_topic(self.topic)
         except Exception:
             pass
-        try:
-            self.client.run(daskworker.forget, self.job_id, workers=sorted(self.live))
-        except Exception as exc:   # a worker gone meanwhile keeps nothing that matters
-            log.debug("forgetting %s on the workers: %s", self.job_id, exc)
+        if not keep:
+            self.forget()
         try:
             self.client.cancel([self.pack_data])
         except Exception:
@@ -373,6 +383,11 @@ def run_dask_job(job: Any, disks: Sequence[Any], dask: Any, *, out: str | None =
     """
     resolved, locations = resolve_dask_inputs(disks, ndb, registry)
     try:
+        if job.multi_step:
+            from geryon.mapreduce.dasksteps import run_dask_steps
+
+            return run_dask_steps(job, resolved, locations, dask, out=out, progress=progress, record=record,
+                                  echo=echo, job_id=job_id, shuffle=shuffle)
         return _run(job, resolved, locations, dask, out, progress, record, echo, job_id, shuffle)
     finally:
         for d in resolved:     # the driver's connections to geryon:// and fsspec inputs

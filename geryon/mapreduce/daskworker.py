@@ -30,8 +30,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from typing import Any
 
+from geryon.errors import GeryonError
 from geryon.mapreduce.attempt import AttemptId, FailureKind, classify
 from geryon.mapreduce.segments import Segment, file_chunks
 from geryon.mapreduce.task import MapTask, ReduceTask, TaskResult
@@ -56,6 +58,16 @@ Dask's comms ("transfer")."""
 
 STAGING = "staging"
 """The directory of a job's directory on a worker holding its reduces' staged parts."""
+
+class StepInputLost(GeryonError):
+    """A part of the step before cannot be read from the worker that made it (gone, or refusing):
+    the same on every worker, so the job fails (its steps are not run again)."""
+
+    failure_kind = FailureKind.INPUT
+
+
+STEP_INPUT = "geryon-dask-step:"
+"""The prefix of a map input that is the step before's parts on a worker (`step_location`)."""
 
 _NAME = re.compile(r"^(staging/)?[A-Za-z0-9_][A-Za-z0-9_.+-]{0,200}$")
 _JOB = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,200}$")
@@ -121,11 +133,13 @@ def parse_location(location: str) -> tuple[str, str, str]:
 
 # -- the Dask task ------------------------------------------------------------------------------
 def run_attempt(job_id: str, digest: str, pack: bytes, task_json: dict[str, Any], shuffle: str = "auto",
-                dirs: dict[str, list[str]] | None = None) -> dict[str, Any]:
+                dirs: dict[str, list[str]] | None = None, step: int = 0) -> dict[str, Any]:
     """One attempt on this Dask worker: its `TaskResult` as JSON, with "log" (what it printed),
     "address", "host" and "dir" (this worker's job directory).
 
-    `dirs` maps worker addresses to (host, job directory), for reads straight from the disk.
+    `dirs` maps worker addresses to (host, job directory), for reads straight from the disk: for a
+    reduce, this job's directories; for a map of a multi-step job's later step, the step before's
+    (its parts are the map's input, `step_input`). `step`: which step of the pack (from 0).
     """
     from distributed import get_worker
 
@@ -146,7 +160,7 @@ def run_attempt(job_id: str, digest: str, pack: bytes, task_json: dict[str, Any]
                              error=f"task {aid.task} could not start: {exc}").to_json(), **base, "log": ""}
     result_path = os.path.join(work, "attempts", f"{aid}.json")
     spec = {"job": job_id, "pack": pack_dir, "task": task_json, "work": work, "result": result_path,
-            "address": worker.address, "shuffle": shuffle, "dirs": dirs or {}, "parent": os.getpid()}
+            "address": worker.address, "shuffle": shuffle, "dirs": dirs or {}, "parent": os.getpid(), "step": step}
     log_path = os.path.join(work, "attempts", f"{aid}.log")
     topic, name = log_topic(job_id), str(aid)
 
@@ -248,8 +262,6 @@ def stream_rest(delivered: int, tail_start: int, tail: str, size: int) -> bytes:
     if tail_start > delivered:
         return f"[geryon: {tail_start - delivered} bytes dropped]\n".encode() + data
     return data[delivered - tail_start:]
-    out["seconds"] = time.monotonic() - started
-    return {**out, **base, "log": printed}
 
 
 def forget(job_id: str, dask_worker: Any = None) -> None:
@@ -330,7 +342,7 @@ def run(spec: dict[str, Any]) -> TaskResult:
     aid = AttemptId.of_json(task_json)
     os.environ["GERYON_TASK"] = str(aid)
     os.environ.update(jobpack.environment(spec["pack"]))   # before the scripts load: they may read it
-    job = jobpack.load(spec["pack"])
+    job = jobpack.load(spec["pack"], int(spec.get("step") or 0))
     problem = memory.budget_problem(job.sort_budget)
     if problem is not None:  # this worker has not the memory: another may (retried elsewhere)
         return TaskResult(task=aid.task, attempt=aid.attempt, ok=False, error=f"task {aid}: {problem}",
@@ -338,8 +350,16 @@ def run(spec: dict[str, Any]) -> TaskResult:
     work = spec["work"]
     if task_json["kind"] == "map":
         task = MapTask.from_json({**task_json, "workdir": work})
-        result = run_with_replicas(job, task, _opener(Inputs("", {}, _secret()).open),
-                                   os.path.join(work, "attempts"))
+        copied = None
+        if task.root.startswith(STEP_INPUT):   # the step before's parts, on the workers that made them
+            root, copied = step_input(task, spec, os.path.join(work, "attempts", f"{aid}.in"))
+            task = replace(task, root=root, alternates=())
+        try:
+            result = run_with_replicas(job, task, _opener(Inputs("", {}, _secret()).open),
+                                       os.path.join(work, "attempts"))
+        finally:
+            if copied is not None:
+                shutil.rmtree(copied, ignore_errors=True)
         if result.ok:
             result.output = os.path.basename(result.output)
         return result
@@ -349,6 +369,54 @@ def run(spec: dict[str, Any]) -> TaskResult:
         return run_reduce_task(job, rtask, fetch)
     finally:
         fetch.close()
+
+
+def step_location(address: str, job_id: str) -> str:
+    """How a map of a multi-step job's later step names its input: the parts the step before
+    (`job_id`) left on the worker at `address` (`geryon.mapreduce.dasksteps`)."""
+    return f"{STEP_INPUT}{address}/{job_id}"
+
+
+def step_input(task: MapTask, spec: dict[str, Any], copy_to: str) -> tuple[str, str | None]:
+    """The local directory a map reads the step before's parts from: that step's job directory
+    when its worker is this one or on this host (as the shuffle reads map outputs), else a copy
+    of the split's files fetched over Dask's comms into `copy_to` (to disk, a piece at a time).
+    Returns the directory and, for a copy, what to remove after.
+
+    Raises:
+        StepInputLost: the worker holding them is gone, or refuses.
+    """
+    address, _, job = task.root[len(STEP_INPUT):].rpartition("/")
+    names = [r.path.lstrip("/") for r in task.split.ranges]
+    where = spec.get("dirs", {}).get(address)
+    shuffle = spec.get("shuffle", "auto")
+    if where is not None and (address == spec["address"] or shuffle == "disk"
+                              or (shuffle == "auto" and where[0] == socket.gethostname())):
+        if all(os.path.isfile(os.path.join(where[1], n)) for n in names):
+            return where[1], None
+    fetch = Fetch(spec["address"], shuffle, {})
+    try:
+        for name in dict.fromkeys(names):
+            path = os.path.join(copy_to, name)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as f:
+                offset = 0
+                while True:
+                    try:
+                        answer = fetch._call(address, job=job, name=name, offset=offset, length=READ_PIECE)
+                    except Exception as exc:   # the worker is gone or does not answer
+                        raise StepInputLost(f"{job}/{name} on Dask worker {address}: "
+                                              f"unreachable: {type(exc).__name__}: {exc}") from exc
+                    if "error" in answer:
+                        raise StepInputLost(f"{job}/{name} on Dask worker {address}: {answer['error']}")
+                    data = answer.get("data") or b""
+                    if not data:
+                        break
+                    f.write(data)
+                    offset += len(data)
+    finally:
+        fetch.close()
+    return copy_to, copy_to
 
 
 def _opener(inputs: Callable[[str], Any]) -> Callable[[str], Any]:

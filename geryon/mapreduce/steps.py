@@ -26,7 +26,7 @@ import shutil
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from geryon.errors import GeryonError, JobDefinitionError, JobFailed, UnknownDisk
+from geryon.errors import GeryonError, JobFailed, UnknownDisk
 from geryon.mapreduce.attempt import step_job_id, step_prefix, step_task_name
 from geryon.mapreduce.codec import PAIRS
 from geryon.mapreduce.counters import merge
@@ -321,15 +321,5 @@ def run_cluster_steps(job: Job, disks: Sequence[str], registry: Any, secret: byt
         holds.close()
 
 
-def refuse_on_dask(job: Job) -> None:
-    """Multi-step jobs run locally or on a Geryon cluster.
-
-    Raises:
-        JobDefinitionError: for a multi-step job.
-    """
-    if job.multi_step:
-        raise JobDefinitionError("a multi-step job runs locally or on a Geryon cluster, not on Dask (yet)")
-
-
-__all__ = ["StepProgress", "StepRecord", "refuse_on_dask", "run_cluster_steps", "run_local_steps", "run_steps",
+__all__ = ["StepProgress", "StepRecord", "run_cluster_steps", "run_local_steps", "run_steps",
            "step_id", "step_jobs"]

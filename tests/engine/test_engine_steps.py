@@ -443,18 +443,6 @@ def test_closing_the_drivers_loop_ends_what_still_runs_on_it(caplog) -> None:
     assert loop.loop.is_closed()
 
 
-def test_a_multi_step_job_is_refused_on_dask_in_one_line(tmp_path: pathlib.Path, geryon_proc, examples) -> None:
-    disk = _tree(tmp_path / "in", {"a": "x"})
-    proc = geryon_proc("mapreduce", "-q", "--dask", "tcp://127.0.0.1:9", "--out", tmp_path / "out",
-                       examples / "topwords" / "topwords.py", disk, cwd=str(tmp_path))
-    assert proc.returncode == 1
-    assert proc.stderr.strip() == ("geryon: a multi-step job runs locally or on a Geryon cluster, "
-                                   "not on Dask (yet)"), proc.stderr
-    assert not (tmp_path / "out").exists()
-    with pytest.raises(JobDefinitionError, match="not on Dask"):
-        Steps(MRStep(mapper=words_by_folder)).run([str(disk)], out=str(tmp_path / "out"), dask="tcp://127.0.0.1:9")
-
-
 # -- a step's own partitioning and order (MRStep's key_fields, partition_fields, partition, sort_values)
 
 STEP_OPTIONS = pathlib.Path(__file__).with_name("step_options_job.py")

@@ -1,0 +1,146 @@
+"""Multi-step jobs on a Dask cluster: each step one run of the driver on the workers, its parts left on them for the next.
+
+A multi-step job (`geryon.mapreduce.steps`) runs its steps one after the other through
+`steps.run_steps`, as locally and on a Geryon cluster; one job pack carries every step and each
+step's attempts name theirs. A step that is not the last commits nothing to the driver: its parts
+stay staged on the workers that reduced them (`<local_directory>/geryon/jobs/JOB-s<i>/staging/`,
+`KeptPolicy`), and the next step's maps read them from there, from the file when that worker is
+on their host, else over Dask's comms (`daskworker.step_input`). The last step commits to the
+output directory as a one-step job does; every step's files are removed from the workers when the
+job ends, whether it succeeded or not. A worker that leaves between two steps takes its parts
+with it: the step after fails, naming the part (the steps are not run again). Not here: running
+one step (`geryon.mapreduce.daskcpu`), the steps' own rules (`geryon.mapreduce.steps`).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from geryon.mapreduce import daskworker
+from geryon.mapreduce.cpu import Cpu
+from geryon.mapreduce.daskcpu import DaskPolicy, DaskWorkers, connect
+from geryon.mapreduce.policy import CpuLost
+from geryon.mapreduce.report import JobReport
+from geryon.mapreduce.task import TaskResult
+
+log = logging.getLogger(__name__)
+
+
+class KeptPolicy(DaskPolicy):
+    """A step before the last: its parts stay staged on their workers (`kept`: worker address,
+    file in the step's job directory, bytes), named by their location; nothing is committed here."""
+
+    def __init__(self, workers: DaskWorkers, locations: dict[str, tuple[str, tuple[str, ...]]] | None = None) -> None:
+        super().__init__(workers, locations)
+        self.kept: list[tuple[str, str, int]] = []
+
+    def begin(self, driver: Any, out_dir: str | None) -> str:
+        self.out_dir = ""
+        self.job_id, self.job_name = driver.job_id, driver.job.name
+        return ""
+
+    def commit(self, parts: list[tuple[TaskResult, Cpu]], report: JobReport) -> list[str]:
+        kept = []
+        for res, cpu in parts:
+            address = getattr(cpu, "address", cpu.name)
+            if not self.workers.alive(address):   # gone since its reduce: run it again
+                raise CpuLost(cpu)
+            kept.append((address, res.output, res.bytes_out))
+        self.kept = kept
+        return [daskworker.location_of(a, self.job_id, name) for a, name, _ in kept]
+
+
+class _Sizes:
+    """What the driver plans a later step's splits from: the sizes of the parts it reads (the
+    bytes stay on the workers; only the maps open them)."""
+
+    def __init__(self, sizes: dict[str, int]) -> None:
+        self.sizes = sizes
+
+    def getsize(self, path: str) -> int:
+        return self.sizes[path]
+
+    def close(self) -> None:
+        pass
+
+
+def step_disks(job_id: str, kept: Sequence[tuple[str, str, int]]) -> tuple[list[Any], dict[str, tuple[str, tuple[str, ...]]]]:
+    """The next step's inputs: one disk per part in part order (as local mode reads the part
+    files), and the location a map opens for each (`daskworker.step_location`)."""
+    from geryon.disks.resolve import Disk
+
+    disks, locations = [], {}
+    for r, (address, name, size) in enumerate(kept):
+        disk_name = f"{job_id}/part-{r:05d}"
+        path = "/" + name
+        disks.append(Disk(disk_name, _Sizes({path: size}), files=(path,)))  # type: ignore[arg-type]
+        locations[disk_name] = (daskworker.step_location(address, job_id), ())
+    return disks, locations
+
+
+def run_dask_steps(job: Any, resolved: list[Any], locations: dict[str, tuple[str, tuple[str, ...]]], dask: Any, *,
+                   out: str | None, progress: Any, record: Any, echo: Any, job_id: str | None,
+                   shuffle: str) -> Any:
+    """Run the multi-step `job` on a Dask cluster, its first step reading `resolved`
+    (`daskcpu.resolve_dask_inputs`).
+
+    Raises:
+        JobFailed, GeryonError: the first line names the failed step (`steps.run_steps`).
+    """
+    from geryon.mapreduce.engine import Driver, new_job_id
+    from geryon.mapreduce.jobpack import build
+    from geryon.mapreduce.runs import JobResult, _to_stderr, _with_reader, check_outside_inputs
+    from geryon.mapreduce.steps import run_steps, step_jobs
+
+    job = _with_reader(job, [(d.name, d.format) for d in resolved])
+    out_dir = os.path.abspath(out or os.path.join(os.getcwd(), f"{job.name}.out"))
+    check_outside_inputs(resolved, out_dir)
+    job_id = job_id or new_job_id(job.name)
+    steps = step_jobs(job)
+    pack = build(steps)
+    index = {id(s): i for i, s in enumerate(steps)}
+    client, ours = connect(dask)
+    kept: dict[str, tuple[list[tuple[str, str, int]], dict[str, list[str]], DaskWorkers]] = {}
+    state: dict[str, Any] = {"locations": locations, "dirs": {}}   # what the next step reads
+
+    def run_step(step: Any, inputs: Sequence[Any], step_out: str | None, prog: Any, rec: Any, sid: str,
+                 step_echo: Any) -> JobResult:
+        last = step_out is not None
+        workers = DaskWorkers(client, sid, pack, shuffle, step=index[id(step)], input_dirs=state["dirs"])
+        policy = (DaskPolicy if last else KeptPolicy)(workers, state["locations"])
+        done = False
+        try:
+            report = Driver(step, workers.cpus, sid, progress=prog, record=rec,
+                            echo=step_echo if step_echo is not None else _to_stderr,
+                            policy=policy).run(inputs, step_out)
+            done = True
+        finally:
+            workers.close(keep=done and not last)
+        if not last:
+            assert isinstance(policy, KeptPolicy)
+            kept[sid] = (policy.kept, dict(workers.dirs), workers)
+        return JobResult(report)
+
+    def next_inputs(result: JobResult) -> list[Any]:
+        parts, dirs, _ = kept[result.report.job_id]
+        disks, state["locations"] = step_disks(result.report.job_id, parts)
+        state["dirs"] = dirs
+        return disks
+
+    def remove(sid: str, result: JobResult) -> None:
+        kept.pop(sid)[2].forget()
+
+    try:
+        return run_steps(job, resolved, run_step, out=out_dir, job_id=job_id, progress=progress, record=record,
+                         echo=echo if echo is not None else _to_stderr, next_inputs=next_inputs,
+                         intermediate_out=lambda i: None, remove=remove, steps=steps)
+    finally:
+        for _, _, workers in kept.values():   # a step that failed before run_steps saw its result
+            workers.forget()
+        if ours:
+            client.close()
+
+
+__all__ = ["KeptPolicy", "run_dask_steps", "step_disks"]
