@@ -73,6 +73,7 @@ ELSEWHERE: dict[str, tuple[str, ...]] = {
     "geryon.ingest.upload": ("UploadFailed",),
     "geryon.mapreduce.codec": ("RecordError",),
     "geryon.mapreduce.daskcpu": ("WorkerLost",),
+    "geryon.mapreduce.daskworker": ("StepInputLost",),
     "geryon.mapreduce.forkpool": ("WorkerDied",),
     "geryon.mapreduce.jobfiles": ("JobFilesError",),
     "geryon.mapreduce.jobnodes": ("NodeError",),

@@ -22,7 +22,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import logging
 import os
-import re
 import shutil
 import threading
 from collections.abc import Sequence
@@ -37,6 +36,7 @@ from geryon.mapreduce.policy import CpuLost, LocalPolicy
 from geryon.mapreduce.report import JobReport
 from geryon.mapreduce.task import MapTask, ReduceTask, TaskResult
 from geryon.defaults import DEFAULT_DASK_CONNECT_TIMEOUT as DEFAULT_CONNECT_TIMEOUT
+from geryon.mapreduce.daskinputs import resolve_dask_inputs
 
 log = logging.getLogger(__name__)
 
@@ -365,10 +365,36 @@ class DaskPolicy(LocalPolicy):
             shutil.rmtree(os.path.join(self.out_dir, self.staging), ignore_errors=True)
 
 
+class KeptPolicy(DaskPolicy):
+    """A multi-step job's step before the last: its parts stay staged on their workers (`kept`:
+    worker address, file in the step's job directory, bytes), named by their location, for the
+    next step to read (`geryon.mapreduce.dasksteps`); nothing is committed here."""
+
+    def __init__(self, workers: DaskWorkers, locations: dict[str, tuple[str, tuple[str, ...]]] | None = None) -> None:
+        super().__init__(workers, locations)
+        self.kept: list[tuple[str, str, int]] = []
+
+    def begin(self, driver: Any, out_dir: str | None) -> str:
+        self.out_dir = ""
+        self.job_id, self.job_name = driver.job_id, driver.job.name
+        return ""
+
+    def commit(self, parts: list[tuple[TaskResult, Cpu]], report: JobReport) -> list[str]:
+        kept = []
+        for res, cpu in parts:
+            address = getattr(cpu, "address", cpu.name)
+            if not self.workers.alive(address):   # gone since its reduce: run it again
+                raise CpuLost(cpu)
+            kept.append((address, res.output, res.bytes_out))
+        self.kept = kept
+        return [daskworker.location_of(a, self.job_id, name) for a, name, _ in kept]
+
+
 def run_dask_job(job: Any, disks: Sequence[Any], dask: Any, *, out: str | None = None, ndb: str | None = None,
                  progress: Any = None, record: Any = None, echo: Any = None, job_id: str | None = None,
                  shuffle: str = "auto", registry: Any = None) -> Any:
-    """Run `job` on a Dask cluster (`dask`: a `distributed.Client` or a scheduler address).
+    """Run `job` (one step, or several: `geryon.mapreduce.dasksteps`) on a Dask cluster (`dask`:
+    a `distributed.Client` or a scheduler address).
 
     Args:
         disks: directories the workers see, disk names from the ndb file, or Disk values.
@@ -379,15 +405,11 @@ def run_dask_job(job: Any, disks: Sequence[Any], dask: Any, *, out: str | None =
     Returns:
         A `geryon.mapreduce.api.JobResult`.
     Raises:
-        UnknownDisk, JobFailed, GeryonError (the scheduler unreachable included).
+        UnknownDisk, JobFailed, GeryonError (the scheduler unreachable included; a failed step's
+        first line names it).
     """
     resolved, locations = resolve_dask_inputs(disks, ndb, registry)
     try:
-        if job.multi_step:
-            from geryon.mapreduce.dasksteps import run_dask_steps
-
-            return run_dask_steps(job, resolved, locations, dask, out=out, progress=progress, record=record,
-                                  echo=echo, job_id=job_id, shuffle=shuffle)
         return _run(job, resolved, locations, dask, out, progress, record, echo, job_id, shuffle)
     finally:
         for d in resolved:     # the driver's connections to geryon:// and fsspec inputs
@@ -398,123 +420,51 @@ def run_dask_job(job: Any, disks: Sequence[Any], dask: Any, *, out: str | None =
 def _run(job: Any, resolved: list[Any], locations: dict[str, tuple[str, tuple[str, ...]]], dask: Any,
          out: str | None, progress: Any, record: Any, echo: Any, job_id: str | None, shuffle: str) -> Any:
     from geryon.mapreduce.runs import JobResult, _to_stderr, _with_reader, check_outside_inputs
-    from geryon.mapreduce.engine import Driver, new_job_id
+    from geryon.mapreduce.engine import new_job_id
     from geryon.mapreduce.jobpack import build
 
     job = _with_reader(job, [(d.name, d.format) for d in resolved])
     out_dir = os.path.abspath(out or os.path.join(os.getcwd(), f"{job.name}.out"))
     check_outside_inputs(resolved, out_dir)
     job_id = job_id or new_job_id(job.name)
-    pack = build(job)
+    echo = echo if echo is not None else _to_stderr
     client, ours = connect(dask)
     try:
-        workers = DaskWorkers(client, job_id, pack, shuffle)
-        try:
-            report = Driver(job, workers.cpus, job_id, progress=progress, record=record,
-                            echo=echo if echo is not None else _to_stderr,
-                            policy=DaskPolicy(workers, locations)).run(resolved, out_dir)
-        finally:
-            workers.close()
+        if job.multi_step:
+            from geryon.mapreduce.dasksteps import run_dask_steps
+
+            return run_dask_steps(job, resolved, locations, client, run_on_workers, out_dir=out_dir,
+                                  progress=progress, record=record, echo=echo, job_id=job_id, shuffle=shuffle)
+        report, _, _ = run_on_workers(job, resolved, locations, client, job_id, build(job), out_dir=out_dir,
+                                      progress=progress, record=record, echo=echo, shuffle=shuffle)
     finally:
         if ours:
             client.close()
     return JobResult(report)
 
 
-def resolve_dask_inputs(args: Sequence[Any], ndb: str | None = None,
-                        registry: Any = None) -> tuple[list[Any], dict[str, tuple[str, tuple[str, ...]]]]:
-    """A Dask job's inputs as the driver plans them (`Disk`s) and, for those that are not local
-    paths, the URL each worker opens and its replicas' (by disk name).
+def run_on_workers(job: Any, inputs: Sequence[Any], locations: dict[str, tuple[str, tuple[str, ...]]], client: Any,
+                   job_id: str, pack: JobPack, *, out_dir: str | None, progress: Any, record: Any, echo: Any,
+                   shuffle: str, step: int = 0, input_dirs: dict[str, list[str]] | None = None,
+                   keep: bool = False) -> tuple[JobReport, DaskWorkers, DaskPolicy]:
+    """Run one job (or one step of a multi-step job: `step` of `pack`, reading the step before's
+    directories `input_dirs`) to its commit on the client's workers.
 
-    `geryon://HOST:PORT/CHUNK[/PATH]` is a node's chunk; `geryon://NAME[/PATH]` a disk the cluster's
-    ndb names, found in the registry (`registry`, else $GERYON_REGISTRY, else zeroconf), master
-    first; `SCHEME://...` any fsspec URL (`geryon.disks.urlfs`); anything else a local path, a
-    glob or an ndb name (`geryon.disks.resolve.resolve_inputs`).
-
-    Raises:
-        UnknownDisk: an input that is not there, or cannot be listed (a bad secret, a dead node).
+    Args:
+        keep: a step before the last: its parts stay on the workers (`KeptPolicy`; the caller
+            calls the returned workers' `forget` when they have been read).
+    Returns:
+        The report, the job's `DaskWorkers` (closed) and its policy.
     """
-    from geryon.disks.resolve import Disk, resolve_inputs
-    from geryon.disks.urlfs import is_url, open_url
+    from geryon.mapreduce.engine import Driver
 
-    resolved: list[Any] = []
-    locations: dict[str, tuple[str, tuple[str, ...]]] = {}
-    owned = None
+    workers = DaskWorkers(client, job_id, pack, shuffle, step=step, input_dirs=input_dirs)
+    policy = (KeptPolicy if keep else DaskPolicy)(workers, locations)
+    done = False
     try:
-        for arg in args:
-            text = str(arg)
-            if isinstance(arg, Disk):
-                resolved.append(arg)
-            elif text.startswith("geryon://"):
-                if (registry is None or isinstance(registry, str)) and not _names_a_node(text):
-                    registry = owned = _registry_for(text, registry)
-                disk, urls = _geryon_disk(text, registry)
-                resolved.append(disk)
-                locations[disk.name] = (urls[0], urls[1:])
-            elif is_url(text):
-                ufs = open_url(text)
-                ufs.files()     # there, and listable (one line if not)
-                resolved.append(Disk(text, ufs))
-                locations[text] = (ufs.base_url(), ())
-            else:
-                resolved.extend(resolve_inputs([text], ndb))
+        report = Driver(job, workers.cpus, job_id, progress=progress, record=record, echo=echo,
+                        policy=policy).run(inputs, out_dir)
+        done = True
     finally:
-        if owned is not None:
-            owned.close()
-    return resolved, locations
-
-
-_NODE = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[^\s/:\[\]]+):\d+")
-"""HOST:PORT, a `geryon://` URL's first part when it names a node (else it names a disk)."""
-
-
-def _names_a_node(url: str) -> bool:
-    return bool(_NODE.fullmatch(url[len("geryon://"):].partition("/")[0]))
-
-
-def _registry_for(url: str, registry_url: str | None = None) -> Any:
-    """A registry client for a `geryon://NAME` input: `registry_url`, else the Python API's rule."""
-    from geryon.cluster.where import api_where
-    from geryon.disks.remote import library_secret
-    from registry.client import RegistryClient
-
-    secret = library_secret()
-    if not registry_url:
-        where, _ = api_where(False, secret, os.environ, names_data=True,
-                             elsewhere=f"{url} names a disk (set GERYON_REGISTRY to the registry naming it)")
-        registry_url = where.registry
-    return RegistryClient(registry_url, secret=secret, owner="mapreduce")
-
-
-def _geryon_disk(url: str, registry: Any) -> tuple[Any, tuple[str, ...]]:
-    """A `geryon://` input: a `Disk` on its first copy that lists, and every live copy's URL."""
-    from geryon.cluster.members import ClusterDisk, find_disk
-    from geryon.disks.remote import RemoteFS, library_secret
-    from geryon.disks.resolve import Disk
-    from geryon.errors import UnknownDisk
-    from geryon.net.connection import parse_node_url
-
-    if _names_a_node(url):
-        found = find_disk(url, None)
-    else:
-        name, _, rest = url[len("geryon://"):].partition("/")
-        named = find_disk(name, registry)
-        found = ClusterDisk(url, named.locations, "/" + rest.strip("/") if rest.strip("/") else "", named.format)
-    secret = library_secret()
-    last: Exception | None = None
-    for i, loc in enumerate(found.locations):
-        node, chunk = parse_node_url(loc)
-        fs = RemoteFS(node, chunk, secret)
-        try:
-            if found.only and not fs.exists(found.only):
-                raise UnknownDisk(f"{url}: no such file or directory")
-            fs.listdir("/")
-        except UnknownDisk:
-            fs.close()
-            raise
-        except Exception as exc:   # a dead or refusing copy: the next one
-            fs.close()
-            last = exc
-            continue
-        return Disk(found.name, fs, only=found.only, format=found.format), tuple(found.locations[i:])
-    raise UnknownDisk(f"{url}: cannot be read: {last}")
+        workers.close(keep=done and keep)
+    return report, workers, policy

@@ -4,7 +4,7 @@ A multi-step job (`geryon.mapreduce.steps`) runs its steps one after the other t
 `steps.run_steps`, as locally and on a Geryon cluster; one job pack carries every step and each
 step's attempts name theirs. A step that is not the last commits nothing to the driver: its parts
 stay staged on the workers that reduced them (`<local_directory>/geryon/jobs/JOB-s<i>/staging/`,
-`KeptPolicy`), and the next step's maps read them from there, from the file when that worker is
+`daskcpu.KeptPolicy`), and the next step's maps read them from there, from the file when that worker is
 on their host, else over Dask's comms (`daskworker.step_input`). The last step commits to the
 output directory as a one-step job does; every step's files are removed from the workers when the
 job ends, whether it succeeded or not. A worker that leaves between two steps takes its parts
@@ -14,42 +14,12 @@ one step (`geryon.mapreduce.daskcpu`), the steps' own rules (`geryon.mapreduce.s
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from geryon.mapreduce import daskworker
-from geryon.mapreduce.cpu import Cpu
-from geryon.mapreduce.daskcpu import DaskPolicy, DaskWorkers, connect
-from geryon.mapreduce.policy import CpuLost
-from geryon.mapreduce.report import JobReport
-from geryon.mapreduce.task import TaskResult
 
 log = logging.getLogger(__name__)
-
-
-class KeptPolicy(DaskPolicy):
-    """A step before the last: its parts stay staged on their workers (`kept`: worker address,
-    file in the step's job directory, bytes), named by their location; nothing is committed here."""
-
-    def __init__(self, workers: DaskWorkers, locations: dict[str, tuple[str, tuple[str, ...]]] | None = None) -> None:
-        super().__init__(workers, locations)
-        self.kept: list[tuple[str, str, int]] = []
-
-    def begin(self, driver: Any, out_dir: str | None) -> str:
-        self.out_dir = ""
-        self.job_id, self.job_name = driver.job_id, driver.job.name
-        return ""
-
-    def commit(self, parts: list[tuple[TaskResult, Cpu]], report: JobReport) -> list[str]:
-        kept = []
-        for res, cpu in parts:
-            address = getattr(cpu, "address", cpu.name)
-            if not self.workers.alive(address):   # gone since its reduce: run it again
-                raise CpuLost(cpu)
-            kept.append((address, res.output, res.bytes_out))
-        self.kept = kept
-        return [daskworker.location_of(a, self.job_id, name) for a, name, _ in kept]
 
 
 class _Sizes:
@@ -80,46 +50,32 @@ def step_disks(job_id: str, kept: Sequence[tuple[str, str, int]]) -> tuple[list[
     return disks, locations
 
 
-def run_dask_steps(job: Any, resolved: list[Any], locations: dict[str, tuple[str, tuple[str, ...]]], dask: Any, *,
-                   out: str | None, progress: Any, record: Any, echo: Any, job_id: str | None,
-                   shuffle: str) -> Any:
-    """Run the multi-step `job` on a Dask cluster, its first step reading `resolved`
-    (`daskcpu.resolve_dask_inputs`).
+def run_dask_steps(job: Any, resolved: list[Any], locations: dict[str, tuple[str, tuple[str, ...]]], client: Any,
+                   run_on_workers: Callable[..., Any], *, out_dir: str, progress: Any, record: Any, echo: Any,
+                   job_id: str, shuffle: str) -> Any:
+    """Run the multi-step `job` on the client's workers, its first step reading `resolved`
+    (`daskinputs.resolve_dask_inputs`), each step run by `run_on_workers` (`daskcpu.run_on_workers`).
 
     Raises:
         JobFailed, GeryonError: the first line names the failed step (`steps.run_steps`).
     """
-    from geryon.mapreduce.engine import Driver, new_job_id
     from geryon.mapreduce.jobpack import build
-    from geryon.mapreduce.runs import JobResult, _to_stderr, _with_reader, check_outside_inputs
+    from geryon.mapreduce.runs import JobResult
     from geryon.mapreduce.steps import run_steps, step_jobs
 
-    job = _with_reader(job, [(d.name, d.format) for d in resolved])
-    out_dir = os.path.abspath(out or os.path.join(os.getcwd(), f"{job.name}.out"))
-    check_outside_inputs(resolved, out_dir)
-    job_id = job_id or new_job_id(job.name)
     steps = step_jobs(job)
     pack = build(steps)
     index = {id(s): i for i, s in enumerate(steps)}
-    client, ours = connect(dask)
-    kept: dict[str, tuple[list[tuple[str, str, int]], dict[str, list[str]], DaskWorkers]] = {}
+    kept: dict[str, tuple[list[tuple[str, str, int]], dict[str, list[str]], Any]] = {}   # step id -> its parts
     state: dict[str, Any] = {"locations": locations, "dirs": {}}   # what the next step reads
 
     def run_step(step: Any, inputs: Sequence[Any], step_out: str | None, prog: Any, rec: Any, sid: str,
                  step_echo: Any) -> JobResult:
         last = step_out is not None
-        workers = DaskWorkers(client, sid, pack, shuffle, step=index[id(step)], input_dirs=state["dirs"])
-        policy = (DaskPolicy if last else KeptPolicy)(workers, state["locations"])
-        done = False
-        try:
-            report = Driver(step, workers.cpus, sid, progress=prog, record=rec,
-                            echo=step_echo if step_echo is not None else _to_stderr,
-                            policy=policy).run(inputs, step_out)
-            done = True
-        finally:
-            workers.close(keep=done and not last)
+        report, workers, policy = run_on_workers(step, inputs, state["locations"], client, sid, pack, out_dir=step_out,
+                                                 progress=prog, record=rec, echo=step_echo, shuffle=shuffle,
+                                                 step=index[id(step)], input_dirs=state["dirs"], keep=not last)
         if not last:
-            assert isinstance(policy, KeptPolicy)
             kept[sid] = (policy.kept, dict(workers.dirs), workers)
         return JobResult(report)
 
@@ -134,13 +90,11 @@ def run_dask_steps(job: Any, resolved: list[Any], locations: dict[str, tuple[str
 
     try:
         return run_steps(job, resolved, run_step, out=out_dir, job_id=job_id, progress=progress, record=record,
-                         echo=echo if echo is not None else _to_stderr, next_inputs=next_inputs,
-                         intermediate_out=lambda i: None, remove=remove, steps=steps)
+                         echo=echo, next_inputs=next_inputs, intermediate_out=lambda i: None, remove=remove,
+                         steps=steps)
     finally:
-        for _, _, workers in kept.values():   # a step that failed before run_steps saw its result
+        for _, _, workers in kept.values():   # steps run_steps did not see end (it raised first)
             workers.forget()
-        if ours:
-            client.close()
 
 
-__all__ = ["KeptPolicy", "run_dask_steps", "step_disks"]
+__all__ = ["run_dask_steps", "step_disks"]
