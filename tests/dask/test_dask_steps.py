@@ -18,7 +18,9 @@ TOPWORDS = REPO / "examples" / "topwords" / "topwords.py"
 
 def _left_on_workers(cluster, job_id: str) -> list[str]:
     """The job's directories (every step's: JOB, JOB-s1, ...) still on the workers' disks."""
-    return sorted(str(p) for p in cluster.root.glob("worker */geryon/jobs/*")
+    homes = list(cluster.root.glob("worker */dask-scratch-space/worker-*/geryon/jobs"))
+    assert homes     # where the attempts ran (Worker.local_directory): a left-over would be seen
+    return sorted(str(p) for home in homes for p in home.iterdir()
                   if p.name == job_id or p.name.startswith(f"{job_id}-s"))
 
 
