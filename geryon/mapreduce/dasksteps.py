@@ -85,13 +85,15 @@ def run_dask_steps(job: Any, resolved: list[Any], locations: dict[str, tuple[str
         state["dirs"] = dirs
         return disks
 
-    def remove(sid: str, result: JobResult) -> None:
-        kept.pop(sid)[2].forget()
+    def remove(entry: dict[str, Any]) -> None:
+        made = kept.pop(str(entry.get("id")), None)
+        if made is not None:     # (a step that failed forgot its own directories as it closed)
+            made[2].forget()
 
     try:
         return run_steps(job, resolved, run_step, out=out_dir, job_id=job_id, progress=progress, record=record,
-                         echo=echo, next_inputs=next_inputs, intermediate_out=lambda i: None, remove=remove,
-                         steps=steps)
+                         echo=echo, next_inputs=next_inputs, remove=remove, steps=steps,
+                         intermediate_out=lambda i, sid: (None, {"dask": client.scheduler.address}))
     finally:
         for _, _, workers in kept.values():   # steps run_steps did not see end (it raised first)
             workers.forget()
