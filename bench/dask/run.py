@@ -127,7 +127,7 @@ def main() -> int:
         print(f"| {labels[name]} | {med:.1f} ({', '.join(f'{w:.1f}' for w in walls)}) | "
               f"{statistics.median(c for _, c, _ in results[name]):.1f} | {med / local:.2f} | "
               f"{'same words and counts' if same else 'DIFFERENT'} |")
-    if "dask" in results and len(results["dask"]) == len(results["local"]):
+    if "dask" in results and "local" in results and len(results["dask"]) == len(results["local"]):
         pairs = [d[0] / l[0] for d, l in zip(results["dask"], results["local"])]
         print(f"\nGeryon on Dask / local, each round: {', '.join(f'{p:.2f}' for p in pairs)}")
     if "dask" in results and "bag" in results and len(results["dask"]) == len(results["bag"]):
