@@ -2,7 +2,7 @@
 """Two checkouts, the same word counts, interleaved: is one driver as fast as two were?
 
     git worktree add --detach ../geryon-before 775fd81     # (and a .venv there: pip install -e .)
-    python bench/driver_ab.py --before ../geryon-before --corpus /tmp/corpus/docs --rounds 5
+    python bench/driver_ab.py --before ../geryon-before --corpus $CORPUS/docs --rounds 5
 
 Each round runs, for each checkout in turn (the order alternating every round, so neither
 always runs on a warmer cache or a quieter minute), (1) local mode, `geryon mapreduce -q
@@ -87,7 +87,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--before", type=Path, required=True, help="the other checkout (with its .venv)")
     ap.add_argument("--after", type=Path, default=HERE, help="default: this checkout")
-    ap.add_argument("--corpus", type=Path, default=Path("/tmp/corpus/docs"))
+    ap.add_argument("--corpus", type=Path, default=Path(os.environ.get("CORPUS", "corpus")) / "docs",
+                    help="the corpus (default: $CORPUS/docs)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--no-cluster", action="store_true", help="local mode only")
     a = ap.parse_args()

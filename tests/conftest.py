@@ -23,7 +23,7 @@ UNIT_FILES = frozenset("""
     engine/test_engine_units.py
     ndb/test_ndb_cli.py ndb/test_ndb_database.py ndb/test_ndb_format.py ndb/test_ndb_limits.py
     ndb/test_ndb_parse.py ndb/test_ndb_search.py
-    node/test_node_packcache.py node/test_node_pick.py
+    node/test_node_packcache.py node/test_node_pick.py node/test_node_trash.py
     registry/test_registry_index.py registry/test_registry_loopthread.py registry/test_registry_state.py registry/test_registry_store.py
     registry/test_registry_text.py
     security/test_security_leftovers.py

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Cluster mode against local mode: the same word count, the same files, one machine, one run.
 
-    python bench/cluster/run.py                          # /tmp/corpus/docs, 3 runs each, R=6
-    python bench/cluster/run.py --corpus /tmp/corpus/docs100 --runs 5 --cpus 2
+    python bench/cluster/run.py                          # $CORPUS/docs, 3 runs each, R=6
+    python bench/cluster/run.py --corpus $CORPUS/docs100 --runs 5 --cpus 2
 
 Splits the corpus's top-level entries into 3 disks (hard links, balanced by size), starts
 a real registry and 3 node daemons on loopback (each serving one input disk and one output
@@ -112,7 +112,8 @@ def shuffled(stderr: str) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--corpus", type=Path, default=Path("/tmp/corpus/docs"))
+    ap.add_argument("--corpus", type=Path, default=Path(os.environ.get("CORPUS", "corpus")) / "docs",
+                    help="the corpus (default: $CORPUS/docs)")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--cpus", type=int, default=1, help="cores each node offers")
     ap.add_argument("-R", type=int, default=6)

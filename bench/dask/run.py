@@ -3,8 +3,8 @@
 (`geryon mapreduce --dask`) against Geryon local mode (`--local -j 2`) and against a Dask bag
 on the same cluster (bench/peers/wc_dask.py's bag: read_text, str.split, frequencies).
 
-    PATH=.venv/bin:$PATH python bench/dask/run.py                         # /tmp/corpus/docs, 1 round
-    PATH=.venv/bin:$PATH python bench/dask/run.py --corpus /tmp/corpus/docs100 --rounds 3
+    PATH=.venv/bin:$PATH python bench/dask/run.py                         # $CORPUS/docs, 1 round
+    PATH=.venv/bin:$PATH python bench/dask/run.py --corpus $CORPUS/docs100 --rounds 3
     PATH=.venv/bin:$PATH python bench/dask/run.py --systems dask,bag --rounds 4    # paired, order alternating
 
 Each round runs the three in turn (the order rotates between rounds). Prints a markdown table:
@@ -59,7 +59,8 @@ def digest(out: Path) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--corpus", default="/tmp/corpus/docs")
+    ap.add_argument("--corpus", default=os.path.join(os.environ.get("CORPUS", "corpus"), "docs"),
+                    help="the corpus (default: $CORPUS/docs)")
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("-R", type=int, default=5)
     ap.add_argument("--systems", default="local,dask,bag", help="which to run, in this order (rotated per round)")

@@ -31,7 +31,7 @@ from geryon.disks.chunk import CLAIM_NAME, META_NAME, TRASH_NAME
 if TYPE_CHECKING:
     from geryon.node.chunkops import ServedChunk
 
-log = logging.getLogger("geryon.node.chunkservice")
+log = logging.getLogger(__name__)
 
 KEPT = frozenset({META_NAME, CLAIM_NAME, TRASH_NAME})
 """Entries of a chunk's root that emptying leaves in place (a claim outlives emptying)."""
@@ -157,6 +157,7 @@ class Trash:
                 if not self._pending:
                     break
                 root, name = next(iter(self._pending.items()))
+                tried = set(self._batches(root) or ())
             try:
                 done = self._delete(root)
             except OSError as exc:
@@ -166,7 +167,12 @@ class Trash:
                 failed = False
             if done:
                 with self._lock:                   # a batch that came meanwhile keeps it pending
-                    if failed or not self._batches(root):
+                    left = set(self._batches(root) or ())
+                    if failed or not left:
+                        self._pending.pop(root, None)
+                    elif left & tried:             # it survived its deletion: no second round now
+                        log.warning("chunk %s: its trash still holds %s after deleting it (swept when the"
+                                    " node starts)", name, ", ".join(sorted(left & tried)))
                         self._pending.pop(root, None)
         with self._lock:
             self._thread = None
